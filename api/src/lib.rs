@@ -1,0 +1,1 @@
+//! iotrelay-api (work in progress).

@@ -1,0 +1,405 @@
+//! iotrelay-crypto: the IKEv2/ESP cryptographic suites iotrelay supports, behind one small API.
+//!
+//! Sans-IO: randomness comes in through [`RandomSource`]; nothing here reads a clock or the OS RNG.
+//! Key material is held in [`zeroize::Zeroizing`] buffers or types that zeroize on drop, and no `Debug` or
+//! `Display` impl prints it.
+//!
+//! Transform IDs and names: RFC 7296 §3.3.2, IANA "IKEv2 Transform Type N Transform IDs"; names in the
+//! `strongswan_name()` methods are the ones `swanctl --list-sas` prints, so status can be compared with the peer.
+
+use zeroize::Zeroizing;
+
+pub mod kdf;
+pub mod proposal;
+
+/// Source of randomness, injected by the caller (the sidecar passes the OS RNG, tests a seeded generator).
+pub trait RandomSource {
+    fn fill_bytes(&mut self, dest: &mut [u8]);
+}
+
+/// Deterministic generator for tests and simulations (ChaCha20 keyed by a 64-bit seed). Not for production keys.
+pub struct SeededRandom {
+    inner: rand_chacha::ChaCha20Rng,
+}
+
+impl SeededRandom {
+    pub fn new(seed: u64) -> Self {
+        use rand_chacha::rand_core::SeedableRng;
+        Self { inner: rand_chacha::ChaCha20Rng::seed_from_u64(seed) }
+    }
+}
+
+impl RandomSource for SeededRandom {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        use rand_chacha::rand_core::RngCore;
+        self.inner.fill_bytes(dest)
+    }
+}
+
+/// Errors never carry key material or secrets.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("integrity check failed")]
+    IntegrityCheckFailed,
+    #[error("invalid length: {0}")]
+    InvalidLength(&'static str),
+    #[error("invalid Diffie-Hellman public value: {0}")]
+    InvalidPublicValue(&'static str),
+    #[error("invalid key length for {0}")]
+    InvalidKeyLength(&'static str),
+}
+
+/// Encryption transforms (IKE and ESP). RFC 7296 §3.3.2 transform type 1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encr {
+    /// ENCR_AES_CBC (12), key length 128 (RFC 3602).
+    AesCbc128,
+    /// ENCR_AES_CBC (12), key length 256.
+    AesCbc256,
+    /// ENCR_AES_GCM_16 (20), 128-bit key, 16-octet ICV (RFC 4106, RFC 5282).
+    AesGcm16_128,
+    /// ENCR_AES_GCM_16 (20), 256-bit key.
+    AesGcm16_256,
+}
+
+impl Encr {
+    pub const ALL: [Encr; 4] = [Encr::AesCbc128, Encr::AesCbc256, Encr::AesGcm16_128, Encr::AesGcm16_256];
+    /// IANA transform ID.
+    pub fn transform_id(self) -> u16 {
+        match self {
+            Encr::AesCbc128 | Encr::AesCbc256 => 12,
+            Encr::AesGcm16_128 | Encr::AesGcm16_256 => 20,
+        }
+    }
+    /// Value of the Key Length attribute (14), in bits.
+    pub fn key_bits(self) -> u16 {
+        match self {
+            Encr::AesCbc128 | Encr::AesGcm16_128 => 128,
+            Encr::AesCbc256 | Encr::AesGcm16_256 => 256,
+        }
+    }
+    /// The transform for an ID and Key Length attribute; `None` if unsupported (or the attribute is missing).
+    pub fn from_transform(id: u16, key_bits: Option<u16>) -> Option<Encr> {
+        Encr::ALL.into_iter().find(|e| e.transform_id() == id && Some(e.key_bits()) == key_bits)
+    }
+    pub fn is_aead(self) -> bool {
+        matches!(self, Encr::AesGcm16_128 | Encr::AesGcm16_256)
+    }
+    /// Octets of keying material taken from KEYMAT / prf+: the AES key, plus the 4-octet salt for GCM.
+    pub fn key_material_len(self) -> usize {
+        self.key_bits() as usize / 8 + if self.is_aead() { 4 } else { 0 }
+    }
+    /// Explicit IV octets carried in each packet: 16 for CBC, 8 for GCM.
+    pub fn iv_len(self) -> usize {
+        if self.is_aead() { 8 } else { 16 }
+    }
+    /// ICV octets produced by the cipher itself (AEAD only; CBC uses an [`Integ`] transform).
+    pub fn icv_len(self) -> usize {
+        if self.is_aead() { 16 } else { 0 }
+    }
+    /// Cipher block size: plaintext plus padding must be a multiple of it (CBC 16; GCM is a stream: 1).
+    pub fn block_size(self) -> usize {
+        if self.is_aead() { 1 } else { 16 }
+    }
+    /// strongSwan's name, e.g. `AES_CBC-128`, `AES_GCM_16-256`.
+    pub fn strongswan_name(self) -> &'static str {
+        match self {
+            Encr::AesCbc128 => "AES_CBC-128",
+            Encr::AesCbc256 => "AES_CBC-256",
+            Encr::AesGcm16_128 => "AES_GCM_16-128",
+            Encr::AesGcm16_256 => "AES_GCM_16-256",
+        }
+    }
+}
+
+/// Integrity transforms. RFC 7296 §3.3.2 transform type 3; RFC 4868 for SHA-2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Integ {
+    HmacSha1_96,
+    HmacSha256_128,
+    HmacSha384_192,
+    HmacSha512_256,
+}
+
+impl Integ {
+    pub const ALL: [Integ; 4] = [Integ::HmacSha1_96, Integ::HmacSha256_128, Integ::HmacSha384_192, Integ::HmacSha512_256];
+    pub fn transform_id(self) -> u16 {
+        match self {
+            Integ::HmacSha1_96 => 2,
+            Integ::HmacSha256_128 => 12,
+            Integ::HmacSha384_192 => 13,
+            Integ::HmacSha512_256 => 14,
+        }
+    }
+    pub fn from_transform(id: u16) -> Option<Integ> {
+        Integ::ALL.into_iter().find(|i| i.transform_id() == id)
+    }
+    /// Key length in octets (the hash output length).
+    pub fn key_len(self) -> usize {
+        match self {
+            Integ::HmacSha1_96 => 20,
+            Integ::HmacSha256_128 => 32,
+            Integ::HmacSha384_192 => 48,
+            Integ::HmacSha512_256 => 64,
+        }
+    }
+    /// Truncated ICV length in octets.
+    pub fn icv_len(self) -> usize {
+        match self {
+            Integ::HmacSha1_96 => 12,
+            Integ::HmacSha256_128 => 16,
+            Integ::HmacSha384_192 => 24,
+            Integ::HmacSha512_256 => 32,
+        }
+    }
+    pub fn strongswan_name(self) -> &'static str {
+        match self {
+            Integ::HmacSha1_96 => "HMAC_SHA1_96",
+            Integ::HmacSha256_128 => "HMAC_SHA2_256_128",
+            Integ::HmacSha384_192 => "HMAC_SHA2_384_192",
+            Integ::HmacSha512_256 => "HMAC_SHA2_512_256",
+        }
+    }
+}
+
+/// Pseudorandom functions. RFC 7296 §3.3.2 transform type 2; RFC 4868.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Prf {
+    HmacSha1,
+    HmacSha256,
+    HmacSha384,
+    HmacSha512,
+}
+
+impl Prf {
+    pub const ALL: [Prf; 4] = [Prf::HmacSha1, Prf::HmacSha256, Prf::HmacSha384, Prf::HmacSha512];
+    pub fn transform_id(self) -> u16 {
+        match self {
+            Prf::HmacSha1 => 2,
+            Prf::HmacSha256 => 5,
+            Prf::HmacSha384 => 6,
+            Prf::HmacSha512 => 7,
+        }
+    }
+    pub fn from_transform(id: u16) -> Option<Prf> {
+        Prf::ALL.into_iter().find(|p| p.transform_id() == id)
+    }
+    /// Output length (and preferred key length) in octets.
+    pub fn output_len(self) -> usize {
+        match self {
+            Prf::HmacSha1 => 20,
+            Prf::HmacSha256 => 32,
+            Prf::HmacSha384 => 48,
+            Prf::HmacSha512 => 64,
+        }
+    }
+    pub fn strongswan_name(self) -> &'static str {
+        match self {
+            Prf::HmacSha1 => "PRF_HMAC_SHA1",
+            Prf::HmacSha256 => "PRF_HMAC_SHA2_256",
+            Prf::HmacSha384 => "PRF_HMAC_SHA2_384",
+            Prf::HmacSha512 => "PRF_HMAC_SHA2_512",
+        }
+    }
+    /// prf(key, data[0] | data[1] | ...).
+    pub fn compute(self, key: &[u8], data: &[&[u8]]) -> Zeroizing<Vec<u8>> {
+        let _ = (key, data);
+        todo!("crypto: HMAC")
+    }
+    /// prf+ (RFC 7296 §2.13): `len` octets of T1 | T2 | ...
+    pub fn prf_plus(self, key: &[u8], seed: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
+        let _ = (key, seed, len);
+        todo!("crypto: prf+")
+    }
+}
+
+/// Diffie-Hellman groups (transform type 4): every group AWS accepts, plus Curve25519.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DhGroup {
+    Modp1024,
+    Modp1536,
+    Modp2048,
+    Modp3072,
+    Modp4096,
+    Modp6144,
+    Modp8192,
+    Ecp256,
+    Ecp384,
+    Ecp521,
+    Modp1024s160,
+    Modp2048s224,
+    Modp2048s256,
+    Curve25519,
+}
+
+impl DhGroup {
+    pub const ALL: [DhGroup; 14] = [
+        DhGroup::Modp1024,
+        DhGroup::Modp1536,
+        DhGroup::Modp2048,
+        DhGroup::Modp3072,
+        DhGroup::Modp4096,
+        DhGroup::Modp6144,
+        DhGroup::Modp8192,
+        DhGroup::Ecp256,
+        DhGroup::Ecp384,
+        DhGroup::Ecp521,
+        DhGroup::Modp1024s160,
+        DhGroup::Modp2048s224,
+        DhGroup::Modp2048s256,
+        DhGroup::Curve25519,
+    ];
+    /// IANA group number.
+    pub fn id(self) -> u16 {
+        match self {
+            DhGroup::Modp1024 => 2,
+            DhGroup::Modp1536 => 5,
+            DhGroup::Modp2048 => 14,
+            DhGroup::Modp3072 => 15,
+            DhGroup::Modp4096 => 16,
+            DhGroup::Modp6144 => 17,
+            DhGroup::Modp8192 => 18,
+            DhGroup::Ecp256 => 19,
+            DhGroup::Ecp384 => 20,
+            DhGroup::Ecp521 => 21,
+            DhGroup::Modp1024s160 => 22,
+            DhGroup::Modp2048s224 => 23,
+            DhGroup::Modp2048s256 => 24,
+            DhGroup::Curve25519 => 31,
+        }
+    }
+    pub fn from_id(id: u16) -> Option<DhGroup> {
+        DhGroup::ALL.into_iter().find(|g| g.id() == id)
+    }
+    /// Length of the KE payload's key exchange data (RFC 7296 §3.4, RFC 5903 §7, RFC 8031).
+    pub fn public_len(self) -> usize {
+        match self {
+            DhGroup::Modp1024 | DhGroup::Modp1024s160 => 128,
+            DhGroup::Modp1536 => 192,
+            DhGroup::Modp2048 | DhGroup::Modp2048s224 | DhGroup::Modp2048s256 => 256,
+            DhGroup::Modp3072 => 384,
+            DhGroup::Modp4096 => 512,
+            DhGroup::Modp6144 => 768,
+            DhGroup::Modp8192 => 1024,
+            DhGroup::Ecp256 => 64,
+            DhGroup::Ecp384 => 96,
+            DhGroup::Ecp521 => 132,
+            DhGroup::Curve25519 => 32,
+        }
+    }
+    /// strongSwan's name: `MODP_1024`, `ECP_256`, `CURVE_25519`, `MODP_2048_256` ...
+    pub fn strongswan_name(self) -> &'static str {
+        match self {
+            DhGroup::Modp1024 => "MODP_1024",
+            DhGroup::Modp1536 => "MODP_1536",
+            DhGroup::Modp2048 => "MODP_2048",
+            DhGroup::Modp3072 => "MODP_3072",
+            DhGroup::Modp4096 => "MODP_4096",
+            DhGroup::Modp6144 => "MODP_6144",
+            DhGroup::Modp8192 => "MODP_8192",
+            DhGroup::Ecp256 => "ECP_256",
+            DhGroup::Ecp384 => "ECP_384",
+            DhGroup::Ecp521 => "ECP_521",
+            DhGroup::Modp1024s160 => "MODP_1024_160",
+            DhGroup::Modp2048s224 => "MODP_2048_224",
+            DhGroup::Modp2048s256 => "MODP_2048_256",
+            DhGroup::Curve25519 => "CURVE_25519",
+        }
+    }
+    /// A fresh ephemeral key pair, from the injected randomness.
+    pub fn generate(self, rng: &mut dyn RandomSource) -> DhSecret {
+        let _ = rng;
+        todo!("crypto: DH keygen")
+    }
+}
+
+/// An ephemeral Diffie-Hellman private key with its public value. Zeroized on drop; `Debug` hides the secret.
+pub struct DhSecret {
+    group: DhGroup,
+    public: Vec<u8>,
+    // private state: filled in by the implementation
+}
+
+impl std::fmt::Debug for DhSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhSecret").field("group", &self.group).finish_non_exhaustive()
+    }
+}
+
+impl DhSecret {
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+    /// The KE payload's key exchange data, exactly `group().public_len()` octets.
+    pub fn public_value(&self) -> &[u8] {
+        &self.public
+    }
+    /// g^ir. Validates the peer's value first (length; MODP: 1 < y < p-1 and, for groups 22-24, y^q = 1;
+    /// ECP: a point on the curve, not the identity; Curve25519: a non-zero shared secret).
+    /// ECP groups return the x coordinate (RFC 5903 §7); MODP groups the value padded to the prime's length.
+    pub fn shared_secret(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        let _ = peer_public;
+        todo!("crypto: DH agreement")
+    }
+}
+
+/// An SA's cipher state (IKE SK payload or ESP), keys expanded once. AEAD (GCM) or CBC + HMAC.
+///
+/// The callers do their own padding (IKE and ESP pad differently); this only encrypts and authenticates:
+/// - CBC: `data` (a multiple of 16 octets) is encrypted in place with `iv` (16 octets);
+///   ICV = truncated HMAC(integ_key, aad | iv | ciphertext).
+/// - GCM: nonce = salt (last 4 octets of the key material) | `iv` (8 octets); additional data = `aad`;
+///   ICV = the 16-octet tag.
+///
+/// ESP: aad = SPI | sequence number (RFC 4303 §2, RFC 4106 §5). IKE: aad = the message from the IKE header up to
+/// and including the SK payload's generic header (RFC 5282 §5, RFC 7296 §3.14).
+pub struct SaCipher {
+    encr: Encr,
+    integ: Option<Integ>,
+    // expanded keys: filled in by the implementation
+}
+
+impl std::fmt::Debug for SaCipher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaCipher").field("encr", &self.encr).field("integ", &self.integ).finish_non_exhaustive()
+    }
+}
+
+impl SaCipher {
+    /// `encr_key` is `encr.key_material_len()` octets (GCM: key then 4-octet salt); `integ` must be `None` for
+    /// GCM and `Some` for CBC, with `integ_key` of `integ.key_len()` octets (empty for GCM).
+    pub fn new(encr: Encr, integ: Option<Integ>, encr_key: &[u8], integ_key: &[u8]) -> Result<Self, CryptoError> {
+        let _ = (encr_key, integ_key);
+        Ok(SaCipher { encr, integ })
+    }
+    pub fn encr(&self) -> Encr {
+        self.encr
+    }
+    pub fn integ(&self) -> Option<Integ> {
+        self.integ
+    }
+    pub fn iv_len(&self) -> usize {
+        self.encr.iv_len()
+    }
+    /// ICV octets appended to each packet/message.
+    pub fn icv_len(&self) -> usize {
+        match self.integ {
+            Some(i) => i.icv_len(),
+            None => self.encr.icv_len(),
+        }
+    }
+    pub fn block_size(&self) -> usize {
+        self.encr.block_size()
+    }
+    /// Encrypts `data` in place and writes the ICV (`icv.len() == self.icv_len()`).
+    pub fn seal_in_place(&self, aad: &[u8], iv: &[u8], data: &mut [u8], icv: &mut [u8]) -> Result<(), CryptoError> {
+        let _ = (aad, iv, data, icv);
+        todo!("crypto: seal")
+    }
+    /// Checks the ICV (constant time; for CBC before decrypting) and decrypts `data` in place.
+    /// On failure `data` is left unspecified and `CryptoError::IntegrityCheckFailed` is returned.
+    pub fn open_in_place(&self, aad: &[u8], iv: &[u8], data: &mut [u8], icv: &[u8]) -> Result<(), CryptoError> {
+        let _ = (aad, iv, data, icv);
+        todo!("crypto: open")
+    }
+}

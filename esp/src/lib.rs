@@ -1,0 +1,1 @@
+//! iotrelay-esp (work in progress).

@@ -1,0 +1,298 @@
+//! The engine's public contract, used by the sidecar (which owns sockets, the clock and the OS RNG).
+//!
+//! One [`Tunnel`] per configured AWS tunnel (peer address). It owns at most one IKE SA and exactly one
+//! CHILD_SA at a time (plus, briefly after a rekey, the previous inbound SA), and speaks quinn-proto style:
+//! input through `handle_*`, output through `poll_*`, commands as plain methods. Time is a [`Duration`] since an
+//! arbitrary origin chosen by the caller; randomness comes through [`RandomSource`].
+
+use iotrelay_crypto::kdf::KeyMaterial;
+use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+use iotrelay_crypto::{Encr, Integ, RandomSource};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// An IPv4 prefix used for traffic selectors (`0.0.0.0/0` by default on both sides).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv4Prefix {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+/// The IKE identity (RFC 7296 §3.5). AWS expects ID_IPV4_ADDR of the customer gateway's public address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    Ipv4(Ipv4Addr),
+    Fqdn(String),
+    KeyId(Vec<u8>),
+}
+
+/// Who starts the IKE SA. `Start`: we initiate (and re-initiate after a failure); `Add`: we wait for the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartupAction {
+    Start,
+    Add,
+}
+
+/// Retransmission of requests: timeout `initial * multiplier^n`, capped at `max_timeout`, at most `max_tries`
+/// sends in all; then the exchange (and the IKE SA) is given up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetransmitConfig {
+    pub initial: Duration,
+    pub multiplier: f64,
+    pub max_timeout: Duration,
+    pub max_tries: u32,
+}
+
+/// Everything one tunnel needs. The PSK is zeroized on drop and never printed.
+#[derive(Clone)]
+pub struct Config {
+    pub local_id: Identity,
+    /// If set, the peer's IDi/IDr must match it.
+    pub remote_id: Option<Identity>,
+    pub psk: Zeroizing<Vec<u8>>,
+    pub ike_proposals: Vec<IkeProposal>,
+    pub esp_proposals: Vec<EspProposal>,
+    pub ike_lifetime: Duration,
+    pub child_lifetime: Duration,
+    /// Rekey this long before the lifetime ends (minus up to `rekey_fuzz` more, drawn from the RNG).
+    pub ike_rekey_margin: Duration,
+    pub child_rekey_margin: Duration,
+    pub rekey_fuzz: Duration,
+    /// Send an empty INFORMATIONAL if nothing was received from the peer for this long.
+    pub dpd_interval: Duration,
+    /// Declare the peer dead when a DPD (or any request) stays unanswered this long.
+    pub dpd_timeout: Duration,
+    pub retransmit: RetransmitConfig,
+    pub local_ts: Vec<Ipv4Prefix>,
+    pub remote_ts: Vec<Ipv4Prefix>,
+    pub startup: StartupAction,
+    /// Fake NAT detection so both sides move to UDP 4500 and ESP is always UDP-encapsulated (RFC 7296 §2.23).
+    pub force_encap: bool,
+    /// Responder: above this many half-open IKE SAs, demand a COOKIE (RFC 7296 §2.6).
+    pub cookie_threshold: usize,
+    /// Send INITIAL_CONTACT in the first IKE_AUTH (the relay started fresh).
+    pub initial_contact: bool,
+    /// How long the previous inbound CHILD_SA keeps accepting after a rekey.
+    pub old_inbound_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("local_id", &self.local_id)
+            .field("remote_id", &self.remote_id)
+            .field("psk", &"<redacted>")
+            .field("ike_proposals", &self.ike_proposals)
+            .field("esp_proposals", &self.esp_proposals)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A datagram to send. The sidecar prepends the 4-octet non-ESP marker when `local_port` is 4500.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// 500 or 4500.
+    pub local_port: u16,
+    pub remote: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// An installed CHILD_SA's parameters and keys, for the ESP datapath.
+pub struct ChildSa {
+    /// SPI the peer puts on packets it sends us (lowercase hex in status, as strongSwan prints).
+    pub inbound_spi: u32,
+    /// SPI we put on packets we send.
+    pub outbound_spi: u32,
+    pub encr: Encr,
+    pub integ: Option<Integ>,
+    pub inbound_keys: KeyMaterial,
+    pub outbound_keys: KeyMaterial,
+    /// e.g. `AES_CBC-128/HMAC_SHA1_96` (plus `/MODP_1024` when PFS was used), as strongSwan prints it.
+    pub proposal: String,
+    pub local_ts: Vec<Ipv4Prefix>,
+    pub remote_ts: Vec<Ipv4Prefix>,
+    pub established_at: Duration,
+    pub rekey_at: Duration,
+}
+
+impl std::fmt::Debug for ChildSa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChildSa")
+            .field("inbound_spi", &format_args!("{:08x}", self.inbound_spi))
+            .field("outbound_spi", &format_args!("{:08x}", self.outbound_spi))
+            .field("proposal", &self.proposal)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an IKE SA went down or could not be established. `reason()` gives the status condition reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownReason {
+    /// The peer rejected our AUTH, or we rejected the peer's.
+    AuthenticationFailed { by_peer: bool },
+    NoProposalChosen { by_peer: bool },
+    TsUnacceptable { by_peer: bool },
+    /// The peer sent an error notify we do not handle specially.
+    PeerError { notify: u16 },
+    /// A malformed message from the peer ended the exchange.
+    InvalidSyntax,
+    /// DPD or another request went unanswered for `dpd_timeout` / the retransmit bound.
+    DeadPeer,
+    /// The peer deleted the IKE SA.
+    DeletedByPeer,
+    /// The peer sent INITIAL_CONTACT on a new IKE SA: the old one is gone.
+    ReplacedByPeer,
+    /// We closed it (shutdown or reconfiguration).
+    Closed,
+}
+
+impl DownReason {
+    /// CamelCase reason for status conditions and events, e.g. `AuthenticationFailed`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DownReason::AuthenticationFailed { .. } => "AuthenticationFailed",
+            DownReason::NoProposalChosen { .. } => "NoProposalChosen",
+            DownReason::TsUnacceptable { .. } => "TsUnacceptable",
+            DownReason::PeerError { .. } => "PeerError",
+            DownReason::InvalidSyntax => "InvalidSyntax",
+            DownReason::DeadPeer => "DeadPeer",
+            DownReason::DeletedByPeer => "DeletedByPeer",
+            DownReason::ReplacedByPeer => "ReplacedByPeer",
+            DownReason::Closed => "Closed",
+        }
+    }
+    /// True when retrying cannot help without a configuration change (kstatus `Stalled`).
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            DownReason::AuthenticationFailed { .. } | DownReason::NoProposalChosen { .. } | DownReason::TsUnacceptable { .. }
+        )
+    }
+}
+
+/// What happened, for the datapath and status. Drained with [`Tunnel::poll_event`].
+#[derive(Debug)]
+pub enum Event {
+    IkeSaEstablished { local_spi: u64, remote_spi: u64, proposal: String },
+    /// The IKE SA was rekeyed (CREATE_CHILD_SA); the CHILD_SA is unaffected.
+    IkeSaRekeyed { local_spi: u64, remote_spi: u64, proposal: String },
+    IkeSaDown { reason: DownReason },
+    /// The first CHILD_SA of an IKE SA: install inbound and outbound.
+    ChildSaInstalled(ChildSa),
+    /// A rekey completed: install the new inbound SA and switch outbound to `new` atomically; keep the old inbound
+    /// SA (`old_inbound_spi`) until [`Event::ChildSaDeleted`] names it.
+    ChildSaRekeyed { old_inbound_spi: u32, old_outbound_spi: u32, new: ChildSa },
+    /// Remove this inbound SA (and its outbound partner, if still installed).
+    ChildSaDeleted { inbound_spi: u32, outbound_spi: u32 },
+}
+
+/// Tunnel state for status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TunnelState {
+    Connecting,
+    Established,
+    Down,
+}
+
+/// Counters, monotonic over the tunnel's life.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub retransmits: u64,
+    pub ike_rekeys: u64,
+    pub child_rekeys: u64,
+    pub dpd_misses: u64,
+    pub invalid_messages: u64,
+}
+
+/// A snapshot for `/status`.
+#[derive(Debug, Clone)]
+pub struct TunnelStatus {
+    pub state: TunnelState,
+    pub ike_local_spi: Option<u64>,
+    pub ike_remote_spi: Option<u64>,
+    pub ike_proposal: Option<String>,
+    pub ike_established_at: Option<Duration>,
+    pub ike_rekey_at: Option<Duration>,
+    pub child_inbound_spi: Option<u32>,
+    pub child_outbound_spi: Option<u32>,
+    pub child_proposal: Option<String>,
+    pub child_established_at: Option<Duration>,
+    pub child_rekey_at: Option<Duration>,
+    /// The last failure, e.g. `peer sent AUTHENTICATION_FAILED`; never contains secrets.
+    pub last_error: Option<String>,
+    pub last_down_reason: Option<DownReason>,
+    pub counters: Counters,
+}
+
+/// One AWS tunnel: the IKE SA (initiator or responder) and its CHILD_SA.
+pub struct Tunnel {
+    _private: (),
+}
+
+impl Tunnel {
+    /// `local`/`remote`: the outside addresses (IKE starts on port 500 and moves to 4500).
+    pub fn new(config: Config, local: SocketAddr, remote: SocketAddr, now: Duration) -> Tunnel {
+        let _ = (config, local, remote, now);
+        todo!("engine")
+    }
+    /// Starts (or restarts) the IKE SA as initiator. Called by the sidecar at startup when `startup == Start`.
+    pub fn connect(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let _ = (now, rng);
+        todo!("engine")
+    }
+    /// An IKE datagram from the peer (on port 4500 without the non-ESP marker). `local_port` is 500 or 4500.
+    pub fn handle_datagram(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        local_port: u16,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        let _ = (now, rng, local_port, remote, data);
+        todo!("engine")
+    }
+    /// Call when `now >= poll_timeout()`.
+    pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let _ = (now, rng);
+        todo!("engine")
+    }
+    /// The sidecar saw a valid ESP packet on this tunnel's CHILD_SA: the peer is alive (saves a DPD).
+    pub fn note_inbound_traffic(&mut self, now: Duration) {
+        let _ = now;
+        todo!("engine")
+    }
+    /// The earliest time `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        todo!("engine")
+    }
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        todo!("engine")
+    }
+    pub fn poll_event(&mut self) -> Option<Event> {
+        todo!("engine")
+    }
+    /// Rekey now (operator command, and tests): the CHILD_SA, or the IKE SA.
+    pub fn rekey_child(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let _ = (now, rng);
+        todo!("engine")
+    }
+    pub fn rekey_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let _ = (now, rng);
+        todo!("engine")
+    }
+    /// Sends DELETE for the IKE SA (which takes the CHILD_SA with it) and stops. Poll transmits after calling.
+    pub fn close(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let _ = (now, rng);
+        todo!("engine")
+    }
+    /// A new PSK (Secret changed): used from the next IKE SA on.
+    pub fn set_psk(&mut self, psk: Zeroizing<Vec<u8>>) {
+        let _ = psk;
+        todo!("engine")
+    }
+    pub fn status(&self) -> TunnelStatus {
+        todo!("engine")
+    }
+}

@@ -1,0 +1,1 @@
+//! iotrelay-operator (work in progress).

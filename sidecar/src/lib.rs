@@ -1,0 +1,1 @@
+//! iotrelay-sidecar (work in progress).
