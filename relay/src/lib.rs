@@ -1,0 +1,1 @@
+//! iotrelay-relay: the sans-IO UDP NAT relay (sessions, allow-lists, drop accounting).
