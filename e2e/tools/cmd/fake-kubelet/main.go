@@ -593,6 +593,18 @@ func (k *kubelet) containerEnv(ctx context.Context, pod *corev1.Pod, c corev1.Co
 	return out, nil
 }
 
+// imageEntrypoint: the last path element of an image reference, without tag or digest.
+func imageEntrypoint(image string) string {
+	if i := strings.IndexByte(image, '@'); i >= 0 {
+		image = image[:i]
+	}
+	name := image[strings.LastIndexByte(image, '/')+1:]
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		name = name[:i]
+	}
+	return name
+}
+
 // lookPath resolves a command like the container runtime would, with the container's PATH.
 func lookPath(name string, env []string) (string, error) {
 	if strings.Contains(name, "/") {
@@ -621,12 +633,17 @@ func (k *kubelet) superviseContainer(ctx context.Context, r *podRun, c *ctrRun, 
 			}
 		}
 		argv := append([]string{}, c.spec.Command...)
+		if len(argv) == 0 {
+			// No runtime, so no image entrypoint: by convention the entrypoint is the binary named like the
+			// image (ghcr.io/x/iotrelay-operator:0.1 -> iotrelay-operator), found on the container PATH.
+			argv = []string{imageEntrypoint(c.spec.Image)}
+		}
 		argv = append(argv, c.spec.Args...)
 		for i := range argv {
 			argv[i] = expand(argv[i], envMap)
 		}
-		if len(argv) == 0 {
-			r.setFailed("NoCommand: container " + c.spec.Name + " has no command (images cannot run here)")
+		if argv[0] == "" {
+			r.setFailed("NoCommand: container " + c.spec.Name + " has neither command nor image")
 			return
 		}
 		bin, err := lookPath(argv[0], env)

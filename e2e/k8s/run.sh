@@ -1,0 +1,478 @@
+#!/usr/bin/env bash
+# End to end on a real Kubernetes control plane (issue 5): Helm install, kubectl apply, status from live SAs.
+#
+#   k8s-iot 203.0.113.10 ── k8s-node ($K8S_NETNS): control plane on loopback + fake kubelet + relay pod
+#                           198.51.100.1 ── k8s-wan ── k8s-aws1 198.51.100.2 (strongSwan, tunnel1) ─┐
+#                                                   └─ k8s-aws2 198.51.100.3 (strongSwan, tunnel2) ─┴ k8s-vpc 100.64.1.10
+#   (details in lab.sh and cluster.sh)
+#
+# Every assertion of issue 5 is a separate case printing `PASS name` or `FAIL name: why`; the last line is
+# `N passed, N failed`; the exit status is non-zero on any failure. A case whose prerequisite is missing (no chart,
+# no operator binary, relay never Ready, ...) fails at once saying `not yet: ...` instead of waiting out timeouts.
+# Needs: root, e2e/tools/build.sh done, `make build` (iotrelay-operator, iotrelay-sidecar in
+# ${CARGO_TARGET_DIR:-target}/release). Logs of a run are copied to $K8S_ARTIFACTS (default /tmp/k8s-iotrelay-artifacts).
+set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+: "${IOTRELAY_CACHE:=/var/cache/iotrelay}"
+export K8S_STATE=${K8S_STATE:-/tmp/k8s-iotrelay-e2e}
+export K8S_NETNS=${K8S_NETNS:-k8s-node}
+export K8S_POD_PATH=${K8S_POD_PATH:-${CARGO_TARGET_DIR:-$repo/target}/release}
+export K8S_LAB_DIR=${K8S_LAB_DIR:-/tmp/k8s-iotrelay-lab}
+artifacts=${K8S_ARTIFACTS:-/tmp/k8s-iotrelay-artifacts}
+chart="$repo/charts/iotrelay"
+# shellcheck source=lab.sh
+source "$here/lab.sh"
+
+ns=k8s-e2e                 # namespace of the IotRelays
+opns=k8s-iotrelay-system   # the operator's release namespace
+psk1=k8s-e2e-psk-tunnel1-0123456789
+psk2=k8s-e2e-psk-tunnel2-9876543210
+passed=0 failed=0
+why=""
+declare -A have=()         # prerequisites met so far: cluster chart operator crd relay
+
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
+# tc NAME FUNC [ARGS]: one test case; FUNC returns non-zero and sets $why on failure.
+tc() {
+  local name=$1
+  shift
+  why=""
+  if "$@"; then pass "$name"; else fail "$name" "${why:-failed}"; fi
+}
+# requires PREREQ...: fails the current case (returns 1) with `not yet` when a prerequisite is missing.
+requires() {
+  local p
+  for p in "$@"; do
+    if [ -z "${have[$p]:-}" ]; then why="not yet: ${prereq_why[$p]:-$p missing}"; return 1; fi
+  done
+}
+declare -A prereq_why=(
+  [cluster]="control plane did not start"
+  [chart]="no chart at charts/iotrelay (helm install failed)"
+  [operator]="operator not Ready after helm install"
+  [crd]="IotRelay CRD not established"
+  [relay]="IotRelay plant-7 never became Ready"
+)
+
+cleanup() {
+  mkdir -p "$artifacts"
+  cp -r "$K8S_STATE/logs" "$artifacts/control-plane" 2>/dev/null || true
+  cp -r "$K8S_STATE/kubelet/pods" "$artifacts/pods" 2>/dev/null || true
+  for i in 1 2; do cp "$K8S_LAB_DIR/aws$i/charon.log" "$artifacts/aws$i-charon.log" 2>/dev/null || true; done
+  [ -n "${echo_pid:-}" ] && kill "$echo_pid" 2>/dev/null
+  k8s_lab_down >/dev/null 2>&1
+  "$here/cluster.sh" stop >/dev/null 2>&1
+  echo "logs: $artifacts"
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+kubectl() { ip netns exec "$K8S_NETNS" "$IOTRELAY_CACHE/bin/kubectl" --kubeconfig "$K8S_STATE/admin.kubeconfig" "$@"; }
+helm() { ip netns exec "$K8S_NETNS" "$IOTRELAY_CACHE/bin/helm" --kubeconfig "$K8S_STATE/admin.kubeconfig" "$@"; }
+relay() { "$here/relay.py" "$@"; }
+# status NAME JSONPATH
+status() { kubectl -n $ns get iotrelay "$1" -o jsonpath="{$2}" 2>/dev/null; }
+cond() { status "$1" ".status.conditions[?(@.type==\"$2\")].$3"; }
+# wait_until TIMEOUT CMD...: poll every second.
+wait_until() {
+  local t=$1 start=$SECONDS
+  shift
+  until "$@" >/dev/null 2>&1; do
+    [ $((SECONDS - start)) -ge "$t" ] && return 1
+    sleep 1
+  done
+}
+cond_is() { [ "$(cond "$1" "$2" status)" = "$3" ]; }
+ask() { ip netns exec k8s-iot "$here/udp.py" ask 203.0.113.1 "$1" "$2" "${3:-6}"; }
+relay_spis() { status "$1" '.status.tunnels[*].childSa.inboundSpi'; echo -n /; status "$1" '.status.tunnels[*].childSa.outboundSpi'; }
+aws_spis() { k8s_aws_child_spis 1 | tr '\n' ' '; echo -n /; k8s_aws_child_spis 2 | tr '\n' ' '; }
+relay_pod() { # NAME -> pod name of the relay (via the Deployment the IotRelay owns)
+  local uid dep sel
+  uid=$(status "$1" .metadata.uid)
+  dep=$(kubectl -n $ns get deploy -o json | jq -r --arg u "$uid" \
+    '.items[] | select(any(.metadata.ownerReferences[]?; .uid == $u)) | .metadata.name' | head -1)
+  [ -n "$dep" ] || return 1
+  sel=$(kubectl -n $ns get deploy "$dep" -o json | jq -r '.spec.selector.matchLabels | to_entries | map("\(.key)=\(.value)") | join(",")')
+  kubectl -n $ns get pod -l "$sel" -o jsonpath='{.items[0].metadata.name}'
+}
+events_for() { kubectl -n $ns get events --field-selector "involvedObject.kind=IotRelay,involvedObject.name=$1" -o json; }
+diag() { # NAME: dump a relay's status and pod into the artifacts for a failed case
+  mkdir -p "$artifacts"
+  { kubectl -n $ns get iotrelay "$1" -o yaml; kubectl -n $ns get pods -o wide; events_for "$1" | jq -r '.items[] | "\(.reason): \(.message)"'; } \
+    > "$artifacts/$1.txt" 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# Infrastructure
+
+t_cluster_start() {
+  rm -rf "$artifacts"
+  if "$here/cluster.sh" start > /tmp/k8s-cluster-start.log 2>&1; then have[cluster]=1; return 0; fi
+  why="$(tail -3 /tmp/k8s-cluster-start.log | tr '\n' ' ')"
+  return 1
+}
+tc cluster-start t_cluster_start
+
+t_lab_up() {
+  k8s_lab_down >/dev/null 2>&1
+  k8s_lab_up "$K8S_NETNS" "$psk1" "$psk2" > "$K8S_LAB_DIR.up.log" 2>&1 || { why="lab setup failed"; return 1; }
+  for i in 1 2; do
+    k8s_swanctl "$i" --list-conns 2>/dev/null | grep -q '^aws:' || { why="strongSwan aws$i did not load its config"; return 1; }
+  done
+  ip netns exec k8s-vpc "$here/udp.py" echo 100.64.1.10 7000 7001 > /dev/null 2>&1 &
+  echo_pid=$!
+}
+tc lab-aws-peers-up t_lab_up
+
+t_helm_install() {
+  requires cluster || return 1
+  [ -f "$chart/Chart.yaml" ] || { why="${prereq_why[chart]}"; return 1; }
+  local out
+  # No --wait here: whether the operator comes up is the next case's question.
+  if ! out=$(helm install iotrelay "$chart" -n $opns --create-namespace 2>&1); then
+    why="helm install: $(echo "$out" | tail -2 | tr '\n' ' ')"
+    return 1
+  fi
+  have[chart]=1
+}
+tc helm-install t_helm_install
+
+t_crd() {
+  requires cluster || return 1
+  if [ -z "${have[chart]:-}" ]; then
+    # Without a chart, the committed CRD alone still lets the validation cases run.
+    ls "$repo"/crds/*.yaml > /dev/null 2>&1 || { why="not yet: no chart and no crds/*.yaml"; return 1; }
+    kubectl apply --server-side -f "$repo/crds/" > /dev/null 2>&1 || { why="kubectl apply crds/ failed"; return 1; }
+  fi
+  kubectl wait --for=condition=Established crd/iotrelays.iotrelay.dev --timeout=30s > /dev/null 2>&1 \
+    || { why="crd/iotrelays.iotrelay.dev not Established"; return 1; }
+  have[crd]=1
+}
+tc crd-established t_crd
+
+t_operator_ready() {
+  requires chart || return 1
+  for b in iotrelay-operator iotrelay-sidecar; do
+    [ -x "$K8S_POD_PATH/$b" ] || { why="not yet: $K8S_POD_PATH/$b missing (make build)"; return 1; }
+  done
+  kubectl -n $opns wait --for=condition=Available deploy --all --timeout=90s > /dev/null 2>&1 \
+    || { why="operator Deployment not Available"; return 1; }
+  # It really runs with its own ServiceAccount's token (so the chart's RBAC is what is tested).
+  local sa
+  sa=$(kubectl -n $opns get pods -o jsonpath='{.items[0].spec.serviceAccountName}')
+  [ -n "$sa" ] && [ "$sa" != default ] || { why="operator pod uses ServiceAccount '${sa:-default}', not the chart's"; return 1; }
+  have[operator]=1
+}
+tc operator-running-with-chart-serviceaccount t_operator_ready
+
+# ---------------------------------------------------------------------------------------------------------------
+# API validation: each invalid IotRelay is rejected by the API server (OpenAPI schema or CEL rule).
+
+cel_seen=""
+t_reject() { # case-name field-substring edits...
+  requires crd || return 1
+  local want=$2 out
+  shift 2
+  if out=$(relay "bad" "$ns" "$@" | kubectl apply --dry-run=server -f - 2>&1); then
+    why="accepted: $*"
+    return 1
+  fi
+  cel_seen+="$out"$'\n'
+  echo "$out" | grep -qi "invalid" && echo "$out" | grep -qi -- "$want" \
+    || { why="rejected, but the error does not name '$want': $(echo "$out" | head -c 300)"; return 1; }
+}
+t_valid() {
+  requires crd || return 1
+  local out
+  kubectl create namespace $ns > /dev/null 2>&1
+  out=$(relay plant-7 $ns | kubectl apply --dry-run=server -f - 2>&1) || { why="the API.md example is rejected: $out"; return 1; }
+}
+kubectl create namespace $ns > /dev/null 2>&1
+tc valid-example-accepted t_valid
+tc reject-no-tunnels t_reject tunnels 'spec.tunnels=[]'
+tc reject-three-tunnels t_reject tunnels 'spec.tunnels.2={"name":"t3","peerAddress":"198.51.100.4","preSharedKeySecretRef":{"name":"aws-vpn","key":"t3"}}'
+tc reject-duplicate-tunnel-names t_reject tunnel 'spec.tunnels.1.name=tunnel1'
+tc reject-bad-inside-address t_reject insideAddress 'spec.insideAddress=not-an-ip'
+tc reject-bad-remote-subnet t_reject remoteSubnets 'spec.remoteSubnets=["100.64.0.0/33"]'
+tc reject-bad-peer-address t_reject peerAddress 'spec.tunnels.0.peerAddress=999.1.1.1'
+tc reject-listen-port-zero t_reject listenPort 'spec.forwards.0.listenPort=0'
+tc reject-listen-port-too-big t_reject listenPort 'spec.forwards.0.listenPort=70000'
+tc reject-duplicate-listen-port t_reject listenPort \
+  'spec.forwards.1={"name":"admin2","protocol":"UDP","listenPort":7000,"allowedSources":["203.0.113.10/32"],"target":{"address":"100.64.1.10","port":7001}}'
+tc reject-duplicate-forward-names t_reject forward \
+  'spec.forwards.1={"name":"admin","protocol":"UDP","listenPort":7001,"allowedSources":["203.0.113.10/32"],"target":{"address":"100.64.1.10","port":7001}}'
+tc reject-protocol-tcp t_reject protocol 'spec.forwards.0.protocol=TCP'
+tc reject-bad-allowed-source t_reject allowedSources 'spec.forwards.0.allowedSources=["203.0.113.10/40"]'
+tc reject-target-port-zero t_reject port 'spec.forwards.0.target.port=0'
+tc reject-bad-startup-action t_reject startupAction 'spec.ike.startupAction=Sometimes'
+tc reject-bad-lifetime t_reject lifetime 'spec.ike.lifetime=eight hours'
+tc reject-bad-ike-proposal t_reject proposals 'spec.ike.proposals=["rot13-md4"]'
+tc reject-secret-ref-without-key t_reject key 'spec.tunnels.0.preSharedKeySecretRef={"name":"aws-vpn"}'
+
+# Every CEL rule in the CRD has a message, and each message was produced by at least one case above.
+t_cel_coverage() {
+  requires crd || return 1
+  local msgs m missing=""
+  msgs=$(kubectl get crd iotrelays.iotrelay.dev -o json \
+    | jq -r '.. | objects | select(has("x-kubernetes-validations")) | ."x-kubernetes-validations"[] | (.message // "<no message: \(.rule)>")')
+  [ -n "$msgs" ] || { why="the CRD has no x-kubernetes-validations (CEL) rules"; return 1; }
+  while IFS= read -r m; do
+    case "$m" in "<no message"*) missing+="$m; "; continue ;; esac
+    grep -qF -- "$m" <<< "$cel_seen" || missing+="'$m'; "
+  done <<< "$msgs"
+  [ -z "$missing" ] || { why="CEL rules without a rejecting case here (or without message): $missing"; return 1; }
+}
+tc cel-every-rule-exercised t_cel_coverage
+
+# ---------------------------------------------------------------------------------------------------------------
+# The user's path: a Secret and an IotRelay with kubectl apply; the relay pod runs on the lab node.
+
+t_relay_ready() {
+  requires operator crd || return 1
+  kubectl -n $ns create secret generic aws-vpn --from-literal=tunnel1=$psk1 --from-literal=tunnel2=$psk2 > /dev/null
+  relay plant-7 $ns | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
+  kubectl -n $ns wait --for=condition=Ready iotrelay/plant-7 --timeout=120s > /dev/null 2>&1 \
+    || { why="not Ready after 120 s: $(cond plant-7 Ready message)"; diag plant-7; return 1; }
+  have[relay]=1
+}
+tc iotrelay-ready t_relay_ready
+
+t_scheduled() {
+  requires relay || return 1
+  local pod node
+  pod=$(relay_pod plant-7) || { why="no Deployment owned by plant-7"; return 1; }
+  node=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.spec.nodeName}/{.status.phase}/{.spec.hostNetwork}')
+  [ "$node" = "lab-node/Running/true" ] || { why="relay pod $pod: nodeName/phase/hostNetwork = $node"; return 1; }
+}
+tc relay-pod-scheduled-on-lab-node t_scheduled
+
+t_established() {
+  requires relay || return 1
+  local s
+  wait_until 30 test "$(status plant-7 '.status.tunnels[*].state')" = "Established Established"
+  s=$(status plant-7 '.status.tunnels[*].state')
+  [ "$s" = "Established Established" ] || { why="tunnel states: '$s'"; return 1; }
+}
+tc both-tunnels-established t_established
+
+t_spis() {
+  requires relay || return 1
+  local i in out aws
+  for i in 1 2; do
+    in=$(status plant-7 ".status.tunnels[$((i - 1))].childSa.inboundSpi")
+    out=$(status plant-7 ".status.tunnels[$((i - 1))].childSa.outboundSpi")
+    aws=$(k8s_aws_child_spis $i)
+    # The AWS side's spi-in is the relay's outbound SPI and vice versa; AWS keeps exactly one SA pair.
+    [ "$(echo "$aws" | grep -c .)" = 1 ] || { why="tunnel$i: AWS side has $(echo "$aws" | grep -c .) CHILD_SAs: $aws"; return 1; }
+    [ "$aws" = "$out $in" ] || { why="tunnel$i: status in=$in out=$out, swanctl in/out=$aws"; return 1; }
+  done
+}
+tc child-sa-spis-match-aws t_spis
+
+t_kstatus() {
+  requires relay || return 1
+  local out
+  out=$(kubectl -n $ns get iotrelay plant-7 -o json | "$IOTRELAY_CACHE/bin/kstatus") || { why="kstatus: $out"; return 1; }
+  [[ "$out" == Current* ]] || { why="kstatus: $out"; return 1; }
+}
+tc kstatus-current t_kstatus
+
+t_udp() {
+  requires relay || return 1
+  ask 7000 "admin-$RANDOM" || { why="no echo from the device through the relay"; return 1; }
+}
+tc udp-admin-packet-roundtrip t_udp
+
+t_rbac() {
+  requires relay || return 1
+  local pod sa token api=https://127.0.0.1:6443 code
+  pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
+  sa=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.spec.serviceAccountName}')
+  token="$K8S_STATE/kubelet/pods/${ns}_$pod/sa/token"
+  [ -s "$token" ] || { why="relay pod has no ServiceAccount token (automount off?)"; return 1; }
+  kubectl -n $ns create secret generic k8s-other --from-literal=x=y > /dev/null 2>&1
+  # Real requests with the pod's own token; authorization comes before lookup, so a missing object still
+  # answers 403 when access is denied (404 would mean "allowed").
+  # Real requests with the pod's own token.
+  for path in "api/v1/namespaces/$ns/secrets/k8s-other" "api/v1/namespaces/$ns/secrets" "api/v1/secrets" \
+              "apis/iotrelay.dev/v1alpha1/namespaces/$ns/iotrelays/other" "apis/iotrelay.dev/v1alpha1/iotrelays"; do
+    code=$(ip netns exec "$K8S_NETNS" curl -s -o /dev/null -w '%{http_code}' --cacert "$K8S_STATE/pki/ca.crt" \
+      -H "Authorization: Bearer $(cat "$token")" "$api/$path")
+    [ "$code" = 403 ] || { why="relay SA $sa got HTTP $code for GET /$path (want 403)"; return 1; }
+  done
+}
+tc relay-token-least-privilege t_rbac
+
+t_add_forward() {
+  requires relay || return 1
+  local before after
+  before="$(relay_spis plant-7)|$(aws_spis)"
+  relay plant-7 $ns 'spec.forwards.1={"name":"admin2","protocol":"UDP","listenPort":7001,"allowedSources":["203.0.113.10/32"],"target":{"address":"100.64.1.10","port":7001}}' \
+    | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
+  wait_until 60 test "$(status plant-7 '.status.forwards[?(@.name=="admin2")].listening')" = true \
+    || { why="forward admin2 not listening after 60 s"; diag plant-7; return 1; }
+  ask 7001 "admin2-$RANDOM" || { why="no echo through the new forward"; return 1; }
+  ask 7000 "admin-$RANDOM" || { why="the old forward stopped working"; return 1; }
+  after="$(relay_spis plant-7)|$(aws_spis)"
+  [ "$before" = "$after" ] || { why="SPIs changed (tunnels re-established): $before -> $after"; return 1; }
+}
+tc add-forward-keeps-tunnels t_add_forward
+
+t_hostport() {
+  requires relay || return 1
+  relay plant-8 $ns 'spec.insideAddress=100.127.0.8' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
+  local ok=1 r m
+  wait_until 60 bash -c "[ -n \"\$(ip netns exec $K8S_NETNS $IOTRELAY_CACHE/bin/kubectl --kubeconfig $K8S_STATE/admin.kubeconfig \
+    -n $ns get iotrelay plant-8 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].message}')\" ]" || true
+  sleep 5
+  r=$(cond plant-8 Ready status)
+  m="$(cond plant-8 Ready reason) $(cond plant-8 Ready message)"
+  [ "$r" != True ] || { why="plant-8 (same listenPort) is Ready"; ok=0; }
+  if [ $ok = 1 ] && ! echo "$m" | grep -qiE 'port|schedul'; then why="not Ready, but the reason is not clear: '$m'"; ok=0; fi
+  # and plant-7 is untouched
+  [ $ok = 0 ] || cond_is plant-7 Ready True || { why="plant-7 lost Ready"; ok=0; }
+  [ $ok = 1 ] || diag plant-8
+  kubectl -n $ns delete iotrelay plant-8 --wait=false > /dev/null 2>&1
+  [ $ok = 1 ]
+}
+tc hostport-conflict-not-ready-with-reason t_hostport
+
+t_helm_upgrade() {
+  requires relay || return 1
+  local op_before op_after pod_before pod_after spis_before spis_after key
+  op_before=$(kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}')
+  pod_before=$(kubectl -n $ns get pod "$(relay_pod plant-7)" -o jsonpath='{.metadata.uid}/{.status.containerStatuses[*].containerID}')
+  spis_before=$(relay_spis plant-7)
+  key=podAnnotations
+  grep -q "^podAnnotations:" "$chart/values.yaml" || { why="not yet: charts/iotrelay/values.yaml has no podAnnotations to change"; return 1; }
+  helm upgrade iotrelay "$chart" -n $opns --reuse-values --set-string "$key.k8s-e2e-rollout=$RANDOM" --wait --timeout 120s > /dev/null 2>&1 \
+    || { why="helm upgrade failed"; return 1; }
+  wait_until 60 test "$(kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}')" != "$op_before"
+  op_after=$(kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}')
+  [ "$op_after" != "$op_before" ] || { why="the operator pod did not roll"; return 1; }
+  kubectl -n $opns wait --for=condition=Available deploy --all --timeout=60s > /dev/null 2>&1
+  sleep 5  # give the new operator a reconcile pass
+  pod_after=$(kubectl -n $ns get pod "$(relay_pod plant-7)" -o jsonpath='{.metadata.uid}/{.status.containerStatuses[*].containerID}')
+  spis_after=$(relay_spis plant-7)
+  [ "$pod_before" = "$pod_after" ] || { why="relay pod restarted: $pod_before -> $pod_after"; return 1; }
+  [ "$spis_before" = "$spis_after" ] || { why="SPIs changed: $spis_before -> $spis_after"; return 1; }
+  cond_is plant-7 Ready True || { why="plant-7 not Ready after upgrade"; return 1; }
+}
+tc helm-upgrade-keeps-relays t_helm_upgrade
+
+degraded_ok=0
+t_degraded() {
+  requires relay || return 1
+  k8s_aws_stop 1
+  k8s_lab_fail_over
+  wait_until 60 cond_is plant-7 Degraded True || { why="Degraded not True 60 s after tunnel1's peer stopped"; diag plant-7; return 1; }
+  local s
+  s=$(status plant-7 '.status.tunnels[0].state')
+  [ "$s" != Established ] || { why="tunnel1 still Established"; return 1; }
+  cond_is plant-7 Ready True || { why="Ready should stay True on tunnel2"; return 1; }
+  degraded_ok=1
+}
+tc tunnel1-down-degraded t_degraded
+t_degraded_traffic() {
+  requires relay || return 1
+  [ $degraded_ok = 1 ] || { why="not Degraded"; return 1; }
+  [ "$(status plant-7 '.status.tunnels[1].active')" = true ] || { why="tunnel2 not active"; return 1; }
+  ask 7000 "failover-$RANDOM" 9 || { why="no echo through tunnel2"; return 1; }
+}
+tc tunnel1-down-traffic-on-tunnel2 t_degraded_traffic
+t_degraded_event() {
+  requires relay || return 1
+  events_for plant-7 | jq -e '.items[] | select((.message // "") | test("tunnel1"))' > /dev/null \
+    || { why="no Event mentioning tunnel1"; return 1; }
+}
+tc tunnel1-down-event t_degraded_event
+if [ -n "${have[cluster]:-}" ]; then
+  k8s_aws_start 1 "$psk1"
+  k8s_lab_fail_back
+fi
+
+t_delete_gc() {
+  requires relay || return 1
+  local uid kinds k left
+  uid=$(status plant-7 .metadata.uid)
+  kinds="deployments roles.rbac.authorization.k8s.io serviceaccounts rolebindings.rbac.authorization.k8s.io"
+  owned() {
+    for k in $kinds; do
+      kubectl -n $ns get "$k" -o json | jq -r --arg u "$uid" --arg k "$k" \
+        '.items[] | select(any(.metadata.ownerReferences[]?; .uid == $u)) | "\($k)/\(.metadata.name)"'
+    done
+  }
+  [ "$(owned | grep -c ^deployments/)" -ge 1 ] && [ "$(owned | grep -c ^roles)" -ge 1 ] \
+    && [ "$(owned | grep -c ^serviceaccounts/)" -ge 1 ] || { why="plant-7 does not own a Deployment, Role and ServiceAccount: $(owned | tr '\n' ' ')"; return 1; }
+  kubectl -n $ns delete iotrelay plant-7 --timeout=60s > /dev/null 2>&1 || { why="delete did not finish in 60 s"; return 1; }
+  wait_until 60 test -z "$(owned)" || { why="left behind: $(owned | tr '\n' ' ')"; return 1; }
+}
+tc delete-garbage-collects-children t_delete_gc
+t_delete_aws() {
+  requires relay || return 1
+  wait_until 20 test "$(k8s_aws_ike_count 2)" = 0 || { why="aws2 still has $(k8s_aws_ike_count 2) IKE_SA(s)"; return 1; }
+  grep -q 'received DELETE for IKE_SA\|deleting IKE_SA' "$K8S_LAB_DIR/aws2/charon.log" 2>/dev/null \
+    || { why="aws2 never received a DELETE (the SA timed out instead?)"; return 1; }
+  wait_until 20 test "$(k8s_aws_ike_count 1)" = 0 || { why="aws1 still has an IKE_SA"; return 1; }
+}
+tc delete-aws-side-has-no-sa t_delete_aws
+
+t_wrong_psk() {
+  requires operator crd || return 1
+  kubectl -n $ns create secret generic k8s-wrong --from-literal=tunnel1=wrong-wrong-wrong > /dev/null 2>&1
+  relay k8s-badpsk $ns 'spec.tunnels.1=--' 'spec.tunnels.0.preSharedKeySecretRef={"name":"k8s-wrong","key":"tunnel1"}' \
+    | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
+  wait_until 90 cond_is k8s-badpsk Stalled True || { why="Stalled not True after 90 s"; diag k8s-badpsk; return 1; }
+  [ "$(cond k8s-badpsk Stalled reason)" = AuthenticationFailed ] || { why="Stalled reason '$(cond k8s-badpsk Stalled reason)'"; return 1; }
+}
+tc wrong-psk-stalled-authentication-failed t_wrong_psk
+t_wrong_psk_event() {
+  requires operator crd || return 1
+  events_for k8s-badpsk | jq -e '.items[] | select(((.reason // "") + (.message // "")) | test("(?i)authentication"))' > /dev/null \
+    || { why="no Event about the authentication failure"; return 1; }
+}
+tc wrong-psk-event t_wrong_psk_event
+t_no_hot_loop() {
+  requires operator crd || return 1
+  cond_is k8s-badpsk Stalled True || { why="not Stalled"; return 1; }
+  local log="$K8S_LAB_DIR/aws1/charon.log" a b restarts pod
+  a=$(grep -c 'parsed IKE_SA_INIT request' "$log")
+  sleep 30
+  b=$(grep -c 'parsed IKE_SA_INIT request' "$log")
+  # Stalled waits for a change; a slow retry is tolerated, a loop is not.
+  [ $((b - a)) -le 3 ] || { why="$((b - a)) IKE_SA_INIT attempts in 30 s while Stalled"; return 1; }
+  pod=$(relay_pod k8s-badpsk) && restarts=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')
+  [ "${restarts:-0}" -le 1 ] || { why="relay pod restarted $restarts times"; return 1; }
+}
+tc wrong-psk-no-hot-loop t_no_hot_loop
+[ -n "${have[crd]:-}" ] && kubectl -n $ns delete iotrelay k8s-badpsk --timeout=60s > /dev/null 2>&1
+
+t_missing_secret() {
+  requires operator crd || return 1
+  relay k8s-late $ns 'spec.tunnels.0.preSharedKeySecretRef.name=k8s-late-secret' \
+    'spec.tunnels.1.preSharedKeySecretRef.name=k8s-late-secret' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
+  wait_until 60 cond_is k8s-late Stalled True || { why="Stalled not True after 60 s"; diag k8s-late; return 1; }
+  cond k8s-late Stalled message | grep -q k8s-late-secret || { why="Stalled message does not name the Secret: '$(cond k8s-late Stalled message)'"; return 1; }
+}
+tc missing-secret-stalled-names-secret t_missing_secret
+t_missing_secret_recovers() {
+  requires operator crd || return 1
+  kubectl -n $ns create secret generic k8s-late-secret --from-literal=tunnel1=$psk1 --from-literal=tunnel2=$psk2 > /dev/null
+  kubectl -n $ns wait --for=condition=Ready iotrelay/k8s-late --timeout=120s > /dev/null 2>&1 \
+    || { why="not Ready 120 s after the Secret was created: $(cond k8s-late Ready message)"; diag k8s-late; return 1; }
+  cond_is k8s-late Stalled False || { why="still Stalled"; return 1; }
+}
+tc missing-secret-created-recovers t_missing_secret_recovers
+[ -n "${have[crd]:-}" ] && kubectl -n $ns delete iotrelay k8s-late --timeout=60s > /dev/null 2>&1
+
+t_uninstall() {
+  requires chart || return 1
+  helm uninstall iotrelay -n $opns --wait --timeout 60s > /dev/null 2>&1 || { why="helm uninstall failed"; return 1; }
+  kubectl get crd iotrelays.iotrelay.dev > /dev/null 2>&1 || { why="the CRD was removed (Helm keeps crds/ by convention)"; return 1; }
+}
+tc helm-uninstall-keeps-crds t_uninstall
