@@ -63,6 +63,7 @@ k8s_lab_up() {
 # k8s_aws_start N PSK: (re)start the strongSwan responder of tunnel N with that pre-shared key.
 k8s_aws_start() {
   local i=$1 psk=$2 d="$K8S_LAB_DIR/aws$1" addr="198.51.100.$(($1 + 1))"
+  k8s_aws_stop "$i"
   mkdir -p "$d"
   cat > "$d/strongswan.conf" <<EOF
 charon {
