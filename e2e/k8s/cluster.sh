@@ -114,6 +114,15 @@ start() {
     touch "$K8S_STATE/created-netns"
   fi
   ip -n "$K8S_NETNS" link set lo up
+  # In-cluster clients that use the DNS name (e.g. kube-rs' incluster_dns) find the API server: `ip netns exec`
+  # bind-mounts /etc/netns/<ns>/hosts over /etc/hosts for everything started in the node namespace.
+  mkdir -p "/etc/netns/$K8S_NETNS"
+  if [ ! -e "/etc/netns/$K8S_NETNS/hosts" ]; then
+    { cat /etc/hosts
+      echo "127.0.0.1 kubernetes kubernetes.default kubernetes.default.svc kubernetes.default.svc.cluster.local"
+    } > "/etc/netns/$K8S_NETNS/hosts"
+    touch "$K8S_STATE/created-hosts"
+  fi
   gen_pki
 
   # Wrappers so that host-side commands reach the API server on the node's loopback.
@@ -182,6 +191,10 @@ stop() {
     fi
     rm -f "$f"
   done
+  if [ -f "$K8S_STATE/created-hosts" ]; then
+    rm -f "/etc/netns/$K8S_NETNS/hosts"
+    rmdir "/etc/netns/$K8S_NETNS" 2>/dev/null || true
+  fi
   if [ -f "$K8S_STATE/created-netns" ]; then
     ip netns del "$K8S_NETNS" 2>/dev/null || true
   fi

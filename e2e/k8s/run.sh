@@ -327,8 +327,8 @@ t_hostport() {
   requires relay || return 1
   relay plant-8 $ns 'spec.insideAddress=100.127.0.8' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
   local ok=1 r m
-  wait_until 60 bash -c "[ -n \"\$(ip netns exec $K8S_NETNS $IOTRELAY_CACHE/bin/kubectl --kubeconfig $K8S_STATE/admin.kubeconfig \
-    -n $ns get iotrelay plant-8 -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].message}')\" ]" || true
+  ready_explained() { [ -n "$(cond plant-8 Ready message)$(cond plant-8 Ready reason)" ]; }
+  wait_until 60 ready_explained || true
   sleep 5
   r=$(cond plant-8 Ready status)
   m="$(cond plant-8 Ready reason) $(cond plant-8 Ready message)"

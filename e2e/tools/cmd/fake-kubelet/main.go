@@ -825,20 +825,32 @@ func (k *kubelet) dial(network, addr string, timeout time.Duration) (net.Conn, e
 	}
 	ch := make(chan res, 1)
 	go func() {
-		// This goroutine's thread changes network namespace and is never unlocked, so the Go runtime discards
-		// the thread when the goroutine ends; the socket keeps the namespace it was created in.
+		// setns affects only this OS thread. It is switched back before unlocking; if that fails the thread
+		// stays locked and the Go runtime discards it when the goroutine ends (it must not be reused: a thread
+		// that dies takes Pdeathsig children with it, so it must not die needlessly either).
 		runtime.LockOSThread()
+		orig, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			ch <- res{nil, err}
+			return
+		}
+		defer orig.Close()
 		f, err := os.Open("/run/netns/" + k.cfg.netns)
 		if err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, err}
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
 			ch <- res{nil, err}
 			return
 		}
 		c, err := net.DialTimeout(network, addr, timeout)
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
 		ch <- res{c, err}
 	}()
 	r := <-ch
