@@ -3,7 +3,7 @@
 
 usage: relay.py NAME NAMESPACE [PATH=JSON ...]
   PATH is dotted, list indexes are numbers: spec.forwards.0.listenPort=7001, spec.tunnels=[] ;
-  PATH=-- deletes the field. JSON values that fail to parse are taken as strings.
+  PATH=-- deletes the field; an index one past the end appends. JSON values that fail to parse are taken as strings.
 """
 import json
 import sys
@@ -46,6 +46,8 @@ def edit(obj, path, value):
     if isinstance(cur, list):
         if value is DELETE:
             del cur[int(last)]
+        elif int(last) == len(cur):
+            cur.append(value)
         else:
             cur[int(last)] = value
     elif value is DELETE:

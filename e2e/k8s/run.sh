@@ -20,7 +20,8 @@ export K8S_NETNS=${K8S_NETNS:-k8s-node}
 export K8S_POD_PATH=${K8S_POD_PATH:-${CARGO_TARGET_DIR:-$repo/target}/release}
 export K8S_LAB_DIR=${K8S_LAB_DIR:-/tmp/k8s-iotrelay-lab}
 artifacts=${K8S_ARTIFACTS:-/tmp/k8s-iotrelay-artifacts}
-chart="$repo/charts/iotrelay"
+chart=${K8S_CHART:-$repo/charts/iotrelay}
+crds=${K8S_CRDS:-$repo/crds}   # used without a chart
 # shellcheck source=lab.sh
 source "$here/lab.sh"
 
@@ -146,8 +147,9 @@ t_crd() {
   requires cluster || return 1
   if [ -z "${have[chart]:-}" ]; then
     # Without a chart, the committed CRD alone still lets the validation cases run.
-    ls "$repo"/crds/*.yaml > /dev/null 2>&1 || { why="not yet: no chart and no crds/*.yaml"; return 1; }
-    kubectl apply --server-side -f "$repo/crds/" > /dev/null 2>&1 || { why="kubectl apply crds/ failed"; return 1; }
+    ls "$crds"/*.yaml > /dev/null 2>&1 || { why="not yet: no chart and no crds/*.yaml"; return 1; }
+    local out
+    out=$(kubectl apply --server-side -f "$crds/" 2>&1) || { why="kubectl apply crds/ failed: $(echo "$out" | tail -2 | tr "\n" " ")"; return 1; }
   fi
   kubectl wait --for=condition=Established crd/iotrelays.iotrelay.dev --timeout=30s > /dev/null 2>&1 \
     || { why="crd/iotrelays.iotrelay.dev not Established"; return 1; }
@@ -174,11 +176,12 @@ tc operator-running-with-chart-serviceaccount t_operator_ready
 # API validation: each invalid IotRelay is rejected by the API server (OpenAPI schema or CEL rule).
 
 cel_seen=""
-t_reject() { # case-name field-substring edits...
+t_reject() { # field-substring edits...
   requires crd || return 1
-  local want=$2 out
-  shift 2
-  if out=$(relay "bad" "$ns" "$@" | kubectl apply --dry-run=server -f - 2>&1); then
+  local want=$1 out doc
+  shift
+  doc=$(relay "bad" "$ns" "$@") || { why="relay.py $*: cannot build the manifest"; return 1; }
+  if out=$(kubectl apply --dry-run=server -f - <<< "$doc" 2>&1); then
     why="accepted: $*"
     return 1
   fi
@@ -296,6 +299,12 @@ t_rbac() {
   token="$K8S_STATE/kubelet/pods/${ns}_$pod/sa/token"
   [ -s "$token" ] || { why="relay pod has no ServiceAccount token (automount off?)"; return 1; }
   kubectl -n $ns create secret generic k8s-other --from-literal=x=y > /dev/null 2>&1
+  # Control: the token is valid and is the relay's ServiceAccount (so the 403s below are RBAC, not a bad token).
+  local who
+  who=$(ip netns exec "$K8S_NETNS" curl -s --cacert "$K8S_STATE/pki/ca.crt" -H "Authorization: Bearer $(cat "$token")" \
+    -H 'Content-Type: application/json' -X POST -d '{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}' \
+    "$api/apis/authentication.k8s.io/v1/selfsubjectreviews" | jq -r .status.userInfo.username)
+  [ "$who" = "system:serviceaccount:$ns:$sa" ] || { why="the pod's token authenticates as '$who', not $sa"; return 1; }
   # Real requests with the pod's own token; authorization comes before lookup, so a missing object still
   # answers 403 when access is denied (404 would mean "allowed").
   # Real requests with the pod's own token.

@@ -4,12 +4,12 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/json"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 )
 
@@ -19,6 +19,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "kstatus: read stdin:", err)
 		os.Exit(2)
 	}
+	// apimachinery's json keeps integers as int64, as unstructured accessors expect.
 	var obj map[string]interface{}
 	if err := json.Unmarshal(data, &obj); err != nil {
 		fmt.Fprintln(os.Stderr, "kstatus: stdin is not a JSON object:", err)
