@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 : "${IOTRELAY_CACHE:=/var/cache/iotrelay}"
 bin="$IOTRELAY_CACHE/bin"
 mkdir -p "$bin" "$IOTRELAY_CACHE/go"
-export GOCACHE="$IOTRELAY_CACHE/go/build" GOMODCACHE="$IOTRELAY_CACHE/go/mod" GOTOOLCHAIN=local GOFLAGS=-mod=mod
+export GOCACHE="$IOTRELAY_CACHE/go/build" GOMODCACHE="$IOTRELAY_CACHE/go/mod" GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 export CGO_ENABLED=0
 
 declare -A pkg=(
