@@ -113,6 +113,7 @@ diag() { # NAME: dump a relay's status and pod into the artifacts for a failed c
 
 t_cluster_start() {
   rm -rf "$artifacts"
+  "$here/cluster.sh" stop > /dev/null 2>&1   # leftovers of an interrupted run
   if "$here/cluster.sh" start > /tmp/k8s-cluster-start.log 2>&1; then have[cluster]=1; return 0; fi
   why="$(tail -3 /tmp/k8s-cluster-start.log | tr '\n' ' ')"
   return 1
@@ -214,7 +215,21 @@ tc reject-bad-allowed-source t_reject allowedSources 'spec.forwards.0.allowedSou
 tc reject-target-port-zero t_reject port 'spec.forwards.0.target.port=0'
 tc reject-bad-startup-action t_reject startupAction 'spec.ike.startupAction=Sometimes'
 tc reject-bad-lifetime t_reject lifetime 'spec.ike.lifetime=eight hours'
-tc reject-bad-ike-proposal t_reject proposals 'spec.ike.proposals=["rot13-md4"]'
+tc reject-bad-ike-proposal-syntax t_reject proposals 'spec.ike.proposals=["AES128_SHA1"]'
+tc reject-inside-address-ipv6 t_reject insideAddress 'spec.insideAddress=2001:db8::1'
+tc reject-inside-address-in-remote-subnets t_reject insideAddress 'spec.insideAddress=100.64.5.5'
+tc reject-cidr-with-host-bits t_reject remoteSubnets 'spec.remoteSubnets=["100.64.0.1/16"]'
+tc reject-target-outside-remote-subnets t_reject target 'spec.forwards.0.target.address=192.0.2.99'
+tc reject-listen-port-500 t_reject listenPort 'spec.forwards.0.listenPort=500'
+tc reject-listen-port-4500 t_reject listenPort 'spec.forwards.0.listenPort=4500'
+tc reject-listen-port-is-admin-port t_reject adminPort 'spec.adminPort=7000'
+tc reject-duplicate-peer-address t_reject peerAddress 'spec.tunnels.1.peerAddress=198.51.100.2'
+tc reject-ike-lifetime-over-8h t_reject lifetime 'spec.ike.lifetime=9h'
+tc reject-esp-lifetime-over-1h t_reject lifetime 'spec.esp.lifetime=2h'
+tc reject-esp-lifetime-not-shorter-than-ike t_reject lifetime 'spec.ike.lifetime=1h' 'spec.esp.lifetime=1h'
+tc reject-dpd-interval-zero t_reject dpdInterval 'spec.ike.dpdInterval=0s'
+tc reject-dpd-timeout-not-longer t_reject dpdTimeout 'spec.ike.dpdInterval=10s' 'spec.ike.dpdTimeout=10s'
+tc reject-idle-timeout-over-24h t_reject idleTimeout 'spec.forwards.0.idleTimeout=48h'
 tc reject-secret-ref-without-key t_reject key 'spec.tunnels.0.preSharedKeySecretRef={"name":"aws-vpn"}'
 
 # Every CEL rule in the CRD has a message, and each message was produced by at least one case above.
