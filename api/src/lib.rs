@@ -1,1 +1,31 @@
-//! iotrelay-api (work in progress).
+//! iotrelay-api: the `IotRelay` custom resource (`iotrelay.dev/v1alpha1`), its defaults, its status types, a pure
+//! validator that enforces the same rules as the CRD schema, and loading of the standalone multi-document YAML.
+//!
+//! Used by the operator (CRD generation, reconcile) and by the sidecar (in-cluster and standalone mode). No I/O.
+
+#![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod net;
+mod schema;
+pub mod spec;
+pub mod standalone;
+pub mod status;
+pub mod validate;
+
+pub use duration::{DurationError, format_duration, parse_duration};
+pub use net::Ipv4Cidr;
+pub use spec::*;
+pub use status::*;
+pub use validate::{FieldError, ValidatedSpec, validate};
+
+/// API group of the resource.
+pub const GROUP: &str = "iotrelay.dev";
+/// API version of the resource.
+pub const VERSION: &str = "v1alpha1";
+/// Field manager the operator uses for server-side apply (children and `Reconciling`/`Stalled`).
+pub const OPERATOR_FIELD_MANAGER: &str = "iotrelay-operator";
+/// Field manager the sidecar uses for server-side apply of `Ready`, `Degraded`, tunnels, forwards, datapath.
+pub const SIDECAR_FIELD_MANAGER: &str = "iotrelay-sidecar";
+/// Default port of the sidecar's admin HTTP server (`/healthz`, `/readyz`, `/metrics`, `/status`).
+pub const DEFAULT_ADMIN_PORT: u16 = 9464;

@@ -1,0 +1,192 @@
+//! Standalone mode input: one multi-document YAML file holding an `IotRelay` and the `Secret`(s) it references,
+//! exactly what `kubectl apply -f` would take.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::spec::IotRelay;
+
+/// Secret values by (Secret name, key).
+pub type SecretValues = BTreeMap<(String, String), Zeroizing<Vec<u8>>>;
+
+/// Why the file could not be loaded. Never contains secret values.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("document {doc}: {message}")]
+    Yaml { doc: usize, message: String },
+    #[error("no IotRelay document found")]
+    NoIotRelay,
+    #[error("more than one IotRelay document (documents {first} and {second})")]
+    MultipleIotRelays { first: usize, second: usize },
+    #[error("document {doc}: IotRelay: {message}")]
+    InvalidIotRelay { doc: usize, message: String },
+    #[error("document {doc}: Secret {name:?}: {message}")]
+    InvalidSecret {
+        doc: usize,
+        name: String,
+        message: String,
+    },
+    #[error("document {doc}: unsupported kind {kind:?} (expected IotRelay or Secret)")]
+    UnsupportedKind { doc: usize, kind: String },
+    #[error("Secret {name:?} referenced by spec.tunnels[{tunnel}].preSharedKeySecretRef not found")]
+    MissingSecret { name: String, tunnel: usize },
+    #[error(
+        "Secret {name:?} has no key {key:?} (referenced by spec.tunnels[{tunnel}].preSharedKeySecretRef)"
+    )]
+    MissingKey {
+        name: String,
+        key: String,
+        tunnel: usize,
+    },
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    namespace: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TypeMeta {
+    #[serde(default, rename = "apiVersion")]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+}
+
+/// Secret documents are read into this and nothing else, so values never pass through a type that could print
+/// them.
+#[derive(Deserialize)]
+struct SecretDoc {
+    metadata: Meta,
+    #[serde(default)]
+    data: BTreeMap<String, Zeroizing<String>>,
+    #[serde(default, rename = "stringData")]
+    string_data: BTreeMap<String, Zeroizing<String>>,
+}
+
+/// Loads the IotRelay and the values of the Secret keys its tunnels reference.
+///
+/// Only referenced keys are returned. `stringData` wins over `data` for the same key, as in Kubernetes.
+pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
+    let mut relay: Option<(usize, IotRelay)> = None;
+    let mut secrets: BTreeMap<String, BTreeMap<String, Zeroizing<Vec<u8>>>> = BTreeMap::new();
+    for (idx, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let doc = idx + 1;
+        // Errors from serde_yaml name positions, not values; secret values are never echoed because Secret
+        // documents are parsed only into `SecretDoc` whose value types have no Display in errors.
+        let value = serde_yaml::Value::deserialize(de).map_err(|e| LoadError::Yaml {
+            doc,
+            message: scrub(&e.to_string()),
+        })?;
+        if value.is_null() {
+            continue; // empty document (e.g. a trailing `---`)
+        }
+        let tm: TypeMeta = serde_yaml::from_value(value.clone()).map_err(|e| LoadError::Yaml {
+            doc,
+            message: scrub(&e.to_string()),
+        })?;
+        match tm.kind.as_deref() {
+            Some("IotRelay") => {
+                if let Some(v) = tm.api_version.as_deref()
+                    && v != format!("{}/{}", crate::GROUP, crate::VERSION)
+                {
+                    return Err(LoadError::InvalidIotRelay {
+                        doc,
+                        message: format!("apiVersion must be iotrelay.dev/v1alpha1, got {v:?}"),
+                    });
+                }
+                let r: IotRelay =
+                    serde_yaml::from_value(value).map_err(|e| LoadError::InvalidIotRelay {
+                        doc,
+                        message: e.to_string(),
+                    })?;
+                if let Some((first, _)) = &relay {
+                    return Err(LoadError::MultipleIotRelays {
+                        first: *first,
+                        second: doc,
+                    });
+                }
+                relay = Some((doc, r));
+            }
+            Some("Secret") => {
+                let s: SecretDoc = serde_yaml::from_value(value).map_err(|_| LoadError::InvalidSecret {
+                    doc,
+                    name: String::new(),
+                    message: "not a valid Secret (expected metadata.name and string maps data / stringData)".into(),
+                })?;
+                let name = s.metadata.name.clone().unwrap_or_default();
+                if name.is_empty() {
+                    return Err(LoadError::InvalidSecret {
+                        doc,
+                        name,
+                        message: "metadata.name is required".into(),
+                    });
+                }
+                let entry = secrets.entry(name.clone()).or_default();
+                for (k, v) in &s.data {
+                    let compact: Zeroizing<String> =
+                        Zeroizing::new(v.chars().filter(|c| !c.is_whitespace()).collect());
+                    let bytes = base64::engine::general_purpose::STANDARD
+                        .decode(compact.as_bytes())
+                        .map_err(|_| LoadError::InvalidSecret {
+                            doc,
+                            name: name.clone(),
+                            message: format!("data.{k} is not valid base64"),
+                        })?;
+                    entry.insert(k.clone(), Zeroizing::new(bytes));
+                }
+                for (k, v) in &s.string_data {
+                    entry.insert(k.clone(), Zeroizing::new(v.as_bytes().to_vec()));
+                }
+                let _ = s.metadata.namespace;
+            }
+            Some(other) => {
+                return Err(LoadError::UnsupportedKind {
+                    doc,
+                    kind: other.to_string(),
+                });
+            }
+            None => {
+                return Err(LoadError::UnsupportedKind {
+                    doc,
+                    kind: String::new(),
+                });
+            }
+        }
+    }
+    let (_, relay) = relay.ok_or(LoadError::NoIotRelay)?;
+    let mut out = SecretValues::new();
+    for (i, t) in relay.spec.tunnels.iter().enumerate() {
+        let r = &t.pre_shared_key_secret_ref;
+        let s = secrets
+            .get(&r.name)
+            .ok_or_else(|| LoadError::MissingSecret {
+                name: r.name.clone(),
+                tunnel: i,
+            })?;
+        let v = s.get(&r.key).ok_or_else(|| LoadError::MissingKey {
+            name: r.name.clone(),
+            key: r.key.clone(),
+            tunnel: i,
+        })?;
+        out.insert((r.name.clone(), r.key.clone()), v.clone());
+    }
+    Ok((relay, out))
+}
+
+/// serde_yaml syntax errors can quote a few characters of input near the error; keep only the location part.
+fn scrub(msg: &str) -> String {
+    match msg.find(" at line ") {
+        Some(i) => {
+            let head = msg[..i].split(':').next().unwrap_or("invalid YAML");
+            format!("{head}{}", &msg[i..])
+        }
+        None => "invalid YAML".into(),
+    }
+}

@@ -1,0 +1,228 @@
+//! Status types: written by the relay (Ready, Degraded, tunnels, forwards, datapath, summary columns) and by the
+//! operator (Reconciling, Stalled, observedGeneration). The same JSON is served at the standalone `/status`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition types.
+pub mod condition {
+    /// The relay carries traffic: at least one tunnel is established and all forwards listen.
+    pub const READY: &str = "Ready";
+    /// A configured tunnel is down while another carries traffic.
+    pub const DEGRADED: &str = "Degraded";
+    /// kstatus: work in progress (pod rolling out, tunnel connecting).
+    pub const RECONCILING: &str = "Reconciling";
+    /// kstatus: cannot progress without a change (bad config, missing Secret, authentication failed, ...).
+    pub const STALLED: &str = "Stalled";
+}
+
+/// Observed state of an IotRelay.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IotRelayStatus {
+    /// The `metadata.generation` the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Ready, Degraded (written by the relay), Reconciling, Stalled (written by the operator); kstatus-compatible.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Established tunnels / configured tunnels, e.g. `2/2` (the `Tunnels` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnels_up: Option<String>,
+    /// Name of the tunnel carrying outbound traffic now (the `Active` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_tunnel: Option<String>,
+    /// Listening forwards / configured forwards, e.g. `1/1` (the `Forwards` column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forwards_listening: Option<String>,
+    /// One entry per configured tunnel.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub tunnels: Vec<TunnelStatus>,
+    /// One entry per configured forward.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub forwards: Vec<ForwardStatus>,
+    /// Datapath-wide counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datapath: Option<DatapathStatus>,
+}
+
+impl IotRelayStatus {
+    /// Fills `tunnelsUp`, `activeTunnel` and `forwardsListening` from `tunnels` and `forwards`.
+    pub fn summarize(&mut self) {
+        let up = self
+            .tunnels
+            .iter()
+            .filter(|t| t.state == TunnelState::Established)
+            .count();
+        self.tunnels_up = Some(format!("{up}/{}", self.tunnels.len()));
+        self.active_tunnel = self
+            .tunnels
+            .iter()
+            .find(|t| t.active)
+            .map(|t| t.name.clone());
+        let listening = self.forwards.iter().filter(|f| f.listening).count();
+        self.forwards_listening = Some(format!("{listening}/{}", self.forwards.len()));
+    }
+
+    /// The condition of the given type, if present.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.conditions.iter().find(|c| c.type_ == type_)
+    }
+}
+
+/// State of a tunnel.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum TunnelState {
+    /// IKE/CHILD SA negotiation in progress.
+    #[default]
+    Connecting,
+    /// IKE SA and CHILD_SA established.
+    Established,
+    /// Not established and not trying right now (backoff, or failed permanently).
+    Down,
+}
+
+/// Status of one tunnel.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TunnelStatus {
+    /// Tunnel name from the spec.
+    pub name: String,
+    /// Connecting, Established or Down.
+    pub state: TunnelState,
+    /// Whether this tunnel carries outbound traffic now.
+    #[serde(default)]
+    pub active: bool,
+    /// The current IKE SA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_sa: Option<IkeSaStatus>,
+    /// The current CHILD_SA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child_sa: Option<ChildSaStatus>,
+    /// Last error seen on this tunnel, e.g. `peer sent AUTHENTICATION_FAILED`; empty when none.
+    #[serde(default)]
+    pub last_error: String,
+}
+
+/// An IKE SA as strongSwan would print it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IkeSaStatus {
+    /// Our SPI, 16 lowercase hex digits without `0x`.
+    pub local_spi: String,
+    /// The peer's SPI, 16 lowercase hex digits without `0x`.
+    pub remote_spi: String,
+    /// Negotiated transforms, e.g. `AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024`.
+    pub proposal: String,
+    /// When the SA was established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_at: Option<Time>,
+    /// When the relay will rekey it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekey_at: Option<Time>,
+}
+
+/// A CHILD_SA (ESP SA pair) with its traffic counters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChildSaStatus {
+    /// Inbound ESP SPI, 8 lowercase hex digits.
+    pub inbound_spi: String,
+    /// Outbound ESP SPI, 8 lowercase hex digits.
+    pub outbound_spi: String,
+    /// Negotiated transforms, e.g. `AES_CBC-128/HMAC_SHA1_96`.
+    pub proposal: String,
+    /// When the SA was established.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_at: Option<Time>,
+    /// When the relay will rekey it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekey_at: Option<Time>,
+    /// Decrypted inner bytes received.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Inner bytes sent.
+    #[serde(default)]
+    pub bytes_out: u64,
+    /// Packets received.
+    #[serde(default)]
+    pub packets_in: u64,
+    /// Packets sent.
+    #[serde(default)]
+    pub packets_out: u64,
+}
+
+/// Status of one forward.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardStatus {
+    /// Forward name from the spec.
+    pub name: String,
+    /// Whether the UDP socket is bound.
+    #[serde(default)]
+    pub listening: bool,
+    /// Live sessions (sender address/port pairs with a return path).
+    #[serde(default)]
+    pub sessions: u64,
+    /// Packets from allowed sources relayed into the tunnel.
+    #[serde(default)]
+    pub packets_in: u64,
+    /// Replies relayed back to the sender.
+    #[serde(default)]
+    pub packets_out: u64,
+    /// Packets dropped, by reason.
+    #[serde(default)]
+    pub drops: ForwardDrops,
+}
+
+/// Drop counters of a forward.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ForwardDrops {
+    /// Sender not in `allowedSources`.
+    #[serde(default)]
+    pub source_not_allowed: u64,
+    /// No tunnel established.
+    #[serde(default)]
+    pub no_tunnel: u64,
+    /// Reply with no matching session.
+    #[serde(default)]
+    pub no_session: u64,
+    /// Packet larger than the tunnel can carry.
+    #[serde(default)]
+    pub too_big: u64,
+    /// Internal queue full.
+    #[serde(default)]
+    pub queue_full: u64,
+}
+
+/// Datapath-wide state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatapathStatus {
+    /// ESP packets dropped, by reason.
+    #[serde(default)]
+    pub drops: DatapathDrops,
+}
+
+/// ESP drop counters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DatapathDrops {
+    /// Unparseable packets.
+    #[serde(default)]
+    pub malformed: u64,
+    /// Replayed or too old sequence numbers.
+    #[serde(default)]
+    pub replay: u64,
+    /// ICV check failed.
+    #[serde(default)]
+    pub integrity: u64,
+    /// SPI not known.
+    #[serde(default)]
+    pub unknown_spi: u64,
+}

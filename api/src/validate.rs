@@ -1,0 +1,516 @@
+//! The pure validator: the same rules as the CRD schema (OpenAPI + CEL), so standalone mode reports the same
+//! problems `kubectl apply` would, with the same field paths. Output: a [`ValidatedSpec`] of parsed values.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+
+use crate::duration::parse_duration;
+use crate::net::{CidrError, Ipv4Cidr};
+use crate::spec::{IotRelaySpec, LogFormat, SecretKeyRef, StartupAction};
+
+/// One problem, e.g. `spec.forwards[0].target.port: must be 1..65535`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct FieldError {
+    /// JSON path of the field, starting at `spec`.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The local IKE identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identity {
+    /// ID_IPV4_ADDR.
+    Ipv4(Ipv4Addr),
+    /// ID_FQDN.
+    Fqdn(String),
+}
+
+/// A tunnel with parsed values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedTunnel {
+    pub name: String,
+    pub peer: Ipv4Addr,
+    pub psk: SecretKeyRef,
+}
+
+/// IKE settings with parsed values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedIke {
+    pub proposals: Vec<IkeProposal>,
+    pub lifetime: Duration,
+    pub dpd_interval: Duration,
+    pub dpd_timeout: Duration,
+    pub startup_action: StartupAction,
+}
+
+/// ESP settings with parsed values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedEsp {
+    pub proposals: Vec<EspProposal>,
+    pub lifetime: Duration,
+    pub replay_window: u32,
+}
+
+/// A forward with parsed values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedForward {
+    pub name: String,
+    pub listen_port: u16,
+    pub allowed_sources: Vec<Ipv4Cidr>,
+    pub target: SocketAddrV4,
+    pub idle_timeout: Duration,
+}
+
+/// A spec that passed every rule, with parsed values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedSpec {
+    pub inside_address: Ipv4Addr,
+    pub remote_subnets: Vec<Ipv4Cidr>,
+    pub local_address: Option<Ipv4Addr>,
+    /// `localIdentity`, else `localAddress` as an IPv4 identity, else `None` (the sidecar uses the address it
+    /// ends up sending from).
+    pub local_identity: Option<Identity>,
+    pub tunnels: Vec<ValidatedTunnel>,
+    pub ike: ValidatedIke,
+    pub esp: ValidatedEsp,
+    pub forwards: Vec<ValidatedForward>,
+    pub privileged: bool,
+    pub admin_port: u16,
+    pub log_format: LogFormat,
+}
+
+impl ValidatedSpec {
+    /// Every (Secret, key) the spec references, sorted and deduplicated.
+    pub fn secret_refs(&self) -> BTreeSet<SecretKeyRef> {
+        self.tunnels.iter().map(|t| t.psk.clone()).collect()
+    }
+}
+
+const AWS_IKE_LIFETIME: (Duration, Duration) =
+    (Duration::from_secs(900), Duration::from_secs(8 * 3600));
+const AWS_ESP_LIFETIME: (Duration, Duration) =
+    (Duration::from_secs(900), Duration::from_secs(3600));
+
+struct Errors(Vec<FieldError>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    fn ipv4(&mut self, path: &str, s: &str) -> Option<Ipv4Addr> {
+        match s.parse::<Ipv4Addr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                self.push(path, format!("must be an IPv4 address, got {s:?}"));
+                None
+            }
+        }
+    }
+    fn cidr(&mut self, path: &str, s: &str) -> Option<Ipv4Cidr> {
+        match s.parse::<Ipv4Cidr>() {
+            Ok(c) => Some(c),
+            Err(CidrError::HostBits(c)) => {
+                self.push(
+                    path,
+                    format!("host bits must be zero in {s:?} (did you mean {c}?)"),
+                );
+                None
+            }
+            Err(CidrError::Syntax) => {
+                self.push(
+                    path,
+                    format!("must be an IPv4 CIDR like 100.64.0.0/16, got {s:?}"),
+                );
+                None
+            }
+        }
+    }
+    fn cidrs(&mut self, path: &str, list: &[String]) -> Vec<Ipv4Cidr> {
+        if list.is_empty() {
+            self.push(path, "must have at least 1 item");
+        } else if list.len() > 32 {
+            self.push(path, "must have at most 32 items");
+        }
+        list.iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.cidr(&format!("{path}[{i}]"), s))
+            .collect()
+    }
+    fn port(&mut self, path: &str, p: i32) -> Option<u16> {
+        match u16::try_from(p) {
+            Ok(p) if p >= 1 => Some(p),
+            _ => {
+                self.push(path, "must be 1..65535");
+                None
+            }
+        }
+    }
+    fn duration(
+        &mut self,
+        path: &str,
+        s: &str,
+        min: Duration,
+        max: Duration,
+        range: &str,
+    ) -> Option<Duration> {
+        match parse_duration(s) {
+            Ok(d) if d >= min && d <= max => Some(d),
+            Ok(_) => {
+                self.push(path, format!("must be between {range}"));
+                None
+            }
+            Err(e) => {
+                self.push(path, e.to_string());
+                None
+            }
+        }
+    }
+    fn name(&mut self, path: &str, s: &str) {
+        if !is_dns_label(s) {
+            self.push(
+                path,
+                format!(
+                    "must be a DNS label (lowercase letters, digits, '-'; at most 63), got {s:?}"
+                ),
+            );
+        }
+    }
+    fn secret_ref(&mut self, path: &str, r: &SecretKeyRef) {
+        let name_ok =
+            !r.name.is_empty() && r.name.len() <= 253 && r.name.split('.').all(is_dns_label);
+        if !name_ok {
+            self.push(
+                format!("{path}.name"),
+                "must be a Secret name (DNS subdomain)",
+            );
+        }
+        let key_ok = !r.key.is_empty()
+            && r.key.len() <= 253
+            && r.key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+        if !key_ok {
+            self.push(
+                format!("{path}.key"),
+                "must be a Secret key (letters, digits, '-', '_', '.')",
+            );
+        }
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn proposal_syntax_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 256
+        && s.split('-').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+/// Checks every rule the CRD schema enforces and parses the values. All problems are reported, not just the first.
+pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
+    let mut e = Errors(Vec::new());
+
+    let inside = e.ipv4("spec.insideAddress", &spec.inside_address);
+    let remote = e.cidrs("spec.remoteSubnets", &spec.remote_subnets);
+    if let Some(inside) = inside
+        && let Some(c) = remote.iter().find(|c| c.contains(inside))
+    {
+        e.push(
+            "spec.insideAddress",
+            format!("must not be inside remoteSubnets (it is inside {c})"),
+        );
+    }
+    let local_address = spec
+        .local_address
+        .as_deref()
+        .and_then(|s| e.ipv4("spec.localAddress", s));
+    let local_identity = match spec.local_identity.as_deref() {
+        Some(s)
+            if s.is_empty()
+                || s.len() > 253
+                || s.chars().any(|c| c.is_whitespace() || c.is_control()) =>
+        {
+            e.push(
+                "spec.localIdentity",
+                "must be an IPv4 address or an FQDN (1..253 characters, no spaces)",
+            );
+            None
+        }
+        Some(s) => Some(match s.parse::<Ipv4Addr>() {
+            Ok(a) => Identity::Ipv4(a),
+            Err(_) => Identity::Fqdn(s.to_string()),
+        }),
+        None => local_address.map(Identity::Ipv4),
+    };
+
+    // Tunnels.
+    if spec.tunnels.is_empty() || spec.tunnels.len() > 2 {
+        e.push("spec.tunnels", "must have 1 or 2 tunnels");
+    }
+    let mut tunnels = Vec::new();
+    let mut names = BTreeSet::new();
+    let mut peers = BTreeSet::new();
+    for (i, t) in spec.tunnels.iter().enumerate() {
+        let p = format!("spec.tunnels[{i}]");
+        e.name(&format!("{p}.name"), &t.name);
+        if !names.insert(t.name.as_str()) {
+            e.push(
+                format!("{p}.name"),
+                format!("duplicate tunnel name {:?}", t.name),
+            );
+        }
+        let peer = e.ipv4(&format!("{p}.peerAddress"), &t.peer_address);
+        if let Some(peer) = peer
+            && !peers.insert(peer)
+        {
+            e.push(
+                format!("{p}.peerAddress"),
+                format!("duplicate peer address {peer}"),
+            );
+        }
+        e.secret_ref(
+            &format!("{p}.preSharedKeySecretRef"),
+            &t.pre_shared_key_secret_ref,
+        );
+        if let Some(peer) = peer {
+            tunnels.push(ValidatedTunnel {
+                name: t.name.clone(),
+                peer,
+                psk: t.pre_shared_key_secret_ref.clone(),
+            });
+        }
+    }
+
+    // IKE.
+    let ike_proposals = proposals(
+        &mut e,
+        "spec.ike.proposals",
+        &spec.ike.proposals,
+        IkeProposal::parse,
+    );
+    let ike_lifetime = e.duration(
+        "spec.ike.lifetime",
+        &spec.ike.lifetime,
+        AWS_IKE_LIFETIME.0,
+        AWS_IKE_LIFETIME.1,
+        "900s and 8h (AWS phase 1 range)",
+    );
+    let dpd_interval = e.duration(
+        "spec.ike.dpdInterval",
+        &spec.ike.dpd_interval,
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+        "1s and 1h",
+    );
+    let dpd_timeout = match parse_duration(&spec.ike.dpd_timeout) {
+        Ok(d) => Some(d),
+        Err(err) => {
+            e.push("spec.ike.dpdTimeout", err.to_string());
+            None
+        }
+    };
+    if let (Some(i), Some(t)) = (dpd_interval, dpd_timeout)
+        && t <= i
+    {
+        e.push("spec.ike.dpdTimeout", "must be longer than dpdInterval");
+    }
+
+    // ESP.
+    let esp_proposals = proposals(
+        &mut e,
+        "spec.esp.proposals",
+        &spec.esp.proposals,
+        EspProposal::parse,
+    );
+    let esp_lifetime = e.duration(
+        "spec.esp.lifetime",
+        &spec.esp.lifetime,
+        AWS_ESP_LIFETIME.0,
+        AWS_ESP_LIFETIME.1,
+        "900s and 1h (AWS phase 2 range)",
+    );
+    if let (Some(i), Some(c)) = (ike_lifetime, esp_lifetime)
+        && c >= i
+    {
+        e.push("spec.esp.lifetime", "must be shorter than ike.lifetime");
+    }
+    let replay_window = match u32::try_from(spec.esp.replay_window) {
+        Ok(w) if (64..=2048).contains(&w) => Some(w),
+        _ => {
+            e.push("spec.esp.replayWindow", "must be 64..2048");
+            None
+        }
+    };
+
+    // Admin port and forwards.
+    let admin_port = e.port("spec.adminPort", spec.admin_port);
+    if spec.forwards.len() > 64 {
+        e.push("spec.forwards", "must have at most 64 forwards");
+    }
+    let mut forwards = Vec::new();
+    let mut fnames = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for (i, f) in spec.forwards.iter().enumerate() {
+        let p = format!("spec.forwards[{i}]");
+        e.name(&format!("{p}.name"), &f.name);
+        if !fnames.insert(f.name.as_str()) {
+            e.push(
+                format!("{p}.name"),
+                format!("duplicate forward name {:?}", f.name),
+            );
+        }
+        let listen = e.port(&format!("{p}.listenPort"), f.listen_port);
+        if let Some(l) = listen {
+            if !ports.insert(l) {
+                e.push(
+                    format!("{p}.listenPort"),
+                    format!("duplicate listen port {l}"),
+                );
+            }
+            if l == 500 || l == 4500 {
+                e.push(
+                    format!("{p}.listenPort"),
+                    "must not be 500 or 4500 (used by IKE and ESP-in-UDP)",
+                );
+            }
+            if Some(l) == admin_port {
+                e.push(format!("{p}.listenPort"), "must differ from adminPort");
+            }
+        }
+        let sources = e.cidrs(&format!("{p}.allowedSources"), &f.allowed_sources);
+        let addr = e.ipv4(&format!("{p}.target.address"), &f.target.address);
+        if let Some(a) = addr
+            && !remote.is_empty()
+            && !remote.iter().any(|c| c.contains(a))
+        {
+            e.push(
+                format!("{p}.target.address"),
+                "must be inside remoteSubnets",
+            );
+        }
+        let tport = e.port(&format!("{p}.target.port"), f.target.port);
+        let idle = e.duration(
+            &format!("{p}.idleTimeout"),
+            &f.idle_timeout,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+            "1s and 24h",
+        );
+        if let (Some(listen_port), Some(a), Some(tp), Some(idle_timeout)) =
+            (listen, addr, tport, idle)
+        {
+            forwards.push(ValidatedForward {
+                name: f.name.clone(),
+                listen_port,
+                allowed_sources: sources,
+                target: SocketAddrV4::new(a, tp),
+                idle_timeout,
+            });
+        }
+    }
+
+    if let Some(img) = &spec.image
+        && (img.is_empty() || img.len() > 512)
+    {
+        e.push("spec.image", "must be 1..512 characters");
+    }
+
+    if !e.0.is_empty() {
+        return Err(e.0);
+    }
+    // Every Option below is Some when no error was recorded; the fallbacks are unreachable but keep this panic-free.
+    let (
+        Some(inside_address),
+        Some(lifetime),
+        Some(dpd_interval),
+        Some(dpd_timeout),
+        Some(esp_lifetime),
+    ) = (
+        inside,
+        ike_lifetime,
+        dpd_interval,
+        dpd_timeout,
+        esp_lifetime,
+    )
+    else {
+        return Err(vec![FieldError {
+            path: "spec".into(),
+            message: "invalid".into(),
+        }]);
+    };
+    Ok(ValidatedSpec {
+        inside_address,
+        remote_subnets: remote,
+        local_address,
+        local_identity,
+        tunnels,
+        ike: ValidatedIke {
+            proposals: ike_proposals,
+            lifetime,
+            dpd_interval,
+            dpd_timeout,
+            startup_action: spec.ike.startup_action,
+        },
+        esp: ValidatedEsp {
+            proposals: esp_proposals,
+            lifetime: esp_lifetime,
+            replay_window: replay_window.unwrap_or(1024),
+        },
+        forwards,
+        privileged: spec.privileged,
+        admin_port: admin_port.unwrap_or(crate::DEFAULT_ADMIN_PORT),
+        log_format: spec.log_format,
+    })
+}
+
+fn proposals<P, E: fmt::Display>(
+    e: &mut Errors,
+    path: &str,
+    list: &[String],
+    parse: impl Fn(&str) -> Result<P, E>,
+) -> Vec<P> {
+    if list.is_empty() {
+        e.push(path, "must have at least 1 proposal");
+    } else if list.len() > 16 {
+        e.push(path, "must have at most 16 proposals");
+    }
+    let mut out = Vec::new();
+    for (i, s) in list.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        if !proposal_syntax_ok(s) {
+            e.push(p, format!("must look like aes128-sha1-modp1024 (lowercase tokens joined by '-'), got {s:?}"));
+            continue;
+        }
+        match parse(s) {
+            Ok(v) => out.push(v),
+            Err(err) => e.push(p, err.to_string()),
+        }
+    }
+    out
+}
