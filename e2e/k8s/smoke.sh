@@ -14,6 +14,7 @@ fail() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
 check() { local name=$1; shift; if "$@"; then pass "$name"; else fail "$name"; fi; }
 finish() {
   "$here/cluster.sh" stop >/dev/null 2>&1
+  rm -rf /run/k8s-smoke /etc/k8s-smoke-settings.conf   # mount points fake-kubelet created on the host
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
   exit $?
@@ -31,6 +32,13 @@ pod=$(kubectl -n $ns get pod -l app=web -o jsonpath='{.items[0].metadata.name}')
 in_cluster_list() { ip netns exec "$K8S_NETNS" curl -sf http://127.0.0.1:18080/pods.json | grep -q "\"name\": *\"$pod\""; }
 check pod-token-in-cluster-config in_cluster_list
 pod_pid=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.status.containerStatuses[0].containerID}' | sed 's|fake://||')
+
+volumes_mounted() {
+  kubectl -n $ns wait --for=condition=Ready pod/volumes --timeout=30s > /dev/null &&
+    grep -q 'smoke-secret-valuesmoke-config-value ok' "$K8S_STATE/kubelet/pods/${ns}_volumes/c.log" &&
+    ! grep -q smoke-secret-value /run/k8s-smoke/psk/psk 2>/dev/null   # the host sees only the empty mount point
+}
+check pod-volumes-mounted volumes_mounted
 
 # A second release on the same host port must stay Pending (the scheduler's NodePorts filter).
 helm install smoke2 "$here/smoke-chart" -n k8s-smoke2 --create-namespace >/dev/null 2>&1

@@ -6,8 +6,9 @@
 // ServiceAccount token it requests a bound token (TokenRequest API) and writes token, ca.crt and namespace
 // into a per-pod directory; with --mount-sa (default) the process runs in a private mount namespace where
 // that directory is bind-mounted over /var/run/secrets/kubernetes.io/serviceaccount, so in-cluster
-// configuration (client-go rest.InClusterConfig, kube-rs Config::infer) works unchanged. The env always gets
-// KUBERNETES_SERVICE_HOST/PORT pointing at the API server.
+// configuration (client-go rest.InClusterConfig, kube-rs Config::infer) works unchanged. secret, configMap,
+// emptyDir and hostPath volumes are bind-mounted the same way (mount points missing on the host are created
+// there, empty). The env always gets KUBERNETES_SERVICE_HOST/PORT pointing at the API server.
 //
 // Pod status: Running once the processes are started; Ready from the readiness probe (HTTP GET, TCP or
 // none). Deleting a Pod sends SIGTERM to the process group, SIGKILL after the grace period, then the Pod
@@ -126,7 +127,7 @@ func main() {
 	flag.StringVar(&cfg.pathPrepend, "path-prepend", "", "colon-separated directories put before $PATH for container commands")
 	flag.StringVar(&cfg.apiHost, "api-host", "127.0.0.1", "KUBERNETES_SERVICE_HOST given to containers")
 	flag.StringVar(&cfg.apiPort, "api-port", "6443", "KUBERNETES_SERVICE_PORT given to containers")
-	flag.BoolVar(&cfg.mountSA, "mount-sa", true, "bind-mount the per-pod SA directory over "+saMountPath+" in a private mount namespace")
+	flag.BoolVar(&cfg.mountSA, "mount-sa", true, "bind-mount the pod's volumes (SA token, secret, configMap, emptyDir, hostPath) at their mountPath in a private mount namespace")
 	flag.DurationVar(&cfg.maxProbePeriod, "max-probe-period", 2*time.Second, "cap on readinessProbe.periodSeconds (tests want quick readiness)")
 	flag.StringVar(&cfg.cpu, "cpu", "8", "Node cpu capacity")
 	flag.StringVar(&cfg.memory, "memory", "16Gi", "Node memory capacity")
@@ -393,6 +394,7 @@ func (k *kubelet) stopPod(r *podRun, grace int64) {
 		close(r.done)
 		if r.dir != "" {
 			_ = os.RemoveAll(filepath.Join(r.dir, "sa"))
+			_ = os.RemoveAll(filepath.Join(r.dir, "volumes"))
 		}
 		log.Printf("pod %s/%s: stopped", r.pod.Namespace, r.pod.Name)
 	} else {
@@ -426,17 +428,11 @@ func (k *kubelet) runPod(parent context.Context, r *podRun) {
 	if len(pod.Spec.InitContainers) > 0 && r.failure() == "" {
 		r.setFailed("InitContainersUnsupported: fake-kubelet does not run init containers")
 	}
-	needSA := false
-	for _, c := range pod.Spec.Containers {
-		for _, m := range c.VolumeMounts {
-			if m.MountPath == saMountPath {
-				needSA = true
-			}
-		}
-	}
-	if needSA && r.failure() == "" {
-		if err := k.writeServiceAccount(ctx, pod, filepath.Join(r.dir, "sa")); err != nil {
-			r.setFailed("ServiceAccountToken: " + err.Error())
+	var volumes map[string]string
+	if r.failure() == "" {
+		var err error
+		if volumes, err = k.prepareVolumes(ctx, pod, r.dir); err != nil {
+			r.setFailed("VolumeError: " + err.Error())
 		}
 	}
 	for _, c := range pod.Spec.Containers {
@@ -454,7 +450,17 @@ func (k *kubelet) runPod(parent context.Context, r *podRun) {
 			k.reportStatus(ctx, r)
 			return
 		}
-		go k.superviseContainer(ctx, r, c, env, needSA)
+		var mounts []string
+		for _, m := range c.spec.VolumeMounts {
+			src, ok := volumes[m.Name]
+			if !ok {
+				r.setFailed("VolumeError: no volume " + m.Name)
+				k.reportStatus(ctx, r)
+				return
+			}
+			mounts = append(mounts, filepath.Join(src, m.SubPath), m.MountPath)
+		}
+		go k.superviseContainer(ctx, r, c, env, mounts)
 		go k.probe(ctx, r, c)
 	}
 	// Status: report on every change, and at least every few seconds.
@@ -508,6 +514,96 @@ func (k *kubelet) writeServiceAccount(ctx context.Context, pod *corev1.Pod, dir 
 		}
 	}
 	return nil
+}
+
+// prepareVolumes materialises the pod's volumes under dir/volumes and returns volume name -> host path. The
+// ServiceAccount token volume (projected, with a serviceAccountToken source) becomes dir/sa.
+func (k *kubelet) prepareVolumes(ctx context.Context, pod *corev1.Pod, dir string) (map[string]string, error) {
+	out := map[string]string{}
+	writeKeys := func(path string, data map[string][]byte, items []corev1.KeyToPath) error {
+		if err := os.MkdirAll(path, 0o755); err != nil {
+			return err
+		}
+		if len(items) == 0 {
+			for key := range data {
+				items = append(items, corev1.KeyToPath{Key: key, Path: key})
+			}
+		}
+		for _, it := range items {
+			v, ok := data[it.Key]
+			if !ok {
+				return fmt.Errorf("key %s not found", it.Key)
+			}
+			f := filepath.Join(path, it.Path)
+			if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(f, v, 0o600); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, v := range pod.Spec.Volumes {
+		path := filepath.Join(dir, "volumes", v.Name)
+		switch {
+		case v.Projected != nil && hasTokenSource(v.Projected):
+			path = filepath.Join(dir, "sa")
+			if err := k.writeServiceAccount(ctx, pod, path); err != nil {
+				return nil, fmt.Errorf("ServiceAccount token: %w", err)
+			}
+		case v.Secret != nil:
+			sec, err := k.client.CoreV1().Secrets(pod.Namespace).Get(ctx, v.Secret.SecretName, metav1.GetOptions{})
+			if err != nil {
+				if v.Secret.Optional != nil && *v.Secret.Optional {
+					sec = &corev1.Secret{}
+				} else {
+					return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+				}
+			}
+			if err := writeKeys(path, sec.Data, v.Secret.Items); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		case v.ConfigMap != nil:
+			cm, err := k.client.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, v.ConfigMap.Name, metav1.GetOptions{})
+			if err != nil {
+				if v.ConfigMap.Optional != nil && *v.ConfigMap.Optional {
+					cm = &corev1.ConfigMap{}
+				} else {
+					return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+				}
+			}
+			data := map[string][]byte{}
+			for key, val := range cm.Data {
+				data[key] = []byte(val)
+			}
+			for key, val := range cm.BinaryData {
+				data[key] = val
+			}
+			if err := writeKeys(path, data, v.ConfigMap.Items); err != nil {
+				return nil, fmt.Errorf("volume %s: %w", v.Name, err)
+			}
+		case v.EmptyDir != nil:
+			if err := os.MkdirAll(path, 0o755); err != nil {
+				return nil, err
+			}
+		case v.HostPath != nil:
+			path = v.HostPath.Path
+		default:
+			return nil, fmt.Errorf("volume %s: only secret, configMap, emptyDir, hostPath and the ServiceAccount token are supported", v.Name)
+		}
+		out[v.Name] = path
+	}
+	return out, nil
+}
+
+func hasTokenSource(p *corev1.ProjectedVolumeSource) bool {
+	for _, s := range p.Sources {
+		if s.ServiceAccountToken != nil {
+			return true
+		}
+	}
+	return false
 }
 
 var varRef = regexp.MustCompile(`\$\(([A-Za-z_][A-Za-z0-9_]*)\)`)
@@ -623,7 +719,17 @@ func lookPath(name string, env []string) (string, error) {
 	return "", fmt.Errorf("executable %q not found in the container PATH", name)
 }
 
-func (k *kubelet) superviseContainer(ctx context.Context, r *podRun, c *ctrRun, env []string, needSA bool) {
+// mountScript runs in the container's private mount namespace: bind-mount each "src dst" pair given before
+// "--" (creating dst like a runtime would: a directory, or a file for a file source), then exec the command.
+const mountScript = `while [ "$1" != -- ]; do
+  if [ -d "$1" ]; then mkdir -p "$2"; else mkdir -p "$(dirname "$2")"; [ -e "$2" ] || : > "$2"; fi
+  mount --bind "$1" "$2" || exit 127
+  shift 2
+done
+shift
+exec "$@"`
+
+func (k *kubelet) superviseContainer(ctx context.Context, r *podRun, c *ctrRun, env []string, mounts []string) {
 	backoff := time.Second
 	for ctx.Err() == nil {
 		envMap := map[string]string{}
@@ -658,9 +764,10 @@ func (k *kubelet) superviseContainer(ctx context.Context, r *podRun, c *ctrRun, 
 		if k.cfg.netns != "" {
 			wrap = append(wrap, "ip", "netns", "exec", k.cfg.netns)
 		}
-		if needSA && k.cfg.mountSA {
-			wrap = append(wrap, "unshare", "--mount", "--propagation", "private", "sh", "-c",
-				`mount --bind "$0" `+saMountPath+` && exec "$@"`, filepath.Join(r.dir, "sa"))
+		if len(mounts) > 0 && k.cfg.mountSA {
+			wrap = append(wrap, "unshare", "--mount", "--propagation", "private", "sh", "-c", mountScript, "sh")
+			wrap = append(wrap, mounts...)
+			wrap = append(wrap, "--")
 		}
 		full := append(wrap, argv...)
 		logf, err := os.OpenFile(filepath.Join(r.dir, c.spec.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
