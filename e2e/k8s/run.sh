@@ -11,6 +11,7 @@
 # no operator binary, relay never Ready, ...) fails at once saying `not yet: ...` instead of waiting out timeouts.
 # Needs: root, e2e/tools/build.sh done, `make build` (iotrelay-operator, iotrelay-sidecar in
 # ${CARGO_TARGET_DIR:-target}/release). Logs of a run are copied to $K8S_ARTIFACTS (default /tmp/k8s-iotrelay-artifacts).
+# K8S_KEEP=1 leaves the cluster and the lab running afterwards, for a look with kubectl.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -63,8 +64,13 @@ cleanup() {
   cp -r "$K8S_STATE/kubelet/pods" "$artifacts/pods" 2>/dev/null || true
   for i in 1 2; do cp "$K8S_LAB_DIR/aws$i/charon.log" "$artifacts/aws$i-charon.log" 2>/dev/null || true; done
   [ -n "${echo_pid:-}" ] && kill "$echo_pid" 2>/dev/null
-  k8s_lab_down >/dev/null 2>&1
-  "$here/cluster.sh" stop >/dev/null 2>&1
+  if [ "${K8S_KEEP:-0}" = 1 ]; then
+    echo "K8S_KEEP=1: cluster and lab left running; eval \"\$(K8S_STATE=$K8S_STATE $here/cluster.sh env)\"; stop with:"
+    echo "  K8S_STATE=$K8S_STATE $here/cluster.sh stop; (source $here/lab.sh; K8S_LAB_DIR=$K8S_LAB_DIR k8s_lab_down)"
+  else
+    k8s_lab_down >/dev/null 2>&1
+    "$here/cluster.sh" stop >/dev/null 2>&1
+  fi
   echo "logs: $artifacts"
   echo "$passed passed, $failed failed"
   [ "$failed" -eq 0 ]
@@ -357,6 +363,11 @@ t_hostport() {
   r=$(cond plant-8 Ready status)
   m="$(cond plant-8 Ready reason) $(cond plant-8 Ready message)"
   [ "$r" != True ] || { why="plant-8 (same listenPort) is Ready"; ok=0; }
+  local pod8
+  if [ $ok = 1 ] && pod8=$(relay_pod plant-8) && [ -n "$pod8" ]; then
+    [ -z "$(kubectl -n $ns get pod "$pod8" -o jsonpath='{.spec.nodeName}')" ] \
+      || { why="plant-8's pod was scheduled onto the node despite the host port conflict"; ok=0; }
+  fi
   if [ $ok = 1 ] && ! echo "$m" | grep -qiE 'port|schedul'; then why="not Ready, but the reason is not clear: '$m'"; ok=0; fi
   # and plant-7 is untouched
   [ $ok = 0 ] || cond_is plant-7 Ready True || { why="plant-7 lost Ready"; ok=0; }
