@@ -133,11 +133,13 @@ EOF
   k8s_swanctl "$i" --load-all --noprompt --file "$d/swanctl.conf" > "$d/load.out" 2>&1
 }
 
+# k8s_aws_stop N [SIGNAL]: TERM (default) lets charon send DELETEs; KILL makes the peer vanish silently (an outage,
+# noticed only by DPD).
 k8s_aws_stop() {
   local d="$K8S_LAB_DIR/aws$1" pid
   [ -f "$d/charon.pid" ] || return 0
   pid=$(cat "$d/charon.pid")
-  kill -TERM "$pid" 2>/dev/null || true
+  kill "-${2:-TERM}" "$pid" 2>/dev/null || true
   for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
   rm -f "$d/charon.pid" "$d/charon.vici"

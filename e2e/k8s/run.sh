@@ -403,7 +403,7 @@ tc helm-upgrade-keeps-relays t_helm_upgrade
 degraded_ok=0
 t_degraded() {
   requires relay || return 1
-  k8s_aws_stop 1
+  k8s_aws_stop 1 KILL   # an outage: no DELETE, only DPD can tell
   k8s_lab_fail_over
   wait_until 60 cond_is plant-7 Degraded True || { why="Degraded not True 60 s after tunnel1's peer stopped"; diag plant-7; return 1; }
   local s
