@@ -1,0 +1,144 @@
+//! Leader election with a `coordination.k8s.io/v1` Lease, so two operator replicas never reconcile at once.
+//!
+//! kube-rs has no built-in elector. This is the client-go algorithm, reduced: read the Lease; take it when it is
+//! free or expired (a replace with the read resourceVersion, so two candidates can't both win); renew it every
+//! `renew_every`; a replica that fails to renew before the lease expires stops leading (the binary exits, and its
+//! pod restarts as a candidate).
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, PostParams};
+
+/// Settings of the election.
+#[derive(Debug, Clone)]
+pub struct LeaseConfig {
+    pub namespace: String,
+    pub name: String,
+    /// This replica's identity (its pod name).
+    pub identity: String,
+    pub lease_duration: Duration,
+    pub renew_every: Duration,
+}
+
+/// Result of one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// We hold the lease (acquired or renewed).
+    Leader,
+    /// Someone else holds a valid lease.
+    Follower,
+}
+
+/// Pure: whether a lease held by someone else has expired at `now`.
+pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
+    let (Some(renew), Some(secs)) = (spec.renew_time.as_ref(), spec.lease_duration_seconds) else {
+        return true;
+    };
+    let deadline = renew
+        .0
+        .checked_add(SignedDuration::from_secs(i64::from(secs)));
+    deadline.map(|d| d < now).unwrap_or(true)
+}
+
+/// One acquire-or-renew step.
+pub async fn try_acquire(client: &Client, cfg: &LeaseConfig) -> Result<Attempt, kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    let now = Timestamp::now();
+    let secs = i32::try_from(cfg.lease_duration.as_secs()).unwrap_or(15);
+    match api.get_opt(&cfg.name).await? {
+        None => {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(cfg.name.clone()),
+                    ..Default::default()
+                },
+                spec: Some(LeaseSpec {
+                    holder_identity: Some(cfg.identity.clone()),
+                    lease_duration_seconds: Some(secs),
+                    acquire_time: Some(MicroTime(now)),
+                    renew_time: Some(MicroTime(now)),
+                    lease_transitions: Some(0),
+                    ..Default::default()
+                }),
+            };
+            match api.create(&PostParams::default(), &lease).await {
+                Ok(_) => Ok(Attempt::Leader),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Follower),
+                Err(e) => Err(e),
+            }
+        }
+        Some(mut lease) => {
+            let spec = lease.spec.clone().unwrap_or_default();
+            let ours = spec.holder_identity.as_deref() == Some(cfg.identity.as_str());
+            let free = spec.holder_identity.as_deref().is_none_or(str::is_empty);
+            if !ours && !free && !expired(&spec, now) {
+                return Ok(Attempt::Follower);
+            }
+            let mut new = spec.clone();
+            if !ours {
+                new.acquire_time = Some(MicroTime(now));
+                new.lease_transitions = Some(spec.lease_transitions.unwrap_or(0).saturating_add(1));
+            }
+            new.holder_identity = Some(cfg.identity.clone());
+            new.lease_duration_seconds = Some(secs);
+            new.renew_time = Some(MicroTime(now));
+            lease.spec = Some(new);
+            // replace carries the resourceVersion we read: a concurrent winner makes this a 409.
+            match api.replace(&cfg.name, &PostParams::default(), &lease).await {
+                Ok(_) => Ok(Attempt::Leader),
+                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::Follower),
+                Err(e) => Err(e),
+            }
+        }
+    }
+}
+
+/// Gives the lease up (on graceful shutdown) so a standby takes over at once instead of after expiry.
+pub async fn release(client: &Client, cfg: &LeaseConfig) -> Result<(), kube::Error> {
+    let api: Api<Lease> = Api::namespaced(client.clone(), &cfg.namespace);
+    if let Some(mut lease) = api.get_opt(&cfg.name).await? {
+        let mut spec = lease.spec.clone().unwrap_or_default();
+        if spec.holder_identity.as_deref() == Some(cfg.identity.as_str()) {
+            spec.holder_identity = None;
+            spec.lease_duration_seconds = Some(1);
+            lease.spec = Some(spec);
+            api.replace(&cfg.name, &PostParams::default(), &lease)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Blocks until this replica is the leader.
+pub async fn acquire(client: &Client, cfg: &LeaseConfig) {
+    loop {
+        match try_acquire(client, cfg).await {
+            Ok(Attempt::Leader) => return,
+            Ok(Attempt::Follower) => {}
+            Err(e) => tracing::warn!(error = %e, "leader election attempt failed"),
+        }
+        tokio::time::sleep(cfg.renew_every).await;
+    }
+}
+
+/// Renews until a renewal fails past the lease duration; returns then (leadership lost).
+pub async fn hold(client: &Client, cfg: &LeaseConfig) {
+    let mut last_ok = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(cfg.renew_every).await;
+        match try_acquire(client, cfg).await {
+            Ok(Attempt::Leader) => last_ok = tokio::time::Instant::now(),
+            Ok(Attempt::Follower) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "lease renewal failed");
+                if last_ok.elapsed() >= cfg.lease_duration {
+                    return;
+                }
+            }
+        }
+    }
+}

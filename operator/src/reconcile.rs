@@ -1,0 +1,352 @@
+//! The reconcile pipeline: dereference (Secrets) -> validate -> build (pure) -> apply (server-side) -> status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::json;
+use tracing::{info, warn};
+
+use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, validate};
+
+use crate::conditions::{Outcome, operator_conditions};
+use crate::metrics::{Metrics, ReconcileResult};
+use crate::render::{Children, RELAY_LABEL, RenderConfig, render};
+
+/// How often a Stalled relay is looked at again (a missing Secret may appear; Secrets are not watched).
+pub const STALLED_RECHECK: Duration = Duration::from_secs(30);
+/// How often a relay whose pod is not available yet is looked at again.
+pub const PENDING_RECHECK: Duration = Duration::from_secs(10);
+/// Resync period of healthy relays.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+/// Errors that end a reconcile pass early; all are transient and requeued with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("serializing {0}: {1}")]
+    Serialize(&'static str, serde_json::Error),
+    #[error(transparent)]
+    Render(#[from] crate::render::RenderError),
+}
+
+impl Error {
+    /// Short bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
+            Error::Kube(kube::Error::Api(_)) => "api",
+            Error::Kube(_) => "transport",
+            Error::Serialize(..) => "serialize",
+            Error::Render(_) => "render",
+        }
+    }
+}
+
+/// Shared state of the controller.
+pub struct Context {
+    pub client: Client,
+    pub config: RenderConfig,
+    pub metrics: Arc<Metrics>,
+    pub reporter: Reporter,
+    /// Consecutive failures per object, for exponential backoff.
+    failures: Mutex<HashMap<ObjectRef<IotRelay>, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: RenderConfig,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Self {
+        Context {
+            client,
+            config,
+            metrics,
+            reporter,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn clear_failures(&self, r: &ObjectRef<IotRelay>) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(r);
+        }
+    }
+
+    /// 1 s, 2 s, 4 s ... capped at 5 min.
+    fn next_backoff(&self, r: &ObjectRef<IotRelay>) -> Duration {
+        let n = match self.failures.lock() {
+            Ok(mut f) => {
+                let n = f.entry(r.clone()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            }
+            Err(_) => 1,
+        };
+        backoff(n)
+    }
+}
+
+/// Exponential backoff for the `n`th consecutive failure (n >= 1).
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_secs(1u64 << n.saturating_sub(1).min(9)).min(Duration::from_secs(300))
+}
+
+/// The controller's reconcile function.
+pub async fn reconcile(relay: Arc<IotRelay>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = std::time::Instant::now();
+    let result = reconcile_inner(&relay, &ctx).await;
+    let label = match &result {
+        Ok((_, Outcome::Stalled { .. })) => ReconcileResult::Stalled,
+        Ok(_) => ReconcileResult::Ok,
+        Err(_) => ReconcileResult::Error,
+    };
+    ctx.metrics.observe(label, started.elapsed());
+    let r = ObjectRef::from_obj(&*relay);
+    match result {
+        Ok((action, _)) => {
+            ctx.clear_failures(&r);
+            Ok(action)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The controller's error policy: transient errors requeue with exponential backoff per object.
+pub fn error_policy(relay: Arc<IotRelay>, err: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.next_backoff(&ObjectRef::from_obj(&*relay));
+    warn!(relay = %relay.name_any(), namespace = relay.namespace().unwrap_or_default(), error = %err,
+        kind = err.kind(), retry_in_s = delay.as_secs(), "reconcile failed");
+    Action::requeue(delay)
+}
+
+async fn reconcile_inner(relay: &IotRelay, ctx: &Context) -> Result<(Action, Outcome), Error> {
+    let ns = relay.namespace().unwrap_or_default();
+    let name = relay.name_any();
+    let outcome = match check(relay, ctx, &ns).await? {
+        Err(stalled) => stalled,
+        Ok(children) => {
+            apply(ctx, &ns, &children).await?;
+            observe_pod(ctx, &ns, &children).await?
+        }
+    };
+    update_status(relay, ctx, &ns, &outcome).await?;
+    let action = match &outcome {
+        Outcome::Stalled { reason, .. } => {
+            info!(relay = %name, namespace = %ns, reason = %reason, "stalled");
+            Action::requeue(STALLED_RECHECK)
+        }
+        Outcome::PodNotReady { .. } => Action::requeue(PENDING_RECHECK),
+        Outcome::PodAvailable => Action::requeue(RESYNC),
+    };
+    Ok((action, outcome))
+}
+
+/// Dereference + validate + build. `Ok(Err(outcome))` is a permanent problem to report as Stalled.
+async fn check(
+    relay: &IotRelay,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Result<Children, Outcome>, Error> {
+    let spec = match validate(&relay.spec) {
+        Ok(v) => v,
+        Err(errs) => {
+            let message = errs
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Ok(Err(Outcome::Stalled {
+                reason: "InvalidSpec".into(),
+                message,
+            }));
+        }
+    };
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    for r in spec.secret_refs() {
+        match secrets.get_opt(&r.name).await? {
+            None => {
+                return Ok(Err(Outcome::Stalled {
+                    reason: "SecretNotFound".into(),
+                    message: format!(
+                        "Secret {:?} (referenced by preSharedKeySecretRef) not found in namespace {ns:?}",
+                        r.name
+                    ),
+                }));
+            }
+            Some(s) => {
+                let has_key = s.data.as_ref().is_some_and(|d| d.contains_key(&r.key))
+                    || s.string_data
+                        .as_ref()
+                        .is_some_and(|d| d.contains_key(&r.key));
+                if !has_key {
+                    return Ok(Err(Outcome::Stalled {
+                        reason: "SecretKeyNotFound".into(),
+                        message: format!(
+                            "Secret {:?} has no key {:?} (referenced by preSharedKeySecretRef)",
+                            r.name, r.key
+                        ),
+                    }));
+                }
+            }
+        }
+    }
+    Ok(Ok(render(relay, &spec, &ctx.config)?))
+}
+
+async fn apply(ctx: &Context, ns: &str, c: &Children) -> Result<(), Error> {
+    let pp = PatchParams::apply(OPERATOR_FIELD_MANAGER).force();
+    apply_one::<ServiceAccount>(ctx, ns, &c.service_account, &pp).await?;
+    apply_one::<Role>(ctx, ns, &c.role, &pp).await?;
+    apply_one::<RoleBinding>(ctx, ns, &c.role_binding, &pp).await?;
+    apply_one::<Deployment>(ctx, ns, &c.deployment, &pp).await?;
+    Ok(())
+}
+
+async fn apply_one<K>(ctx: &Context, ns: &str, obj: &K, pp: &PatchParams) -> Result<(), Error>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Serialize + Clone + std::fmt::Debug,
+    K: serde::de::DeserializeOwned,
+    <K as Resource>::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let dt = K::DynamicType::default();
+    let mut value = serde_json::to_value(obj).map_err(|e| Error::Serialize("child", e))?;
+    value["apiVersion"] = json!(K::api_version(&dt));
+    value["kind"] = json!(K::kind(&dt));
+    let name = obj.meta().name.clone().unwrap_or_default();
+    api.patch(&name, pp, &Patch::Apply(value)).await?;
+    Ok(())
+}
+
+/// Looks at the relay's Deployment and pod: available, or why not (e.g. the scheduler's "didn't have free ports").
+async fn observe_pod(ctx: &Context, ns: &str, c: &Children) -> Result<Outcome, Error> {
+    let name = c.deployment.metadata.name.clone().unwrap_or_default();
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
+    let available = deployments
+        .get_opt(&name)
+        .await?
+        .and_then(|d| d.status)
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0);
+    if available > 0 {
+        return Ok(Outcome::PodAvailable);
+    }
+    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
+    let list = pods
+        .list(&ListParams::default().labels(&format!("{RELAY_LABEL}={name}")))
+        .await?;
+    Ok(pod_outcome(&list.items))
+}
+
+/// Pure: why the relay pod is not available.
+pub fn pod_outcome(pods: &[Pod]) -> Outcome {
+    let Some(pod) = pods.first() else {
+        return Outcome::PodNotReady {
+            reason: "PodPending".into(),
+            message: "waiting for the relay pod to be created".into(),
+        };
+    };
+    let status = pod.status.clone().unwrap_or_default();
+    for c in status.conditions.unwrap_or_default() {
+        if c.type_ == "PodScheduled" && c.status == "False" {
+            return Outcome::PodNotReady {
+                reason: c.reason.unwrap_or_else(|| "Unschedulable".into()),
+                message: format!(
+                    "relay pod cannot be scheduled: {}",
+                    c.message.unwrap_or_default()
+                ),
+            };
+        }
+    }
+    for cs in status.container_statuses.unwrap_or_default() {
+        if let Some(w) = cs.state.and_then(|s| s.waiting) {
+            return Outcome::PodNotReady {
+                reason: w.reason.unwrap_or_else(|| "ContainerWaiting".into()),
+                message: format!("relay container waiting: {}", w.message.unwrap_or_default()),
+            };
+        }
+    }
+    Outcome::PodNotReady {
+        reason: "PodNotReady".into(),
+        message: format!(
+            "relay pod is {}",
+            status.phase.unwrap_or_else(|| "Pending".into())
+        ),
+    }
+}
+
+async fn update_status(
+    relay: &IotRelay,
+    ctx: &Context,
+    ns: &str,
+    outcome: &Outcome,
+) -> Result<(), Error> {
+    let old = relay.status.clone().unwrap_or_default();
+    let generation = relay.metadata.generation;
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let conditions = operator_conditions(outcome, generation, &old, &now);
+
+    // Events only on a transition into Stalled (or a different stall reason), so requeues don't spam.
+    if let Outcome::Stalled { reason, message } = outcome {
+        let was = old.condition(iotrelay_api::condition::STALLED);
+        let changed = !was
+            .is_some_and(|c| c.status == "True" && &c.reason == reason && &c.message == message);
+        if changed {
+            let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+            let event = Event {
+                type_: EventType::Warning,
+                reason: reason.clone(),
+                note: Some(truncate(message, 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &relay.object_ref(&())).await {
+                warn!(error = %e, "publishing event failed");
+            }
+        }
+    }
+
+    let status = IotRelayStatus {
+        observed_generation: generation,
+        conditions,
+        ..Default::default()
+    };
+    let patch = json!({
+        "apiVersion": format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
+        "kind": "IotRelay",
+        "status": status,
+    });
+    let api: Api<IotRelay> = Api::namespaced(ctx.client.clone(), ns);
+    api.patch_status(
+        &relay.name_any(),
+        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
+        &Patch::Apply(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}

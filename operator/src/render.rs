@@ -1,0 +1,346 @@
+//! The pure "build" step: a validated IotRelay in, the Kubernetes objects it owns out. No API calls, no clock.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, LocalObjectReference, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, ServiceAccount,
+};
+use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use sha2::{Digest, Sha256};
+
+use iotrelay_api::{IotRelay, LogFormat, ValidatedSpec};
+
+/// Pod-template annotation holding a hash of the rendered pod spec: it changes exactly when the pod would.
+pub const CONFIG_HASH_ANNOTATION: &str = "iotrelay.dev/config-hash";
+/// Label on every child naming the IotRelay.
+pub const RELAY_LABEL: &str = "iotrelay.dev/relay";
+/// Grace period: long enough for the relay to send IKE DELETEs for every SA before it is killed.
+pub const TERMINATION_GRACE_SECONDS: i64 = 15;
+
+/// Operator-wide settings that shape the children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderConfig {
+    /// Relay image used when the spec sets none (the operator's own image: it holds both binaries).
+    pub relay_image: String,
+    /// `IfNotPresent`, `Always`, `Never`.
+    pub image_pull_policy: String,
+    /// Pull secrets for the relay pod.
+    pub image_pull_secrets: Vec<String>,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig {
+            relay_image: "ghcr.io/iotrelay/iotrelay:0.1.0".into(),
+            image_pull_policy: "IfNotPresent".into(),
+            image_pull_secrets: vec![],
+        }
+    }
+}
+
+/// Why the objects could not be rendered (the IotRelay lacks server-set metadata).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RenderError {
+    #[error("IotRelay has no {0}")]
+    MissingMetadata(&'static str),
+}
+
+/// Everything one IotRelay owns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Children {
+    pub service_account: ServiceAccount,
+    pub role: Role,
+    pub role_binding: RoleBinding,
+    pub deployment: Deployment,
+}
+
+/// Name of every child object of the IotRelay `name`: `iotrelay-<name>`, shortened with a hash when needed so it
+/// stays a valid label value (<= 63).
+pub fn child_name(name: &str) -> String {
+    const MAX: usize = 56; // leaves room for the ReplicaSet/Pod suffixes in pod names
+    let full = format!("iotrelay-{name}");
+    if full.len() <= MAX {
+        return full;
+    }
+    let digest = Sha256::digest(name.as_bytes());
+    let hash: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    let head: String = full.chars().take(MAX - 9).collect();
+    format!("{}-{hash}", head.trim_end_matches(['-', '.']))
+}
+
+/// Renders the children of `relay` (whose spec validated to `spec`).
+pub fn render(
+    relay: &IotRelay,
+    spec: &ValidatedSpec,
+    cfg: &RenderConfig,
+) -> Result<Children, RenderError> {
+    let name = relay
+        .metadata
+        .name
+        .clone()
+        .ok_or(RenderError::MissingMetadata("metadata.name"))?;
+    let namespace = relay
+        .metadata
+        .namespace
+        .clone()
+        .ok_or(RenderError::MissingMetadata("metadata.namespace"))?;
+    let uid = relay
+        .metadata
+        .uid
+        .clone()
+        .ok_or(RenderError::MissingMetadata("metadata.uid"))?;
+    let child = child_name(&name);
+    let owner = OwnerReference {
+        api_version: format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
+        kind: "IotRelay".into(),
+        name: name.clone(),
+        uid,
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    let labels = BTreeMap::from([
+        (
+            "app.kubernetes.io/name".to_string(),
+            "iotrelay-relay".to_string(),
+        ),
+        (
+            "app.kubernetes.io/managed-by".to_string(),
+            "iotrelay-operator".to_string(),
+        ),
+        (RELAY_LABEL.to_string(), child.clone()),
+    ]);
+    let meta = ObjectMeta {
+        name: Some(child.clone()),
+        namespace: Some(namespace.clone()),
+        labels: Some(labels.clone()),
+        owner_references: Some(vec![owner]),
+        ..Default::default()
+    };
+
+    let service_account = ServiceAccount {
+        metadata: meta.clone(),
+        automount_service_account_token: Some(true),
+        ..Default::default()
+    };
+
+    let secret_names: Vec<String> = {
+        let mut v: Vec<String> = spec.secret_refs().into_iter().map(|r| r.name).collect();
+        v.dedup();
+        v
+    };
+    let rule =
+        |groups: &str, resources: &[&str], names: Option<Vec<String>>, verbs: &[&str]| PolicyRule {
+            api_groups: Some(vec![groups.to_string()]),
+            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+            resource_names: names,
+            verbs: verbs.iter().map(|s| s.to_string()).collect(),
+            non_resource_urls: None,
+        };
+    let role = Role {
+        metadata: meta.clone(),
+        rules: Some(vec![
+            rule(
+                iotrelay_api::GROUP,
+                &["iotrelays"],
+                Some(vec![name.clone()]),
+                &["get", "list", "watch"],
+            ),
+            rule(
+                iotrelay_api::GROUP,
+                &["iotrelays/status"],
+                Some(vec![name.clone()]),
+                &["get", "patch"],
+            ),
+            rule(
+                "",
+                &["secrets"],
+                Some(secret_names),
+                &["get", "list", "watch"],
+            ),
+            rule("", &["events"], None, &["create", "patch"]),
+            rule("events.k8s.io", &["events"], None, &["create", "patch"]),
+        ]),
+    };
+    let role_binding = RoleBinding {
+        metadata: meta.clone(),
+        role_ref: RoleRef {
+            api_group: "rbac.authorization.k8s.io".into(),
+            kind: "Role".into(),
+            name: child.clone(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: child.clone(),
+            namespace: Some(namespace.clone()),
+            api_group: None,
+        }]),
+    };
+
+    let pod_spec = pod_spec(relay, spec, cfg, &name, &namespace, &child);
+    let hash = config_hash(&pod_spec);
+    let deployment = Deployment {
+        metadata: meta,
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            // Two relays can never share UDP 500/4500 on a node: the old pod must be gone before the new starts.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            }),
+            selector: LabelSelector {
+                match_labels: Some(BTreeMap::from([(RELAY_LABEL.to_string(), child.clone())])),
+                match_expressions: None,
+            },
+            revision_history_limit: Some(3),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash)])),
+                    ..Default::default()
+                }),
+                spec: Some(pod_spec),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    };
+    Ok(Children {
+        service_account,
+        role,
+        role_binding,
+        deployment,
+    })
+}
+
+fn pod_spec(
+    relay: &IotRelay,
+    spec: &ValidatedSpec,
+    cfg: &RenderConfig,
+    name: &str,
+    namespace: &str,
+    child: &str,
+) -> PodSpec {
+    let port = |n: &str, p: u16, proto: &str| ContainerPort {
+        name: Some(n.to_string()),
+        container_port: i32::from(p),
+        host_port: Some(i32::from(p)),
+        protocol: Some(proto.to_string()),
+        host_ip: None,
+    };
+    // Only IKE, NAT-T and the admin port are host ports. UDP 500/4500 already keep two relays off one node; the
+    // forwards' listen ports are left out on purpose, so adding or removing a forward does not change the pod
+    // template and the relay applies it live without restarting its tunnels.
+    let ports = vec![
+        port("ike", 500, "UDP"),
+        port("nat-t", 4500, "UDP"),
+        port("admin", spec.admin_port, "TCP"),
+    ];
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_string()),
+            port: IntOrString::Int(i32::from(spec.admin_port)),
+            scheme: Some("HTTP".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Default::default()
+    };
+    let env = |k: &str, v: String| EnvVar {
+        name: k.to_string(),
+        value: Some(v),
+        value_from: None,
+    };
+    let log_format = match spec.log_format {
+        LogFormat::Json => "json",
+        LogFormat::Text => "text",
+    };
+    let security_context = if spec.privileged {
+        SecurityContext {
+            privileged: Some(true),
+            run_as_user: Some(0),
+            ..Default::default()
+        }
+    } else {
+        SecurityContext {
+            privileged: Some(false),
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            // Added capabilities are only effective for root in Kubernetes (no ambient capabilities), so the
+            // process runs as uid 0 with everything else dropped.
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".into(), "NET_BIND_SERVICE".into()]),
+                drop: Some(vec!["ALL".into()]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }
+    };
+    let container = Container {
+        name: "relay".into(),
+        image: Some(
+            relay
+                .spec
+                .image
+                .clone()
+                .unwrap_or_else(|| cfg.relay_image.clone()),
+        ),
+        image_pull_policy: Some(cfg.image_pull_policy.clone()),
+        command: Some(vec!["iotrelay-sidecar".into(), "kube".into()]),
+        env: Some(vec![
+            env("IOTRELAY_NAME", name.to_string()),
+            env("IOTRELAY_NAMESPACE", namespace.to_string()),
+            env("IOTRELAY_ADMIN_PORT", spec.admin_port.to_string()),
+            env("IOTRELAY_LOG_FORMAT", log_format.to_string()),
+        ]),
+        ports: Some(ports),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        readiness_probe: Some(probe("/readyz", 5, 1)),
+        resources: relay.spec.resources.clone(),
+        security_context: Some(security_context),
+        ..Default::default()
+    };
+    PodSpec {
+        service_account_name: Some(child.to_string()),
+        automount_service_account_token: Some(true),
+        host_network: Some(true),
+        dns_policy: Some("ClusterFirstWithHostNet".into()),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        node_selector: relay.spec.node_selector.clone(),
+        tolerations: relay.spec.tolerations.clone(),
+        affinity: relay.spec.affinity.clone(),
+        image_pull_secrets: if cfg.image_pull_secrets.is_empty() {
+            None
+        } else {
+            Some(
+                cfg.image_pull_secrets
+                    .iter()
+                    .map(|n| LocalObjectReference { name: n.clone() })
+                    .collect(),
+            )
+        },
+        containers: vec![container],
+        ..Default::default()
+    }
+}
+
+/// First 16 hex digits of SHA-256 over the pod spec's JSON (field order is fixed by the types, maps are sorted).
+fn config_hash(pod: &PodSpec) -> String {
+    let json = serde_json::to_vec(pod).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}

@@ -1,0 +1,229 @@
+//! The operator process: configuration from the environment, JSON logs, admin HTTP server, leader election,
+//! controller, graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use iotrelay_api::IotRelay;
+
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, error_policy, reconcile};
+use crate::render::RenderConfig;
+
+/// Settings, read from the environment (the chart sets them).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub render: RenderConfig,
+    /// `IOTRELAY_ADMIN_ADDR`, default `0.0.0.0:8080`: `/metrics`, `/healthz`, `/readyz`.
+    pub admin_addr: SocketAddr,
+    /// `IOTRELAY_LEADER_ELECTION` (default true).
+    pub leader_election: bool,
+    /// `POD_NAMESPACE`: where the Lease lives.
+    pub namespace: String,
+    /// `POD_NAME`: this replica's identity.
+    pub identity: String,
+    /// `IOTRELAY_WATCH_NAMESPACE`: only this namespace (default: all).
+    pub watch_namespace: Option<String>,
+    /// `IOTRELAY_LOG_FORMAT`: `json` (default) or `text`.
+    pub log_json: bool,
+}
+
+impl Settings {
+    pub fn from_env() -> anyhow::Result<Self> {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let defaults = RenderConfig::default();
+        Ok(Settings {
+            render: RenderConfig {
+                relay_image: var("IOTRELAY_RELAY_IMAGE").unwrap_or(defaults.relay_image),
+                image_pull_policy: var("IOTRELAY_RELAY_IMAGE_PULL_POLICY")
+                    .unwrap_or(defaults.image_pull_policy),
+                image_pull_secrets: var("IOTRELAY_RELAY_IMAGE_PULL_SECRETS")
+                    .map(|v| {
+                        v.split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            },
+            admin_addr: var("IOTRELAY_ADMIN_ADDR")
+                .unwrap_or_else(|| "0.0.0.0:8080".into())
+                .parse()?,
+            leader_election: var("IOTRELAY_LEADER_ELECTION").is_none_or(|v| v != "false"),
+            namespace: var("POD_NAMESPACE").unwrap_or_else(|| "default".into()),
+            identity: var("POD_NAME")
+                .unwrap_or_else(|| format!("iotrelay-operator-{}", std::process::id())),
+            watch_namespace: var("IOTRELAY_WATCH_NAMESPACE"),
+            log_json: var("IOTRELAY_LOG_FORMAT").is_none_or(|v| v != "text"),
+        })
+    }
+}
+
+/// Installs the tracing subscriber (JSON lines by default; filter from `RUST_LOG`, default `info`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Runs the operator until SIGTERM (Ok) or lost leadership (Err, so the pod restarts as a candidate).
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutdown requested");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = {
+        let rx = stop_rx.clone();
+        move || {
+            let mut rx = rx.clone();
+            async move {
+                let _ = rx.wait_for(|v| *v).await;
+            }
+        }
+    };
+
+    let app = axum::Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(|| async { "ok" }))
+        .with_state(metrics.clone());
+    let listener = tokio::net::TcpListener::bind(settings.admin_addr).await?;
+    info!(addr = %settings.admin_addr, "admin server listening");
+    let server_stop = stopped();
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(server_stop)
+            .await
+        {
+            error!(error = %e, "admin server failed");
+        }
+    });
+
+    let client = Client::try_default().await?;
+    let lease = LeaseConfig {
+        namespace: settings.namespace.clone(),
+        name: "iotrelay-operator-leader".into(),
+        identity: settings.identity.clone(),
+        lease_duration: Duration::from_secs(15),
+        renew_every: Duration::from_secs(4),
+    };
+    if settings.leader_election {
+        info!(identity = %lease.identity, "waiting for leadership");
+        tokio::select! {
+            _ = leader::acquire(&client, &lease) => {}
+            _ = stopped() => return Ok(()),
+        }
+        metrics.leader.set(1);
+        info!(identity = %lease.identity, "became leader");
+    }
+
+    let (relays, deployments): (Api<IotRelay>, Api<Deployment>) = match &settings.watch_namespace {
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
+    };
+    let reporter = Reporter {
+        controller: "iotrelay-operator".into(),
+        instance: Some(settings.identity.clone()),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        settings.render.clone(),
+        metrics.clone(),
+        reporter,
+    ));
+    let controller = Controller::new(relays, watcher::Config::default().any_semantic())
+        .owns(
+            deployments,
+            watcher::Config::default().labels("app.kubernetes.io/managed-by=iotrelay-operator"),
+        )
+        .graceful_shutdown_on(stopped())
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            if let Err(e) = res {
+                warn!(error = %e, "controller event");
+            }
+        });
+
+    let lost = async {
+        if settings.leader_election {
+            leader::hold(&client, &lease).await;
+        } else {
+            futures::future::pending::<()>().await;
+        }
+    };
+    let result = tokio::select! {
+        _ = controller => Ok(()),
+        _ = lost => Err(anyhow::anyhow!("lost leadership")),
+    };
+    if settings.leader_election
+        && result.is_ok()
+        && let Err(e) = leader::release(&client, &lease).await
+    {
+        warn!(error = %e, "releasing the lease failed");
+    }
+    metrics.leader.set(0);
+    info!("stopped");
+    result
+}
