@@ -122,7 +122,8 @@ pub enum Integ {
 }
 
 impl Integ {
-    pub const ALL: [Integ; 4] = [Integ::HmacSha1_96, Integ::HmacSha256_128, Integ::HmacSha384_192, Integ::HmacSha512_256];
+    pub const ALL: [Integ; 4] =
+        [Integ::HmacSha1_96, Integ::HmacSha256_128, Integ::HmacSha384_192, Integ::HmacSha512_256];
     pub fn transform_id(self) -> u16 {
         match self {
             Integ::HmacSha1_96 => 2,
@@ -203,13 +204,30 @@ impl Prf {
     }
     /// prf(key, data[0] | data[1] | ...).
     pub fn compute(self, key: &[u8], data: &[&[u8]]) -> Zeroizing<Vec<u8>> {
-        let _ = (key, data);
-        todo!("crypto: HMAC")
+        let mut out = Zeroizing::new(vec![0u8; self.output_len()]);
+        hmac_into(self, key, data, &mut out);
+        out
     }
     /// prf+ (RFC 7296 §2.13): `len` octets of T1 | T2 | ...
     pub fn prf_plus(self, key: &[u8], seed: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
-        let _ = (key, seed, len);
-        todo!("crypto: prf+")
+        let hlen = self.output_len();
+        debug_assert!(len <= 255 * hlen, "prf+ asked for more than 255 blocks");
+        let mut out = Zeroizing::new(Vec::with_capacity(len + hlen));
+        let mut t = Zeroizing::new(vec![0u8; hlen]);
+        let mut n: u8 = 1;
+        while out.len() < len {
+            let prev: &[u8] = if n == 1 { &[] } else { &t[..] };
+            let mut next = Zeroizing::new(vec![0u8; hlen]);
+            hmac_into(self, key, &[prev, seed, &[n]], &mut next);
+            out.extend_from_slice(&next);
+            t = next;
+            if n == 255 {
+                break;
+            }
+            n += 1;
+        }
+        out.truncate(len);
+        out
     }
 }
 
@@ -308,98 +326,33 @@ impl DhGroup {
     }
     /// A fresh ephemeral key pair, from the injected randomness.
     pub fn generate(self, rng: &mut dyn RandomSource) -> DhSecret {
-        let _ = rng;
-        todo!("crypto: DH keygen")
+        dh::generate(self, rng)
     }
 }
 
-/// An ephemeral Diffie-Hellman private key with its public value. Zeroized on drop; `Debug` hides the secret.
-pub struct DhSecret {
-    group: DhGroup,
-    public: Vec<u8>,
-    // private state: filled in by the implementation
-}
+mod cipher;
+mod dh;
+mod modp_params;
+pub use cipher::SaCipher;
+pub use dh::DhSecret;
 
-impl std::fmt::Debug for DhSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DhSecret").field("group", &self.group).finish_non_exhaustive()
+/// HMAC of the concatenation of `data` into `out` (which has the hash's output length).
+fn hmac_into(prf: Prf, key: &[u8], data: &[&[u8]], out: &mut [u8]) {
+    use hmac::{Mac, SimpleHmac};
+    macro_rules! run {
+        ($h:ty) => {{
+            // SimpleHmac accepts keys of any length (HMAC hashes long keys), so this cannot fail.
+            let mut mac = <SimpleHmac<$h> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
+            for d in data {
+                mac.update(d);
+            }
+            out.copy_from_slice(&mac.finalize().into_bytes());
+        }};
     }
-}
-
-impl DhSecret {
-    pub fn group(&self) -> DhGroup {
-        self.group
-    }
-    /// The KE payload's key exchange data, exactly `group().public_len()` octets.
-    pub fn public_value(&self) -> &[u8] {
-        &self.public
-    }
-    /// g^ir. Validates the peer's value first (length; MODP: 1 < y < p-1 and, for groups 22-24, y^q = 1;
-    /// ECP: a point on the curve, not the identity; Curve25519: a non-zero shared secret).
-    /// ECP groups return the x coordinate (RFC 5903 §7); MODP groups the value padded to the prime's length.
-    pub fn shared_secret(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-        let _ = peer_public;
-        todo!("crypto: DH agreement")
-    }
-}
-
-/// An SA's cipher state (IKE SK payload or ESP), keys expanded once. AEAD (GCM) or CBC + HMAC.
-///
-/// The callers do their own padding (IKE and ESP pad differently); this only encrypts and authenticates:
-/// - CBC: `data` (a multiple of 16 octets) is encrypted in place with `iv` (16 octets);
-///   ICV = truncated HMAC(integ_key, aad | iv | ciphertext).
-/// - GCM: nonce = salt (last 4 octets of the key material) | `iv` (8 octets); additional data = `aad`;
-///   ICV = the 16-octet tag.
-///
-/// ESP: aad = SPI | sequence number (RFC 4303 §2, RFC 4106 §5). IKE: aad = the message from the IKE header up to
-/// and including the SK payload's generic header (RFC 5282 §5, RFC 7296 §3.14).
-pub struct SaCipher {
-    encr: Encr,
-    integ: Option<Integ>,
-    // expanded keys: filled in by the implementation
-}
-
-impl std::fmt::Debug for SaCipher {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaCipher").field("encr", &self.encr).field("integ", &self.integ).finish_non_exhaustive()
-    }
-}
-
-impl SaCipher {
-    /// `encr_key` is `encr.key_material_len()` octets (GCM: key then 4-octet salt); `integ` must be `None` for
-    /// GCM and `Some` for CBC, with `integ_key` of `integ.key_len()` octets (empty for GCM).
-    pub fn new(encr: Encr, integ: Option<Integ>, encr_key: &[u8], integ_key: &[u8]) -> Result<Self, CryptoError> {
-        let _ = (encr_key, integ_key);
-        Ok(SaCipher { encr, integ })
-    }
-    pub fn encr(&self) -> Encr {
-        self.encr
-    }
-    pub fn integ(&self) -> Option<Integ> {
-        self.integ
-    }
-    pub fn iv_len(&self) -> usize {
-        self.encr.iv_len()
-    }
-    /// ICV octets appended to each packet/message.
-    pub fn icv_len(&self) -> usize {
-        match self.integ {
-            Some(i) => i.icv_len(),
-            None => self.encr.icv_len(),
-        }
-    }
-    pub fn block_size(&self) -> usize {
-        self.encr.block_size()
-    }
-    /// Encrypts `data` in place and writes the ICV (`icv.len() == self.icv_len()`).
-    pub fn seal_in_place(&self, aad: &[u8], iv: &[u8], data: &mut [u8], icv: &mut [u8]) -> Result<(), CryptoError> {
-        let _ = (aad, iv, data, icv);
-        todo!("crypto: seal")
-    }
-    /// Checks the ICV (constant time; for CBC before decrypting) and decrypts `data` in place.
-    /// On failure `data` is left unspecified and `CryptoError::IntegrityCheckFailed` is returned.
-    pub fn open_in_place(&self, aad: &[u8], iv: &[u8], data: &mut [u8], icv: &[u8]) -> Result<(), CryptoError> {
-        let _ = (aad, iv, data, icv);
-        todo!("crypto: open")
+    match prf {
+        Prf::HmacSha1 => run!(sha1::Sha1),
+        Prf::HmacSha256 => run!(sha2::Sha256),
+        Prf::HmacSha384 => run!(sha2::Sha384),
+        Prf::HmacSha512 => run!(sha2::Sha512),
     }
 }

@@ -37,35 +37,262 @@ pub struct EspProposal {
     pub dh: Vec<DhGroup>,
 }
 
+enum Token {
+    Encr(Encr),
+    Integ(Integ),
+    Prf(Prf),
+    Dh(DhGroup),
+    NoEsn,
+}
+
+fn token(t: &str) -> Option<Token> {
+    Some(match t {
+        "aes128" => Token::Encr(Encr::AesCbc128),
+        "aes256" => Token::Encr(Encr::AesCbc256),
+        "aes128gcm16" | "aes128gcm128" => Token::Encr(Encr::AesGcm16_128),
+        "aes256gcm16" | "aes256gcm128" => Token::Encr(Encr::AesGcm16_256),
+        "sha1" | "sha" => Token::Integ(Integ::HmacSha1_96),
+        "sha256" | "sha2_256" => Token::Integ(Integ::HmacSha256_128),
+        "sha384" | "sha2_384" => Token::Integ(Integ::HmacSha384_192),
+        "sha512" | "sha2_512" => Token::Integ(Integ::HmacSha512_256),
+        "prfsha1" => Token::Prf(Prf::HmacSha1),
+        "prfsha256" => Token::Prf(Prf::HmacSha256),
+        "prfsha384" => Token::Prf(Prf::HmacSha384),
+        "prfsha512" => Token::Prf(Prf::HmacSha512),
+        "modp1024" => Token::Dh(DhGroup::Modp1024),
+        "modp1536" => Token::Dh(DhGroup::Modp1536),
+        "modp2048" => Token::Dh(DhGroup::Modp2048),
+        "modp3072" => Token::Dh(DhGroup::Modp3072),
+        "modp4096" => Token::Dh(DhGroup::Modp4096),
+        "modp6144" => Token::Dh(DhGroup::Modp6144),
+        "modp8192" => Token::Dh(DhGroup::Modp8192),
+        "modp1024s160" => Token::Dh(DhGroup::Modp1024s160),
+        "modp2048s224" => Token::Dh(DhGroup::Modp2048s224),
+        "modp2048s256" => Token::Dh(DhGroup::Modp2048s256),
+        "ecp256" => Token::Dh(DhGroup::Ecp256),
+        "ecp384" => Token::Dh(DhGroup::Ecp384),
+        "ecp521" => Token::Dh(DhGroup::Ecp521),
+        "curve25519" | "x25519" => Token::Dh(DhGroup::Curve25519),
+        "noesn" => Token::NoEsn,
+        _ => return None,
+    })
+}
+
+fn push<T: PartialEq>(v: &mut Vec<T>, x: T) {
+    if !v.contains(&x) {
+        v.push(x);
+    }
+}
+
+struct Parsed {
+    encr: Vec<Encr>,
+    integ: Vec<Integ>,
+    prf: Vec<Prf>,
+    dh: Vec<DhGroup>,
+    noesn: bool,
+}
+
+fn parse_tokens(s: &str) -> Result<Parsed, ProposalError> {
+    let err =
+        |token: &str, reason: &'static str| ProposalError { proposal: s.to_string(), token: token.to_string(), reason };
+    if s.trim().is_empty() {
+        return Err(err("", "empty"));
+    }
+    let mut p = Parsed { encr: vec![], integ: vec![], prf: vec![], dh: vec![], noesn: false };
+    for t in s.trim().split('-') {
+        let lower = t.to_ascii_lowercase();
+        match token(&lower) {
+            Some(Token::Encr(e)) => push(&mut p.encr, e),
+            Some(Token::Integ(i)) => push(&mut p.integ, i),
+            Some(Token::Prf(f)) => push(&mut p.prf, f),
+            Some(Token::Dh(g)) => push(&mut p.dh, g),
+            Some(Token::NoEsn) => p.noesn = true,
+            None if lower == "esn" => return Err(err(t, "extended sequence numbers are not supported:")),
+            None if t.is_empty() => return Err(err(t, "empty algorithm")),
+            None => return Err(err(t, "unknown algorithm")),
+        }
+    }
+    if p.encr.is_empty() {
+        return Err(err(s, "no encryption algorithm (e.g. aes128, aes256gcm16)"));
+    }
+    let aead = p.encr.iter().filter(|e| e.is_aead()).count();
+    if aead != 0 && aead != p.encr.len() {
+        return Err(err(s, "mixes AEAD (gcm) and non-AEAD encryption in one proposal; split it in two:"));
+    }
+    Ok(p)
+}
+
 impl IkeProposal {
     /// Parses strongSwan syntax. Rules: at least one encryption algorithm; at least one PRF (explicit or implied by
-    /// an integrity token); at least one DH group; integrity required with CBC and not allowed with only GCM.
+    /// an integrity token); at least one DH group; integrity required with CBC. With GCM, integrity tokens name
+    /// PRFs (as strongSwan reads `aes256gcm16-sha384-ecp384`).
     pub fn parse(s: &str) -> Result<Self, ProposalError> {
-        let _ = s;
-        todo!()
+        let mut p = parse_tokens(s)?;
+        let err = |reason: &'static str| ProposalError { proposal: s.to_string(), token: s.to_string(), reason };
+        if p.noesn {
+            return Err(ProposalError {
+                proposal: s.to_string(),
+                token: "noesn".into(),
+                reason: "ESN is an ESP option, not IKE:",
+            });
+        }
+        let aead = p.encr[0].is_aead();
+        if p.prf.is_empty() {
+            for i in &p.integ {
+                push(&mut p.prf, prf_for(*i));
+            }
+        }
+        if aead {
+            p.integ.clear();
+        } else if p.integ.is_empty() {
+            return Err(err("no integrity algorithm (e.g. sha256) for AES-CBC in"));
+        }
+        if p.prf.is_empty() {
+            return Err(err("no PRF (e.g. prfsha256) in"));
+        }
+        if p.dh.is_empty() {
+            return Err(err("no Diffie-Hellman group (e.g. modp2048, ecp256) in"));
+        }
+        Ok(IkeProposal { encr: p.encr, integ: p.integ, prf: p.prf, dh: p.dh })
+    }
+
+    /// Parses a list, naming the first bad entry.
+    pub fn parse_list<S: AsRef<str>>(list: &[S]) -> Result<Vec<Self>, ProposalError> {
+        list.iter().map(|s| Self::parse(s.as_ref())).collect()
+    }
+
+    /// The defaults ([`DEFAULT_IKE_PROPOSALS`]).
+    pub fn defaults() -> Vec<Self> {
+        Self::parse_list(DEFAULT_IKE_PROPOSALS).expect("built-in defaults parse")
+    }
+}
+
+fn prf_for(i: Integ) -> Prf {
+    match i {
+        Integ::HmacSha1_96 => Prf::HmacSha1,
+        Integ::HmacSha256_128 => Prf::HmacSha256,
+        Integ::HmacSha384_192 => Prf::HmacSha384,
+        Integ::HmacSha512_256 => Prf::HmacSha512,
     }
 }
 
 impl EspProposal {
     /// Parses strongSwan syntax. Integrity required with CBC, not allowed with only GCM; DH optional (PFS).
     pub fn parse(s: &str) -> Result<Self, ProposalError> {
-        let _ = s;
-        todo!()
+        let p = parse_tokens(s)?;
+        let err = |reason: &'static str| ProposalError { proposal: s.to_string(), token: s.to_string(), reason };
+        if let Some(f) = p.prf.first() {
+            return Err(ProposalError {
+                proposal: s.to_string(),
+                token: prf_token(*f).into(),
+                reason: "a PRF is an IKE algorithm, not ESP:",
+            });
+        }
+        if p.encr[0].is_aead() {
+            if !p.integ.is_empty() {
+                return Err(err("AES-GCM needs no integrity algorithm in"));
+            }
+        } else if p.integ.is_empty() {
+            return Err(err("no integrity algorithm (e.g. sha256) for AES-CBC in"));
+        }
+        Ok(EspProposal { encr: p.encr, integ: p.integ, dh: p.dh })
     }
+
+    /// Parses a list, naming the first bad entry.
+    pub fn parse_list<S: AsRef<str>>(list: &[S]) -> Result<Vec<Self>, ProposalError> {
+        list.iter().map(|s| Self::parse(s.as_ref())).collect()
+    }
+
+    /// The defaults ([`DEFAULT_ESP_PROPOSALS`]).
+    pub fn defaults() -> Vec<Self> {
+        Self::parse_list(DEFAULT_ESP_PROPOSALS).expect("built-in defaults parse")
+    }
+}
+
+/// The canonical token of an encryption algorithm.
+pub fn encr_token(e: Encr) -> &'static str {
+    match e {
+        Encr::AesCbc128 => "aes128",
+        Encr::AesCbc256 => "aes256",
+        Encr::AesGcm16_128 => "aes128gcm16",
+        Encr::AesGcm16_256 => "aes256gcm16",
+    }
+}
+
+pub fn integ_token(i: Integ) -> &'static str {
+    match i {
+        Integ::HmacSha1_96 => "sha1",
+        Integ::HmacSha256_128 => "sha256",
+        Integ::HmacSha384_192 => "sha384",
+        Integ::HmacSha512_256 => "sha512",
+    }
+}
+
+pub fn prf_token(p: Prf) -> &'static str {
+    match p {
+        Prf::HmacSha1 => "prfsha1",
+        Prf::HmacSha256 => "prfsha256",
+        Prf::HmacSha384 => "prfsha384",
+        Prf::HmacSha512 => "prfsha512",
+    }
+}
+
+pub fn dh_token(g: DhGroup) -> &'static str {
+    match g {
+        DhGroup::Modp1024 => "modp1024",
+        DhGroup::Modp1536 => "modp1536",
+        DhGroup::Modp2048 => "modp2048",
+        DhGroup::Modp3072 => "modp3072",
+        DhGroup::Modp4096 => "modp4096",
+        DhGroup::Modp6144 => "modp6144",
+        DhGroup::Modp8192 => "modp8192",
+        DhGroup::Ecp256 => "ecp256",
+        DhGroup::Ecp384 => "ecp384",
+        DhGroup::Ecp521 => "ecp521",
+        DhGroup::Modp1024s160 => "modp1024s160",
+        DhGroup::Modp2048s224 => "modp2048s224",
+        DhGroup::Modp2048s256 => "modp2048s256",
+        DhGroup::Curve25519 => "curve25519",
+    }
+}
+
+fn join(f: &mut std::fmt::Formatter<'_>, tokens: impl Iterator<Item = &'static str>) -> std::fmt::Result {
+    let mut first = true;
+    for t in tokens {
+        if !first {
+            f.write_str("-")?;
+        }
+        first = false;
+        f.write_str(t)?;
+    }
+    Ok(())
 }
 
 /// Writes the canonical strongSwan form (round-trips through `parse`).
 impl std::fmt::Display for IkeProposal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let _ = f;
-        todo!()
+        join(
+            f,
+            self.encr
+                .iter()
+                .map(|e| encr_token(*e))
+                .chain(self.integ.iter().map(|i| integ_token(*i)))
+                .chain(self.prf.iter().map(|p| prf_token(*p)))
+                .chain(self.dh.iter().map(|g| dh_token(*g))),
+        )
     }
 }
 
 impl std::fmt::Display for EspProposal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let _ = f;
-        todo!()
+        join(
+            f,
+            self.encr
+                .iter()
+                .map(|e| encr_token(*e))
+                .chain(self.integ.iter().map(|i| integ_token(*i)))
+                .chain(self.dh.iter().map(|g| dh_token(*g))),
+        )
     }
 }
 

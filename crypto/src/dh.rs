@@ -1,0 +1,205 @@
+//! Ephemeral Diffie-Hellman for every group AWS accepts plus Curve25519. MODP exponentiation is constant-time
+//! (crypto-bigint Montgomery form with a fixed exponent width); ECP via the RustCrypto curve crates; X25519 via
+//! x25519-dalek. Every received public value is validated before use.
+
+use crate::modp_params::*;
+use crate::{CryptoError, DhGroup, RandomSource};
+use crypto_bigint::modular::{BoxedMontyForm, BoxedMontyParams};
+use crypto_bigint::{BoxedUint, Odd};
+use zeroize::{Zeroize, Zeroizing};
+
+enum Private {
+    Modp { x: BoxedUint, exp_bits: u32 },
+    P256(p256::SecretKey),
+    P384(p384::SecretKey),
+    P521(p521::SecretKey),
+    X25519(x25519_dalek::StaticSecret),
+}
+
+impl Drop for Private {
+    fn drop(&mut self) {
+        // The curve crates' secret keys and StaticSecret zeroize themselves on drop.
+        if let Private::Modp { x, .. } = self {
+            x.zeroize();
+        }
+    }
+}
+
+/// An ephemeral Diffie-Hellman private key with its public value. Zeroized on drop; `Debug` hides the secret.
+pub struct DhSecret {
+    group: DhGroup,
+    public: Vec<u8>,
+    private: Private,
+}
+
+impl std::fmt::Debug for DhSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhSecret").field("group", &self.group).finish_non_exhaustive()
+    }
+}
+
+struct Modp {
+    p: Odd<BoxedUint>,
+    g: BoxedUint,
+    q: Option<BoxedUint>,
+    bits: u32,
+}
+
+fn modp(group: DhGroup) -> Option<Modp> {
+    let (p, g, q) = match group {
+        DhGroup::Modp1024 => (G2_P, G2_G, None),
+        DhGroup::Modp1536 => (G5_P, G5_G, None),
+        DhGroup::Modp2048 => (G14_P, G14_G, None),
+        DhGroup::Modp3072 => (G15_P, G15_G, None),
+        DhGroup::Modp4096 => (G16_P, G16_G, None),
+        DhGroup::Modp6144 => (G17_P, G17_G, None),
+        DhGroup::Modp8192 => (G18_P, G18_G, None),
+        DhGroup::Modp1024s160 => (G22_P, G22_G, Some(G22_Q)),
+        DhGroup::Modp2048s224 => (G23_P, G23_G, Some(G23_Q)),
+        DhGroup::Modp2048s256 => (G24_P, G24_G, Some(G24_Q)),
+        _ => return None,
+    };
+    let bits = (group.public_len() * 8) as u32;
+    let parse = |h: &str| {
+        let bytes = hex::decode(if h.len() % 2 == 1 { format!("0{h}") } else { h.to_string() }).ok()?;
+        BoxedUint::from_be_slice(&bytes, bits).ok()
+    };
+    let p = Odd::new(parse(p)?).into_option()?;
+    Some(Modp { p, g: parse(g)?, q: q.and_then(parse), bits })
+}
+
+/// Exponent width: enough for twice the group's security level (as strongSwan and NIST SP 800-56A do), or the
+/// subgroup order's width for the RFC 5114 groups.
+fn exponent_bits(group: DhGroup, m: &Modp) -> u32 {
+    if let Some(q) = &m.q {
+        return q.bits();
+    }
+    match group {
+        DhGroup::Modp1024 | DhGroup::Modp1536 => 256,
+        DhGroup::Modp2048 | DhGroup::Modp3072 => 384,
+        _ => 512,
+    }
+}
+
+pub(crate) fn generate(group: DhGroup, rng: &mut dyn RandomSource) -> DhSecret {
+    if let Some(m) = modp(group) {
+        let exp_bits = exponent_bits(group, &m);
+        let mut bytes = Zeroizing::new(vec![0u8; (exp_bits as usize).div_ceil(8)]);
+        let x = loop {
+            rng.fill_bytes(&mut bytes);
+            // Clear excess high bits, so x < 2^exp_bits (and x < q for the RFC 5114 groups, checked below).
+            let excess = bytes.len() * 8 - exp_bits as usize;
+            bytes[0] &= 0xffu8 >> excess;
+            let x = BoxedUint::from_be_slice(&bytes, m.bits).expect("exponent fits the modulus width");
+            let ok = match &m.q {
+                Some(q) => x < *q && x > BoxedUint::one_with_precision(m.bits),
+                None => x > BoxedUint::one_with_precision(m.bits),
+            };
+            if ok {
+                break x;
+            }
+        };
+        let params = BoxedMontyParams::new(m.p.clone());
+        let y = BoxedMontyForm::new(m.g.clone(), params).pow_bounded_exp(&x, exp_bits).retrieve();
+        return DhSecret { group, public: y.to_be_bytes().into_vec(), private: Private::Modp { x, exp_bits } };
+    }
+    macro_rules! ec {
+        ($crate_:ident, $variant:ident, $len:expr) => {{
+            let mut bytes = Zeroizing::new(vec![0u8; $len]);
+            let sk = loop {
+                rng.fill_bytes(&mut bytes);
+                if $len == 66 {
+                    // P-521 scalars have 521 bits.
+                    bytes[0] &= 0x01;
+                }
+                if let Ok(sk) = $crate_::SecretKey::from_slice(&bytes) {
+                    break sk;
+                }
+            };
+            use $crate_::elliptic_curve::sec1::ToEncodedPoint;
+            let point = sk.public_key().to_encoded_point(false);
+            DhSecret { group, public: point.as_bytes()[1..].to_vec(), private: Private::$variant(sk) }
+        }};
+    }
+    match group {
+        DhGroup::Ecp256 => ec!(p256, P256, 32),
+        DhGroup::Ecp384 => ec!(p384, P384, 48),
+        DhGroup::Ecp521 => ec!(p521, P521, 66),
+        _ => {
+            let mut bytes = Zeroizing::new([0u8; 32]);
+            rng.fill_bytes(&mut bytes[..]);
+            let sk = x25519_dalek::StaticSecret::from(*bytes);
+            let public = x25519_dalek::PublicKey::from(&sk).as_bytes().to_vec();
+            DhSecret { group, public, private: Private::X25519(sk) }
+        }
+    }
+}
+
+impl DhSecret {
+    pub fn group(&self) -> DhGroup {
+        self.group
+    }
+    /// The KE payload's key exchange data, exactly `group().public_len()` octets.
+    pub fn public_value(&self) -> &[u8] {
+        &self.public
+    }
+    /// g^ir. Validates the peer's value first (length; MODP: 1 < y < p-1 and, for groups 22-24, y^q = 1;
+    /// ECP: a point on the curve, not the identity; Curve25519: a non-zero shared secret).
+    /// ECP groups return the x coordinate (RFC 5903 §7); MODP groups the value padded to the prime's length.
+    pub fn shared_secret(&self, peer_public: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+        if peer_public.len() != self.group.public_len() {
+            return Err(CryptoError::InvalidPublicValue("wrong length"));
+        }
+        match &self.private {
+            Private::Modp { x, exp_bits } => {
+                let m = modp(self.group).ok_or(CryptoError::InvalidPublicValue("group"))?;
+                let y = BoxedUint::from_be_slice(peer_public, m.bits)
+                    .map_err(|_| CryptoError::InvalidPublicValue("encoding"))?;
+                let one = BoxedUint::one_with_precision(m.bits);
+                let p_minus_1 = m.p.as_ref().wrapping_sub(&one);
+                if y <= one || y >= p_minus_1 {
+                    return Err(CryptoError::InvalidPublicValue("out of range (must be 1 < y < p-1)"));
+                }
+                let params = BoxedMontyParams::new(m.p.clone());
+                let ym = BoxedMontyForm::new(y, params);
+                if let Some(q) = &m.q
+                    && ym.pow_bounded_exp(q, q.bits()).retrieve() != one
+                {
+                    return Err(CryptoError::InvalidPublicValue("not in the prime-order subgroup"));
+                }
+                let z = ym.pow_bounded_exp(x, *exp_bits).retrieve();
+                Ok(Zeroizing::new(z.to_be_bytes().into_vec()))
+            }
+            Private::P256(sk) => ecdh_p256(sk, peer_public),
+            Private::P384(sk) => ecdh_p384(sk, peer_public),
+            Private::P521(sk) => ecdh_p521(sk, peer_public),
+            Private::X25519(sk) => {
+                let mut peer = [0u8; 32];
+                peer.copy_from_slice(peer_public);
+                let shared = sk.diffie_hellman(&x25519_dalek::PublicKey::from(peer));
+                if !shared.was_contributory() {
+                    return Err(CryptoError::InvalidPublicValue("low-order point"));
+                }
+                Ok(Zeroizing::new(shared.as_bytes().to_vec()))
+            }
+        }
+    }
+}
+
+macro_rules! ecdh_fn {
+    ($name:ident, $crate_:ident) => {
+        fn $name(sk: &$crate_::SecretKey, peer: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+            let mut sec1 = Vec::with_capacity(peer.len() + 1);
+            sec1.push(0x04);
+            sec1.extend_from_slice(peer);
+            // from_sec1_bytes checks the point is on the curve and not the identity.
+            let pk = $crate_::PublicKey::from_sec1_bytes(&sec1)
+                .map_err(|_| CryptoError::InvalidPublicValue("not a point on the curve"))?;
+            let shared = $crate_::ecdh::diffie_hellman(sk.to_nonzero_scalar(), pk.as_affine());
+            Ok(Zeroizing::new(shared.raw_secret_bytes().to_vec()))
+        }
+    };
+}
+ecdh_fn!(ecdh_p256, p256);
+ecdh_fn!(ecdh_p384, p384);
+ecdh_fn!(ecdh_p521, p521);
