@@ -250,7 +250,7 @@ fn sa_cipher_detects_tampering_and_bad_lengths() {
             assert!(c.open_in_place(&aad, &iv[1..], &mut d.clone(), &icv).is_err());
             assert!(c.open_in_place(&aad, &iv, &mut d.clone(), &icv[1..]).is_err());
             if !encr.is_aead() {
-                assert!(c.seal_in_place(&aad, &iv, &mut vec![0u8; 17], &mut icv.clone()).is_err());
+                assert!(c.seal_in_place(&aad, &iv, &mut [0u8; 17], &mut icv.clone()).is_err());
             }
         }
         assert!(SaCipher::new(encr, None, &[0u8; 3], &[]).is_err());
