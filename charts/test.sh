@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Chart stage of `make test`: helm lint, helm template (parses, only known kinds, no hooks), values schema
+# rejects junk, the chart's CRD copy equals crds/, and the Argo CD health check test (lua).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+chart="$here/iotrelay"
+: "${IOTRELAY_CACHE:=/var/cache/iotrelay}"
+helm="${HELM:-$IOTRELAY_CACHE/bin/helm}"
+[ -x "$helm" ] || helm=$(command -v helm) || { echo "FAIL: no helm (run e2e/tools/build.sh)"; exit 1; }
+lua=$(command -v lua5.4 || command -v lua) || { echo "FAIL: no lua5.4"; exit 1; }
+failed=0
+ok() { echo "PASS $1"; }
+ko() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+
+if "$helm" lint --strict "$chart" --kube-version 1.34.0 > "$tmp/lint" 2>&1; then ok helm-lint; else ko helm-lint "$(tail -5 "$tmp/lint")"; fi
+
+render() { "$helm" template iotrelay "$chart" -n iotrelay-system --kube-version 1.34.0 --include-crds "$@"; }
+check_render() { # name, helm args...
+  local name=$1
+  shift
+  if ! render "$@" > "$tmp/out.yaml" 2> "$tmp/err"; then ko "$name" "$(tail -3 "$tmp/err")"; return; fi
+  python3 - "$tmp/out.yaml" <<'PY' > "$tmp/py" 2>&1 && ok "$name" || ko "$name" "$(cat "$tmp/py")"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+allowed = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+           "Deployment", "Service", "ServiceMonitor"}
+for d in docs:
+    assert d.get("apiVersion") and d.get("kind") in allowed, f"unexpected object {d.get('kind')}"
+    ann = (d.get("metadata") or {}).get("annotations") or {}
+    assert not any(k.startswith("helm.sh/hook") for k in ann), f"{d['kind']} has a Helm hook (Argo CD can't order it)"
+kinds = [d["kind"] for d in docs]
+for k in ["CustomResourceDefinition", "Deployment", "ClusterRole", "ServiceAccount"]:
+    assert k in kinds, f"missing {k}"
+dep = next(d for d in docs if d["kind"] == "Deployment")
+c = dep["spec"]["template"]["spec"]["containers"][0]
+assert c["command"] == ["iotrelay-operator"], c["command"]
+assert dep["spec"]["template"]["spec"]["serviceAccountName"] not in ("", "default")
+cr = next(d for d in docs if d["kind"] == "ClusterRole")
+for r in cr["rules"]:
+    assert "*" not in r["verbs"] and "*" not in r["resources"], f"wildcard rule {r}"
+    assert not {"escalate", "bind", "impersonate"} & set(r["verbs"]), f"dangerous verb in {r}"
+print(len(docs), "objects")
+PY
+}
+check_render helm-template-defaults
+check_render helm-template-all-options --set serviceMonitor.enabled=true --set replicaCount=2 \
+  --set imagePullSecrets[0]=regcred --set watchNamespace=iot --set podAnnotations.x=y --set logging.format=text
+
+if render --set replicaCount=bad > /dev/null 2>&1; then ko values-schema-rejects-junk "replicaCount=bad accepted"; else ok values-schema-rejects-junk; fi
+if render --set unknownKey=1 > /dev/null 2>&1; then ko values-schema-rejects-unknown "unknownKey accepted"; else ok values-schema-rejects-unknown; fi
+
+if cmp -s "$repo/crds/iotrelay.dev_iotrelays.yaml" "$chart/crds/iotrelay.dev_iotrelays.yaml"; then ok chart-crd-matches-crds
+else ko chart-crd-matches-crds "run: cargo run -p iotrelay-operator --bin crdgen -- --write"; fi
+
+if "$lua" "$repo/docs/argocd/health_test.lua" > "$tmp/lua" 2>&1; then ok argocd-health-lua; else ko argocd-health-lua "$(grep FAIL "$tmp/lua" | head -5)"; fi
+# The README shows the same Lua as the tested file.
+if python3 - "$repo/docs/argocd/health.lua" "$chart/README.md" <<'PY'
+import sys
+lua = "\n".join(("    " + l) if l else "" for l in open(sys.argv[1]).read().strip().splitlines())
+readme = open(sys.argv[2]).read()
+sys.exit(0 if lua in readme else 1)
+PY
+then ok readme-shows-tested-lua; else ko readme-shows-tested-lua "charts/iotrelay/README.md differs from docs/argocd/health.lua"; fi
+
+echo "chart: $failed failed"
+[ "$failed" -eq 0 ]
