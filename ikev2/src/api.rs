@@ -130,11 +130,19 @@ impl std::fmt::Debug for ChildSa {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DownReason {
     /// The peer rejected our AUTH, or we rejected the peer's.
-    AuthenticationFailed { by_peer: bool },
-    NoProposalChosen { by_peer: bool },
-    TsUnacceptable { by_peer: bool },
+    AuthenticationFailed {
+        by_peer: bool,
+    },
+    NoProposalChosen {
+        by_peer: bool,
+    },
+    TsUnacceptable {
+        by_peer: bool,
+    },
     /// The peer sent an error notify we do not handle specially.
-    PeerError { notify: u16 },
+    PeerError {
+        notify: u16,
+    },
     /// A malformed message from the peer ended the exchange.
     InvalidSyntax,
     /// DPD or another request went unanswered for `dpd_timeout` / the retransmit bound.
@@ -166,7 +174,9 @@ impl DownReason {
     pub fn is_permanent(&self) -> bool {
         matches!(
             self,
-            DownReason::AuthenticationFailed { .. } | DownReason::NoProposalChosen { .. } | DownReason::TsUnacceptable { .. }
+            DownReason::AuthenticationFailed { .. }
+                | DownReason::NoProposalChosen { .. }
+                | DownReason::TsUnacceptable { .. }
         )
     }
 }
@@ -174,17 +184,34 @@ impl DownReason {
 /// What happened, for the datapath and status. Drained with [`Tunnel::poll_event`].
 #[derive(Debug)]
 pub enum Event {
-    IkeSaEstablished { local_spi: u64, remote_spi: u64, proposal: String },
+    IkeSaEstablished {
+        local_spi: u64,
+        remote_spi: u64,
+        proposal: String,
+    },
     /// The IKE SA was rekeyed (CREATE_CHILD_SA); the CHILD_SA is unaffected.
-    IkeSaRekeyed { local_spi: u64, remote_spi: u64, proposal: String },
-    IkeSaDown { reason: DownReason },
+    IkeSaRekeyed {
+        local_spi: u64,
+        remote_spi: u64,
+        proposal: String,
+    },
+    IkeSaDown {
+        reason: DownReason,
+    },
     /// The first CHILD_SA of an IKE SA: install inbound and outbound.
     ChildSaInstalled(ChildSa),
     /// A rekey completed: install the new inbound SA and switch outbound to `new` atomically; keep the old inbound
     /// SA (`old_inbound_spi`) until [`Event::ChildSaDeleted`] names it.
-    ChildSaRekeyed { old_inbound_spi: u32, old_outbound_spi: u32, new: ChildSa },
+    ChildSaRekeyed {
+        old_inbound_spi: u32,
+        old_outbound_spi: u32,
+        new: ChildSa,
+    },
     /// Remove this inbound SA (and its outbound partner, if still installed).
-    ChildSaDeleted { inbound_spi: u32, outbound_spi: u32 },
+    ChildSaDeleted {
+        inbound_spi: u32,
+        outbound_spi: u32,
+    },
 }
 
 /// Tunnel state for status.

@@ -6,7 +6,9 @@
 
 use std::net::IpAddr;
 
+mod codec;
 mod codepoints;
+pub mod fragment;
 pub use codepoints::*;
 
 /// Length of the fixed IKE header (RFC 7296 §3.1).
@@ -54,13 +56,11 @@ impl Header {
     /// Parses the first 28 octets of `data` (which may be longer). Checks the major version is 2 and that
     /// `length` is at least 28; it does not compare `length` with `data.len()` (see [`Message::parse`]).
     pub fn parse(data: &[u8]) -> Result<Header, WireError> {
-        let _ = data;
-        todo!()
+        codec::parse_header(data)
     }
     /// Writes the header into `out[..28]`. Panics only if `out` is shorter than 28 (a caller bug, not input).
     pub fn emit(&self, out: &mut [u8]) {
-        let _ = out;
-        todo!()
+        codec::emit_header(self, out)
     }
     pub fn is_response(&self) -> bool {
         self.flags & flags::RESPONSE != 0
@@ -78,6 +78,15 @@ pub struct Transform {
     pub key_length: Option<u16>,
     /// True if the transform carried an attribute other than Key Length: such a transform must not be chosen.
     pub unknown_attributes: bool,
+    /// Those other attributes, raw, so they survive a round trip (emitted after Key Length).
+    pub extra_attributes: Vec<u8>,
+}
+
+impl Transform {
+    /// A transform with an optional Key Length and no other attributes.
+    pub fn new(ty: TransformType, id: u16, key_length: Option<u16>) -> Transform {
+        Transform { ty, id, key_length, unknown_attributes: false, extra_attributes: Vec::new() }
+    }
 }
 
 /// A proposal substructure (RFC 7296 §3.3.1).
@@ -132,14 +141,26 @@ pub struct Delete {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Payload {
     Sa(Vec<Proposal>),
-    Ke { group: u16, data: Vec<u8> },
+    Ke {
+        group: u16,
+        data: Vec<u8>,
+    },
     IdI(Identification),
     IdR(Identification),
     /// CERT: kept raw (iotrelay authenticates with PSK only).
-    Cert { encoding: u8, data: Vec<u8> },
+    Cert {
+        encoding: u8,
+        data: Vec<u8>,
+    },
     /// CERTREQ: parsed, ignored.
-    CertReq { encoding: u8, data: Vec<u8> },
-    Auth { method: AuthMethod, data: Vec<u8> },
+    CertReq {
+        encoding: u8,
+        data: Vec<u8>,
+    },
+    Auth {
+        method: AuthMethod,
+        data: Vec<u8>,
+    },
     Nonce(Vec<u8>),
     Notify(Notify),
     Delete(Delete),
@@ -148,22 +169,57 @@ pub enum Payload {
     TsI(Vec<TrafficSelector>),
     TsR(Vec<TrafficSelector>),
     /// Configuration payload: kept raw, ignored.
-    Cp { cfg_type: u8, data: Vec<u8> },
+    Cp {
+        cfg_type: u8,
+        data: Vec<u8>,
+    },
     /// Encrypted and authenticated (RFC 7296 §3.14). Must be the last payload. `next_inner` is the type of the
     /// first payload inside; `body` is IV | ciphertext | ICV. `aad_len` (set by the parser, ignored when
     /// emitting) is the number of octets from the start of the message to the end of this payload's generic
     /// header: the additional data for AEAD (RFC 5282), and where the ICV-covered part begins.
-    Sk { next_inner: PayloadType, body: Vec<u8>, aad_len: usize },
+    Sk {
+        next_inner: PayloadType,
+        body: Vec<u8>,
+        aad_len: usize,
+    },
     /// Encrypted fragment (RFC 7383 §2.5). Must be the last payload. `next_inner` is meaningful in fragment 1 only.
     /// `aad_len` as for `Sk` (it includes the 4 octets of fragment number and total).
-    Skf { next_inner: PayloadType, number: u16, total: u16, body: Vec<u8>, aad_len: usize },
+    Skf {
+        next_inner: PayloadType,
+        number: u16,
+        total: u16,
+        body: Vec<u8>,
+        aad_len: usize,
+    },
     /// A payload type this implementation does not know; kept so it round-trips.
-    Unknown { ty: PayloadType, critical: bool, body: Vec<u8> },
+    Unknown {
+        ty: PayloadType,
+        critical: bool,
+        body: Vec<u8>,
+    },
 }
 
 impl Payload {
     pub fn payload_type(&self) -> PayloadType {
-        todo!()
+        match self {
+            Payload::Sa(_) => PayloadType::SA,
+            Payload::Ke { .. } => PayloadType::KE,
+            Payload::IdI(_) => PayloadType::IDI,
+            Payload::IdR(_) => PayloadType::IDR,
+            Payload::Cert { .. } => PayloadType::CERT,
+            Payload::CertReq { .. } => PayloadType::CERTREQ,
+            Payload::Auth { .. } => PayloadType::AUTH,
+            Payload::Nonce(_) => PayloadType::NONCE,
+            Payload::Notify(_) => PayloadType::NOTIFY,
+            Payload::Delete(_) => PayloadType::DELETE,
+            Payload::VendorId(_) => PayloadType::VENDOR_ID,
+            Payload::TsI(_) => PayloadType::TSI,
+            Payload::TsR(_) => PayloadType::TSR,
+            Payload::Cp { .. } => PayloadType::CP,
+            Payload::Sk { .. } => PayloadType::SK,
+            Payload::Skf { .. } => PayloadType::SKF,
+            Payload::Unknown { ty, .. } => *ty,
+        }
     }
 }
 
@@ -171,14 +227,14 @@ impl Payload {
 /// padding). Every payload's length must fit; SK/SKF must be last; trailing octets after the chain's end
 /// (next payload = NONE) are an error.
 pub fn parse_payloads(first: PayloadType, data: &[u8]) -> Result<Vec<Payload>, WireError> {
-    let _ = (first, data);
-    todo!()
+    codec::parse_chain(first, data, 0)
 }
 
 /// Serializes a payload chain; returns the first payload's type (NONE for an empty chain) and the octets.
 pub fn emit_payloads(payloads: &[Payload]) -> (PayloadType, Vec<u8>) {
-    let _ = payloads;
-    todo!()
+    let mut out = Vec::with_capacity(256);
+    let first = codec::emit_chain(payloads, &mut out);
+    (first, out)
 }
 
 /// A whole IKE message.
@@ -191,12 +247,22 @@ pub struct Message {
 impl Message {
     /// Parses a datagram (without the non-ESP marker). `header.length` must equal `data.len()`.
     pub fn parse(data: &[u8]) -> Result<Message, WireError> {
-        let _ = data;
-        todo!()
+        let header = Header::parse(data)?;
+        if header.length as usize != data.len() {
+            return Err(WireError::BadLength("IKE header length differs from the datagram length"));
+        }
+        let payloads = codec::parse_chain(header.next_payload, &data[HEADER_LEN..], HEADER_LEN)?;
+        Ok(Message { header, payloads })
     }
     /// Serializes; `header.next_payload` and `header.length` are computed, the other header fields are taken
     /// as they are.
     pub fn emit(&self) -> Vec<u8> {
-        todo!()
+        let mut out = vec![0u8; HEADER_LEN];
+        let first = codec::emit_chain(&self.payloads, &mut out);
+        let mut header = self.header;
+        header.next_payload = first;
+        header.length = out.len() as u32;
+        header.emit(&mut out[..HEADER_LEN]);
+        out
     }
 }
