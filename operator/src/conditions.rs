@@ -49,74 +49,18 @@ pub fn operator_conditions(
 ) -> Vec<Condition> {
     match outcome {
         Outcome::Stalled { reason, message } => vec![
-            cond(
-                condition::RECONCILING,
-                false,
-                reason,
-                message,
-                generation,
-                old,
-                now,
-            ),
-            cond(
-                condition::STALLED,
-                true,
-                reason,
-                message,
-                generation,
-                old,
-                now,
-            ),
+            cond(condition::RECONCILING, false, reason, message, generation, old, now),
+            cond(condition::STALLED, true, reason, message, generation, old, now),
         ],
         Outcome::PodNotReady { reason, message } => vec![
-            cond(
-                condition::RECONCILING,
-                true,
-                reason,
-                message,
-                generation,
-                old,
-                now,
-            ),
-            cond(
-                condition::STALLED,
-                false,
-                "Progressing",
-                "",
-                generation,
-                old,
-                now,
-            ),
+            cond(condition::RECONCILING, true, reason, message, generation, old, now),
+            cond(condition::STALLED, false, "Progressing", "", generation, old, now),
             // No relay runs to report Ready; say why it is not. The relay takes this condition over once it runs.
-            cond(
-                condition::READY,
-                false,
-                reason,
-                message,
-                generation,
-                old,
-                now,
-            ),
+            cond(condition::READY, false, reason, message, generation, old, now),
         ],
         Outcome::PodAvailable => vec![
-            cond(
-                condition::RECONCILING,
-                false,
-                "PodAvailable",
-                "relay pod is available",
-                generation,
-                old,
-                now,
-            ),
-            cond(
-                condition::STALLED,
-                false,
-                "PodAvailable",
-                "",
-                generation,
-                old,
-                now,
-            ),
+            cond(condition::RECONCILING, false, "PodAvailable", "relay pod is available", generation, old, now),
+            cond(condition::STALLED, false, "PodAvailable", "", generation, old, now),
         ],
     }
 }

@@ -38,9 +38,7 @@ pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
     let (Some(renew), Some(secs)) = (spec.renew_time.as_ref(), spec.lease_duration_seconds) else {
         return true;
     };
-    let deadline = renew
-        .0
-        .checked_add(SignedDuration::from_secs(i64::from(secs)));
+    let deadline = renew.0.checked_add(SignedDuration::from_secs(i64::from(secs)));
     deadline.map(|d| d < now).unwrap_or(true)
 }
 
@@ -52,10 +50,7 @@ pub async fn try_acquire(client: &Client, cfg: &LeaseConfig) -> Result<Attempt, 
     match api.get_opt(&cfg.name).await? {
         None => {
             let lease = Lease {
-                metadata: ObjectMeta {
-                    name: Some(cfg.name.clone()),
-                    ..Default::default()
-                },
+                metadata: ObjectMeta { name: Some(cfg.name.clone()), ..Default::default() },
                 spec: Some(LeaseSpec {
                     holder_identity: Some(cfg.identity.clone()),
                     lease_duration_seconds: Some(secs),
@@ -106,8 +101,7 @@ pub async fn release(client: &Client, cfg: &LeaseConfig) -> Result<(), kube::Err
             spec.holder_identity = None;
             spec.lease_duration_seconds = Some(1);
             lease.spec = Some(spec);
-            api.replace(&cfg.name, &PostParams::default(), &lease)
-                .await?;
+            api.replace(&cfg.name, &PostParams::default(), &lease).await?;
         }
     }
     Ok(())

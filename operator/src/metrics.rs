@@ -36,38 +36,19 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("iotrelay_operator");
         let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconcile passes by result",
-            reconciles.clone(),
-        );
+        registry.register("reconciles", "Reconcile passes by result", reconciles.clone());
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
-        registry.register(
-            "reconcile_duration_seconds",
-            "Duration of reconcile passes",
-            duration.clone(),
-        );
+        registry.register("reconcile_duration_seconds", "Duration of reconcile passes", duration.clone());
         let leader = Gauge::<i64, AtomicI64>::default();
-        registry.register(
-            "leader",
-            "1 while this replica is the leader",
-            leader.clone(),
-        );
-        Metrics {
-            registry,
-            reconciles,
-            duration,
-            leader,
-        }
+        registry.register("leader", "1 while this replica is the leader", leader.clone());
+        Metrics { registry, reconciles, duration, leader }
     }
 }
 
 impl Metrics {
     /// Records one reconcile pass.
     pub fn observe(&self, result: ReconcileResult, took: Duration) {
-        self.reconciles
-            .get_or_create(&ResultLabels { result })
-            .inc();
+        self.reconciles.get_or_create(&ResultLabels { result }).inc();
         self.duration.observe(took.as_secs_f64());
     }
 

@@ -65,19 +65,8 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(
-        client: Client,
-        config: RenderConfig,
-        metrics: Arc<Metrics>,
-        reporter: Reporter,
-    ) -> Self {
-        Context {
-            client,
-            config,
-            metrics,
-            reporter,
-            failures: Mutex::new(HashMap::new()),
-        }
+    pub fn new(client: Client, config: RenderConfig, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
+        Context { client, config, metrics, reporter, failures: Mutex::new(HashMap::new()) }
     }
 
     fn clear_failures(&self, r: &ObjectRef<IotRelay>) {
@@ -156,23 +145,12 @@ async fn reconcile_inner(relay: &IotRelay, ctx: &Context) -> Result<(Action, Out
 }
 
 /// Dereference + validate + build. `Ok(Err(outcome))` is a permanent problem to report as Stalled.
-async fn check(
-    relay: &IotRelay,
-    ctx: &Context,
-    ns: &str,
-) -> Result<Result<Children, Outcome>, Error> {
+async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Children, Outcome>, Error> {
     let spec = match validate(&relay.spec) {
         Ok(v) => v,
         Err(errs) => {
-            let message = errs
-                .iter()
-                .map(|e| e.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Ok(Err(Outcome::Stalled {
-                reason: "InvalidSpec".into(),
-                message,
-            }));
+            let message = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
+            return Ok(Err(Outcome::Stalled { reason: "InvalidSpec".into(), message }));
         }
     };
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
@@ -189,9 +167,7 @@ async fn check(
             }
             Some(s) => {
                 let has_key = s.data.as_ref().is_some_and(|d| d.contains_key(&r.key))
-                    || s.string_data
-                        .as_ref()
-                        .is_some_and(|d| d.contains_key(&r.key));
+                    || s.string_data.as_ref().is_some_and(|d| d.contains_key(&r.key));
                 if !has_key {
                     return Ok(Err(Outcome::Stalled {
                         reason: "SecretKeyNotFound".into(),
@@ -236,19 +212,13 @@ where
 async fn observe_pod(ctx: &Context, ns: &str, c: &Children) -> Result<Outcome, Error> {
     let name = c.deployment.metadata.name.clone().unwrap_or_default();
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let available = deployments
-        .get_opt(&name)
-        .await?
-        .and_then(|d| d.status)
-        .and_then(|s| s.available_replicas)
-        .unwrap_or(0);
+    let available =
+        deployments.get_opt(&name).await?.and_then(|d| d.status).and_then(|s| s.available_replicas).unwrap_or(0);
     if available > 0 {
         return Ok(Outcome::PodAvailable);
     }
     let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let list = pods
-        .list(&ListParams::default().labels(&format!("{RELAY_LABEL}={name}")))
-        .await?;
+    let list = pods.list(&ListParams::default().labels(&format!("{RELAY_LABEL}={name}"))).await?;
     Ok(pod_outcome(&list.items))
 }
 
@@ -265,10 +235,7 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
         if c.type_ == "PodScheduled" && c.status == "False" {
             return Outcome::PodNotReady {
                 reason: c.reason.unwrap_or_else(|| "Unschedulable".into()),
-                message: format!(
-                    "relay pod cannot be scheduled: {}",
-                    c.message.unwrap_or_default()
-                ),
+                message: format!("relay pod cannot be scheduled: {}", c.message.unwrap_or_default()),
             };
         }
     }
@@ -282,19 +249,11 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
     }
     Outcome::PodNotReady {
         reason: "PodNotReady".into(),
-        message: format!(
-            "relay pod is {}",
-            status.phase.unwrap_or_else(|| "Pending".into())
-        ),
+        message: format!("relay pod is {}", status.phase.unwrap_or_else(|| "Pending".into())),
     }
 }
 
-async fn update_status(
-    relay: &IotRelay,
-    ctx: &Context,
-    ns: &str,
-    outcome: &Outcome,
-) -> Result<(), Error> {
+async fn update_status(relay: &IotRelay, ctx: &Context, ns: &str, outcome: &Outcome) -> Result<(), Error> {
     let old = relay.status.clone().unwrap_or_default();
     let generation = relay.metadata.generation;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -303,8 +262,7 @@ async fn update_status(
     // Events only on a transition into Stalled (or a different stall reason), so requeues don't spam.
     if let Outcome::Stalled { reason, message } = outcome {
         let was = old.condition(iotrelay_api::condition::STALLED);
-        let changed = !was
-            .is_some_and(|c| c.status == "True" && &c.reason == reason && &c.message == message);
+        let changed = !was.is_some_and(|c| c.status == "True" && &c.reason == reason && &c.message == message);
         if changed {
             let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
             let event = Event {
@@ -320,23 +278,15 @@ async fn update_status(
         }
     }
 
-    let status = IotRelayStatus {
-        observed_generation: generation,
-        conditions,
-        ..Default::default()
-    };
+    let status = IotRelayStatus { observed_generation: generation, conditions, ..Default::default() };
     let patch = json!({
         "apiVersion": format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
         "kind": "IotRelay",
         "status": status,
     });
     let api: Api<IotRelay> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch_status(
-        &relay.name_any(),
-        &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(),
-        &Patch::Apply(patch),
-    )
-    .await?;
+    api.patch_status(&relay.name_any(), &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
+        .await?;
     Ok(())
 }
 

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, LocalObjectReference, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecurityContext, ServiceAccount,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, LocalObjectReference, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecurityContext, ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -73,26 +73,10 @@ pub fn child_name(name: &str) -> String {
 }
 
 /// Renders the children of `relay` (whose spec validated to `spec`).
-pub fn render(
-    relay: &IotRelay,
-    spec: &ValidatedSpec,
-    cfg: &RenderConfig,
-) -> Result<Children, RenderError> {
-    let name = relay
-        .metadata
-        .name
-        .clone()
-        .ok_or(RenderError::MissingMetadata("metadata.name"))?;
-    let namespace = relay
-        .metadata
-        .namespace
-        .clone()
-        .ok_or(RenderError::MissingMetadata("metadata.namespace"))?;
-    let uid = relay
-        .metadata
-        .uid
-        .clone()
-        .ok_or(RenderError::MissingMetadata("metadata.uid"))?;
+pub fn render(relay: &IotRelay, spec: &ValidatedSpec, cfg: &RenderConfig) -> Result<Children, RenderError> {
+    let name = relay.metadata.name.clone().ok_or(RenderError::MissingMetadata("metadata.name"))?;
+    let namespace = relay.metadata.namespace.clone().ok_or(RenderError::MissingMetadata("metadata.namespace"))?;
+    let uid = relay.metadata.uid.clone().ok_or(RenderError::MissingMetadata("metadata.uid"))?;
     let child = child_name(&name);
     let owner = OwnerReference {
         api_version: format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
@@ -103,14 +87,8 @@ pub fn render(
         block_owner_deletion: Some(true),
     };
     let labels = BTreeMap::from([
-        (
-            "app.kubernetes.io/name".to_string(),
-            "iotrelay-relay".to_string(),
-        ),
-        (
-            "app.kubernetes.io/managed-by".to_string(),
-            "iotrelay-operator".to_string(),
-        ),
+        ("app.kubernetes.io/name".to_string(), "iotrelay-relay".to_string()),
+        ("app.kubernetes.io/managed-by".to_string(), "iotrelay-operator".to_string()),
         (RELAY_LABEL.to_string(), child.clone()),
     ]);
     let meta = ObjectMeta {
@@ -121,57 +99,34 @@ pub fn render(
         ..Default::default()
     };
 
-    let service_account = ServiceAccount {
-        metadata: meta.clone(),
-        automount_service_account_token: Some(true),
-        ..Default::default()
-    };
+    let service_account =
+        ServiceAccount { metadata: meta.clone(), automount_service_account_token: Some(true), ..Default::default() };
 
     let secret_names: Vec<String> = {
         let mut v: Vec<String> = spec.secret_refs().into_iter().map(|r| r.name).collect();
         v.dedup();
         v
     };
-    let rule =
-        |groups: &str, resources: &[&str], names: Option<Vec<String>>, verbs: &[&str]| PolicyRule {
-            api_groups: Some(vec![groups.to_string()]),
-            resources: Some(resources.iter().map(|s| s.to_string()).collect()),
-            resource_names: names,
-            verbs: verbs.iter().map(|s| s.to_string()).collect(),
-            non_resource_urls: None,
-        };
+    let rule = |groups: &str, resources: &[&str], names: Option<Vec<String>>, verbs: &[&str]| PolicyRule {
+        api_groups: Some(vec![groups.to_string()]),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        resource_names: names,
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        non_resource_urls: None,
+    };
     let role = Role {
         metadata: meta.clone(),
         rules: Some(vec![
-            rule(
-                iotrelay_api::GROUP,
-                &["iotrelays"],
-                Some(vec![name.clone()]),
-                &["get", "list", "watch"],
-            ),
-            rule(
-                iotrelay_api::GROUP,
-                &["iotrelays/status"],
-                Some(vec![name.clone()]),
-                &["get", "patch"],
-            ),
-            rule(
-                "",
-                &["secrets"],
-                Some(secret_names),
-                &["get", "list", "watch"],
-            ),
+            rule(iotrelay_api::GROUP, &["iotrelays"], Some(vec![name.clone()]), &["get", "list", "watch"]),
+            rule(iotrelay_api::GROUP, &["iotrelays/status"], Some(vec![name.clone()]), &["get", "patch"]),
+            rule("", &["secrets"], Some(secret_names), &["get", "list", "watch"]),
             rule("", &["events"], None, &["create", "patch"]),
             rule("events.k8s.io", &["events"], None, &["create", "patch"]),
         ]),
     };
     let role_binding = RoleBinding {
         metadata: meta.clone(),
-        role_ref: RoleRef {
-            api_group: "rbac.authorization.k8s.io".into(),
-            kind: "Role".into(),
-            name: child.clone(),
-        },
+        role_ref: RoleRef { api_group: "rbac.authorization.k8s.io".into(), kind: "Role".into(), name: child.clone() },
         subjects: Some(vec![Subject {
             kind: "ServiceAccount".into(),
             name: child.clone(),
@@ -187,10 +142,7 @@ pub fn render(
         spec: Some(DeploymentSpec {
             replicas: Some(1),
             // Two relays can never share UDP 500/4500 on a node: the old pod must be gone before the new starts.
-            strategy: Some(DeploymentStrategy {
-                type_: Some("Recreate".into()),
-                rolling_update: None,
-            }),
+            strategy: Some(DeploymentStrategy { type_: Some("Recreate".into()), rolling_update: None }),
             selector: LabelSelector {
                 match_labels: Some(BTreeMap::from([(RELAY_LABEL.to_string(), child.clone())])),
                 match_expressions: None,
@@ -208,12 +160,7 @@ pub fn render(
         }),
         status: None,
     };
-    Ok(Children {
-        service_account,
-        role,
-        role_binding,
-        deployment,
-    })
+    Ok(Children { service_account, role, role_binding, deployment })
 }
 
 fn pod_spec(
@@ -234,11 +181,7 @@ fn pod_spec(
     // Only IKE, NAT-T and the admin port are host ports. UDP 500/4500 already keep two relays off one node; the
     // forwards' listen ports are left out on purpose, so adding or removing a forward does not change the pod
     // template and the relay applies it live without restarting its tunnels.
-    let ports = vec![
-        port("ike", 500, "UDP"),
-        port("nat-t", 4500, "UDP"),
-        port("admin", spec.admin_port, "TCP"),
-    ];
+    let ports = vec![port("ike", 500, "UDP"), port("nat-t", 4500, "UDP"), port("admin", spec.admin_port, "TCP")];
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.to_string()),
@@ -251,21 +194,13 @@ fn pod_spec(
         failure_threshold: Some(failures),
         ..Default::default()
     };
-    let env = |k: &str, v: String| EnvVar {
-        name: k.to_string(),
-        value: Some(v),
-        value_from: None,
-    };
+    let env = |k: &str, v: String| EnvVar { name: k.to_string(), value: Some(v), value_from: None };
     let log_format = match spec.log_format {
         LogFormat::Json => "json",
         LogFormat::Text => "text",
     };
     let security_context = if spec.privileged {
-        SecurityContext {
-            privileged: Some(true),
-            run_as_user: Some(0),
-            ..Default::default()
-        }
+        SecurityContext { privileged: Some(true), run_as_user: Some(0), ..Default::default() }
     } else {
         SecurityContext {
             privileged: Some(false),
@@ -279,22 +214,13 @@ fn pod_spec(
                 add: Some(vec!["NET_ADMIN".into(), "NET_BIND_SERVICE".into()]),
                 drop: Some(vec!["ALL".into()]),
             }),
-            seccomp_profile: Some(SeccompProfile {
-                type_: "RuntimeDefault".into(),
-                localhost_profile: None,
-            }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
             ..Default::default()
         }
     };
     let container = Container {
         name: "relay".into(),
-        image: Some(
-            relay
-                .spec
-                .image
-                .clone()
-                .unwrap_or_else(|| cfg.relay_image.clone()),
-        ),
+        image: Some(relay.spec.image.clone().unwrap_or_else(|| cfg.relay_image.clone())),
         image_pull_policy: Some(cfg.image_pull_policy.clone()),
         command: Some(vec!["iotrelay-sidecar".into(), "kube".into()]),
         env: Some(vec![
@@ -323,12 +249,7 @@ fn pod_spec(
         image_pull_secrets: if cfg.image_pull_secrets.is_empty() {
             None
         } else {
-            Some(
-                cfg.image_pull_secrets
-                    .iter()
-                    .map(|n| LocalObjectReference { name: n.clone() })
-                    .collect(),
-            )
+            Some(cfg.image_pull_secrets.iter().map(|n| LocalObjectReference { name: n.clone() }).collect())
         },
         containers: vec![container],
         ..Default::default()
@@ -338,9 +259,5 @@ fn pod_spec(
 /// First 16 hex digits of SHA-256 over the pod spec's JSON (field order is fixed by the types, maps are sorted).
 fn config_hash(pod: &PodSpec) -> String {
     let json = serde_json::to_vec(pod).unwrap_or_default();
-    Sha256::digest(&json)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(&json).iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -50,24 +50,15 @@ impl Settings {
         Ok(Settings {
             render: RenderConfig {
                 relay_image: var("IOTRELAY_RELAY_IMAGE").unwrap_or(defaults.relay_image),
-                image_pull_policy: var("IOTRELAY_RELAY_IMAGE_PULL_POLICY")
-                    .unwrap_or(defaults.image_pull_policy),
+                image_pull_policy: var("IOTRELAY_RELAY_IMAGE_PULL_POLICY").unwrap_or(defaults.image_pull_policy),
                 image_pull_secrets: var("IOTRELAY_RELAY_IMAGE_PULL_SECRETS")
-                    .map(|v| {
-                        v.split(',')
-                            .map(|s| s.trim().to_string())
-                            .filter(|s| !s.is_empty())
-                            .collect()
-                    })
+                    .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                     .unwrap_or_default(),
             },
-            admin_addr: var("IOTRELAY_ADMIN_ADDR")
-                .unwrap_or_else(|| "0.0.0.0:8080".into())
-                .parse()?,
+            admin_addr: var("IOTRELAY_ADMIN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into()).parse()?,
             leader_election: var("IOTRELAY_LEADER_ELECTION").is_none_or(|v| v != "false"),
             namespace: var("POD_NAMESPACE").unwrap_or_else(|| "default".into()),
-            identity: var("POD_NAME")
-                .unwrap_or_else(|| format!("iotrelay-operator-{}", std::process::id())),
+            identity: var("POD_NAME").unwrap_or_else(|| format!("iotrelay-operator-{}", std::process::id())),
             watch_namespace: var("IOTRELAY_WATCH_NAMESPACE"),
             log_json: var("IOTRELAY_LOG_FORMAT").is_none_or(|v| v != "text"),
         })
@@ -78,28 +69,16 @@ impl Settings {
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if json {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .init();
+        builder.json().flatten_event(true).with_current_span(false).init();
     } else {
         builder.init();
     }
 }
 
 async fn metrics_handler(State(m): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        m.encode(),
-    )
+    ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], m.encode())
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -150,10 +129,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     info!(addr = %settings.admin_addr, "admin server listening");
     let server_stop = stopped();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(server_stop)
-            .await
-        {
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(server_stop).await {
             error!(error = %e, "admin server failed");
         }
     });
@@ -177,27 +153,13 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     }
 
     let (relays, deployments): (Api<IotRelay>, Api<Deployment>) = match &settings.watch_namespace {
-        Some(ns) => (
-            Api::namespaced(client.clone(), ns),
-            Api::namespaced(client.clone(), ns),
-        ),
+        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
-    let reporter = Reporter {
-        controller: "iotrelay-operator".into(),
-        instance: Some(settings.identity.clone()),
-    };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        settings.render.clone(),
-        metrics.clone(),
-        reporter,
-    ));
+    let reporter = Reporter { controller: "iotrelay-operator".into(), instance: Some(settings.identity.clone()) };
+    let ctx = Arc::new(Context::new(client.clone(), settings.render.clone(), metrics.clone(), reporter));
     let controller = Controller::new(relays, watcher::Config::default().any_semantic())
-        .owns(
-            deployments,
-            watcher::Config::default().labels("app.kubernetes.io/managed-by=iotrelay-operator"),
-        )
+        .owns(deployments, watcher::Config::default().labels("app.kubernetes.io/managed-by=iotrelay-operator"))
         .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -18,11 +18,7 @@ fn example() -> Value {
 fn errors(obj: &Value) -> Vec<String> {
     match kube::core::cel::Validator::new().validate(&schema(), obj, None) {
         Ok(()) => vec![],
-        Err(e) => e
-            .into_vec()
-            .into_iter()
-            .map(|e| format!("{}: {}", e.field_path, e.message))
-            .collect(),
+        Err(e) => e.into_vec().into_iter().map(|e| format!("{}: {}", e.field_path, e.message)).collect(),
     }
 }
 
@@ -43,42 +39,18 @@ fn accepts_the_api_md_example_and_a_minimal_relay() {
 fn rejects_each_rule() {
     type Edit = fn(&mut Value);
     let cases: &[(&str, Edit)] = &[
-        ("must be an IPv4 address", |v| {
-            v["spec"]["insideAddress"] = json!("100.127.0")
-        }),
-        ("must be an IPv4 address", |v| {
-            v["spec"]["tunnels"][0]["peerAddress"] = json!("2001:db8::1")
-        }),
-        ("must be an IPv4 address", |v| {
-            v["spec"]["forwards"][0]["target"]["address"] = json!("device.local")
-        }),
-        ("host bits zero", |v| {
-            v["spec"]["remoteSubnets"][0] = json!("100.64.0.1/16")
-        }),
-        ("host bits zero", |v| {
-            v["spec"]["forwards"][0]["allowedSources"][0] = json!("203.0.113.10/40")
-        }),
-        ("insideAddress must not be inside remoteSubnets", |v| {
-            v["spec"]["insideAddress"] = json!("100.64.3.3")
-        }),
-        ("esp.lifetime must be shorter than ike.lifetime", |v| {
-            v["spec"]["ike"]["lifetime"] = json!("30m")
-        }),
-        ("between 900s and 8h", |v| {
-            v["spec"]["ike"]["lifetime"] = json!("9h")
-        }),
-        ("between 900s and 8h", |v| {
-            v["spec"]["ike"]["lifetime"] = json!("10m")
-        }),
-        ("between 900s and 1h", |v| {
-            v["spec"]["esp"]["lifetime"] = json!("2h")
-        }),
-        ("dpdTimeout must be longer than dpdInterval", |v| {
-            v["spec"]["ike"]["dpdTimeout"] = json!("5s")
-        }),
-        ("dpdInterval must be between 1s and 1h", |v| {
-            v["spec"]["ike"]["dpdInterval"] = json!("2h")
-        }),
+        ("must be an IPv4 address", |v| v["spec"]["insideAddress"] = json!("100.127.0")),
+        ("must be an IPv4 address", |v| v["spec"]["tunnels"][0]["peerAddress"] = json!("2001:db8::1")),
+        ("must be an IPv4 address", |v| v["spec"]["forwards"][0]["target"]["address"] = json!("device.local")),
+        ("host bits zero", |v| v["spec"]["remoteSubnets"][0] = json!("100.64.0.1/16")),
+        ("host bits zero", |v| v["spec"]["forwards"][0]["allowedSources"][0] = json!("203.0.113.10/40")),
+        ("insideAddress must not be inside remoteSubnets", |v| v["spec"]["insideAddress"] = json!("100.64.3.3")),
+        ("esp.lifetime must be shorter than ike.lifetime", |v| v["spec"]["ike"]["lifetime"] = json!("30m")),
+        ("between 900s and 8h", |v| v["spec"]["ike"]["lifetime"] = json!("9h")),
+        ("between 900s and 8h", |v| v["spec"]["ike"]["lifetime"] = json!("10m")),
+        ("between 900s and 1h", |v| v["spec"]["esp"]["lifetime"] = json!("2h")),
+        ("dpdTimeout must be longer than dpdInterval", |v| v["spec"]["ike"]["dpdTimeout"] = json!("5s")),
+        ("dpdInterval must be between 1s and 1h", |v| v["spec"]["ike"]["dpdInterval"] = json!("2h")),
         ("tunnel peerAddress values must be unique", |v| {
             v["spec"]["tunnels"][1]["peerAddress"] = json!("198.51.100.2")
         }),
@@ -87,27 +59,18 @@ fn rejects_each_rule() {
             f["name"] = json!("other");
             v["spec"]["forwards"].as_array_mut().unwrap().push(f);
         }),
-        ("must not be 500 or 4500", |v| {
-            v["spec"]["forwards"][0]["listenPort"] = json!(4500)
-        }),
-        ("must differ from adminPort", |v| {
-            v["spec"]["forwards"][0]["listenPort"] = json!(9464)
-        }),
+        ("must not be 500 or 4500", |v| v["spec"]["forwards"][0]["listenPort"] = json!(4500)),
+        ("must differ from adminPort", |v| v["spec"]["forwards"][0]["listenPort"] = json!(9464)),
         ("target.address must be inside remoteSubnets", |v| {
             v["spec"]["forwards"][0]["target"]["address"] = json!("192.0.2.7")
         }),
-        ("must be between 1s and 24h", |v| {
-            v["spec"]["forwards"][0]["idleTimeout"] = json!("48h")
-        }),
+        ("must be between 1s and 24h", |v| v["spec"]["forwards"][0]["idleTimeout"] = json!("48h")),
     ];
     for (want, edit) in cases {
         let mut v = example();
         edit(&mut v);
         let errs = errors(&v);
-        assert!(
-            errs.iter().any(|e| e.contains(want)),
-            "want {want:?}, got {errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains(want)), "want {want:?}, got {errs:?}");
     }
 }
 
@@ -133,20 +96,13 @@ fn every_rule_has_a_case() {
         "must be between 1s and 24h",
     ];
     for m in &messages {
-        assert!(
-            covered.contains(&m.as_str()),
-            "CEL rule without a test case: {m:?}"
-        );
+        assert!(covered.contains(&m.as_str()), "CEL rule without a test case: {m:?}");
     }
     fn collect(v: &Value, out: &mut Vec<String>) {
         match v {
             Value::Object(o) => {
                 if let Some(Value::Array(rules)) = o.get("x-kubernetes-validations") {
-                    out.extend(
-                        rules
-                            .iter()
-                            .filter_map(|r| r["message"].as_str().map(String::from)),
-                    );
+                    out.extend(rules.iter().filter_map(|r| r["message"].as_str().map(String::from)));
                 }
                 o.values().for_each(|x| collect(x, out));
             }

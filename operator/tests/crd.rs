@@ -22,19 +22,8 @@ fn crd_names_and_columns() {
     assert_eq!(crd.metadata.name.as_deref(), Some("iotrelays.iotrelay.dev"));
     assert_eq!(crd.spec.names.short_names, Some(vec!["ir".to_string()]));
     let v = &crd.spec.versions[0];
-    assert!(
-        v.subresources
-            .as_ref()
-            .and_then(|s| s.status.as_ref())
-            .is_some(),
-        "status subresource"
-    );
-    let cols: Vec<_> = v
-        .additional_printer_columns
-        .iter()
-        .flatten()
-        .map(|c| c.name.as_str())
-        .collect();
+    assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
+    let cols: Vec<_> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
     assert_eq!(cols, ["Ready", "Tunnels", "Active", "Forwards", "Age"]);
 }
 
@@ -46,20 +35,14 @@ fn every_spec_field_is_described() {
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
     let mut missing = vec![];
     walk(spec, "spec", &mut missing);
-    assert!(
-        missing.is_empty(),
-        "fields without description: {missing:?}"
-    );
+    assert!(missing.is_empty(), "fields without description: {missing:?}");
 
     fn walk(s: &serde_json::Value, path: &str, missing: &mut Vec<String>) {
         if let Some(props) = s["properties"].as_object() {
             for (k, v) in props {
                 let p = format!("{path}.{k}");
                 // Pod-placement passthrough types come from k8s-openapi and are described by Kubernetes itself.
-                if ["spec.tolerations", "spec.affinity", "spec.resources"]
-                    .iter()
-                    .any(|x| p.starts_with(x))
-                {
+                if ["spec.tolerations", "spec.affinity", "spec.resources"].iter().any(|x| p.starts_with(x)) {
                     continue;
                 }
                 if v["description"].as_str().is_none_or(str::is_empty) {

@@ -19,10 +19,7 @@ fn relay(input: &str) -> IotRelay {
 
 fn render_relay(r: &IotRelay) -> Children {
     let v = validate(&r.spec).expect("valid spec");
-    let cfg = RenderConfig {
-        image_pull_secrets: vec!["regcred".into()],
-        ..RenderConfig::default()
-    };
+    let cfg = RenderConfig { image_pull_secrets: vec!["regcred".into()], ..RenderConfig::default() };
     render(r, &v, &cfg).unwrap()
 }
 
@@ -32,19 +29,13 @@ fn check(name: &str, yaml: String) {
         std::fs::write(&path, &yaml).unwrap();
     }
     let want = std::fs::read_to_string(&path).unwrap_or_default();
-    assert!(
-        want == yaml,
-        "{name} differs from the rendered output:\n{yaml}"
-    );
+    assert!(want == yaml, "{name} differs from the rendered output:\n{yaml}");
 }
 
 #[test]
 fn plant_7_children_match_golden() {
     let c = render_relay(&relay("plant-7.input.yaml"));
-    check(
-        "plant-7.deployment.yaml",
-        serde_yaml::to_string(&c.deployment).unwrap(),
-    );
+    check("plant-7.deployment.yaml", serde_yaml::to_string(&c.deployment).unwrap());
     check(
         "plant-7.rbac.yaml",
         [
@@ -57,17 +48,8 @@ fn plant_7_children_match_golden() {
 }
 
 fn hash(c: &Children) -> String {
-    c.deployment
-        .spec
-        .as_ref()
-        .unwrap()
-        .template
-        .metadata
-        .as_ref()
-        .unwrap()
-        .annotations
-        .as_ref()
-        .unwrap()[CONFIG_HASH_ANNOTATION]
+    c.deployment.spec.as_ref().unwrap().template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()
+        [CONFIG_HASH_ANNOTATION]
         .clone()
 }
 
@@ -103,26 +85,12 @@ fn role_names_only_referenced_secrets_and_own_relay() {
     r.spec.tunnels[1].pre_shared_key_secret_ref.name = "other-vpn".into();
     let c = render_relay(&r);
     let rules = c.role.rules.unwrap();
-    let secrets = rules
-        .iter()
-        .find(|r| r.resources.as_deref() == Some(&["secrets".to_string()][..]))
-        .unwrap();
-    assert_eq!(
-        secrets.resource_names.as_deref(),
-        Some(&["aws-vpn".to_string(), "other-vpn".to_string()][..])
-    );
+    let secrets = rules.iter().find(|r| r.resources.as_deref() == Some(&["secrets".to_string()][..])).unwrap();
+    assert_eq!(secrets.resource_names.as_deref(), Some(&["aws-vpn".to_string(), "other-vpn".to_string()][..]));
     for rule in &rules {
         if rule.api_groups.as_deref() == Some(&["iotrelay.dev".to_string()][..]) {
-            assert_eq!(
-                rule.resource_names.as_deref(),
-                Some(&["plant-7".to_string()][..])
-            );
-            assert!(
-                !rule
-                    .verbs
-                    .iter()
-                    .any(|v| v == "*" || v == "delete" || v == "update")
-            );
+            assert_eq!(rule.resource_names.as_deref(), Some(&["plant-7".to_string()][..]));
+            assert!(!rule.verbs.iter().any(|v| v == "*" || v == "delete" || v == "update"));
         }
     }
 }

@@ -1,0 +1,265 @@
+//! Reconcile against a mocked API server (tower-test): the error paths (missing Secret, 409 conflict, 500) and the
+//! status the operator writes. Every request is recorded so the tests can check what was (not) sent.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Method, Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+
+use iotrelay_api::IotRelay;
+use iotrelay_operator::metrics::Metrics;
+use iotrelay_operator::reconcile::{Context, Error, STALLED_RECHECK, backoff, error_policy, reconcile};
+use iotrelay_operator::render::RenderConfig;
+
+#[derive(Debug, Clone)]
+struct Seen {
+    method: Method,
+    path: String,
+    body: Value,
+}
+
+type Handler = Arc<dyn Fn(&Method, &str, &Value) -> (u16, Value) + Send + Sync>;
+
+/// A mock API server answering with `handler`; returns the client and the request log.
+fn mock(handler: Handler) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let path = parts.uri.path().to_string();
+            let (code, reply) = handler(&parts.method, &path, &body);
+            log.lock().unwrap().push(Seen { method: parts.method.clone(), path, body });
+            let resp = Response::builder()
+                .status(code)
+                .header("content-type", "application/json")
+                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                .unwrap();
+            send.send_response(resp);
+        }
+    });
+    (Client::new(svc, "default"), seen)
+}
+
+fn status(code: u16, reason: &str) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": format!("mock {reason}"), "reason": reason, "code": code})
+}
+
+fn relay() -> IotRelay {
+    let text = include_str!("golden/plant-7.input.yaml");
+    let mut r: IotRelay = serde_yaml::from_str(text.split("\n---\n").next().unwrap()).unwrap();
+    r.metadata.uid = Some("00000000-0000-0000-0000-000000000007".into());
+    r.metadata.generation = Some(2);
+    r.metadata.resource_version = Some("10".into());
+    r
+}
+
+fn secret() -> Value {
+    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "aws-vpn", "namespace": "iot"},
+           "data": {"tunnel1": "cHNrMQ==", "tunnel2": "cHNrMg=="}})
+}
+
+/// Answers everything a healthy cluster would: Secrets exist, applies echo the body, events are accepted.
+fn healthy(method: &Method, path: &str, body: &Value) -> (u16, Value) {
+    match (method.as_str(), path) {
+        ("GET", "/api/v1/namespaces/iot/secrets/aws-vpn") => (200, secret()),
+        ("GET", p) if p.ends_with("/deployments/iotrelay-plant-7") => (
+            200,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "iotrelay-plant-7"},
+                         "spec": {"selector": {}, "template": {}}, "status": {"availableReplicas": 1}}),
+        ),
+        ("GET", p) if p.ends_with("/pods") => {
+            (200, json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}))
+        }
+        ("PATCH", p) if p.ends_with("/status") => {
+            let mut r = serde_json::to_value(relay()).unwrap();
+            r["status"] = body["status"].clone();
+            (200, r)
+        }
+        ("PATCH", _) | ("POST", _) => {
+            let mut b = body.clone();
+            if b["metadata"]["name"].is_null() {
+                b["metadata"]["name"] = json!("generated");
+            }
+            (if method == Method::POST { 201 } else { 200 }, b)
+        }
+        _ => (404, status(404, "NotFound")),
+    }
+}
+
+fn ctx(client: Client) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        RenderConfig::default(),
+        Arc::new(Metrics::default()),
+        Reporter { controller: "iotrelay-operator".into(), instance: Some("test".into()) },
+    ))
+}
+
+fn condition<'a>(patch: &'a Value, t: &str) -> &'a Value {
+    patch["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == t)).unwrap_or(&Value::Null)
+}
+
+fn status_patches(seen: &[Seen]) -> Vec<&Seen> {
+    seen.iter().filter(|s| s.method == Method::PATCH && s.path.ends_with("/iotrelays/plant-7/status")).collect()
+}
+
+#[tokio::test]
+async fn missing_secret_is_stalled_with_event_and_no_children() {
+    let (client, seen) =
+        mock(Arc::new(
+            |m, p, b| {
+                if p.contains("/secrets/") { (404, status(404, "NotFound")) } else { healthy(m, p, b) }
+            },
+        ));
+    let action = reconcile(Arc::new(relay()), ctx(client)).await.expect("a missing Secret is not an error");
+    assert_eq!(action, Action::requeue(STALLED_RECHECK));
+    let seen = seen.lock().unwrap().clone();
+    let patches = status_patches(&seen);
+    assert_eq!(patches.len(), 1, "{seen:#?}");
+    let st = condition(&patches[0].body, "Stalled");
+    assert_eq!((st["status"].as_str(), st["reason"].as_str()), (Some("True"), Some("SecretNotFound")));
+    assert!(st["message"].as_str().unwrap().contains("aws-vpn"));
+    assert_eq!(condition(&patches[0].body, "Reconciling")["status"], "False");
+    assert_eq!(patches[0].body["status"]["observedGeneration"], 2);
+    // The operator never writes what the relay owns.
+    assert!(condition(&patches[0].body, "Ready").is_null() && patches[0].body["status"]["tunnels"].is_null());
+    assert!(
+        seen.iter()
+            .any(|s| s.method == Method::POST && s.path.contains("events") && s.body["reason"] == "SecretNotFound"),
+        "no Event: {seen:#?}"
+    );
+    assert!(
+        !seen.iter().any(|s| s.path.contains("deployments") || s.path.contains("roles")),
+        "children applied while stalled"
+    );
+}
+
+#[tokio::test]
+async fn missing_secret_key_is_stalled() {
+    let (client, seen) = mock(Arc::new(|m, p, b| {
+        if p.contains("/secrets/") {
+            let mut s = secret();
+            s["data"].as_object_mut().unwrap().remove("tunnel2");
+            (200, s)
+        } else {
+            healthy(m, p, b)
+        }
+    }));
+    reconcile(Arc::new(relay()), ctx(client)).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let st = condition(&status_patches(&seen)[0].body, "Stalled").clone();
+    assert_eq!(st["reason"], "SecretKeyNotFound");
+    let msg = st["message"].as_str().unwrap();
+    assert!(msg.contains("aws-vpn") && msg.contains("tunnel2"), "{msg}");
+    assert!(!msg.contains("cHNr"), "secret data leaked: {msg}");
+}
+
+#[tokio::test]
+async fn invalid_spec_is_stalled_without_api_reads() {
+    let (client, seen) = mock(Arc::new(healthy));
+    let mut r = relay();
+    r.spec.forwards[0].target.port = 0;
+    reconcile(Arc::new(r), ctx(client)).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let st = condition(&status_patches(&seen)[0].body, "Stalled").clone();
+    assert_eq!(st["reason"], "InvalidSpec");
+    assert!(st["message"].as_str().unwrap().contains("spec.forwards[0].target.port: must be 1..65535"));
+    assert!(!seen.iter().any(|s| s.path.contains("secrets")));
+}
+
+#[tokio::test]
+async fn conflict_on_apply_is_transient_and_backs_off() {
+    let (client, seen) = mock(Arc::new(|m, p, b| {
+        if m == Method::PATCH && p.contains("/deployments/") {
+            (409, status(409, "Conflict"))
+        } else {
+            healthy(m, p, b)
+        }
+    }));
+    let c = ctx(client);
+    let obj = Arc::new(relay());
+    let err = reconcile(obj.clone(), c.clone()).await.expect_err("409 must surface");
+    assert_eq!(err.kind(), "conflict");
+    assert!(status_patches(&seen.lock().unwrap()).is_empty(), "status written after a failed apply");
+    assert_eq!(error_policy(obj.clone(), &err, c.clone()), Action::requeue(Duration::from_secs(1)));
+    assert_eq!(error_policy(obj.clone(), &err, c.clone()), Action::requeue(Duration::from_secs(2)));
+    assert_eq!(error_policy(obj, &err, c), Action::requeue(Duration::from_secs(4)));
+}
+
+#[tokio::test]
+async fn server_error_is_transient() {
+    let (client, _seen) =
+        mock(Arc::new(
+            |m, p, b| {
+                if p.contains("/secrets/") { (500, status(500, "InternalError")) } else { healthy(m, p, b) }
+            },
+        ));
+    let err = reconcile(Arc::new(relay()), ctx(client)).await.expect_err("500 must surface");
+    assert!(matches!(err, Error::Kube(kube::Error::Api(ref s)) if s.code == 500), "{err:?}");
+    assert_eq!(err.kind(), "api");
+}
+
+#[tokio::test]
+async fn healthy_relay_applies_children_with_ssa_and_owner() {
+    let (client, seen) = mock(Arc::new(healthy));
+    let action = reconcile(Arc::new(relay()), ctx(client)).await.unwrap();
+    assert_eq!(action, Action::requeue(iotrelay_operator::reconcile::RESYNC));
+    let seen = seen.lock().unwrap().clone();
+    let applied: Vec<_> = seen.iter().filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status")).collect();
+    let kinds: Vec<_> = applied.iter().map(|s| s.body["kind"].as_str().unwrap_or("?")).collect();
+    assert_eq!(kinds, ["ServiceAccount", "Role", "RoleBinding", "Deployment"]);
+    for a in &applied {
+        assert_eq!(a.body["metadata"]["ownerReferences"][0]["uid"], "00000000-0000-0000-0000-000000000007");
+    }
+    let p = status_patches(&seen);
+    assert_eq!(condition(&p[0].body, "Reconciling")["status"], "False");
+    assert_eq!(condition(&p[0].body, "Stalled")["status"], "False");
+    assert!(condition(&p[0].body, "Ready").is_null(), "the relay owns Ready once its pod runs");
+}
+
+#[tokio::test]
+async fn unschedulable_pod_explains_ready_false() {
+    let (client, seen) = mock(Arc::new(|m, p, b| {
+        if m == Method::GET && p.ends_with("/deployments/iotrelay-plant-7") {
+            (
+                200,
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "iotrelay-plant-7"},
+                          "spec": {"selector": {}, "template": {}}, "status": {"replicas": 1, "unavailableReplicas": 1}}),
+            )
+        } else if m == Method::GET && p.ends_with("/pods") {
+            (
+                200,
+                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
+                "metadata": {"name": "iotrelay-plant-7-abc"},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."}]}}]}),
+            )
+        } else {
+            healthy(m, p, b)
+        }
+    }));
+    let action = reconcile(Arc::new(relay()), ctx(client)).await.unwrap();
+    assert_eq!(action, Action::requeue(iotrelay_operator::reconcile::PENDING_RECHECK));
+    let seen = seen.lock().unwrap().clone();
+    let p = status_patches(&seen);
+    let ready = condition(&p[0].body, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("Unschedulable")));
+    assert!(ready["message"].as_str().unwrap().contains("free ports"));
+    assert_eq!(condition(&p[0].body, "Reconciling")["status"], "True");
+}
+
+#[test]
+fn backoff_is_capped() {
+    assert_eq!(backoff(1), Duration::from_secs(1));
+    assert_eq!(backoff(3), Duration::from_secs(4));
+    assert_eq!(backoff(50), Duration::from_secs(300));
+}
