@@ -128,6 +128,7 @@ EOF
   STRONGSWAN_CONF="$d/strongswan.conf" setsid ip netns exec "k8s-aws$i" unshare -m sh -c \
     'mount -t tmpfs tmpfs /run && exec /usr/lib/ipsec/charon' > "$d/charon.out" 2>&1 < /dev/null &
   echo $! > "$d/charon.pid"
+  disown $! 2>/dev/null || true   # no "Killed" job notices from the calling script
   local n
   for n in $(seq 1 50); do [ -S "$d/charon.vici" ] && break; sleep 0.1; done
   k8s_swanctl "$i" --load-all --noprompt --file "$d/swanctl.conf" > "$d/load.out" 2>&1

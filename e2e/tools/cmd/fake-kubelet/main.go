@@ -428,13 +428,6 @@ func (k *kubelet) runPod(parent context.Context, r *podRun) {
 	if len(pod.Spec.InitContainers) > 0 && r.failure() == "" {
 		r.setFailed("InitContainersUnsupported: fake-kubelet does not run init containers")
 	}
-	var volumes map[string]string
-	if r.failure() == "" {
-		var err error
-		if volumes, err = k.prepareVolumes(ctx, pod, r.dir); err != nil {
-			r.setFailed("VolumeError: " + err.Error())
-		}
-	}
 	for _, c := range pod.Spec.Containers {
 		r.ctrs = append(r.ctrs, &ctrRun{spec: c})
 	}
@@ -443,24 +436,54 @@ func (k *kubelet) runPod(parent context.Context, r *podRun) {
 		k.reportStatus(ctx, r)
 		return
 	}
-	for _, c := range r.ctrs {
-		env, err := k.containerEnv(ctx, pod, c.spec)
-		if err != nil {
-			r.setFailed("CreateContainerConfigError: " + err.Error())
-			k.reportStatus(ctx, r)
-			return
-		}
-		var mounts []string
-		for _, m := range c.spec.VolumeMounts {
-			src, ok := volumes[m.Name]
-			if !ok {
-				r.setFailed("VolumeError: no volume " + m.Name)
-				k.reportStatus(ctx, r)
-				return
+	// Volumes and env may wait on the API (a Secret created later; the Node authorizer's graph learning about
+	// a new Pod's ServiceAccount): retry like the kubelet does, reporting the reason meanwhile.
+	type prepared struct {
+		env    []string
+		mounts []string
+	}
+	var preps []prepared
+	for attempt := 0; ; attempt++ {
+		preps = preps[:0]
+		err := func() error {
+			volumes, err := k.prepareVolumes(ctx, pod, r.dir)
+			if err != nil {
+				return fmt.Errorf("VolumeError: %w", err)
 			}
-			mounts = append(mounts, filepath.Join(src, m.SubPath), m.MountPath)
+			for _, c := range r.ctrs {
+				env, err := k.containerEnv(ctx, pod, c.spec)
+				if err != nil {
+					return fmt.Errorf("CreateContainerConfigError: %w", err)
+				}
+				var mounts []string
+				for _, m := range c.spec.VolumeMounts {
+					src, ok := volumes[m.Name]
+					if !ok {
+						return fmt.Errorf("VolumeError: no volume %s", m.Name)
+					}
+					mounts = append(mounts, filepath.Join(src, m.SubPath), m.MountPath)
+				}
+				preps = append(preps, prepared{env, mounts})
+			}
+			return nil
+		}()
+		if err == nil {
+			r.setFailed("")
+			break
 		}
-		go k.superviseContainer(ctx, r, c, env, mounts)
+		if r.failure() != err.Error() {
+			log.Printf("pod %s/%s: waiting: %v", pod.Namespace, pod.Name, err)
+			r.setFailed(err.Error())
+			_ = k.reportStatus(ctx, r)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(min(attempt+1, 5)) * time.Second):
+		}
+	}
+	for i, c := range r.ctrs {
+		go k.superviseContainer(ctx, r, c, preps[i].env, preps[i].mounts)
 		go k.probe(ctx, r, c)
 	}
 	// Status: report on every change, and at least every few seconds.
