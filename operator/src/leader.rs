@@ -136,3 +136,26 @@ pub async fn hold(client: &Client, cfg: &LeaseConfig) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(renew_secs_ago: i64, duration: i32) -> LeaseSpec {
+        let now = Timestamp::now();
+        LeaseSpec {
+            holder_identity: Some("other".into()),
+            renew_time: Some(MicroTime(now.checked_sub(SignedDuration::from_secs(renew_secs_ago)).unwrap())),
+            lease_duration_seconds: Some(duration),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn lease_expiry() {
+        let now = Timestamp::now();
+        assert!(!expired(&spec(5, 15), now), "renewed 5 s ago, 15 s lease");
+        assert!(expired(&spec(20, 15), now), "renewed 20 s ago, 15 s lease");
+        assert!(expired(&LeaseSpec::default(), now), "never renewed");
+    }
+}
