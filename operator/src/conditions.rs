@@ -41,6 +41,10 @@ fn cond(
 }
 
 /// The operator's conditions for `outcome`. `lastTransitionTime` is kept when a condition's status is unchanged.
+///
+/// `Stalled` is written only while the operator itself is stalled; otherwise it is left out of the operator's
+/// server-side apply, so an old operator-owned `Stalled=True` disappears and the relay may report its own
+/// (e.g. `AUTHENTICATION_FAILED`). `Ready` is written only while no relay pod is available to write it.
 pub fn operator_conditions(
     outcome: &Outcome,
     generation: Option<i64>,
@@ -54,13 +58,26 @@ pub fn operator_conditions(
         ],
         Outcome::PodNotReady { reason, message } => vec![
             cond(condition::RECONCILING, true, reason, message, generation, old, now),
-            cond(condition::STALLED, false, "Progressing", "", generation, old, now),
             // No relay runs to report Ready; say why it is not. The relay takes this condition over once it runs.
             cond(condition::READY, false, reason, message, generation, old, now),
         ],
-        Outcome::PodAvailable => vec![
-            cond(condition::RECONCILING, false, "PodAvailable", "relay pod is available", generation, old, now),
-            cond(condition::STALLED, false, "PodAvailable", "", generation, old, now),
-        ],
+        Outcome::PodAvailable => {
+            let is_true = |t: &str| old.condition(t).is_some_and(|c| c.status == "True");
+            let (reconciling, reason, message) = if is_true(condition::READY) {
+                (false, "Ready".to_string(), "the relay is ready".to_string())
+            } else if old.condition(condition::STALLED).is_some_and(|c| {
+                c.status == "True"
+                    && c.reason != "SecretNotFound"
+                    && c.reason != "SecretKeyNotFound"
+                    && c.reason != "InvalidSpec"
+            }) {
+                (false, "RelayStalled".to_string(), "the relay reports Stalled".to_string())
+            } else {
+                let why = old.condition(condition::READY).map(|c| c.message.clone()).unwrap_or_default();
+                let why = if why.is_empty() { "waiting for the relay to report Ready".to_string() } else { why };
+                (true, "Connecting".to_string(), why)
+            };
+            vec![cond(condition::RECONCILING, reconciling, &reason, &message, generation, old, now)]
+        }
     }
 }

@@ -221,9 +221,28 @@ async fn healthy_relay_applies_children_with_ssa_and_owner() {
         assert_eq!(a.body["metadata"]["ownerReferences"][0]["uid"], "00000000-0000-0000-0000-000000000007");
     }
     let p = status_patches(&seen);
-    assert_eq!(condition(&p[0].body, "Reconciling")["status"], "False");
-    assert_eq!(condition(&p[0].body, "Stalled")["status"], "False");
+    // The pod runs but the relay has not reported Ready yet: still reconciling (kstatus InProgress).
+    assert_eq!(condition(&p[0].body, "Reconciling")["status"], "True");
+    assert!(condition(&p[0].body, "Stalled").is_null(), "Stalled is only written while the operator is stalled");
     assert!(condition(&p[0].body, "Ready").is_null(), "the relay owns Ready once its pod runs");
+}
+
+#[tokio::test]
+async fn ready_relay_is_not_reconciling() {
+    let (client, seen) = mock(Arc::new(healthy));
+    let mut r = relay();
+    r.status = Some(
+        serde_json::from_value(
+            json!({"conditions": [{"type": "Ready", "status": "True", "reason": "TunnelEstablished",
+        "message": "tunnel1 established", "lastTransitionTime": "2026-11-28T19:40:05Z", "observedGeneration": 2}]}),
+        )
+        .unwrap(),
+    );
+    reconcile(Arc::new(r), ctx(client)).await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let p = status_patches(&seen);
+    assert_eq!(condition(&p[0].body, "Reconciling")["status"], "False");
+    assert!(condition(&p[0].body, "Ready").is_null(), "the operator must not touch the relay's Ready");
 }
 
 #[tokio::test]
