@@ -27,10 +27,7 @@ impl Ipv4Cidr {
             return Err(CidrError::Syntax);
         }
         let masked = Ipv4Addr::from(u32::from(addr) & mask(prefix_len));
-        let c = Ipv4Cidr {
-            addr: masked,
-            prefix_len,
-        };
+        let c = Ipv4Cidr { addr: masked, prefix_len };
         if masked != addr {
             return Err(CidrError::HostBits(c));
         }
@@ -47,18 +44,11 @@ impl Ipv4Cidr {
         u32::from(ip) & mask(self.prefix_len) == u32::from(self.addr)
     }
     /// The whole IPv4 space, `0.0.0.0/0`.
-    pub const ANY: Ipv4Cidr = Ipv4Cidr {
-        addr: Ipv4Addr::UNSPECIFIED,
-        prefix_len: 0,
-    };
+    pub const ANY: Ipv4Cidr = Ipv4Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 0 };
 }
 
 fn mask(prefix_len: u8) -> u32 {
-    if prefix_len == 0 {
-        0
-    } else {
-        u32::MAX << (32 - u32::from(prefix_len))
-    }
+    if prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(prefix_len)) }
 }
 
 impl FromStr for Ipv4Cidr {
@@ -96,19 +86,9 @@ mod tests {
 
     #[test]
     fn rejects_bad() {
-        for s in [
-            "100.64.0.0",
-            "100.64.0.0/33",
-            "100.64.0.0/",
-            "x/8",
-            "100.64.0.0/+8",
-            "::/0",
-        ] {
+        for s in ["100.64.0.0", "100.64.0.0/33", "100.64.0.0/", "x/8", "100.64.0.0/+8", "::/0"] {
             assert_eq!(s.parse::<Ipv4Cidr>(), Err(CidrError::Syntax), "{s}");
         }
-        assert!(matches!(
-            "100.64.0.1/16".parse::<Ipv4Cidr>(),
-            Err(CidrError::HostBits(_))
-        ));
+        assert!(matches!("100.64.0.1/16".parse::<Ipv4Cidr>(), Err(CidrError::HostBits(_))));
     }
 }

@@ -161,16 +161,11 @@ pub struct TunnelSpec {
 }
 
 /// A key in a Secret in the IotRelay's namespace.
-#[derive(
-    Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret.
-    #[schemars(
-        length(min = 1, max = 253),
-        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
-    )]
+    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"))]
     pub name: String,
     /// Key inside the Secret's `data` / `stringData`.
     #[schemars(length(min = 1, max = 253), regex(pattern = r"^[-._a-zA-Z0-9]+$"))]
@@ -344,16 +339,10 @@ fn default_admin_port() -> i32 {
     i32::from(crate::DEFAULT_ADMIN_PORT)
 }
 fn default_ike_proposals() -> Vec<String> {
-    iotrelay_crypto::proposal::DEFAULT_IKE_PROPOSALS
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    iotrelay_crypto::proposal::DEFAULT_IKE_PROPOSALS.iter().map(|s| s.to_string()).collect()
 }
 fn default_esp_proposals() -> Vec<String> {
-    iotrelay_crypto::proposal::DEFAULT_ESP_PROPOSALS
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
+    iotrelay_crypto::proposal::DEFAULT_ESP_PROPOSALS.iter().map(|s| s.to_string()).collect()
 }
 fn default_ike_lifetime() -> String {
     "8h".into()

@@ -24,23 +24,13 @@ pub enum LoadError {
     #[error("document {doc}: IotRelay: {message}")]
     InvalidIotRelay { doc: usize, message: String },
     #[error("document {doc}: Secret {name:?}: {message}")]
-    InvalidSecret {
-        doc: usize,
-        name: String,
-        message: String,
-    },
+    InvalidSecret { doc: usize, name: String, message: String },
     #[error("document {doc}: unsupported kind {kind:?} (expected IotRelay or Secret)")]
     UnsupportedKind { doc: usize, kind: String },
     #[error("Secret {name:?} referenced by spec.tunnels[{tunnel}].preSharedKeySecretRef not found")]
     MissingSecret { name: String, tunnel: usize },
-    #[error(
-        "Secret {name:?} has no key {key:?} (referenced by spec.tunnels[{tunnel}].preSharedKeySecretRef)"
-    )]
-    MissingKey {
-        name: String,
-        key: String,
-        tunnel: usize,
-    },
+    #[error("Secret {name:?} has no key {key:?} (referenced by spec.tunnels[{tunnel}].preSharedKeySecretRef)")]
+    MissingKey { name: String, key: String, tunnel: usize },
 }
 
 #[derive(Deserialize)]
@@ -80,17 +70,13 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
         let doc = idx + 1;
         // Errors from serde_yaml name positions, not values; secret values are never echoed because Secret
         // documents are parsed only into `SecretDoc` whose value types have no Display in errors.
-        let value = serde_yaml::Value::deserialize(de).map_err(|e| LoadError::Yaml {
-            doc,
-            message: scrub(&e.to_string()),
-        })?;
+        let value =
+            serde_yaml::Value::deserialize(de).map_err(|e| LoadError::Yaml { doc, message: scrub(&e.to_string()) })?;
         if value.is_null() {
             continue; // empty document (e.g. a trailing `---`)
         }
-        let tm: TypeMeta = serde_yaml::from_value(value.clone()).map_err(|e| LoadError::Yaml {
-            doc,
-            message: scrub(&e.to_string()),
-        })?;
+        let tm: TypeMeta = serde_yaml::from_value(value.clone())
+            .map_err(|e| LoadError::Yaml { doc, message: scrub(&e.to_string()) })?;
         match tm.kind.as_deref() {
             Some("IotRelay") => {
                 if let Some(v) = tm.api_version.as_deref()
@@ -101,16 +87,10 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                         message: format!("apiVersion must be iotrelay.dev/v1alpha1, got {v:?}"),
                     });
                 }
-                let r: IotRelay =
-                    serde_yaml::from_value(value).map_err(|e| LoadError::InvalidIotRelay {
-                        doc,
-                        message: e.to_string(),
-                    })?;
+                let r: IotRelay = serde_yaml::from_value(value)
+                    .map_err(|e| LoadError::InvalidIotRelay { doc, message: e.to_string() })?;
                 if let Some((first, _)) = &relay {
-                    return Err(LoadError::MultipleIotRelays {
-                        first: *first,
-                        second: doc,
-                    });
+                    return Err(LoadError::MultipleIotRelays { first: *first, second: doc });
                 }
                 relay = Some((doc, r));
             }
@@ -122,23 +102,18 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                 })?;
                 let name = s.metadata.name.clone().unwrap_or_default();
                 if name.is_empty() {
-                    return Err(LoadError::InvalidSecret {
-                        doc,
-                        name,
-                        message: "metadata.name is required".into(),
-                    });
+                    return Err(LoadError::InvalidSecret { doc, name, message: "metadata.name is required".into() });
                 }
                 let entry = secrets.entry(name.clone()).or_default();
                 for (k, v) in &s.data {
-                    let compact: Zeroizing<String> =
-                        Zeroizing::new(v.chars().filter(|c| !c.is_whitespace()).collect());
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(compact.as_bytes())
-                        .map_err(|_| LoadError::InvalidSecret {
+                    let compact: Zeroizing<String> = Zeroizing::new(v.chars().filter(|c| !c.is_whitespace()).collect());
+                    let bytes = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|_| {
+                        LoadError::InvalidSecret {
                             doc,
                             name: name.clone(),
                             message: format!("data.{k} is not valid base64"),
-                        })?;
+                        }
+                    })?;
                     entry.insert(k.clone(), Zeroizing::new(bytes));
                 }
                 for (k, v) in &s.string_data {
@@ -147,16 +122,10 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                 let _ = s.metadata.namespace;
             }
             Some(other) => {
-                return Err(LoadError::UnsupportedKind {
-                    doc,
-                    kind: other.to_string(),
-                });
+                return Err(LoadError::UnsupportedKind { doc, kind: other.to_string() });
             }
             None => {
-                return Err(LoadError::UnsupportedKind {
-                    doc,
-                    kind: String::new(),
-                });
+                return Err(LoadError::UnsupportedKind { doc, kind: String::new() });
             }
         }
     }
@@ -164,12 +133,7 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
     let mut out = SecretValues::new();
     for (i, t) in relay.spec.tunnels.iter().enumerate() {
         let r = &t.pre_shared_key_secret_ref;
-        let s = secrets
-            .get(&r.name)
-            .ok_or_else(|| LoadError::MissingSecret {
-                name: r.name.clone(),
-                tunnel: i,
-            })?;
+        let s = secrets.get(&r.name).ok_or_else(|| LoadError::MissingSecret { name: r.name.clone(), tunnel: i })?;
         let v = s.get(&r.key).ok_or_else(|| LoadError::MissingKey {
             name: r.name.clone(),
             key: r.key.clone(),

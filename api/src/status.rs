@@ -53,17 +53,9 @@ pub struct IotRelayStatus {
 impl IotRelayStatus {
     /// Fills `tunnelsUp`, `activeTunnel` and `forwardsListening` from `tunnels` and `forwards`.
     pub fn summarize(&mut self) {
-        let up = self
-            .tunnels
-            .iter()
-            .filter(|t| t.state == TunnelState::Established)
-            .count();
+        let up = self.tunnels.iter().filter(|t| t.state == TunnelState::Established).count();
         self.tunnels_up = Some(format!("{up}/{}", self.tunnels.len()));
-        self.active_tunnel = self
-            .tunnels
-            .iter()
-            .find(|t| t.active)
-            .map(|t| t.name.clone());
+        self.active_tunnel = self.tunnels.iter().find(|t| t.active).map(|t| t.name.clone());
         let listening = self.forwards.iter().filter(|f| f.listening).count();
         self.forwards_listening = Some(format!("{listening}/{}", self.forwards.len()));
     }

@@ -97,19 +97,14 @@ impl ValidatedSpec {
     }
 }
 
-const AWS_IKE_LIFETIME: (Duration, Duration) =
-    (Duration::from_secs(900), Duration::from_secs(8 * 3600));
-const AWS_ESP_LIFETIME: (Duration, Duration) =
-    (Duration::from_secs(900), Duration::from_secs(3600));
+const AWS_IKE_LIFETIME: (Duration, Duration) = (Duration::from_secs(900), Duration::from_secs(8 * 3600));
+const AWS_ESP_LIFETIME: (Duration, Duration) = (Duration::from_secs(900), Duration::from_secs(3600));
 
 struct Errors(Vec<FieldError>);
 
 impl Errors {
     fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.0.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.0.push(FieldError { path: path.into(), message: message.into() });
     }
     fn ipv4(&mut self, path: &str, s: &str) -> Option<Ipv4Addr> {
         match s.parse::<Ipv4Addr>() {
@@ -124,17 +119,11 @@ impl Errors {
         match s.parse::<Ipv4Cidr>() {
             Ok(c) => Some(c),
             Err(CidrError::HostBits(c)) => {
-                self.push(
-                    path,
-                    format!("host bits must be zero in {s:?} (did you mean {c}?)"),
-                );
+                self.push(path, format!("host bits must be zero in {s:?} (did you mean {c}?)"));
                 None
             }
             Err(CidrError::Syntax) => {
-                self.push(
-                    path,
-                    format!("must be an IPv4 CIDR like 100.64.0.0/16, got {s:?}"),
-                );
+                self.push(path, format!("must be an IPv4 CIDR like 100.64.0.0/16, got {s:?}"));
                 None
             }
         }
@@ -145,10 +134,7 @@ impl Errors {
         } else if list.len() > 32 {
             self.push(path, "must have at most 32 items");
         }
-        list.iter()
-            .enumerate()
-            .filter_map(|(i, s)| self.cidr(&format!("{path}[{i}]"), s))
-            .collect()
+        list.iter().enumerate().filter_map(|(i, s)| self.cidr(&format!("{path}[{i}]"), s)).collect()
     }
     fn port(&mut self, path: &str, p: i32) -> Option<u16> {
         match u16::try_from(p) {
@@ -159,14 +145,7 @@ impl Errors {
             }
         }
     }
-    fn duration(
-        &mut self,
-        path: &str,
-        s: &str,
-        min: Duration,
-        max: Duration,
-        range: &str,
-    ) -> Option<Duration> {
+    fn duration(&mut self, path: &str, s: &str, min: Duration, max: Duration, range: &str) -> Option<Duration> {
         match parse_duration(s) {
             Ok(d) if d >= min && d <= max => Some(d),
             Ok(_) => {
@@ -181,33 +160,19 @@ impl Errors {
     }
     fn name(&mut self, path: &str, s: &str) {
         if !is_dns_label(s) {
-            self.push(
-                path,
-                format!(
-                    "must be a DNS label (lowercase letters, digits, '-'; at most 63), got {s:?}"
-                ),
-            );
+            self.push(path, format!("must be a DNS label (lowercase letters, digits, '-'; at most 63), got {s:?}"));
         }
     }
     fn secret_ref(&mut self, path: &str, r: &SecretKeyRef) {
-        let name_ok =
-            !r.name.is_empty() && r.name.len() <= 253 && r.name.split('.').all(is_dns_label);
+        let name_ok = !r.name.is_empty() && r.name.len() <= 253 && r.name.split('.').all(is_dns_label);
         if !name_ok {
-            self.push(
-                format!("{path}.name"),
-                "must be a Secret name (DNS subdomain)",
-            );
+            self.push(format!("{path}.name"), "must be a Secret name (DNS subdomain)");
         }
         let key_ok = !r.key.is_empty()
             && r.key.len() <= 253
-            && r.key
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
+            && r.key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
         if !key_ok {
-            self.push(
-                format!("{path}.key"),
-                "must be a Secret key (letters, digits, '-', '_', '.')",
-            );
+            self.push(format!("{path}.key"), "must be a Secret key (letters, digits, '-', '_', '.')");
         }
     }
 }
@@ -216,8 +181,7 @@ fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -225,11 +189,7 @@ fn is_dns_label(s: &str) -> bool {
 fn proposal_syntax_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 256
-        && s.split('-').all(|t| {
-            !t.is_empty()
-                && t.bytes()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        })
+        && s.split('-').all(|t| !t.is_empty() && t.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()))
 }
 
 /// Checks every rule the CRD schema enforces and parses the values. All problems are reported, not just the first.
@@ -241,25 +201,12 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
     if let Some(inside) = inside
         && let Some(c) = remote.iter().find(|c| c.contains(inside))
     {
-        e.push(
-            "spec.insideAddress",
-            format!("must not be inside remoteSubnets (it is inside {c})"),
-        );
+        e.push("spec.insideAddress", format!("must not be inside remoteSubnets (it is inside {c})"));
     }
-    let local_address = spec
-        .local_address
-        .as_deref()
-        .and_then(|s| e.ipv4("spec.localAddress", s));
+    let local_address = spec.local_address.as_deref().and_then(|s| e.ipv4("spec.localAddress", s));
     let local_identity = match spec.local_identity.as_deref() {
-        Some(s)
-            if s.is_empty()
-                || s.len() > 253
-                || s.chars().any(|c| c.is_whitespace() || c.is_control()) =>
-        {
-            e.push(
-                "spec.localIdentity",
-                "must be an IPv4 address or an FQDN (1..253 characters, no spaces)",
-            );
+        Some(s) if s.is_empty() || s.len() > 253 || s.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            e.push("spec.localIdentity", "must be an IPv4 address or an FQDN (1..253 characters, no spaces)");
             None
         }
         Some(s) => Some(match s.parse::<Ipv4Addr>() {
@@ -280,40 +227,22 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         let p = format!("spec.tunnels[{i}]");
         e.name(&format!("{p}.name"), &t.name);
         if !names.insert(t.name.as_str()) {
-            e.push(
-                format!("{p}.name"),
-                format!("duplicate tunnel name {:?}", t.name),
-            );
+            e.push(format!("{p}.name"), format!("duplicate tunnel name {:?}", t.name));
         }
         let peer = e.ipv4(&format!("{p}.peerAddress"), &t.peer_address);
         if let Some(peer) = peer
             && !peers.insert(peer)
         {
-            e.push(
-                format!("{p}.peerAddress"),
-                format!("duplicate peer address {peer}"),
-            );
+            e.push(format!("{p}.peerAddress"), format!("duplicate peer address {peer}"));
         }
-        e.secret_ref(
-            &format!("{p}.preSharedKeySecretRef"),
-            &t.pre_shared_key_secret_ref,
-        );
+        e.secret_ref(&format!("{p}.preSharedKeySecretRef"), &t.pre_shared_key_secret_ref);
         if let Some(peer) = peer {
-            tunnels.push(ValidatedTunnel {
-                name: t.name.clone(),
-                peer,
-                psk: t.pre_shared_key_secret_ref.clone(),
-            });
+            tunnels.push(ValidatedTunnel { name: t.name.clone(), peer, psk: t.pre_shared_key_secret_ref.clone() });
         }
     }
 
     // IKE.
-    let ike_proposals = proposals(
-        &mut e,
-        "spec.ike.proposals",
-        &spec.ike.proposals,
-        IkeProposal::parse,
-    );
+    let ike_proposals = proposals(&mut e, "spec.ike.proposals", &spec.ike.proposals, IkeProposal::parse);
     let ike_lifetime = e.duration(
         "spec.ike.lifetime",
         &spec.ike.lifetime,
@@ -342,12 +271,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
     }
 
     // ESP.
-    let esp_proposals = proposals(
-        &mut e,
-        "spec.esp.proposals",
-        &spec.esp.proposals,
-        EspProposal::parse,
-    );
+    let esp_proposals = proposals(&mut e, "spec.esp.proposals", &spec.esp.proposals, EspProposal::parse);
     let esp_lifetime = e.duration(
         "spec.esp.lifetime",
         &spec.esp.lifetime,
@@ -380,24 +304,15 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         let p = format!("spec.forwards[{i}]");
         e.name(&format!("{p}.name"), &f.name);
         if !fnames.insert(f.name.as_str()) {
-            e.push(
-                format!("{p}.name"),
-                format!("duplicate forward name {:?}", f.name),
-            );
+            e.push(format!("{p}.name"), format!("duplicate forward name {:?}", f.name));
         }
         let listen = e.port(&format!("{p}.listenPort"), f.listen_port);
         if let Some(l) = listen {
             if !ports.insert(l) {
-                e.push(
-                    format!("{p}.listenPort"),
-                    format!("duplicate listen port {l}"),
-                );
+                e.push(format!("{p}.listenPort"), format!("duplicate listen port {l}"));
             }
             if l == 500 || l == 4500 {
-                e.push(
-                    format!("{p}.listenPort"),
-                    "must not be 500 or 4500 (used by IKE and ESP-in-UDP)",
-                );
+                e.push(format!("{p}.listenPort"), "must not be 500 or 4500 (used by IKE and ESP-in-UDP)");
             }
             if Some(l) == admin_port {
                 e.push(format!("{p}.listenPort"), "must differ from adminPort");
@@ -409,10 +324,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             && !remote.is_empty()
             && !remote.iter().any(|c| c.contains(a))
         {
-            e.push(
-                format!("{p}.target.address"),
-                "must be inside remoteSubnets",
-            );
+            e.push(format!("{p}.target.address"), "must be inside remoteSubnets");
         }
         let tport = e.port(&format!("{p}.target.port"), f.target.port);
         let idle = e.duration(
@@ -422,9 +334,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             Duration::from_secs(86_400),
             "1s and 24h",
         );
-        if let (Some(listen_port), Some(a), Some(tp), Some(idle_timeout)) =
-            (listen, addr, tport, idle)
-        {
+        if let (Some(listen_port), Some(a), Some(tp), Some(idle_timeout)) = (listen, addr, tport, idle) {
             forwards.push(ValidatedForward {
                 name: f.name.clone(),
                 listen_port,
@@ -445,24 +355,10 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         return Err(e.0);
     }
     // Every Option below is Some when no error was recorded; the fallbacks are unreachable but keep this panic-free.
-    let (
-        Some(inside_address),
-        Some(lifetime),
-        Some(dpd_interval),
-        Some(dpd_timeout),
-        Some(esp_lifetime),
-    ) = (
-        inside,
-        ike_lifetime,
-        dpd_interval,
-        dpd_timeout,
-        esp_lifetime,
-    )
+    let (Some(inside_address), Some(lifetime), Some(dpd_interval), Some(dpd_timeout), Some(esp_lifetime)) =
+        (inside, ike_lifetime, dpd_interval, dpd_timeout, esp_lifetime)
     else {
-        return Err(vec![FieldError {
-            path: "spec".into(),
-            message: "invalid".into(),
-        }]);
+        return Err(vec![FieldError { path: "spec".into(), message: "invalid".into() }]);
     };
     Ok(ValidatedSpec {
         inside_address,

@@ -31,9 +31,7 @@ fn example_from_api_md_is_valid() {
     assert_eq!(v.esp.replay_window, 1024);
     assert_eq!(secrets.len(), 2);
     assert_eq!(
-        secrets
-            .get(&("aws-vpn".to_string(), "tunnel1".to_string()))
-            .map(|v| v.as_slice()),
+        secrets.get(&("aws-vpn".to_string(), "tunnel1".to_string())).map(|v| v.as_slice()),
         Some(&b"psk.one_secret"[..])
     );
 }
@@ -62,10 +60,7 @@ data: {k: cHNrLmtleQ==}
     assert_eq!(v.ike.dpd_interval.as_secs(), 10);
     assert_eq!(v.admin_port, 9464);
     assert!(!v.ike.proposals.is_empty() && !v.esp.proposals.is_empty());
-    assert_eq!(
-        secrets.values().next().map(|v| v.as_slice()),
-        Some(&b"psk.key"[..])
-    );
+    assert_eq!(secrets.values().next().map(|v| v.as_slice()), Some(&b"psk.key"[..]));
 }
 
 type Edit = Box<dyn FnOnce(&mut serde_json::Value)>;
@@ -77,70 +72,28 @@ fn rejects_bad_values_with_field_paths() {
             "spec.forwards[0].target.port: must be 1..65535",
             Box::new(|v| v["forwards"][0]["target"]["port"] = 70000.into()),
         ),
-        (
-            "spec.forwards[0].listenPort: must be 1..65535",
-            Box::new(|v| v["forwards"][0]["listenPort"] = 0.into()),
-        ),
+        ("spec.forwards[0].listenPort: must be 1..65535", Box::new(|v| v["forwards"][0]["listenPort"] = 0.into())),
         (
             "spec.insideAddress: must not be inside remoteSubnets",
             Box::new(|v| v["insideAddress"] = "100.64.0.5".into()),
         ),
-        (
-            "spec.insideAddress: must be an IPv4 address",
-            Box::new(|v| v["insideAddress"] = "100.64.0".into()),
-        ),
-        (
-            "spec.remoteSubnets[0]: host bits must be zero",
-            Box::new(|v| v["remoteSubnets"][0] = "100.64.0.1/16".into()),
-        ),
+        ("spec.insideAddress: must be an IPv4 address", Box::new(|v| v["insideAddress"] = "100.64.0".into())),
+        ("spec.remoteSubnets[0]: host bits must be zero", Box::new(|v| v["remoteSubnets"][0] = "100.64.0.1/16".into())),
         (
             "spec.tunnels[1].peerAddress: duplicate peer address",
             Box::new(|v| v["tunnels"][1]["peerAddress"] = "198.51.100.2".into()),
         ),
-        (
-            "spec.tunnels[1].name: duplicate tunnel name",
-            Box::new(|v| v["tunnels"][1]["name"] = "tunnel1".into()),
-        ),
-        (
-            "spec.tunnels: must have 1 or 2 tunnels",
-            Box::new(|v| v["tunnels"] = serde_json::json!([])),
-        ),
-        (
-            "spec.ike.lifetime: must be between 900s and 8h",
-            Box::new(|v| v["ike"]["lifetime"] = "9h".into()),
-        ),
-        (
-            "spec.ike.lifetime: must be between 900s and 8h",
-            Box::new(|v| v["ike"]["lifetime"] = "899s".into()),
-        ),
-        (
-            "spec.esp.lifetime: must be between 900s and 1h",
-            Box::new(|v| v["esp"]["lifetime"] = "2h".into()),
-        ),
-        (
-            "spec.esp.lifetime: must be shorter than ike.lifetime",
-            Box::new(|v| v["ike"]["lifetime"] = "30m".into()),
-        ),
-        (
-            "spec.esp.replayWindow: must be 64..2048",
-            Box::new(|v| v["esp"]["replayWindow"] = 4096.into()),
-        ),
-        (
-            "spec.esp.replayWindow: must be 64..2048",
-            Box::new(|v| v["esp"]["replayWindow"] = 32.into()),
-        ),
-        (
-            "spec.ike.proposals[0]: must look like",
-            Box::new(|v| v["ike"]["proposals"][0] = "AES128_SHA1".into()),
-        ),
-        (
-            "spec.ike.dpdTimeout: must be longer than dpdInterval",
-            Box::new(|v| v["ike"]["dpdTimeout"] = "5s".into()),
-        ),
-        (
-            "spec.ike.dpdInterval: invalid duration",
-            Box::new(|v| v["ike"]["dpdInterval"] = "10 s".into()),
-        ),
+        ("spec.tunnels[1].name: duplicate tunnel name", Box::new(|v| v["tunnels"][1]["name"] = "tunnel1".into())),
+        ("spec.tunnels: must have 1 or 2 tunnels", Box::new(|v| v["tunnels"] = serde_json::json!([]))),
+        ("spec.ike.lifetime: must be between 900s and 8h", Box::new(|v| v["ike"]["lifetime"] = "9h".into())),
+        ("spec.ike.lifetime: must be between 900s and 8h", Box::new(|v| v["ike"]["lifetime"] = "899s".into())),
+        ("spec.esp.lifetime: must be between 900s and 1h", Box::new(|v| v["esp"]["lifetime"] = "2h".into())),
+        ("spec.esp.lifetime: must be shorter than ike.lifetime", Box::new(|v| v["ike"]["lifetime"] = "30m".into())),
+        ("spec.esp.replayWindow: must be 64..2048", Box::new(|v| v["esp"]["replayWindow"] = 4096.into())),
+        ("spec.esp.replayWindow: must be 64..2048", Box::new(|v| v["esp"]["replayWindow"] = 32.into())),
+        ("spec.ike.proposals[0]: must look like", Box::new(|v| v["ike"]["proposals"][0] = "AES128_SHA1".into())),
+        ("spec.ike.dpdTimeout: must be longer than dpdInterval", Box::new(|v| v["ike"]["dpdTimeout"] = "5s".into())),
+        ("spec.ike.dpdInterval: invalid duration", Box::new(|v| v["ike"]["dpdInterval"] = "10 s".into())),
         (
             "spec.forwards[0].listenPort: must not be 500 or 4500",
             Box::new(|v| v["forwards"][0]["listenPort"] = 4500.into()),
@@ -176,10 +129,7 @@ fn rejects_bad_values_with_field_paths() {
     ];
     for (want, edit) in cases {
         let errs = errors_after(edit);
-        assert!(
-            errs.iter().any(|e| e.starts_with(want)),
-            "want {want:?}, got {errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.starts_with(want)), "want {want:?}, got {errs:?}");
     }
 }
 
@@ -217,15 +167,9 @@ fn bad_base64_error_does_not_echo_the_value() {
 #[test]
 fn rejects_multiple_relays_and_unknown_kinds() {
     let two = format!("{EXAMPLE}\n---\n{}", EXAMPLE.split("---").next().unwrap());
-    assert!(matches!(
-        load_yaml(&two),
-        Err(LoadError::MultipleIotRelays { .. })
-    ));
+    assert!(matches!(load_yaml(&two), Err(LoadError::MultipleIotRelays { .. })));
     let cm = format!("{EXAMPLE}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x}}\n");
-    assert!(matches!(
-        load_yaml(&cm),
-        Err(LoadError::UnsupportedKind { .. })
-    ));
+    assert!(matches!(load_yaml(&cm), Err(LoadError::UnsupportedKind { .. })));
     assert!(matches!(load_yaml("---\n"), Err(LoadError::NoIotRelay)));
 }
 
@@ -240,17 +184,9 @@ fn status_summary_columns() {
                 active: true,
                 ..Default::default()
             },
-            TunnelStatus {
-                name: "tunnel2".into(),
-                state: TunnelState::Connecting,
-                ..Default::default()
-            },
+            TunnelStatus { name: "tunnel2".into(), state: TunnelState::Connecting, ..Default::default() },
         ],
-        forwards: vec![ForwardStatus {
-            name: "admin".into(),
-            listening: true,
-            ..Default::default()
-        }],
+        forwards: vec![ForwardStatus { name: "admin".into(), listening: true, ..Default::default() }],
         ..Default::default()
     };
     s.summarize();
