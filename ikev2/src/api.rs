@@ -7,7 +7,7 @@
 
 use iotrelay_crypto::kdf::KeyMaterial;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
-use iotrelay_crypto::{Encr, Integ, RandomSource};
+use iotrelay_crypto::{Encr, Integ};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -252,74 +252,47 @@ pub struct TunnelStatus {
     pub counters: Counters,
 }
 
-/// One AWS tunnel: the IKE SA (initiator or responder) and its CHILD_SA.
-pub struct Tunnel {
-    _private: (),
+impl Config {
+    /// Defaults that match an AWS Site-to-Site VPN tunnel (../shared/AWS.md): AWS-compatible proposals, IKE 8 h /
+    /// CHILD 1 h with rekey margins larger than AWS's 270 s (so we rekey first), DPD 10 s / 30 s, forced UDP
+    /// encapsulation, `0.0.0.0/0` selectors, INITIAL_CONTACT.
+    pub fn aws_defaults(psk: Zeroizing<Vec<u8>>, local_id: Identity) -> Config {
+        Config {
+            local_id,
+            remote_id: None,
+            psk,
+            ike_proposals: IkeProposal::defaults(),
+            esp_proposals: EspProposal::defaults(),
+            ike_lifetime: Duration::from_secs(8 * 3600),
+            child_lifetime: Duration::from_secs(3600),
+            ike_rekey_margin: Duration::from_secs(15 * 60),
+            child_rekey_margin: Duration::from_secs(9 * 60),
+            rekey_fuzz: Duration::from_secs(60),
+            dpd_interval: Duration::from_secs(10),
+            dpd_timeout: Duration::from_secs(30),
+            retransmit: RetransmitConfig {
+                initial: Duration::from_secs(1),
+                multiplier: 1.8,
+                max_timeout: Duration::from_secs(10),
+                max_tries: 5,
+            },
+            local_ts: vec![Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }],
+            remote_ts: vec![Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }],
+            startup: StartupAction::Start,
+            force_encap: true,
+            cookie_threshold: 8,
+            initial_contact: true,
+            old_inbound_grace: Duration::from_secs(5),
+        }
+    }
 }
 
-impl Tunnel {
-    /// `local`/`remote`: the outside addresses (IKE starts on port 500 and moves to 4500).
-    pub fn new(config: Config, local: SocketAddr, remote: SocketAddr, now: Duration) -> Tunnel {
-        let _ = (config, local, remote, now);
-        todo!("engine")
-    }
-    /// Starts (or restarts) the IKE SA as initiator. Called by the sidecar at startup when `startup == Start`.
-    pub fn connect(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        let _ = (now, rng);
-        todo!("engine")
-    }
-    /// An IKE datagram from the peer (on port 4500 without the non-ESP marker). `local_port` is 500 or 4500.
-    pub fn handle_datagram(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        local_port: u16,
-        remote: SocketAddr,
-        data: &[u8],
-    ) {
-        let _ = (now, rng, local_port, remote, data);
-        todo!("engine")
-    }
-    /// Call when `now >= poll_timeout()`.
-    pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        let _ = (now, rng);
-        todo!("engine")
-    }
-    /// The sidecar saw a valid ESP packet on this tunnel's CHILD_SA: the peer is alive (saves a DPD).
-    pub fn note_inbound_traffic(&mut self, now: Duration) {
-        let _ = now;
-        todo!("engine")
-    }
-    /// The earliest time `handle_timeout` must be called.
-    pub fn poll_timeout(&self) -> Option<Duration> {
-        todo!("engine")
-    }
-    pub fn poll_transmit(&mut self) -> Option<Transmit> {
-        todo!("engine")
-    }
-    pub fn poll_event(&mut self) -> Option<Event> {
-        todo!("engine")
-    }
-    /// Rekey now (operator command, and tests): the CHILD_SA, or the IKE SA.
-    pub fn rekey_child(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        let _ = (now, rng);
-        todo!("engine")
-    }
-    pub fn rekey_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        let _ = (now, rng);
-        todo!("engine")
-    }
-    /// Sends DELETE for the IKE SA (which takes the CHILD_SA with it) and stops. Poll transmits after calling.
-    pub fn close(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        let _ = (now, rng);
-        todo!("engine")
-    }
-    /// A new PSK (Secret changed): used from the next IKE SA on.
-    pub fn set_psk(&mut self, psk: Zeroizing<Vec<u8>>) {
-        let _ = psk;
-        todo!("engine")
-    }
-    pub fn status(&self) -> TunnelStatus {
-        todo!("engine")
+impl Ipv4Prefix {
+    /// First and last address of the prefix.
+    pub fn range(&self) -> (Ipv4Addr, Ipv4Addr) {
+        let len = self.len.min(32) as u32;
+        let mask: u32 = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        let start = u32::from(self.addr) & mask;
+        (Ipv4Addr::from(start), Ipv4Addr::from(start | !mask))
     }
 }

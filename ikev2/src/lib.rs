@@ -6,4 +6,6 @@
 pub mod wire;
 
 mod api;
+mod engine;
 pub use api::*;
+pub use engine::Tunnel;

@@ -1,0 +1,2300 @@
+//! The IKEv2 state machine for one tunnel (RFC 7296), sans-IO.
+//!
+//! Structure: a [`Tunnel`] owns at most one IKE SA (plus, briefly, the one it replaces after an IKE rekey) and
+//! exactly one CHILD_SA. Every request we send is tracked as a [`Pending`] exchange (window size 1) with
+//! retransmission; every request we answer is cached so a retransmitted request gets the same reply.
+//!
+//! Fault classification (rustls style): [`classify`] decides whether a problem with a peer message earns an
+//! error notify or a silent drop; only authenticated or IKE_SA_INIT messages are ever answered.
+
+use crate::api::*;
+use crate::wire::{self, *};
+use iotrelay_crypto::kdf::{self, IkeSaKeys};
+use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+use iotrelay_crypto::{DhGroup, DhSecret, Encr, Integ, Prf, RandomSource, SaCipher};
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+const NONCE_LEN: usize = 32;
+const IKE_PORT: u16 = 500;
+const NATT_PORT: u16 = 4500;
+/// Slow retry after a failure that needs a configuration change (auth failed, no proposal): never a hot loop.
+const PERMANENT_RETRY_MIN: Duration = Duration::from_secs(30);
+const PERMANENT_RETRY_MAX: Duration = Duration::from_secs(300);
+const TRANSIENT_RETRY_MIN: Duration = Duration::from_secs(2);
+const TRANSIENT_RETRY_MAX: Duration = Duration::from_secs(60);
+/// How long a responder keeps a half-open IKE SA waiting for IKE_AUTH.
+const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IkeSuite {
+    encr: Encr,
+    integ: Option<Integ>,
+    prf: Prf,
+    dh: DhGroup,
+}
+
+impl IkeSuite {
+    fn name(&self) -> String {
+        let mut s = self.encr.strongswan_name().to_string();
+        if let Some(i) = self.integ {
+            s.push('/');
+            s.push_str(i.strongswan_name());
+        }
+        s.push('/');
+        s.push_str(self.prf.strongswan_name());
+        s.push('/');
+        s.push_str(self.dh.strongswan_name());
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct EspSuite {
+    encr: Encr,
+    integ: Option<Integ>,
+    dh: Option<DhGroup>,
+}
+
+impl EspSuite {
+    fn name(&self) -> String {
+        let mut s = self.encr.strongswan_name().to_string();
+        if let Some(i) = self.integ {
+            s.push('/');
+            s.push_str(i.strongswan_name());
+        }
+        if let Some(g) = self.dh {
+            s.push('/');
+            s.push_str(g.strongswan_name());
+        }
+        s
+    }
+}
+
+/// The negotiated keys of an IKE SA.
+struct IkeKeys {
+    sk_d: Zeroizing<Vec<u8>>,
+    sk_pi: Zeroizing<Vec<u8>>,
+    sk_pr: Zeroizing<Vec<u8>>,
+    /// Protects what we send / what we receive.
+    out: SaCipher,
+    inn: SaCipher,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IkeState {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    RespInitDone,
+    Established,
+}
+
+enum Req {
+    Init,
+    Auth,
+    Dpd,
+    DeleteIke,
+    DeleteChild,
+    RekeyChild { dh: Option<DhSecret>, ni: Vec<u8>, new_in_spi: u32 },
+    RekeyIke { dh: DhSecret, ni: Vec<u8>, new_spi: u64 },
+}
+
+struct Pending {
+    id: u32,
+    bytes: Vec<u8>,
+    first_sent: Duration,
+    tries: u32,
+    next_at: Duration,
+    req: Req,
+}
+
+struct IkeSa {
+    /// We initiated this IKE SA (IKE_SA_INIT or the CREATE_CHILD_SA that rekeyed it).
+    initiator: bool,
+    spi_i: u64,
+    spi_r: u64,
+    state: IkeState,
+    suite: Option<IkeSuite>,
+    keys: Option<IkeKeys>,
+    dh: Option<DhSecret>,
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response octets (signed by AUTH).
+    init_request: Vec<u8>,
+    init_response: Vec<u8>,
+    cookie: Option<Vec<u8>>,
+    /// Initiator: SPI chosen for the first CHILD_SA.
+    first_child_spi: u32,
+    my_next_id: u32,
+    peer_next_id: u32,
+    pending: Option<Pending>,
+    /// The last response we sent, by message ID, for retransmitted requests.
+    last_response: Option<(u32, Vec<u8>)>,
+    created_at: Duration,
+    established_at: Duration,
+    rekey_at: Duration,
+    /// The peer sent INITIAL_CONTACT.
+    peer_initial_contact: bool,
+}
+
+impl IkeSa {
+    fn local_spi(&self) -> u64 {
+        if self.initiator { self.spi_i } else { self.spi_r }
+    }
+    fn remote_spi(&self) -> u64 {
+        if self.initiator { self.spi_r } else { self.spi_i }
+    }
+}
+
+struct Child {
+    inbound_spi: u32,
+    outbound_spi: u32,
+    suite: EspSuite,
+    established_at: Duration,
+    rekey_at: Duration,
+    local_ts: Vec<Ipv4Prefix>,
+    remote_ts: Vec<Ipv4Prefix>,
+}
+
+struct OldInbound {
+    inbound_spi: u32,
+    outbound_spi: u32,
+    delete_at: Duration,
+}
+
+/// Why a peer message is not processed, and whether it earns a notify.
+#[derive(Debug)]
+enum Fault {
+    /// Drop silently (unauthenticated garbage, wrong SPI, replay...).
+    Drop(#[allow(dead_code)] &'static str),
+    /// Answer with this error notify (only in reply to a request we can answer).
+    Notify(NotifyType, #[allow(dead_code)] &'static str),
+}
+
+/// One decision point for "notify or silent drop": errors in unauthenticated messages other than IKE_SA_INIT
+/// requests are dropped (anyone can forge them); syntax errors in IKE_SA_INIT get INVALID_SYNTAX only for
+/// requests, and critical unknown payloads get UNSUPPORTED_CRITICAL_PAYLOAD.
+fn classify(err: &WireError, is_request: bool) -> Fault {
+    match err {
+        WireError::UnsupportedCriticalPayload(_) if is_request => {
+            Fault::Notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, "unsupported critical payload")
+        }
+        WireError::InvalidMajorVersion(_) => Fault::Drop("unsupported IKE version"),
+        _ if is_request => Fault::Notify(NotifyType::INVALID_SYNTAX, "malformed message"),
+        _ => Fault::Drop("malformed message"),
+    }
+}
+
+/// One AWS tunnel: the IKE SA (initiator or responder) and its CHILD_SA.
+pub struct Tunnel {
+    cfg: Config,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// Local port for IKE: 500, then 4500 once floated (always with forced encapsulation).
+    local_port: u16,
+    ike: Option<IkeSa>,
+    /// After an IKE rekey: the old IKE SA until its DELETE is answered.
+    old_ike: Option<IkeSa>,
+    child: Option<Child>,
+    old_inbound: Vec<OldInbound>,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<Event>,
+    counters: Counters,
+    last_error: Option<String>,
+    last_down: Option<DownReason>,
+    ever_established: bool,
+    reconnect_at: Option<Duration>,
+    consecutive_failures: u32,
+    closed: bool,
+    last_recv: Duration,
+    cookie_secret: [u8; 32],
+    cookie_secret_set: bool,
+    /// Responder: a new IKE SA from the peer being set up while one is established (the peer restarted).
+    pending_responder: Option<IkeSa>,
+}
+
+fn rand_u64(rng: &mut dyn RandomSource) -> u64 {
+    let mut b = [0u8; 8];
+    loop {
+        rng.fill_bytes(&mut b);
+        let v = u64::from_be_bytes(b);
+        if v != 0 {
+            return v;
+        }
+    }
+}
+
+fn rand_u32(rng: &mut dyn RandomSource) -> u32 {
+    let mut b = [0u8; 4];
+    loop {
+        rng.fill_bytes(&mut b);
+        let v = u32::from_be_bytes(b);
+        // SPIs 1..=255 are reserved by IANA (RFC 4303 §2.1).
+        if v > 255 {
+            return v;
+        }
+    }
+}
+
+fn nonce(rng: &mut dyn RandomSource) -> Vec<u8> {
+    let mut n = vec![0u8; NONCE_LEN];
+    rng.fill_bytes(&mut n);
+    n
+}
+
+fn identity_payload(id: &Identity) -> Identification {
+    match id {
+        Identity::Ipv4(a) => Identification { id_type: IdType::ID_IPV4_ADDR, data: a.octets().to_vec() },
+        Identity::Fqdn(s) => Identification { id_type: IdType::ID_FQDN, data: s.as_bytes().to_vec() },
+        Identity::KeyId(k) => Identification { id_type: IdType::ID_KEY_ID, data: k.clone() },
+    }
+}
+
+/// RestOfIDPayload: ID type, 3 reserved octets, data (RFC 7296 §2.15).
+fn id_body(id: &Identification) -> Vec<u8> {
+    let mut v = vec![id.id_type.0, 0, 0, 0];
+    v.extend_from_slice(&id.data);
+    v
+}
+
+fn notify(ty: NotifyType, data: Vec<u8>) -> Payload {
+    Payload::Notify(Notify { protocol: ProtocolId::NONE, spi: vec![], ty, data })
+}
+
+fn find_notify(payloads: &[Payload], ty: NotifyType) -> Option<&Notify> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.ty == ty => Some(n),
+        _ => None,
+    })
+}
+
+fn first_error_notify(payloads: &[Payload]) -> Option<&Notify> {
+    payloads.iter().find_map(|p| match p {
+        Payload::Notify(n) if n.ty.is_error() => Some(n),
+        _ => None,
+    })
+}
+
+/// NAT detection hash (RFC 7296 §2.23): SHA1(SPIi | SPIr | IP | port).
+fn nat_hash(spi_i: u64, spi_r: u64, addr: SocketAddr) -> Vec<u8> {
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
+    h.update(spi_i.to_be_bytes());
+    h.update(spi_r.to_be_bytes());
+    match addr.ip() {
+        IpAddr::V4(a) => h.update(a.octets()),
+        IpAddr::V6(a) => h.update(a.octets()),
+    }
+    h.update(addr.port().to_be_bytes());
+    h.finalize().to_vec()
+}
+
+fn ike_sa_payload(proposals: &[IkeProposal], spi: Option<u64>) -> Payload {
+    let props = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t = Vec::new();
+            for e in &p.encr {
+                t.push(Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits())));
+            }
+            for f in &p.prf {
+                t.push(Transform::new(TransformType::PRF, f.transform_id(), None));
+            }
+            for a in &p.integ {
+                t.push(Transform::new(TransformType::INTEG, a.transform_id(), None));
+            }
+            for g in &p.dh {
+                t.push(Transform::new(TransformType::DH, g.id(), None));
+            }
+            wire::Proposal {
+                number: (i + 1) as u8,
+                protocol: ProtocolId::IKE,
+                spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
+                transforms: t,
+            }
+        })
+        .collect();
+    Payload::Sa(props)
+}
+
+fn esp_sa_payload(proposals: &[EspProposal], spi: u32, with_dh: bool) -> Payload {
+    let props = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t = Vec::new();
+            for e in &p.encr {
+                t.push(Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits())));
+            }
+            for a in &p.integ {
+                t.push(Transform::new(TransformType::INTEG, a.transform_id(), None));
+            }
+            if with_dh {
+                for g in &p.dh {
+                    t.push(Transform::new(TransformType::DH, g.id(), None));
+                }
+            }
+            t.push(Transform::new(TransformType::ESN, 0, None));
+            wire::Proposal {
+                number: (i + 1) as u8,
+                protocol: ProtocolId::ESP,
+                spi: spi.to_be_bytes().to_vec(),
+                transforms: t,
+            }
+        })
+        .collect();
+    Payload::Sa(props)
+}
+
+/// Responder: pick the first peer proposal (peer's order) acceptable to one of ours. `ke_group`: the group of
+/// the peer's KE payload, preferred when acceptable. Returns the chosen proposal number and suite.
+fn select_ike(ours: &[IkeProposal], theirs: &[wire::Proposal], ke_group: Option<u16>) -> Option<(u8, IkeSuite)> {
+    for p in theirs.iter().filter(|p| p.protocol == ProtocolId::IKE) {
+        for mine in ours {
+            let usable = |t: &&Transform| !t.unknown_attributes;
+            let encr = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::ENCR)
+                .filter_map(|t| Encr::from_transform(t.id, t.key_length))
+                .find(|e| mine.encr.contains(e));
+            let prf = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::PRF)
+                .filter_map(|t| Prf::from_transform(t.id))
+                .find(|f| mine.prf.contains(f));
+            let integs: Vec<Integ> = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::INTEG && t.id != 0)
+                .filter_map(|t| Integ::from_transform(t.id))
+                .filter(|i| mine.integ.contains(i))
+                .collect();
+            let groups: Vec<DhGroup> = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::DH)
+                .filter_map(|t| DhGroup::from_id(t.id))
+                .filter(|g| mine.dh.contains(g))
+                .collect();
+            let (Some(encr), Some(prf)) = (encr, prf) else { continue };
+            let integ = if encr.is_aead() {
+                None
+            } else {
+                match integs.first() {
+                    Some(i) => Some(*i),
+                    None => continue,
+                }
+            };
+            let dh = match ke_group.and_then(DhGroup::from_id).filter(|g| groups.contains(g)) {
+                Some(g) => g,
+                None => match groups.first() {
+                    Some(g) => *g,
+                    None => continue,
+                },
+            };
+            return Some((p.number, IkeSuite { encr, integ, prf, dh }));
+        }
+    }
+    None
+}
+
+fn select_esp(ours: &[EspProposal], theirs: &[wire::Proposal], pfs: bool) -> Option<(u8, u32, EspSuite)> {
+    for p in theirs.iter().filter(|p| p.protocol == ProtocolId::ESP && p.spi.len() == 4) {
+        if p.transforms.iter().any(|t| t.ty == TransformType::ESN && t.id != 0)
+            && !p.transforms.iter().any(|t| t.ty == TransformType::ESN && t.id == 0)
+        {
+            continue;
+        }
+        let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+        for mine in ours {
+            let usable = |t: &&Transform| !t.unknown_attributes;
+            let Some(encr) = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::ENCR)
+                .filter_map(|t| Encr::from_transform(t.id, t.key_length))
+                .find(|e| mine.encr.contains(e))
+            else {
+                continue;
+            };
+            let integ = if encr.is_aead() {
+                None
+            } else {
+                match p
+                    .transforms
+                    .iter()
+                    .filter(usable)
+                    .filter(|t| t.ty == TransformType::INTEG)
+                    .filter_map(|t| Integ::from_transform(t.id))
+                    .find(|i| mine.integ.contains(i))
+                {
+                    Some(i) => Some(i),
+                    None => continue,
+                }
+            };
+            let groups: Vec<DhGroup> = p
+                .transforms
+                .iter()
+                .filter(|t| t.ty == TransformType::DH && t.id != 0)
+                .filter_map(|t| DhGroup::from_id(t.id))
+                .collect();
+            let dh = if pfs && !groups.is_empty() {
+                match groups.iter().find(|g| mine.dh.contains(g)) {
+                    Some(g) => Some(*g),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            return Some((p.number, spi, EspSuite { encr, integ, dh }));
+        }
+    }
+    None
+}
+
+/// The single chosen proposal of a response: exactly one transform of each kind.
+fn chosen_ike(p: &[wire::Proposal]) -> Option<IkeSuite> {
+    let p = p.first()?;
+    let get = |ty| p.transforms.iter().find(|t| t.ty == ty);
+    let e = get(TransformType::ENCR)?;
+    let encr = Encr::from_transform(e.id, e.key_length)?;
+    let prf = Prf::from_transform(get(TransformType::PRF)?.id)?;
+    let integ = match get(TransformType::INTEG) {
+        Some(t) if t.id != 0 => Some(Integ::from_transform(t.id)?),
+        _ => None,
+    };
+    let dh = DhGroup::from_id(get(TransformType::DH)?.id)?;
+    if encr.is_aead() != integ.is_none() {
+        return None;
+    }
+    Some(IkeSuite { encr, integ, prf, dh })
+}
+
+fn chosen_esp(p: &[wire::Proposal]) -> Option<(u32, EspSuite)> {
+    let p = p.first()?;
+    if p.protocol != ProtocolId::ESP || p.spi.len() != 4 {
+        return None;
+    }
+    let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+    let get = |ty| p.transforms.iter().find(|t| t.ty == ty);
+    let e = get(TransformType::ENCR)?;
+    let encr = Encr::from_transform(e.id, e.key_length)?;
+    let integ = match get(TransformType::INTEG) {
+        Some(t) if t.id != 0 => Some(Integ::from_transform(t.id)?),
+        _ => None,
+    };
+    let dh = match get(TransformType::DH) {
+        Some(t) if t.id != 0 => Some(DhGroup::from_id(t.id)?),
+        _ => None,
+    };
+    if encr.is_aead() != integ.is_none() {
+        return None;
+    }
+    Some((spi, EspSuite { encr, integ, dh }))
+}
+
+fn suite_proposal_ike(s: &IkeSuite, number: u8, spi: Option<u64>) -> Payload {
+    let mut t = vec![
+        Transform::new(TransformType::ENCR, s.encr.transform_id(), Some(s.encr.key_bits())),
+        Transform::new(TransformType::PRF, s.prf.transform_id(), None),
+    ];
+    if let Some(i) = s.integ {
+        t.push(Transform::new(TransformType::INTEG, i.transform_id(), None));
+    }
+    t.push(Transform::new(TransformType::DH, s.dh.id(), None));
+    Payload::Sa(vec![wire::Proposal {
+        number,
+        protocol: ProtocolId::IKE,
+        spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
+        transforms: t,
+    }])
+}
+
+fn suite_proposal_esp(s: &EspSuite, number: u8, spi: u32) -> Payload {
+    let mut t = vec![Transform::new(TransformType::ENCR, s.encr.transform_id(), Some(s.encr.key_bits()))];
+    if let Some(i) = s.integ {
+        t.push(Transform::new(TransformType::INTEG, i.transform_id(), None));
+    }
+    if let Some(g) = s.dh {
+        t.push(Transform::new(TransformType::DH, g.id(), None));
+    }
+    t.push(Transform::new(TransformType::ESN, 0, None));
+    Payload::Sa(vec![wire::Proposal {
+        number,
+        protocol: ProtocolId::ESP,
+        spi: spi.to_be_bytes().to_vec(),
+        transforms: t,
+    }])
+}
+
+fn ts_payload(prefixes: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
+    prefixes
+        .iter()
+        .map(|p| {
+            let (a, b) = p.range();
+            TrafficSelector {
+                ts_type: TsType::TS_IPV4_ADDR_RANGE,
+                ip_protocol: 0,
+                start_port: 0,
+                end_port: 65535,
+                start_addr: IpAddr::V4(a),
+                end_addr: IpAddr::V4(b),
+            }
+        })
+        .collect()
+}
+
+/// Largest prefixes covering exactly the range [a, b] would be exact; we only need the common cases: a range
+/// that is a prefix maps back to it; other ranges are approximated by their covering start address /32 ... /0.
+fn range_to_prefix(a: Ipv4Addr, b: Ipv4Addr) -> Ipv4Prefix {
+    let (a32, b32) = (u32::from(a), u32::from(b));
+    for len in 0..=32u8 {
+        let p = Ipv4Prefix { addr: a, len };
+        let (s, e) = p.range();
+        if u32::from(s) == a32 && u32::from(e) == b32 {
+            return p;
+        }
+    }
+    Ipv4Prefix { addr: a, len: 32 }
+}
+
+fn ts_to_prefixes(ts: &[TrafficSelector]) -> Vec<Ipv4Prefix> {
+    ts.iter()
+        .filter_map(|t| match (t.start_addr, t.end_addr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => Some(range_to_prefix(a, b)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Responder narrowing (RFC 7296 §2.9): intersect each of the peer's IPv4 selectors with each of ours.
+fn narrow(theirs: &[TrafficSelector], ours: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
+    let mut out = Vec::new();
+    for t in theirs {
+        let (IpAddr::V4(ta), IpAddr::V4(tb)) = (t.start_addr, t.end_addr) else { continue };
+        for o in ours {
+            let (oa, ob) = o.range();
+            let start = u32::from(ta).max(u32::from(oa));
+            let end = u32::from(tb).min(u32::from(ob));
+            if start <= end {
+                out.push(TrafficSelector {
+                    ts_type: TsType::TS_IPV4_ADDR_RANGE,
+                    ip_protocol: t.ip_protocol,
+                    start_port: t.start_port,
+                    end_port: t.end_port,
+                    start_addr: IpAddr::V4(Ipv4Addr::from(start)),
+                    end_addr: IpAddr::V4(Ipv4Addr::from(end)),
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Tunnel {
+    /// `local`/`remote`: the outside addresses (IKE starts on port 500 and moves to 4500).
+    pub fn new(config: Config, local: SocketAddr, remote: SocketAddr, now: Duration) -> Tunnel {
+        Tunnel {
+            cfg: config,
+            local,
+            remote: SocketAddr::new(remote.ip(), if remote.port() == 0 { IKE_PORT } else { remote.port() }),
+            local_port: IKE_PORT,
+            ike: None,
+            old_ike: None,
+            child: None,
+            old_inbound: Vec::new(),
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            counters: Counters::default(),
+            last_error: None,
+            last_down: None,
+            ever_established: false,
+            reconnect_at: None,
+            consecutive_failures: 0,
+            closed: false,
+            last_recv: now,
+            cookie_secret: [0; 32],
+            cookie_secret_set: false,
+            pending_responder: None,
+        }
+    }
+
+    /// Starts (or restarts) the IKE SA as initiator.
+    pub fn connect(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        self.closed = false;
+        self.reconnect_at = None;
+        if self.ike.is_some() {
+            return;
+        }
+        self.local_port = IKE_PORT;
+        self.remote.set_port(IKE_PORT);
+        let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Modp2048);
+        let sa = IkeSa {
+            initiator: true,
+            spi_i: rand_u64(rng),
+            spi_r: 0,
+            state: IkeState::InitSent,
+            suite: None,
+            keys: None,
+            dh: Some(group.generate(rng)),
+            ni: nonce(rng),
+            nr: Vec::new(),
+            init_request: Vec::new(),
+            init_response: Vec::new(),
+            cookie: None,
+            first_child_spi: rand_u32(rng),
+            my_next_id: 0,
+            peer_next_id: 0,
+            pending: None,
+            last_response: None,
+            created_at: now,
+            established_at: now,
+            rekey_at: now,
+            peer_initial_contact: false,
+        };
+        self.ike = Some(sa);
+        self.send_init(now, rng);
+    }
+
+    fn send_init(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let local = SocketAddr::new(self.local.ip(), self.local_port);
+        let remote = self.remote;
+        let force = self.cfg.force_encap;
+        let proposals = self.cfg.ike_proposals.clone();
+        let Some(sa) = self.ike.as_mut() else { return };
+        let Some(dh) = sa.dh.as_ref() else { return };
+        let mut payloads = Vec::new();
+        if let Some(c) = &sa.cookie {
+            payloads.push(notify(NotifyType::COOKIE, c.clone()));
+        }
+        payloads.push(ike_sa_payload(&proposals, None));
+        payloads.push(Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() });
+        payloads.push(Payload::Nonce(sa.ni.clone()));
+        let src = if force {
+            let mut fake = vec![0u8; 20];
+            rng.fill_bytes(&mut fake);
+            fake
+        } else {
+            nat_hash(sa.spi_i, 0, local)
+        };
+        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
+        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, 0, remote)));
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: 0,
+            next_payload: PayloadType::NONE,
+            version: 0x20,
+            exchange: ExchangeType::IKE_SA_INIT,
+            flags: flags::INITIATOR,
+            message_id: 0,
+            length: 0,
+        };
+        let bytes = Message { header, payloads }.emit();
+        sa.init_request = bytes.clone();
+        sa.my_next_id = 1;
+        sa.pending = Some(Pending {
+            id: 0,
+            bytes: bytes.clone(),
+            first_sent: now,
+            tries: 1,
+            next_at: now + self.cfg.retransmit.initial,
+            req: Req::Init,
+        });
+        self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
+    }
+
+    /// An IKE datagram from the peer (on port 4500 without the non-ESP marker).
+    pub fn handle_datagram(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        local_port: u16,
+        remote: SocketAddr,
+        data: &[u8],
+    ) {
+        if remote.ip() != self.remote.ip() {
+            self.counters.invalid_messages += 1;
+            return;
+        }
+        let msg = match Message::parse(data) {
+            Ok(m) => m,
+            Err(e) => {
+                self.counters.invalid_messages += 1;
+                // Only an IKE_SA_INIT request can be answered without keys.
+                if let Ok(h) = Header::parse(data)
+                    && h.exchange == ExchangeType::IKE_SA_INIT
+                    && !h.is_response()
+                    && let Fault::Notify(ty, _) = classify(&e, true)
+                {
+                    self.send_unprotected_error(h, ty, local_port, remote);
+                }
+                return;
+            }
+        };
+        let h = msg.header;
+        if h.exchange == ExchangeType::IKE_SA_INIT {
+            if h.is_response() {
+                self.handle_init_response(now, rng, msg, data, local_port, remote);
+            } else {
+                self.handle_init_request(now, rng, msg, data, local_port, remote);
+            }
+            return;
+        }
+        // Encrypted exchanges: find the SA by SPIs.
+        let matches = |s: &Option<IkeSa>| s.as_ref().is_some_and(|s| s.spi_i == h.spi_i && s.spi_r == h.spi_r);
+        let which = if matches(&self.ike) {
+            0
+        } else if matches(&self.old_ike) {
+            1
+        } else if matches(&self.pending_responder) && h.exchange == ExchangeType::IKE_AUTH && !h.is_response() {
+            // The peer restarted: its new IKE SA authenticates here and then replaces ours.
+            let old = std::mem::replace(&mut self.ike, self.pending_responder.take());
+            self.pending_responder = old;
+            0
+        } else {
+            self.counters.invalid_messages += 1;
+            return;
+        };
+        let sa = if which == 0 { self.ike.as_mut() } else { self.old_ike.as_mut() };
+        let Some(sa) = sa else { return };
+        // Retransmitted request: answer from the cache, before decrypting anything.
+        if !h.is_response() {
+            if let Some((id, bytes)) = &sa.last_response
+                && *id == h.message_id
+            {
+                let bytes = bytes.clone();
+                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+                return;
+            }
+            if h.message_id != sa.peer_next_id {
+                self.counters.invalid_messages += 1;
+                return;
+            }
+        } else if sa.pending.as_ref().map(|p| p.id) != Some(h.message_id) {
+            self.counters.invalid_messages += 1;
+            return;
+        }
+        let payloads = match decrypt(sa, &msg, data) {
+            Ok(p) => p,
+            Err(_) => {
+                self.counters.invalid_messages += 1;
+                return;
+            }
+        };
+        self.last_recv = now;
+        // NAT may change the peer's port; follow it on authenticated messages.
+        self.remote = remote;
+        self.local_port = local_port;
+        if which == 1 {
+            self.handle_old_ike(now, h, payloads, local_port, remote);
+            return;
+        }
+        if h.is_response() {
+            self.handle_response(now, rng, h, payloads);
+        } else {
+            self.handle_request(now, rng, h, payloads, local_port, remote);
+        }
+    }
+
+    fn send_unprotected_error(&mut self, h: Header, ty: NotifyType, local_port: u16, remote: SocketAddr) {
+        let header = Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
+        let bytes = Message { header, payloads: vec![notify(ty, vec![])] }.emit();
+        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+    }
+
+    fn cookie_for(&mut self, rng: &mut dyn RandomSource, ni: &[u8], spi_i: u64, remote: SocketAddr) -> Vec<u8> {
+        if !self.cookie_secret_set {
+            rng.fill_bytes(&mut self.cookie_secret);
+            self.cookie_secret_set = true;
+        }
+        // Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>) (RFC 7296 §2.6).
+        let mut data = ni.to_vec();
+        data.extend_from_slice(&nat_hash(spi_i, 0, remote));
+        let mut c = vec![0u8];
+        c.extend_from_slice(&Prf::HmacSha256.compute(&self.cookie_secret, &[&data])[..16]);
+        c
+    }
+
+    fn handle_init_request(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        msg: Message,
+        data: &[u8],
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let h = msg.header;
+        if h.spi_r != 0 || h.message_id != 0 {
+            self.counters.invalid_messages += 1;
+            return;
+        }
+        // Retransmitted IKE_SA_INIT: same answer.
+        if let Some(sa) = &self.ike
+            && !sa.initiator
+            && sa.spi_i == h.spi_i
+        {
+            if sa.state == IkeState::RespInitDone && sa.init_request == data {
+                let bytes = sa.init_response.clone();
+                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+            }
+            return;
+        }
+        let ni = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
+        let ke = msg
+            .payloads
+            .iter()
+            .find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
+        let proposals = msg.payloads.iter().find_map(|p| if let Payload::Sa(p) = p { Some(p.clone()) } else { None });
+        let (Some(ni), Some((group, ke_data)), Some(proposals)) = (ni, ke, proposals) else {
+            self.send_unprotected_error(h, NotifyType::INVALID_SYNTAX, local_port, remote);
+            return;
+        };
+        if !(16..=256).contains(&ni.len()) {
+            self.send_unprotected_error(h, NotifyType::INVALID_SYNTAX, local_port, remote);
+            return;
+        }
+        // Stateless cookie above the half-open threshold (RFC 7296 §2.6).
+        let half_open = usize::from(self.pending_responder.is_some())
+            + usize::from(self.ike.as_ref().is_some_and(|s| s.state == IkeState::RespInitDone));
+        if half_open >= self.cfg.cookie_threshold {
+            let expected = self.cookie_for(rng, &ni, h.spi_i, remote);
+            let got = find_notify(&msg.payloads, NotifyType::COOKIE).map(|n| n.data.clone());
+            if got.as_deref() != Some(&expected[..]) {
+                let header =
+                    Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
+                let bytes = Message { header, payloads: vec![notify(NotifyType::COOKIE, expected)] }.emit();
+                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+                return;
+            }
+        }
+        let Some((number, suite)) = select_ike(&self.cfg.ike_proposals, &proposals, Some(group)) else {
+            self.send_unprotected_error(h, NotifyType::NO_PROPOSAL_CHOSEN, local_port, remote);
+            self.fail(
+                now,
+                DownReason::NoProposalChosen { by_peer: false },
+                "no proposal acceptable: peer's IKE proposals match none of ours".into(),
+            );
+            return;
+        };
+        if suite.dh.id() != group {
+            let header = Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
+            let payloads = vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())];
+            self.transmits.push_back(Transmit { local_port, remote, data: Message { header, payloads }.emit() });
+            return;
+        }
+        let dh = suite.dh.generate(rng);
+        let shared = match dh.shared_secret(&ke_data) {
+            Ok(s) => s,
+            Err(_) => {
+                self.send_unprotected_error(h, NotifyType::INVALID_SYNTAX, local_port, remote);
+                return;
+            }
+        };
+        // A new IKE SA from the peer replaces any previous one once it authenticates (see IKE_AUTH).
+        let spi_r = rand_u64(rng);
+        let nr = nonce(rng);
+        let mut payloads = vec![suite_proposal_ike(&suite, number, None)];
+        payloads.push(Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() });
+        payloads.push(Payload::Nonce(nr.clone()));
+        let local = SocketAddr::new(self.local.ip(), local_port);
+        let src = if self.cfg.force_encap {
+            let mut fake = vec![0u8; 20];
+            rng.fill_bytes(&mut fake);
+            fake
+        } else {
+            nat_hash(h.spi_i, spi_r, local)
+        };
+        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
+        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(h.spi_i, spi_r, remote)));
+        let header = Header { spi_r, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
+        let response = Message { header, payloads }.emit();
+        let keys = derive_ike(&suite, &ni, &nr, &shared, h.spi_i, spi_r, false);
+        let Some(keys) = keys else { return };
+        let sa = IkeSa {
+            initiator: false,
+            spi_i: h.spi_i,
+            spi_r,
+            state: IkeState::RespInitDone,
+            suite: Some(suite),
+            keys: Some(keys),
+            dh: None,
+            ni,
+            nr,
+            init_request: data.to_vec(),
+            init_response: response.clone(),
+            cookie: None,
+            first_child_spi: 0,
+            my_next_id: 0,
+            peer_next_id: 1,
+            pending: None,
+            last_response: None,
+            created_at: now,
+            established_at: now,
+            rekey_at: now,
+            peer_initial_contact: false,
+        };
+        // An established SA stays until the new one authenticates; a half-open one is replaced.
+        match &self.ike {
+            Some(old) if old.state == IkeState::Established => self.pending_responder = Some(sa),
+            _ => self.ike = Some(sa),
+        }
+        self.transmits.push_back(Transmit { local_port, remote, data: response });
+    }
+}
+
+/// Derives an IKE SA's keys; `initiator` = we are the initiator of this SA (decides which keys protect output).
+fn derive_ike(
+    suite: &IkeSuite,
+    ni: &[u8],
+    nr: &[u8],
+    g_ir: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+    initiator: bool,
+) -> Option<IkeKeys> {
+    let skeyseed = kdf::skeyseed(suite.prf, ni, nr, g_ir);
+    keys_from(suite, &skeyseed, ni, nr, spi_i, spi_r, initiator)
+}
+
+fn keys_from(
+    suite: &IkeSuite,
+    skeyseed: &[u8],
+    ni: &[u8],
+    nr: &[u8],
+    spi_i: u64,
+    spi_r: u64,
+    initiator: bool,
+) -> Option<IkeKeys> {
+    let k: IkeSaKeys = kdf::ike_sa_keys(suite.prf, skeyseed, ni, nr, spi_i, spi_r, suite.encr, suite.integ);
+    let ci = SaCipher::new(suite.encr, suite.integ, &k.sk_ei, &k.sk_ai).ok()?;
+    let cr = SaCipher::new(suite.encr, suite.integ, &k.sk_er, &k.sk_ar).ok()?;
+    let (out, inn) = if initiator { (ci, cr) } else { (cr, ci) };
+    Some(IkeKeys { sk_d: k.sk_d, sk_pi: k.sk_pi, sk_pr: k.sk_pr, out, inn })
+}
+
+/// Decrypts and parses the SK payload of an authenticated exchange.
+fn decrypt(sa: &IkeSa, msg: &Message, data: &[u8]) -> Result<Vec<Payload>, &'static str> {
+    let keys = sa.keys.as_ref().ok_or("no keys")?;
+    let Some(Payload::Sk { next_inner, body, aad_len }) = msg.payloads.last() else {
+        return Err("no SK payload");
+    };
+    let c = &keys.inn;
+    let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
+    if body.len() < iv_len + icv_len + 1 || *aad_len > data.len() {
+        return Err("SK payload too short");
+    }
+    let iv = &body[..iv_len];
+    let icv = &body[body.len() - icv_len..];
+    let mut plain = body[iv_len..body.len() - icv_len].to_vec();
+    c.open_in_place(&data[..*aad_len], iv, &mut plain, icv).map_err(|_| "integrity check failed")?;
+    let pad = *plain.last().ok_or("empty")? as usize;
+    if pad + 1 > plain.len() {
+        return Err("bad padding");
+    }
+    plain.truncate(plain.len() - pad - 1);
+    parse_payloads(*next_inner, &plain).map_err(|_| "malformed inner payloads")
+}
+
+/// Builds an encrypted message on `sa`.
+fn encrypt(
+    sa: &IkeSa,
+    exchange: ExchangeType,
+    response: bool,
+    message_id: u32,
+    payloads: &[Payload],
+    rng: &mut dyn RandomSource,
+) -> Vec<u8> {
+    let Some(keys) = sa.keys.as_ref() else { return Vec::new() };
+    let c = &keys.out;
+    let (first, mut plain) = emit_payloads(payloads);
+    let block = c.block_size().max(1);
+    let pad = (block - (plain.len() + 1) % block) % block;
+    plain.resize(plain.len() + pad, 0);
+    plain.push(pad as u8);
+    let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
+    let body_len = iv_len + plain.len() + icv_len;
+    let total = HEADER_LEN + GENERIC_HEADER_LEN + body_len;
+    let mut out = vec![0u8; total];
+    let mut fl = if sa.initiator { flags::INITIATOR } else { 0 };
+    if response {
+        fl |= flags::RESPONSE;
+    }
+    let header = Header {
+        spi_i: sa.spi_i,
+        spi_r: sa.spi_r,
+        next_payload: PayloadType::SK,
+        version: 0x20,
+        exchange,
+        flags: fl,
+        message_id,
+        length: total as u32,
+    };
+    header.emit(&mut out[..HEADER_LEN]);
+    out[HEADER_LEN] = first.0;
+    out[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&((GENERIC_HEADER_LEN + body_len) as u16).to_be_bytes());
+    let aad_end = HEADER_LEN + GENERIC_HEADER_LEN;
+    rng.fill_bytes(&mut out[aad_end..aad_end + iv_len]);
+    let (aad, rest) = out.split_at_mut(aad_end);
+    let (iv, rest) = rest.split_at_mut(iv_len);
+    let (ct, icv) = rest.split_at_mut(plain.len());
+    ct.copy_from_slice(&plain);
+    // Lengths are ours and consistent, so sealing cannot fail.
+    let _ = c.seal_in_place(aad, iv, ct, icv);
+    out
+}
+
+impl Tunnel {
+    fn local_ts(&self) -> Vec<Ipv4Prefix> {
+        self.cfg.local_ts.clone()
+    }
+
+    /// Queues a request on the current IKE SA (window size 1: the caller checks nothing is pending).
+    fn send_request(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        exchange: ExchangeType,
+        payloads: Vec<Payload>,
+        req: Req,
+    ) {
+        let initial = self.cfg.retransmit.initial;
+        let Some(sa) = self.ike.as_mut() else { return };
+        let id = sa.my_next_id;
+        let bytes = encrypt(sa, exchange, false, id, &payloads, rng);
+        sa.my_next_id += 1;
+        sa.pending = Some(Pending { id, bytes: bytes.clone(), first_sent: now, tries: 1, next_at: now + initial, req });
+        self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
+    }
+
+    fn send_response(
+        &mut self,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let Some(sa) = self.ike.as_mut() else { return };
+        let bytes = encrypt(sa, h.exchange, true, h.message_id, &payloads, rng);
+        sa.peer_next_id = h.message_id.wrapping_add(1);
+        sa.last_response = Some((h.message_id, bytes.clone()));
+        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+    }
+
+    /// Ends the current IKE SA (and CHILD_SA) with `reason`, and plans a reconnect when we are the initiator.
+    fn fail(&mut self, now: Duration, reason: DownReason, message: String) {
+        let was_up = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
+        self.ike = None;
+        self.old_ike = None;
+        self.drop_child();
+        self.local_port = IKE_PORT;
+        self.remote.set_port(IKE_PORT);
+        if reason == DownReason::DeadPeer && was_up {
+            self.counters.dpd_misses += 1;
+        }
+        self.last_error = Some(message);
+        self.last_down = Some(reason.clone());
+        self.events.push_back(Event::IkeSaDown { reason: reason.clone() });
+        if self.cfg.startup == StartupAction::Start && !self.closed {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            let (min, max) = if reason.is_permanent() {
+                (PERMANENT_RETRY_MIN, PERMANENT_RETRY_MAX)
+            } else if was_up {
+                (Duration::ZERO, Duration::ZERO)
+            } else {
+                (TRANSIENT_RETRY_MIN, TRANSIENT_RETRY_MAX)
+            };
+            let shift = self.consecutive_failures.saturating_sub(1).min(8);
+            let delay = (min * (1u32 << shift)).min(max);
+            self.reconnect_at = Some(now + delay);
+        }
+    }
+
+    fn drop_child(&mut self) {
+        if let Some(c) = self.child.take() {
+            self.events.push_back(Event::ChildSaDeleted { inbound_spi: c.inbound_spi, outbound_spi: c.outbound_spi });
+        }
+        for o in self.old_inbound.drain(..) {
+            self.events.push_back(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+        }
+    }
+
+    fn rekey_time(&self, now: Duration, lifetime: Duration, margin: Duration, rng: &mut dyn RandomSource) -> Duration {
+        let base = lifetime.saturating_sub(margin);
+        let fuzz_ms = self.cfg.rekey_fuzz.as_millis() as u64;
+        let jitter = if fuzz_ms == 0 {
+            0
+        } else {
+            let mut b = [0u8; 8];
+            rng.fill_bytes(&mut b);
+            u64::from_be_bytes(b) % fuzz_ms
+        };
+        now + base.saturating_sub(Duration::from_millis(jitter)).max(Duration::from_secs(1))
+    }
+
+    /// Builds the ChildSa for the datapath from negotiated parameters.
+    #[allow(clippy::too_many_arguments)]
+    fn make_child(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        inbound_spi: u32,
+        outbound_spi: u32,
+        suite: EspSuite,
+        g_ir: Option<&[u8]>,
+        ni: &[u8],
+        nr: &[u8],
+        we_initiated: bool,
+        local_ts: Vec<Ipv4Prefix>,
+        remote_ts: Vec<Ipv4Prefix>,
+    ) -> Option<ChildSa> {
+        let sa = self.ike.as_ref()?;
+        let ike_suite = sa.suite?;
+        let keys = sa.keys.as_ref()?;
+        let k = kdf::child_sa_keys(ike_suite.prf, &keys.sk_d, g_ir, ni, nr, suite.encr, suite.integ);
+        let (outbound_keys, inbound_keys) = if we_initiated {
+            (k.initiator_to_responder, k.responder_to_initiator)
+        } else {
+            (k.responder_to_initiator, k.initiator_to_responder)
+        };
+        let rekey_at = self.rekey_time(now, self.cfg.child_lifetime, self.cfg.child_rekey_margin, rng);
+        self.child = Some(Child {
+            inbound_spi,
+            outbound_spi,
+            suite,
+            established_at: now,
+            rekey_at,
+            local_ts: local_ts.clone(),
+            remote_ts: remote_ts.clone(),
+        });
+        Some(ChildSa {
+            inbound_spi,
+            outbound_spi,
+            encr: suite.encr,
+            integ: suite.integ,
+            inbound_keys,
+            outbound_keys,
+            proposal: suite.name(),
+            local_ts,
+            remote_ts,
+            established_at: now,
+            rekey_at,
+        })
+    }
+
+    fn handle_init_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        msg: Message,
+        data: &[u8],
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let h = msg.header;
+        let Some(sa) = self.ike.as_mut() else { return };
+        if !sa.initiator || sa.state != IkeState::InitSent || sa.spi_i != h.spi_i || h.message_id != 0 {
+            self.counters.invalid_messages += 1;
+            return;
+        }
+        let _ = (local_port, remote);
+        if let Some(c) = find_notify(&msg.payloads, NotifyType::COOKIE) {
+            if sa.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
+                return;
+            }
+            sa.cookie = Some(c.data.clone());
+            self.send_init(now, rng);
+            return;
+        }
+        if let Some(n) = find_notify(&msg.payloads, NotifyType::INVALID_KE_PAYLOAD) {
+            let wanted =
+                if n.data.len() == 2 { DhGroup::from_id(u16::from_be_bytes([n.data[0], n.data[1]])) } else { None };
+            let offered = |g: &DhGroup| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g));
+            match wanted.filter(|g| offered(g) && Some(*g) != sa.dh.as_ref().map(|d| d.group())) {
+                Some(g) => {
+                    let sa = self.ike.as_mut().expect("checked above");
+                    sa.dh = Some(g.generate(rng));
+                    self.send_init(now, rng);
+                }
+                None => self.fail(
+                    now,
+                    DownReason::NoProposalChosen { by_peer: true },
+                    "peer asked for a DH group we do not offer (INVALID_KE_PAYLOAD)".into(),
+                ),
+            }
+            return;
+        }
+        if let Some(n) = first_error_notify(&msg.payloads) {
+            let reason = match n.ty {
+                NotifyType::NO_PROPOSAL_CHOSEN => DownReason::NoProposalChosen { by_peer: true },
+                t => DownReason::PeerError { notify: t.0 },
+            };
+            self.fail(now, reason, format!("peer sent {}", n.ty));
+            return;
+        }
+        let proposals = msg.payloads.iter().find_map(|p| if let Payload::Sa(p) = p { Some(p.clone()) } else { None });
+        let ke = msg
+            .payloads
+            .iter()
+            .find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
+        let nr = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
+        let suite = proposals.as_deref().and_then(chosen_ike);
+        let (Some(suite), Some((group, ke_data)), Some(nr)) = (suite, ke, nr) else {
+            self.fail(now, DownReason::InvalidSyntax, "malformed IKE_SA_INIT response".into());
+            return;
+        };
+        let offered = self.cfg.ike_proposals.iter().any(|p| {
+            p.encr.contains(&suite.encr)
+                && p.prf.contains(&suite.prf)
+                && p.dh.contains(&suite.dh)
+                && suite.integ.is_none_or(|i| p.integ.contains(&i))
+        });
+        let Some(dh) = sa.dh.as_ref() else { return };
+        if !offered || suite.dh.id() != group || dh.group() != suite.dh || !(16..=256).contains(&nr.len()) {
+            self.fail(
+                now,
+                DownReason::NoProposalChosen { by_peer: false },
+                "peer chose a proposal we did not offer".into(),
+            );
+            return;
+        }
+        let shared = match dh.shared_secret(&ke_data) {
+            Ok(s) => s,
+            Err(_) => {
+                self.fail(now, DownReason::InvalidSyntax, "peer's KE value is invalid".into());
+                return;
+            }
+        };
+        sa.spi_r = h.spi_r;
+        sa.nr = nr;
+        sa.suite = Some(suite);
+        sa.init_response = data.to_vec();
+        sa.keys = derive_ike(&suite, &sa.ni, &sa.nr, &shared, sa.spi_i, sa.spi_r, true);
+        sa.dh = None;
+        sa.pending = None;
+        sa.state = IkeState::AuthSent;
+        self.last_recv = now;
+        // Forced encapsulation (or a detected NAT): continue on 4500.
+        let nat = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
+            .is_some_and(|n| n.data != nat_hash(h.spi_i, h.spi_r, SocketAddr::new(self.local.ip(), self.local_port)));
+        if self.cfg.force_encap || nat {
+            self.local_port = NATT_PORT;
+            self.remote.set_port(NATT_PORT);
+        }
+        self.send_auth(now, rng);
+    }
+
+    fn auth_octets(&self, sa: &IkeSa, ours: bool, id: &Identification) -> Option<Vec<u8>> {
+        let keys = sa.keys.as_ref()?;
+        let suite = sa.suite?;
+        // The initiator signs its IKE_SA_INIT request, Nr and prf(SK_pi, IDi'); the responder its response, Ni
+        // and prf(SK_pr, IDr') (RFC 7296 §2.15).
+        let signer_is_initiator = ours == sa_is_original_initiator(sa);
+        let (msg, nonce, skp) = if signer_is_initiator {
+            (&sa.init_request, &sa.nr, &keys.sk_pi)
+        } else {
+            (&sa.init_response, &sa.ni, &keys.sk_pr)
+        };
+        let maced = suite.prf.compute(skp, &[&id_body(id)]);
+        let mut octets = msg.clone();
+        octets.extend_from_slice(nonce);
+        octets.extend_from_slice(&maced);
+        Some(kdf::psk_auth(suite.prf, &self.cfg.psk, &octets).to_vec())
+    }
+
+    fn send_auth(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let idi = identity_payload(&self.cfg.local_id);
+        let Some(sa) = self.ike.as_ref() else { return };
+        let Some(auth) = self.auth_octets(sa, true, &idi) else { return };
+        let spi = sa.first_child_spi;
+        let mut payloads = vec![Payload::IdI(idi)];
+        if self.cfg.initial_contact && !self.ever_established {
+            payloads.push(notify(NotifyType::INITIAL_CONTACT, vec![]));
+        }
+        if let Some(r) = &self.cfg.remote_id {
+            payloads.push(Payload::IdR(identity_payload(r)));
+        }
+        payloads.push(Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: auth });
+        payloads.push(esp_sa_payload(&self.cfg.esp_proposals, spi, false));
+        payloads.push(Payload::TsI(ts_payload(&self.local_ts())));
+        payloads.push(Payload::TsR(ts_payload(&self.cfg.remote_ts)));
+        self.send_request(now, rng, ExchangeType::IKE_AUTH, payloads, Req::Auth);
+    }
+}
+
+/// Whether we were the initiator of the IKE_SA_INIT that created this SA's keys. After an IKE rekey the roles
+/// of the new SA follow the rekey exchange, but AUTH is only computed on SAs created by IKE_SA_INIT.
+fn sa_is_original_initiator(sa: &IkeSa) -> bool {
+    sa.initiator
+}
+
+fn id_matches(expected: &Identity, got: &Identification) -> bool {
+    identity_payload(expected) == *got
+}
+
+fn payload_nonce(p: &[Payload]) -> Option<Vec<u8>> {
+    p.iter()
+        .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
+        .filter(|n| (16..=256).contains(&n.len()))
+}
+
+fn payload_ke(p: &[Payload]) -> Option<(u16, Vec<u8>)> {
+    p.iter().find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None })
+}
+
+fn payload_sa(p: &[Payload]) -> Option<Vec<wire::Proposal>> {
+    p.iter().find_map(|p| if let Payload::Sa(s) = p { Some(s.clone()) } else { None })
+}
+
+fn payload_ts(p: &[Payload], initiator_side: bool) -> Option<Vec<TrafficSelector>> {
+    p.iter().find_map(|p| match p {
+        Payload::TsI(t) if initiator_side => Some(t.clone()),
+        Payload::TsR(t) if !initiator_side => Some(t.clone()),
+        _ => None,
+    })
+}
+
+fn reason_for(ty: NotifyType, by_peer: bool) -> DownReason {
+    match ty {
+        NotifyType::AUTHENTICATION_FAILED => DownReason::AuthenticationFailed { by_peer },
+        NotifyType::NO_PROPOSAL_CHOSEN => DownReason::NoProposalChosen { by_peer },
+        NotifyType::TS_UNACCEPTABLE => DownReason::TsUnacceptable { by_peer },
+        NotifyType::INVALID_SYNTAX => DownReason::InvalidSyntax,
+        t => DownReason::PeerError { notify: t.0 },
+    }
+}
+
+/// When to retry a refused rekey: after TEMPORARY_FAILURE (a collision) soon, with random jitter so two peers
+/// that collided do not collide again; after a refusal, in 30 s.
+fn retry_delay(ty: NotifyType, rng: &mut dyn RandomSource) -> Duration {
+    let mut b = [0u8; 2];
+    rng.fill_bytes(&mut b);
+    let jitter = Duration::from_millis(u64::from(u16::from_be_bytes(b)) % 4000);
+    if ty == NotifyType::TEMPORARY_FAILURE { Duration::from_secs(1) + jitter } else { Duration::from_secs(30) + jitter }
+}
+
+fn spi_bytes(p: &[u8]) -> Option<u32> {
+    (p.len() == 4).then(|| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
+}
+
+impl Tunnel {
+    fn handle_request(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let Some(state) = self.ike.as_ref().map(|s| s.state) else { return };
+        match (h.exchange, state) {
+            (ExchangeType::IKE_AUTH, IkeState::RespInitDone) => {
+                self.respond_auth(now, rng, h, payloads, local_port, remote)
+            }
+            (ExchangeType::CREATE_CHILD_SA, IkeState::Established) => {
+                self.respond_create_child(now, rng, h, payloads, local_port, remote)
+            }
+            (ExchangeType::INFORMATIONAL, IkeState::Established | IkeState::AuthSent) => {
+                self.respond_informational(now, rng, h, payloads, local_port, remote)
+            }
+            _ => {
+                self.counters.invalid_messages += 1;
+            }
+        }
+    }
+
+    fn respond_auth(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let idi = payloads.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None });
+        let auth = payloads
+            .iter()
+            .find_map(|p| if let Payload::Auth { method, data } = p { Some((*method, data.clone())) } else { None });
+        let (Some(idi), Some((method, auth))) = (idi, auth) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH request without IDi or AUTH".into());
+            return;
+        };
+        let Some(sa) = self.ike.as_ref() else { return };
+        let expected = self.auth_octets(sa, false, &idi);
+        let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, &idi));
+        let auth_ok = method == AuthMethod::SHARED_KEY_MIC
+            && expected.is_some_and(|e| {
+                use subtle::ConstantTimeEq;
+                e.len() == auth.len() && bool::from(e.ct_eq(&auth))
+            });
+        if !(auth_ok && id_ok) {
+            self.send_response(rng, h, vec![notify(NotifyType::AUTHENTICATION_FAILED, vec![])], local_port, remote);
+            let why = if id_ok {
+                "peer's AUTH does not match our pre-shared key"
+            } else {
+                "peer's identity is not the configured remote identity"
+            };
+            self.fail(
+                now,
+                DownReason::AuthenticationFailed { by_peer: false },
+                format!("authentication of the peer failed: {why}"),
+            );
+            return;
+        }
+        let initial_contact = find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some();
+        // The CHILD_SA.
+        let proposals = payload_sa(&payloads).unwrap_or_default();
+        let (tsi, tsr) =
+            (payload_ts(&payloads, true).unwrap_or_default(), payload_ts(&payloads, false).unwrap_or_default());
+        let chosen = select_esp(&self.cfg.esp_proposals, &proposals, false);
+        let tsi_n = narrow(&tsi, &self.cfg.remote_ts);
+        let tsr_n = narrow(&tsr, &self.cfg.local_ts);
+        let idr = identity_payload(&self.cfg.local_id);
+        let Some(sa) = self.ike.as_ref() else { return };
+        let Some(our_auth) = self.auth_octets(sa, true, &idr) else { return };
+        let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: our_auth }];
+        let child_error = match (&chosen, tsi_n.is_empty() || tsr_n.is_empty()) {
+            (None, _) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
+            (_, true) => Some(NotifyType::TS_UNACCEPTABLE),
+            _ => None,
+        };
+        if let Some(err) = child_error {
+            resp.push(notify(err, vec![]));
+            self.send_response(rng, h, resp, local_port, remote);
+            let what = if err == NotifyType::NO_PROPOSAL_CHOSEN {
+                "ESP proposals match none of ours"
+            } else {
+                "traffic selectors do not overlap ours"
+            };
+            self.fail(now, reason_for(err, false), format!("CHILD_SA refused: peer's {what}"));
+            return;
+        }
+        let Some((number, outbound_spi, suite)) = chosen else { return };
+        let inbound_spi = rand_u32(rng);
+        resp.push(suite_proposal_esp(&suite, number, inbound_spi));
+        resp.push(Payload::TsI(tsi_n.clone()));
+        resp.push(Payload::TsR(tsr_n.clone()));
+        self.send_response(rng, h, resp, local_port, remote);
+        // One IKE SA per tunnel: whatever the peer had before (and its CHILD_SA) is gone.
+        let had_old = self.pending_responder.take().is_some() || self.child.is_some();
+        if had_old {
+            self.drop_child();
+        }
+        let _ = initial_contact;
+        let (ni, nr) = match self.ike.as_ref() {
+            Some(s) => (s.ni.clone(), s.nr.clone()),
+            None => return,
+        };
+        self.establish_ike(now, rng);
+        if let Some(sa) = self.ike.as_mut() {
+            sa.peer_initial_contact = initial_contact;
+        }
+        if let Some(c) = self.make_child(
+            now,
+            rng,
+            inbound_spi,
+            outbound_spi,
+            suite,
+            None,
+            &ni,
+            &nr,
+            false,
+            ts_to_prefixes(&tsr_n),
+            ts_to_prefixes(&tsi_n),
+        ) {
+            self.events.push_back(Event::ChildSaInstalled(c));
+        }
+    }
+
+    fn establish_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        let Some(sa) = self.ike.as_mut() else { return };
+        sa.state = IkeState::Established;
+        sa.established_at = now;
+        sa.rekey_at = rekey_at;
+        sa.init_request = Vec::new();
+        sa.init_response = Vec::new();
+        let proposal = sa.suite.map(|s| s.name()).unwrap_or_default();
+        let (local_spi, remote_spi) = (sa.local_spi(), sa.remote_spi());
+        self.ever_established = true;
+        self.consecutive_failures = 0;
+        self.last_error = None;
+        self.last_down = None;
+        self.last_recv = now;
+        self.events.push_back(Event::IkeSaEstablished { local_spi, remote_spi, proposal });
+    }
+
+    fn respond_create_child(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let rekey_in_flight = self
+            .ike
+            .as_ref()
+            .and_then(|s| s.pending.as_ref())
+            .is_some_and(|p| matches!(p.req, Req::RekeyChild { .. } | Req::RekeyIke { .. }));
+        let proposals = payload_sa(&payloads).unwrap_or_default();
+        let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
+        let rekey = find_notify(&payloads, NotifyType::REKEY_SA).cloned();
+        if rekey_in_flight {
+            // Both sides rekeying at once: ours is in flight, so the peer's waits (RFC 7296 §2.25). Only one
+            // new SA pair can result, never two.
+            self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
+            return;
+        }
+        let Some(ni) = payload_nonce(&payloads) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        let ke = payload_ke(&payloads);
+        if is_ike {
+            self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote);
+            return;
+        }
+        let Some(rekey) = rekey else {
+            // A second CHILD_SA would break AWS's one-SA-pair rule.
+            self.send_response(rng, h, vec![notify(NotifyType::NO_ADDITIONAL_SAS, vec![])], local_port, remote);
+            return;
+        };
+        let Some(child) = self.child.as_ref() else {
+            self.send_response(rng, h, vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])], local_port, remote);
+            return;
+        };
+        if spi_bytes(&rekey.spi) != Some(child.outbound_spi) && spi_bytes(&rekey.spi) != Some(child.inbound_spi) {
+            self.send_response(rng, h, vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])], local_port, remote);
+            return;
+        }
+        let Some((number, outbound_spi, suite)) = select_esp(&self.cfg.esp_proposals, &proposals, true) else {
+            self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
+            return;
+        };
+        let mut dh_pub = None;
+        let mut g_ir = None;
+        if let Some(g) = suite.dh {
+            match &ke {
+                Some((group, data)) if *group == g.id() => {
+                    let dh = g.generate(rng);
+                    match dh.shared_secret(data) {
+                        Ok(s) => g_ir = Some(s),
+                        Err(_) => {
+                            self.send_response(
+                                rng,
+                                h,
+                                vec![notify(NotifyType::INVALID_SYNTAX, vec![])],
+                                local_port,
+                                remote,
+                            );
+                            return;
+                        }
+                    }
+                    dh_pub = Some(Payload::Ke { group: g.id(), data: dh.public_value().to_vec() });
+                }
+                _ => {
+                    self.send_response(
+                        rng,
+                        h,
+                        vec![notify(NotifyType::INVALID_KE_PAYLOAD, g.id().to_be_bytes().to_vec())],
+                        local_port,
+                        remote,
+                    );
+                    return;
+                }
+            }
+        }
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
+        let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
+        let inbound_spi = rand_u32(rng);
+        let nr = nonce(rng);
+        let mut resp = vec![suite_proposal_esp(&suite, number, inbound_spi), Payload::Nonce(nr.clone())];
+        resp.extend(dh_pub);
+        resp.push(Payload::TsI(ts_payload(&remote_ts)));
+        resp.push(Payload::TsR(ts_payload(&local_ts)));
+        self.send_response(rng, h, resp, local_port, remote);
+        if let Some(new) = self.make_child(
+            now,
+            rng,
+            inbound_spi,
+            outbound_spi,
+            suite,
+            g_ir.as_deref().map(|v| &v[..]),
+            &ni,
+            &nr,
+            false,
+            local_ts,
+            remote_ts,
+        ) {
+            self.counters.child_rekeys += 1;
+            // The initiator of the rekey deletes the old SA; we keep its inbound half until then (or the grace).
+            self.old_inbound.push(OldInbound {
+                inbound_spi: old_in,
+                outbound_spi: old_out,
+                delete_at: now + self.cfg.old_inbound_grace * 2,
+            });
+            self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_ike_rekey(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        proposals: Vec<wire::Proposal>,
+        ni: Vec<u8>,
+        ke: Option<(u16, Vec<u8>)>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let Some((group, ke_data)) = ke else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        let Some((number, suite)) = select_ike(&self.cfg.ike_proposals, &proposals, Some(group)) else {
+            self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
+            return;
+        };
+        let peer_spi = proposals
+            .iter()
+            .find(|p| p.number == number)
+            .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
+            .map(u64::from_be_bytes);
+        let Some(peer_spi) = peer_spi.filter(|s| *s != 0) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        if suite.dh.id() != group {
+            self.send_response(
+                rng,
+                h,
+                vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())],
+                local_port,
+                remote,
+            );
+            return;
+        }
+        let dh = suite.dh.generate(rng);
+        let Ok(g_ir) = dh.shared_secret(&ke_data) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        let Some(old) = self.ike.as_ref() else { return };
+        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return };
+        let our_spi = rand_u64(rng);
+        let nr = nonce(rng);
+        let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, &ni, &nr);
+        let Some(keys) = keys_from(&suite, &skeyseed, &ni, &nr, peer_spi, our_spi, false) else { return };
+        let resp = vec![
+            suite_proposal_ike(&suite, number, Some(our_spi)),
+            Payload::Nonce(nr),
+            Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() },
+        ];
+        self.send_response(rng, h, resp, local_port, remote);
+        self.install_rekeyed_ike(now, rng, false, peer_spi, our_spi, suite, keys);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install_rekeyed_ike(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        suite: IkeSuite,
+        keys: IkeKeys,
+    ) {
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        let new = IkeSa {
+            initiator,
+            spi_i,
+            spi_r,
+            state: IkeState::Established,
+            suite: Some(suite),
+            keys: Some(keys),
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_request: Vec::new(),
+            init_response: Vec::new(),
+            cookie: None,
+            first_child_spi: 0,
+            my_next_id: 0,
+            peer_next_id: 0,
+            pending: None,
+            last_response: None,
+            created_at: now,
+            established_at: now,
+            rekey_at,
+            peer_initial_contact: false,
+        };
+        let (local_spi, remote_spi) = (new.local_spi(), new.remote_spi());
+        let old = self.ike.replace(new);
+        self.old_ike = old;
+        if let Some(o) = self.old_ike.as_mut() {
+            o.pending = None;
+        }
+        self.counters.ike_rekeys += 1;
+        self.events.push_back(Event::IkeSaRekeyed { local_spi, remote_spi, proposal: suite.name() });
+        if initiator {
+            // The initiator of the rekey deletes the old IKE SA.
+            let initial = self.cfg.retransmit.initial;
+            if let Some(o) = self.old_ike.as_mut() {
+                let id = o.my_next_id;
+                let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
+                let bytes = encrypt(o, ExchangeType::INFORMATIONAL, false, id, &[del], rng);
+                o.my_next_id += 1;
+                o.pending = Some(Pending {
+                    id,
+                    bytes: bytes.clone(),
+                    first_sent: now,
+                    tries: 1,
+                    next_at: now + initial,
+                    req: Req::DeleteIke,
+                });
+                self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
+            }
+        }
+    }
+
+    fn respond_informational(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let mut resp = Vec::new();
+        let mut delete_ike = false;
+        let mut lost_child = false;
+        for p in &payloads {
+            if let Payload::Delete(d) = p {
+                if d.protocol == ProtocolId::IKE {
+                    delete_ike = true;
+                } else if d.protocol == ProtocolId::ESP {
+                    let mut ours = Vec::new();
+                    for spi in d.spis.iter().filter_map(|s| spi_bytes(s)) {
+                        if let Some(i) = self.old_inbound.iter().position(|o| o.outbound_spi == spi) {
+                            let o = self.old_inbound.remove(i);
+                            ours.push(o.inbound_spi.to_be_bytes().to_vec());
+                            self.events.push_back(Event::ChildSaDeleted {
+                                inbound_spi: o.inbound_spi,
+                                outbound_spi: o.outbound_spi,
+                            });
+                        } else if self.child.as_ref().is_some_and(|c| c.outbound_spi == spi) {
+                            let c = self.child.as_ref().map(|c| c.inbound_spi).unwrap_or_default();
+                            ours.push(c.to_be_bytes().to_vec());
+                            lost_child = true;
+                        }
+                    }
+                    if !ours.is_empty() {
+                        resp.push(Payload::Delete(Delete { protocol: ProtocolId::ESP, spi_size: 4, spis: ours }));
+                    }
+                }
+            }
+        }
+        self.send_response(rng, h, if delete_ike { vec![] } else { resp }, local_port, remote);
+        if delete_ike {
+            self.fail(now, DownReason::DeletedByPeer, "peer deleted the IKE SA".into());
+        } else if lost_child {
+            // Without its CHILD_SA the tunnel carries nothing: start over with a fresh IKE SA.
+            self.fail(now, DownReason::DeletedByPeer, "peer deleted the CHILD_SA".into());
+        }
+    }
+
+    fn handle_response(&mut self, now: Duration, rng: &mut dyn RandomSource, h: Header, payloads: Vec<Payload>) {
+        let _ = h;
+        let Some(sa) = self.ike.as_mut() else { return };
+        let Some(pending) = sa.pending.take() else { return };
+        match pending.req {
+            Req::Init => {}
+            Req::Auth => self.auth_response(now, rng, payloads),
+            Req::Dpd => {}
+            Req::DeleteIke => {
+                self.ike = None;
+            }
+            // The old inbound SA was removed when its DELETE was sent (handle_timeout); nothing is left to do.
+            Req::DeleteChild => {}
+            Req::RekeyChild { dh, ni, new_in_spi } => self.child_rekey_response(now, rng, payloads, dh, ni, new_in_spi),
+            Req::RekeyIke { dh, ni, new_spi } => self.ike_rekey_response(now, rng, payloads, dh, ni, new_spi),
+        }
+    }
+
+    fn auth_response(&mut self, now: Duration, rng: &mut dyn RandomSource, payloads: Vec<Payload>) {
+        if let Some(n) = first_error_notify(&payloads) {
+            let ty = n.ty;
+            self.fail(now, reason_for(ty, true), format!("peer sent {ty}"));
+            return;
+        }
+        let idr = payloads.iter().find_map(|p| if let Payload::IdR(i) = p { Some(i.clone()) } else { None });
+        let auth = payloads
+            .iter()
+            .find_map(|p| if let Payload::Auth { method, data } = p { Some((*method, data.clone())) } else { None });
+        let (Some(idr), Some((method, auth))) = (idr, auth) else {
+            self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH response without IDr or AUTH".into());
+            return;
+        };
+        let Some(sa) = self.ike.as_ref() else { return };
+        let expected = self.auth_octets(sa, false, &idr);
+        let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, &idr));
+        let ok = method == AuthMethod::SHARED_KEY_MIC
+            && expected.is_some_and(|e| {
+                use subtle::ConstantTimeEq;
+                e.len() == auth.len() && bool::from(e.ct_eq(&auth))
+            });
+        if !(ok && id_ok) {
+            self.fail(
+                now,
+                DownReason::AuthenticationFailed { by_peer: false },
+                "authentication of the peer failed: its AUTH does not match our pre-shared key".into(),
+            );
+            return;
+        }
+        let chosen = payload_sa(&payloads).as_deref().and_then(chosen_esp);
+        let offered = |s: &EspSuite| {
+            self.cfg
+                .esp_proposals
+                .iter()
+                .any(|p| p.encr.contains(&s.encr) && s.integ.is_none_or(|i| p.integ.contains(&i)))
+        };
+        let Some((outbound_spi, suite)) = chosen.filter(|(_, s)| offered(s)) else {
+            self.fail(
+                now,
+                DownReason::NoProposalChosen { by_peer: false },
+                "peer chose an ESP proposal we did not offer".into(),
+            );
+            return;
+        };
+        let tsi = payload_ts(&payloads, true).unwrap_or_default();
+        let tsr = payload_ts(&payloads, false).unwrap_or_default();
+        let (ni, nr, inbound_spi) = (sa.ni.clone(), sa.nr.clone(), sa.first_child_spi);
+        self.establish_ike(now, rng);
+        let suite = EspSuite { dh: None, ..suite };
+        if let Some(c) = self.make_child(
+            now,
+            rng,
+            inbound_spi,
+            outbound_spi,
+            suite,
+            None,
+            &ni,
+            &nr,
+            true,
+            ts_to_prefixes(&tsi),
+            ts_to_prefixes(&tsr),
+        ) {
+            self.events.push_back(Event::ChildSaInstalled(c));
+        }
+    }
+
+    fn child_rekey_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: Vec<Payload>,
+        dh: Option<DhSecret>,
+        ni: Vec<u8>,
+        new_in_spi: u32,
+    ) {
+        if let Some(n) = first_error_notify(&payloads) {
+            // TEMPORARY_FAILURE (a collision) or a refusal: keep the current CHILD_SA and try again shortly.
+            let ty = n.ty;
+            self.last_error = Some(format!("CHILD_SA rekey: peer sent {ty}"));
+            let delay = retry_delay(ty, rng);
+            if let Some(c) = self.child.as_mut() {
+                c.rekey_at = now + delay;
+            }
+            return;
+        }
+        let chosen = payload_sa(&payloads).as_deref().and_then(chosen_esp);
+        let nr = payload_nonce(&payloads);
+        let (Some((outbound_spi, suite)), Some(nr), Some(child)) = (chosen, nr, self.child.as_ref()) else {
+            self.last_error = Some("CHILD_SA rekey: malformed response".into());
+            return;
+        };
+        let g_ir = match (&dh, suite.dh, payload_ke(&payloads)) {
+            (Some(d), Some(g), Some((grp, data))) if d.group() == g && grp == g.id() => match d.shared_secret(&data) {
+                Ok(s) => Some(s),
+                Err(_) => return,
+            },
+            (_, None, _) => None,
+            _ => {
+                self.last_error = Some("CHILD_SA rekey: peer's KE does not match".into());
+                return;
+            }
+        };
+        let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
+        if let Some(new) = self.make_child(
+            now,
+            rng,
+            new_in_spi,
+            outbound_spi,
+            suite,
+            g_ir.as_deref().map(|v| &v[..]),
+            &ni,
+            &nr,
+            true,
+            local_ts,
+            remote_ts,
+        ) {
+            self.counters.child_rekeys += 1;
+            self.old_inbound.push(OldInbound {
+                inbound_spi: old_in,
+                outbound_spi: old_out,
+                delete_at: now + self.cfg.old_inbound_grace,
+            });
+            self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        }
+    }
+
+    fn ike_rekey_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: Vec<Payload>,
+        dh: DhSecret,
+        ni: Vec<u8>,
+        new_spi: u64,
+    ) {
+        if let Some(n) = first_error_notify(&payloads) {
+            let ty = n.ty;
+            self.last_error = Some(format!("IKE SA rekey: peer sent {ty}"));
+            let delay = retry_delay(ty, rng);
+            if let Some(s) = self.ike.as_mut() {
+                s.rekey_at = now + delay;
+            }
+            return;
+        }
+        let props = payload_sa(&payloads).unwrap_or_default();
+        let suite = chosen_ike(&props);
+        let peer_spi = props.first().and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok()).map(u64::from_be_bytes);
+        let (Some(suite), Some(peer_spi), Some(nr), Some((grp, data))) =
+            (suite, peer_spi, payload_nonce(&payloads), payload_ke(&payloads))
+        else {
+            self.last_error = Some("IKE SA rekey: malformed response".into());
+            return;
+        };
+        if grp != dh.group().id() || suite.dh != dh.group() {
+            return;
+        }
+        let Ok(g_ir) = dh.shared_secret(&data) else { return };
+        let Some(old) = self.ike.as_ref() else { return };
+        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return };
+        let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, &ni, &nr);
+        let Some(keys) = keys_from(&suite, &skeyseed, &ni, &nr, new_spi, peer_spi, true) else { return };
+        self.install_rekeyed_ike(now, rng, true, new_spi, peer_spi, suite, keys);
+    }
+
+    fn handle_old_ike(
+        &mut self,
+        now: Duration,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let _ = (now, payloads);
+        if h.is_response() {
+            // The answer to our DELETE of the replaced IKE SA.
+            self.old_ike = None;
+            return;
+        }
+        // The peer deletes the old SA (it rekeyed) or probes it: answer empty and forget it.
+        if let Some(o) = self.old_ike.as_mut() {
+            let mut rng = ZeroRng;
+            let bytes = encrypt(o, h.exchange, true, h.message_id, &[], &mut rng);
+            o.peer_next_id = h.message_id.wrapping_add(1);
+            self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+        }
+        self.old_ike = None;
+    }
+
+    fn start_child_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let Some(child) = self.child.as_ref() else { return };
+        let old_in = child.inbound_spi;
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
+        let group = child.suite.dh.or_else(|| self.cfg.esp_proposals.iter().find_map(|p| p.dh.first().copied()));
+        let new_in_spi = rand_u32(rng);
+        let ni = nonce(rng);
+        let dh = group.map(|g| g.generate(rng));
+        let mut payloads = vec![Payload::Notify(Notify {
+            protocol: ProtocolId::ESP,
+            spi: old_in.to_be_bytes().to_vec(),
+            ty: NotifyType::REKEY_SA,
+            data: vec![],
+        })];
+        payloads.push(esp_sa_payload(&self.cfg.esp_proposals, new_in_spi, dh.is_some()));
+        payloads.push(Payload::Nonce(ni.clone()));
+        if let Some(d) = &dh {
+            payloads.push(Payload::Ke { group: d.group().id(), data: d.public_value().to_vec() });
+        }
+        payloads.push(Payload::TsI(ts_payload(&local_ts)));
+        payloads.push(Payload::TsR(ts_payload(&remote_ts)));
+        self.send_request(now, rng, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyChild { dh, ni, new_in_spi });
+    }
+
+    fn start_ike_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let Some(sa) = self.ike.as_ref() else { return };
+        let group = sa.suite.map(|s| s.dh).unwrap_or(DhGroup::Modp2048);
+        let new_spi = rand_u64(rng);
+        let ni = nonce(rng);
+        let dh = group.generate(rng);
+        let payloads = vec![
+            ike_sa_payload(&self.cfg.ike_proposals, Some(new_spi)),
+            Payload::Nonce(ni.clone()),
+            Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() },
+        ];
+        self.send_request(now, rng, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyIke { dh, ni, new_spi });
+    }
+
+    /// Call when `now >= poll_timeout()`.
+    pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        if let Some(at) = self.reconnect_at
+            && now >= at
+            && self.ike.is_none()
+        {
+            self.connect(now, rng);
+            return;
+        }
+        // Retransmissions.
+        let rt = self.cfg.retransmit;
+        let dpd_timeout = self.cfg.dpd_timeout;
+        for which in 0..2 {
+            let sa = if which == 0 { self.ike.as_mut() } else { self.old_ike.as_mut() };
+            let Some(sa) = sa else { continue };
+            let established = sa.state == IkeState::Established;
+            let Some(p) = sa.pending.as_mut() else { continue };
+            if now < p.next_at {
+                continue;
+            }
+            let out_of_time = established && now.saturating_sub(p.first_sent) >= dpd_timeout;
+            if p.tries >= rt.max_tries || out_of_time {
+                if which == 1 {
+                    self.old_ike = None;
+                    continue;
+                }
+                let closing = matches!(p.req, Req::DeleteIke);
+                if closing {
+                    self.ike = None;
+                } else {
+                    let msg =
+                        if established { "peer did not answer (dead peer detection)" } else { "no response from peer" };
+                    self.fail(now, DownReason::DeadPeer, msg.into());
+                }
+                return;
+            }
+            let exp = rt.multiplier.powi(p.tries as i32);
+            let wait = Duration::from_secs_f64((rt.initial.as_secs_f64() * exp).min(rt.max_timeout.as_secs_f64()));
+            p.tries += 1;
+            p.next_at = now + wait;
+            let data = p.bytes.clone();
+            self.counters.retransmits += 1;
+            self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+        }
+        // Half-open responder SAs expire.
+        if self
+            .ike
+            .as_ref()
+            .is_some_and(|s| s.state == IkeState::RespInitDone && now >= s.created_at + HALF_OPEN_TIMEOUT)
+        {
+            self.ike = None;
+        }
+        if self.pending_responder.as_ref().is_some_and(|s| now >= s.created_at + HALF_OPEN_TIMEOUT) {
+            self.pending_responder = None;
+        }
+        // Work that needs a free request window on an established SA.
+        let Some(sa) = self.ike.as_ref() else { return };
+        if sa.state != IkeState::Established || sa.pending.is_some() || self.closed {
+            return;
+        }
+        if let Some(i) = self.old_inbound.iter().position(|o| now >= o.delete_at) {
+            let spi = self.old_inbound[i].inbound_spi;
+            // Push the deadline out so the entry is not picked again while its DELETE is in flight.
+            self.old_inbound[i].delete_at = now + Duration::from_secs(3600);
+            let del = Payload::Delete(Delete {
+                protocol: ProtocolId::ESP,
+                spi_size: 4,
+                spis: vec![spi.to_be_bytes().to_vec()],
+            });
+            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
+            // The old inbound SA is removed now: packets on it after this point are late by design.
+            let o = self.old_inbound.remove(i);
+            self.events.push_back(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+            return;
+        }
+        if now >= sa.rekey_at {
+            self.start_ike_rekey(now, rng);
+            return;
+        }
+        if self.child.as_ref().is_some_and(|c| now >= c.rekey_at) {
+            self.start_child_rekey(now, rng);
+            return;
+        }
+        if now >= self.last_recv + self.cfg.dpd_interval {
+            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![], Req::Dpd);
+        }
+    }
+
+    /// The sidecar saw a valid ESP packet on this tunnel's CHILD_SA: the peer is alive (saves a DPD).
+    pub fn note_inbound_traffic(&mut self, now: Duration) {
+        if now > self.last_recv {
+            self.last_recv = now;
+        }
+    }
+
+    /// The earliest time `handle_timeout` must be called.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let mut t: Option<Duration> = None;
+        let mut consider = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
+        if let Some(r) = self.reconnect_at
+            && self.ike.is_none()
+        {
+            consider(r);
+        }
+        for sa in [&self.ike, &self.old_ike].into_iter().flatten() {
+            if let Some(p) = &sa.pending {
+                consider(p.next_at);
+            }
+        }
+        if let Some(sa) = &self.ike {
+            if sa.state == IkeState::RespInitDone {
+                consider(sa.created_at + HALF_OPEN_TIMEOUT);
+            }
+            if sa.state == IkeState::Established && sa.pending.is_none() && !self.closed {
+                consider(sa.rekey_at);
+                consider(self.last_recv + self.cfg.dpd_interval);
+                if let Some(c) = &self.child {
+                    consider(c.rekey_at);
+                }
+                for o in &self.old_inbound {
+                    consider(o.delete_at);
+                }
+            }
+        }
+        if let Some(p) = &self.pending_responder {
+            consider(p.created_at + HALF_OPEN_TIMEOUT);
+        }
+        t
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Rekey the CHILD_SA now (or as soon as the request window is free).
+    pub fn rekey_child(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        if let Some(c) = self.child.as_mut() {
+            c.rekey_at = now;
+        }
+        self.handle_timeout(now, rng);
+    }
+
+    /// Rekey the IKE SA now (or as soon as the request window is free).
+    pub fn rekey_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        if let Some(s) = self.ike.as_mut()
+            && s.state == IkeState::Established
+        {
+            s.rekey_at = now;
+        }
+        self.handle_timeout(now, rng);
+    }
+
+    /// Sends DELETE for the IKE SA (which takes the CHILD_SA with it) and stops. Poll transmits after calling.
+    pub fn close(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        self.closed = true;
+        self.reconnect_at = None;
+        self.pending_responder = None;
+        let established = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
+        if established {
+            if let Some(s) = self.ike.as_mut() {
+                s.pending = None;
+            }
+            let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
+            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteIke);
+        } else {
+            self.ike = None;
+        }
+        self.old_ike = None;
+        self.drop_child();
+        self.last_down = Some(DownReason::Closed);
+        self.events.push_back(Event::IkeSaDown { reason: DownReason::Closed });
+    }
+
+    /// A new PSK (Secret changed): used from the next IKE SA on.
+    pub fn set_psk(&mut self, psk: Zeroizing<Vec<u8>>) {
+        self.cfg.psk = psk;
+    }
+
+    pub fn status(&self) -> TunnelStatus {
+        let est = self.ike.as_ref().filter(|s| s.state == IkeState::Established);
+        let state = if est.is_some() && self.child.is_some() {
+            TunnelState::Established
+        } else if self.ike.is_some()
+            || (self.reconnect_at.is_some() && !self.closed)
+            || (self.cfg.startup == StartupAction::Add && !self.closed)
+        {
+            TunnelState::Connecting
+        } else {
+            TunnelState::Down
+        };
+        TunnelStatus {
+            state,
+            ike_local_spi: est.map(|s| s.local_spi()),
+            ike_remote_spi: est.map(|s| s.remote_spi()),
+            ike_proposal: est.and_then(|s| s.suite.map(|x| x.name())),
+            ike_established_at: est.map(|s| s.established_at),
+            ike_rekey_at: est.map(|s| s.rekey_at),
+            child_inbound_spi: self.child.as_ref().map(|c| c.inbound_spi),
+            child_outbound_spi: self.child.as_ref().map(|c| c.outbound_spi),
+            child_proposal: self.child.as_ref().map(|c| c.suite.name()),
+            child_established_at: self.child.as_ref().map(|c| c.established_at),
+            child_rekey_at: self.child.as_ref().map(|c| c.rekey_at),
+            last_error: self.last_error.clone(),
+            last_down_reason: self.last_down.clone(),
+            counters: self.counters,
+        }
+    }
+
+    /// Number of outbound CHILD_SAs (the invariant says at most one). For tests and metrics.
+    pub fn outbound_child_sas(&self) -> usize {
+        usize::from(self.child.is_some())
+    }
+}
+
+/// A placeholder RNG for answers that need no randomness beyond the IV; used only on an SA that is about to be
+/// forgotten (its IV need not be unpredictable: the message carries no secret).
+struct ZeroRng;
+impl RandomSource for ZeroRng {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        dest.fill(0);
+    }
+}
