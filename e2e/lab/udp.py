@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""UDP helpers for the lab (run inside the lab's namespaces).
+
+  udp.py echo ADDR PORT [--log FILE]     the device: answer every datagram with b"echo:" + payload, forever;
+                                         log "SRC_ADDR:SRC_PORT PAYLOAD" per datagram to FILE
+  udp.py ask DST PORT PAYLOAD [TIMEOUT]  the IoT server: send PAYLOAD (up to 3 tries), exit 0 iff the echo returns
+  udp.py stream DST PORT SECONDS RATE    send RATE datagrams/s for SECONDS, each numbered; print a JSON line
+                                         {"sent", "received", "lost", "late"}; exit 0 iff nothing was lost
+  udp.py raw DST PORT HEX [COUNT]        send COUNT datagrams with payload bytes.fromhex(HEX) (garbage tests)
+"""
+import json
+import socket
+import sys
+import time
+
+
+def echo(addr, port, log):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((addr, int(port)))
+    out = open(log, "a", buffering=1) if log else None
+    while True:
+        data, peer = s.recvfrom(65535)
+        if out:
+            out.write("%s:%d %s\n" % (peer[0], peer[1], data[:200].decode("utf-8", "replace")))
+        s.sendto(b"echo:" + data, peer)
+
+
+def ask(dst, port, payload, timeout):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(float(timeout) / 3)
+    want = b"echo:" + payload.encode()
+    for _ in range(3):  # a first packet may be spent while a session is set up
+        s.sendto(payload.encode(), (dst, int(port)))
+        try:
+            while True:
+                data, _ = s.recvfrom(65535)
+                if data == want:
+                    return 0
+        except socket.timeout:
+            continue
+    return 1
+
+
+def stream(dst, port, seconds, rate):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setblocking(False)
+    n = int(float(seconds) * float(rate))
+    interval = 1.0 / float(rate)
+    got = set()
+    late = 0
+    start = time.monotonic()
+    tag = "s%d-" % int(start * 1000)
+
+    def drain():
+        while True:
+            try:
+                data, _ = s.recvfrom(65535)
+            except BlockingIOError:
+                return
+            text = data.decode("utf-8", "replace")
+            if text.startswith("echo:" + tag):
+                got.add(int(text[len("echo:" + tag):]))
+
+    for i in range(n):
+        s.sendto((tag + str(i)).encode(), (dst, int(port)))
+        deadline = start + (i + 1) * interval
+        while time.monotonic() < deadline:
+            drain()
+            time.sleep(min(0.002, max(0.0, deadline - time.monotonic())))
+    end = time.monotonic() + 3  # replies in flight
+    while time.monotonic() < end and len(got) < n:
+        drain()
+        time.sleep(0.01)
+    lost = sorted(set(range(n)) - got)
+    print(json.dumps({"sent": n, "received": len(got), "lost": len(lost), "first_lost": lost[:20], "late": late}))
+    return 0 if not lost else 1
+
+
+def raw(dst, port, hexdata, count):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for _ in range(int(count)):
+        s.sendto(bytes.fromhex(hexdata), (dst, int(port)))
+    return 0
+
+
+if __name__ == "__main__":
+    a = sys.argv[1:]
+    if len(a) >= 3 and a[0] == "echo":
+        echo(a[1], a[2], a[4] if len(a) >= 5 and a[3] == "--log" else None)
+    elif len(a) >= 4 and a[0] == "ask":
+        sys.exit(ask(a[1], a[2], a[3], a[4] if len(a) > 4 else "6"))
+    elif len(a) == 5 and a[0] == "stream":
+        sys.exit(stream(a[1], a[2], a[3], a[4]))
+    elif len(a) >= 4 and a[0] == "raw":
+        sys.exit(raw(a[1], a[2], a[3], a[4] if len(a) > 4 else 1))
+    else:
+        sys.exit(__doc__)
