@@ -12,6 +12,9 @@ use crate::spec::IotRelay;
 /// Secret values by (Secret name, key).
 pub type SecretValues = BTreeMap<(String, String), Zeroizing<Vec<u8>>>;
 
+/// One Secret's keys and values.
+type KeyValues = BTreeMap<String, Zeroizing<Vec<u8>>>;
+
 /// Why the file could not be loaded. Never contains secret values.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -65,7 +68,8 @@ struct SecretDoc {
 /// Only referenced keys are returned. `stringData` wins over `data` for the same key, as in Kubernetes.
 pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
     let mut relay: Option<(usize, IotRelay)> = None;
-    let mut secrets: BTreeMap<String, BTreeMap<String, Zeroizing<Vec<u8>>>> = BTreeMap::new();
+    // Keyed by (namespace, name); a Secret without a namespace matches any IotRelay namespace.
+    let mut secrets: BTreeMap<(Option<String>, String), KeyValues> = BTreeMap::new();
     for (idx, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
         let doc = idx + 1;
         // Errors from serde_yaml name positions, not values; secret values are never echoed because Secret
@@ -104,7 +108,7 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                 if name.is_empty() {
                     return Err(LoadError::InvalidSecret { doc, name, message: "metadata.name is required".into() });
                 }
-                let entry = secrets.entry(name.clone()).or_default();
+                let entry = secrets.entry((s.metadata.namespace.clone(), name.clone())).or_default();
                 for (k, v) in &s.data {
                     let compact: Zeroizing<String> = Zeroizing::new(v.chars().filter(|c| !c.is_whitespace()).collect());
                     let bytes = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()).map_err(|_| {
@@ -119,7 +123,6 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                 for (k, v) in &s.string_data {
                     entry.insert(k.clone(), Zeroizing::new(v.as_bytes().to_vec()));
                 }
-                let _ = s.metadata.namespace;
             }
             Some(other) => {
                 return Err(LoadError::UnsupportedKind { doc, kind: other.to_string() });
@@ -133,7 +136,12 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
     let mut out = SecretValues::new();
     for (i, t) in relay.spec.tunnels.iter().enumerate() {
         let r = &t.pre_shared_key_secret_ref;
-        let s = secrets.get(&r.name).ok_or_else(|| LoadError::MissingSecret { name: r.name.clone(), tunnel: i })?;
+        let ns = relay.metadata.namespace.clone();
+        let s = secrets
+            .iter()
+            .find(|((sns, name), _)| *name == r.name && (sns.is_none() || ns.is_none() || *sns == ns))
+            .map(|(_, v)| v)
+            .ok_or_else(|| LoadError::MissingSecret { name: r.name.clone(), tunnel: i })?;
         let v = s.get(&r.key).ok_or_else(|| LoadError::MissingKey {
             name: r.name.clone(),
             key: r.key.clone(),

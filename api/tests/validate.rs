@@ -154,6 +154,15 @@ fn missing_secret_and_key_are_named_without_values() {
 }
 
 #[test]
+fn secret_in_another_namespace_does_not_count() {
+    let other =
+        EXAMPLE.replace("metadata: {name: aws-vpn, namespace: iot}", "metadata: {name: aws-vpn, namespace: elsewhere}");
+    assert!(matches!(load_yaml(&other), Err(LoadError::MissingSecret { .. })));
+    let none = EXAMPLE.replace("metadata: {name: aws-vpn, namespace: iot}", "metadata: {name: aws-vpn}");
+    assert!(load_yaml(&none).is_ok());
+}
+
+#[test]
 fn bad_base64_error_does_not_echo_the_value() {
     let yaml = EXAMPLE.replace(
         "stringData: {tunnel1: \"psk.one_secret\", tunnel2: \"psk.two_secret\"}",
