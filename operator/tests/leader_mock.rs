@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use iotrelay_operator::leader::{Attempt, LeaseConfig, try_acquire};
 
 type Handler = Arc<dyn Fn(&Method, &Value) -> (u16, Value) + Send + Sync>;
+type Log = Arc<Mutex<Vec<(Method, Value)>>>;
 
-fn mock(handler: Handler) -> (Client, Arc<Mutex<Vec<(Method, Value)>>>) {
+fn mock(handler: Handler) -> (Client, Log) {
     let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
