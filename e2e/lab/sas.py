@@ -37,6 +37,19 @@ def parse(tokens, i):
     return out, i
 
 
+def alg(sa, ike):
+    """The negotiated suite in the status format, e.g. AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024."""
+    parts = []
+    if sa.get("encr-alg"):
+        parts.append(sa["encr-alg"] + ("-" + sa["encr-keysize"] if sa.get("encr-keysize") else ""))
+    for k in ("integ-alg", "prf-alg") if ike else ("integ-alg",):
+        if sa.get(k):
+            parts.append(sa[k])
+    if sa.get("dh-group"):
+        parts.append(sa["dh-group"])
+    return "/".join(parts)
+
+
 def main():
     text = sys.stdin.read()
     tokens = TOKEN.findall(text.replace("list-sa event", "list-sa-event"))
@@ -65,6 +78,7 @@ def main():
                         "remote_ts": child.get("remote-ts", []),
                         "bytes_in": int(child.get("bytes-in", 0) or 0),
                         "bytes_out": int(child.get("bytes-out", 0) or 0),
+                        "proposal": alg(child, False),
                     })
                 sas.append({
                     "name": name,
@@ -78,6 +92,7 @@ def main():
                     "responder_spi": rspi,
                     "ike_spi_local": ispi if initiator else rspi,
                     "ike_spi_remote": rspi if initiator else ispi,
+                    "proposal": alg(ike, True),
                     "children": children,
                 })
         else:

@@ -7,8 +7,13 @@
   udp.py stream DST PORT SECONDS RATE    send RATE datagrams/s for SECONDS, each numbered; print a JSON line
                                          {"sent", "received", "lost", "late"}; exit 0 iff nothing was lost
   udp.py raw DST PORT HEX [COUNT]        send COUNT datagrams with payload bytes.fromhex(HEX) (garbage tests)
+  udp.py spoof SRC SPORT DST DPORT HEX   send one datagram with a forged source (raw socket; e.g. from :4500 while
+                                         charon holds that port)
+  udp.py pcap-esp FILE [N]               print the UDP payloads (hex) of the first N ESP-in-UDP packets in a pcap
 """
 import json
+import os
+import struct
 import socket
 import sys
 import time
@@ -27,6 +32,8 @@ def echo(addr, port, log):
 
 def ask(dst, port, payload, timeout):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if os.environ.get("UDP_FROM"):  # send from another address of this namespace
+        s.bind((os.environ["UDP_FROM"], 0))
     s.settimeout(float(timeout) / 3)
     want = b"echo:" + payload.encode()
     for _ in range(3):  # a first packet may be spent while a session is set up
@@ -83,6 +90,41 @@ def raw(dst, port, hexdata, count):
     return 0
 
 
+def spoof(src, sport, dst, dport, hexdata):
+    payload = bytes.fromhex(hexdata)
+    udp = struct.pack("!HHHH", int(sport), int(dport), 8 + len(payload), 0) + payload  # checksum 0: none (IPv4)
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(ip + udp, (dst, 0))
+    return 0
+
+
+def pcap_esp(path, n):
+    data = open(path, "rb").read()
+    if len(data) < 24:
+        return 1
+    le = data[:4] == b"\xd4\xc3\xb2\xa1"
+    e = "<" if le else ">"
+    linktype = struct.unpack(e + "I", data[20:24])[0]
+    off, found = 24, 0
+    while off + 16 <= len(data) and found < int(n):
+        incl = struct.unpack(e + "I", data[off + 8:off + 12])[0]
+        pkt = data[off + 16:off + 16 + incl]
+        off += 16 + incl
+        l2 = {1: 14, 113: 16, 276: 20}.get(linktype, 0)
+        ip = pkt[l2:]
+        if len(ip) < 28 or ip[9] != 17:
+            continue
+        ihl = (ip[0] & 15) * 4
+        udp = ip[ihl:]
+        payload = udp[8:]
+        if len(payload) > 8 and payload[:4] != b"\0\0\0\0" and payload != b"\xff":
+            print(payload.hex())
+            found += 1
+    return 0 if found else 1
+
+
 if __name__ == "__main__":
     a = sys.argv[1:]
     if len(a) >= 3 and a[0] == "echo":
@@ -93,5 +135,9 @@ if __name__ == "__main__":
         sys.exit(stream(a[1], a[2], a[3], a[4]))
     elif len(a) >= 4 and a[0] == "raw":
         sys.exit(raw(a[1], a[2], a[3], a[4] if len(a) > 4 else 1))
+    elif len(a) == 6 and a[0] == "spoof":
+        sys.exit(spoof(*a[1:]))
+    elif len(a) >= 2 and a[0] == "pcap-esp":
+        sys.exit(pcap_esp(a[1], a[2] if len(a) > 2 else 1))
     else:
         sys.exit(__doc__)
