@@ -10,10 +10,38 @@ use zeroize::Zeroizing;
 use crate::spec::IotRelay;
 
 /// Secret values by (Secret name, key).
-pub type SecretValues = BTreeMap<(String, String), Zeroizing<Vec<u8>>>;
+pub type SecretValues = BTreeMap<(String, String), SecretBytes>;
+
+/// A secret value (a PSK): wiped on drop, and `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretBytes(Zeroizing<Vec<u8>>);
+
+impl SecretBytes {
+    /// Wraps bytes (taking ownership, so no unwiped copy is left behind).
+    pub fn new(bytes: Vec<u8>) -> Self {
+        SecretBytes(Zeroizing::new(bytes))
+    }
+    /// The value.
+    pub fn as_slice(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SecretBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretBytes(<{} bytes redacted>)", self.0.len())
+    }
+}
 
 /// One Secret's keys and values.
-type KeyValues = BTreeMap<String, Zeroizing<Vec<u8>>>;
+type KeyValues = BTreeMap<String, SecretBytes>;
 
 /// Why the file could not be loaded. Never contains secret values.
 #[derive(Debug, thiserror::Error)]
@@ -118,10 +146,10 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                             message: format!("data.{k} is not valid base64"),
                         }
                     })?;
-                    entry.insert(k.clone(), Zeroizing::new(bytes));
+                    entry.insert(k.clone(), SecretBytes::new(bytes));
                 }
                 for (k, v) in &s.string_data {
-                    entry.insert(k.clone(), Zeroizing::new(v.as_bytes().to_vec()));
+                    entry.insert(k.clone(), SecretBytes::new(v.as_bytes().to_vec()));
                 }
             }
             Some(other) => {

@@ -163,6 +163,14 @@ fn secret_in_another_namespace_does_not_count() {
 }
 
 #[test]
+fn debug_of_loaded_secrets_is_redacted() {
+    let (_, secrets) = load_yaml(EXAMPLE).unwrap();
+    let dbg = format!("{secrets:?}");
+    assert!(!dbg.contains("psk.") && !dbg.contains("112, 115, 107"), "{dbg}");
+    assert!(dbg.contains("redacted"));
+}
+
+#[test]
 fn bad_base64_error_does_not_echo_the_value() {
     let yaml = EXAMPLE.replace(
         "stringData: {tunnel1: \"psk.one_secret\", tunnel2: \"psk.two_secret\"}",
