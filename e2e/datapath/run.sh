@@ -1,0 +1,234 @@
+#!/usr/bin/env bash
+# Issue 3 datapath: `iotrelay-sidecar standalone` in the relay namespace of e2e/lab/lib.sh, two AWS-like strongSwan
+# tunnel endpoints, a device that echoes UDP:
+#
+#   IoT 203.0.113.10 --UDP :7000--> relay (iotrelay) ==ESP-in-UDP 4500==> aws1 198.51.100.2 --\
+#   (203.0.113.11: not allowed)     198.51.100.1      ==================> aws2 198.51.100.3 ----> device 100.64.1.10
+#                                   inside 100.127.0.1                                          (echo, :7000)
+#
+# Cases (issue 3): round trip; source outside allowedSources dropped+counted; no tunnel -> noTunnel; wrong PSK ->
+# Stalled/AuthenticationFailed with bounded retries; tunnel1's peer dies -> tunnel2 within the DPD timeout,
+# Degraded True then False; relay crash+restart -> one IKE SA + one CHILD_SA per tunnel on the AWS side; traffic
+# across >= 5 CHILD rekeys from each side with zero loss; malformed/replayed/unknown-SPI ESP and garbage on 4500
+# counted without a crash; the same relay behind a real NAT. Usage: e2e/datapath/run.sh [CASE-PREFIX...]
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=e2e/lab/lib.sh
+source "$HERE/../lab/lib.sh"
+# shellcheck source=e2e/lab/relay.sh
+source "$HERE/../lab/relay.sh"
+lab_need_root
+trap 'relay_stop; lab_down' EXIT
+trap 'exit 130' INT TERM
+ONLY=("$@")
+
+want() { # run a case only if selected
+  [ ${#ONLY[@]} -eq 0 ] && return 0
+  local p
+  for p in "${ONLY[@]}"; do [[ $1 == "$p"* ]] && return 0; done
+  return 1
+}
+run() { want "$1" && lab_case "$@"; }
+
+IOT_OTHER=203.0.113.11
+alive() { relay_alive || { lab_fail_why "relay not running${RELAY_START_WHY:+ ($RELAY_START_WHY)}"; return 1; }; }
+ask() { lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$1" "${2:-6}"; }
+fwd() { relay_jq ".forwards[0].$1 // 0"; }
+dp() { relay_jq ".datapath.drops.$1 // 0"; }
+both_up() { relay_tunnel_established tunnel1 && relay_tunnel_established tunnel2; }
+
+# (re)start the relay with the current RELAY_* env; RELAY_START_WHY explains a failed start in later cases.
+start_relay() {
+  relay_yaml "$LAB_DIR/relay.yaml"
+  RELAY_START_WHY=""
+  relay_start "$LAB_DIR/relay.yaml" || RELAY_START_WHY=$LAB_WHY
+}
+
+no_tunnel() {
+  alive || return 1
+  local before after
+  before=$(fwd drops.noTunnel)
+  ask "no-tunnel-$RANDOM" 2 && { lab_fail_why "an echo came back with no AWS endpoint running"; return 1; }
+  after=$(fwd drops.noTunnel)
+  [ "$after" -gt "$before" ] || lab_fail_why "drops.noTunnel stayed $after"
+}
+
+round_trip() {
+  alive || return 1
+  lab_wait 30 both_up || { lab_fail_why "tunnels not both Established within 30 s"; return 1; }
+  local tag=rt-$RANDOM in0
+  in0=$(fwd packetsIn)
+  ask "$tag" || { lab_fail_why "no echo"; return 1; }
+  lab_device_seen "$tag" | grep -q "^$LAB_INSIDE:" || { lab_fail_why "device did not see the packet from $LAB_INSIDE"; return 1; }
+  lab_wait 12 test "$(fwd packetsIn)" -gt "$in0" || { lab_fail_why "forwards[0].packetsIn not counted"; return 1; }
+  [ "$(fwd packetsOut)" -gt 0 ] || lab_fail_why "forwards[0].packetsOut is 0"
+}
+
+source_not_allowed() {
+  alive || return 1
+  local before tag=denied-$RANDOM
+  before=$(fwd drops.sourceNotAllowed)
+  UDP_FROM=$IOT_OTHER ask "$tag" 2 && { lab_fail_why "a source outside allowedSources got an echo"; return 1; }
+  lab_device_seen "$tag" > /dev/null && { lab_fail_why "the device received it"; return 1; }
+  lab_wait 12 test "$(fwd drops.sourceNotAllowed)" -gt "$before" \
+    || lab_fail_why "drops.sourceNotAllowed stayed $before"
+}
+
+wrong_psk() {
+  alive || return 1
+  local c n
+  lab_wait 30 test "$(relay_condition Stalled)" = "True AuthenticationFailed" \
+    || { lab_fail_why "Stalled is '$(relay_condition Stalled)', want 'True AuthenticationFailed'"; return 1; }
+  # Sane retrying: it keeps trying, but does not hammer the peer (count IKE_SA_INIT requests over 40 s).
+  c=$(grep -c 'parsed IKE_SA_INIT request' "$(lab_aws_dir 1)/charon.log")
+  sleep 40
+  n=$(( $(grep -c 'parsed IKE_SA_INIT request' "$(lab_aws_dir 1)/charon.log") - c ))
+  alive || return 1
+  [ "$n" -ge 1 ] && [ "$n" -le 20 ] || lab_fail_why "$n IKE_SA_INIT attempts in 40 s (want 1..20)"
+}
+
+failover() {
+  alive || return 1
+  lab_wait 30 both_up || { lab_fail_why "tunnels not both Established"; return 1; }
+  ask "pre-failover-$RANDOM" || { lab_fail_why "no echo before the outage"; return 1; }
+  lab_aws_stop 1 KILL   # the peer vanishes silently: only DPD can tell
+  lab_fail_over         # AWS sends return traffic over its remaining tunnel
+  local t0=$SECONDS ok=0
+  while [ $((SECONDS - t0)) -lt 45 ]; do
+    if ask "failover-$RANDOM" 1; then ok=1; break; fi
+  done
+  [ "$ok" = 1 ] || { lab_fail_why "no echo within 45 s (DPD timeout 30 s) after tunnel1's peer died"; return 1; }
+  lab_wait 45 test "$(relay_condition Degraded | cut -d' ' -f1)" = True \
+    || { lab_fail_why "Degraded is '$(relay_condition Degraded)' with tunnel1 down"; return 1; }
+  echo "# traffic moved to tunnel2 after $((SECONDS - t0)) s" >&2
+}
+
+failback() {
+  alive || return 1
+  lab_aws_start 1 "$RELAY_PSK1" || { lab_fail_why "aws1 did not restart"; return 1; }
+  lab_wait 90 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not re-established within 90 s"; return 1; }
+  lab_wait 15 test "$(relay_condition Degraded | cut -d' ' -f1)" = False \
+    || { lab_fail_why "Degraded is '$(relay_condition Degraded)' with both tunnels up"; return 1; }
+  lab_fail_back
+  ask "failback-$RANDOM" || lab_fail_why "no echo after fail-back"
+}
+
+restart() {
+  alive || return 1
+  lab_wait 30 both_up || { lab_fail_why "tunnels not both Established before the restart"; return 1; }
+  relay_stop KILL   # a crash: AWS still holds the old SAs; INITIAL_CONTACT must clear them
+  start_relay
+  alive || return 1
+  lab_wait 30 both_up || { lab_fail_why "tunnels not re-established within 30 s"; return 1; }
+  lab_wait 10 relay_matches_aws 1 || { lab_fail_why "tunnel1: $LAB_WHY"; return 1; }
+  lab_wait 10 relay_matches_aws 2 || { lab_fail_why "tunnel2: $LAB_WHY"; return 1; }
+  ask "restart-$RANDOM" || lab_fail_why "no echo after restart"
+}
+
+# Continuous traffic (50 packets/s) while 5 CHILD rekeys come from AWS and 5 from the relay: nothing may be lost.
+rekeys_no_loss() {
+  alive || return 1
+  lab_wait 30 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established"; return 1; }
+  local out=$LAB_DIR/stream.json k spis=() s
+  ip netns exec "$LAB_NS_IOT" python3 "$LAB_HERE/udp.py" stream "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" 45 50 \
+    > "$out" 2>&1 &
+  local sp=$!
+  sleep 2
+  for k in 1 2 3 4 5; do
+    lab_swanctl 1 --rekey --child aws > /dev/null 2>&1 || { lab_fail_why "swanctl --rekey failed"; break; }
+    sleep 2; spis+=("$(relay_jq '.tunnels[0].childSa.inboundSpi')")
+    relay_rekey tunnel1 child || { lab_fail_why "POST /rekey failed"; break; }
+    sleep 2; spis+=("$(relay_jq '.tunnels[0].childSa.inboundSpi')")
+  done
+  wait "$sp"
+  local r; r=$(cat "$out")
+  [ -n "$LAB_WHY" ] && return 1
+  s=$(printf '%s\n' "${spis[@]}" | sort -u | grep -vc '^null$\|^$')
+  [ "$s" -ge 10 ] || { lab_fail_why "only $s distinct inbound SPIs over 10 rekeys"; return 1; }
+  relay_matches_aws 1 || return 1
+  [ "$(echo "$r" | jq -r .lost 2>/dev/null)" = 0 ] || lab_fail_why "stream: $r"
+}
+
+# Hostile input on UDP 4500 from the AWS side's address: counted, never a crash, tunnel still works.
+hostile_esp() {
+  alive || return 1
+  lab_wait 30 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established"; return 1; }
+  local aws=$LAB_ID-aws1 src spi pkt m0 u0 r0 i0
+  src=$(lab_aws_addr 1)
+  spi=$(relay_jq '.tunnels[0].childSa.inboundSpi')
+  # Capture genuine inbound ESP for the replay case.
+  ip netns exec "$LAB_NS_RELAY" timeout 8 tcpdump -i wan0 -U -w "$LAB_DIR/esp.pcap" \
+    "udp and src host $src and src port 4500 and greater 90" > /dev/null 2>&1 &
+  local tp=$!
+  sleep 1
+  ask "capture-$RANDOM" || { lab_fail_why "no echo"; return 1; }
+  sleep 1
+  kill "$tp" 2>/dev/null; wait "$tp" 2>/dev/null
+  pkt=$(python3 "$LAB_HERE/udp.py" pcap-esp "$LAB_DIR/esp.pcap" 1) || { lab_fail_why "no ESP captured"; return 1; }
+  m0=$(dp malformed); u0=$(dp unknownSpi); r0=$(dp replay); i0=$(dp integrity)
+  sp() { ip netns exec "$aws" python3 "$LAB_HERE/udp.py" spoof "$src" 4500 "$LAB_RELAY_PUBLIC" 4500 "$1"; }
+  sp "$pkt"; sp "$pkt"                                              # replayed ESP
+  sp "deadbeef00000001$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')"   # unknown SPI
+  sp "${spi}00000fff$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')"     # our SPI, bad ICV
+  sp "${spi}00"                                                     # truncated ESP
+  sp "00000000$(head -c 40 /dev/urandom | od -An -tx1 | tr -d ' \n')"           # garbage "IKE" on 4500
+  sp "0102"                                                         # garbage too short for anything
+  sleep 1
+  alive || { lab_fail_why "the relay died"; return 1; }
+  lab_wait 12 test "$(dp replay)" -gt "$r0" || { lab_fail_why "replay stayed $r0"; return 1; }
+  [ "$(dp unknownSpi)" -gt "$u0" ] || { lab_fail_why "unknownSpi stayed $u0"; return 1; }
+  [ "$(dp integrity)" -gt "$i0" ] || { lab_fail_why "integrity stayed $i0"; return 1; }
+  [ "$(dp malformed)" -gt "$m0" ] || { lab_fail_why "malformed stayed $m0"; return 1; }
+  ask "after-garbage-$RANDOM" || lab_fail_why "no echo after the garbage"
+}
+
+nat() {
+  relay_stop
+  lab_down
+  LAB_NAT=1
+  lab_names "$LAB_ID-nat"
+  lab_up && lab_aws_start 1 "$RELAY_PSK1" && lab_aws_start 2 "$RELAY_PSK2" \
+    || { lab_fail_why "NAT lab did not start"; return 1; }
+  start_relay
+  alive || return 1
+  lab_wait 30 both_up || { lab_fail_why "tunnels not Established through the NAT within 30 s"; return 1; }
+  [ "$(lab_sas_json 1 | jq -r '.[0].nat_remote')" = true ] || { lab_fail_why "aws1 does not see the NAT"; return 1; }
+  relay_matches_aws 1 || return 1
+  ask "nat-$RANDOM" || lab_fail_why "no echo through the NAT"
+}
+
+lab_up || { echo "FAIL lab-up: could not build the topology"; echo "0 passed, 1 failed"; exit 1; }
+ip -n "$LAB_NS_IOT" addr add "$IOT_OTHER/24" dev iot0
+export RELAY_TUNNELS=2 RELAY_STARTUP=Start
+
+# 1. No AWS endpoint yet: packets are dropped as noTunnel.
+if want no-tunnel; then start_relay; fi
+run no-tunnel no_tunnel
+
+# 2. Wrong PSK on tunnel1 (one tunnel only).
+if want wrong-psk; then
+  lab_aws_start 1 "$RELAY_PSK1"
+  RELAY_TUNNELS=1 RELAY_PSK_SENT1=wrong_psk_9876 start_relay
+  run wrong-psk wrong_psk
+fi
+
+# 3. The normal relay with both tunnels.
+lab_aws_start 1 "$RELAY_PSK1"; lab_aws_start 2 "$RELAY_PSK2"
+start_relay
+run round-trip round_trip
+run source-not-allowed source_not_allowed
+run hostile-esp hostile_esp
+run relay-restart restart
+run failover-dpd failover
+run failover-degraded-clears failback
+
+# 4. Rekeys under traffic (short lifetimes allowed, rekeys triggered from both sides).
+if want rekeys; then
+  IOTRELAY_UNSAFE_SHORT_LIFETIMES=1 start_relay
+  run rekeys-10-no-loss rekeys_no_loss
+fi
+
+# 5. Behind a NAT (last: it rebuilds the lab).
+run nat nat
+relay_stop
+lab_summary
