@@ -149,6 +149,24 @@ rekeys_no_loss() {
   [ "$(echo "$r" | jq -r .lost 2>/dev/null)" = 0 ] || lab_fail_why "stream: $r"
 }
 
+# Short lifetimes on both ends (AWS: 30 s CHILD_SA, 10 s margin; relay: 20 s) under 60 s of continuous traffic:
+# at least 5 rekeys happen by themselves, whichever side starts them, and nothing is lost.
+rekeys_by_lifetime() {
+  alive || return 1
+  lab_wait 30 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established"; return 1; }
+  local out=$LAB_DIR/stream2.json sp n
+  : > "$LAB_DIR/spis"
+  ip netns exec "$LAB_NS_IOT" python3 "$LAB_HERE/udp.py" stream "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" 60 50 \
+    > "$out" 2>&1 &
+  sp=$!
+  for _ in $(seq 1 62); do relay_jq '.tunnels[0].childSa.inboundSpi' >> "$LAB_DIR/spis"; sleep 1; done
+  wait "$sp"
+  n=$(grep -v '^null$' "$LAB_DIR/spis" | grep . | uniq | wc -l)
+  [ "$n" -ge 6 ] || { lab_fail_why "only $((n - 1)) rekeys in 60 s"; return 1; }
+  [ "$(jq -r .lost "$out" 2>/dev/null)" = 0 ] || { lab_fail_why "stream: $(cat "$out")"; return 1; }
+  lab_wait 10 relay_matches_aws 1
+}
+
 # Hostile input on UDP 4500 from the AWS side's address: counted, never a crash, tunnel still works.
 hostile_esp() {
   alive || return 1
@@ -226,6 +244,13 @@ run failover-degraded-clears failback
 if want rekeys; then
   IOTRELAY_UNSAFE_SHORT_LIFETIMES=1 start_relay
   run rekeys-10-no-loss rekeys_no_loss
+fi
+if want rekeys; then
+  LAB_AWS_CHILD_LIFETIME=30 LAB_AWS_REKEY_MARGIN=10 lab_aws_start 1 "$RELAY_PSK1"
+  lab_aws_stop 2
+  RELAY_TUNNELS=1 RELAY_ESP_LIFETIME=20s IOTRELAY_UNSAFE_SHORT_LIFETIMES=1 start_relay
+  run rekeys-by-lifetime-no-loss rekeys_by_lifetime
+  lab_aws_start 1 "$RELAY_PSK1"; lab_aws_start 2 "$RELAY_PSK2"
 fi
 
 # 5. Behind a NAT (last: it rebuilds the lab).
