@@ -1,0 +1,200 @@
+use iotrelay_esp::ipv4;
+use iotrelay_relay::*;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+const INSIDE: Ipv4Addr = Ipv4Addr::new(100, 127, 0, 1);
+const TARGET: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(100, 64, 1, 10), 7000);
+
+fn fwd(name: &str, port: u16, allowed: &[&str], target: SocketAddrV4, idle: u64) -> ForwardConfig {
+    ForwardConfig {
+        name: name.into(),
+        listen_port: port,
+        allowed_sources: allowed.iter().map(|s| s.parse().unwrap()).collect(),
+        target,
+        idle_timeout: Duration::from_secs(idle),
+    }
+}
+
+fn client(last: u8, port: u16) -> SocketAddrV4 {
+    SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, last), port)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// The reply the target would send to `inside_port`.
+fn reply(from: SocketAddrV4, inside_port: u16, payload: &[u8]) -> Vec<u8> {
+    ipv4::build_udp_vec(*from.ip(), from.port(), INSIDE, inside_port, payload)
+}
+
+fn relay() -> (Relay, ForwardId) {
+    let r = Relay::new(INSIDE, vec![fwd("admin", 7000, &["203.0.113.0/28"], TARGET, 60)]);
+    let id = r.forward_id("admin").unwrap();
+    (r, id)
+}
+
+#[test]
+fn cidr_parse_and_contains() {
+    let c: Ipv4Cidr = "203.0.113.0/28".parse().unwrap();
+    assert!(c.contains(Ipv4Addr::new(203, 0, 113, 15)));
+    assert!(!c.contains(Ipv4Addr::new(203, 0, 113, 16)));
+    let any: Ipv4Cidr = "0.0.0.0/0".parse().unwrap();
+    assert!(any.contains(Ipv4Addr::new(1, 2, 3, 4)));
+    let host: Ipv4Cidr = "192.0.2.1".parse().unwrap();
+    assert_eq!(host.prefix_len, 32);
+    assert!(!host.contains(Ipv4Addr::new(192, 0, 2, 2)));
+    for bad in ["1.2.3.4/33", "1.2.3/8", "x", "1.2.3.4/"] {
+        assert!(bad.parse::<Ipv4Cidr>().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn allow_list_drops_and_counts() {
+    let (mut r, id) = relay();
+    let mut out = [0u8; 1500];
+    assert_eq!(r.on_client_datagram(secs(0), id, client(16, 5000), b"x", &mut out), Err(DropReason::SourceNotAllowed));
+    assert_eq!(r.on_client_datagram(secs(0), id, client(200, 5000), b"x", &mut out), Err(DropReason::SourceNotAllowed));
+    let s = r.stats(id).unwrap();
+    assert_eq!((s.drops.source_not_allowed, s.packets_in, s.sessions), (2, 0, 0));
+    assert!(r.on_client_datagram(secs(0), id, client(1, 5000), b"x", &mut out).is_ok());
+}
+
+#[test]
+fn inner_packet_is_correct_and_session_reused() {
+    let (mut r, id) = relay();
+    let mut out = [0xa5u8; 1500];
+    let n = r.on_client_datagram(secs(1), id, client(1, 5000), b"hello", &mut out).unwrap();
+    let p = ipv4::parse_udp(&out[..n]).unwrap();
+    assert_eq!((p.src, p.sport, p.dst, p.dport, p.payload), (INSIDE, 5000, *TARGET.ip(), 7000, &b"hello"[..]));
+    let n = r.on_client_datagram(secs(2), id, client(1, 5000), b"again", &mut out).unwrap();
+    assert_eq!(ipv4::parse_udp(&out[..n]).unwrap().sport, 5000, "same session, same inside port");
+    let s = r.stats(id).unwrap();
+    assert_eq!((s.sessions, s.packets_in), (1, 2));
+}
+
+#[test]
+fn port_collision_picks_next_free_port_deterministically() {
+    let (mut r, id) = relay();
+    let mut out = [0u8; 1500];
+    let port = |r: &mut Relay, c, out: &mut [u8]| {
+        let n = r.on_client_datagram(secs(0), id, c, b"p", out).unwrap();
+        ipv4::parse_udp(&out[..n]).unwrap().sport
+    };
+    assert_eq!(port(&mut r, client(1, 5000), &mut out), 5000);
+    assert_eq!(port(&mut r, client(2, 5000), &mut out), 5001);
+    assert_eq!(port(&mut r, client(3, 5000), &mut out), 5002);
+    assert_eq!(port(&mut r, client(4, 5001), &mut out), 5003);
+    assert_eq!(port(&mut r, client(5, 65535), &mut out), 65535);
+    assert_eq!(port(&mut r, client(6, 65535), &mut out), 1024, "wraps into the dynamic range");
+    assert_eq!(port(&mut r, client(7, 0), &mut out), 1025, "port 0 is never used");
+    assert_eq!(r.stats(id).unwrap().sessions, 7);
+    // Each reply reaches its own client.
+    for (inside, c) in
+        [(5000, client(1, 5000)), (5001, client(2, 5000)), (5003, client(4, 5001)), (1024, client(6, 65535))]
+    {
+        let pkt = reply(TARGET, inside, b"r");
+        let d = r.on_inner_packet(secs(1), &pkt).unwrap();
+        assert_eq!((d.forward, d.client, d.listen_port, d.payload), (id, c, 7000, &b"r"[..]));
+    }
+}
+
+#[test]
+fn reply_routing_and_no_session() {
+    let (mut r, id) = relay();
+    let mut out = [0u8; 1500];
+    r.on_client_datagram(secs(0), id, client(1, 5000), b"q", &mut out).unwrap();
+    // Wrong port, wrong source port, wrong destination address: noSession counted on the forward.
+    assert_eq!(r.on_inner_packet(secs(1), &reply(TARGET, 5001, b"r")).unwrap_err().reason, DropReason::NoSession);
+    let other = SocketAddrV4::new(*TARGET.ip(), 7001);
+    let e = r.on_inner_packet(secs(1), &reply(other, 5000, b"r")).unwrap_err();
+    assert_eq!((e.forward, e.reason), (None, DropReason::NoSession), "not from any target: counted nowhere");
+    let wrong_dst = ipv4::build_udp_vec(*TARGET.ip(), 7000, Ipv4Addr::new(100, 127, 0, 2), 5000, b"r");
+    assert_eq!(r.on_inner_packet(secs(1), &wrong_dst).unwrap_err().forward, Some(id));
+    let e = r.on_inner_packet(secs(1), &[0x45, 0, 0]).unwrap_err();
+    assert_eq!(e.reason, DropReason::Malformed);
+    let s = r.stats(id).unwrap();
+    assert_eq!((s.drops.no_session, s.packets_out), (2, 0));
+    let ok = reply(TARGET, 5000, b"ok");
+    let d = r.on_inner_packet(secs(1), &ok).unwrap();
+    assert_eq!((d.client, d.payload), (client(1, 5000), &b"ok"[..]));
+    assert_eq!(r.stats(id).unwrap().packets_out, 1);
+}
+
+#[test]
+fn idle_expiry_refreshed_by_traffic_both_ways() {
+    let (mut r, id) = relay();
+    let mut out = [0u8; 1500];
+    r.on_client_datagram(secs(0), id, client(1, 5000), b"q", &mut out).unwrap();
+    assert_eq!(r.next_expiry(), Some(secs(60)));
+    r.on_inner_packet(secs(50), &reply(TARGET, 5000, b"r")).unwrap();
+    assert_eq!(r.next_expiry(), Some(secs(110)), "a reply refreshes the session");
+    assert_eq!(r.expire(secs(109)), 0);
+    assert_eq!(r.stats(id).unwrap().sessions, 1);
+    assert_eq!(r.expire(secs(110)), 1);
+    assert_eq!(r.stats(id).unwrap().sessions, 0);
+    assert_eq!(r.next_expiry(), None);
+    assert_eq!(r.on_inner_packet(secs(111), &reply(TARGET, 5000, b"r")).unwrap_err().reason, DropReason::NoSession);
+    // Idle but not yet expired: a reply is refused all the same.
+    r.on_client_datagram(secs(200), id, client(1, 5000), b"q", &mut out).unwrap();
+    assert!(r.on_inner_packet(secs(260), &reply(TARGET, 5000, b"r")).is_err());
+}
+
+#[test]
+fn bounded_table_drops_new_clients_and_frees_idle_ones() {
+    let mut r = Relay::with_max_sessions(INSIDE, vec![fwd("a", 7000, &["0.0.0.0/0"], TARGET, 10)], 3);
+    let id = r.forward_id("a").unwrap();
+    let mut out = [0u8; 1500];
+    for k in 1..=3 {
+        r.on_client_datagram(secs(0), id, client(k, 4000), b"q", &mut out).unwrap();
+    }
+    assert_eq!(r.on_client_datagram(secs(5), id, client(9, 4000), b"q", &mut out), Err(DropReason::QueueFull));
+    assert!(r.on_client_datagram(secs(5), id, client(1, 4000), b"q", &mut out).is_ok(), "existing sessions work");
+    assert_eq!(r.stats(id).unwrap().drops.queue_full, 1);
+    // At 10 s clients 2 and 3 are idle: a new client gets a slot.
+    assert!(r.on_client_datagram(secs(10), id, client(9, 4000), b"q", &mut out).is_ok());
+    assert_eq!(r.session_count(), 2);
+    assert_eq!(r.stats(id).unwrap().sessions, 2);
+}
+
+#[test]
+fn too_big_and_no_tunnel_counted() {
+    let (mut r, id) = relay();
+    let mut small = [0u8; 40];
+    assert_eq!(r.on_client_datagram(secs(0), id, client(1, 1), &[0; 13], &mut small), Err(DropReason::TooBig));
+    assert!(r.on_client_datagram(secs(0), id, client(1, 1), &[0; 12], &mut small).is_ok());
+    r.record_drop(id, DropReason::NoTunnel);
+    let d = r.stats(id).unwrap().drops;
+    assert_eq!((d.too_big, d.no_tunnel), (1, 1));
+}
+
+#[test]
+fn set_forwards_keeps_unchanged_forwards_undisturbed() {
+    let t2 = SocketAddrV4::new(Ipv4Addr::new(100, 64, 1, 11), 53);
+    let mut r =
+        Relay::new(INSIDE, vec![fwd("a", 7000, &["0.0.0.0/0"], TARGET, 60), fwd("b", 7001, &["0.0.0.0/0"], t2, 60)]);
+    let (a, b) = (r.forward_id("a").unwrap(), r.forward_id("b").unwrap());
+    let mut out = [0u8; 1500];
+    r.on_client_datagram(secs(0), a, client(1, 5000), b"q", &mut out).unwrap();
+    r.on_client_datagram(secs(0), b, client(1, 5001), b"q", &mut out).unwrap();
+    // Remove b, add c, change a's idle timeout only.
+    r.set_forwards(vec![fwd("a", 7000, &["0.0.0.0/0"], TARGET, 30), fwd("c", 7002, &["0.0.0.0/0"], t2, 60)]);
+    assert_eq!(r.forward_id("a"), Some(a));
+    assert_eq!(r.forward_id("b"), None);
+    let c = r.forward_id("c").unwrap();
+    assert!(c != a && c != b, "ids are not reused");
+    assert_eq!(r.stats(a).unwrap().sessions, 1);
+    assert_eq!(r.stats(a).unwrap().packets_in, 1, "counters survive");
+    assert_eq!(r.stats(b), None);
+    assert!(r.on_inner_packet(secs(1), &reply(TARGET, 5000, b"r")).is_ok(), "a's session survives");
+    assert!(r.on_inner_packet(secs(1), &reply(t2, 5001, b"r")).is_err(), "b's session is gone");
+    assert_eq!(r.forward_by_port(7002), Some(c));
+    // Narrowing a's allow-list drops sessions of clients no longer allowed; changing the target drops all.
+    r.set_forwards(vec![fwd("a", 7000, &["192.0.2.0/24"], TARGET, 30)]);
+    assert_eq!(r.stats(a).unwrap().sessions, 0);
+    r.set_forwards(vec![fwd("a", 7000, &["0.0.0.0/0"], TARGET, 30)]);
+    r.on_client_datagram(secs(2), a, client(1, 5000), b"q", &mut out).unwrap();
+    r.set_forwards(vec![fwd("a", 7000, &["0.0.0.0/0"], t2, 30)]);
+    assert_eq!(r.session_count(), 0);
+}
