@@ -23,6 +23,9 @@ mod replay;
 
 pub use replay::ReplayWindow;
 
+/// Default anti-replay window (packets), as AWS; AWS accepts 64..=2048.
+pub const DEFAULT_REPLAY_WINDOW: u32 = 1024;
+
 use iotrelay_crypto::{Encr, Integ, RandomSource, SaCipher};
 
 /// ESP header: SPI (4) + sequence number (4).
@@ -116,8 +119,19 @@ impl OutboundSa {
         (self.packets, self.bytes)
     }
 
-    /// Writes the ESP packet for `inner` (an IPv4 packet) into `out`; returns its length. CBC IVs come from `rng`
-    /// (they must be unpredictable); GCM IVs are the sequence number (unique per key, RFC 4106 §3.1).
+    /// Writes the ESP packet for `inner` (an IPv4 packet, at most the tunnel MTU: fragment first) into `out`;
+    /// returns its length (`inner.len() + overhead(..)`). Layout: SPI | seq | IV | inner | padding 1, 2, 3, ... |
+    /// pad length | next header 4 | ICV, padded so that the encrypted part is a multiple of the cipher block and
+    /// of 4 octets (RFC 4303 §2.4).
+    ///
+    /// Sequence numbers: a 64-bit counter, 32 bits on the wire (no ESN). After 2^32 - 1 packets this returns
+    /// [`EspError::SequenceExhausted`] instead of wrapping: rekey well before (the IKE engine does, by lifetime).
+    ///
+    /// IVs: GCM uses the 64-bit sequence counter (RFC 4106 §3.1 only requires uniqueness per key, and the
+    /// counter never repeats because it never wraps). CBC needs an unpredictable IV (RFC 3602 §3), so it comes
+    /// from `rng` (16 octets per packet). We chose fresh randomness over an AES-encrypted counter for
+    /// simplicity and because it is the textbook construction; the sidecar should pass a fast userspace CSPRNG
+    /// seeded from the OS (e.g. ChaCha20) rather than a syscall per packet. `rng` is unused for GCM.
     pub fn seal(&mut self, inner: &[u8], rng: &mut dyn RandomSource, out: &mut [u8]) -> Result<usize, EspError> {
         let total = inner.len() + overhead(&self.cipher, inner.len());
         if out.len() < total {
@@ -180,8 +194,21 @@ impl InboundSa {
         (self.packets, self.bytes)
     }
 
-    /// Verifies and decrypts `packet` (SPI | seq | IV | ciphertext | ICV) in place; returns the inner packet.
+    /// Verifies and decrypts `packet` (SPI | seq | IV | ciphertext | ICV, i.e. the UDP 4500 payload) in place and
+    /// returns the inner IPv4 packet, a sub-slice of `packet`. A next header other than 4 (IPv4), e.g. 59 for a
+    /// dummy packet, is [`EspError::Malformed`]; use [`InboundSa::open_packet`] to see it.
     pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<&'a [u8], EspError> {
+        let opened = self.open_packet(packet)?;
+        if opened.next_header != NEXT_HEADER_IPV4 {
+            return Err(EspError::Malformed);
+        }
+        Ok(opened.inner)
+    }
+
+    /// As [`InboundSa::open`], returning the next header too. Order (RFC 4303 §3.4): length and SPI checks, the
+    /// replay window check (cheap, before the ICV), ICV verification + decryption in place, only then the window
+    /// update, then the padding check (1, 2, 3, ...; §2.4). Errors map to drop counters, see [`EspError`].
+    pub fn open_packet<'a>(&mut self, packet: &'a mut [u8]) -> Result<Opened<'a>, EspError> {
         let (iv_len, icv_len) = (self.cipher.iv_len(), self.cipher.icv_len());
         let min = ESP_HEADER_LEN + iv_len + 2 + icv_len;
         if packet.len() < min {
@@ -206,8 +233,8 @@ impl InboundSa {
         })?;
         self.replay.update(seq);
         let n = ct.len();
-        let (pad, next) = (ct[n - 2] as usize, ct[n - 1]);
-        if next != NEXT_HEADER_IPV4 || pad + 2 > n {
+        let (pad, next_header) = (ct[n - 2] as usize, ct[n - 1]);
+        if pad + 2 > n {
             return Err(EspError::Malformed);
         }
         // RFC 4303 §2.4: padding is 1, 2, 3, ...
@@ -217,6 +244,57 @@ impl InboundSa {
         let inner_len = n - 2 - pad;
         self.packets += 1;
         self.bytes += inner_len as u64;
-        Ok(&packet[iv_end..iv_end + inner_len])
+        Ok(Opened { next_header, inner: &packet[iv_end..iv_end + inner_len] })
+    }
+}
+
+/// A verified, decrypted ESP packet.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Opened<'a> {
+    /// 4 for IPv4 (tunnel mode), 59 for a dummy packet (RFC 4303 §2.6).
+    pub next_header: u8,
+    /// The inner packet (without padding, pad length and next header).
+    pub inner: &'a [u8],
+}
+
+/// The inbound SAs of a relay (both tunnels, old and new SAs during a rekey), looked up by SPI. A few entries:
+/// a linear scan, no hashing and no allocation per packet.
+#[derive(Default)]
+pub struct SaTable {
+    sas: Vec<InboundSa>,
+}
+
+impl SaTable {
+    pub fn new() -> Self {
+        SaTable::default()
+    }
+    /// Adds `sa`, replacing (and returning) one with the same SPI.
+    pub fn insert(&mut self, sa: InboundSa) -> Option<InboundSa> {
+        let old = self.remove(sa.spi());
+        self.sas.push(sa);
+        old
+    }
+    pub fn remove(&mut self, spi: u32) -> Option<InboundSa> {
+        let i = self.sas.iter().position(|s| s.spi() == spi)?;
+        Some(self.sas.swap_remove(i))
+    }
+    pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa> {
+        self.sas.iter_mut().find(|s| s.spi() == spi)
+    }
+    pub fn spis(&self) -> impl Iterator<Item = u32> + '_ {
+        self.sas.iter().map(InboundSa::spi)
+    }
+    pub fn len(&self) -> usize {
+        self.sas.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.sas.is_empty()
+    }
+    /// Finds the SA by the packet's SPI ([`EspError::UnknownSpi`] if none; [`EspError::Malformed`] if shorter
+    /// than an ESP header) and opens the packet with it: returns the SPI and the inner IPv4 packet.
+    pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<(u32, &'a [u8]), EspError> {
+        let Demux::Esp { spi } = classify(packet) else { return Err(EspError::Malformed) };
+        let sa = self.get_mut(spi).ok_or(EspError::UnknownSpi)?;
+        Ok((spi, sa.open(packet)?))
     }
 }

@@ -9,7 +9,8 @@ pub struct ReplayWindow {
 }
 
 impl ReplayWindow {
-    /// `size` packets, clamped to 64..=4096 and rounded up to a multiple of 64.
+    /// `size` packets, clamped to 64..=4096 and rounded up to a multiple of 64 (AWS: 64..=2048, default 1024).
+    /// The bitmap is allocated here, once.
     pub fn new(size: u32) -> Self {
         let size = size.clamp(64, 4096).div_ceil(64) * 64;
         ReplayWindow { size, top: 0, bits: vec![0; (size / 64) as usize] }
@@ -42,9 +43,18 @@ impl ReplayWindow {
             if shift >= self.size {
                 self.bits.iter_mut().for_each(|b| *b = 0);
             } else {
-                for s in self.top + 1..seq {
-                    let (w, m) = self.bit(s);
-                    self.bits[w] &= !m;
+                // Clear the slots of the skipped numbers (top+1 .. seq), whole words where aligned: the
+                // window size is a multiple of 64, so an aligned word never wraps around the ring.
+                let mut s = self.top.wrapping_add(1);
+                while s < seq {
+                    let i = (s % self.size) as usize;
+                    if i.is_multiple_of(64) && seq - s >= 64 {
+                        self.bits[i / 64] = 0;
+                        s += 64;
+                    } else {
+                        self.bits[i / 64] &= !(1u64 << (i % 64));
+                        s += 1;
+                    }
                 }
             }
             self.top = seq;
