@@ -222,8 +222,21 @@ async fn observe_pod(ctx: &Context, ns: &str, c: &Children) -> Result<Outcome, E
     Ok(pod_outcome(&list.items))
 }
 
-/// Pure: why the relay pod is not available.
+/// Pure: the relay pod's state as the operator reports it. A pod whose container runs counts as available even
+/// when its readiness probe fails: the relay then reports Ready/Degraded itself (with the real reason, e.g. both
+/// tunnels down), and the operator must not overwrite that.
 pub fn pod_outcome(pods: &[Pod]) -> Outcome {
+    let running = |p: &Pod| {
+        let st = p.status.as_ref();
+        p.metadata.deletion_timestamp.is_none()
+            && st.and_then(|s| s.phase.as_deref()) == Some("Running")
+            && st.and_then(|s| s.container_statuses.as_ref()).is_some_and(|cs| {
+                !cs.is_empty() && cs.iter().all(|c| c.state.as_ref().is_some_and(|s| s.running.is_some()))
+            })
+    };
+    if pods.iter().any(running) {
+        return Outcome::PodAvailable;
+    }
     let Some(pod) = pods.first() else {
         return Outcome::PodNotReady {
             reason: "PodPending".into(),
@@ -299,4 +312,31 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}...", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(v: serde_json::Value) -> Pod {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn running_unready_pod_leaves_ready_to_the_relay() {
+        let p = pod(json!({"metadata": {"name": "r"}, "status": {"phase": "Running",
+            "conditions": [{"type": "Ready", "status": "False"}],
+            "containerStatuses": [{"name": "relay", "image": "i", "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"running": {}}}]}}));
+        assert_eq!(pod_outcome(&[p]), Outcome::PodAvailable);
+    }
+
+    #[test]
+    fn waiting_container_and_missing_pod_explain_themselves() {
+        let p = pod(json!({"metadata": {"name": "r"}, "status": {"phase": "Pending",
+            "containerStatuses": [{"name": "relay", "image": "i", "imageID": "", "ready": false, "restartCount": 2,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}}}]}}));
+        assert!(matches!(pod_outcome(&[p]), Outcome::PodNotReady { reason, .. } if reason == "CrashLoopBackOff"));
+        assert!(matches!(pod_outcome(&[]), Outcome::PodNotReady { reason, .. } if reason == "PodPending"));
+    }
 }
