@@ -118,6 +118,11 @@ impl OutboundSa {
     pub fn counters(&self) -> (u64, u64) {
         (self.packets, self.bytes)
     }
+    /// The last sequence number sent (0 before the first packet); at `u32::MAX` [`OutboundSa::seal`] refuses
+    /// to continue. Rekey before that (e.g. when it passes `0xF000_0000`).
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
 
     /// Writes the ESP packet for `inner` (an IPv4 packet, at most the tunnel MTU: fragment first) into `out`;
     /// returns its length (`inner.len() + overhead(..)`). Layout: SPI | seq | IV | inner | padding 1, 2, 3, ... |
@@ -296,5 +301,27 @@ impl SaTable {
         let Demux::Esp { spi } = classify(packet) else { return Err(EspError::Malformed) };
         let sa = self.get_mut(spi).ok_or(EspError::UnknownSpi)?;
         Ok((spi, sa.open(packet)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotrelay_crypto::SeededRandom;
+
+    #[test]
+    fn sequence_number_never_wraps() {
+        let c = SaCipher::new(Encr::AesGcm16_128, None, &[0u8; 20], &[]).unwrap();
+        let mut sa = OutboundSa::new(9, c);
+        sa.seq = u64::from(u32::MAX) - 1;
+        let mut buf = [0u8; 128];
+        let mut rng = SeededRandom::new(0);
+        let n = sa.seal(&[0x45; 20], &mut rng, &mut buf).unwrap();
+        assert_eq!(&buf[4..8], &[0xff; 4], "the last sequence number is 2^32 - 1");
+        assert_eq!(&buf[8..16], &u64::from(u32::MAX).to_be_bytes(), "GCM IV = the counter");
+        assert!(n > 0);
+        assert_eq!(sa.seal(&[0x45; 20], &mut rng, &mut buf), Err(EspError::SequenceExhausted));
+        assert_eq!(sa.sequence(), u64::from(u32::MAX));
+        assert_eq!(sa.counters().0, 1);
     }
 }

@@ -233,3 +233,34 @@ fn open_packet_reports_next_header() {
     let opened = i.open_packet(&mut buf[..n]).unwrap();
     assert_eq!((opened.next_header, opened.inner), (NEXT_HEADER_IPV4, &inner[..]));
 }
+
+/// For every suite and outer MTU: a packet of exactly `tunnel_mtu` fits the outer MTU as ESP-in-UDP-in-IPv4,
+/// and one octet more would not (unless capped at AWS's 1446).
+#[test]
+fn tunnel_mtu_is_the_largest_that_fits_for_every_suite() {
+    use iotrelay_crypto::Integ;
+    let mut suites = vec![(Encr::AesGcm16_128, None), (Encr::AesGcm16_256, None)];
+    for e in [Encr::AesCbc128, Encr::AesCbc256] {
+        for i in Integ::ALL {
+            suites.push((e, Some(i)));
+        }
+    }
+    let mut buf = vec![0u8; 2000];
+    let mut rng = SeededRandom::new(3);
+    for (encr, integ) in suites {
+        let ek = vec![1u8; encr.key_material_len()];
+        let ik = vec![2u8; integ.map_or(0, |i| i.key_len())];
+        let mut sa = OutboundSa::new(1, SaCipher::new(encr, integ, &ek, &ik).unwrap());
+        for outer in (576..=1600).step_by(7) {
+            let m = tunnel_mtu(encr, integ, outer);
+            let n = sa.seal(&vec![0x45; m], &mut rng, &mut buf).unwrap();
+            assert!(20 + 8 + n <= outer, "{encr:?} {integ:?} outer {outer}: {m} does not fit");
+            if m < AWS_MAX_INNER_MTU {
+                let n = sa.seal(&vec![0x45; m + 1], &mut rng, &mut buf).unwrap();
+                assert!(20 + 8 + n > outer, "{encr:?} {integ:?} outer {outer}: {m} is not the largest");
+            } else {
+                assert_eq!(m, AWS_MAX_INNER_MTU);
+            }
+        }
+    }
+}
