@@ -33,6 +33,10 @@ fn accepts_the_api_md_example_and_a_minimal_relay() {
         }
     });
     assert_eq!(errors(&minimal), Vec::<String>::new());
+    for v in [example(), minimal] {
+        let spec: iotrelay_api::IotRelaySpec = serde_json::from_value(v["spec"].clone()).unwrap();
+        assert!(iotrelay_api::validate(&spec).is_ok(), "CEL accepts but validate() rejects");
+    }
 }
 
 #[test]
@@ -71,6 +75,9 @@ fn rejects_each_rule() {
         edit(&mut v);
         let errs = errors(&v);
         assert!(errs.iter().any(|e| e.contains(want)), "want {want:?}, got {errs:?}");
+        // Parity: the pure validator (standalone mode, operator) rejects the same input.
+        let spec: iotrelay_api::IotRelaySpec = serde_json::from_value(v["spec"].clone()).unwrap();
+        assert!(iotrelay_api::validate(&spec).is_err(), "CEL rejects ({want}) but validate() accepts");
     }
 }
 
