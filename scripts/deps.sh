@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 mkdir -p "$IOTRELAY_CACHE/bin"
 
 apt_pkgs=(strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-          iproute2 iptables socat tcpdump iperf3 jq lua5.4 procps psmisc openssl curl)
+          iproute2 iptables socat tcpdump iperf3 jq lua5.4 python3-yaml procps psmisc openssl curl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
