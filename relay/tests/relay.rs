@@ -198,3 +198,58 @@ fn set_forwards_keeps_unchanged_forwards_undisturbed() {
     r.set_forwards(vec![fwd("a", 7000, &["0.0.0.0/0"], t2, 30)]);
     assert_eq!(r.session_count(), 0);
 }
+
+/// The whole sans-IO path the sidecar wires up: client datagram → relay → fragment → ESP seal → (tunnel) → ESP
+/// open → reassembly → the "device" replies → ESP → relay → back to the client.
+#[test]
+fn end_to_end_through_esp_with_fragmentation() {
+    use iotrelay_crypto::{Encr, Integ, SaCipher, SeededRandom};
+    use iotrelay_esp::{InboundSa, OutboundSa, SaTable, tunnel_mtu};
+    let (encr, integ) = (Encr::AesCbc128, Some(Integ::HmacSha1_96));
+    let c = || SaCipher::new(encr, integ, &[1; 16], &[2; 20]).unwrap();
+    let (mut to_aws, mut from_aws) = (OutboundSa::new(0x100, c()), OutboundSa::new(0x200, c()));
+    let (mut aws_in, mut relay_in) = (SaTable::new(), SaTable::new());
+    aws_in.insert(InboundSa::new(0x100, c(), 1024));
+    relay_in.insert(InboundSa::new(0x200, c(), 1024));
+    let mtu = tunnel_mtu(encr, integ, 1500);
+    let mut rng = SeededRandom::new(1);
+    let (mut r, id) = relay();
+    let request: Vec<u8> = (0..4000u32).map(|i| i as u8).collect();
+
+    // Relay side: build, fragment, seal.
+    let mut inner = vec![0u8; 65535];
+    let n = r.on_client_datagram(secs(1), id, client(1, 5000), &request, &mut inner).unwrap();
+    let mut wire = Vec::new();
+    let mut f = ipv4::Fragmenter::new(&inner[..n], mtu).unwrap();
+    let mut frag = vec![0u8; mtu];
+    while let Some(len) = f.next_into(&mut frag).unwrap() {
+        let mut esp = vec![0u8; 2000];
+        let m = to_aws.seal(&frag[..len], &mut rng, &mut esp).unwrap();
+        assert!(m + 28 <= 1500, "each ESP-in-UDP packet fits a 1500 MTU");
+        wire.push(esp[..m].to_vec());
+    }
+    assert_eq!(wire.len(), 3);
+    // "AWS" side: open, reassemble (reversed order), the device sees the request and answers.
+    let mut reasm = ipv4::Reassembler::default();
+    let mut got = None;
+    for pkt in wire.iter_mut().rev() {
+        let (_, plain) = aws_in.open(pkt).unwrap();
+        if let Some(d) = reasm.push(secs(1), plain).unwrap() {
+            got = Some(d.to_vec());
+        }
+    }
+    let got = got.unwrap();
+    let req = ipv4::parse_udp(&got).unwrap();
+    assert_eq!((req.dst, req.dport, req.payload), (*TARGET.ip(), TARGET.port(), &request[..]));
+    let answer = ipv4::build_udp_vec(req.dst, req.dport, req.src, req.sport, b"pong");
+    let mut esp = vec![0u8; 2000];
+    let m = from_aws.seal(&answer, &mut rng, &mut esp).unwrap();
+    // Relay side again.
+    let (_, plain) = relay_in.open(&mut esp[..m]).unwrap();
+    let mut reasm = ipv4::Reassembler::default();
+    let pkt = reasm.push(secs(2), plain).unwrap().unwrap();
+    let d = r.on_inner_packet(secs(2), pkt).unwrap();
+    assert_eq!((d.client, d.listen_port, d.payload), (client(1, 5000), 7000, &b"pong"[..]));
+    let s = r.stats(id).unwrap();
+    assert_eq!((s.packets_in, s.packets_out, s.sessions), (1, 1, 1));
+}
