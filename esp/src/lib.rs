@@ -3,7 +3,13 @@
 //! - [`classify`] demultiplexes what arrives on UDP 4500: NAT-T keepalive, IKE (behind the non-ESP marker), ESP.
 //! - [`OutboundSa::seal`] / [`InboundSa::open`] protect inner IPv4 packets in caller-provided buffers (no heap
 //!   allocation per packet); the anti-replay window is checked before the ICV and updated after it.
-//! - [`ipv4`] builds and parses the inner IPv4/UDP packets of the relay, with checksums.
+//! - [`SaTable`] finds the inbound SA by SPI (both tunnels, old and new SAs during rekeys).
+//! - [`ipv4`] builds and parses the inner IPv4/UDP packets of the relay, with checksums; [`ipv4::Fragmenter`]
+//!   fragments inner packets to [`tunnel_mtu`] BEFORE encryption; [`ipv4::Reassembler`] reassembles inbound
+//!   fragments with bounded memory and time.
+//! - Errors ([`EspError`]) map one-to-one to the `datapath.drops` counters of the status API.
+//!
+//! See `esp/README.md` for how the sidecar wires this to its UDP 4500 socket.
 //!
 //! ```
 //! use iotrelay_crypto::{Encr, SaCipher, SeededRandom};
