@@ -203,3 +203,75 @@ macro_rules! ecdh_fn {
 ecdh_fn!(ecdh_p256, p256);
 ecdh_fn!(ecdh_p384, p384);
 ecdh_fn!(ecdh_p521, p521);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SeededRandom;
+
+    fn be(v: &BoxedUint, len: usize) -> Vec<u8> {
+        let bytes = v.to_be_bytes();
+        bytes[bytes.len() - len..].to_vec()
+    }
+
+    /// The exact boundary values for every MODP group: 0, 1, p-1, p (and p+1 where it fits) are rejected; 2 and
+    /// p-2 are in range (accepted for groups 2-18, where every value in range is allowed).
+    #[test]
+    fn modp_boundaries_for_every_group() {
+        let mut rng = SeededRandom::new(3);
+        for group in DhGroup::ALL {
+            let Some(m) = modp(group) else { continue };
+            let n = group.public_len();
+            let one = BoxedUint::one_with_precision(m.bits);
+            let p = m.p.as_ref().clone();
+            let a = group.generate(&mut rng);
+            for (name, v) in [
+                ("0", BoxedUint::zero_with_precision(m.bits)),
+                ("1", one.clone()),
+                ("p-1", p.wrapping_sub(&one)),
+                ("p", p.clone()),
+            ] {
+                let r = a.shared_secret(&be(&v, n));
+                assert_eq!(
+                    r,
+                    Err(CryptoError::InvalidPublicValue("out of range (must be 1 < y < p-1)")),
+                    "{group:?} {name}"
+                );
+            }
+            let p_plus_1 = p.wrapping_add(&one);
+            if p_plus_1 > p {
+                assert!(a.shared_secret(&be(&p_plus_1, n)).is_err(), "{group:?} p+1");
+            }
+            let two = one.wrapping_add(&one);
+            let p_minus_2 = p.wrapping_sub(&two);
+            if m.q.is_none() {
+                assert!(a.shared_secret(&be(&two, n)).is_ok(), "{group:?} 2");
+                assert!(a.shared_secret(&be(&p_minus_2, n)).is_ok(), "{group:?} p-2");
+            } else {
+                // p-1 has order 2, so p-2 = -2 is (for these primes) outside the q-subgroup: rejected.
+                assert_eq!(
+                    a.shared_secret(&be(&p_minus_2, n)),
+                    Err(CryptoError::InvalidPublicValue("not in the prime-order subgroup")),
+                    "{group:?} p-2"
+                );
+                // The generator is in the subgroup.
+                assert!(a.shared_secret(&be(&m.g, n)).is_ok(), "{group:?} g");
+            }
+        }
+    }
+
+    #[test]
+    fn modp_private_exponent_width() {
+        let mut rng = SeededRandom::new(4);
+        for group in DhGroup::ALL {
+            let Some(m) = modp(group) else { continue };
+            let s = group.generate(&mut rng);
+            let Private::Modp { x, exp_bits } = &s.private else { panic!("{group:?}: not a MODP key") };
+            assert!(x.bits() <= *exp_bits && x.bits() > exp_bits - 16, "{group:?}: {} bits", x.bits());
+            assert!(*exp_bits >= 160, "{group:?}");
+            if let Some(q) = &m.q {
+                assert!(x < q, "{group:?}: x < q");
+            }
+        }
+    }
+}

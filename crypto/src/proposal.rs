@@ -84,74 +84,114 @@ fn push<T: PartialEq>(v: &mut Vec<T>, x: T) {
     }
 }
 
-struct Parsed {
+struct Parsed<'a> {
     encr: Vec<Encr>,
     integ: Vec<Integ>,
     prf: Vec<Prf>,
     dh: Vec<DhGroup>,
-    noesn: bool,
+    /// The first token of each kind as written (for error messages), and the last token.
+    encr_tok: &'a str,
+    integ_tok: Option<&'a str>,
+    prf_tok: Option<&'a str>,
+    noesn_tok: Option<&'a str>,
+    last_tok: &'a str,
 }
 
-fn parse_tokens(s: &str) -> Result<Parsed, ProposalError> {
-    let err =
-        |token: &str, reason: &'static str| ProposalError { proposal: s.to_string(), token: token.to_string(), reason };
-    if s.trim().is_empty() {
-        return Err(err("", "empty"));
+fn error(proposal: &str, token: &str, reason: &'static str) -> ProposalError {
+    ProposalError { proposal: proposal.to_string(), token: token.to_string(), reason }
+}
+
+fn parse_tokens(s: &str) -> Result<Parsed<'_>, ProposalError> {
+    let err = |token: &str, reason: &'static str| error(s, token, reason);
+    let trimmed = s.trim();
+    if trimmed.is_empty() {
+        return Err(err("", "empty proposal:"));
     }
-    let mut p = Parsed { encr: vec![], integ: vec![], prf: vec![], dh: vec![], noesn: false };
-    for t in s.trim().split('-') {
+    let mut p = Parsed {
+        encr: vec![],
+        integ: vec![],
+        prf: vec![],
+        dh: vec![],
+        encr_tok: "",
+        integ_tok: None,
+        prf_tok: None,
+        noesn_tok: None,
+        last_tok: "",
+    };
+    let mut first_tok = None;
+    let mut kind_tok: Option<(&str, bool)> = None;
+    for t in trimmed.split('-') {
+        first_tok.get_or_insert(t);
+        p.last_tok = t;
         let lower = t.to_ascii_lowercase();
         match token(&lower) {
-            Some(Token::Encr(e)) => push(&mut p.encr, e),
-            Some(Token::Integ(i)) => push(&mut p.integ, i),
-            Some(Token::Prf(f)) => push(&mut p.prf, f),
+            Some(Token::Encr(e)) => {
+                match kind_tok {
+                    None => kind_tok = Some((t, e.is_aead())),
+                    Some((_, aead)) if aead != e.is_aead() => {
+                        return Err(err(t, "AEAD (gcm) and non-AEAD encryption in one proposal (split it in two):"));
+                    }
+                    Some(_) => {}
+                }
+                push(&mut p.encr, e)
+            }
+            Some(Token::Integ(i)) => {
+                p.integ_tok.get_or_insert(t);
+                push(&mut p.integ, i)
+            }
+            Some(Token::Prf(f)) => {
+                p.prf_tok.get_or_insert(t);
+                push(&mut p.prf, f)
+            }
             Some(Token::Dh(g)) => push(&mut p.dh, g),
-            Some(Token::NoEsn) => p.noesn = true,
+            Some(Token::NoEsn) => {
+                p.noesn_tok.get_or_insert(t);
+            }
             None if lower == "esn" => return Err(err(t, "extended sequence numbers are not supported:")),
-            None if t.is_empty() => return Err(err(t, "empty algorithm")),
+            None if t.is_empty() => return Err(err(t, "empty algorithm (two dashes in a row?)")),
             None => return Err(err(t, "unknown algorithm")),
         }
     }
-    if p.encr.is_empty() {
-        return Err(err(s, "no encryption algorithm (e.g. aes128, aes256gcm16)"));
-    }
-    let aead = p.encr.iter().filter(|e| e.is_aead()).count();
-    if aead != 0 && aead != p.encr.len() {
-        return Err(err(s, "mixes AEAD (gcm) and non-AEAD encryption in one proposal; split it in two:"));
+    match kind_tok {
+        Some((t, _)) => p.encr_tok = t,
+        None => {
+            return Err(err(first_tok.unwrap_or(""), "no encryption algorithm (e.g. aes128, aes256gcm16) before"));
+        }
     }
     Ok(p)
 }
 
 impl IkeProposal {
     /// Parses strongSwan syntax. Rules: at least one encryption algorithm; at least one PRF (explicit or implied by
-    /// an integrity token); at least one DH group; integrity required with CBC. With GCM, integrity tokens name
-    /// PRFs (as strongSwan reads `aes256gcm16-sha384-ecp384`).
+    /// an integrity token); at least one DH group; integrity required with CBC and not allowed with only GCM.
+    /// AEAD and non-AEAD encryption cannot be mixed in one proposal (write two). Duplicates are dropped; order is
+    /// preference order. Tokens are case-insensitive.
     pub fn parse(s: &str) -> Result<Self, ProposalError> {
         let mut p = parse_tokens(s)?;
-        let err = |reason: &'static str| ProposalError { proposal: s.to_string(), token: s.to_string(), reason };
-        if p.noesn {
-            return Err(ProposalError {
-                proposal: s.to_string(),
-                token: "noesn".into(),
-                reason: "ESN is an ESP option, not IKE:",
-            });
+        if let Some(t) = p.noesn_tok {
+            return Err(error(s, t, "ESN is an ESP option, not IKE:"));
         }
-        let aead = p.encr[0].is_aead();
+        if p.encr[0].is_aead() {
+            if let Some(t) = p.integ_tok {
+                return Err(error(
+                    s,
+                    t,
+                    "an integrity algorithm is not allowed with AES-GCM (write prfsha* for the PRF):",
+                ));
+            }
+        } else if p.integ.is_empty() {
+            return Err(error(s, p.encr_tok, "no integrity algorithm (e.g. sha256) for"));
+        }
         if p.prf.is_empty() {
             for i in &p.integ {
                 push(&mut p.prf, prf_for(*i));
             }
         }
-        if aead {
-            p.integ.clear();
-        } else if p.integ.is_empty() {
-            return Err(err("no integrity algorithm (e.g. sha256) for AES-CBC in"));
-        }
         if p.prf.is_empty() {
-            return Err(err("no PRF (e.g. prfsha256) in"));
+            return Err(error(s, p.encr_tok, "no PRF (e.g. prfsha256) for"));
         }
         if p.dh.is_empty() {
-            return Err(err("no Diffie-Hellman group (e.g. modp2048, ecp256) in"));
+            return Err(error(s, p.last_tok, "no Diffie-Hellman group (e.g. modp2048, ecp256) after"));
         }
         Ok(IkeProposal { encr: p.encr, integ: p.integ, prf: p.prf, dh: p.dh })
     }
@@ -167,6 +207,16 @@ impl IkeProposal {
     }
 }
 
+/// [`IkeProposal::parse_list`] for a configuration's list of strings.
+pub fn ike_proposals_from(list: &[String]) -> Result<Vec<IkeProposal>, ProposalError> {
+    IkeProposal::parse_list(list)
+}
+
+/// [`EspProposal::parse_list`] for a configuration's list of strings.
+pub fn esp_proposals_from(list: &[String]) -> Result<Vec<EspProposal>, ProposalError> {
+    EspProposal::parse_list(list)
+}
+
 fn prf_for(i: Integ) -> Prf {
     match i {
         Integ::HmacSha1_96 => Prf::HmacSha1,
@@ -177,23 +227,20 @@ fn prf_for(i: Integ) -> Prf {
 }
 
 impl EspProposal {
-    /// Parses strongSwan syntax. Integrity required with CBC, not allowed with only GCM; DH optional (PFS).
+    /// Parses strongSwan syntax. Integrity required with CBC, not allowed with only GCM; DH optional (PFS); no PRF;
+    /// `noesn` accepted (and implied: ESN is not supported), `esn` rejected. AEAD and non-AEAD encryption cannot
+    /// be mixed in one proposal. Duplicates are dropped; order is preference order. Tokens are case-insensitive.
     pub fn parse(s: &str) -> Result<Self, ProposalError> {
         let p = parse_tokens(s)?;
-        let err = |reason: &'static str| ProposalError { proposal: s.to_string(), token: s.to_string(), reason };
-        if let Some(f) = p.prf.first() {
-            return Err(ProposalError {
-                proposal: s.to_string(),
-                token: prf_token(*f).into(),
-                reason: "a PRF is an IKE algorithm, not ESP:",
-            });
+        if let Some(t) = p.prf_tok {
+            return Err(error(s, t, "a PRF is an IKE algorithm, not ESP:"));
         }
         if p.encr[0].is_aead() {
-            if !p.integ.is_empty() {
-                return Err(err("AES-GCM needs no integrity algorithm in"));
+            if let Some(t) = p.integ_tok {
+                return Err(error(s, t, "an integrity algorithm is not allowed with AES-GCM:"));
             }
         } else if p.integ.is_empty() {
-            return Err(err("no integrity algorithm (e.g. sha256) for AES-CBC in"));
+            return Err(error(s, p.encr_tok, "no integrity algorithm (e.g. sha256) for"));
         }
         Ok(EspProposal { encr: p.encr, integ: p.integ, dh: p.dh })
     }

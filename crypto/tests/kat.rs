@@ -346,7 +346,8 @@ fn proposals_parse_and_round_trip() {
     let p = IkeProposal::parse("aes256gcm16-prfsha384-ecp384").unwrap();
     assert!(p.integ.is_empty());
     assert_eq!(p.prf, vec![Prf::HmacSha384]);
-    assert_eq!(IkeProposal::parse("aes256gcm16-sha384-ecp384").unwrap().prf, vec![Prf::HmacSha384]);
+    // The contract: integrity is not allowed with only GCM (the PRF is written prfsha384).
+    assert_eq!(IkeProposal::parse("aes256gcm16-sha384-ecp384").unwrap_err().token, "sha384");
     for s in iotrelay_crypto::proposal::DEFAULT_IKE_PROPOSALS.iter().chain(
         ["aes256-sha256-modp2048", "aes128gcm16-prfsha256-ecp256", "aes256-sha512-prfsha256-curve25519-modp2048s256"]
             .iter(),
@@ -376,4 +377,34 @@ fn proposals_parse_and_round_trip() {
     assert!(EspProposal::parse("aes128-sha1-prfsha1").is_err(), "PRF in ESP");
     assert!(IkeProposal::parse("").is_err());
     assert!(IkeProposal::parse("aes128--sha1-modp1024").is_err());
+    // Every error names the offending (or the nearest) token, and the whole proposal.
+    for (s, ike, token) in [
+        ("aes129-sha1-modp1024", true, "aes129"),
+        ("aes128-sha1-modp1023", true, "modp1023"),
+        ("aes128-sha1-modp1024-noesn", true, "noesn"),
+        ("aes128-modp1024", true, "aes128"),
+        ("aes128-sha1", true, "sha1"),
+        ("sha1-modp1024", true, "sha1"),
+        ("aes128gcm16-ecp256", true, "aes128gcm16"),
+        ("aes128-aes128gcm16-sha1-modp1024", true, "aes128gcm16"),
+        ("aes128gcm16-aes256-sha1-modp1024", true, "aes256"),
+        ("aes128gcm16-sha1", false, "sha1"),
+        ("aes128-sha1-prfsha256", false, "prfsha256"),
+        ("aes256-modp2048", false, "aes256"),
+        ("AES128-SHA1-esn", false, "esn"),
+    ] {
+        let e = if ike { IkeProposal::parse(s).unwrap_err() } else { EspProposal::parse(s).unwrap_err() };
+        assert_eq!((e.token.as_str(), e.proposal.as_str()), (token, s), "{e}");
+        assert!(e.to_string().contains(&format!("{token:?} in proposal {s:?}")), "{e}");
+    }
+    assert_eq!(
+        IkeProposal::parse("aes129-sha1-modp1024").unwrap_err().to_string(),
+        r#"unknown algorithm "aes129" in proposal "aes129-sha1-modp1024""#
+    );
+    // Case-insensitive, duplicates dropped, canonical output.
+    let p = IkeProposal::parse("AES256-aes256-SHA256-modp2048").unwrap();
+    assert_eq!(p.to_string(), "aes256-sha256-prfsha256-modp2048");
+    let list = iotrelay_crypto::proposal::ike_proposals_from(&["aes128-sha1-modp1024".to_string()]).unwrap();
+    assert_eq!(list[0].dh, vec![DhGroup::Modp1024]);
+    assert!(iotrelay_crypto::proposal::esp_proposals_from(&["aes128".to_string()]).is_err());
 }
