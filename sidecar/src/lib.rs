@@ -1,1 +1,10 @@
-//! iotrelay-sidecar (work in progress).
+//! iotrelay-sidecar: the relay process. The only crate doing I/O: it owns the sockets, the clock and the OS RNG,
+//! and drives the sans-IO IKEv2 engine, the ESP SAs and the UDP relay from one owner task.
+
+pub mod admin;
+pub mod config;
+pub mod datapath;
+pub mod demux;
+pub mod kube;
+pub mod run;
+pub mod status;

@@ -1,0 +1,228 @@
+//! Config mapping (pure): an `IotRelay` spec plus Secret values in, one `ikev2::Config` per tunnel out.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use iotrelay_api::standalone::SecretValues;
+use iotrelay_api::validate::Identity as ApiIdentity;
+use iotrelay_api::{FieldError, IotRelaySpec, StartupAction as ApiStartup, ValidatedSpec, parse_duration, validate};
+use iotrelay_ikev2::{Config, Identity, StartupAction};
+use zeroize::Zeroizing;
+
+/// Env var that allows lifetimes below AWS's 900 s minimum. Test-only: rekeys can then be exercised in seconds.
+pub const UNSAFE_SHORT_LIFETIMES_ENV: &str = "IOTRELAY_UNSAFE_SHORT_LIFETIMES";
+
+/// Why a configuration cannot be used. Never contains a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{}", join_fields(.0))]
+    Invalid(Vec<FieldError>),
+    #[error("Secret {name:?} has no key {key:?} (referenced by spec.tunnels[{tunnel}].preSharedKeySecretRef)")]
+    MissingSecretKey { name: String, key: String, tunnel: usize },
+    #[error("Secret {name:?} key {key:?}: the pre-shared key is empty")]
+    EmptySecretKey { name: String, key: String },
+}
+
+fn join_fields(errs: &[FieldError]) -> String {
+    errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n")
+}
+
+fn field(path: &str, message: &str) -> FieldError {
+    FieldError { path: path.into(), message: message.into() }
+}
+
+/// Validates the spec. With `allow_short_lifetimes`, IKE/ESP lifetimes below AWS's 900 s minimum are accepted
+/// (every other rule still applies, including ESP lifetime < IKE lifetime).
+pub fn validate_spec(spec: &IotRelaySpec, allow_short_lifetimes: bool) -> Result<ValidatedSpec, ConfigError> {
+    let floor = Duration::from_secs(900);
+    let ike = parse_duration(&spec.ike.lifetime).ok();
+    let esp = parse_duration(&spec.esp.lifetime).ok();
+    let short = ike.is_some_and(|d| d < floor) || esp.is_some_and(|d| d < floor);
+    let (true, true, Some(ike), Some(esp)) = (allow_short_lifetimes, short, ike, esp) else {
+        return validate(spec).map_err(ConfigError::Invalid);
+    };
+    // Validate with in-range placeholders, then put the short values back.
+    let mut s = spec.clone();
+    s.ike.lifetime = "8h".into();
+    s.esp.lifetime = "1h".into();
+    let mut v = validate(&s).map_err(ConfigError::Invalid)?;
+    let mut errs = Vec::new();
+    if ike < Duration::from_secs(10) || ike > Duration::from_secs(8 * 3600) {
+        errs.push(field("spec.ike.lifetime", "must be between 10s (test-only minimum) and 8h"));
+    }
+    if esp < Duration::from_secs(5) || esp > Duration::from_secs(3600) {
+        errs.push(field("spec.esp.lifetime", "must be between 5s (test-only minimum) and 1h"));
+    }
+    if esp >= ike {
+        errs.push(field("spec.esp.lifetime", "must be shorter than ike.lifetime"));
+    }
+    if !errs.is_empty() {
+        return Err(ConfigError::Invalid(errs));
+    }
+    v.ike.lifetime = ike;
+    v.esp.lifetime = esp;
+    Ok(v)
+}
+
+/// True when the lifetimes are below AWS's minimum (only possible with the unsafe env var).
+pub fn has_short_lifetimes(v: &ValidatedSpec) -> bool {
+    v.ike.lifetime < Duration::from_secs(900) || v.esp.lifetime < Duration::from_secs(900)
+}
+
+/// The PSK of each tunnel, in spec order.
+pub fn tunnel_psks(v: &ValidatedSpec, secrets: &SecretValues) -> Result<Vec<Zeroizing<Vec<u8>>>, ConfigError> {
+    v.tunnels
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let key = (t.psk.name.clone(), t.psk.key.clone());
+            match secrets.get(&key) {
+                None => Err(ConfigError::MissingSecretKey { name: key.0, key: key.1, tunnel: i }),
+                Some(v) if v.is_empty() => Err(ConfigError::EmptySecretKey { name: key.0, key: key.1 }),
+                Some(v) => Ok(Zeroizing::new(v.as_slice().to_vec())),
+            }
+        })
+        .collect()
+}
+
+/// A rekey margin no larger than `default` and at most 30 % of the lifetime (short test lifetimes).
+fn margin(lifetime: Duration, default: Duration) -> Duration {
+    default.min(lifetime.mul_f64(0.3))
+}
+
+/// The engine configuration of one tunnel. `local` is the outside address IKE is sent from (used as the identity
+/// when neither `localIdentity` nor `localAddress` is set).
+pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -> Config {
+    let id = match &v.local_identity {
+        Some(ApiIdentity::Ipv4(a)) => Identity::Ipv4(*a),
+        Some(ApiIdentity::Fqdn(s)) => Identity::Fqdn(s.clone()),
+        None => Identity::Ipv4(local),
+    };
+    let mut c = Config::aws_defaults(psk, id);
+    c.ike_proposals = v.ike.proposals.clone();
+    c.esp_proposals = v.esp.proposals.clone();
+    c.ike_lifetime = v.ike.lifetime;
+    c.child_lifetime = v.esp.lifetime;
+    c.ike_rekey_margin = margin(v.ike.lifetime, c.ike_rekey_margin);
+    c.child_rekey_margin = margin(v.esp.lifetime, c.child_rekey_margin);
+    c.rekey_fuzz = c.rekey_fuzz.min(v.esp.lifetime.mul_f64(0.1));
+    c.dpd_interval = v.ike.dpd_interval;
+    c.dpd_timeout = v.ike.dpd_timeout;
+    c.startup = match v.ike.startup_action {
+        ApiStartup::Start => StartupAction::Start,
+        ApiStartup::Add => StartupAction::Add,
+    };
+    c.force_encap = true;
+    c.initial_contact = true;
+    c
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use iotrelay_api::standalone::load_yaml;
+    use iotrelay_ikev2::Ipv4Prefix;
+
+    pub const SAMPLE: &str = r#"
+apiVersion: iotrelay.dev/v1alpha1
+kind: IotRelay
+metadata: {name: plant-7, namespace: iot}
+spec:
+  insideAddress: 100.127.0.1
+  remoteSubnets: ["100.64.0.0/16"]
+  tunnels:
+  - name: tunnel1
+    peerAddress: 198.51.100.2
+    preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}
+  - name: tunnel2
+    peerAddress: 198.51.100.3
+    preSharedKeySecretRef: {name: aws-vpn, key: tunnel2}
+  ike:
+    proposals: ["aes128-sha1-modp1024"]
+    lifetime: LIFE_IKE
+    startupAction: Add
+  esp:
+    proposals: ["aes128-sha1-modp1024"]
+    lifetime: LIFE_ESP
+  forwards:
+  - name: admin
+    listenPort: PORT
+    allowedSources: ["203.0.113.10/32"]
+    target: {address: 100.64.1.10, port: 7000}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-vpn, namespace: iot}
+stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
+"#;
+
+    pub fn sample(ike: &str, esp: &str, port: &str) -> String {
+        SAMPLE.replace("LIFE_IKE", ike).replace("LIFE_ESP", esp).replace("PORT", port)
+    }
+
+    #[test]
+    fn maps_spec_to_engine_config() {
+        let (relay, secrets) = load_yaml(&sample("8h", "1h", "7000")).unwrap();
+        let v = validate_spec(&relay.spec, false).unwrap();
+        let psks = tunnel_psks(&v, &secrets).unwrap();
+        assert_eq!(psks[1].as_slice(), b"psk_two_12345");
+        let local = Ipv4Addr::new(192, 0, 2, 1);
+        let c = ike_config(&v, psks[0].clone(), local);
+        assert_eq!(c.local_id, Identity::Ipv4(local));
+        assert_eq!(c.startup, StartupAction::Add);
+        assert_eq!(c.ike_lifetime, Duration::from_secs(8 * 3600));
+        assert_eq!(c.child_lifetime, Duration::from_secs(3600));
+        assert_eq!(c.ike_proposals.len(), 1);
+        assert_eq!(c.esp_proposals.len(), 1);
+        assert!(c.force_encap && c.initial_contact);
+        let any = Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
+        assert_eq!(c.local_ts, vec![any]);
+        assert_eq!(c.remote_ts, vec![any]);
+        assert_eq!(c.child_rekey_margin, Duration::from_secs(9 * 60));
+        assert!(c.child_rekey_margin + c.rekey_fuzz < c.child_lifetime);
+        assert_eq!(c.dpd_interval, Duration::from_secs(10));
+        assert_eq!(c.dpd_timeout, Duration::from_secs(30));
+        assert!(!format!("{c:?}").contains("psk_one"));
+    }
+
+    #[test]
+    fn local_identity_wins() {
+        let text = sample("8h", "1h", "7000").replace("  tunnels:", "  localIdentity: relay.example.com\n  tunnels:");
+        let (relay, _) = load_yaml(&text).unwrap();
+        let v = validate_spec(&relay.spec, false).unwrap();
+        let c = ike_config(&v, Zeroizing::new(b"x".to_vec()), Ipv4Addr::new(192, 0, 2, 1));
+        assert_eq!(c.local_id, Identity::Fqdn("relay.example.com".into()));
+    }
+
+    #[test]
+    fn bad_port_names_field_and_rule() {
+        let (relay, _) = load_yaml(&sample("8h", "1h", "70000")).unwrap();
+        let err = validate_spec(&relay.spec, false).unwrap_err().to_string();
+        assert!(err.contains("spec.forwards[0].listenPort"), "{err}");
+    }
+
+    #[test]
+    fn short_lifetimes_need_the_unsafe_switch() {
+        let (relay, _) = load_yaml(&sample("60s", "20s", "7000")).unwrap();
+        let err = validate_spec(&relay.spec, false).unwrap_err().to_string();
+        assert!(err.contains("spec.ike.lifetime"), "{err}");
+        let v = validate_spec(&relay.spec, true).unwrap();
+        assert!(has_short_lifetimes(&v));
+        assert_eq!(v.esp.lifetime, Duration::from_secs(20));
+        let c = ike_config(&v, Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!(c.child_rekey_margin, Duration::from_secs(6));
+        assert!(c.child_rekey_margin + c.rekey_fuzz < c.child_lifetime);
+        let (relay, _) = load_yaml(&sample("60s", "2m", "7000")).unwrap();
+        let err = validate_spec(&relay.spec, true).unwrap_err().to_string();
+        assert!(err.contains("spec.esp.lifetime: must be shorter"), "{err}");
+    }
+
+    #[test]
+    fn missing_secret_key_names_secret_and_key() {
+        let (relay, mut secrets) = load_yaml(&sample("8h", "1h", "7000")).unwrap();
+        secrets.remove(&("aws-vpn".to_string(), "tunnel2".to_string()));
+        let v = validate_spec(&relay.spec, false).unwrap();
+        let err = tunnel_psks(&v, &secrets).unwrap_err().to_string();
+        assert!(err.contains("\"aws-vpn\"") && err.contains("\"tunnel2\""), "{err}");
+    }
+}

@@ -1,0 +1,590 @@
+//! The owner of all protocol state: the IKE tunnels, the ESP SA tables and the relay sessions. No sockets and no
+//! clock here: the I/O shell (`run.rs`) feeds datagrams and the time in, and gets datagrams out through a
+//! [`Sink`]. That keeps the 4500 demux, the SA switching and the relay testable without a network.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use iotrelay_api::validate::ValidatedForward;
+use iotrelay_api::{DatapathDrops, ForwardDrops};
+use iotrelay_crypto::{RandomSource, SaCipher};
+use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
+use iotrelay_ikev2::{ChildSa, Config, Event, StartupAction, Tunnel, TunnelState};
+
+use crate::demux::{NATT_KEEPALIVE, frame_ike};
+use crate::status::{ChildCounters, ForwardSnapshot, TunnelSnapshot};
+
+pub const IKE_PORT: u16 = 500;
+pub const NATT_PORT: u16 = 4500;
+/// RFC 3948 §2.3: keep NAT mappings alive.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// Outer MTU assumed for ESP-in-UDP datagrams (Ethernet).
+pub const OUTER_MTU: usize = 1500;
+/// Scratch buffer size: an inner packet of up to 64 KiB plus ESP overhead.
+const SCRATCH: usize = 65536 + 512;
+
+/// Where a datagram leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// From local port 500 or 4500 to the peer.
+    Outside { local_port: u16, remote: SocketAddr },
+    /// From forward `index`'s listen socket back to a client.
+    Forward { index: usize, client: SocketAddrV4 },
+}
+
+/// Receives outgoing datagrams. Returns false when the datagram could not be queued (counted as a drop).
+pub trait Sink {
+    fn send(&mut self, out: Out, data: &[u8]) -> bool;
+}
+
+/// Something that happened, for logs, Events and status refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    SaEstablished { tunnel: String },
+    SaLost { tunnel: String, reason: &'static str, permanent: bool },
+    ChildRekeyed { tunnel: String },
+}
+
+struct TunnelSlot {
+    name: String,
+    peer: Ipv4Addr,
+    engine: Tunnel,
+    /// The current outbound SA and the inner MTU of its suite.
+    outbound: Option<(OutboundSa, usize)>,
+    /// Where ESP and 4500 IKE go (the peer's port may be NAT-mapped).
+    esp_remote: SocketAddr,
+    counters: ChildCounters,
+    next_keepalive: Duration,
+}
+
+struct Session {
+    forward: usize,
+    client: SocketAddrV4,
+    inside_port: u16,
+    last_seen: Duration,
+}
+
+struct ForwardSlot {
+    spec: ValidatedForward,
+    listening: bool,
+    packets_in: u64,
+    packets_out: u64,
+    drops: ForwardDrops,
+}
+
+/// All protocol state of one relay.
+pub struct Datapath {
+    inside: Ipv4Addr,
+    replay_window: u32,
+    tunnels: Vec<TunnelSlot>,
+    forwards: Vec<ForwardSlot>,
+    inbound: HashMap<u32, (usize, InboundSa)>,
+    sessions: HashMap<u16, Session>,
+    by_client: HashMap<(usize, SocketAddrV4), u16>,
+    next_port: u16,
+    next_ip_id: u16,
+    drops: DatapathDrops,
+    notices: Vec<Notice>,
+    /// Bumped on every state change (SA install/delete, tunnel up/down): status must be refreshed.
+    pub generation: u64,
+    scratch: Box<[u8]>,
+    scratch2: Box<[u8]>,
+}
+
+/// One tunnel to create: name, peer and engine configuration.
+pub struct TunnelPlan {
+    pub name: String,
+    pub peer: Ipv4Addr,
+    pub config: Config,
+}
+
+impl Datapath {
+    pub fn new(
+        inside: Ipv4Addr,
+        replay_window: u32,
+        local: Ipv4Addr,
+        tunnels: Vec<TunnelPlan>,
+        forwards: Vec<ValidatedForward>,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+    ) -> Datapath {
+        let tunnels = tunnels
+            .into_iter()
+            .map(|p| {
+                let start = p.config.startup == StartupAction::Start;
+                let mut engine = Tunnel::new(
+                    p.config,
+                    SocketAddr::new(local.into(), IKE_PORT),
+                    SocketAddr::new(p.peer.into(), IKE_PORT),
+                    now,
+                );
+                if start {
+                    engine.connect(now, rng);
+                }
+                TunnelSlot {
+                    name: p.name,
+                    peer: p.peer,
+                    engine,
+                    outbound: None,
+                    esp_remote: SocketAddr::new(p.peer.into(), NATT_PORT),
+                    counters: ChildCounters::default(),
+                    next_keepalive: now + KEEPALIVE_INTERVAL,
+                }
+            })
+            .collect();
+        let mut d = Datapath {
+            inside,
+            replay_window,
+            tunnels,
+            forwards: Vec::new(),
+            inbound: HashMap::new(),
+            sessions: HashMap::new(),
+            by_client: HashMap::new(),
+            next_port: 32768,
+            next_ip_id: 1,
+            drops: DatapathDrops::default(),
+            notices: Vec::new(),
+            generation: 1,
+            scratch: vec![0u8; SCRATCH].into_boxed_slice(),
+            scratch2: vec![0u8; SCRATCH].into_boxed_slice(),
+        };
+        d.set_forwards(forwards);
+        d
+    }
+
+    /// Replaces the forward list (live reconfiguration); tunnels are untouched. Sessions of forwards whose name
+    /// and target survive are kept.
+    pub fn set_forwards(&mut self, forwards: Vec<ValidatedForward>) {
+        let old = std::mem::take(&mut self.forwards);
+        let mut remap: HashMap<usize, usize> = HashMap::new();
+        for (i, f) in forwards.into_iter().enumerate() {
+            let prev = old.iter().position(|o| o.spec.name == f.name && o.spec.target == f.target);
+            let slot = match prev {
+                Some(p) => {
+                    remap.insert(p, i);
+                    let o = &old[p];
+                    ForwardSlot {
+                        spec: f,
+                        listening: o.listening,
+                        packets_in: o.packets_in,
+                        packets_out: o.packets_out,
+                        drops: o.drops.clone(),
+                    }
+                }
+                None => ForwardSlot {
+                    spec: f,
+                    listening: false,
+                    packets_in: 0,
+                    packets_out: 0,
+                    drops: ForwardDrops::default(),
+                },
+            };
+            self.forwards.push(slot);
+        }
+        self.sessions.retain(|_, s| match remap.get(&s.forward) {
+            Some(n) => {
+                s.forward = *n;
+                true
+            }
+            None => false,
+        });
+        self.by_client = self.sessions.values().map(|s| ((s.forward, s.client), s.inside_port)).collect();
+        self.generation += 1;
+    }
+
+    pub fn forwards(&self) -> impl Iterator<Item = &ValidatedForward> {
+        self.forwards.iter().map(|f| &f.spec)
+    }
+
+    pub fn set_listening(&mut self, index: usize, listening: bool) {
+        if let Some(f) = self.forwards.get_mut(index) {
+            if f.listening != listening {
+                self.generation += 1;
+            }
+            f.listening = listening;
+        }
+    }
+
+    /// Counts a forward packet dropped because the reader queue was full.
+    pub fn count_queue_full(&mut self, index: usize) {
+        if let Some(f) = self.forwards.get_mut(index) {
+            f.drops.queue_full += 1;
+        }
+    }
+
+    pub fn tunnel_names(&self) -> impl Iterator<Item = &str> {
+        self.tunnels.iter().map(|t| t.name.as_str())
+    }
+
+    pub fn set_psk(&mut self, index: usize, psk: zeroize::Zeroizing<Vec<u8>>) {
+        if let Some(t) = self.tunnels.get_mut(index) {
+            t.engine.set_psk(psk);
+        }
+    }
+
+    pub fn take_notices(&mut self) -> Vec<Notice> {
+        std::mem::take(&mut self.notices)
+    }
+
+    /// A datagram on UDP 500: IKE without a marker.
+    pub fn handle_udp500(&mut self, now: Duration, rng: &mut dyn RandomSource, from: SocketAddr, data: &[u8]) {
+        if let Some(i) = self.tunnel_for(from) {
+            self.tunnels[i].engine.handle_datagram(now, rng, IKE_PORT, from, data);
+        }
+    }
+
+    /// A datagram on UDP 4500: keepalive, IKE (marker stripped here) or ESP.
+    pub fn handle_udp4500(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        from: SocketAddr,
+        data: &mut [u8],
+        sink: &mut dyn Sink,
+    ) {
+        match iotrelay_esp::classify(data) {
+            Demux::Keepalive => {} // keeps NAT state; never liveness
+            Demux::Malformed => self.drops.malformed += 1,
+            Demux::Ike(msg) => {
+                if let Some(i) = self.tunnel_for(from) {
+                    self.tunnels[i].esp_remote = from;
+                    self.tunnels[i].engine.handle_datagram(now, rng, NATT_PORT, from, msg);
+                }
+            }
+            Demux::Esp { spi } => self.handle_esp(now, spi, from, data, sink),
+        }
+    }
+
+    fn handle_esp(&mut self, now: Duration, spi: u32, from: SocketAddr, data: &mut [u8], sink: &mut dyn Sink) {
+        let Some((ti, sa)) = self.inbound.get_mut(&spi) else {
+            self.drops.unknown_spi += 1;
+            return;
+        };
+        let ti = *ti;
+        let inner = match sa.open(data) {
+            Ok(inner) => inner,
+            Err(e) => {
+                self.count_esp_error(e);
+                return;
+            }
+        };
+        let t = &mut self.tunnels[ti];
+        t.engine.note_inbound_traffic(now);
+        t.esp_remote = from;
+        t.counters.packets_in += 1;
+        t.counters.bytes_in += inner.len() as u64;
+        let Ok(udp) = ipv4::parse_udp(inner) else {
+            self.drops.malformed += 1;
+            return;
+        };
+        if udp.dst != self.inside {
+            self.drops.malformed += 1;
+            return;
+        }
+        let Some(s) = self.sessions.get_mut(&udp.dport) else {
+            // Not addressed to a live session: nothing to relay it to.
+            self.count_no_session(udp.src, udp.sport);
+            return;
+        };
+        let f = &mut self.forwards[s.forward];
+        if SocketAddrV4::new(udp.src, udp.sport) != f.spec.target {
+            f.drops.no_session += 1;
+            return;
+        }
+        s.last_seen = now;
+        let (index, client) = (s.forward, s.client);
+        if sink.send(Out::Forward { index, client }, udp.payload) {
+            f.packets_out += 1;
+        } else {
+            f.drops.queue_full += 1;
+        }
+    }
+
+    fn count_no_session(&mut self, src: Ipv4Addr, sport: u16) {
+        let target = SocketAddrV4::new(src, sport);
+        if let Some(f) = self.forwards.iter_mut().find(|f| f.spec.target == target) {
+            f.drops.no_session += 1;
+        } else {
+            self.drops.malformed += 1;
+        }
+    }
+
+    fn count_esp_error(&mut self, e: EspError) {
+        match e {
+            EspError::Replay => self.drops.replay += 1,
+            EspError::Integrity => self.drops.integrity += 1,
+            EspError::UnknownSpi => self.drops.unknown_spi += 1,
+            _ => self.drops.malformed += 1,
+        }
+    }
+
+    /// A datagram from a client on forward `index`'s listen port.
+    pub fn handle_forward(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        index: usize,
+        client: SocketAddrV4,
+        payload: &[u8],
+        sink: &mut dyn Sink,
+    ) {
+        let Some(f) = self.forwards.get_mut(index) else { return };
+        if !f.spec.allowed_sources.iter().any(|c| c.contains(*client.ip())) {
+            f.drops.source_not_allowed += 1;
+            return;
+        }
+        let target = f.spec.target;
+        // Outbound goes on the first tunnel (spec order) with an installed CHILD_SA.
+        let Some(ti) = self.tunnels.iter().position(|t| t.outbound.is_some()) else {
+            f.drops.no_tunnel += 1;
+            return;
+        };
+        let Some(port) = self.session_port(now, index, client) else {
+            self.forwards[index].drops.queue_full += 1;
+            return;
+        };
+        let id = self.next_ip_id;
+        self.next_ip_id = self.next_ip_id.wrapping_add(1);
+        let Ok(n) = ipv4::build_udp(self.inside, port, *target.ip(), target.port(), payload, id, &mut self.scratch)
+        else {
+            self.forwards[index].drops.too_big += 1;
+            return;
+        };
+        let t = &mut self.tunnels[ti];
+        let Some((sa, mtu)) = t.outbound.as_mut() else { return };
+        let remote = t.esp_remote;
+        let counters = &mut t.counters;
+        let scratch2 = &mut self.scratch2;
+        let mut sent = 0u64;
+        let mut failed = false;
+        let mut seal_one = |pkt: &[u8], sa: &mut OutboundSa| match sa.seal(pkt, rng, scratch2) {
+            Ok(len) => {
+                if sink.send(Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
+                    counters.packets_out += 1;
+                    counters.bytes_out += pkt.len() as u64;
+                    sent += 1;
+                } else {
+                    failed = true;
+                }
+            }
+            Err(_) => failed = true,
+        };
+        let inner = &self.scratch[..n];
+        if n <= *mtu {
+            seal_one(inner, sa);
+        } else if !ipv4::fragment(inner, *mtu, |frag| seal_one(frag, sa)) {
+            self.forwards[index].drops.too_big += 1;
+            return;
+        }
+        let f = &mut self.forwards[index];
+        if sent > 0 {
+            f.packets_in += 1;
+        }
+        if failed {
+            f.drops.queue_full += 1;
+        }
+    }
+
+    /// The inside source port of the client's session: the client's own port when free, else another one.
+    fn session_port(&mut self, now: Duration, index: usize, client: SocketAddrV4) -> Option<u16> {
+        if let Some(p) = self.by_client.get(&(index, client)) {
+            if let Some(s) = self.sessions.get_mut(p) {
+                s.last_seen = now;
+            }
+            return Some(*p);
+        }
+        let mut port = client.port();
+        if port == 0 || self.sessions.contains_key(&port) {
+            let mut found = None;
+            for _ in 0..32768 {
+                let p = self.next_port;
+                self.next_port = if self.next_port == u16::MAX { 32768 } else { self.next_port + 1 };
+                if !self.sessions.contains_key(&p) {
+                    found = Some(p);
+                    break;
+                }
+            }
+            port = found?;
+        }
+        self.sessions.insert(port, Session { forward: index, client, inside_port: port, last_seen: now });
+        self.by_client.insert((index, client), port);
+        Some(port)
+    }
+
+    /// Timers: engine timeouts, NAT-T keepalives, session expiry.
+    pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource, sink: &mut dyn Sink) {
+        for t in &mut self.tunnels {
+            if t.engine.poll_timeout().is_some_and(|at| now >= at) {
+                t.engine.handle_timeout(now, rng);
+            }
+            if now >= t.next_keepalive {
+                t.next_keepalive = now + KEEPALIVE_INTERVAL;
+                if t.engine.status().state == TunnelState::Established {
+                    sink.send(Out::Outside { local_port: NATT_PORT, remote: t.esp_remote }, &NATT_KEEPALIVE);
+                }
+            }
+        }
+        let forwards = &self.forwards;
+        let before = self.sessions.len();
+        self.sessions.retain(|_, s| now < s.last_seen + forwards[s.forward].spec.idle_timeout);
+        if self.sessions.len() != before {
+            self.by_client = self.sessions.values().map(|s| ((s.forward, s.client), s.inside_port)).collect();
+        }
+    }
+
+    /// The earliest time `handle_timeout` is due.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        let mut t: Option<Duration> = None;
+        let mut consider = |d: Duration| t = Some(t.map_or(d, |x: Duration| x.min(d)));
+        for s in &self.tunnels {
+            if let Some(d) = s.engine.poll_timeout() {
+                consider(d);
+            }
+            consider(s.next_keepalive);
+        }
+        for s in self.sessions.values() {
+            consider(s.last_seen + self.forwards[s.forward].spec.idle_timeout);
+        }
+        t
+    }
+
+    /// Drains every tunnel's transmits and events (call after every input).
+    pub fn drain(&mut self, sink: &mut dyn Sink) {
+        for ti in 0..self.tunnels.len() {
+            while let Some(tx) = self.tunnels[ti].engine.poll_transmit() {
+                if tx.local_port == NATT_PORT {
+                    let Some(n) = frame_ike(&tx.data, &mut self.scratch) else { continue };
+                    sink.send(Out::Outside { local_port: NATT_PORT, remote: tx.remote }, &self.scratch[..n]);
+                } else {
+                    sink.send(Out::Outside { local_port: tx.local_port, remote: tx.remote }, &tx.data);
+                }
+            }
+            while let Some(ev) = self.tunnels[ti].engine.poll_event() {
+                self.handle_event(ti, ev);
+            }
+        }
+    }
+
+    fn handle_event(&mut self, ti: usize, ev: Event) {
+        self.generation += 1;
+        let name = self.tunnels[ti].name.clone();
+        match ev {
+            Event::IkeSaEstablished { local_spi, remote_spi, proposal } => {
+                tracing::info!(tunnel = %name, local_spi = %format!("{local_spi:016x}"),
+                    remote_spi = %format!("{remote_spi:016x}"), %proposal, "IKE SA established");
+            }
+            Event::IkeSaRekeyed { local_spi, remote_spi, .. } => {
+                tracing::info!(tunnel = %name, local_spi = %format!("{local_spi:016x}"),
+                    remote_spi = %format!("{remote_spi:016x}"), "IKE SA rekeyed");
+            }
+            Event::IkeSaDown { reason } => {
+                let permanent = reason.is_permanent();
+                let err = self.tunnels[ti].engine.status().last_error.unwrap_or_default();
+                tracing::warn!(tunnel = %name, reason = reason.reason(), error = %err, "IKE SA down");
+                self.notices.push(Notice::SaLost { tunnel: name, reason: reason.reason(), permanent });
+            }
+            Event::ChildSaInstalled(sa) => {
+                tracing::info!(tunnel = %name, inbound_spi = %format!("{:08x}", sa.inbound_spi),
+                    outbound_spi = %format!("{:08x}", sa.outbound_spi), proposal = %sa.proposal, "CHILD_SA installed");
+                self.install(ti, sa);
+                self.notices.push(Notice::SaEstablished { tunnel: name });
+            }
+            Event::ChildSaRekeyed { old_inbound_spi, old_outbound_spi, new } => {
+                tracing::info!(tunnel = %name, old_inbound_spi = %format!("{old_inbound_spi:08x}"),
+                    old_outbound_spi = %format!("{old_outbound_spi:08x}"),
+                    inbound_spi = %format!("{:08x}", new.inbound_spi),
+                    outbound_spi = %format!("{:08x}", new.outbound_spi), "CHILD_SA rekeyed");
+                // install() replaces the outbound SA in one assignment: the switch is atomic for the loop.
+                self.install(ti, new);
+                self.notices.push(Notice::ChildRekeyed { tunnel: name });
+            }
+            Event::ChildSaDeleted { inbound_spi, outbound_spi } => {
+                tracing::info!(tunnel = %name, inbound_spi = %format!("{inbound_spi:08x}"),
+                    outbound_spi = %format!("{outbound_spi:08x}"), "CHILD_SA deleted");
+                if self.inbound.get(&inbound_spi).is_some_and(|(t, _)| *t == ti) {
+                    self.inbound.remove(&inbound_spi);
+                }
+                let t = &mut self.tunnels[ti];
+                if t.outbound.as_ref().is_some_and(|(sa, _)| sa.spi() == outbound_spi) {
+                    t.outbound = None;
+                }
+            }
+        }
+    }
+
+    fn install(&mut self, ti: usize, sa: ChildSa) {
+        let inbound = SaCipher::new(sa.encr, sa.integ, &sa.inbound_keys.encr_key, &sa.inbound_keys.integ_key);
+        let outbound = SaCipher::new(sa.encr, sa.integ, &sa.outbound_keys.encr_key, &sa.outbound_keys.integ_key);
+        let (Ok(inbound), Ok(outbound)) = (inbound, outbound) else {
+            tracing::error!(tunnel = %self.tunnels[ti].name, "CHILD_SA keys rejected by the cipher; SA not installed");
+            return;
+        };
+        self.inbound.insert(sa.inbound_spi, (ti, InboundSa::new(sa.inbound_spi, inbound, self.replay_window)));
+        let mtu = iotrelay_esp::tunnel_mtu(sa.encr, sa.integ, OUTER_MTU);
+        self.tunnels[ti].outbound = Some((OutboundSa::new(sa.outbound_spi, outbound), mtu));
+    }
+
+    fn tunnel_for(&self, from: SocketAddr) -> Option<usize> {
+        match from {
+            SocketAddr::V4(a) => self.tunnels.iter().position(|t| t.peer == *a.ip()),
+            SocketAddr::V6(_) => None,
+        }
+    }
+
+    /// Index of the tunnel with this name.
+    pub fn tunnel_index(&self, name: &str) -> Option<usize> {
+        self.tunnels.iter().position(|t| t.name == name)
+    }
+
+    pub fn rekey(&mut self, index: usize, ike: bool, now: Duration, rng: &mut dyn RandomSource) {
+        if let Some(t) = self.tunnels.get_mut(index) {
+            if ike {
+                t.engine.rekey_ike(now, rng);
+            } else {
+                t.engine.rekey_child(now, rng);
+            }
+        }
+    }
+
+    /// Sends DELETE on every tunnel (call `drain` afterwards).
+    pub fn close_all(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        for t in &mut self.tunnels {
+            t.engine.close(now, rng);
+        }
+    }
+
+    /// True while some tunnel still waits for the answer to its DELETE.
+    pub fn closing(&self) -> bool {
+        self.tunnels.iter().any(|t| t.engine.poll_timeout().is_some())
+    }
+
+    pub fn snapshot(&self) -> (Vec<TunnelSnapshot>, Vec<ForwardSnapshot>, DatapathDrops) {
+        let active = self.tunnels.iter().position(|t| t.outbound.is_some());
+        let tunnels = self
+            .tunnels
+            .iter()
+            .enumerate()
+            .map(|(i, t)| TunnelSnapshot {
+                name: t.name.clone(),
+                engine: t.engine.status(),
+                active: Some(i) == active,
+                child: t.counters,
+            })
+            .collect();
+        let forwards = self
+            .forwards
+            .iter()
+            .enumerate()
+            .map(|(i, f)| ForwardSnapshot {
+                name: f.spec.name.clone(),
+                listening: f.listening,
+                sessions: self.sessions.values().filter(|s| s.forward == i).count() as u64,
+                packets_in: f.packets_in,
+                packets_out: f.packets_out,
+                drops: f.drops.clone(),
+            })
+            .collect();
+        (tunnels, forwards, self.drops.clone())
+    }
+}

@@ -1,0 +1,132 @@
+//! `iotrelay-sidecar standalone --file relay.yaml` and `iotrelay-sidecar kube`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use iotrelay_sidecar::admin::{Published, Shared};
+use iotrelay_sidecar::config::{UNSAFE_SHORT_LIFETIMES_ENV, has_short_lifetimes, tunnel_psks, validate_spec};
+use iotrelay_sidecar::run::{RunSpec, run};
+use iotrelay_sidecar::status::Owner;
+use tokio::sync::mpsc;
+
+#[derive(Parser)]
+#[command(name = "iotrelay-sidecar", version, about = "Userspace IKEv2/ESP relay to AWS Site-to-Site VPN")]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, env = "IOTRELAY_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// Run from a multi-document YAML file (an IotRelay and the Secrets it references), on a plain host.
+    Standalone {
+        /// The IotRelay + Secret YAML, as for `kubectl apply -f`.
+        #[arg(long, short = 'f', env = "IOTRELAY_FILE")]
+        file: PathBuf,
+        /// Address of the admin HTTP server (/healthz, /readyz, /status, /metrics, POST /rekey).
+        #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
+        admin_addr: SocketAddr,
+    },
+    /// Run inside Kubernetes: watch the own IotRelay and its Secrets, write status.
+    Kube {
+        /// Name of the IotRelay.
+        #[arg(long, env = "IOTRELAY_NAME")]
+        name: String,
+        /// Namespace of the IotRelay.
+        #[arg(long, env = "IOTRELAY_NAMESPACE")]
+        namespace: String,
+        /// Address of the admin HTTP server (probes and metrics).
+        #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "0.0.0.0:9464")]
+        admin_addr: SocketAddr,
+    },
+}
+
+fn init_logs(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => b.init(),
+        LogFormat::Json => b.json().init(),
+    }
+}
+
+fn allow_short_lifetimes() -> bool {
+    std::env::var(UNSAFE_SHORT_LIFETIMES_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = match cli.mode {
+        Mode::Standalone { file, admin_addr } => rt.block_on(standalone(file, admin_addr)),
+        Mode::Kube { name, namespace, admin_addr } => {
+            rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, admin_addr, allow_short_lifetimes()))
+        }
+    };
+    // Do not wait for reader tasks blocked in recv.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn standalone(file: PathBuf, admin_addr: SocketAddr) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    let (relay, secrets) =
+        iotrelay_api::standalone::load_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    let short = allow_short_lifetimes();
+    let spec = validate_spec(&relay.spec, short).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    if has_short_lifetimes(&spec) {
+        tracing::warn!(
+            ike_lifetime = ?spec.ike.lifetime,
+            esp_lifetime = ?spec.esp.lifetime,
+            "{UNSAFE_SHORT_LIFETIMES_ENV} is set: lifetimes below AWS's 900 s minimum (test only)"
+        );
+    }
+    let psks = tunnel_psks(&spec, &secrets).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    tracing::info!(
+        relay = relay.metadata.name.as_deref().unwrap_or(""),
+        tunnels = spec.tunnels.len(),
+        forwards = spec.forwards.len(),
+        "configuration loaded"
+    );
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let shared = Arc::new(Shared { published: Mutex::new(Published::default()), commands: cmd_tx });
+    let listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the admin address {admin_addr}: {e}"))?;
+    let router = iotrelay_sidecar::admin::router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    });
+    tracing::info!(%admin_addr, "admin HTTP listening");
+    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::Standalone };
+    run(rs, shared, cmd_rx, None).await
+}

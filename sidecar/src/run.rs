@@ -1,0 +1,455 @@
+//! The I/O shell: sockets, the clock, signals, and the single owner task that drives [`Datapath`].
+//!
+//! Reader tasks receive datagrams into pooled buffers and hand them to the owner task over one bounded channel
+//! (a full channel drops the datagram; for forwards it is counted as `queueFull`). The owner task sends with
+//! non-blocking `try_send_to`, so it never waits on a socket.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use iotrelay_api::validate::ValidatedForward;
+use iotrelay_api::{IotRelayStatus, ValidatedSpec};
+use iotrelay_crypto::RandomSource;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use zeroize::Zeroizing;
+
+use crate::admin::{Command, Published, Shared};
+use crate::datapath::{Datapath, IKE_PORT, NATT_PORT, Notice, Out, Sink, TunnelPlan};
+use crate::status::{Owner, WallClock, build_status};
+
+/// Receive buffer size: any UDP payload.
+const BUF_LEN: usize = 65536;
+/// Bound of the reader -> owner channel.
+const QUEUE_LEN: usize = 4096;
+/// Pooled receive buffers kept for reuse.
+const POOL_MAX: usize = QUEUE_LEN + 64;
+/// How long shutdown waits for DELETE answers.
+const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
+
+/// The OS random generator.
+pub struct OsRandom;
+impl RandomSource for OsRandom {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        if getrandom::fill(dest).is_err() {
+            // The kernel RNG does not fail on Linux once initialized; refuse to continue with weak randomness.
+            tracing::error!("OS random generator failed");
+            std::process::abort();
+        }
+    }
+}
+
+/// Default outside address: the source address the kernel routes to `peer` from.
+pub fn route_source(peer: Ipv4Addr) -> std::io::Result<Ipv4Addr> {
+    let s = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0))?;
+    s.connect((peer, IKE_PORT))?;
+    match s.local_addr()? {
+        SocketAddr::V4(a) => Ok(*a.ip()),
+        SocketAddr::V6(_) => Err(std::io::Error::other("no IPv4 route to the peer")),
+    }
+}
+
+type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
+
+fn take_buf(pool: &Pool) -> Vec<u8> {
+    pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| vec![0u8; BUF_LEN])
+}
+
+fn give_buf(pool: &Pool, buf: Vec<u8>) {
+    if let Ok(mut p) = pool.lock()
+        && p.len() < POOL_MAX
+    {
+        p.push(buf);
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Ike,
+    NatT,
+    Forward(u16),
+}
+
+struct Input {
+    source: Source,
+    from: SocketAddr,
+    buf: Vec<u8>,
+    len: usize,
+}
+
+fn spawn_reader(
+    socket: Arc<UdpSocket>,
+    source: Source,
+    tx: mpsc::Sender<Input>,
+    pool: Pool,
+    queue_full: Arc<AtomicU64>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = take_buf(&pool);
+        loop {
+            match socket.recv_from(&mut buf).await {
+                Ok((len, from)) => {
+                    let next = take_buf(&pool);
+                    let full = std::mem::replace(&mut buf, next);
+                    match tx.try_send(Input { source, from, buf: full, len }) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(i)) => {
+                            queue_full.fetch_add(1, Ordering::Relaxed);
+                            give_buf(&pool, i.buf);
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+                    }
+                }
+                Err(e) => {
+                    // ICMP errors surface as recv errors on Linux; keep going.
+                    tracing::debug!(error = %e, "recv error");
+                }
+            }
+        }
+    })
+}
+
+struct ForwardSocket {
+    socket: Arc<UdpSocket>,
+    task: JoinHandle<()>,
+    queue_full: Arc<AtomicU64>,
+}
+
+struct Sockets {
+    ike: Arc<UdpSocket>,
+    natt: Arc<UdpSocket>,
+    /// By listen port.
+    forwards: HashMap<u16, ForwardSocket>,
+}
+
+struct SocketSink<'a> {
+    sockets: &'a Sockets,
+    /// Forward index -> listen port.
+    ports: &'a [u16],
+}
+
+impl Sink for SocketSink<'_> {
+    fn send(&mut self, out: Out, data: &[u8]) -> bool {
+        let (sock, to) = match out {
+            Out::Outside { local_port: NATT_PORT, remote } => (&self.sockets.natt, remote),
+            Out::Outside { remote, .. } => (&self.sockets.ike, remote),
+            Out::Forward { index, client } => {
+                let Some(f) = self.ports.get(index).and_then(|p| self.sockets.forwards.get(p)) else {
+                    return false;
+                };
+                (&f.socket, SocketAddr::V4(client))
+            }
+        };
+        match sock.try_send_to(data, to) {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, %to, "send failed");
+                false
+            }
+        }
+    }
+}
+
+/// Live changes from the in-cluster watcher.
+pub enum Reconfigure {
+    Forwards(Vec<ValidatedForward>),
+    Psk { tunnel: String, psk: Zeroizing<Vec<u8>> },
+}
+
+/// Everything the owner task needs.
+pub struct RunSpec {
+    pub spec: ValidatedSpec,
+    pub psks: Vec<Zeroizing<Vec<u8>>>,
+    pub generation: Option<i64>,
+    pub owner: Owner,
+}
+
+/// Hooks for the in-cluster mode: live reconfiguration in, status and notices out.
+pub struct Hooks {
+    pub reconfigure: mpsc::Receiver<Reconfigure>,
+    pub status: watch::Sender<IotRelayStatus>,
+    pub notices: mpsc::Sender<Notice>,
+}
+
+/// Runs the relay until SIGTERM/SIGINT, then closes the tunnels (DELETE) and returns.
+pub async fn run(
+    rs: RunSpec,
+    shared: Arc<Shared>,
+    mut commands: mpsc::Receiver<Command>,
+    mut hooks: Option<Hooks>,
+) -> anyhow::Result<()> {
+    let spec = &rs.spec;
+    let local = match spec.local_address {
+        Some(a) => a,
+        None => {
+            let peer = spec.tunnels.first().map(|t| t.peer).context("no tunnel configured")?;
+            let a = route_source(peer).with_context(|| format!("finding the source address of the route to {peer}"))?;
+            tracing::info!(local_address = %a, "localAddress not set: using the route's source address");
+            a
+        }
+    };
+    let bind = |port: u16| async move {
+        UdpSocket::bind((local, port)).await.with_context(|| format!("binding UDP {local}:{port}"))
+    };
+    let ike = Arc::new(bind(IKE_PORT).await?);
+    let natt = Arc::new(bind(NATT_PORT).await?);
+    let pool: Pool = Arc::new(Mutex::new(Vec::new()));
+    let (tx, mut rx) = mpsc::channel::<Input>(QUEUE_LEN);
+    let outside_full = Arc::new(AtomicU64::new(0));
+    spawn_reader(ike.clone(), Source::Ike, tx.clone(), pool.clone(), outside_full.clone());
+    spawn_reader(natt.clone(), Source::NatT, tx.clone(), pool.clone(), outside_full.clone());
+    let mut sockets = Sockets { ike, natt, forwards: HashMap::new() };
+
+    let origin = Instant::now();
+    let wall = WallClock { origin: Timestamp::now() };
+    let now = || origin.elapsed();
+    let mut rng = OsRandom;
+
+    let plans: Vec<TunnelPlan> = spec
+        .tunnels
+        .iter()
+        .zip(rs.psks.iter())
+        .map(|(t, psk)| TunnelPlan {
+            name: t.name.clone(),
+            peer: t.peer,
+            config: crate::config::ike_config(spec, psk.clone(), local),
+        })
+        .collect();
+    let mut dp = Datapath::new(
+        spec.inside_address,
+        spec.esp.replay_window,
+        local,
+        plans,
+        spec.forwards.clone(),
+        now(),
+        &mut rng,
+    );
+    let mut ports: Vec<u16> = Vec::new();
+    bind_forwards(&mut dp, &mut sockets, &mut ports, &tx, &pool).await;
+    {
+        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        dp.drain(&mut sink);
+    }
+
+    let mut publisher = Publisher {
+        owner: rs.owner,
+        generation: rs.generation,
+        wall,
+        conditions: Vec::new(),
+        published_gen: 0,
+        last_publish: Instant::now(),
+    };
+    publisher.publish(&dp, &shared, hooks.as_ref(), true);
+
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("installing the SIGTERM handler")?;
+    let publish_every = Duration::from_secs(1);
+    loop {
+        let next = dp.poll_timeout().map(|d| origin + d);
+        let tick = publisher.last_publish + publish_every;
+        let deadline = next.map_or(tick, |n| n.min(tick));
+        tokio::select! {
+            biased;
+            _ = sigterm.recv() => { tracing::info!("SIGTERM: closing tunnels"); break; }
+            _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: closing tunnels"); break; }
+            Some(cmd) = commands.recv() => match cmd {
+                Command::Rekey { tunnel, ike, reply } => {
+                    let r = match dp.tunnel_index(&tunnel) {
+                        Some(i) => { dp.rekey(i, ike, now(), &mut rng); Ok(()) }
+                        None => Err(format!("no tunnel named {tunnel:?}")),
+                    };
+                    let _ = reply.send(r);
+                }
+            },
+            Some(rc) = async { match hooks.as_mut() { Some(h) => h.reconfigure.recv().await, None => None } } => {
+                match rc {
+                    Reconfigure::Forwards(f) => {
+                        tracing::info!(forwards = f.len(), "forwards changed");
+                        dp.set_forwards(f);
+                        bind_forwards(&mut dp, &mut sockets, &mut ports, &tx, &pool).await;
+                    }
+                    Reconfigure::Psk { tunnel, psk } => {
+                        if let Some(i) = dp.tunnel_index(&tunnel) {
+                            tracing::info!(%tunnel, "pre-shared key changed: used from the next IKE SA");
+                            dp.set_psk(i, psk);
+                        }
+                    }
+                }
+            }
+            Some(first) = rx.recv() => {
+                let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+                let t = now();
+                handle_input(&mut dp, t, &mut rng, &ports, first, &mut sink, &pool);
+                // Drain what is already queued before running timers: amortizes the wakeup.
+                for _ in 0..255 {
+                    match rx.try_recv() {
+                        Ok(i) => handle_input(&mut dp, t, &mut rng, &ports, i, &mut sink, &pool),
+                        Err(_) => break,
+                    }
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+        let t = now();
+        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        if dp.poll_timeout().is_some_and(|d| t >= d) {
+            dp.handle_timeout(t, &mut rng, &mut sink);
+        }
+        dp.drain(&mut sink);
+        for (port, f) in &sockets.forwards {
+            let n = f.queue_full.swap(0, Ordering::Relaxed);
+            if n > 0
+                && let Some(i) = ports.iter().position(|p| p == port)
+            {
+                for _ in 0..n {
+                    dp.count_queue_full(i);
+                }
+            }
+        }
+        for n in dp.take_notices() {
+            if let Some(h) = hooks.as_ref() {
+                let _ = h.notices.try_send(n);
+            }
+        }
+        publisher.publish(&dp, &shared, hooks.as_ref(), false);
+    }
+
+    // Shutdown: DELETE for every IKE SA, wait briefly for the answers.
+    dp.close_all(now(), &mut rng);
+    {
+        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        dp.drain(&mut sink);
+    }
+    let until = Instant::now() + SHUTDOWN_WAIT;
+    while dp.closing() && Instant::now() < until {
+        let next = dp.poll_timeout().map_or(until, |d| (origin + d).min(until));
+        tokio::select! {
+            Some(i) = rx.recv() => {
+                let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+                handle_input(&mut dp, now(), &mut rng, &ports, i, &mut sink, &pool);
+            }
+            _ = tokio::time::sleep_until(next) => {}
+        }
+        let t = now();
+        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        if dp.poll_timeout().is_some_and(|d| t >= d) {
+            dp.handle_timeout(t, &mut rng, &mut sink);
+        }
+        dp.drain(&mut sink);
+    }
+    publisher.publish(&dp, &shared, hooks.as_ref(), true);
+    tracing::info!(acknowledged = !dp.closing(), "tunnels closed");
+    Ok(())
+}
+
+fn handle_input(
+    dp: &mut Datapath,
+    now: Duration,
+    rng: &mut OsRandom,
+    ports: &[u16],
+    mut input: Input,
+    sink: &mut SocketSink<'_>,
+    pool: &Pool,
+) {
+    let len = input.len.min(input.buf.len());
+    let data = &mut input.buf[..len];
+    match input.source {
+        Source::Ike => dp.handle_udp500(now, rng, input.from, data),
+        Source::NatT => dp.handle_udp4500(now, rng, input.from, data, sink),
+        Source::Forward(port) => {
+            if let (Some(i), SocketAddr::V4(client)) = (ports.iter().position(|p| *p == port), input.from) {
+                dp.handle_forward(now, rng, i, client, data, sink);
+            }
+        }
+    }
+    give_buf(pool, input.buf);
+}
+
+/// Binds a socket for every forward's listen port not bound yet and closes the ones no forward uses.
+async fn bind_forwards(
+    dp: &mut Datapath,
+    sockets: &mut Sockets,
+    ports: &mut Vec<u16>,
+    tx: &mpsc::Sender<Input>,
+    pool: &Pool,
+) {
+    let wanted: Vec<u16> = dp.forwards().map(|f| f.listen_port).collect();
+    sockets.forwards.retain(|port, f| {
+        let keep = wanted.contains(port);
+        if !keep {
+            f.task.abort();
+            tracing::info!(port, "forward removed: socket closed");
+        }
+        keep
+    });
+    for (i, port) in wanted.iter().enumerate() {
+        if !sockets.forwards.contains_key(port) {
+            match UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, *port)).await {
+                Ok(s) => {
+                    let socket = Arc::new(s);
+                    let queue_full = Arc::new(AtomicU64::new(0));
+                    let task = spawn_reader(
+                        socket.clone(),
+                        Source::Forward(*port),
+                        tx.clone(),
+                        pool.clone(),
+                        queue_full.clone(),
+                    );
+                    sockets.forwards.insert(*port, ForwardSocket { socket, task, queue_full });
+                    tracing::info!(port, "forward listening");
+                }
+                Err(e) => tracing::error!(port, error = %e, "cannot bind forward listen port"),
+            }
+        }
+        dp.set_listening(i, sockets.forwards.contains_key(port));
+    }
+    *ports = wanted;
+}
+
+struct Publisher {
+    owner: Owner,
+    generation: Option<i64>,
+    wall: WallClock,
+    conditions: Vec<Condition>,
+    published_gen: u64,
+    last_publish: Instant,
+}
+
+impl Publisher {
+    /// Refreshes `/status` on every state change and once a second for counters; pushes to the in-cluster
+    /// writer (which rate-limits counter-only updates itself).
+    fn publish(&mut self, dp: &Datapath, shared: &Shared, hooks: Option<&Hooks>, force: bool) {
+        let changed = dp.generation != self.published_gen;
+        if !force && !changed && self.last_publish.elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        let (tunnels, forwards, drops) = dp.snapshot();
+        let status = build_status(
+            self.owner,
+            self.generation,
+            &tunnels,
+            &forwards,
+            drops.clone(),
+            &self.wall,
+            Time(Timestamp::now()),
+            &self.conditions,
+        );
+        self.conditions = status.conditions.clone();
+        self.published_gen = dp.generation;
+        self.last_publish = Instant::now();
+        if let Some(h) = hooks {
+            h.status.send_replace(status.clone());
+        }
+        if let Ok(mut p) = shared.published.lock() {
+            *p = Published { status, tunnels, forwards, datapath: drops };
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! Status building (pure): engine/datapath snapshots in, the API.md `status` out.
+
+use std::time::Duration;
+
+use iotrelay_api::status::condition;
+use iotrelay_api::{
+    ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, IkeSaStatus, IotRelayStatus,
+    TunnelState as ApiState, TunnelStatus as ApiTunnel,
+};
+use iotrelay_ikev2::{TunnelState, TunnelStatus};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+
+/// Per-tunnel ESP traffic counters kept by the datapath (inner bytes/packets, over the tunnel's life).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChildCounters {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+}
+
+/// What status needs from one tunnel.
+#[derive(Debug, Clone)]
+pub struct TunnelSnapshot {
+    pub name: String,
+    pub engine: TunnelStatus,
+    pub active: bool,
+    pub child: ChildCounters,
+}
+
+/// What status needs from one forward.
+#[derive(Debug, Clone, Default)]
+pub struct ForwardSnapshot {
+    pub name: String,
+    pub listening: bool,
+    pub sessions: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    pub drops: ForwardDrops,
+}
+
+/// Maps the engine's monotonic clock (a `Duration` since the loop started) to wall-clock time.
+#[derive(Debug, Clone, Copy)]
+pub struct WallClock {
+    pub origin: Timestamp,
+}
+
+impl WallClock {
+    pub fn at(&self, d: Duration) -> Time {
+        let sd = SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO);
+        // Whole seconds, as Kubernetes serializes metav1.Time.
+        let t = self.origin.checked_add(sd).unwrap_or(self.origin);
+        Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
+    }
+}
+
+/// Which condition types this writer owns: standalone owns all four; in-cluster the operator owns
+/// Reconciling/Stalled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    Standalone,
+    InCluster,
+}
+
+fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
+    let e = &t.engine;
+    let state = match e.state {
+        TunnelState::Connecting => ApiState::Connecting,
+        TunnelState::Established => ApiState::Established,
+        TunnelState::Down => ApiState::Down,
+    };
+    let ike_sa = match (e.ike_local_spi, e.ike_remote_spi) {
+        (Some(l), Some(r)) => Some(IkeSaStatus {
+            local_spi: format!("{l:016x}"),
+            remote_spi: format!("{r:016x}"),
+            proposal: e.ike_proposal.clone().unwrap_or_default(),
+            established_at: e.ike_established_at.map(|d| clock.at(d)),
+            rekey_at: e.ike_rekey_at.map(|d| clock.at(d)),
+        }),
+        _ => None,
+    };
+    let child_sa = match (e.child_inbound_spi, e.child_outbound_spi) {
+        (Some(i), Some(o)) => Some(ChildSaStatus {
+            inbound_spi: format!("{i:08x}"),
+            outbound_spi: format!("{o:08x}"),
+            proposal: e.child_proposal.clone().unwrap_or_default(),
+            established_at: e.child_established_at.map(|d| clock.at(d)),
+            rekey_at: e.child_rekey_at.map(|d| clock.at(d)),
+            bytes_in: t.child.bytes_in,
+            bytes_out: t.child.bytes_out,
+            packets_in: t.child.packets_in,
+            packets_out: t.child.packets_out,
+        }),
+        _ => None,
+    };
+    ApiTunnel {
+        name: t.name.clone(),
+        state,
+        active: t.active,
+        ike_sa,
+        child_sa,
+        last_error: e.last_error.clone().unwrap_or_default(),
+    }
+}
+
+fn cond(type_: &str, ok: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: type_.into(),
+        status: if ok { "True" } else { "False" }.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: None,
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// Builds the status. `previous` supplies `lastTransitionTime` for conditions whose status did not change; `now`
+/// is used for the ones that did.
+#[allow(clippy::too_many_arguments)]
+pub fn build_status(
+    owner: Owner,
+    generation: Option<i64>,
+    tunnels: &[TunnelSnapshot],
+    forwards: &[ForwardSnapshot],
+    datapath: DatapathDrops,
+    clock: &WallClock,
+    now: Time,
+    previous: &[Condition],
+) -> IotRelayStatus {
+    let api_tunnels: Vec<ApiTunnel> = tunnels.iter().map(|t| tunnel_status(t, clock)).collect();
+    let api_forwards: Vec<ForwardStatus> = forwards
+        .iter()
+        .map(|f| ForwardStatus {
+            name: f.name.clone(),
+            listening: f.listening,
+            sessions: f.sessions,
+            packets_in: f.packets_in,
+            packets_out: f.packets_out,
+            drops: f.drops.clone(),
+        })
+        .collect();
+
+    let up: Vec<&str> =
+        api_tunnels.iter().filter(|t| t.state == ApiState::Established).map(|t| t.name.as_str()).collect();
+    let down: Vec<&str> =
+        api_tunnels.iter().filter(|t| t.state != ApiState::Established).map(|t| t.name.as_str()).collect();
+    let not_listening: Vec<&str> = api_forwards.iter().filter(|f| !f.listening).map(|f| f.name.as_str()).collect();
+    // A tunnel that failed in a way only a configuration change can fix.
+    let stalled = tunnels
+        .iter()
+        .filter(|t| t.engine.state != TunnelState::Established)
+        .find_map(|t| t.engine.last_down_reason.as_ref().filter(|r| r.is_permanent()).map(|r| (t, r)));
+    let stalled_msg =
+        |t: &TunnelSnapshot| format!("tunnel {}: {}", t.name, t.engine.last_error.clone().unwrap_or_default());
+
+    let ready = if up.is_empty() {
+        match stalled {
+            Some((t, r)) => cond(condition::READY, false, r.reason(), stalled_msg(t)),
+            None => {
+                cond(condition::READY, false, "NoTunnelEstablished", "no tunnel has an established CHILD_SA".into())
+            }
+        }
+    } else if !not_listening.is_empty() {
+        let msg = format!("forwards not listening: {}", not_listening.join(", "));
+        cond(condition::READY, false, "ForwardNotListening", msg)
+    } else {
+        cond(condition::READY, true, "TunnelEstablished", format!("established: {}", up.join(", ")))
+    };
+    let degraded = if !up.is_empty() && !down.is_empty() {
+        cond(condition::DEGRADED, true, "TunnelDown", format!("tunnel down: {}", down.join(", ")))
+    } else if up.is_empty() {
+        cond(condition::DEGRADED, false, "NoTunnelEstablished", "no tunnel carries traffic".into())
+    } else {
+        cond(condition::DEGRADED, false, "AllTunnelsEstablished", "all configured tunnels are established".into())
+    };
+    let mut conditions = vec![ready, degraded];
+    if owner == Owner::Standalone {
+        let reconciling = if up.is_empty() && stalled.is_none() {
+            cond(condition::RECONCILING, true, "Connecting", "waiting for a tunnel to be established".into())
+        } else {
+            cond(condition::RECONCILING, false, "Reconciled", String::new())
+        };
+        let stalled_c = match stalled {
+            Some((t, r)) => cond(condition::STALLED, true, r.reason(), stalled_msg(t)),
+            None => cond(condition::STALLED, false, "NotStalled", String::new()),
+        };
+        conditions.push(reconciling);
+        conditions.push(stalled_c);
+    }
+    for c in &mut conditions {
+        c.observed_generation = generation;
+        c.last_transition_time = previous
+            .iter()
+            .find(|p| p.type_ == c.type_ && p.status == c.status)
+            .map(|p| p.last_transition_time.clone())
+            .unwrap_or_else(|| now.clone());
+    }
+    let mut s = IotRelayStatus {
+        observed_generation: if owner == Owner::Standalone { generation } else { None },
+        conditions,
+        tunnels: api_tunnels,
+        forwards: api_forwards,
+        datapath: Some(DatapathStatus { drops: datapath }),
+        ..Default::default()
+    };
+    s.summarize();
+    s
+}
+
+/// `/readyz`: Ok once a tunnel has an installed CHILD_SA and every forward listens, else the reason.
+pub fn readiness(status: &IotRelayStatus) -> Result<(), String> {
+    match status.condition(condition::READY) {
+        Some(c) if c.status == "True" => Ok(()),
+        Some(c) => Err(format!("{}: {}", c.reason, c.message)),
+        None => Err("starting".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iotrelay_ikev2::{Counters, DownReason};
+
+    fn engine(state: TunnelState) -> TunnelStatus {
+        TunnelStatus {
+            state,
+            ike_local_spi: None,
+            ike_remote_spi: None,
+            ike_proposal: None,
+            ike_established_at: None,
+            ike_rekey_at: None,
+            child_inbound_spi: None,
+            child_outbound_spi: None,
+            child_proposal: None,
+            child_established_at: None,
+            child_rekey_at: None,
+            last_error: None,
+            last_down_reason: None,
+            counters: Counters::default(),
+        }
+    }
+
+    fn established() -> TunnelStatus {
+        let mut e = engine(TunnelState::Established);
+        e.ike_local_spi = Some(0x8035ad4451a597a3);
+        e.ike_remote_spi = Some(0x0a77882f005cd577);
+        e.ike_proposal = Some("AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024".into());
+        e.ike_established_at = Some(Duration::from_secs(1));
+        e.ike_rekey_at = Some(Duration::from_secs(27000));
+        e.child_inbound_spi = Some(0xc2da9d90);
+        e.child_outbound_spi = Some(0x07dcbf75);
+        e.child_proposal = Some("AES_CBC-128/HMAC_SHA1_96".into());
+        e.child_established_at = Some(Duration::from_millis(2500));
+        e.child_rekey_at = Some(Duration::from_secs(3000));
+        e
+    }
+
+    fn clock() -> WallClock {
+        WallClock { origin: "2026-11-28T20:00:00Z".parse().unwrap() }
+    }
+
+    fn now() -> Time {
+        Time("2026-11-28T20:00:05Z".parse().unwrap())
+    }
+
+    fn forward() -> ForwardSnapshot {
+        ForwardSnapshot {
+            name: "admin".into(),
+            listening: true,
+            sessions: 1,
+            packets_in: 12,
+            packets_out: 12,
+            drops: ForwardDrops { source_not_allowed: 3, ..Default::default() },
+        }
+    }
+
+    #[test]
+    fn golden_one_tunnel_up_one_down() {
+        let mut down = engine(TunnelState::Connecting);
+        down.last_error = Some("peer did not answer (dead peer detection)".into());
+        down.last_down_reason = Some(DownReason::DeadPeer);
+        let tunnels = vec![
+            TunnelSnapshot {
+                name: "tunnel1".into(),
+                engine: established(),
+                active: true,
+                child: ChildCounters { bytes_in: 100, bytes_out: 200, packets_in: 1, packets_out: 2 },
+            },
+            TunnelSnapshot { name: "tunnel2".into(), engine: down, active: false, child: ChildCounters::default() },
+        ];
+        let s = build_status(
+            Owner::Standalone,
+            Some(3),
+            &tunnels,
+            &[forward()],
+            DatapathDrops { replay: 2, ..Default::default() },
+            &clock(),
+            now(),
+            &[],
+        );
+        let got = serde_json::to_value(&s).unwrap();
+        let want: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/golden/status_degraded.json")).unwrap();
+        assert_eq!(got, want, "{}", serde_json::to_string_pretty(&got).unwrap());
+        assert!(readiness(&s).is_ok());
+    }
+
+    #[test]
+    fn auth_failure_is_stalled() {
+        let mut t = engine(TunnelState::Connecting);
+        t.last_error = Some("peer sent AUTHENTICATION_FAILED".into());
+        t.last_down_reason = Some(DownReason::AuthenticationFailed { by_peer: true });
+        let tunnels =
+            vec![TunnelSnapshot { name: "tunnel1".into(), engine: t, active: false, child: Default::default() }];
+        let s = build_status(Owner::Standalone, None, &tunnels, &[forward()], Default::default(), &clock(), now(), &[]);
+        let st = s.condition("Stalled").unwrap();
+        assert_eq!((st.status.as_str(), st.reason.as_str()), ("True", "AuthenticationFailed"));
+        assert_eq!(s.condition("Ready").unwrap().status, "False");
+        assert_eq!(s.condition("Reconciling").unwrap().status, "False");
+        assert!(readiness(&s).unwrap_err().contains("AuthenticationFailed"));
+        // In-cluster the relay writes only Ready and Degraded.
+        let s = build_status(Owner::InCluster, None, &tunnels, &[forward()], Default::default(), &clock(), now(), &[]);
+        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["Ready", "Degraded"]);
+    }
+
+    #[test]
+    fn transition_time_kept_while_status_unchanged() {
+        let tunnels = vec![TunnelSnapshot {
+            name: "tunnel1".into(),
+            engine: established(),
+            active: true,
+            child: Default::default(),
+        }];
+        let b = |f: &[ForwardSnapshot], now: Time, prev: &[Condition]| {
+            build_status(Owner::Standalone, None, &tunnels, f, Default::default(), &clock(), now, prev)
+        };
+        let first = b(&[forward()], now(), &[]);
+        let later = Time("2026-11-28T21:00:00Z".parse().unwrap());
+        let second = b(&[forward()], later.clone(), &first.conditions);
+        assert_eq!(second.condition("Ready").unwrap().last_transition_time, now());
+        let mut f = forward();
+        f.listening = false;
+        let third = b(&[f], later.clone(), &second.conditions);
+        let r = third.condition("Ready").unwrap();
+        assert_eq!((r.status.as_str(), r.last_transition_time.clone()), ("False", later));
+        assert!(readiness(&third).unwrap_err().contains("ForwardNotListening"));
+    }
+}
