@@ -167,8 +167,13 @@ impl DhSecret {
                 {
                     return Err(CryptoError::InvalidPublicValue("not in the prime-order subgroup"));
                 }
-                let z = ym.pow_bounded_exp(x, *exp_bits).retrieve();
-                Ok(Zeroizing::new(z.to_be_bytes().into_vec()))
+                // g^ir in Montgomery and in normal form: both cleared once the octets are out.
+                let mut zm = ym.pow_bounded_exp(x, *exp_bits);
+                let mut z = zm.retrieve();
+                let out = Zeroizing::new(z.to_be_bytes().into_vec());
+                zm.zeroize();
+                z.zeroize();
+                Ok(out)
             }
             Private::P256(sk) => ecdh_p256(sk, peer_public),
             Private::P384(sk) => ecdh_p384(sk, peer_public),

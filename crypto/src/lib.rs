@@ -209,6 +209,11 @@ impl Prf {
         out
     }
     /// prf+ (RFC 7296 §2.13): `len` octets of T1 | T2 | ...
+    ///
+    /// `len` must not exceed `255 * self.output_len()` (the counter is one octet; §2.13). No IKEv2 caller comes
+    /// near it (IKE SA keys take at most 384 octets, CHILD_SA keys 192, against a limit of 5100 for SHA-1), so
+    /// this is a programming error, not a peer-controlled case: debug builds assert, release builds return the
+    /// 255 blocks there are (never panicking on peer input).
     pub fn prf_plus(self, key: &[u8], seed: &[u8], len: usize) -> Zeroizing<Vec<u8>> {
         let hlen = self.output_len();
         debug_assert!(len <= 255 * hlen, "prf+ asked for more than 255 blocks");

@@ -408,3 +408,18 @@ fn proposals_parse_and_round_trip() {
     assert_eq!(list[0].dh, vec![DhGroup::Modp1024]);
     assert!(iotrelay_crypto::proposal::esp_proposals_from(&["aes128".to_string()]).is_err());
 }
+
+#[test]
+fn prf_plus_lengths_up_to_the_limit() {
+    // Prefixes agree (prf+ is a stream), and the 255-block limit is reachable exactly.
+    for prf in Prf::ALL {
+        let max = 255 * prf.output_len();
+        let long = prf.prf_plus(b"key", b"seed", max);
+        assert_eq!(long.len(), max);
+        for len in [0, 1, prf.output_len(), prf.output_len() + 1, 384] {
+            assert_eq!(&prf.prf_plus(b"key", b"seed", len)[..], &long[..len], "{prf:?} {len}");
+        }
+        // T1 = prf(K, S | 0x01).
+        assert_eq!(&long[..prf.output_len()], &prf.compute(b"key", &[b"seed", &[1]])[..]);
+    }
+}
