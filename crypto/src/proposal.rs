@@ -2,10 +2,11 @@
 //! `aes128-sha1-modp1024`, `aes256-sha256-modp2048`, `aes256gcm16-prfsha384-ecp384`.
 //!
 //! Tokens (separated by `-`): encryption `aes128`, `aes256`, `aes128gcm16`, `aes256gcm16` (also `aes128gcm128`,
-//! `aes256gcm128`); integrity `sha1`, `sha256`, `sha384`, `sha512` (for IKE also the PRF when no `prf*` token is
-//! given); PRF `prfsha1`, `prfsha256`, `prfsha384`, `prfsha512`; DH `modp1024`, `modp1536`, `modp2048`,
+//! `aes256gcm128`); integrity `sha1`, `sha256`, `sha384`, `sha512` (aliases `sha`, `sha2_256`, `sha2_384`,
+//! `sha2_512`; for IKE also the PRF when no `prf*` token is given); PRF `prfsha1`, `prfsha256`, `prfsha384`, `prfsha512`; DH `modp1024`, `modp1536`, `modp2048`,
 //! `modp3072`, `modp4096`, `modp6144`, `modp8192`, `modp1024s160`, `modp2048s224`, `modp2048s256`, `ecp256`,
-//! `ecp384`, `ecp521`, `curve25519` (alias `x25519`); ESP also `noesn`.
+//! `ecp384`, `ecp521`, `curve25519` (alias `x25519`); ESP also `noesn`. Tokens are case-insensitive; `Display`
+//! writes the canonical lower-case names above, in the order encryption, integrity, PRF, DH.
 
 use crate::{DhGroup, Encr, Integ, Prf};
 
