@@ -33,8 +33,12 @@ run() { want "$1" && lab_case "$@"; }
 IOT_OTHER=203.0.113.11
 alive() { relay_alive || { lab_fail_why "relay not running${RELAY_START_WHY:+ ($RELAY_START_WHY)}"; return 1; }; }
 ask() { lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$1" "${2:-6}"; }
-fwd() { relay_jq ".forwards[0].$1 // 0"; }
-dp() { relay_jq ".datapath.drops.$1 // 0"; }
+fwd() { local v; v=$(relay_jq ".forwards[0].$1 // 0"); echo "${v:-0}"; }
+dp() { local v; v=$(relay_jq ".datapath.drops.$1 // 0"); echo "${v:-0}"; }
+# Re-evaluated on every poll (for lab_wait): a counter above N, a condition with that status [and reason].
+fwd_gt() { [ "$(fwd "$1")" -gt "$2" ]; }
+dp_gt() { [ "$(dp "$1")" -gt "$2" ]; }
+cond_is() { [ "$(relay_condition "$1")" = "$2" ] || [ "$(relay_condition "$1" | cut -d' ' -f1)" = "$2" ]; }
 both_up() { relay_tunnel_established tunnel1 && relay_tunnel_established tunnel2; }
 
 # (re)start the relay with the current RELAY_* env; RELAY_START_WHY explains a failed start in later cases.
@@ -60,7 +64,7 @@ round_trip() {
   in0=$(fwd packetsIn)
   ask "$tag" || { lab_fail_why "no echo"; return 1; }
   lab_device_seen "$tag" | grep -q "^$LAB_INSIDE:" || { lab_fail_why "device did not see the packet from $LAB_INSIDE"; return 1; }
-  lab_wait 12 test "$(fwd packetsIn)" -gt "$in0" || { lab_fail_why "forwards[0].packetsIn not counted"; return 1; }
+  lab_wait 12 fwd_gt packetsIn "$in0" || { lab_fail_why "forwards[0].packetsIn not counted"; return 1; }
   [ "$(fwd packetsOut)" -gt 0 ] || lab_fail_why "forwards[0].packetsOut is 0"
 }
 
@@ -70,14 +74,14 @@ source_not_allowed() {
   before=$(fwd drops.sourceNotAllowed)
   UDP_FROM=$IOT_OTHER ask "$tag" 2 && { lab_fail_why "a source outside allowedSources got an echo"; return 1; }
   lab_device_seen "$tag" > /dev/null && { lab_fail_why "the device received it"; return 1; }
-  lab_wait 12 test "$(fwd drops.sourceNotAllowed)" -gt "$before" \
+  lab_wait 12 fwd_gt drops.sourceNotAllowed "$before" \
     || lab_fail_why "drops.sourceNotAllowed stayed $before"
 }
 
 wrong_psk() {
   alive || return 1
   local c n
-  lab_wait 30 test "$(relay_condition Stalled)" = "True AuthenticationFailed" \
+  lab_wait 30 cond_is Stalled "True AuthenticationFailed" \
     || { lab_fail_why "Stalled is '$(relay_condition Stalled)', want 'True AuthenticationFailed'"; return 1; }
   # Sane retrying: it keeps trying, but does not hammer the peer (count IKE_SA_INIT requests over 40 s).
   c=$(grep -c 'parsed IKE_SA_INIT request' "$(lab_aws_dir 1)/charon.log")
@@ -98,7 +102,7 @@ failover() {
     if ask "failover-$RANDOM" 1; then ok=1; break; fi
   done
   [ "$ok" = 1 ] || { lab_fail_why "no echo within 45 s (DPD timeout 30 s) after tunnel1's peer died"; return 1; }
-  lab_wait 45 test "$(relay_condition Degraded | cut -d' ' -f1)" = True \
+  lab_wait 45 cond_is Degraded True \
     || { lab_fail_why "Degraded is '$(relay_condition Degraded)' with tunnel1 down"; return 1; }
   echo "# traffic moved to tunnel2 after $((SECONDS - t0)) s" >&2
 }
@@ -107,7 +111,7 @@ failback() {
   alive || return 1
   lab_aws_start 1 "$RELAY_PSK1" || { lab_fail_why "aws1 did not restart"; return 1; }
   lab_wait 90 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not re-established within 90 s"; return 1; }
-  lab_wait 15 test "$(relay_condition Degraded | cut -d' ' -f1)" = False \
+  lab_wait 15 cond_is Degraded False \
     || { lab_fail_why "Degraded is '$(relay_condition Degraded)' with both tunnels up"; return 1; }
   lab_fail_back
   ask "failback-$RANDOM" || lab_fail_why "no echo after fail-back"
@@ -193,7 +197,7 @@ hostile_esp() {
   sp "0102"                                                         # garbage too short for anything
   sleep 1
   alive || { lab_fail_why "the relay died"; return 1; }
-  lab_wait 12 test "$(dp replay)" -gt "$r0" || { lab_fail_why "replay stayed $r0"; return 1; }
+  lab_wait 12 dp_gt replay "$r0" || { lab_fail_why "replay stayed $r0"; return 1; }
   [ "$(dp unknownSpi)" -gt "$u0" ] || { lab_fail_why "unknownSpi stayed $u0"; return 1; }
   [ "$(dp integrity)" -gt "$i0" ] || { lab_fail_why "integrity stayed $i0"; return 1; }
   [ "$(dp malformed)" -gt "$m0" ] || { lab_fail_why "malformed stayed $m0"; return 1; }
