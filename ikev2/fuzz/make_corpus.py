@@ -1,0 +1,36 @@
+#!/usr/bin/env python3
+"""Writes the seed corpus (corpus/<target>/) from the golden strongSwan messages in ../tests/golden."""
+import glob, hashlib, os
+
+here = os.path.dirname(os.path.abspath(__file__))
+golden = sorted(glob.glob(os.path.join(here, "..", "tests", "golden", "*.hex")))
+
+
+def put(target, data):
+    d = os.path.join(here, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    name = hashlib.sha1(data).hexdigest()[:16]
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+msgs = {os.path.basename(p)[:-4]: bytes.fromhex("".join(open(p).read().split())) for p in golden}
+for name, m in msgs.items():
+    put("parse_message", m)
+    # parse_payloads: first payload type, then the chain after the IKE header.
+    put("parse_payloads", bytes([m[16]]) + m[28:])
+    if "ike_sa_init-request" in name:
+        # responder_datagrams, raw mode (even first octet): [ctl, len_hi, len_lo, datagram]
+        put("responder_datagrams", bytes([0, 0, len(m) >> 8, len(m) & 255]) + m)
+        put("responder_datagrams", bytes([2, 0, len(m) >> 8, len(m) & 255]) + m + bytes([40, 0, 0]))
+# responder_datagrams, relay mode (odd first octet): a clean exchange, then a flipped octet, a truncation, a
+# duplicate, a drop, and long idle steps (DPD, rekeys).
+put("responder_datagrams", bytes([1]))
+put("responder_datagrams", bytes([1, 0, 0, 0, 1, 128, 7, 0, 0, 0]))
+put("responder_datagrams", bytes([3, 0, 0, 0, 2, 200, 0]))
+put("responder_datagrams", bytes([5, 3, 0, 0, 0, 0, 0, 4, 0, 0]))
+put("responder_datagrams", bytes([7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255]))
+# reassembler: [id, number, total, next, len/8, plaintext]
+put("reassembler", bytes([1, 1, 2, 35, 1]) + b"A" * 8 + bytes([1, 2, 2, 0, 1]) + b"B" * 8)
+put("reassembler", bytes([1, 2, 3, 0, 0, 1, 1, 3, 35, 2]) + b"x" * 16 + bytes([1, 3, 3, 0, 0, 1, 1, 3, 35, 0]))
+put("reassembler", bytes([2, 1, 1, 33, 4]) + b"y" * 32 + bytes([1, 1, 2, 33, 0, 3, 1, 2, 0, 0]))
