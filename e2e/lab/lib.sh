@@ -16,8 +16,8 @@
 # The AWS endpoints are configured like an AWS VPN tunnel (shared/AWS.md): 0.0.0.0/0 <-> 0.0.0.0/0, AWS's whole
 # proposal set, DPD every 10 s (action clear, ~30 s timeout), 8 h / 1 h lifetimes rekeyed inside a 270 s margin with
 # 100 % fuzz, replay window 1024, UDP encapsulation forced, responder (start_action none) unless LAB_AWS_START=start.
-# Like AWS with static routing they route only the relay's inside prefix (100.127.0.0/16) into the tunnel
-# (install_routes = no + a static route into ipsec0), so decrypted traffic can reach the VPC.
+# Like AWS with static routing they route the relay's inside prefix (100.127.0.0/16) into the tunnel (a static
+# route into ipsec0; policy rules keep the VPC and the outside subnet off the 0/0 route libipsec installs).
 # The device's route back to 100.127.0.0/16 points at aws1; lab_fail_over / lab_fail_back move it, as AWS does.
 # Each charon is private: own strongswan.conf, vici socket, /run (tmpfs in a private mount namespace) and log.
 #
@@ -117,6 +117,11 @@ lab_up() {
     ip -n "$ns" link set vpc0 up
     ip -n "$LAB_NS_VPC" link set "p-aws$i" master br0 up
     ip netns exec "$ns" sysctl -qw net.ipv4.ip_forward=1
+    # kernel-libipsec routes every policy's remote TS into ipsec0 (table 220, whatever install_routes says); with
+    # 0.0.0.0/0 that would send decrypted VPC traffic straight back into the tunnel. The VPC and the "Internet"
+    # subnet stay on their interfaces, as in AWS.
+    ip -n "$ns" rule add to "$LAB_VPC" lookup main pref 100
+    ip -n "$ns" rule add to 198.51.100.0/24 lookup main pref 101
   done
   ip -n "$LAB_NS_VPC" route add "$LAB_INSIDE_PREFIX" via 100.64.1.2
   lab_bg "$LAB_NS_VPC" "$LAB_DIR/echo.log" python3 "$LAB_HERE/udp.py" echo 0.0.0.0 "$LAB_DEVICE_PORT" \
@@ -262,8 +267,9 @@ connections {
   }
 }
 secrets {
+  # No owner ids: as a responder charon looks the key up before it has picked its own id (my id is still %any
+  # unless the initiator sent IDr, which AWS does not require), so an id-bound key would not be found.
   ike-aws {
-    id = $addr
     secret = "$psk"
   }
 }
