@@ -1,112 +1,66 @@
-//! The parser and emitter. Every read goes through [`Reader`], which checks the length before it slices, so
-//! no input can index out of bounds.
+//! The parser and emitter. Parsing goes through the zero-copy views in [`super::packet`], whose `new_checked`
+//! validates every length once, so no input can index out of bounds.
 
+use super::packet::*;
 use super::*;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// A bounds-checked cursor over a byte slice.
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        Reader { data, pos: 0 }
-    }
-    fn remaining(&self) -> usize {
-        self.data.len() - self.pos
-    }
-    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
-        if self.remaining() < n {
-            return Err(WireError::Truncated(what));
-        }
-        let s = &self.data[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-    fn u8(&mut self, what: &'static str) -> Result<u8, WireError> {
-        Ok(self.take(1, what)?[0])
-    }
-    fn u16(&mut self, what: &'static str) -> Result<u16, WireError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        let s = &self.data[self.pos..];
-        self.pos = self.data.len();
-        s
-    }
-}
-
 pub(super) fn parse_header(data: &[u8]) -> Result<Header, WireError> {
-    if data.len() < HEADER_LEN {
-        return Err(WireError::Truncated("IKE header"));
-    }
-    let u64_at = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&data[i..i + 8]);
-        u64::from_be_bytes(b)
-    };
-    let version = data[17];
+    let p = HeaderPacket::new_checked(data)?;
+    let version = p.version();
     if version >> 4 != 2 {
         return Err(WireError::InvalidMajorVersion(version >> 4));
     }
-    let length = u32::from_be_bytes([data[24], data[25], data[26], data[27]]);
+    let length = p.length();
     if (length as usize) < HEADER_LEN {
         return Err(WireError::BadLength("IKE header length below 28"));
     }
     Ok(Header {
-        spi_i: u64_at(0),
-        spi_r: u64_at(8),
-        next_payload: PayloadType(data[16]),
+        spi_i: p.spi_i(),
+        spi_r: p.spi_r(),
+        next_payload: PayloadType(p.next_payload()),
         version,
-        exchange: ExchangeType(data[18]),
-        flags: data[19],
-        message_id: u32::from_be_bytes([data[20], data[21], data[22], data[23]]),
+        exchange: ExchangeType(p.exchange()),
+        flags: p.flags(),
+        message_id: p.message_id(),
         length,
     })
 }
 
 pub(super) fn emit_header(h: &Header, out: &mut [u8]) {
-    out[0..8].copy_from_slice(&h.spi_i.to_be_bytes());
-    out[8..16].copy_from_slice(&h.spi_r.to_be_bytes());
-    out[16] = h.next_payload.0;
-    out[17] = h.version;
-    out[18] = h.exchange.0;
-    out[19] = h.flags;
-    out[20..24].copy_from_slice(&h.message_id.to_be_bytes());
-    out[24..28].copy_from_slice(&h.length.to_be_bytes());
+    let mut p = HeaderPacket::new_unchecked(&mut out[..HEADER_LEN]);
+    p.set_spi_i(h.spi_i);
+    p.set_spi_r(h.spi_r);
+    p.set_next_payload(h.next_payload.0);
+    p.set_version(h.version);
+    p.set_exchange(h.exchange.0);
+    p.set_flags(h.flags);
+    p.set_message_id(h.message_id);
+    p.set_length(h.length);
 }
 
 /// Walks a payload chain. `base` is the offset of `data` in the whole message (for `aad_len`).
 pub(super) fn parse_chain(first: PayloadType, data: &[u8], base: usize) -> Result<Vec<Payload>, WireError> {
-    let mut r = Reader::new(data);
+    let mut pos = 0;
     let mut next = first;
     let mut out = Vec::new();
     while next != PayloadType::NONE {
-        let start = r.pos;
         let this = next;
-        next = PayloadType(r.u8("generic payload header")?);
-        let flags = r.u8("generic payload header")?;
-        let len = r.u16("generic payload header")? as usize;
-        if len < GENERIC_HEADER_LEN {
-            return Err(WireError::BadLength("payload length below 4"));
-        }
-        let body = r.take(len - GENERIC_HEADER_LEN, "payload body")?;
-        let critical = flags & 0x80 != 0;
-        let payload = parse_body(this, next, critical, body, base + start)?;
+        let g = GenericPayload::new_checked(&data[pos..])?;
+        next = PayloadType(g.next_payload());
+        let payload = parse_body(this, next, g.critical(), g.body(), base + pos)?;
+        pos += g.payload_length();
         let encrypted = matches!(payload, Payload::Sk { .. } | Payload::Skf { .. });
         out.push(payload);
         if encrypted {
             // SK/SKF: "next payload" names the first inner payload; the chain ends here and nothing may follow.
-            if r.remaining() != 0 {
+            if pos != data.len() {
                 return Err(WireError::InvalidSyntax("data after the encrypted payload"));
             }
             return Ok(out);
         }
     }
-    if r.remaining() != 0 {
+    if pos != data.len() {
         return Err(WireError::InvalidSyntax("trailing data after the last payload"));
     }
     Ok(out)
@@ -119,50 +73,44 @@ fn parse_body(
     body: &[u8],
     offset: usize,
 ) -> Result<Payload, WireError> {
-    let mut r = Reader::new(body);
+    let fixed = |what| FixedHeaderBody::new_checked(body, what);
     let p = match ty {
         PayloadType::SA => Payload::Sa(parse_sa(body)?),
         PayloadType::KE => {
-            let group = r.u16("KE group")?;
-            r.take(2, "KE reserved")?;
-            Payload::Ke { group, data: r.rest().to_vec() }
+            let b = fixed("KE header")?;
+            Payload::Ke { group: b.first_u16(), data: b.data().to_vec() }
         }
         PayloadType::IDI | PayloadType::IDR => {
-            let id_type = IdType(r.u8("ID type")?);
-            r.take(3, "ID reserved")?;
-            let id = Identification { id_type, data: r.rest().to_vec() };
+            let b = fixed("ID header")?;
+            let id = Identification { id_type: IdType(b.first_u8()), data: b.data().to_vec() };
             if ty == PayloadType::IDI { Payload::IdI(id) } else { Payload::IdR(id) }
         }
-        PayloadType::CERT => Payload::Cert { encoding: r.u8("CERT encoding")?, data: r.rest().to_vec() },
-        PayloadType::CERTREQ => Payload::CertReq { encoding: r.u8("CERTREQ encoding")?, data: r.rest().to_vec() },
+        PayloadType::CERT | PayloadType::CERTREQ => {
+            let (&encoding, data) = body.split_first().ok_or(WireError::Truncated("certificate encoding"))?;
+            let data = data.to_vec();
+            if ty == PayloadType::CERT { Payload::Cert { encoding, data } } else { Payload::CertReq { encoding, data } }
+        }
         PayloadType::AUTH => {
-            let method = AuthMethod(r.u8("AUTH method")?);
-            r.take(3, "AUTH reserved")?;
-            Payload::Auth { method, data: r.rest().to_vec() }
+            let b = fixed("AUTH header")?;
+            Payload::Auth { method: AuthMethod(b.first_u8()), data: b.data().to_vec() }
         }
         PayloadType::NONCE => Payload::Nonce(body.to_vec()),
         PayloadType::NOTIFY => {
-            let protocol = ProtocolId(r.u8("Notify protocol")?);
-            let spi_size = r.u8("Notify SPI size")? as usize;
-            let ty = NotifyType(r.u16("Notify type")?);
-            let spi = r.take(spi_size, "Notify SPI")?.to_vec();
-            Payload::Notify(Notify { protocol, spi, ty, data: r.rest().to_vec() })
+            let n = NotifyPacket::new_checked(body)?;
+            Payload::Notify(Notify {
+                protocol: ProtocolId(n.protocol()),
+                spi: n.spi().to_vec(),
+                ty: NotifyType(n.notify_type()),
+                data: n.data().to_vec(),
+            })
         }
         PayloadType::DELETE => {
-            let protocol = ProtocolId(r.u8("Delete protocol")?);
-            let spi_size = r.u8("Delete SPI size")?;
-            let count = r.u16("Delete SPI count")? as usize;
-            if spi_size == 0 && count != 0 {
-                return Err(WireError::InvalidSyntax("Delete with SPI size 0 and SPIs"));
-            }
-            if count * spi_size as usize != r.remaining() {
-                return Err(WireError::BadLength("Delete SPI count does not match the payload length"));
-            }
-            let mut spis = Vec::with_capacity(count);
-            for _ in 0..count {
-                spis.push(r.take(spi_size as usize, "Delete SPI")?.to_vec());
-            }
-            Payload::Delete(Delete { protocol, spi_size, spis })
+            let d = DeletePacket::new_checked(body)?;
+            Payload::Delete(Delete {
+                protocol: ProtocolId(d.protocol()),
+                spi_size: d.spi_size(),
+                spis: d.spis().map(<[u8]>::to_vec).collect(),
+            })
         }
         PayloadType::VENDOR_ID => Payload::VendorId(body.to_vec()),
         PayloadType::TSI | PayloadType::TSR => {
@@ -170,14 +118,13 @@ fn parse_body(
             if ty == PayloadType::TSI { Payload::TsI(ts) } else { Payload::TsR(ts) }
         }
         PayloadType::CP => {
-            let cfg_type = r.u8("CP type")?;
-            r.take(3, "CP reserved")?;
-            Payload::Cp { cfg_type, data: r.rest().to_vec() }
+            let b = fixed("CP header")?;
+            Payload::Cp { cfg_type: b.first_u8(), data: b.data().to_vec() }
         }
         PayloadType::SK => Payload::Sk { next_inner: next, body: body.to_vec(), aad_len: offset + GENERIC_HEADER_LEN },
         PayloadType::SKF => {
-            let number = r.u16("SKF fragment number")?;
-            let total = r.u16("SKF total fragments")?;
+            let b = fixed("SKF header")?;
+            let (number, total) = (b.first_u16(), b.second_u16());
             if number == 0 || total == 0 || number > total {
                 return Err(WireError::InvalidSyntax("SKF fragment number not in 1..=total"));
             }
@@ -188,7 +135,7 @@ fn parse_body(
                 next_inner: next,
                 number,
                 total,
-                body: r.rest().to_vec(),
+                body: b.data().to_vec(),
                 aad_len: offset + GENERIC_HEADER_LEN + 4,
             }
         }
@@ -199,112 +146,93 @@ fn parse_body(
 }
 
 fn parse_sa(body: &[u8]) -> Result<Vec<Proposal>, WireError> {
-    let mut r = Reader::new(body);
+    let mut pos = 0;
     let mut proposals = Vec::new();
     loop {
-        let last = r.u8("proposal header")?;
-        r.take(1, "proposal reserved")?;
-        let len = r.u16("proposal length")? as usize;
-        if len < 8 {
-            return Err(WireError::BadLength("proposal length below 8"));
-        }
-        let mut p = Reader::new(r.take(len - 4, "proposal")?);
-        let number = p.u8("proposal number")?;
-        let protocol = ProtocolId(p.u8("protocol ID")?);
-        let spi_size = p.u8("SPI size")? as usize;
-        let count = p.u8("number of transforms")?;
-        let spi = p.take(spi_size, "proposal SPI")?.to_vec();
+        let p = ProposalPacket::new_checked(&body[pos..])?;
+        pos += p.proposal_length();
+        let count = p.num_transforms();
+        let t_bytes = p.transforms();
+        let mut t_pos = 0;
         let mut transforms = Vec::with_capacity(count as usize);
         for i in 0..count {
-            let t_last = p.u8("transform header")?;
+            let t = TransformPacket::new_checked(&t_bytes[t_pos..])?;
+            t_pos += t.transform_length();
+            let t_last = t.last_substruc();
             if (t_last == 0) != (i + 1 == count) || (t_last != 0 && t_last != 3) {
                 return Err(WireError::InvalidSyntax("transform 'last' flag inconsistent with the count"));
             }
-            p.take(1, "transform reserved")?;
-            let t_len = p.u16("transform length")? as usize;
-            if t_len < 8 {
-                return Err(WireError::BadLength("transform length below 8"));
-            }
-            let mut t = Reader::new(p.take(t_len - 4, "transform")?);
-            let ty = TransformType(t.u8("transform type")?);
-            t.take(1, "transform reserved")?;
-            let id = t.u16("transform ID")?;
+            let attrs = t.attributes();
+            let mut a_pos = 0;
             let mut key_length = None;
             let mut extra_attributes = Vec::new();
-            while t.remaining() > 0 {
-                let start = t.pos;
-                let at = t.u16("attribute type")?;
-                if at & 0x8000 != 0 {
-                    let v = t.u16("attribute value")?;
-                    if at & 0x7fff == 14 && key_length.is_none() {
-                        key_length = Some(v);
-                        continue;
-                    }
+            while a_pos < attrs.len() {
+                let a = AttributePacket::new_checked(&attrs[a_pos..])?;
+                a_pos += a.total_len();
+                if a.is_tv() && a.attribute_type() == 14 && key_length.is_none() {
+                    key_length = Some(a.tv_value());
                 } else {
-                    let l = t.u16("attribute length")? as usize;
-                    t.take(l, "attribute value")?;
+                    extra_attributes.extend_from_slice(a.as_bytes());
                 }
-                extra_attributes.extend_from_slice(&t.data[start..t.pos]);
             }
             let unknown_attributes = !extra_attributes.is_empty();
-            transforms.push(Transform { ty, id, key_length, unknown_attributes, extra_attributes });
+            transforms.push(Transform {
+                ty: TransformType(t.transform_type()),
+                id: t.transform_id(),
+                key_length,
+                unknown_attributes,
+                extra_attributes,
+            });
         }
-        if p.remaining() != 0 {
+        if t_pos != t_bytes.len() {
             return Err(WireError::BadLength("proposal longer than its transforms"));
         }
-        proposals.push(Proposal { number, protocol, spi, transforms });
-        match last {
+        proposals.push(Proposal {
+            number: p.number(),
+            protocol: ProtocolId(p.protocol()),
+            spi: p.spi().to_vec(),
+            transforms,
+        });
+        match p.last_substruc() {
             0 => break,
             2 => continue,
             _ => return Err(WireError::InvalidSyntax("proposal 'last' field is neither 0 nor 2")),
         }
     }
-    if r.remaining() != 0 {
+    if pos != body.len() {
         return Err(WireError::InvalidSyntax("data after the last proposal"));
     }
     Ok(proposals)
 }
 
 fn parse_ts(body: &[u8]) -> Result<Vec<TrafficSelector>, WireError> {
-    let mut r = Reader::new(body);
-    let count = r.u8("number of TSs")?;
-    r.take(3, "TS reserved")?;
+    let b = FixedHeaderBody::new_checked(body, "TS header")?;
+    let count = b.first_u8();
+    let data = b.data();
+    let mut pos = 0;
     let mut out = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let ts_type = TsType(r.u8("TS type")?);
-        let ip_protocol = r.u8("TS IP protocol")?;
-        let len = r.u16("TS length")? as usize;
-        let alen = match ts_type {
-            TsType::TS_IPV4_ADDR_RANGE => 4,
-            TsType::TS_IPV6_ADDR_RANGE => 16,
-            _ => return Err(WireError::InvalidSyntax("unsupported traffic selector type")),
-        };
-        if len != 8 + 2 * alen {
-            return Err(WireError::BadLength("traffic selector length"));
+    let addr = |s: &[u8]| -> IpAddr {
+        if let Ok(a) = <[u8; 4]>::try_from(s) {
+            IpAddr::V4(Ipv4Addr::from(a))
+        } else {
+            let mut o = [0u8; 16];
+            o.copy_from_slice(s);
+            IpAddr::V6(Ipv6Addr::from(o))
         }
-        let start_port = r.u16("TS start port")?;
-        let end_port = r.u16("TS end port")?;
-        let a = r.take(alen, "TS start address")?;
-        let b = r.take(alen, "TS end address")?;
-        let addr = |s: &[u8]| -> IpAddr {
-            if alen == 4 {
-                IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3]))
-            } else {
-                let mut o = [0u8; 16];
-                o.copy_from_slice(s);
-                IpAddr::V6(Ipv6Addr::from(o))
-            }
-        };
+    };
+    for _ in 0..count {
+        let t = TrafficSelectorPacket::new_checked(&data[pos..])?;
+        pos += t.selector_length();
         out.push(TrafficSelector {
-            ts_type,
-            ip_protocol,
-            start_port,
-            end_port,
-            start_addr: addr(a),
-            end_addr: addr(b),
+            ts_type: TsType(t.ts_type()),
+            ip_protocol: t.ip_protocol(),
+            start_port: t.start_port(),
+            end_port: t.end_port(),
+            start_addr: addr(t.start_addr()),
+            end_addr: addr(t.end_addr()),
         });
     }
-    if r.remaining() != 0 {
+    if pos != data.len() {
         return Err(WireError::BadLength("data after the last traffic selector"));
     }
     Ok(out)

@@ -9,6 +9,7 @@ use std::net::IpAddr;
 mod codec;
 mod codepoints;
 pub mod fragment;
+pub mod packet;
 pub use codepoints::*;
 
 /// Length of the fixed IKE header (RFC 7296 §3.1).
