@@ -10,7 +10,7 @@ use iotrelay_api::validate::ValidatedForward;
 use iotrelay_api::{DatapathDrops, ForwardDrops};
 use iotrelay_crypto::{RandomSource, SaCipher};
 use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
-use iotrelay_ikev2::{ChildSa, Config, Event, StartupAction, Tunnel, TunnelState};
+use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, StartupAction, Tunnel, TunnelState};
 
 use crate::demux::{NATT_KEEPALIVE, frame_ike};
 use crate::status::{ChildCounters, ForwardSnapshot, TunnelSnapshot};
@@ -41,9 +41,21 @@ pub trait Sink {
 /// Something that happened, for logs, Events and status refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    SaEstablished { tunnel: String },
-    SaLost { tunnel: String, reason: &'static str, permanent: bool },
-    ChildRekeyed { tunnel: String },
+    SaEstablished {
+        tunnel: String,
+    },
+    SaLost {
+        tunnel: String,
+        reason: &'static str,
+        permanent: bool,
+    },
+    ChildRekeyed {
+        tunnel: String,
+    },
+    /// The IKE SA went down after the CHILD_SA was due for a rekey.
+    RekeyFailed {
+        tunnel: String,
+    },
 }
 
 struct TunnelSlot {
@@ -56,6 +68,8 @@ struct TunnelSlot {
     esp_remote: SocketAddr,
     counters: ChildCounters,
     next_keepalive: Duration,
+    /// When the installed CHILD_SA is due for a rekey (to tell a failed rekey from other losses).
+    child_rekey_at: Option<Duration>,
 }
 
 struct Session {
@@ -86,6 +100,8 @@ pub struct Datapath {
     next_ip_id: u16,
     drops: DatapathDrops,
     notices: Vec<Notice>,
+    /// The latest time seen in any input.
+    now: Duration,
     /// Bumped on every state change (SA install/delete, tunnel up/down): status must be refreshed.
     pub generation: u64,
     scratch: Box<[u8]>,
@@ -130,6 +146,7 @@ impl Datapath {
                     esp_remote: SocketAddr::new(p.peer.into(), NATT_PORT),
                     counters: ChildCounters::default(),
                     next_keepalive: now + KEEPALIVE_INTERVAL,
+                    child_rekey_at: None,
                 }
             })
             .collect();
@@ -145,6 +162,7 @@ impl Datapath {
             next_ip_id: 1,
             drops: DatapathDrops::default(),
             notices: Vec::new(),
+            now,
             generation: 1,
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             scratch2: vec![0u8; SCRATCH].into_boxed_slice(),
@@ -229,6 +247,7 @@ impl Datapath {
 
     /// A datagram on UDP 500: IKE without a marker.
     pub fn handle_udp500(&mut self, now: Duration, rng: &mut dyn RandomSource, from: SocketAddr, data: &[u8]) {
+        self.now = self.now.max(now);
         if let Some(i) = self.tunnel_for(from) {
             self.tunnels[i].engine.handle_datagram(now, rng, IKE_PORT, from, data);
         }
@@ -243,6 +262,7 @@ impl Datapath {
         data: &mut [u8],
         sink: &mut dyn Sink,
     ) {
+        self.now = self.now.max(now);
         match iotrelay_esp::classify(data) {
             Demux::Keepalive => {} // keeps NAT state; never liveness
             Demux::Malformed => self.drops.malformed += 1,
@@ -414,6 +434,7 @@ impl Datapath {
 
     /// Timers: engine timeouts, NAT-T keepalives, session expiry.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource, sink: &mut dyn Sink) {
+        self.now = self.now.max(now);
         for t in &mut self.tunnels {
             if t.engine.poll_timeout().is_some_and(|at| now >= at) {
                 t.engine.handle_timeout(now, rng);
@@ -482,6 +503,10 @@ impl Datapath {
                 let permanent = reason.is_permanent();
                 let err = self.tunnels[ti].engine.status().last_error.unwrap_or_default();
                 tracing::warn!(tunnel = %name, reason = reason.reason(), error = %err, "IKE SA down");
+                let t = &mut self.tunnels[ti];
+                if t.child_rekey_at.take().is_some_and(|at| self.now >= at) && reason != DownReason::Closed {
+                    self.notices.push(Notice::RekeyFailed { tunnel: name.clone() });
+                }
                 self.notices.push(Notice::SaLost { tunnel: name, reason: reason.reason(), permanent });
             }
             Event::ChildSaInstalled(sa) => {
@@ -522,6 +547,7 @@ impl Datapath {
         };
         self.inbound.insert(sa.inbound_spi, (ti, InboundSa::new(sa.inbound_spi, inbound, self.replay_window)));
         let mtu = iotrelay_esp::tunnel_mtu(sa.encr, sa.integ, OUTER_MTU);
+        self.tunnels[ti].child_rekey_at = Some(sa.rekey_at);
         self.tunnels[ti].outbound = Some((OutboundSa::new(sa.outbound_spi, outbound), mtu));
     }
 

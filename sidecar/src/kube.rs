@@ -1,12 +1,306 @@
-//! In-cluster mode (issue 4 item 3).
+//! In-cluster mode (issue 4 item 3): read the own IotRelay and its Secrets, run the relay, apply forward and PSK
+//! changes live, write `Ready`/`Degraded`/tunnels/forwards/datapath to `/status` with server-side apply (field
+//! manager `iotrelay-sidecar`), and emit Events for SA established / lost / rekey failed / authentication failed.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use iotrelay_api::{IotRelay, IotRelayStatus, SIDECAR_FIELD_MANAGER, ValidatedSpec};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource as _};
+use tokio::sync::{mpsc, watch};
+use zeroize::Zeroizing;
+
+use crate::admin::{Published, Shared};
+use crate::config::{has_short_lifetimes, validate_spec};
+use crate::datapath::Notice;
+use crate::run::{Hooks, Reconfigure, RunSpec, run};
+use crate::status::Owner;
+
+/// Counter-only status changes are written at most this often.
+const COUNTER_WRITE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often referenced Secrets are re-read (besides on every IotRelay change).
+const SECRET_POLL: Duration = Duration::from_secs(10);
+
+/// The PSKs of the spec's tunnels, read from the API. Errors name the Secret and key, never a value.
+async fn read_psks(secrets: &Api<Secret>, spec: &ValidatedSpec) -> anyhow::Result<Vec<Zeroizing<Vec<u8>>>> {
+    let mut cache: BTreeMap<String, Secret> = BTreeMap::new();
+    let mut out = Vec::new();
+    for (i, t) in spec.tunnels.iter().enumerate() {
+        let r = &t.psk;
+        if !cache.contains_key(&r.name) {
+            let s =
+                secrets.get_opt(&r.name).await.with_context(|| format!("reading Secret {:?}", r.name))?.with_context(
+                    || format!("Secret {:?} referenced by spec.tunnels[{i}].preSharedKeySecretRef not found", r.name),
+                )?;
+            cache.insert(r.name.clone(), s);
+        }
+        let s = &cache[&r.name];
+        let v = s
+            .data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .map(|b| Zeroizing::new(b.0.clone()))
+            .or_else(|| {
+                s.string_data.as_ref().and_then(|d| d.get(&r.key)).map(|v| Zeroizing::new(v.as_bytes().to_vec()))
+            })
+            .with_context(|| {
+                format!(
+                    "Secret {:?} has no key {:?} (referenced by spec.tunnels[{i}].preSharedKeySecretRef)",
+                    r.name, r.key
+                )
+            })?;
+        anyhow::ensure!(!v.is_empty(), "Secret {:?} key {:?}: the pre-shared key is empty", r.name, r.key);
+        out.push(v);
+    }
+    Ok(out)
+}
+
+/// Waits until the IotRelay exists, validates and its Secrets are readable.
+async fn load(
+    relays: &Api<IotRelay>,
+    secrets: &Api<Secret>,
+    name: &str,
+    allow_short: bool,
+) -> (IotRelay, ValidatedSpec, Vec<Zeroizing<Vec<u8>>>) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        let r: anyhow::Result<_> = async {
+            let relay = relays.get(name).await.with_context(|| format!("reading IotRelay {name:?}"))?;
+            let spec = validate_spec(&relay.spec, allow_short)?;
+            let psks = read_psks(secrets, &spec).await?;
+            Ok((relay, spec, psks))
+        }
+        .await;
+        match r {
+            Ok(v) => return v,
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), retry_in = ?delay, "cannot start yet");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
 
 pub async fn run_kube(
     name: String,
     namespace: String,
     admin_addr: SocketAddr,
-    _allow_short: bool,
+    allow_short: bool,
 ) -> anyhow::Result<()> {
-    anyhow::bail!("kube mode is not implemented yet (IotRelay {namespace}/{name}, admin {admin_addr})")
+    let client = Client::try_default().await.context("reading the in-cluster Kubernetes configuration")?;
+    let relays: Api<IotRelay> = Api::namespaced(client.clone(), &namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
+
+    let (cmd_tx, cmd_rx) = mpsc::channel(16);
+    let shared = Arc::new(Shared { published: Mutex::new(Published::default()), commands: cmd_tx });
+    let listener = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("binding the admin address {admin_addr}"))?;
+    let router = crate::admin::router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    });
+
+    let (relay, spec, psks) = load(&relays, &secrets, &name, allow_short).await;
+    if has_short_lifetimes(&spec) {
+        tracing::warn!("IOTRELAY_UNSAFE_SHORT_LIFETIMES is set: lifetimes below AWS's 900 s minimum (test only)");
+    }
+    tracing::info!(relay = %name, %namespace, tunnels = spec.tunnels.len(), forwards = spec.forwards.len(), "configuration loaded");
+
+    let (rc_tx, rc_rx) = mpsc::channel(16);
+    let (status_tx, status_rx) = watch::channel(IotRelayStatus::default());
+    let (notice_tx, notice_rx) = mpsc::channel(64);
+    let hooks = Hooks { reconfigure: rc_rx, status: status_tx, notices: notice_tx };
+
+    let reporter = Reporter { controller: SIDECAR_FIELD_MANAGER.into(), instance: std::env::var("HOSTNAME").ok() };
+    let obj_ref = relay.object_ref(&());
+    tokio::spawn(write_status(relays.clone(), name.clone(), status_rx));
+    tokio::spawn(emit_events(Recorder::new(client.clone(), reporter), obj_ref, notice_rx));
+    tokio::spawn(watch_changes(
+        relays.clone(),
+        secrets.clone(),
+        name.clone(),
+        spec.clone(),
+        psks.clone(),
+        allow_short,
+        rc_tx,
+    ));
+
+    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::InCluster };
+    run(rs, shared, cmd_rx, Some(hooks)).await
+}
+
+/// Watches the IotRelay (and re-reads its Secrets) and sends live changes: forwards and PSKs. Changes to tunnel
+/// settings need a restart (the operator rolls the pod when the rendered config changes).
+async fn watch_changes(
+    relays: Api<IotRelay>,
+    secrets: Api<Secret>,
+    name: String,
+    mut spec: ValidatedSpec,
+    mut psks: Vec<Zeroizing<Vec<u8>>>,
+    allow_short: bool,
+    tx: mpsc::Sender<Reconfigure>,
+) {
+    let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut stream = watcher::watcher(relays, cfg).boxed();
+    let mut tick = tokio::time::interval(SECRET_POLL);
+    loop {
+        let mut candidate: Option<IotRelay> = None;
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(Ok(watcher::Event::Apply(r))) | Some(Ok(watcher::Event::InitApply(r))) => candidate = Some(r),
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "watching the IotRelay failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    continue;
+                }
+                None => return,
+            },
+            _ = tick.tick() => {}
+        }
+        if let Some(r) = candidate {
+            match validate_spec(&r.spec, allow_short) {
+                Ok(new) => {
+                    if new.forwards != spec.forwards {
+                        tracing::info!("IotRelay forwards changed: applying live (tunnels untouched)");
+                        if tx.send(Reconfigure::Forwards(new.forwards.clone())).await.is_err() {
+                            return;
+                        }
+                    }
+                    let tunnels_changed = new.tunnels != spec.tunnels
+                        || new.ike != spec.ike
+                        || new.esp != spec.esp
+                        || new.inside_address != spec.inside_address
+                        || new.local_address != spec.local_address
+                        || new.local_identity != spec.local_identity;
+                    if tunnels_changed {
+                        tracing::warn!("IotRelay tunnel settings changed: they apply when the relay restarts");
+                    }
+                    spec = new;
+                }
+                Err(e) => tracing::warn!(error = %e, "IotRelay spec invalid; keeping the running configuration"),
+            }
+        }
+        match read_psks(&secrets, &spec).await {
+            Ok(new) => {
+                for (i, (a, b)) in new.iter().zip(psks.iter()).enumerate() {
+                    if a.as_slice() != b.as_slice()
+                        && let Some(t) = spec.tunnels.get(i)
+                        && tx.send(Reconfigure::Psk { tunnel: t.name.clone(), psk: a.clone() }).await.is_err()
+                    {
+                        return;
+                    }
+                }
+                psks = new;
+            }
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "reading the pre-shared keys failed"),
+        }
+    }
+}
+
+/// The status without counters: a change here is a state change, written at once.
+fn without_counters(s: &IotRelayStatus) -> IotRelayStatus {
+    let mut s = s.clone();
+    for t in &mut s.tunnels {
+        if let Some(c) = t.child_sa.as_mut() {
+            (c.bytes_in, c.bytes_out, c.packets_in, c.packets_out) = (0, 0, 0, 0);
+        }
+    }
+    for f in &mut s.forwards {
+        (f.sessions, f.packets_in, f.packets_out) = (0, 0, 0);
+        f.drops = Default::default();
+    }
+    s.datapath = None;
+    for c in &mut s.conditions {
+        c.last_transition_time =
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+    }
+    s
+}
+
+async fn write_status(relays: Api<IotRelay>, name: String, mut rx: watch::Receiver<IotRelayStatus>) {
+    let pp = PatchParams::apply(SIDECAR_FIELD_MANAGER).force();
+    let mut written: Option<IotRelayStatus> = None;
+    let mut last_write = tokio::time::Instant::now() - COUNTER_WRITE_INTERVAL;
+    loop {
+        if rx.changed().await.is_err() {
+            return;
+        }
+        let status = rx.borrow_and_update().clone();
+        let state_changed = written.as_ref().is_none_or(|w| without_counters(w) != without_counters(&status));
+        if !state_changed {
+            if written.as_ref() == Some(&status) {
+                continue;
+            }
+            let wait = COUNTER_WRITE_INTERVAL.saturating_sub(last_write.elapsed());
+            if !wait.is_zero() {
+                // Let more changes accumulate; a state change during the wait is written right after it.
+                tokio::time::sleep(wait).await;
+                rx.mark_changed();
+                continue;
+            }
+        }
+        // Only the fields this field manager owns; Reconciling/Stalled/observedGeneration belong to the operator.
+        let patch = serde_json::json!({
+            "apiVersion": format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
+            "kind": "IotRelay",
+            "status": status,
+        });
+        match relays.patch_status(&name, &pp, &Patch::Apply(patch)).await {
+            Ok(_) => {
+                written = Some(status);
+                last_write = tokio::time::Instant::now();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "writing status failed; retrying");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                rx.mark_changed();
+            }
+        }
+    }
+}
+
+async fn emit_events(
+    recorder: Recorder,
+    obj: k8s_openapi::api::core::v1::ObjectReference,
+    mut rx: mpsc::Receiver<Notice>,
+) {
+    while let Some(n) = rx.recv().await {
+        let (type_, reason, note) = match &n {
+            Notice::SaEstablished { tunnel } => {
+                (EventType::Normal, "SaEstablished", format!("tunnel {tunnel}: CHILD_SA established"))
+            }
+            Notice::ChildRekeyed { tunnel } => {
+                (EventType::Normal, "ChildSaRekeyed", format!("tunnel {tunnel}: CHILD_SA rekeyed"))
+            }
+            Notice::SaLost { tunnel, reason, .. } if *reason == "AuthenticationFailed" => {
+                (EventType::Warning, "AuthenticationFailed", format!("tunnel {tunnel}: authentication failed"))
+            }
+            Notice::SaLost { tunnel, reason, .. } if *reason == "Closed" => {
+                (EventType::Normal, "SaClosed", format!("tunnel {tunnel}: closed"))
+            }
+            Notice::SaLost { tunnel, reason, .. } => {
+                (EventType::Warning, "SaLost", format!("tunnel {tunnel}: IKE SA lost ({reason})"))
+            }
+            Notice::RekeyFailed { tunnel } => {
+                (EventType::Warning, "RekeyFailed", format!("tunnel {tunnel}: CHILD_SA rekey failed"))
+            }
+        };
+        let ev = KEvent { type_, reason: reason.into(), note: Some(note), action: "Tunnel".into(), secondary: None };
+        if let Err(e) = recorder.publish(&ev, &obj).await {
+            tracing::warn!(error = %e, "publishing event failed");
+        }
+    }
 }

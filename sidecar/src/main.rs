@@ -50,6 +50,9 @@ enum Mode {
         /// Address of the admin HTTP server (probes and metrics).
         #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "0.0.0.0:9464")]
         admin_addr: SocketAddr,
+        /// Port of the admin HTTP server on all addresses (overrides the port of --admin-addr; set by the operator).
+        #[arg(long, env = "IOTRELAY_ADMIN_PORT")]
+        admin_port: Option<u16>,
     },
 }
 
@@ -79,7 +82,10 @@ fn main() -> ExitCode {
     };
     let r = match cli.mode {
         Mode::Standalone { file, admin_addr } => rt.block_on(standalone(file, admin_addr)),
-        Mode::Kube { name, namespace, admin_addr } => {
+        Mode::Kube { name, namespace, mut admin_addr, admin_port } => {
+            if let Some(p) = admin_port {
+                admin_addr.set_port(p);
+            }
             rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, admin_addr, allow_short_lifetimes()))
         }
     };

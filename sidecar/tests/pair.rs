@@ -1,0 +1,253 @@
+//! Two sans-IO `Datapath`s (relay = initiator, "AWS" = responder) over an in-memory link with a virtual clock:
+//! IKE over 500 then 4500 with the non-ESP marker, CHILD_SA install, a relayed packet and its reply, a CHILD_SA
+//! rekey with traffic on both sides of it, DELETE on close, and hostile datagrams on 4500.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use iotrelay_api::validate::ValidatedForward;
+use iotrelay_crypto::SeededRandom;
+use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+use iotrelay_ikev2::{Config, Identity, StartupAction};
+use iotrelay_sidecar::datapath::{Datapath, Out, Sink, TunnelPlan};
+use zeroize::Zeroizing;
+
+const RELAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
+const AWS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const RELAY_INSIDE: Ipv4Addr = Ipv4Addr::new(100, 127, 0, 1);
+const DEVICE: Ipv4Addr = Ipv4Addr::new(100, 64, 1, 10);
+
+#[derive(Default)]
+struct Capture(Vec<(Out, Vec<u8>)>);
+impl Sink for Capture {
+    fn send(&mut self, out: Out, data: &[u8]) -> bool {
+        self.0.push((out, data.to_vec()));
+        true
+    }
+}
+
+fn config(startup: StartupAction, me: Ipv4Addr) -> Config {
+    let mut c = Config::aws_defaults(Zeroizing::new(b"pair_test_psk_123".to_vec()), Identity::Ipv4(me));
+    c.ike_proposals = vec![IkeProposal::parse("aes128-sha256-ecp256").unwrap()];
+    c.esp_proposals = vec![EspProposal::parse("aes128gcm16").unwrap()];
+    c.startup = startup;
+    c
+}
+
+fn forward(port: u16, allowed: &str, target: SocketAddrV4) -> ValidatedForward {
+    ValidatedForward {
+        name: "admin".into(),
+        listen_port: port,
+        allowed_sources: vec![allowed.parse().unwrap()],
+        target,
+        idle_timeout: Duration::from_secs(60),
+    }
+}
+
+struct Pair {
+    relay: Datapath,
+    aws: Datapath,
+    rng: SeededRandom,
+    now: Duration,
+    /// Datagrams relay -> its forward clients.
+    relay_clients: Vec<(SocketAddrV4, Vec<u8>)>,
+}
+
+impl Pair {
+    fn new() -> Pair {
+        let mut rng = SeededRandom::new(7);
+        let now = Duration::ZERO;
+        let relay = Datapath::new(
+            RELAY_INSIDE,
+            1024,
+            RELAY,
+            vec![TunnelPlan { name: "tunnel1".into(), peer: AWS, config: config(StartupAction::Start, RELAY) }],
+            vec![forward(7000, "203.0.113.10/32", SocketAddrV4::new(DEVICE, 7000))],
+            now,
+            &mut rng,
+        );
+        // The "AWS" side plays the device too: its inside address is the device, and its forward's target is the
+        // relay's inside session, so its clients' datagrams come back to the relay as replies.
+        let aws = Datapath::new(
+            DEVICE,
+            1024,
+            AWS,
+            vec![TunnelPlan { name: "relay".into(), peer: RELAY, config: config(StartupAction::Add, AWS) }],
+            vec![forward(9000, "0.0.0.0/0", SocketAddrV4::new(RELAY_INSIDE, 5555))],
+            now,
+            &mut rng,
+        );
+        Pair { relay, aws, rng, now, relay_clients: Vec::new() }
+    }
+
+    /// Moves datagrams both ways until both sides are quiet.
+    fn pump(&mut self) {
+        for _ in 0..50 {
+            let mut a = Capture::default();
+            self.relay.drain(&mut a);
+            let mut b = Capture::default();
+            self.aws.drain(&mut b);
+            if a.0.is_empty() && b.0.is_empty() {
+                return;
+            }
+            self.deliver(a, true);
+            self.deliver(b, false);
+        }
+        panic!("link never went quiet");
+    }
+
+    fn deliver(&mut self, c: Capture, from_relay: bool) {
+        let (src_ip, dst) = if from_relay { (RELAY, &mut self.aws) } else { (AWS, &mut self.relay) };
+        for (out, mut data) in c.0 {
+            match out {
+                Out::Outside { local_port, remote } => {
+                    let want = if from_relay { AWS } else { RELAY };
+                    assert_eq!(remote.ip(), want);
+                    let from = SocketAddr::new(src_ip.into(), local_port);
+                    let mut sink = Capture::default();
+                    if local_port == 4500 {
+                        dst.handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+                    } else {
+                        dst.handle_udp500(self.now, &mut self.rng, from, &data);
+                    }
+                    assert!(sink.0.iter().all(|(o, _)| matches!(o, Out::Forward { .. })));
+                    if !from_relay {
+                        for (o, d) in sink.0 {
+                            if let Out::Forward { client, .. } = o {
+                                self.relay_clients.push((client, d));
+                            }
+                        }
+                    }
+                }
+                Out::Forward { client, .. } if !from_relay => {
+                    panic!("aws side answered a client {client}")
+                }
+                Out::Forward { client, .. } => self.relay_clients.push((client, data)),
+            }
+        }
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now += d;
+        let mut a = Capture::default();
+        self.relay.handle_timeout(self.now, &mut self.rng, &mut a);
+        let mut b = Capture::default();
+        self.aws.handle_timeout(self.now, &mut self.rng, &mut b);
+        self.deliver(a, true);
+        self.deliver(b, false);
+        self.pump();
+    }
+
+    /// A client datagram into the relay's forward; returns what was sent to the outside.
+    fn client_to_relay(&mut self, client: SocketAddrV4, payload: &[u8]) {
+        let mut c = Capture::default();
+        self.relay.handle_forward(self.now, &mut self.rng, 0, client, payload, &mut c);
+        self.deliver(c, true);
+        self.pump();
+    }
+
+    /// The device answers from port 7000 (the aws side keeps the client port as the inside source port).
+    fn device_reply(&mut self, payload: &[u8]) {
+        let mut c = Capture::default();
+        self.aws.handle_forward(
+            self.now,
+            &mut self.rng,
+            0,
+            SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000),
+            payload,
+            &mut c,
+        );
+        self.deliver(c, false);
+        self.pump();
+    }
+}
+
+fn established(d: &Datapath) -> bool {
+    let (t, _, _) = d.snapshot();
+    t.iter().all(|t| t.engine.state == iotrelay_ikev2::TunnelState::Established && t.active)
+}
+
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5555);
+
+#[test]
+fn round_trip_rekey_and_close() {
+    let mut p = Pair::new();
+    // No tunnel yet: counted as noTunnel.
+    p.client_to_relay(CLIENT, b"too early");
+    p.pump();
+    assert!(established(&p.relay), "relay tunnel not established");
+    assert!(established(&p.aws));
+    let (_, f, _) = p.relay.snapshot();
+    assert_eq!(f[0].drops.no_tunnel, 1);
+
+    // A relayed packet reaches the device side (which has no session for it: counted there as noSession,
+    // proving it was decrypted and parsed), and the device's reply comes back to the client.
+    p.client_to_relay(CLIENT, b"hello");
+    let (_, af, adp) = p.aws.snapshot();
+    assert_eq!(af[0].drops.no_session, 1, "aws side did not decrypt the relayed packet");
+    assert_eq!(adp, Default::default());
+    p.device_reply(b"hello back");
+    assert_eq!(p.relay_clients, vec![(CLIENT, b"hello back".to_vec())]);
+    let (t, f, _) = p.relay.snapshot();
+    assert_eq!((f[0].packets_in, f[0].packets_out, f[0].sessions), (1, 1, 1));
+    assert_eq!((t[0].child.packets_out, t[0].child.packets_in), (1, 1));
+
+    // Source outside allowedSources.
+    p.client_to_relay(SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 11), 1), b"x");
+    assert_eq!(p.relay.snapshot().1[0].drops.source_not_allowed, 1);
+
+    // CHILD_SA rekey: new SPIs, traffic continues in both directions, old inbound deleted after the grace time.
+    let old = p.relay.snapshot().0[0].engine.child_inbound_spi;
+    p.relay.rekey(0, false, p.now, &mut SeededRandom::new(9));
+    p.pump();
+    let new = p.relay.snapshot().0[0].engine.child_inbound_spi;
+    assert!(new.is_some() && new != old, "CHILD_SA not rekeyed");
+    p.client_to_relay(CLIENT, b"after rekey");
+    // The aws side decrypted it on the new SA (ESP packets in: 2).
+    assert_eq!(p.aws.snapshot().0[0].child.packets_in, 2);
+    p.device_reply(b"reply after rekey");
+    assert_eq!(p.relay_clients.len(), 2);
+    p.advance(Duration::from_secs(6));
+    p.client_to_relay(CLIENT, b"later");
+    p.device_reply(b"later reply");
+    assert_eq!(p.relay_clients.len(), 3);
+    assert_eq!(p.aws.snapshot().0[0].child.packets_in, 3);
+    assert_ne!(p.relay.snapshot().0[0].engine.child_outbound_spi, None);
+    let (_, _, dp) = p.relay.snapshot();
+    assert_eq!(dp, Default::default(), "datapath drops on the relay: {dp:?}");
+
+    // Close: DELETE is answered, both sides end without SAs.
+    p.relay.close_all(p.now, &mut SeededRandom::new(10));
+    p.pump();
+    assert!(!p.relay.closing(), "DELETE not acknowledged");
+    assert!(p.aws.snapshot().0[0].engine.child_inbound_spi.is_none(), "aws side kept the CHILD_SA");
+}
+
+#[test]
+fn hostile_datagrams_on_4500_are_counted() {
+    let mut p = Pair::new();
+    p.pump();
+    assert!(established(&p.relay));
+    let from = SocketAddr::new(AWS.into(), 4500);
+    let mut sink = Capture::default();
+    let rng = &mut SeededRandom::new(3);
+    // Keepalive: ignored, not counted.
+    p.relay.handle_udp4500(p.now, rng, from, &mut [0xff], &mut sink);
+    // Garbage: too short.
+    p.relay.handle_udp4500(p.now, rng, from, &mut [1, 2, 3], &mut sink);
+    // Unknown SPI.
+    p.relay.handle_udp4500(p.now, rng, from, &mut [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0], &mut sink);
+    // Known SPI, bad ICV.
+    let spi = p.relay.snapshot().0[0].engine.child_inbound_spi.unwrap();
+    let mut forged = spi.to_be_bytes().to_vec();
+    forged.extend_from_slice(&[0, 0, 0, 1]);
+    forged.extend_from_slice(&[0x55; 64]);
+    p.relay.handle_udp4500(p.now, rng, from, &mut forged, &mut sink);
+    // IKE garbage behind the marker: the engine drops it.
+    p.relay.handle_udp4500(p.now, rng, from, &mut [0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9], &mut sink);
+    assert!(sink.0.is_empty());
+    let (t, _, dp) = p.relay.snapshot();
+    assert_eq!((dp.malformed, dp.unknown_spi, dp.integrity, dp.replay), (1, 1, 1, 0));
+    assert!(t[0].engine.counters.invalid_messages >= 1);
+    assert!(established(&p.relay), "hostile input took the tunnel down");
+}
