@@ -236,3 +236,19 @@ fn strongswan_fragmented_ike_auth() {
         assert_eq!(*aad_len + body.len(), m.header.length as usize);
     }
 }
+
+#[test]
+fn golden_messages_emit_into_junk_filled_buffers() {
+    for g in golden() {
+        let m = Message::parse(&g.bytes).unwrap();
+        assert_eq!(m.buffer_len(), g.bytes.len(), "{}", g.name);
+        for junk in [0x00u8, 0xa5, 0xff] {
+            let mut buf = vec![junk; g.bytes.len() + 7];
+            let n = m.emit_into(&mut buf).unwrap();
+            assert_eq!(&buf[..n], &g.bytes[..], "{}: junk {junk:#x} shows through", g.name);
+            assert!(buf[n..].iter().all(|&b| b == junk), "{}: wrote past the message", g.name);
+        }
+        let mut short = vec![0u8; g.bytes.len() - 1];
+        assert!(m.emit_into(&mut short).is_err(), "{}: short buffer accepted", g.name);
+    }
+}

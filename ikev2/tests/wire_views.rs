@@ -225,3 +225,28 @@ fn every_payload_type_round_trips_alone() {
         }
     }
 }
+
+#[test]
+fn emit_into_matches_emit_for_every_payload() {
+    use iotrelay_crypto::{RandomSource, SeededRandom};
+    let mut rng = SeededRandom::new(7);
+    let msgs = [
+        Message { header: header(), payloads: vec![] },
+        Message { header: header(), payloads: vec![nonce(), nonce()] },
+        Message {
+            header: header(),
+            payloads: vec![
+                Payload::Delete(Delete { protocol: ProtocolId::ESP, spi_size: 4, spis: vec![vec![1, 2, 3, 4]] }),
+                Payload::Skf { next_inner: PayloadType::IDI, number: 1, total: 9, body: vec![3; 33], aad_len: 0 },
+            ],
+        },
+    ];
+    for m in msgs {
+        let want = m.emit();
+        assert_eq!(m.buffer_len(), want.len());
+        let mut buf = vec![0u8; want.len()];
+        rng.fill_bytes(&mut buf);
+        assert_eq!(m.emit_into(&mut buf), Ok(want.len()));
+        assert_eq!(buf, want);
+    }
+}

@@ -238,8 +238,65 @@ fn parse_ts(body: &[u8]) -> Result<Vec<TrafficSelector>, WireError> {
     Ok(out)
 }
 
+/// Where emission writes. Every octet of the output is written explicitly (reserved fields as zeros), so the
+/// result never depends on what the buffer held before.
+pub(super) trait Sink {
+    fn len(&self) -> usize;
+    fn extend_from_slice(&mut self, b: &[u8]);
+    fn push(&mut self, b: u8) {
+        self.extend_from_slice(&[b]);
+    }
+    /// Overwrites two octets already written (a length field).
+    fn patch_u16(&mut self, at: usize, v: u16);
+}
+
+impl Sink for Vec<u8> {
+    fn len(&self) -> usize {
+        Vec::len(self)
+    }
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        Vec::extend_from_slice(self, b)
+    }
+    fn patch_u16(&mut self, at: usize, v: u16) {
+        self[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// Counts octets only: `buffer_len`.
+#[derive(Default)]
+pub(super) struct Counter(pub(super) usize);
+
+impl Sink for Counter {
+    fn len(&self) -> usize {
+        self.0
+    }
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.0 += b.len();
+    }
+    fn patch_u16(&mut self, _: usize, _: u16) {}
+}
+
+/// Writes into a caller's buffer, which the caller sized with `buffer_len` (so no write can fall outside it).
+pub(super) struct SliceSink<'a> {
+    pub(super) buf: &'a mut [u8],
+    pub(super) pos: usize,
+}
+
+impl Sink for SliceSink<'_> {
+    fn len(&self) -> usize {
+        self.pos
+    }
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.buf[self.pos..self.pos + b.len()].copy_from_slice(b);
+        self.pos += b.len();
+    }
+    fn patch_u16(&mut self, at: usize, v: u16) {
+        self.buf[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
 /// Appends the chain to `out`; returns the first payload's type.
-pub(super) fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType {
+pub(super) fn emit_chain<S: Sink>(payloads: &[Payload], out: &mut S) -> PayloadType {
     for (i, p) in payloads.iter().enumerate() {
         let next = match p {
             Payload::Sk { next_inner, .. } | Payload::Skf { next_inner, .. } => *next_inner,
@@ -250,12 +307,12 @@ pub(super) fn emit_chain(payloads: &[Payload], out: &mut Vec<u8>) -> PayloadType
         out.extend_from_slice(&[next.0, if critical { 0x80 } else { 0 }, 0, 0]);
         emit_body(p, out);
         let len = (out.len() - start) as u16;
-        out[start + 2..start + 4].copy_from_slice(&len.to_be_bytes());
+        out.patch_u16(start + 2, len);
     }
     payloads.first().map_or(PayloadType::NONE, |p| p.payload_type())
 }
 
-fn emit_body(p: &Payload, out: &mut Vec<u8>) {
+fn emit_body<S: Sink>(p: &Payload, out: &mut S) {
     match p {
         Payload::Sa(proposals) => {
             for (i, prop) in proposals.iter().enumerate() {
@@ -275,10 +332,10 @@ fn emit_body(p: &Payload, out: &mut Vec<u8>) {
                     }
                     out.extend_from_slice(&t.extra_attributes);
                     let l = (out.len() - t_start) as u16;
-                    out[t_start + 2..t_start + 4].copy_from_slice(&l.to_be_bytes());
+                    out.patch_u16(t_start + 2, l);
                 }
                 let l = (out.len() - start) as u16;
-                out[start + 2..start + 4].copy_from_slice(&l.to_be_bytes());
+                out.patch_u16(start + 2, l);
             }
         }
         Payload::Ke { group, data } => {

@@ -255,6 +255,27 @@ impl Message {
         let payloads = codec::parse_chain(header.next_payload, &data[HEADER_LEN..], HEADER_LEN)?;
         Ok(Message { header, payloads })
     }
+    /// Octets [`Message::emit`] produces.
+    pub fn buffer_len(&self) -> usize {
+        let mut c = codec::Counter(HEADER_LEN);
+        codec::emit_chain(&self.payloads, &mut c);
+        c.0
+    }
+    /// Serializes into `buf[..buffer_len()]` (whatever it held before) and returns the length; like
+    /// [`Message::emit`] without an allocation. Errors if `buf` is shorter than [`Message::buffer_len`].
+    pub fn emit_into(&self, buf: &mut [u8]) -> Result<usize, WireError> {
+        let len = self.buffer_len();
+        if buf.len() < len {
+            return Err(WireError::BadLength("output buffer shorter than the message"));
+        }
+        let mut sink = codec::SliceSink { buf: &mut buf[..len], pos: HEADER_LEN };
+        let first = codec::emit_chain(&self.payloads, &mut sink);
+        let mut header = self.header;
+        header.next_payload = first;
+        header.length = len as u32;
+        header.emit(&mut buf[..HEADER_LEN]);
+        Ok(len)
+    }
     /// Serializes; `header.next_payload` and `header.length` are computed, the other header fields are taken
     /// as they are.
     pub fn emit(&self) -> Vec<u8> {
