@@ -1161,6 +1161,9 @@ func (k *kubelet) reportStatus(ctx context.Context, r *podRun) error {
 	if cur.Status.StartTime != nil {
 		st.StartTime = cur.Status.StartTime
 	}
+	if cur.Status.QOSClass != "" {
+		st.QOSClass = cur.Status.QOSClass // set by the API server at creation, immutable
+	}
 	cur.Status = st
 	_, err = pods.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
 	if err != nil && ctx.Err() == nil {
