@@ -1,5 +1,8 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus (corpus/<target>/) from the golden strongSwan messages in ../tests/golden."""
+"""Writes the seed corpus (corpus/<target>/) from the golden strongSwan messages in ../tests/golden.
+
+Replay one input with events printed: FUZZ_DEBUG=1 <target-dir>/x86_64-unknown-linux-gnu/release/responder_datagrams FILE
+"""
 import glob, hashlib, os
 
 here = os.path.dirname(os.path.abspath(__file__))
@@ -30,6 +33,10 @@ put("responder_datagrams", bytes([1, 0, 0, 0, 1, 128, 7, 0, 0, 0]))
 put("responder_datagrams", bytes([3, 0, 0, 0, 2, 200, 0]))
 put("responder_datagrams", bytes([5, 3, 0, 0, 0, 0, 0, 4, 0, 0]))
 put("responder_datagrams", bytes([7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 255, 255, 255, 255, 255, 255]))
+# relay mode through CHILD and IKE rekeys: idle steps of 200 s, datagrams untouched.
+put("responder_datagrams", bytes([9] + [0, 0, 0, 20] * 40))
+put("responder_datagrams", bytes([9] + [0, 0, 0, 30] * 60))
+put("responder_datagrams", bytes([11] + [20] * 60))
 # reassembler: [id, number, total, next, len/8, plaintext]
 put("reassembler", bytes([1, 1, 2, 35, 1]) + b"A" * 8 + bytes([1, 2, 2, 0, 1]) + b"B" * 8)
 put("reassembler", bytes([1, 2, 3, 0, 0, 1, 1, 3, 35, 2]) + b"x" * 16 + bytes([1, 3, 3, 0, 0, 1, 1, 3, 35, 0]))

@@ -26,6 +26,15 @@ fn config(own: Ipv4Addr, startup: StartupAction) -> Config {
     c.esp_proposals = vec![EspProposal::parse("aes128-sha1").expect("proposal")];
     c.startup = startup;
     c.cookie_threshold = 2;
+    // Short lifetimes and a slow DPD so a few simulated minutes (a few hundred timer events) reach CHILD and IKE
+    // rekeys, including collisions when both sides' timers fire close together.
+    c.ike_lifetime = Duration::from_secs(3600);
+    c.ike_rekey_margin = Duration::from_secs(600);
+    c.child_lifetime = Duration::from_secs(1200);
+    c.child_rekey_margin = Duration::from_secs(300);
+    c.rekey_fuzz = Duration::from_secs(60);
+    c.dpd_interval = Duration::from_secs(120);
+    c.dpd_timeout = Duration::from_secs(360);
     c
 }
 
@@ -39,9 +48,25 @@ fn tunnel(own: Ipv4Addr, peer: Ipv4Addr, startup: StartupAction, now: Duration) 
 }
 
 fn settle(t: &mut Tunnel) {
-    while t.poll_event().is_some() {}
+    while let Some(e) = t.poll_event() {
+        if std::env::var_os("FUZZ_DEBUG").is_some() {
+            eprintln!("{e:?}");
+        }
+    }
     assert!(t.outbound_child_sas() <= 1, "more than one outbound CHILD_SA");
     let _ = t.status();
+}
+
+/// Hands every datagram `from` wants to send to `to`, unaltered; true if there was any.
+fn deliver(from: &mut Tunnel, to: &mut Tunnel, from_addr: Ipv4Addr, now: Duration, rng: &mut SeededRandom) -> bool {
+    let mut any = false;
+    while let Some(tx) = from.poll_transmit() {
+        any = true;
+        let src = SocketAddr::new(IpAddr::V4(from_addr), tx.local_port);
+        to.handle_datagram(now, rng, tx.remote.port(), src, &tx.data);
+    }
+    settle(to);
+    any
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -49,7 +74,6 @@ fuzz_target!(|data: &[u8]| {
     let mut now = Duration::from_secs(1000);
     let mut rng = SeededRandom::new(u64::from(mode));
     let mut resp = tunnel(RESPONDER, INITIATOR, StartupAction::Add, now);
-    let from = SocketAddr::new(IpAddr::V4(INITIATOR), 500);
     if mode & 1 == 0 {
         // raw: [port/flags (1), length (2), datagram] ...
         while rest.len() >= 3 {
@@ -67,63 +91,79 @@ fuzz_target!(|data: &[u8]| {
         }
         return;
     }
-    // relay: a real initiator; each datagram it sends consumes one control record [op, position, value].
+    // relay: a real initiator; each datagram it sends consumes one control record [op, position, value]
+    // (none left: delivered as is). Then time moves on by the next control octet (x 10 s), firing every timer
+    // on the way the way a driver would (at each `poll_timeout`): retransmissions, DPD, rekeys.
     let mut init = tunnel(INITIATOR, RESPONDER, StartupAction::Start, now);
     init.connect(now, &mut rng);
-    // Bounded: each round is at most a few DH operations, so executions stay fast.
-    for _ in 0..12 {
-        let mut progressed = false;
-        while let Some(tx) = init.poll_transmit() {
-            progressed = true;
-            let mut dgram = tx.data;
-            let (op, pos, val) = match rest {
-                [a, b, c, tail @ ..] => {
-                    rest = tail;
-                    (*a, *b, *c)
-                }
-                _ => (0, 0, 0),
-            };
-            let mut copies = 1;
-            match op % 8 {
-                1 if !dgram.is_empty() => {
-                    let i = usize::from(pos) * dgram.len() / 256;
-                    dgram[i] ^= val | 1;
-                }
-                2 => dgram.truncate(usize::from(pos) * dgram.len() / 256),
-                3 => copies = 2,
-                4 => copies = 0,
-                5 => dgram.extend_from_slice(&[val; 4]),
-                _ => {}
+    let mut budget = 1000u32;
+    loop {
+        pump(&mut init, &mut resp, now, &mut rng, &mut rest, &mut budget);
+        let [step, tail @ ..] = rest else { break };
+        rest = tail;
+        let target = now + Duration::from_secs(u64::from(*step) * 10 + 1);
+        while budget > 0 {
+            budget -= 1;
+            let next = [init.poll_timeout(), resp.poll_timeout()].into_iter().flatten().min();
+            match next {
+                Some(t) if t <= target => now = now.max(t),
+                _ => break,
             }
-            for _ in 0..copies {
-                resp.handle_datagram(now, &mut rng, tx.local_port, from, &dgram);
-            }
-            settle(&mut resp);
-            while let Some(back) = resp.poll_transmit() {
-                let to_init = SocketAddr::new(IpAddr::V4(RESPONDER), back.local_port);
-                init.handle_datagram(now, &mut rng, back.local_port, to_init, &back.data);
-            }
+            init.handle_timeout(now, &mut rng);
+            resp.handle_timeout(now, &mut rng);
             settle(&mut init);
+            settle(&mut resp);
+            pump(&mut init, &mut resp, now, &mut rng, &mut rest, &mut budget);
         }
-        // Let time pass: retransmissions, DPD, rekeys (the lifetimes are hours: jump by the control octet).
-        let step = match rest {
-            [s, tail @ ..] => {
-                rest = tail;
-                u64::from(*s)
-            }
-            _ => break,
-        };
-        now += Duration::from_secs(step * 60 + 1);
-        init.handle_timeout(now, &mut rng);
-        resp.handle_timeout(now, &mut rng);
-        settle(&mut resp);
-        while let Some(back) = resp.poll_transmit() {
-            let to_init = SocketAddr::new(IpAddr::V4(RESPONDER), back.local_port);
-            init.handle_datagram(now, &mut rng, back.local_port, to_init, &back.data);
-        }
-        settle(&mut init);
-        if !progressed && rest.is_empty() {
+        now = now.max(target);
+        if budget == 0 {
             break;
         }
     }
 });
+
+/// Exchanges datagrams until both sides are quiet; the initiator's pass through the fuzzer's alterations.
+fn pump(
+    init: &mut Tunnel,
+    resp: &mut Tunnel,
+    now: Duration,
+    rng: &mut SeededRandom,
+    rest: &mut &[u8],
+    budget: &mut u32,
+) {
+    while *budget > 0 {
+        *budget -= 1;
+        let Some(tx) = init.poll_transmit() else {
+            if deliver(resp, init, RESPONDER, now, rng) {
+                continue; // the initiator may have answered
+            }
+            return;
+        };
+        let mut dgram = tx.data;
+        let (op, pos, val) = match *rest {
+            [a, b, c, tail @ ..] => {
+                *rest = tail;
+                (*a, *b, *c)
+            }
+            _ => (0, 0, 0),
+        };
+        let mut copies = 1;
+        match op % 8 {
+            1 if !dgram.is_empty() => {
+                let i = usize::from(pos) * dgram.len() / 256;
+                dgram[i] ^= val | 1;
+            }
+            2 => dgram.truncate(usize::from(pos) * dgram.len() / 256),
+            3 => copies = 2,
+            4 => copies = 0,
+            5 => dgram.extend_from_slice(&[val; 4]),
+            _ => {}
+        }
+        let src = SocketAddr::new(IpAddr::V4(INITIATOR), tx.local_port);
+        for _ in 0..copies {
+            resp.handle_datagram(now, rng, tx.remote.port(), src, &dgram);
+        }
+        settle(resp);
+        deliver(resp, init, RESPONDER, now, rng);
+    }
+}
