@@ -9,6 +9,8 @@ pub const MAX_FRAGMENTS: u16 = 64;
 /// At most this many plaintext octets per reassembled message.
 pub const MAX_BYTES: usize = 64 * 1024;
 
+/// Collects the fragments of one message at a time, keyed by message ID: a newer ID starts over, an older one is
+/// ignored. Use one per direction (the peer's requests and the peer's responses have separate message IDs).
 #[derive(Debug, Default)]
 pub struct Reassembler {
     message_id: Option<u32>,
