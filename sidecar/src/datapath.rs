@@ -502,7 +502,11 @@ impl Datapath {
             Event::IkeSaDown { reason } => {
                 let permanent = reason.is_permanent();
                 let err = self.tunnels[ti].engine.status().last_error.unwrap_or_default();
-                tracing::warn!(tunnel = %name, reason = reason.reason(), error = %err, "IKE SA down");
+                if reason == DownReason::Closed {
+                    tracing::info!(tunnel = %name, "IKE SA closed");
+                } else {
+                    tracing::warn!(tunnel = %name, reason = reason.reason(), error = %err, "IKE SA down");
+                }
                 let t = &mut self.tunnels[ti];
                 if t.child_rekey_at.take().is_some_and(|at| self.now >= at) && reason != DownReason::Closed {
                     self.notices.push(Notice::RekeyFailed { tunnel: name.clone() });
