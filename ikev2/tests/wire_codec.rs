@@ -268,7 +268,12 @@ fn reassembler_joins_in_any_order_and_ignores_duplicates() {
     assert_eq!(r.add(5, 1, 3, PayloadType::IDI, b"aa").unwrap(), Some((PayloadType::IDI, b"aabbc".to_vec())));
     assert_eq!(r.add(5, 3, 3, PayloadType::NONE, b"c").unwrap(), None, "late duplicate after completion");
     assert!(r.add(6, 1, 2, PayloadType::SA, b"x").unwrap().is_none());
-    assert!(r.add(6, 2, 3, PayloadType::NONE, b"y").is_err(), "total changed");
+    // Same message, more fragments: the sender re-fragmented smaller; the earlier fragment is dropped.
+    assert_eq!(r.add(6, 2, 3, PayloadType::NONE, b"y").unwrap(), None);
+    // Fewer fragments than the current set: stale, ignored (it would otherwise complete a 2-fragment message).
+    assert_eq!(r.add(6, 2, 2, PayloadType::NONE, b"y").unwrap(), None);
+    assert_eq!(r.add(6, 3, 3, PayloadType::NONE, b"z").unwrap(), None);
+    assert_eq!(r.add(6, 1, 3, PayloadType::SA, b"x").unwrap(), Some((PayloadType::SA, b"xyz".to_vec())));
     assert!(r.add(7, 0, 2, PayloadType::SA, b"x").is_err());
     assert!(r.add(7, 3, 2, PayloadType::SA, b"x").is_err());
     assert!(r.add(7, 1, 1000, PayloadType::SA, b"x").is_err());

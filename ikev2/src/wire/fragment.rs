@@ -29,7 +29,8 @@ impl Reassembler {
 
     /// Adds fragment `number` of `total` (already decrypted) for `message_id`. Returns the first inner payload type
     /// and the joined plaintext when the message is complete. A fragment of an older message than the one being
-    /// collected is ignored (`Ok(None)`); a newer message ID starts over.
+    /// collected is ignored (`Ok(None)`); a newer message ID starts over. Within one message, a fragment with a
+    /// smaller total than the earlier ones is ignored and a larger total starts over (RFC 7383 §2.6).
     pub fn add(
         &mut self,
         message_id: u32,
@@ -47,11 +48,10 @@ impl Reassembler {
         match self.message_id {
             Some(id) if message_id < id => return Ok(None),
             Some(id) if message_id == id && self.done => return Ok(None),
-            Some(id) if message_id == id => {
-                if total != self.total {
-                    return Err(WireError::InvalidSyntax("fragments disagree on the total"));
-                }
-            }
+            // RFC 7383 §2.6: fewer fragments than before is stale (discard it); more means the sender
+            // re-fragmented smaller (PMTU discovery, §2.5.2): start over with this one, as strongSwan does.
+            Some(id) if message_id == id && total < self.total => return Ok(None),
+            Some(id) if message_id == id && total == self.total => {}
             _ => {
                 *self = Reassembler {
                     message_id: Some(message_id),
