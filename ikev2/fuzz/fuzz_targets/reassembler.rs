@@ -8,9 +8,12 @@ use iotrelay_ikev2::wire::fragment::{MAX_BYTES, MAX_FRAGMENTS, Reassembler};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 
+/// The message being collected: id, total, fragments so far, delivered.
+type Collecting = (u32, u16, BTreeMap<u16, Vec<u8>>, bool);
+
 #[derive(Default)]
 struct Model {
-    current: Option<(u32, u16, BTreeMap<u16, Vec<u8>>, bool)>,
+    current: Option<Collecting>,
     first: Option<PayloadType>,
 }
 
