@@ -1,6 +1,6 @@
 //! The I/O shell: sockets, the clock, signals, and the single owner task that drives [`Datapath`].
 //!
-//! Reader tasks receive datagrams into pooled buffers and hand them to the owner task over one bounded channel
+//! Reader tasks receive datagrams in batches (quinn-udp) and pass each in a pooled buffer and hand them to the owner task over one bounded channel
 //! (a full channel drops the datagram; for forwards it is counted as `queueFull`). The owner task sends with
 //! non-blocking `try_send_to`, so it never waits on a socket.
 
@@ -16,6 +16,7 @@ use iotrelay_api::{IotRelayStatus, ValidatedSpec};
 use iotrelay_crypto::RandomSource;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
+use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -85,6 +86,34 @@ struct Input {
     len: usize,
 }
 
+/// Datagrams per receive call (recvmmsg).
+const BATCH: usize = quinn_udp::BATCH_SIZE;
+
+fn dispatch(
+    source: Source,
+    from: SocketAddr,
+    data: &[u8],
+    tx: &mpsc::Sender<Input>,
+    pool: &Pool,
+    full: &AtomicU64,
+) -> bool {
+    let mut buf = take_buf(pool);
+    let len = data.len().min(buf.len());
+    buf[..len].copy_from_slice(&data[..len]);
+    match tx.try_send(Input { source, from, buf, len }) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(i)) => {
+            full.fetch_add(1, Ordering::Relaxed);
+            give_buf(pool, i.buf);
+            true
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    }
+}
+
+/// Receives with quinn-udp (recvmmsg; GRO where the kernel has it: one buffer may hold several datagrams of
+/// `stride` octets) into buffers reused across calls, and hands each datagram to the owner task in a pooled
+/// buffer.
 fn spawn_reader(
     socket: Arc<UdpSocket>,
     source: Source,
@@ -93,24 +122,38 @@ fn spawn_reader(
     queue_full: Arc<AtomicU64>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut buf = take_buf(&pool);
+        let state = match quinn_udp::UdpSocketState::new((&*socket).into()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot set up the UDP socket for batched receive");
+                return;
+            }
+        };
+        let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_LEN]);
+        let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
         loop {
-            match socket.recv_from(&mut buf).await {
-                Ok((len, from)) => {
-                    let next = take_buf(&pool);
-                    let full = std::mem::replace(&mut buf, next);
-                    match tx.try_send(Input { source, from, buf: full, len }) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(i)) => {
-                            queue_full.fetch_add(1, Ordering::Relaxed);
-                            give_buf(&pool, i.buf);
-                        }
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
+            if socket.readable().await.is_err() {
+                return;
+            }
+            let n = {
+                let mut iovs = bufs.each_mut().map(|b| std::io::IoSliceMut::new(b.as_mut_slice()));
+                match socket.try_io(Interest::READABLE, || state.recv((&*socket).into(), &mut iovs, &mut meta)) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Err(e) => {
+                        // ICMP errors surface as recv errors on Linux; keep going.
+                        tracing::debug!(error = %e, "recv error");
+                        continue;
                     }
                 }
-                Err(e) => {
-                    // ICMP errors surface as recv errors on Linux; keep going.
-                    tracing::debug!(error = %e, "recv error");
+            };
+            for (m, buf) in meta.iter().zip(bufs.iter()).take(n) {
+                let len = m.len.min(buf.len());
+                let stride = if m.stride == 0 { len.max(1) } else { m.stride };
+                for d in buf[..len].chunks(stride) {
+                    if !dispatch(source, m.addr, d, &tx, &pool, &queue_full) {
+                        return;
+                    }
                 }
             }
         }
