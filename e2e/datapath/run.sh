@@ -191,7 +191,8 @@ hostile_esp() {
   sp() { ip netns exec "$aws" python3 "$LAB_HERE/udp.py" spoof "$src" 4500 "$LAB_RELAY_PUBLIC" 4500 "$1"; }
   sp "$pkt"; sp "$pkt"                                              # replayed ESP
   sp "deadbeef00000001$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')"   # unknown SPI
-  sp "${spi}00000fff$(head -c 64 /dev/urandom | od -An -tx1 | tr -d ' \n')"     # our SPI, bad ICV
+  # our SPI, a well-formed length for AES-CBC + HMAC-SHA1-96 (IV 16 + 2 blocks + ICV 12), random ICV
+  sp "${spi}00000fff$(head -c 60 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   sp "${spi}00"                                                     # truncated ESP
   sp "00000000$(head -c 40 /dev/urandom | od -An -tx1 | tr -d ' \n')"           # garbage "IKE" on 4500
   sp "0102"                                                         # garbage too short for anything
