@@ -3,6 +3,8 @@ SHELL := /bin/bash
 export CARGO_TERM_COLOR ?= never
 # Build caches (Go toolchain outputs, built Kubernetes binaries) live outside the checkout.
 export IOTRELAY_CACHE ?= /var/cache/iotrelay
+# The fuzz build (about 4.5 min cold on 2 cores) is cached there too; the workspace build stays in ./target.
+export FUZZ_TARGET_DIR ?= $(IOTRELAY_CACHE)/fuzz-target
 
 .PHONY: demo test deps lint unit fuzz chart interop datapath e2e build bench crds
 
