@@ -25,7 +25,7 @@ ONLY=("$@")
 want() { # run a case only if selected
   [ ${#ONLY[@]} -eq 0 ] && return 0
   local p
-  for p in "${ONLY[@]}"; do [[ $1 == "$p"* ]] && return 0; done
+  for p in "${ONLY[@]}"; do [[ $1 == "$p"* || $p == "$1"* ]] && return 0; done
   return 1
 }
 run() { want "$1" && lab_case "$@"; }
