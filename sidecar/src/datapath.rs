@@ -21,6 +21,8 @@ pub const NATT_PORT: u16 = 4500;
 pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
 /// Outer MTU assumed for ESP-in-UDP datagrams (Ethernet).
 pub const OUTER_MTU: usize = 1500;
+/// After a rekey, the new outbound SA is used at the latest this long after it was negotiated.
+const OUTBOUND_SWITCH_MAX_WAIT: Duration = Duration::from_secs(1);
 /// Scratch buffer size: an inner packet of up to 64 KiB plus ESP overhead.
 const SCRATCH: usize = 65536 + 512;
 
@@ -64,6 +66,11 @@ struct TunnelSlot {
     engine: Tunnel,
     /// The current outbound SA and the inner MTU of its suite.
     outbound: Option<(OutboundSa, usize)>,
+    /// After a rekey: the new outbound SA, its inbound partner's SPI, and when it takes over at the latest. It
+    /// replaces `outbound` (one assignment) when the peer first uses the new inbound SA, when the old SA is
+    /// deleted, or at the deadline: the peer may not have installed it yet when it initiated the rekey (strongSwan
+    /// waits the same way as a rekey responder).
+    next_outbound: Option<(OutboundSa, usize, u32, Duration)>,
     /// Where ESP and 4500 IKE go (the peer's port may be NAT-mapped).
     esp_remote: SocketAddr,
     counters: ChildCounters,
@@ -85,6 +92,13 @@ struct ForwardSlot {
     packets_in: u64,
     packets_out: u64,
     drops: ForwardDrops,
+}
+
+/// Makes the staged outbound SA the current one (one assignment).
+fn promote(t: &mut TunnelSlot) {
+    if let Some((sa, mtu, _, _)) = t.next_outbound.take() {
+        t.outbound = Some((sa, mtu));
+    }
 }
 
 /// All protocol state of one relay.
@@ -143,6 +157,7 @@ impl Datapath {
                     peer: p.peer,
                     engine,
                     outbound: None,
+                    next_outbound: None,
                     esp_remote: SocketAddr::new(p.peer.into(), NATT_PORT),
                     counters: ChildCounters::default(),
                     next_keepalive: now + KEEPALIVE_INTERVAL,
@@ -290,6 +305,9 @@ impl Datapath {
             }
         };
         let t = &mut self.tunnels[ti];
+        if t.next_outbound.as_ref().is_some_and(|n| n.2 == spi) {
+            promote(t);
+        }
         t.engine.note_inbound_traffic(now);
         t.esp_remote = from;
         t.counters.packets_in += 1;
@@ -349,12 +367,18 @@ impl Datapath {
         payload: &[u8],
         sink: &mut dyn Sink,
     ) {
+        self.now = self.now.max(now);
         let Some(f) = self.forwards.get_mut(index) else { return };
         if !f.spec.allowed_sources.iter().any(|c| c.contains(*client.ip())) {
             f.drops.source_not_allowed += 1;
             return;
         }
         let target = f.spec.target;
+        for t in &mut self.tunnels {
+            if t.next_outbound.as_ref().is_some_and(|n| now >= n.3) {
+                promote(t);
+            }
+        }
         // Outbound goes on the first tunnel (spec order) with an installed CHILD_SA.
         let Some(ti) = self.tunnels.iter().position(|t| t.outbound.is_some()) else {
             f.drops.no_tunnel += 1;
@@ -516,7 +540,7 @@ impl Datapath {
             Event::ChildSaInstalled(sa) => {
                 tracing::info!(tunnel = %name, inbound_spi = %format!("{:08x}", sa.inbound_spi),
                     outbound_spi = %format!("{:08x}", sa.outbound_spi), proposal = %sa.proposal, "CHILD_SA installed");
-                self.install(ti, sa);
+                self.install(ti, sa, false);
                 self.notices.push(Notice::SaEstablished { tunnel: name });
             }
             Event::ChildSaRekeyed { old_inbound_spi, old_outbound_spi, new } => {
@@ -524,8 +548,8 @@ impl Datapath {
                     old_outbound_spi = %format!("{old_outbound_spi:08x}"),
                     inbound_spi = %format!("{:08x}", new.inbound_spi),
                     outbound_spi = %format!("{:08x}", new.outbound_spi), "CHILD_SA rekeyed");
-                // install() replaces the outbound SA in one assignment: the switch is atomic for the loop.
-                self.install(ti, new);
+                // install() stages the new outbound SA; the switch is one assignment (atomic for the loop).
+                self.install(ti, new, true);
                 self.notices.push(Notice::ChildRekeyed { tunnel: name });
             }
             Event::ChildSaDeleted { inbound_spi, outbound_spi } => {
@@ -537,12 +561,16 @@ impl Datapath {
                 let t = &mut self.tunnels[ti];
                 if t.outbound.as_ref().is_some_and(|(sa, _)| sa.spi() == outbound_spi) {
                     t.outbound = None;
+                    promote(t);
+                }
+                if t.next_outbound.as_ref().is_some_and(|n| n.0.spi() == outbound_spi) {
+                    t.next_outbound = None;
                 }
             }
         }
     }
 
-    fn install(&mut self, ti: usize, sa: ChildSa) {
+    fn install(&mut self, ti: usize, sa: ChildSa, rekey: bool) {
         let inbound = SaCipher::new(sa.encr, sa.integ, &sa.inbound_keys.encr_key, &sa.inbound_keys.integ_key);
         let outbound = SaCipher::new(sa.encr, sa.integ, &sa.outbound_keys.encr_key, &sa.outbound_keys.integ_key);
         let (Ok(inbound), Ok(outbound)) = (inbound, outbound) else {
@@ -552,7 +580,14 @@ impl Datapath {
         self.inbound.insert(sa.inbound_spi, (ti, InboundSa::new(sa.inbound_spi, inbound, self.replay_window)));
         let mtu = iotrelay_esp::tunnel_mtu(sa.encr, sa.integ, OUTER_MTU);
         self.tunnels[ti].child_rekey_at = Some(sa.rekey_at);
-        self.tunnels[ti].outbound = Some((OutboundSa::new(sa.outbound_spi, outbound), mtu));
+        let t = &mut self.tunnels[ti];
+        let out = OutboundSa::new(sa.outbound_spi, outbound);
+        if rekey && t.outbound.is_some() {
+            t.next_outbound = Some((out, mtu, sa.inbound_spi, self.now + OUTBOUND_SWITCH_MAX_WAIT));
+        } else {
+            t.outbound = Some((out, mtu));
+            t.next_outbound = None;
+        }
     }
 
     fn tunnel_for(&self, from: SocketAddr) -> Option<usize> {
