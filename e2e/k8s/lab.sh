@@ -119,8 +119,9 @@ connections {
   }
 }
 secrets {
+  # No owner ids: as a responder charon looks the key up before it has picked its own id (it is still %any
+  # unless the initiator sent IDr, which AWS does not require), so an id-bound key would not be found.
   ike-aws {
-    id = $addr
     secret = "$psk"
   }
 }
