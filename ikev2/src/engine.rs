@@ -1316,6 +1316,17 @@ impl Tunnel {
         Some(kdf::psk_auth(suite.prf, &self.cfg.psk, &octets).to_vec())
     }
 
+    /// Checks the peer's AUTH (PSK, constant-time compare) and, if configured, its identity. `None` when there
+    /// is no IKE SA with keys. Returns (AUTH matches, identity acceptable).
+    fn verify_peer_auth(&self, id: &Identification, method: AuthMethod, auth: &[u8]) -> Option<(bool, bool)> {
+        use subtle::ConstantTimeEq;
+        let expected = self.auth_octets(self.ike.as_ref()?, false, id)?;
+        let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, id));
+        let auth_ok =
+            method == AuthMethod::SHARED_KEY_MIC && expected.len() == auth.len() && bool::from(expected.ct_eq(auth));
+        Some((auth_ok, id_ok))
+    }
+
     fn send_auth(&mut self, now: Duration, rng: &mut dyn RandomSource) {
         let idi = identity_payload(&self.cfg.local_id);
         let Some(sa) = self.ike.as_ref() else { return };
@@ -1436,14 +1447,7 @@ impl Tunnel {
             self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH request without IDi or AUTH".into());
             return;
         };
-        let Some(sa) = self.ike.as_ref() else { return };
-        let expected = self.auth_octets(sa, false, &idi);
-        let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, &idi));
-        let auth_ok = method == AuthMethod::SHARED_KEY_MIC
-            && expected.is_some_and(|e| {
-                use subtle::ConstantTimeEq;
-                e.len() == auth.len() && bool::from(e.ct_eq(&auth))
-            });
+        let Some((auth_ok, id_ok)) = self.verify_peer_auth(&idi, method, &auth) else { return };
         if !(auth_ok && id_ok) {
             self.send_response(rng, h, vec![notify(NotifyType::AUTHENTICATION_FAILED, vec![])], local_port, remote);
             let why = if id_ok {
@@ -1858,14 +1862,8 @@ impl Tunnel {
             self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH response without IDr or AUTH".into());
             return;
         };
+        let Some((ok, id_ok)) = self.verify_peer_auth(&idr, method, &auth) else { return };
         let Some(sa) = self.ike.as_ref() else { return };
-        let expected = self.auth_octets(sa, false, &idr);
-        let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, &idr));
-        let ok = method == AuthMethod::SHARED_KEY_MIC
-            && expected.is_some_and(|e| {
-                use subtle::ConstantTimeEq;
-                e.len() == auth.len() && bool::from(e.ct_eq(&auth))
-            });
         if !(ok && id_ok) {
             self.fail(
                 now,
