@@ -230,6 +230,8 @@ pub struct Counters {
     pub child_rekeys: u64,
     pub dpd_misses: u64,
     pub invalid_messages: u64,
+    /// Rekeys that collided with the peer's and were resolved by the nonces (RFC 7296 §2.8.1/§2.8.2).
+    pub rekey_collisions: u64,
 }
 
 /// A snapshot for `/status`.

@@ -27,6 +27,8 @@ const TRANSIENT_RETRY_MIN: Duration = Duration::from_secs(2);
 const TRANSIENT_RETRY_MAX: Duration = Duration::from_secs(60);
 /// How long a responder keeps a half-open IKE SA waiting for IKE_AUTH.
 const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a replaced (or redundant) IKE SA is kept to answer the peer's DELETE on it.
+const RETIRED_IKE_LINGER: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct IkeSuite {
@@ -167,6 +169,55 @@ struct OldInbound {
     delete_at: Duration,
 }
 
+/// An IKE SA that no longer carries anything: replaced by a rekey, or the redundant result of a rekey collision.
+/// Kept to send or answer its DELETE, then forgotten.
+struct Retiring {
+    sa: IkeSa,
+    forget_at: Duration,
+}
+
+/// A CHILD_SA rekey collision (RFC 7296 §2.8.1): the peer's rekey request arrived while ours was in flight. We
+/// answered it (its SA is our current CHILD_SA); which of the two new SAs survives is known when our own
+/// exchange completes.
+struct ChildCollision {
+    /// Nonces of the peer's exchange.
+    peer_ni: Vec<u8>,
+    our_nr: Vec<u8>,
+    /// SPIs of the SA the peer's exchange created.
+    inbound_spi: u32,
+    outbound_spi: u32,
+    /// Inbound SPI of the SA both exchanges replace.
+    old_inbound_spi: u32,
+    /// The peer already deleted its SA (it resolved the collision first, in favour of ours).
+    deleted_by_peer: bool,
+}
+
+/// An IKE SA rekey collision (RFC 7296 §2.8.2): the IKE SA the peer's exchange created, held until ours completes.
+struct IkeCollision {
+    sa: IkeSa,
+    peer_ni: Vec<u8>,
+    our_nr: Vec<u8>,
+    deleted_by_peer: bool,
+}
+
+/// RFC 7296 §2.8.1: of two colliding rekeys, the SA created with the lowest of the four nonces is redundant and
+/// is closed by the endpoint that created it. Nonces compare octet by octet; a nonce that is a prefix of another is
+/// the lower one (exactly the order of byte slices). True when the first exchange's SA is the redundant one.
+fn first_exchange_is_redundant(first_i: &[u8], first_r: &[u8], second_i: &[u8], second_r: &[u8]) -> bool {
+    first_i.min(first_r) < second_i.min(second_r)
+}
+
+/// What the answer to our CHILD_SA rekey chose: (its SPI, suite, Nr, g^ir when PFS).
+type PeerChildChoice = (u32, EspSuite, Vec<u8>, Option<Zeroizing<Vec<u8>>>);
+
+/// Which IKE SA an encrypted message belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Which {
+    Current,
+    Retiring(usize),
+    Collision,
+}
+
 /// Why a peer message is not processed, and whether it earns a notify.
 #[derive(Debug)]
 enum Fault {
@@ -198,8 +249,11 @@ pub struct Tunnel {
     /// Local port for IKE: 500, then 4500 once floated (always with forced encapsulation).
     local_port: u16,
     ike: Option<IkeSa>,
-    /// After an IKE rekey: the old IKE SA until its DELETE is answered.
-    old_ike: Option<IkeSa>,
+    /// After an IKE rekey: the replaced IKE SA (and after a collision, the redundant one) until its DELETE is
+    /// answered or [`RETIRED_IKE_LINGER`] passes.
+    retiring: Vec<Retiring>,
+    child_collision: Option<ChildCollision>,
+    ike_collision: Option<IkeCollision>,
     child: Option<Child>,
     old_inbound: Vec<OldInbound>,
     transmits: VecDeque<Transmit>,
@@ -613,7 +667,9 @@ impl Tunnel {
             remote: SocketAddr::new(remote.ip(), if remote.port() == 0 { IKE_PORT } else { remote.port() }),
             local_port: IKE_PORT,
             ike: None,
-            old_ike: None,
+            retiring: Vec::new(),
+            child_collision: None,
+            ike_collision: None,
             child: None,
             old_inbound: Vec::new(),
             transmits: VecDeque::new(),
@@ -754,22 +810,26 @@ impl Tunnel {
             return;
         }
         // Encrypted exchanges: find the SA by SPIs.
-        let matches = |s: &Option<IkeSa>| s.as_ref().is_some_and(|s| s.spi_i == h.spi_i && s.spi_r == h.spi_r);
-        let which = if matches(&self.ike) {
-            0
-        } else if matches(&self.old_ike) {
-            1
-        } else if matches(&self.pending_responder) && h.exchange == ExchangeType::IKE_AUTH && !h.is_response() {
+        let matches = |s: &IkeSa| s.spi_i == h.spi_i && s.spi_r == h.spi_r;
+        let which = if self.ike.as_ref().is_some_and(matches) {
+            Which::Current
+        } else if let Some(i) = self.retiring.iter().position(|r| matches(&r.sa)) {
+            Which::Retiring(i)
+        } else if self.ike_collision.as_ref().is_some_and(|c| matches(&c.sa)) {
+            Which::Collision
+        } else if self.pending_responder.as_ref().is_some_and(matches)
+            && h.exchange == ExchangeType::IKE_AUTH
+            && !h.is_response()
+        {
             // The peer restarted: its new IKE SA authenticates here and then replaces ours.
             let old = std::mem::replace(&mut self.ike, self.pending_responder.take());
             self.pending_responder = old;
-            0
+            Which::Current
         } else {
             self.counters.invalid_messages += 1;
             return;
         };
-        let sa = if which == 0 { self.ike.as_mut() } else { self.old_ike.as_mut() };
-        let Some(sa) = sa else { return };
+        let Some(sa) = self.sa_mut(which) else { return };
         // Retransmitted request: answer from the cache, before decrypting anything.
         if !h.is_response() {
             if let Some((id, bytes)) = &sa.last_response
@@ -798,14 +858,19 @@ impl Tunnel {
         // NAT may change the peer's port; follow it on authenticated messages.
         self.remote = remote;
         self.local_port = local_port;
-        if which == 1 {
-            self.handle_old_ike(now, h, payloads, local_port, remote);
-            return;
+        match which {
+            Which::Current if h.is_response() => self.handle_response(now, rng, h, payloads),
+            Which::Current => self.handle_request(now, rng, h, payloads, local_port, remote),
+            Which::Retiring(i) => self.handle_retiring(i, rng, h, payloads, local_port, remote),
+            Which::Collision => self.handle_collision_sa(rng, h, payloads, local_port, remote),
         }
-        if h.is_response() {
-            self.handle_response(now, rng, h, payloads);
-        } else {
-            self.handle_request(now, rng, h, payloads, local_port, remote);
+    }
+
+    fn sa_mut(&mut self, which: Which) -> Option<&mut IkeSa> {
+        match which {
+            Which::Current => self.ike.as_mut(),
+            Which::Retiring(i) => self.retiring.get_mut(i).map(|r| &mut r.sa),
+            Which::Collision => self.ike_collision.as_mut().map(|c| &mut c.sa),
         }
     }
 
@@ -1099,7 +1164,7 @@ impl Tunnel {
     fn fail(&mut self, now: Duration, reason: DownReason, message: String) {
         let was_up = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
         self.ike = None;
-        self.old_ike = None;
+        self.forget_rekeys();
         self.drop_child();
         self.local_port = IKE_PORT;
         self.remote.set_port(IKE_PORT);
@@ -1122,6 +1187,13 @@ impl Tunnel {
             let delay = (min * (1u32 << shift)).min(max);
             self.reconnect_at = Some(now + delay);
         }
+    }
+
+    /// Forgets retiring IKE SAs and unresolved rekey collisions (the IKE SA they belong to is gone).
+    fn forget_rekeys(&mut self) {
+        self.retiring.clear();
+        self.child_collision = None;
+        self.ike_collision = None;
     }
 
     fn drop_child(&mut self) {
@@ -1398,6 +1470,10 @@ fn retry_delay(ty: NotifyType, rng: &mut dyn RandomSource) -> Duration {
     if ty == NotifyType::TEMPORARY_FAILURE { Duration::from_secs(1) + jitter } else { Duration::from_secs(30) + jitter }
 }
 
+fn deletes_ike(p: &[Payload]) -> bool {
+    p.iter().any(|p| matches!(p, Payload::Delete(d) if d.protocol == ProtocolId::IKE))
+}
+
 fn spi_bytes(p: &[u8]) -> Option<u32> {
     (p.len() == 4).then(|| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
 }
@@ -1554,27 +1630,39 @@ impl Tunnel {
         local_port: u16,
         remote: SocketAddr,
     ) {
-        let rekey_in_flight = self
-            .ike
-            .as_ref()
-            .and_then(|s| s.pending.as_ref())
-            .is_some_and(|p| matches!(p.req, Req::RekeyChild { .. } | Req::RekeyIke { .. }));
+        let in_flight = self.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| match p.req {
+            Req::RekeyChild { .. } => Some(false),
+            Req::RekeyIke { .. } => Some(true),
+            _ => None,
+        });
         let proposals = payload_sa(&payloads).unwrap_or_default();
         let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
         let rekey = find_notify(&payloads, NotifyType::REKEY_SA).cloned();
-        if rekey_in_flight {
-            // Both sides rekeying at once: ours is in flight, so the peer's waits (RFC 7296 §2.25). Only one
-            // new SA pair can result, never two.
-            self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
-            return;
-        }
+        // The same kind of rekey in flight from both sides is a collision (RFC 7296 §2.8.1/§2.8.2): answer as
+        // usual, and resolve by the nonces when ours completes. A CHILD_SA rekey and an IKE SA rekey at once, or a
+        // second collision before the first is resolved, wait (§2.25).
+        let collision = match in_flight.flatten() {
+            Some(ours_is_ike) if ours_is_ike == is_ike => {
+                let unresolved = self.child_collision.is_some() || self.ike_collision.is_some();
+                if unresolved {
+                    self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
+                    return;
+                }
+                true
+            }
+            Some(_) => {
+                self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
+                return;
+            }
+            None => false,
+        };
         let Some(ni) = payload_nonce(&payloads) else {
             self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
             return;
         };
         let ke = payload_ke(&payloads);
         if is_ike {
-            self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote);
+            self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote, collision);
             return;
         }
         let Some(rekey) = rekey else {
@@ -1586,8 +1674,14 @@ impl Tunnel {
             self.send_response(rng, h, vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])], local_port, remote);
             return;
         };
-        if spi_bytes(&rekey.spi) != Some(child.outbound_spi) && spi_bytes(&rekey.spi) != Some(child.inbound_spi) {
-            self.send_response(rng, h, vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])], local_port, remote);
+        let named = spi_bytes(&rekey.spi);
+        if named != Some(child.outbound_spi) && named != Some(child.inbound_spi) {
+            // An SA we just replaced (the peer's rekey crossed ours, which completed first) is being deleted:
+            // the peer retries on the new one if it still wants to (§2.25). Anything else does not exist.
+            let replaced =
+                self.old_inbound.iter().any(|o| Some(o.outbound_spi) == named || Some(o.inbound_spi) == named);
+            let ty = if replaced { NotifyType::TEMPORARY_FAILURE } else { NotifyType::CHILD_SA_NOT_FOUND };
+            self.send_response(rng, h, vec![notify(ty, vec![])], local_port, remote);
             return;
         }
         let Some((number, outbound_spi, suite)) = select_esp(&self.cfg.esp_proposals, &proposals, true) else {
@@ -1631,6 +1725,16 @@ impl Tunnel {
         let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
         let inbound_spi = rand_u32(rng);
         let nr = nonce(rng);
+        if collision {
+            self.child_collision = Some(ChildCollision {
+                peer_ni: ni.clone(),
+                our_nr: nr.clone(),
+                inbound_spi,
+                outbound_spi,
+                old_inbound_spi: old_in,
+                deleted_by_peer: false,
+            });
+        }
         let mut resp = vec![suite_proposal_esp(&suite, number, inbound_spi), Payload::Nonce(nr.clone())];
         resp.extend(dh_pub);
         resp.push(Payload::TsI(ts_payload(&remote_ts)));
@@ -1671,6 +1775,7 @@ impl Tunnel {
         ke: Option<(u16, Vec<u8>)>,
         local_port: u16,
         remote: SocketAddr,
+        collision: bool,
     ) {
         let Some((group, ke_data)) = ke else {
             self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
@@ -1712,16 +1817,23 @@ impl Tunnel {
         let Some(keys) = keys_from(&suite, &skeyseed, &ni, &nr, peer_spi, our_spi, false) else { return };
         let resp = vec![
             suite_proposal_ike(&suite, number, Some(our_spi)),
-            Payload::Nonce(nr),
+            Payload::Nonce(nr.clone()),
             Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() },
         ];
         self.send_response(rng, h, resp, local_port, remote);
-        self.install_rekeyed_ike(now, rng, false, peer_spi, our_spi, suite, keys);
+        let new = self.rekeyed_sa(now, rng, false, peer_spi, our_spi, suite, keys);
+        if collision {
+            // Ours is in flight on the old IKE SA: which new SA survives is known when it completes.
+            self.ike_collision = Some(IkeCollision { sa: new, peer_ni: ni, our_nr: nr, deleted_by_peer: false });
+        } else {
+            self.install_ike(now, rng, new);
+        }
     }
 
+    /// A new IKE SA from a rekey exchange (keys derived), not yet installed.
     #[allow(clippy::too_many_arguments)]
-    fn install_rekeyed_ike(
-        &mut self,
+    fn rekeyed_sa(
+        &self,
         now: Duration,
         rng: &mut dyn RandomSource,
         initiator: bool,
@@ -1729,9 +1841,8 @@ impl Tunnel {
         spi_r: u64,
         suite: IkeSuite,
         keys: IkeKeys,
-    ) {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
-        let new = IkeSa {
+    ) -> IkeSa {
+        IkeSa {
             initiator,
             spi_i,
             spi_r,
@@ -1751,36 +1862,42 @@ impl Tunnel {
             last_response: None,
             created_at: now,
             established_at: now,
-            rekey_at,
+            rekey_at: self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng),
             peer_initial_contact: false,
-        };
-        let (local_spi, remote_spi) = (new.local_spi(), new.remote_spi());
-        let old = self.ike.replace(new);
-        self.old_ike = old;
-        if let Some(o) = self.old_ike.as_mut() {
-            o.pending = None;
+        }
+    }
+
+    /// Makes `new` the current IKE SA (the CHILD_SA moves to it); the old one retires. The initiator of the
+    /// surviving rekey deletes the old IKE SA; otherwise the peer does and we answer.
+    fn install_ike(&mut self, now: Duration, rng: &mut dyn RandomSource, new: IkeSa) {
+        let (local_spi, remote_spi, initiator) = (new.local_spi(), new.remote_spi(), new.initiator);
+        let proposal = new.suite.map(|s| s.name()).unwrap_or_default();
+        if let Some(mut old) = self.ike.replace(new) {
+            old.pending = None;
+            if initiator {
+                self.send_delete_ike(now, rng, &mut old);
+            }
+            self.retiring.push(Retiring { sa: old, forget_at: now + RETIRED_IKE_LINGER });
         }
         self.counters.ike_rekeys += 1;
-        self.events.push_back(Event::IkeSaRekeyed { local_spi, remote_spi, proposal: suite.name() });
-        if initiator {
-            // The initiator of the rekey deletes the old IKE SA.
-            let initial = self.cfg.retransmit.initial;
-            if let Some(o) = self.old_ike.as_mut() {
-                let id = o.my_next_id;
-                let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
-                let bytes = encrypt(o, ExchangeType::INFORMATIONAL, false, id, &[del], rng);
-                o.my_next_id += 1;
-                o.pending = Some(Pending {
-                    id,
-                    bytes: bytes.clone(),
-                    first_sent: now,
-                    tries: 1,
-                    next_at: now + initial,
-                    req: Req::DeleteIke,
-                });
-                self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
-            }
-        }
+        self.events.push_back(Event::IkeSaRekeyed { local_spi, remote_spi, proposal });
+    }
+
+    /// Sends DELETE for `sa`, an IKE SA that is not the current one, as a tracked (retransmitted) request on it.
+    fn send_delete_ike(&mut self, now: Duration, rng: &mut dyn RandomSource, sa: &mut IkeSa) {
+        let id = sa.my_next_id;
+        let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
+        let bytes = encrypt(sa, ExchangeType::INFORMATIONAL, false, id, &[del], rng);
+        sa.my_next_id += 1;
+        sa.pending = Some(Pending {
+            id,
+            bytes: bytes.clone(),
+            first_sent: now,
+            tries: 1,
+            next_at: now + self.cfg.retransmit.initial,
+            req: Req::DeleteIke,
+        });
+        self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
 
     fn respond_informational(
@@ -1809,6 +1926,11 @@ impl Tunnel {
                                 inbound_spi: o.inbound_spi,
                                 outbound_spi: o.outbound_spi,
                             });
+                        } else if let Some(c) = self.child_collision.as_mut().filter(|c| c.outbound_spi == spi) {
+                            // The peer resolved our rekey collision first and closes its redundant SA (our current
+                            // one until our own rekey completes and replaces it).
+                            c.deleted_by_peer = true;
+                            ours.push(c.inbound_spi.to_be_bytes().to_vec());
                         } else if self.child.as_ref().is_some_and(|c| c.outbound_spi == spi) {
                             let c = self.child.as_ref().map(|c| c.inbound_spi).unwrap_or_default();
                             ours.push(c.to_be_bytes().to_vec());
@@ -1822,7 +1944,15 @@ impl Tunnel {
             }
         }
         self.send_response(rng, h, if delete_ike { vec![] } else { resp }, local_port, remote);
-        if delete_ike {
+        if delete_ike && self.ike_collision.as_ref().is_some_and(|c| !c.deleted_by_peer) {
+            // Our IKE rekey collided with the peer's, and the peer, having resolved it in favour of its new IKE SA,
+            // deletes the old one. That SA takes over; the answer to our rekey (if it still comes) finds the old SA
+            // retired, and our redundant SA never exists on our side.
+            if let Some(c) = self.ike_collision.take() {
+                self.counters.rekey_collisions += 1;
+                self.install_ike(now, rng, c.sa);
+            }
+        } else if delete_ike {
             self.fail(now, DownReason::DeletedByPeer, "peer deleted the IKE SA".into());
         } else if lost_child {
             // Without its CHILD_SA the tunnel carries nothing: start over with a fresh IKE SA.
@@ -1918,36 +2048,46 @@ impl Tunnel {
         ni: Vec<u8>,
         new_in_spi: u32,
     ) {
-        if let Some(n) = first_error_notify(&payloads) {
-            // TEMPORARY_FAILURE (a collision) or a refusal: keep the current CHILD_SA and try again shortly.
-            let ty = n.ty;
-            self.last_error = Some(format!("CHILD_SA rekey: peer sent {ty}"));
-            let delay = retry_delay(ty, rng);
-            if let Some(c) = self.child.as_mut() {
-                c.rekey_at = now + delay;
+        let collision = self.child_collision.take();
+        let Some((outbound_spi, suite, nr, g_ir)) = self.child_from_response(&payloads, dh.as_ref()) else {
+            match collision {
+                // The peer refused ours and closed its own: no CHILD_SA is left.
+                Some(c) if c.deleted_by_peer => {
+                    self.fail(now, DownReason::DeletedByPeer, "peer deleted the CHILD_SA of a rekey collision".into())
+                }
+                // The peer's rekey (already our CHILD_SA) stands.
+                Some(_) => self.counters.rekey_collisions += 1,
+                // TEMPORARY_FAILURE (a collision) or a refusal: keep the current CHILD_SA and try again shortly.
+                None => {
+                    let delay =
+                        first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
+                    if let Some(c) = self.child.as_mut() {
+                        c.rekey_at = now + delay;
+                    }
+                }
             }
+            return;
+        };
+        let Some(child) = self.child.as_ref() else { return };
+        if let Some(c) = &collision
+            && !c.deleted_by_peer
+            && first_exchange_is_redundant(&ni, &nr, &c.peer_ni, &c.our_nr)
+        {
+            // Our new SA holds the lowest nonce: it is redundant and ours to close (§2.8.1). The peer's stays; the
+            // peer, whose rekey survived, deletes the replaced SA.
+            self.counters.rekey_collisions += 1;
+            let del = Payload::Delete(Delete {
+                protocol: ProtocolId::ESP,
+                spi_size: 4,
+                spis: vec![new_in_spi.to_be_bytes().to_vec()],
+            });
+            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
             return;
         }
-        let chosen = payload_sa(&payloads).as_deref().and_then(chosen_esp);
-        let nr = payload_nonce(&payloads);
-        let (Some((outbound_spi, suite)), Some(nr), Some(child)) = (chosen, nr, self.child.as_ref()) else {
-            self.last_error = Some("CHILD_SA rekey: malformed response".into());
-            return;
-        };
-        let g_ir = match (&dh, suite.dh, payload_ke(&payloads)) {
-            (Some(d), Some(g), Some((grp, data))) if d.group() == g && grp == g.id() => match d.shared_secret(&data) {
-                Ok(s) => Some(s),
-                Err(_) => return,
-            },
-            (_, None, _) => None,
-            _ => {
-                self.last_error = Some("CHILD_SA rekey: peer's KE does not match".into());
-                return;
-            }
-        };
+        // Ours survives. Without a collision `child` is the SA we rekeyed; with one, it is the peer's redundant SA.
         let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
-        if let Some(new) = self.make_child(
+        let Some(new) = self.make_child(
             now,
             rng,
             new_in_spi,
@@ -1959,15 +2099,64 @@ impl Tunnel {
             true,
             local_ts,
             remote_ts,
-        ) {
-            self.counters.child_rekeys += 1;
-            self.old_inbound.push(OldInbound {
-                inbound_spi: old_in,
-                outbound_spi: old_out,
-                delete_at: now + self.cfg.old_inbound_grace,
-            });
-            self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        ) else {
+            return;
+        };
+        let grace = self.cfg.old_inbound_grace;
+        let peer_deleted = collision.as_ref().is_some_and(|c| c.deleted_by_peer);
+        match collision {
+            None => {
+                self.counters.child_rekeys += 1;
+                self.old_inbound.push(OldInbound {
+                    inbound_spi: old_in,
+                    outbound_spi: old_out,
+                    delete_at: now + grace,
+                });
+            }
+            Some(c) => {
+                self.counters.rekey_collisions += 1;
+                // We initiated the surviving rekey, so we delete the SA both rekeys replaced.
+                if let Some(o) = self.old_inbound.iter_mut().find(|o| o.inbound_spi == c.old_inbound_spi) {
+                    o.delete_at = o.delete_at.min(now + grace);
+                }
+                if !c.deleted_by_peer {
+                    // The peer closes its redundant SA; we keep its inbound half until then.
+                    self.old_inbound.push(OldInbound {
+                        inbound_spi: old_in,
+                        outbound_spi: old_out,
+                        delete_at: now + grace * 2,
+                    });
+                }
+            }
         }
+        self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        if peer_deleted {
+            self.events.push_back(Event::ChildSaDeleted { inbound_spi: old_in, outbound_spi: old_out });
+        }
+    }
+
+    /// The peer's choice from the answer to our CHILD_SA rekey: (its SPI, suite, Nr, g^ir); None (with
+    /// `last_error` set) when it refused or the answer is unusable.
+    fn child_from_response(&mut self, payloads: &[Payload], dh: Option<&DhSecret>) -> Option<PeerChildChoice> {
+        if let Some(n) = first_error_notify(payloads) {
+            self.last_error = Some(format!("CHILD_SA rekey: peer sent {}", n.ty));
+            return None;
+        }
+        let chosen = payload_sa(payloads).as_deref().and_then(chosen_esp);
+        let (Some((outbound_spi, suite)), Some(nr)) = (chosen, payload_nonce(payloads)) else {
+            self.last_error = Some("CHILD_SA rekey: malformed response".into());
+            return None;
+        };
+        let g_ir = match (dh, suite.dh, payload_ke(payloads)) {
+            (Some(d), Some(g), Some((grp, data))) if d.group() == g && grp == g.id() => d.shared_secret(&data).ok(),
+            (_, None, _) => return Some((outbound_spi, suite, nr, None)),
+            _ => None,
+        };
+        if g_ir.is_none() {
+            self.last_error = Some("CHILD_SA rekey: the peer's key exchange is unusable".into());
+            return None;
+        }
+        Some((outbound_spi, suite, nr, g_ir))
     }
 
     fn ike_rekey_response(
@@ -1979,57 +2168,134 @@ impl Tunnel {
         ni: Vec<u8>,
         new_spi: u64,
     ) {
-        if let Some(n) = first_error_notify(&payloads) {
-            let ty = n.ty;
-            self.last_error = Some(format!("IKE SA rekey: peer sent {ty}"));
-            let delay = retry_delay(ty, rng);
-            if let Some(s) = self.ike.as_mut() {
-                s.rekey_at = now + delay;
+        let collision = self.ike_collision.take();
+        let ours = self.rekeyed_ike_from_response(now, rng, &payloads, dh, &ni, new_spi);
+        let Some((mut ours, nr)) = ours else {
+            match collision {
+                // The peer refused ours; its own rekey (already answered) stands unless it deleted it.
+                Some(c) if !c.deleted_by_peer => {
+                    self.counters.rekey_collisions += 1;
+                    self.install_ike(now, rng, c.sa)
+                }
+                _ => {
+                    let delay =
+                        first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
+                    if let Some(s) = self.ike.as_mut() {
+                        s.rekey_at = now + delay;
+                    }
+                }
             }
             return;
-        }
-        let props = payload_sa(&payloads).unwrap_or_default();
-        let suite = chosen_ike(&props);
-        let peer_spi = props.first().and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok()).map(u64::from_be_bytes);
-        let (Some(suite), Some(peer_spi), Some(nr), Some((grp, data))) =
-            (suite, peer_spi, payload_nonce(&payloads), payload_ke(&payloads))
-        else {
-            self.last_error = Some("IKE SA rekey: malformed response".into());
+        };
+        let Some(c) = collision else {
+            self.install_ike(now, rng, ours);
             return;
         };
-        if grp != dh.group().id() || suite.dh != dh.group() {
-            return;
+        self.counters.rekey_collisions += 1;
+        if !c.deleted_by_peer && first_exchange_is_redundant(&ni, &nr, &c.peer_ni, &c.our_nr) {
+            // Ours holds the lowest nonce: the peer's IKE SA survives (the CHILD_SA moves to it, and the peer
+            // deletes the old one); we close ours (§2.8.2).
+            self.install_ike(now, rng, c.sa);
+            self.send_delete_ike(now, rng, &mut ours);
+            self.retiring.push(Retiring { sa: ours, forget_at: now + RETIRED_IKE_LINGER });
+        } else {
+            // Ours survives: we delete the old IKE SA; the peer closes its redundant one and we answer.
+            self.install_ike(now, rng, ours);
+            if !c.deleted_by_peer {
+                self.retiring.push(Retiring { sa: c.sa, forget_at: now + RETIRED_IKE_LINGER });
+            }
         }
-        let Ok(g_ir) = dh.shared_secret(&data) else { return };
-        let Some(old) = self.ike.as_ref() else { return };
-        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return };
-        let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, &ni, &nr);
-        let Some(keys) = keys_from(&suite, &skeyseed, &ni, &nr, new_spi, peer_spi, true) else { return };
-        self.install_rekeyed_ike(now, rng, true, new_spi, peer_spi, suite, keys);
     }
 
-    fn handle_old_ike(
+    /// The new IKE SA (and the peer's nonce) from the answer to our IKE rekey; None (with `last_error` set) when
+    /// the peer refused it or the answer is unusable.
+    fn rekeyed_ike_from_response(
         &mut self,
         now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: &[Payload],
+        dh: DhSecret,
+        ni: &[u8],
+        new_spi: u64,
+    ) -> Option<(IkeSa, Vec<u8>)> {
+        if let Some(n) = first_error_notify(payloads) {
+            self.last_error = Some(format!("IKE SA rekey: peer sent {}", n.ty));
+            return None;
+        }
+        let props = payload_sa(payloads).unwrap_or_default();
+        let suite = chosen_ike(&props);
+        let peer_spi = props.first().and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok()).map(u64::from_be_bytes);
+        let ke = payload_ke(payloads).filter(|(grp, _)| *grp == dh.group().id());
+        let (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) = (suite, peer_spi, payload_nonce(payloads), ke)
+        else {
+            self.last_error = Some("IKE SA rekey: malformed response".into());
+            return None;
+        };
+        let old = self.ike.as_ref()?;
+        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return None };
+        let keys = (suite.dh == dh.group()).then(|| dh.shared_secret(&data).ok()).flatten().and_then(|g_ir| {
+            let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, ni, &nr);
+            keys_from(&suite, &skeyseed, ni, &nr, new_spi, peer_spi, true)
+        });
+        let Some(keys) = keys else {
+            self.last_error = Some("IKE SA rekey: the peer's key exchange is unusable".into());
+            return None;
+        };
+        Some((self.rekeyed_sa(now, rng, true, new_spi, peer_spi, suite, keys), nr))
+    }
+
+    /// A message on a retiring IKE SA: the answer to our DELETE on it, or the peer's DELETE (or a late request).
+    fn handle_retiring(
+        &mut self,
+        i: usize,
+        rng: &mut dyn RandomSource,
         h: Header,
         payloads: Vec<Payload>,
         local_port: u16,
         remote: SocketAddr,
     ) {
-        let _ = (now, payloads);
         if h.is_response() {
-            // The answer to our DELETE of the replaced IKE SA.
-            self.old_ike = None;
+            // The answer to our DELETE of this IKE SA: it is gone on both sides.
+            self.retiring.remove(i);
             return;
         }
-        // The peer deletes the old SA (it rekeyed) or probes it: answer empty and forget it.
-        if let Some(o) = self.old_ike.as_mut() {
-            let mut rng = ZeroRng;
-            let bytes = encrypt(o, h.exchange, true, h.message_id, &[], &mut rng);
-            o.peer_next_id = h.message_id.wrapping_add(1);
-            self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+        // A DELETE is answered with nothing. A rekey of this SA crossed ours, which completed first: the peer
+        // waits (§2.25); with a collision on its side it keeps our new SA.
+        let answer = if h.exchange == ExchangeType::CREATE_CHILD_SA {
+            vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])]
+        } else {
+            vec![]
+        };
+        let Some(r) = self.retiring.get_mut(i) else { return };
+        let bytes = encrypt(&r.sa, h.exchange, true, h.message_id, &answer, rng);
+        r.sa.peer_next_id = h.message_id.wrapping_add(1);
+        r.sa.last_response = Some((h.message_id, bytes.clone()));
+        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+        if deletes_ike(&payloads) {
+            self.retiring.remove(i);
         }
-        self.old_ike = None;
+    }
+
+    /// A message on the IKE SA the peer's colliding rekey created, before our own rekey completed. A DELETE means
+    /// the peer resolved the collision first and closes its SA; anything else waits (the peer retransmits, and by
+    /// then the SA is either current or gone).
+    fn handle_collision_sa(
+        &mut self,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        if h.is_response() || !deletes_ike(&payloads) {
+            return;
+        }
+        let Some(c) = self.ike_collision.as_mut() else { return };
+        let bytes = encrypt(&c.sa, h.exchange, true, h.message_id, &[], rng);
+        c.sa.peer_next_id = h.message_id.wrapping_add(1);
+        c.sa.last_response = Some((h.message_id, bytes.clone()));
+        c.deleted_by_peer = true;
+        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
     }
 
     fn start_child_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
@@ -2082,9 +2348,11 @@ impl Tunnel {
         // Retransmissions.
         let rt = self.cfg.retransmit;
         let dpd_timeout = self.cfg.dpd_timeout;
-        for which in 0..2 {
-            let sa = if which == 0 { self.ike.as_mut() } else { self.old_ike.as_mut() };
-            let Some(sa) = sa else { continue };
+        // Retiring IKE SAs: forgotten once nothing is in flight on them and the peer had its time to delete them.
+        self.retiring.retain(|r| r.sa.pending.is_some() || now < r.forget_at);
+        let mut gave_up = Vec::new();
+        for which in std::iter::once(Which::Current).chain((0..self.retiring.len()).map(Which::Retiring)) {
+            let Some(sa) = self.sa_mut(which) else { continue };
             let established = sa.state == IkeState::Established;
             let Some(p) = sa.pending.as_mut() else { continue };
             if now < p.next_at {
@@ -2092,8 +2360,8 @@ impl Tunnel {
             }
             let out_of_time = established && now.saturating_sub(p.first_sent) >= dpd_timeout;
             if p.tries >= rt.max_tries || out_of_time {
-                if which == 1 {
-                    self.old_ike = None;
+                if let Which::Retiring(i) = which {
+                    gave_up.push(i);
                     continue;
                 }
                 let closing = matches!(p.req, Req::DeleteIke);
@@ -2113,6 +2381,9 @@ impl Tunnel {
             let data = p.bytes.clone();
             self.counters.retransmits += 1;
             self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+        }
+        for i in gave_up.into_iter().rev() {
+            self.retiring.remove(i);
         }
         // Half-open responder SAs expire.
         if self
@@ -2174,9 +2445,13 @@ impl Tunnel {
         {
             consider(r);
         }
-        for sa in [&self.ike, &self.old_ike].into_iter().flatten() {
-            if let Some(p) = &sa.pending {
-                consider(p.next_at);
+        if let Some(p) = self.ike.as_ref().and_then(|s| s.pending.as_ref()) {
+            consider(p.next_at);
+        }
+        for r in &self.retiring {
+            match &r.sa.pending {
+                Some(p) => consider(p.next_at),
+                None => consider(r.forget_at),
             }
         }
         if let Some(sa) = &self.ike {
@@ -2241,7 +2516,7 @@ impl Tunnel {
         } else {
             self.ike = None;
         }
-        self.old_ike = None;
+        self.forget_rekeys();
         self.drop_child();
         self.last_down = Some(DownReason::Closed);
         self.events.push_back(Event::IkeSaDown { reason: DownReason::Closed });
@@ -2288,11 +2563,5 @@ impl Tunnel {
     }
 }
 
-/// A placeholder RNG for answers that need no randomness beyond the IV; used only on an SA that is about to be
-/// forgotten (its IV need not be unpredictable: the message carries no secret).
-struct ZeroRng;
-impl RandomSource for ZeroRng {
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        dest.fill(0);
-    }
-}
+#[cfg(test)]
+mod collision_tests;

@@ -384,16 +384,42 @@ fn child_rekey_from_either_side_keeps_one_outbound_sa() {
 
 #[test]
 fn simultaneous_child_rekey_yields_exactly_one_new_sa() {
+    // Which SA survives is checked against the nonces in engine::collision_tests; here, from the outside: one
+    // collision on each side, resolved at once (no retry), one SA pair left, nothing torn down.
     let mut p = established_pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16-ecp256");
     let now = p.now;
     p.a.t.rekey_child(now, &mut p.rng);
     p.b.t.rekey_child(now, &mut p.rng);
+    p.run(Duration::ZERO);
+    p.assert_matching_child();
+    // The side whose rekey survives saw the peer's SA replaced by its own: two switches, the other side one.
+    assert_eq!(p.a.dp.rekeys + p.b.dp.rekeys, 3);
     p.run(Duration::from_secs(60));
     p.assert_matching_child();
-    assert!(p.a.dp.rekeys >= 1);
-    assert_eq!(p.a.dp.rekeys, p.b.dp.rekeys);
-    assert_eq!(p.a.dp.inbound.len(), 1);
-    assert_eq!(p.b.dp.inbound.len(), 1);
+    for side in [&p.a, &p.b] {
+        assert_eq!(side.t.status().counters.rekey_collisions, 1);
+        assert_eq!(side.dp.inbound.len(), 1);
+        assert!(side.dp.down.is_empty());
+    }
+}
+
+#[test]
+fn simultaneous_ike_rekey_keeps_one_ike_sa_and_the_child() {
+    let mut p = established_pair("aes256-sha256-modp2048", "aes256-sha256");
+    let before = p.a.t.status();
+    let now = p.now;
+    p.a.t.rekey_ike(now, &mut p.rng);
+    p.b.t.rekey_ike(now, &mut p.rng);
+    p.run(Duration::from_secs(60));
+    let after = p.a.t.status();
+    assert_ne!(before.ike_local_spi, after.ike_local_spi);
+    assert_eq!(before.child_inbound_spi, after.child_inbound_spi);
+    p.assert_matching_child();
+    for side in [&p.a, &p.b] {
+        let c = side.t.status().counters;
+        assert_eq!((c.rekey_collisions, c.ike_rekeys), (1, 1));
+        assert!(side.dp.down.is_empty());
+    }
 }
 
 #[test]
