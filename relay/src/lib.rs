@@ -314,6 +314,13 @@ impl Relay {
         self.forwards.get_mut(id.0).and_then(Option::as_mut)
     }
 
+    /// Whether `client` may use `forward` (inside one of its `allowedSources`). Counts nothing: for a caller that
+    /// must decide between [`DropReason::SourceNotAllowed`] and its own reason (e.g. [`DropReason::NoTunnel`]) before
+    /// calling [`Relay::on_client_datagram`], so `packetsIn` only counts datagrams that go into the tunnel.
+    pub fn source_allowed(&self, forward: ForwardId, client: SocketAddrV4) -> bool {
+        self.forward(forward).is_some_and(|f| f.config.allowed_sources.iter().any(|c| c.contains(*client.ip())))
+    }
+
     /// Counts a drop the sidecar detected (e.g. [`DropReason::NoTunnel`] when no CHILD_SA is up, or
     /// [`DropReason::TooBig`] when fragmentation refused a DF packet). [`DropReason::Malformed`] and unknown ids are
     /// ignored.

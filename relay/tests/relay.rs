@@ -62,6 +62,17 @@ fn allow_list_drops_and_counts() {
 }
 
 #[test]
+fn source_allowed_counts_nothing() {
+    let (mut r, id) = relay();
+    assert!(r.source_allowed(id, client(15, 1)));
+    assert!(!r.source_allowed(id, client(16, 1)));
+    assert!(!r.source_allowed(ForwardId(99), client(1, 1)), "unknown forward");
+    r.record_drop(id, DropReason::NoTunnel);
+    let s = r.stats(id).unwrap();
+    assert_eq!((s.drops.source_not_allowed, s.drops.no_tunnel, s.packets_in, s.sessions), (0, 1, 0, 0));
+}
+
+#[test]
 fn inner_packet_is_correct_and_session_reused() {
     let (mut r, id) = relay();
     let mut out = [0xa5u8; 1500];

@@ -1,6 +1,7 @@
-//! The owner of all protocol state: the IKE tunnels, the ESP SA tables and the relay sessions. No sockets and no
-//! clock here: the I/O shell (`run.rs`) feeds datagrams and the time in, and gets datagrams out through a
-//! [`Sink`]. That keeps the 4500 demux, the SA switching and the relay testable without a network.
+//! The owner of all protocol state: the IKE tunnels, the ESP SA tables and the UDP relay (sessions, allow-lists,
+//! idle expiry and per-forward counters are `iotrelay_relay::Relay`'s; this module only wires it to ESP). No
+//! sockets and no clock here: the I/O shell (`run.rs`) feeds datagrams and the time in, and gets datagrams out
+//! through a [`Sink`]. That keeps the 4500 demux, the SA switching and the relay testable without a network.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -11,6 +12,7 @@ use iotrelay_api::{DatapathDrops, ForwardDrops};
 use iotrelay_crypto::{RandomSource, SaCipher};
 use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
 use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, StartupAction, Tunnel, TunnelState};
+use iotrelay_relay::{DropReason, ForwardConfig, ForwardId, InnerDrop, Ipv4Cidr, Relay};
 
 use crate::demux::{NATT_KEEPALIVE, frame_ike};
 use crate::status::{ChildCounters, ForwardSnapshot, TunnelSnapshot};
@@ -38,6 +40,12 @@ pub enum Out {
 /// Receives outgoing datagrams. Returns false when the datagram could not be queued (counted as a drop).
 pub trait Sink {
     fn send(&mut self, out: Out, data: &[u8]) -> bool;
+    /// [`Sink::send`] of an ESP packet carrying a datagram of forward `forward`'s client: a sink that sends later
+    /// (batching) reports a failed send of it against that forward (`queueFull`).
+    fn send_for(&mut self, forward: usize, out: Out, data: &[u8]) -> bool {
+        let _ = forward;
+        self.send(out, data)
+    }
 }
 
 /// Something that happened, for logs, Events and status refresh.
@@ -79,19 +87,25 @@ struct TunnelSlot {
     child_rekey_at: Option<Duration>,
 }
 
-struct Session {
-    forward: usize,
-    client: SocketAddrV4,
-    inside_port: u16,
-    last_seen: Duration,
-}
-
+/// A forward in spec order (the index used by [`Out::Forward`] and the status) and its handle in the relay.
 struct ForwardSlot {
     spec: ValidatedForward,
+    id: ForwardId,
     listening: bool,
-    packets_in: u64,
-    packets_out: u64,
-    drops: ForwardDrops,
+}
+
+fn forward_config(f: &ValidatedForward) -> ForwardConfig {
+    ForwardConfig {
+        name: f.name.clone(),
+        listen_port: f.listen_port,
+        allowed_sources: f
+            .allowed_sources
+            .iter()
+            .map(|c| Ipv4Cidr { addr: c.addr(), prefix_len: c.prefix_len() })
+            .collect(),
+        target: f.target,
+        idle_timeout: f.idle_timeout,
+    }
 }
 
 /// Makes the staged outbound SA the current one (one assignment).
@@ -103,15 +117,11 @@ fn promote(t: &mut TunnelSlot) {
 
 /// All protocol state of one relay.
 pub struct Datapath {
-    inside: Ipv4Addr,
     replay_window: u32,
     tunnels: Vec<TunnelSlot>,
     forwards: Vec<ForwardSlot>,
     inbound: HashMap<u32, (usize, InboundSa)>,
-    sessions: HashMap<u16, Session>,
-    by_client: HashMap<(usize, SocketAddrV4), u16>,
-    next_port: u16,
-    next_ip_id: u16,
+    relay: Relay,
     drops: DatapathDrops,
     notices: Vec<Notice>,
     /// The latest time seen in any input.
@@ -166,15 +176,11 @@ impl Datapath {
             })
             .collect();
         let mut d = Datapath {
-            inside,
             replay_window,
             tunnels,
             forwards: Vec::new(),
             inbound: HashMap::new(),
-            sessions: HashMap::new(),
-            by_client: HashMap::new(),
-            next_port: 32768,
-            next_ip_id: 1,
+            relay: Relay::new(inside, Vec::new()),
             drops: DatapathDrops::default(),
             notices: Vec::new(),
             now,
@@ -186,44 +192,27 @@ impl Datapath {
         d
     }
 
-    /// Replaces the forward list (live reconfiguration); tunnels are untouched. Sessions of forwards whose name
-    /// and target survive are kept.
+    /// Replaces the forward list (live reconfiguration); tunnels are untouched. The relay keeps the sessions and
+    /// counters of forwards whose name survives (sessions only if listen port and target are unchanged too, and
+    /// only for clients still allowed): see `Relay::set_forwards`.
     pub fn set_forwards(&mut self, forwards: Vec<ValidatedForward>) {
+        self.relay.set_forwards(forwards.iter().map(forward_config).collect());
         let old = std::mem::take(&mut self.forwards);
-        let mut remap: HashMap<usize, usize> = HashMap::new();
-        for (i, f) in forwards.into_iter().enumerate() {
-            let prev = old.iter().position(|o| o.spec.name == f.name && o.spec.target == f.target);
-            let slot = match prev {
-                Some(p) => {
-                    remap.insert(p, i);
-                    let o = &old[p];
-                    ForwardSlot {
-                        spec: f,
-                        listening: o.listening,
-                        packets_in: o.packets_in,
-                        packets_out: o.packets_out,
-                        drops: o.drops.clone(),
-                    }
-                }
-                None => ForwardSlot {
-                    spec: f,
-                    listening: false,
-                    packets_in: 0,
-                    packets_out: 0,
-                    drops: ForwardDrops::default(),
-                },
-            };
-            self.forwards.push(slot);
-        }
-        self.sessions.retain(|_, s| match remap.get(&s.forward) {
-            Some(n) => {
-                s.forward = *n;
-                true
-            }
-            None => false,
-        });
-        self.by_client = self.sessions.values().map(|s| ((s.forward, s.client), s.inside_port)).collect();
+        self.forwards = forwards
+            .into_iter()
+            .filter_map(|spec| {
+                // Names are unique after validation; a duplicate would share the first one's relay forward.
+                let id = self.relay.forward_id(&spec.name)?;
+                let listening = old.iter().any(|o| o.id == id && o.listening);
+                Some(ForwardSlot { spec, id, listening })
+            })
+            .collect();
         self.generation += 1;
+    }
+
+    /// The spec-order index of a relay forward.
+    fn forward_index(&self, id: ForwardId) -> Option<usize> {
+        self.forwards.iter().position(|f| f.id == id)
     }
 
     pub fn forwards(&self) -> impl Iterator<Item = &ValidatedForward> {
@@ -239,10 +228,10 @@ impl Datapath {
         }
     }
 
-    /// Counts a forward packet dropped because the reader queue was full.
+    /// Counts a forward packet dropped because the reader queue was full or its send failed.
     pub fn count_queue_full(&mut self, index: usize) {
-        if let Some(f) = self.forwards.get_mut(index) {
-            f.drops.queue_full += 1;
+        if let Some(f) = self.forwards.get(index) {
+            self.relay.record_drop(f.id, DropReason::QueueFull);
         }
     }
 
@@ -312,39 +301,16 @@ impl Datapath {
         t.esp_remote = from;
         t.counters.packets_in += 1;
         t.counters.bytes_in += inner.len() as u64;
-        let Ok(udp) = ipv4::parse_udp(inner) else {
-            self.drops.malformed += 1;
-            return;
-        };
-        if udp.dst != self.inside {
-            self.drops.malformed += 1;
-            return;
-        }
-        let Some(s) = self.sessions.get_mut(&udp.dport) else {
-            // Not addressed to a live session: nothing to relay it to.
-            self.count_no_session(udp.src, udp.sport);
-            return;
-        };
-        let f = &mut self.forwards[s.forward];
-        if SocketAddrV4::new(udp.src, udp.sport) != f.spec.target {
-            f.drops.no_session += 1;
-            return;
-        }
-        s.last_seen = now;
-        let (index, client) = (s.forward, s.client);
-        if sink.send(Out::Forward { index, client }, udp.payload) {
-            f.packets_out += 1;
-        } else {
-            f.drops.queue_full += 1;
-        }
-    }
-
-    fn count_no_session(&mut self, src: Ipv4Addr, sport: u16) {
-        let target = SocketAddrV4::new(src, sport);
-        if let Some(f) = self.forwards.iter_mut().find(|f| f.spec.target == target) {
-            f.drops.no_session += 1;
-        } else {
-            self.drops.malformed += 1;
+        match self.relay.on_inner_packet(now, inner) {
+            Ok(d) => {
+                let Some(index) = self.forward_index(d.forward) else { return };
+                if !sink.send(Out::Forward { index, client: d.client }, d.payload) {
+                    self.relay.record_drop(d.forward, DropReason::QueueFull);
+                }
+            }
+            // Not IPv4/UDP, or not from any forward's target: nothing to count it on.
+            Err(InnerDrop { forward: None, .. }) => self.drops.malformed += 1,
+            Err(InnerDrop { forward: Some(_), .. }) => {} // counted on the forward (noSession)
         }
     }
 
@@ -368,12 +334,7 @@ impl Datapath {
         sink: &mut dyn Sink,
     ) {
         self.now = self.now.max(now);
-        let Some(f) = self.forwards.get_mut(index) else { return };
-        if !f.spec.allowed_sources.iter().any(|c| c.contains(*client.ip())) {
-            f.drops.source_not_allowed += 1;
-            return;
-        }
-        let target = f.spec.target;
+        let Some(id) = self.forwards.get(index).map(|f| f.id) else { return };
         for t in &mut self.tunnels {
             if t.next_outbound.as_ref().is_some_and(|n| now >= n.3) {
                 promote(t);
@@ -381,33 +342,25 @@ impl Datapath {
         }
         // Outbound goes on the first tunnel (spec order) with an installed CHILD_SA.
         let Some(ti) = self.tunnels.iter().position(|t| t.outbound.is_some()) else {
-            f.drops.no_tunnel += 1;
+            // Checked before the relay builds anything: no session, and packetsIn counts only tunnelled datagrams.
+            let why =
+                if self.relay.source_allowed(id, client) { DropReason::NoTunnel } else { DropReason::SourceNotAllowed };
+            self.relay.record_drop(id, why);
             return;
         };
-        let Some(port) = self.session_port(now, index, client) else {
-            self.forwards[index].drops.queue_full += 1;
-            return;
-        };
-        let id = self.next_ip_id;
-        self.next_ip_id = self.next_ip_id.wrapping_add(1);
-        let Ok(n) = ipv4::build_udp(self.inside, port, *target.ip(), target.port(), payload, id, &mut self.scratch)
-        else {
-            self.forwards[index].drops.too_big += 1;
-            return;
-        };
+        // Allow-list, session (bounded table), inner IPv4/UDP packet; every refusal is counted by the relay.
+        let Ok(n) = self.relay.on_client_datagram(now, id, client, payload, &mut self.scratch) else { return };
         let t = &mut self.tunnels[ti];
         let Some((sa, mtu)) = t.outbound.as_mut() else { return };
         let remote = t.esp_remote;
         let counters = &mut t.counters;
         let scratch2 = &mut self.scratch2;
-        let mut sent = 0u64;
         let mut failed = false;
         let mut seal_one = |pkt: &[u8], sa: &mut OutboundSa| match sa.seal(pkt, rng, scratch2) {
             Ok(len) => {
-                if sink.send(Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
+                if sink.send_for(index, Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
                     counters.packets_out += 1;
                     counters.bytes_out += pkt.len() as u64;
-                    sent += 1;
                 } else {
                     failed = true;
                 }
@@ -418,42 +371,12 @@ impl Datapath {
         if n <= *mtu {
             seal_one(inner, sa);
         } else if !ipv4::fragment(inner, *mtu, |frag| seal_one(frag, sa)) {
-            self.forwards[index].drops.too_big += 1;
+            self.relay.record_drop(id, DropReason::TooBig);
             return;
         }
-        let f = &mut self.forwards[index];
-        if sent > 0 {
-            f.packets_in += 1;
-        }
         if failed {
-            f.drops.queue_full += 1;
+            self.relay.record_drop(id, DropReason::QueueFull);
         }
-    }
-
-    /// The inside source port of the client's session: the client's own port when free, else another one.
-    fn session_port(&mut self, now: Duration, index: usize, client: SocketAddrV4) -> Option<u16> {
-        if let Some(p) = self.by_client.get(&(index, client)) {
-            if let Some(s) = self.sessions.get_mut(p) {
-                s.last_seen = now;
-            }
-            return Some(*p);
-        }
-        let mut port = client.port();
-        if port == 0 || self.sessions.contains_key(&port) {
-            let mut found = None;
-            for _ in 0..32768 {
-                let p = self.next_port;
-                self.next_port = if self.next_port == u16::MAX { 32768 } else { self.next_port + 1 };
-                if !self.sessions.contains_key(&p) {
-                    found = Some(p);
-                    break;
-                }
-            }
-            port = found?;
-        }
-        self.sessions.insert(port, Session { forward: index, client, inside_port: port, last_seen: now });
-        self.by_client.insert((index, client), port);
-        Some(port)
     }
 
     /// Timers: engine timeouts, NAT-T keepalives, session expiry.
@@ -470,11 +393,8 @@ impl Datapath {
                 }
             }
         }
-        let forwards = &self.forwards;
-        let before = self.sessions.len();
-        self.sessions.retain(|_, s| now < s.last_seen + forwards[s.forward].spec.idle_timeout);
-        if self.sessions.len() != before {
-            self.by_client = self.sessions.values().map(|s| ((s.forward, s.client), s.inside_port)).collect();
+        if self.relay.next_expiry().is_some_and(|at| now >= at) {
+            self.relay.expire(now);
         }
     }
 
@@ -488,8 +408,8 @@ impl Datapath {
             }
             consider(s.next_keepalive);
         }
-        for s in self.sessions.values() {
-            consider(s.last_seen + self.forwards[s.forward].spec.idle_timeout);
+        if let Some(d) = self.relay.next_expiry() {
+            consider(d);
         }
         t
     }
@@ -640,14 +560,22 @@ impl Datapath {
         let forwards = self
             .forwards
             .iter()
-            .enumerate()
-            .map(|(i, f)| ForwardSnapshot {
-                name: f.spec.name.clone(),
-                listening: f.listening,
-                sessions: self.sessions.values().filter(|s| s.forward == i).count() as u64,
-                packets_in: f.packets_in,
-                packets_out: f.packets_out,
-                drops: f.drops.clone(),
+            .map(|f| {
+                let s = self.relay.stats(f.id).unwrap_or_default();
+                ForwardSnapshot {
+                    name: f.spec.name.clone(),
+                    listening: f.listening,
+                    sessions: s.sessions,
+                    packets_in: s.packets_in,
+                    packets_out: s.packets_out,
+                    drops: ForwardDrops {
+                        source_not_allowed: s.drops.source_not_allowed,
+                        no_tunnel: s.drops.no_tunnel,
+                        no_session: s.drops.no_session,
+                        too_big: s.drops.too_big,
+                        queue_full: s.drops.queue_full,
+                    },
+                }
             })
             .collect();
         (tunnels, forwards, self.drops.clone())

@@ -251,3 +251,20 @@ fn hostile_datagrams_on_4500_are_counted() {
     assert!(t[0].engine.counters.invalid_messages >= 1);
     assert!(established(&p.relay), "hostile input took the tunnel down");
 }
+
+#[test]
+fn idle_sessions_expire_through_the_timers() {
+    let mut p = Pair::new();
+    p.pump();
+    p.client_to_relay(CLIENT, b"q");
+    p.device_reply(b"r");
+    assert_eq!(p.relay.snapshot().1[0].sessions, 1);
+    assert!(p.relay.poll_timeout().is_some_and(|t| t <= p.now + Duration::from_secs(60)));
+    // idleTimeout is 60 s: the timers remove the session, and a late reply finds none.
+    p.advance(Duration::from_secs(61));
+    assert_eq!(p.relay.snapshot().1[0].sessions, 0, "idle session not expired");
+    p.device_reply(b"too late");
+    assert_eq!(p.relay_clients.len(), 1);
+    let f = &p.relay.snapshot().1[0];
+    assert_eq!((f.drops.no_session, f.packets_out), (1, 1));
+}
