@@ -1,8 +1,9 @@
 //! The I/O shell: sockets, the clock, signals, and the single owner task that drives [`Datapath`].
 //!
 //! Reader tasks receive datagrams in batches (quinn-udp) and pass each in a pooled buffer and hand them to the owner task over one bounded channel
-//! (a full channel drops the datagram; for forwards it is counted as `queueFull`). The owner task sends with
-//! non-blocking `try_send_to`, so it never waits on a socket.
+//! (a full channel drops the datagram; for forwards it is counted as `queueFull`). The owner task queues what it
+//! sends in an [`Outbox`] and sends it at the end of each pass, in GSO batches where consecutive datagrams share
+//! socket, destination and size; sends are non-blocking, so it never waits on a socket.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -160,44 +161,239 @@ fn spawn_reader(
     })
 }
 
-struct ForwardSocket {
+/// A bound socket and its quinn-udp state (which knows whether the kernel takes UDP GSO on it).
+pub struct Sock {
     socket: Arc<UdpSocket>,
+    state: quinn_udp::UdpSocketState,
+}
+
+impl Sock {
+    pub fn new(socket: Arc<UdpSocket>) -> std::io::Result<Sock> {
+        let state = quinn_udp::UdpSocketState::new((&*socket).into())?;
+        Ok(Sock { socket, state })
+    }
+
+    /// Most datagrams one `send` may carry.
+    fn max_segments(&self) -> usize {
+        self.state.max_gso_segments().clamp(1, GSO_MAX_SEGMENTS)
+    }
+
+    /// One non-blocking sendmsg: one datagram, or with `segment` several of that size back to back (the last may
+    /// be shorter) that the kernel splits (UDP GSO).
+    fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) -> std::io::Result<()> {
+        let t = quinn_udp::Transmit { destination: to, ecn: None, contents, segment_size: segment, src_ip: None };
+        self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&*self.socket).into(), &t))
+    }
+}
+
+struct ForwardSocket {
+    sock: Sock,
     task: JoinHandle<()>,
     queue_full: Arc<AtomicU64>,
 }
 
-struct Sockets {
-    ike: Arc<UdpSocket>,
-    natt: Arc<UdpSocket>,
+/// The relay's sockets: UDP 500 and 4500 on the outside address, and one per forward listen port.
+pub struct Sockets {
+    ike: Sock,
+    natt: Sock,
     /// By listen port.
     forwards: HashMap<u16, ForwardSocket>,
 }
 
-struct SocketSink<'a> {
+impl Sockets {
+    /// The outside sockets; forward sockets are added as forwards are configured.
+    pub fn new(ike: Arc<UdpSocket>, natt: Arc<UdpSocket>) -> std::io::Result<Sockets> {
+        Ok(Sockets { ike: Sock::new(ike)?, natt: Sock::new(natt)?, forwards: HashMap::new() })
+    }
+
+    fn get(&self, key: SockKey) -> Option<&Sock> {
+        match key {
+            SockKey::Ike => Some(&self.ike),
+            SockKey::NatT => Some(&self.natt),
+            SockKey::Forward(port) => self.forwards.get(&port).map(|f| &f.sock),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SockKey {
+    Ike,
+    NatT,
+    Forward(u16),
+}
+
+/// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 before Linux 6.9).
+const GSO_MAX_SEGMENTS: usize = 64;
+/// Most octets in one GSO send: the whole must fit one IPv4 datagram (65535 minus headers).
+const GSO_MAX_BYTES: usize = 65000;
+/// Queued octets beyond which the outbox sends what it holds before taking more.
+const OUTBOX_BYTES: usize = 1 << 20;
+
+/// Consecutive queued datagrams from one socket to one destination, all `segment` octets long except possibly a
+/// shorter last one: one sendmsg.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    key: SockKey,
+    to: SocketAddr,
+    /// Octets `start..end` of the outbox buffer.
+    start: usize,
+    end: usize,
+    segment: usize,
+    /// Datagrams in the run; the first is `Outbox::tags[first]`.
+    count: usize,
+    first: usize,
+    /// A shorter datagram ended it (GSO allows only the last segment to be short).
+    closed: bool,
+}
+
+/// Outgoing datagrams of one pass of the owner loop, sent when the pass ends ([`SocketSink::flush`]). Consecutive
+/// datagrams from the same socket to the same destination with the same length (a burst of relayed packets
+/// sealed for one peer, or replies to one client) leave in one sendmsg with UDP GSO (quinn-udp) instead of one
+/// syscall each. Order is kept: runs are sent in the order they were queued. With `batched` false every datagram
+/// is sent at once with its own syscall (the baseline the bench compares against).
+pub struct Outbox {
+    batched: bool,
+    buf: Vec<u8>,
+    runs: Vec<Run>,
+    /// For each queued datagram, the forward to count it against (`queueFull`) if its send fails.
+    tags: Vec<Option<usize>>,
+    /// Forward indices of datagrams whose send failed, one entry each.
+    failed: Vec<usize>,
+}
+
+impl Outbox {
+    pub fn new(batched: bool) -> Outbox {
+        Outbox {
+            batched,
+            buf: Vec::with_capacity(if batched { OUTBOX_BYTES + BUF_LEN } else { 0 }),
+            runs: Vec::new(),
+            tags: Vec::new(),
+            failed: Vec::new(),
+        }
+    }
+
+    /// Forward indices of datagrams whose send failed at the last flushes (one entry each).
+    pub fn take_failed(&mut self) -> std::vec::Drain<'_, usize> {
+        self.failed.drain(..)
+    }
+
+    fn push(&mut self, sockets: &Sockets, key: SockKey, to: SocketAddr, data: &[u8], tag: Option<usize>) -> bool {
+        let Some(sock) = sockets.get(key) else { return false };
+        if !self.batched {
+            // The path before batching, kept as the bench's baseline: one sendto per datagram.
+            return match sock.socket.try_send_to(data, to) {
+                Ok(_) => true,
+                Err(e) => {
+                    tracing::debug!(error = %e, %to, "send failed");
+                    false
+                }
+            };
+        }
+        if self.buf.len() + data.len() > OUTBOX_BYTES {
+            self.flush(sockets);
+        }
+        let max_segments = sock.max_segments();
+        let start = self.buf.len();
+        self.buf.extend_from_slice(data);
+        self.tags.push(tag);
+        if let Some(r) = self.runs.last_mut()
+            && r.key == key
+            && r.to == to
+            && !r.closed
+            && r.count < max_segments
+            && !data.is_empty()
+            && data.len() <= r.segment
+            && r.end - r.start + data.len() <= GSO_MAX_BYTES
+        {
+            r.end += data.len();
+            r.count += 1;
+            r.closed = data.len() < r.segment;
+            return true;
+        }
+        let first = self.tags.len() - 1;
+        let closed = data.is_empty();
+        self.runs.push(Run { key, to, start, end: self.buf.len(), segment: data.len(), count: 1, first, closed });
+        true
+    }
+
+    /// Sends everything queued, in order; failed datagrams are noted for [`Outbox::take_failed`].
+    fn flush(&mut self, sockets: &Sockets) {
+        let Outbox { buf, runs, tags, failed, .. } = self;
+        let mut fail = |first: usize, count: usize| {
+            failed.extend(tags[first..first + count].iter().flatten());
+        };
+        for r in runs.drain(..) {
+            let Some(sock) = sockets.get(r.key) else {
+                fail(r.first, r.count);
+                continue;
+            };
+            let data = &buf[r.start..r.end];
+            let segment = (r.count > 1).then_some(r.segment);
+            match sock.send(r.to, data, segment) {
+                Ok(()) => {}
+                Err(e) if segment.is_some() && e.kind() != std::io::ErrorKind::WouldBlock => {
+                    // GSO refused (quinn-udp stops offering it on this socket after EIO/EINVAL): one by one.
+                    tracing::debug!(error = %e, to = %r.to, "GSO send failed; sending the datagrams one by one");
+                    for (k, d) in data.chunks(r.segment).enumerate() {
+                        if let Err(e) = sock.send(r.to, d, None) {
+                            tracing::debug!(error = %e, to = %r.to, "send failed");
+                            fail(r.first + k, 1);
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, to = %r.to, datagrams = r.count, "send failed");
+                    fail(r.first, r.count);
+                }
+            }
+        }
+        buf.clear();
+        tags.clear();
+    }
+}
+
+/// The datapath's [`Sink`] onto the sockets, through an [`Outbox`].
+pub struct SocketSink<'a> {
     sockets: &'a Sockets,
     /// Forward index -> listen port.
     ports: &'a [u16],
+    outbox: &'a mut Outbox,
+}
+
+impl<'a> SocketSink<'a> {
+    pub fn new(sockets: &'a Sockets, ports: &'a [u16], outbox: &'a mut Outbox) -> Self {
+        SocketSink { sockets, ports, outbox }
+    }
+
+    /// Sends what the outbox holds.
+    pub fn flush(&mut self) {
+        self.outbox.flush(self.sockets);
+    }
+
+    fn queue(&mut self, out: Out, data: &[u8], tag: Option<usize>) -> bool {
+        let (key, to) = match out {
+            Out::Outside { local_port: NATT_PORT, remote } => (SockKey::NatT, remote),
+            Out::Outside { remote, .. } => (SockKey::Ike, remote),
+            Out::Forward { index, client } => {
+                let Some(port) = self.ports.get(index) else { return false };
+                (SockKey::Forward(*port), SocketAddr::V4(client))
+            }
+        };
+        self.outbox.push(self.sockets, key, to, data, tag)
+    }
 }
 
 impl Sink for SocketSink<'_> {
     fn send(&mut self, out: Out, data: &[u8]) -> bool {
-        let (sock, to) = match out {
-            Out::Outside { local_port: NATT_PORT, remote } => (&self.sockets.natt, remote),
-            Out::Outside { remote, .. } => (&self.sockets.ike, remote),
-            Out::Forward { index, client } => {
-                let Some(f) = self.ports.get(index).and_then(|p| self.sockets.forwards.get(p)) else {
-                    return false;
-                };
-                (&f.socket, SocketAddr::V4(client))
-            }
+        let tag = match out {
+            Out::Forward { index, .. } => Some(index),
+            Out::Outside { .. } => None,
         };
-        match sock.try_send_to(data, to) {
-            Ok(_) => true,
-            Err(e) => {
-                tracing::debug!(error = %e, %to, "send failed");
-                false
-            }
-        }
+        self.queue(out, data, tag)
+    }
+
+    fn send_for(&mut self, forward: usize, out: Out, data: &[u8]) -> bool {
+        self.queue(out, data, Some(forward))
     }
 }
 
@@ -249,7 +445,8 @@ pub async fn run(
     let outside_full = Arc::new(AtomicU64::new(0));
     spawn_reader(ike.clone(), Source::Ike, tx.clone(), pool.clone(), outside_full.clone());
     spawn_reader(natt.clone(), Source::NatT, tx.clone(), pool.clone(), outside_full.clone());
-    let mut sockets = Sockets { ike, natt, forwards: HashMap::new() };
+    let mut sockets = Sockets::new(ike, natt).context("setting up the outside sockets")?;
+    let mut outbox = Outbox::new(true);
 
     let origin = Instant::now();
     let wall = WallClock { origin: Timestamp::now() };
@@ -278,8 +475,9 @@ pub async fn run(
     let mut ports: Vec<u16> = Vec::new();
     bind_forwards(&mut dp, &mut sockets, &mut ports, &tx, &pool).await;
     {
-        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
         dp.drain(&mut sink);
+        sink.flush();
     }
 
     let mut publisher = Publisher {
@@ -328,7 +526,7 @@ pub async fn run(
                 }
             }
             Some(first) = rx.recv() => {
-                let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+                let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
                 let t = now();
                 handle_input(&mut dp, t, &mut rng, &ports, first, &mut sink, &pool);
                 // Drain what is already queued before running timers: amortizes the wakeup.
@@ -342,11 +540,16 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => {}
         }
         let t = now();
-        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
         if dp.poll_timeout().is_some_and(|d| t >= d) {
             dp.handle_timeout(t, &mut rng, &mut sink);
         }
         dp.drain(&mut sink);
+        // One pass's datagrams leave together (GSO runs); failed sends count as queueFull on their forward.
+        sink.flush();
+        for i in outbox.take_failed() {
+            dp.count_queue_full(i);
+        }
         for (port, f) in &sockets.forwards {
             let n = f.queue_full.swap(0, Ordering::Relaxed);
             if n > 0
@@ -368,25 +571,27 @@ pub async fn run(
     // Shutdown: DELETE for every IKE SA, wait briefly for the answers.
     dp.close_all(now(), &mut rng);
     {
-        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
         dp.drain(&mut sink);
+        sink.flush();
     }
     let until = Instant::now() + SHUTDOWN_WAIT;
     while dp.closing() && Instant::now() < until {
         let next = dp.poll_timeout().map_or(until, |d| (origin + d).min(until));
         tokio::select! {
             Some(i) = rx.recv() => {
-                let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+                let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
                 handle_input(&mut dp, now(), &mut rng, &ports, i, &mut sink, &pool);
             }
             _ = tokio::time::sleep_until(next) => {}
         }
         let t = now();
-        let mut sink = SocketSink { sockets: &sockets, ports: &ports };
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
         if dp.poll_timeout().is_some_and(|d| t >= d) {
             dp.handle_timeout(t, &mut rng, &mut sink);
         }
         dp.drain(&mut sink);
+        sink.flush();
     }
     publisher.publish(&dp, &shared, hooks.as_ref(), true);
     tracing::info!(acknowledged = !dp.closing(), "tunnels closed");
@@ -438,6 +643,14 @@ async fn bind_forwards(
             match UdpSocket::bind(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, *port)).await {
                 Ok(s) => {
                     let socket = Arc::new(s);
+                    let sock = match Sock::new(socket.clone()) {
+                        Ok(sock) => sock,
+                        Err(e) => {
+                            tracing::error!(port, error = %e, "cannot set up the forward listen socket");
+                            dp.set_listening(i, false);
+                            continue;
+                        }
+                    };
                     let queue_full = Arc::new(AtomicU64::new(0));
                     let task = spawn_reader(
                         socket.clone(),
@@ -446,7 +659,7 @@ async fn bind_forwards(
                         pool.clone(),
                         queue_full.clone(),
                     );
-                    sockets.forwards.insert(*port, ForwardSocket { socket, task, queue_full });
+                    sockets.forwards.insert(*port, ForwardSocket { sock, task, queue_full });
                     tracing::info!(port, "forward listening");
                 }
                 Err(e) => tracing::error!(port, error = %e, "cannot bind forward listen port"),
