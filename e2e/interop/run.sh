@@ -9,7 +9,8 @@
 # strongSwan initiating ("startup action start", offering only that suite) to our responder (startupAction Add).
 # After establishment and after a CHILD rekey and an IKE rekey initiated from each side, `swanctl --list-sas` must
 # show exactly one IKE SA and one installed CHILD_SA whose SPIs equal the relay's /status, and a UDP round trip
-# through the tunnel must work. Usage: e2e/interop/run.sh [SUITE...]
+# through the tunnel must work. Then both ends rekey at once (a CHILD and an IKE rekey collision), same checks.
+# Usage: e2e/interop/run.sh [SUITE...]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=e2e/lab/lib.sh
@@ -69,6 +70,62 @@ rekey() {
   lab_wait 15 changed || { lab_fail_why "after $kind rekey by $side: ${LAB_WHY:-SPI unchanged ($before)}"; return 1; }
   round_trip "rekey-$side-$kind"
 }
+# collide KIND(child|ike): both ends rekey the same SA at once (RFC 7296 §2.8.1/§2.8.2). Their first requests are
+# dropped in the relay's namespace; then both processes are frozen, the drop lifted, and both thawed together once
+# their retransmission timers are overdue, so each request reaches the other side while that side's own is in
+# flight. Afterwards: exactly one IKE SA and one CHILD_SA pair, equal on both ends, a collision was seen (by the
+# relay's counter or strongSwan's log), and traffic flows.
+collide() {
+  local kind=$1 attempt
+  # Whether both requests really cross depends on scheduling (a DPD in flight delays ours; charon handles messages
+  # on several threads): up to three attempts to produce one. Every attempt must end consistent and carry traffic.
+  for attempt in 1 2 3; do
+    collide_once "$kind" || return 1
+    [ "$COLLIDED" = 1 ] && return 0
+    echo "# attempt $attempt: the rekeys did not cross; again" >&2
+  done
+  lab_fail_why "no collision happened in 3 attempts"
+  return 1
+}
+collide_once() {
+  local kind=$1 before n0 n1 pids c0 c1 log
+  COLLIDED=0
+  alive || return 1
+  # Start from a quiet tunnel: the SAs replaced by the previous step deleted, no exchange in flight.
+  quiet() { [ "$(lab_sas_json 1 | jq '[length, ([.[].children[]] | length)] == [1, 1]')" = true ]; }
+  lab_wait 15 quiet || { lab_fail_why "AWS side still holds replaced SAs: $(lab_sas_json 1 | jq -c .)"; return 1; }
+  before=$(spi "$kind")
+  n0=$(relay_collisions)
+  log="$(lab_aws_dir 1)/charon.log"
+  c0=$(grep -ci collision "$log")
+  ip netns exec "$LAB_NS_RELAY" nft -f - <<'NFT' || { lab_fail_why "nft failed"; return 1; }
+table inet lab_hold {
+  chain in { type filter hook input priority 0; udp sport { 500, 4500 } drop; }
+  chain out { type filter hook output priority 0; udp dport { 500, 4500 } drop; }
+}
+NFT
+  lab_swanctl 1 --rekey "--$kind" aws > /dev/null 2>&1 || true
+  relay_rekey tunnel1 "$kind" || { lab_fail_why "POST /rekey?sa=$kind failed"; }
+  sleep 0.5
+  pids="$(cat "$LAB_DIR/relay.pid") $(ip netns pids "$LAB_ID-aws1" | tr '\n' ' ')"
+  # shellcheck disable=SC2086
+  kill -STOP $pids
+  ip netns exec "$LAB_NS_RELAY" nft delete table inet lab_hold
+  sleep 2.5
+  # shellcheck disable=SC2086
+  kill -CONT $pids
+  changed() { local now; now=$(spi "$kind"); [ -n "$now" ] && [ "$now" != null ] && [ "$now" != "$before" ] \
+    && relay_matches_aws 1; }
+  lab_wait 20 changed || { lab_fail_why "after a $kind rekey collision: ${LAB_WHY:-SPI unchanged ($before)}"; return 1; }
+  round_trip "collide-$kind" || return 1
+  n1=$(relay_collisions)
+  c1=$(grep -ci collision "$log")
+  echo "# $kind collision seen by: relay $((n1 - n0)), strongSwan $((c1 - c0))" >&2
+  if [ "$n1" -gt "$n0" ] || [ "$c1" -gt "$c0" ]; then COLLIDED=1; fi
+}
+relay_collisions() {
+  relay_curl "http://$RELAY_ADMIN/metrics" | awk '/^iotrelay_ike_rekey_collisions_total\{.*tunnel1/ { print $2; f=1 } END { if (!f) print 0 }'
+}
 spi() {
   if [ "$1" = child ]; then lab_sas_json 1 | jq -r '[.[].children[] | select(.installed)][0].spi_in'
   else lab_sas_json 1 | jq -r '.[0].ike_spi_local'; fi
@@ -101,6 +158,8 @@ for suite in "${SUITES[@]}"; do
     lab_case "$c-child-rekey-by-relay" rekey relay child
     lab_case "$c-ike-rekey-by-aws" rekey aws ike
     lab_case "$c-ike-rekey-by-relay" rekey relay ike
+    lab_case "$c-child-rekey-collision" collide child
+    lab_case "$c-ike-rekey-collision" collide ike
     [ "$LAB_FAILED" -gt 0 ] && LAB_KEEP_LOGS=1 && cp "$LAB_DIR/relay.log" "$LAB_DIR/relay-$c.log" 2>/dev/null
   done
 done

@@ -192,6 +192,14 @@ struct ChildCollision {
     deleted_by_peer: bool,
 }
 
+/// Our last completed CHILD_SA rekey, while the SA it replaced still exists: a peer rekey of that SA which crossed
+/// ours is a collision we answer and resolve at once (we hold all four nonces).
+struct RecentRekey {
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    replaced_inbound_spi: u32,
+}
+
 /// An IKE SA rekey collision (RFC 7296 §2.8.2): the IKE SA the peer's exchange created, held until ours completes.
 struct IkeCollision {
     sa: IkeSa,
@@ -254,6 +262,7 @@ pub struct Tunnel {
     retiring: Vec<Retiring>,
     child_collision: Option<ChildCollision>,
     ike_collision: Option<IkeCollision>,
+    recent_rekey: Option<RecentRekey>,
     child: Option<Child>,
     old_inbound: Vec<OldInbound>,
     transmits: VecDeque<Transmit>,
@@ -670,6 +679,7 @@ impl Tunnel {
             retiring: Vec::new(),
             child_collision: None,
             ike_collision: None,
+            recent_rekey: None,
             child: None,
             old_inbound: Vec::new(),
             transmits: VecDeque::new(),
@@ -1194,6 +1204,7 @@ impl Tunnel {
         self.retiring.clear();
         self.child_collision = None;
         self.ike_collision = None;
+        self.recent_rekey = None;
     }
 
     fn drop_child(&mut self) {
@@ -1675,14 +1686,28 @@ impl Tunnel {
             return;
         };
         let named = spi_bytes(&rekey.spi);
+        let names = |o: &OldInbound| Some(o.outbound_spi) == named || Some(o.inbound_spi) == named;
+        let mut late = None;
         if named != Some(child.outbound_spi) && named != Some(child.inbound_spi) {
-            // An SA we just replaced (the peer's rekey crossed ours, which completed first) is being deleted:
-            // the peer retries on the new one if it still wants to (§2.25). Anything else does not exist.
-            let replaced =
-                self.old_inbound.iter().any(|o| Some(o.outbound_spi) == named || Some(o.inbound_spi) == named);
-            let ty = if replaced { NotifyType::TEMPORARY_FAILURE } else { NotifyType::CHILD_SA_NOT_FOUND };
-            self.send_response(rng, h, vec![notify(ty, vec![])], local_port, remote);
-            return;
+            let replaced = self.old_inbound.iter().find(|o| names(o)).map(|o| o.inbound_spi);
+            match (replaced, self.recent_rekey.as_ref()) {
+                // The peer's rekey crossed ours, which completed first: a collision, answered as usual and
+                // resolved at once by the nonces (§2.8.1).
+                (Some(r), Some(rec)) if rec.replaced_inbound_spi == r && !collision => {
+                    late = self.recent_rekey.take();
+                }
+                // An SA being deleted: the peer retries on the new one if it still wants to (§2.25).
+                (Some(_), _) => {
+                    let busy = vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])];
+                    self.send_response(rng, h, busy, local_port, remote);
+                    return;
+                }
+                (None, _) => {
+                    let none = vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])];
+                    self.send_response(rng, h, none, local_port, remote);
+                    return;
+                }
+            }
         }
         let Some((number, outbound_spi, suite)) = select_esp(&self.cfg.esp_proposals, &proposals, true) else {
             self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
@@ -1740,6 +1765,21 @@ impl Tunnel {
         resp.push(Payload::TsI(ts_payload(&remote_ts)));
         resp.push(Payload::TsR(ts_payload(&local_ts)));
         self.send_response(rng, h, resp, local_port, remote);
+        let grace = self.cfg.old_inbound_grace;
+        if let Some(rec) = &late {
+            self.counters.rekey_collisions += 1;
+            if !first_exchange_is_redundant(&rec.ni, &rec.nr, &ni, &nr) {
+                // The peer's new SA holds the lowest nonce: the peer closes it. It never carries our traffic; it
+                // is remembered only to answer that DELETE (or to delete it ourselves if the peer does not).
+                self.old_inbound.push(OldInbound { inbound_spi, outbound_spi, delete_at: now + grace * 2 });
+                return;
+            }
+            // Ours (the current SA) is redundant: we close it now, the peer's replaces it below, and the peer,
+            // whose rekey survives, deletes the SA both replaced.
+            if let Some(o) = self.old_inbound.iter_mut().find(|o| o.inbound_spi == rec.replaced_inbound_spi) {
+                o.delete_at = o.delete_at.max(now + grace * 2);
+            }
+        }
         if let Some(new) = self.make_child(
             now,
             rng,
@@ -1753,13 +1793,13 @@ impl Tunnel {
             local_ts,
             remote_ts,
         ) {
-            self.counters.child_rekeys += 1;
             // The initiator of the rekey deletes the old SA; we keep its inbound half until then (or the grace).
-            self.old_inbound.push(OldInbound {
-                inbound_spi: old_in,
-                outbound_spi: old_out,
-                delete_at: now + self.cfg.old_inbound_grace * 2,
-            });
+            // After a late collision the old SA is our redundant one, and ours to delete at once.
+            let delete_at = if late.is_some() { now } else { now + grace * 2 };
+            if late.is_none() {
+                self.counters.child_rekeys += 1;
+            }
+            self.old_inbound.push(OldInbound { inbound_spi: old_in, outbound_spi: old_out, delete_at });
             self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
         }
     }
@@ -2112,6 +2152,7 @@ impl Tunnel {
                     outbound_spi: old_out,
                     delete_at: now + grace,
                 });
+                self.recent_rekey = Some(RecentRekey { ni: ni.clone(), nr: nr.clone(), replaced_inbound_spi: old_in });
             }
             Some(c) => {
                 self.counters.rekey_collisions += 1;

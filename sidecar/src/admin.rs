@@ -139,6 +139,7 @@ pub fn render_metrics(p: &Published) -> String {
     let ike_rekeys = Family::<TunnelLabels, Counter>::default();
     let dpd_misses = Family::<TunnelLabels, Counter>::default();
     let invalid = Family::<TunnelLabels, Counter>::default();
+    let collisions = Family::<TunnelLabels, Counter>::default();
     for t in &p.tunnels {
         let l = TunnelLabels { tunnel: t.name.clone() };
         up.get_or_create(&l).set(i64::from(t.engine.state == iotrelay_ikev2::TunnelState::Established));
@@ -154,6 +155,7 @@ pub fn render_metrics(p: &Published) -> String {
         ike_rekeys.get_or_create(&l).inc_by(c.ike_rekeys);
         dpd_misses.get_or_create(&l).inc_by(c.dpd_misses);
         invalid.get_or_create(&l).inc_by(c.invalid_messages);
+        collisions.get_or_create(&l).inc_by(c.rekey_collisions);
     }
     reg.register("tunnel_up", "1 when the tunnel has an IKE SA and a CHILD_SA", up);
     reg.register("tunnel_active", "1 when the tunnel carries outbound traffic", active);
@@ -164,6 +166,11 @@ pub fn render_metrics(p: &Published) -> String {
     reg.register("ike_sa_rekeys", "IKE SA rekeys", ike_rekeys);
     reg.register("dpd_misses", "Dead peer detections", dpd_misses);
     reg.register("ike_invalid_messages", "IKE messages dropped as invalid", invalid);
+    reg.register(
+        "ike_rekey_collisions",
+        "Rekeys that collided with the peer's, resolved by the lowest nonce (RFC 7296 2.8.1)",
+        collisions,
+    );
 
     let sessions = Family::<ForwardLabels, Gauge>::default();
     let listening = Family::<ForwardLabels, Gauge>::default();
