@@ -75,6 +75,9 @@ pub struct Config {
     pub initial_contact: bool,
     /// How long the previous inbound CHILD_SA keeps accepting after a rekey.
     pub old_inbound_grace: Duration,
+    /// Largest encrypted IKE message sent in one datagram (octets of the IKE message, without IP and UDP headers
+    /// and the non-ESP marker). Larger ones go out as RFC 7383 fragments when the peer announced support.
+    pub fragment_size: usize,
 }
 
 impl std::fmt::Debug for Config {
@@ -285,6 +288,8 @@ impl Config {
             cookie_threshold: 8,
             initial_contact: true,
             old_inbound_grace: Duration::from_secs(5),
+            // 1280-octet IPv4 packets: minus 20 (IP), 8 (UDP) and 4 (non-ESP marker), as strongSwan's default.
+            fragment_size: 1248,
         }
     }
 }

@@ -8,6 +8,7 @@
 //! error notify or a silent drop; only authenticated or IKE_SA_INIT messages are ever answered.
 
 use crate::api::*;
+use crate::wire::fragment::Reassembler;
 use crate::wire::{self, *};
 use iotrelay_crypto::kdf::{self, IkeSaKeys};
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
@@ -27,6 +28,8 @@ const TRANSIENT_RETRY_MIN: Duration = Duration::from_secs(2);
 const TRANSIENT_RETRY_MAX: Duration = Duration::from_secs(60);
 /// How long a responder keeps a half-open IKE SA waiting for IKE_AUTH.
 const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Never cut a fragment's plaintext smaller than this, whatever `fragment_size` says.
+const MIN_FRAGMENT_PLAINTEXT: usize = 64;
 /// How long a replaced (or redundant) IKE SA is kept to answer the peer's DELETE on it.
 const RETIRED_IKE_LINGER: Duration = Duration::from_secs(60);
 
@@ -108,7 +111,8 @@ enum Req {
 
 struct Pending {
     id: u32,
-    bytes: Vec<u8>,
+    /// The request as sent: one datagram, or its RFC 7383 fragments.
+    datagrams: Vec<Vec<u8>>,
     first_sent: Duration,
     tries: u32,
     next_at: Duration,
@@ -135,8 +139,13 @@ struct IkeSa {
     my_next_id: u32,
     peer_next_id: u32,
     pending: Option<Pending>,
-    /// The last response we sent, by message ID, for retransmitted requests.
-    last_response: Option<(u32, Vec<u8>)>,
+    /// The last response we sent (its datagrams), by message ID, for retransmitted requests.
+    last_response: Option<(u32, Vec<Vec<u8>>)>,
+    /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383): large messages go out as SKF fragments.
+    peer_fragmentation: bool,
+    /// Fragments of the peer's requests and of its responses being reassembled (message IDs are per direction).
+    frag_requests: Reassembler,
+    frag_responses: Reassembler,
     created_at: Duration,
     established_at: Duration,
     rekey_at: Duration,
@@ -726,6 +735,9 @@ impl Tunnel {
             peer_next_id: 0,
             pending: None,
             last_response: None,
+            peer_fragmentation: false,
+            frag_requests: Reassembler::new(),
+            frag_responses: Reassembler::new(),
             created_at: now,
             established_at: now,
             rekey_at: now,
@@ -758,6 +770,7 @@ impl Tunnel {
         };
         payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
         payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, 0, remote)));
+        payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
         let header = Header {
             spi_i: sa.spi_i,
             spi_r: 0,
@@ -773,7 +786,7 @@ impl Tunnel {
         sa.my_next_id = 1;
         sa.pending = Some(Pending {
             id: 0,
-            bytes: bytes.clone(),
+            datagrams: vec![bytes.clone()],
             first_sent: now,
             tries: 1,
             next_at: now + self.cfg.retransmit.initial,
@@ -842,11 +855,16 @@ impl Tunnel {
         let Some(sa) = self.sa_mut(which) else { return };
         // Retransmitted request: answer from the cache, before decrypting anything.
         if !h.is_response() {
-            if let Some((id, bytes)) = &sa.last_response
+            if let Some((id, datagrams)) = &sa.last_response
                 && *id == h.message_id
             {
-                let bytes = bytes.clone();
-                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+                // A fragmented request is answered again only on its first fragment (RFC 7383 §2.6.1).
+                let later_fragment = matches!(msg.payloads.last(), Some(Payload::Skf { number, .. }) if *number != 1);
+                if !later_fragment {
+                    for d in datagrams.clone() {
+                        self.transmits.push_back(Transmit { local_port, remote, data: d });
+                    }
+                }
                 return;
             }
             if h.message_id != sa.peer_next_id {
@@ -858,7 +876,9 @@ impl Tunnel {
             return;
         }
         let payloads = match decrypt(sa, &msg, data) {
-            Ok(p) => p,
+            Ok(Decrypted::Message(p)) => p,
+            // One fragment of a larger message (authenticated): wait for the rest.
+            Ok(Decrypted::Fragment) => return,
             Err(_) => {
                 self.counters.invalid_messages += 1;
                 return;
@@ -995,6 +1015,11 @@ impl Tunnel {
         };
         payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
         payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(h.spi_i, spi_r, remote)));
+        // RFC 7383 §2.3: announce fragmentation only to a peer that announced it.
+        let peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        if peer_fragmentation {
+            payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
+        }
         let header = Header { spi_r, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
         let response = Message { header, payloads }.emit();
         let keys = derive_ike(&suite, &ni, &nr, &shared, h.spi_i, spi_r, false);
@@ -1017,6 +1042,9 @@ impl Tunnel {
             peer_next_id: 1,
             pending: None,
             last_response: None,
+            peer_fragmentation,
+            frag_requests: Reassembler::new(),
+            frag_responses: Reassembler::new(),
             created_at: now,
             established_at: now,
             rekey_at: now,
@@ -1062,29 +1090,92 @@ fn keys_from(
 }
 
 /// Decrypts and parses the SK payload of an authenticated exchange.
-fn decrypt(sa: &IkeSa, msg: &Message, data: &[u8]) -> Result<Vec<Payload>, &'static str> {
+enum Decrypted {
+    Message(Vec<Payload>),
+    /// An SKF fragment was authenticated and stored; the message is not complete yet.
+    Fragment,
+}
+
+/// Authenticates and decrypts an SK payload, or an SKF fragment (reassembled per direction, RFC 7383 §2.6).
+fn decrypt(sa: &mut IkeSa, msg: &Message, data: &[u8]) -> Result<Decrypted, &'static str> {
+    match msg.payloads.last() {
+        Some(Payload::Sk { next_inner, body, aad_len }) => {
+            let plain = open_body(sa, body, *aad_len, data)?;
+            parse_payloads(*next_inner, &plain).map(Decrypted::Message).map_err(|_| "malformed inner payloads")
+        }
+        Some(Payload::Skf { next_inner, number, total, body, aad_len }) => {
+            let plain = open_body(sa, body, *aad_len, data)?;
+            let h = &msg.header;
+            let r = if h.is_response() { &mut sa.frag_responses } else { &mut sa.frag_requests };
+            match r.add(h.message_id, *number, *total, *next_inner, &plain) {
+                Ok(Some((first, whole))) => {
+                    parse_payloads(first, &whole).map(Decrypted::Message).map_err(|_| "malformed inner payloads")
+                }
+                Ok(None) => Ok(Decrypted::Fragment),
+                Err(_) => Err("bad fragment"),
+            }
+        }
+        _ => Err("no SK payload"),
+    }
+}
+
+/// Checks the ICV over `data[..aad_len]` and the body, decrypts, and strips the padding.
+fn open_body(sa: &IkeSa, body: &[u8], aad_len: usize, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, &'static str> {
     let keys = sa.keys.as_ref().ok_or("no keys")?;
-    let Some(Payload::Sk { next_inner, body, aad_len }) = msg.payloads.last() else {
-        return Err("no SK payload");
-    };
     let c = &keys.inn;
     let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
-    if body.len() < iv_len + icv_len + 1 || *aad_len > data.len() {
+    if body.len() < iv_len + icv_len + 1 || aad_len > data.len() {
         return Err("SK payload too short");
     }
     let iv = &body[..iv_len];
     let icv = &body[body.len() - icv_len..];
-    let mut plain = body[iv_len..body.len() - icv_len].to_vec();
-    c.open_in_place(&data[..*aad_len], iv, &mut plain, icv).map_err(|_| "integrity check failed")?;
+    let mut plain = Zeroizing::new(body[iv_len..body.len() - icv_len].to_vec());
+    c.open_in_place(&data[..aad_len], iv, &mut plain, icv).map_err(|_| "integrity check failed")?;
     let pad = *plain.last().ok_or("empty")? as usize;
     if pad + 1 > plain.len() {
         return Err("bad padding");
     }
-    plain.truncate(plain.len() - pad - 1);
-    parse_payloads(*next_inner, &plain).map_err(|_| "malformed inner payloads")
+    let keep = plain.len() - pad - 1;
+    plain.truncate(keep);
+    Ok(plain)
 }
 
-/// Builds an encrypted message on `sa`.
+/// Builds an encrypted message on `sa` as the datagrams to send: one, or RFC 7383 fragments when the peer
+/// supports them and the message is larger than `fragment_size` octets.
+#[allow(clippy::too_many_arguments)]
+fn encrypt_all(
+    sa: &IkeSa,
+    exchange: ExchangeType,
+    response: bool,
+    message_id: u32,
+    payloads: &[Payload],
+    fragment_size: usize,
+    rng: &mut dyn RandomSource,
+) -> Vec<Vec<u8>> {
+    let (first, plain) = emit_payloads(payloads);
+    let plain = Zeroizing::new(plain);
+    let whole = seal(sa, exchange, response, message_id, first, &plain, None, rng);
+    let Some(keys) = sa.keys.as_ref() else { return vec![whole] };
+    if !sa.peer_fragmentation || whole.len() <= fragment_size {
+        return vec![whole];
+    }
+    // Room for plaintext in one fragment: the datagram minus header, SKF header, IV, ICV and worst-case padding.
+    let c = &keys.out;
+    let overhead = HEADER_LEN + GENERIC_HEADER_LEN + 4 + c.iv_len() + c.icv_len() + c.block_size().max(1);
+    let room = fragment_size.saturating_sub(overhead).max(MIN_FRAGMENT_PLAINTEXT);
+    let chunks: Vec<&[u8]> = plain.chunks(room).collect();
+    let total = u16::try_from(chunks.len()).unwrap_or(u16::MAX);
+    chunks
+        .iter()
+        .zip(1u16..)
+        .map(|(chunk, n)| {
+            let next = if n == 1 { first } else { PayloadType::NONE };
+            seal(sa, exchange, response, message_id, next, chunk, Some((n, total)), rng)
+        })
+        .collect()
+}
+
+/// Builds an encrypted message on `sa` (small messages that are never fragmented).
 fn encrypt(
     sa: &IkeSa,
     exchange: ExchangeType,
@@ -1093,16 +1184,35 @@ fn encrypt(
     payloads: &[Payload],
     rng: &mut dyn RandomSource,
 ) -> Vec<u8> {
+    let (first, plain) = emit_payloads(payloads);
+    seal(sa, exchange, response, message_id, first, &Zeroizing::new(plain), None, rng)
+}
+
+/// Seals `plain` (inner payloads starting with `first`) into one SK message, or with `fragment` (number, total)
+/// into one SKF fragment (RFC 7383 §2.5: the fragment fields are part of the authenticated header).
+#[allow(clippy::too_many_arguments)]
+fn seal(
+    sa: &IkeSa,
+    exchange: ExchangeType,
+    response: bool,
+    message_id: u32,
+    first: PayloadType,
+    plain: &[u8],
+    fragment: Option<(u16, u16)>,
+    rng: &mut dyn RandomSource,
+) -> Vec<u8> {
     let Some(keys) = sa.keys.as_ref() else { return Vec::new() };
     let c = &keys.out;
-    let (first, mut plain) = emit_payloads(payloads);
     let block = c.block_size().max(1);
     let pad = (block - (plain.len() + 1) % block) % block;
-    plain.resize(plain.len() + pad, 0);
-    plain.push(pad as u8);
+    let mut padded = Zeroizing::new(Vec::with_capacity(plain.len() + pad + 1));
+    padded.extend_from_slice(plain);
+    padded.resize(plain.len() + pad, 0);
+    padded.push(pad as u8);
     let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
-    let body_len = iv_len + plain.len() + icv_len;
-    let total = HEADER_LEN + GENERIC_HEADER_LEN + body_len;
+    let frag_len = if fragment.is_some() { 4 } else { 0 };
+    let body_len = iv_len + padded.len() + icv_len;
+    let total = HEADER_LEN + GENERIC_HEADER_LEN + frag_len + body_len;
     let mut out = vec![0u8; total];
     let mut fl = if sa.initiator { flags::INITIATOR } else { 0 };
     if response {
@@ -1111,7 +1221,7 @@ fn encrypt(
     let header = Header {
         spi_i: sa.spi_i,
         spi_r: sa.spi_r,
-        next_payload: PayloadType::SK,
+        next_payload: if fragment.is_some() { PayloadType::SKF } else { PayloadType::SK },
         version: 0x20,
         exchange,
         flags: fl,
@@ -1120,13 +1230,18 @@ fn encrypt(
     };
     header.emit(&mut out[..HEADER_LEN]);
     out[HEADER_LEN] = first.0;
-    out[HEADER_LEN + 2..HEADER_LEN + 4].copy_from_slice(&((GENERIC_HEADER_LEN + body_len) as u16).to_be_bytes());
-    let aad_end = HEADER_LEN + GENERIC_HEADER_LEN;
+    out[HEADER_LEN + 2..HEADER_LEN + 4]
+        .copy_from_slice(&((GENERIC_HEADER_LEN + frag_len + body_len) as u16).to_be_bytes());
+    if let Some((number, of)) = fragment {
+        out[HEADER_LEN + 4..HEADER_LEN + 6].copy_from_slice(&number.to_be_bytes());
+        out[HEADER_LEN + 6..HEADER_LEN + 8].copy_from_slice(&of.to_be_bytes());
+    }
+    let aad_end = HEADER_LEN + GENERIC_HEADER_LEN + frag_len;
     rng.fill_bytes(&mut out[aad_end..aad_end + iv_len]);
     let (aad, rest) = out.split_at_mut(aad_end);
     let (iv, rest) = rest.split_at_mut(iv_len);
-    let (ct, icv) = rest.split_at_mut(plain.len());
-    ct.copy_from_slice(&plain);
+    let (ct, icv) = rest.split_at_mut(padded.len());
+    ct.copy_from_slice(&padded);
     // Lengths are ours and consistent, so sealing cannot fail.
     let _ = c.seal_in_place(aad, iv, ct, icv);
     out
@@ -1149,10 +1264,12 @@ impl Tunnel {
         let initial = self.cfg.retransmit.initial;
         let Some(sa) = self.ike.as_mut() else { return };
         let id = sa.my_next_id;
-        let bytes = encrypt(sa, exchange, false, id, &payloads, rng);
+        let datagrams = encrypt_all(sa, exchange, false, id, &payloads, self.cfg.fragment_size, rng);
         sa.my_next_id += 1;
-        sa.pending = Some(Pending { id, bytes: bytes.clone(), first_sent: now, tries: 1, next_at: now + initial, req });
-        self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
+        for d in &datagrams {
+            self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: d.clone() });
+        }
+        sa.pending = Some(Pending { id, datagrams, first_sent: now, tries: 1, next_at: now + initial, req });
     }
 
     fn send_response(
@@ -1164,10 +1281,12 @@ impl Tunnel {
         remote: SocketAddr,
     ) {
         let Some(sa) = self.ike.as_mut() else { return };
-        let bytes = encrypt(sa, h.exchange, true, h.message_id, &payloads, rng);
+        let datagrams = encrypt_all(sa, h.exchange, true, h.message_id, &payloads, self.cfg.fragment_size, rng);
         sa.peer_next_id = h.message_id.wrapping_add(1);
-        sa.last_response = Some((h.message_id, bytes.clone()));
-        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+        for d in &datagrams {
+            self.transmits.push_back(Transmit { local_port, remote, data: d.clone() });
+        }
+        sa.last_response = Some((h.message_id, datagrams));
     }
 
     /// Ends the current IKE SA (and CHILD_SA) with `reason`, and plans a reconnect when we are the initiator.
@@ -1365,6 +1484,7 @@ impl Tunnel {
         sa.spi_r = h.spi_r;
         sa.nr = nr;
         sa.suite = Some(suite);
+        sa.peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         sa.init_response = data.to_vec();
         sa.keys = derive_ike(&suite, &sa.ni, &sa.nr, &shared, sa.spi_i, sa.spi_r, true);
         sa.dh = None;
@@ -1900,6 +2020,10 @@ impl Tunnel {
             peer_next_id: 0,
             pending: None,
             last_response: None,
+            // Negotiated in IKE_SA_INIT; the rekeyed SA keeps it (as strongSwan does).
+            peer_fragmentation: self.ike.as_ref().is_some_and(|s| s.peer_fragmentation),
+            frag_requests: Reassembler::new(),
+            frag_responses: Reassembler::new(),
             created_at: now,
             established_at: now,
             rekey_at: self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng),
@@ -1931,7 +2055,7 @@ impl Tunnel {
         sa.my_next_id += 1;
         sa.pending = Some(Pending {
             id,
-            bytes: bytes.clone(),
+            datagrams: vec![bytes.clone()],
             first_sent: now,
             tries: 1,
             next_at: now + self.cfg.retransmit.initial,
@@ -2310,7 +2434,7 @@ impl Tunnel {
         let Some(r) = self.retiring.get_mut(i) else { return };
         let bytes = encrypt(&r.sa, h.exchange, true, h.message_id, &answer, rng);
         r.sa.peer_next_id = h.message_id.wrapping_add(1);
-        r.sa.last_response = Some((h.message_id, bytes.clone()));
+        r.sa.last_response = Some((h.message_id, vec![bytes.clone()]));
         self.transmits.push_back(Transmit { local_port, remote, data: bytes });
         if deletes_ike(&payloads) {
             self.retiring.remove(i);
@@ -2334,7 +2458,7 @@ impl Tunnel {
         let Some(c) = self.ike_collision.as_mut() else { return };
         let bytes = encrypt(&c.sa, h.exchange, true, h.message_id, &[], rng);
         c.sa.peer_next_id = h.message_id.wrapping_add(1);
-        c.sa.last_response = Some((h.message_id, bytes.clone()));
+        c.sa.last_response = Some((h.message_id, vec![bytes.clone()]));
         c.deleted_by_peer = true;
         self.transmits.push_back(Transmit { local_port, remote, data: bytes });
     }
@@ -2419,9 +2543,11 @@ impl Tunnel {
             let wait = Duration::from_secs_f64((rt.initial.as_secs_f64() * exp).min(rt.max_timeout.as_secs_f64()));
             p.tries += 1;
             p.next_at = now + wait;
-            let data = p.bytes.clone();
+            let datagrams = p.datagrams.clone();
             self.counters.retransmits += 1;
-            self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+            for data in datagrams {
+                self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+            }
         }
         for i in gave_up.into_iter().rev() {
             self.retiring.remove(i);

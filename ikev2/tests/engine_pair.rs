@@ -40,6 +40,10 @@ struct Pair {
     delivered: usize,
     duplicate: bool,
     cut: bool,
+    /// Datagrams sent as RFC 7383 fragments (first payload SKF), per direction: (a to b, b to a).
+    fragments: (usize, usize),
+    /// Drop the next SKF fragment with this number heading this way (to_b), once.
+    drop_fragment: Option<(bool, u16)>,
 }
 
 fn cfg(psk: &str, ike: &str, esp: &str, ip: Ipv4Addr, startup: StartupAction) -> Config {
@@ -96,16 +100,21 @@ impl Pair {
             delivered: 0,
             duplicate: false,
             cut: false,
+            fragments: (0, 0),
+            drop_fragment: None,
         }
     }
 
     fn collect(&mut self) {
+        const SKF: u8 = 53;
         while let Some(t) = self.a.t.poll_transmit() {
             assert_eq!(t.remote.ip(), IpAddr::V4(B));
+            self.fragments.0 += usize::from(t.data.get(16) == Some(&SKF));
             self.link.push((true, t.remote.port(), t.data));
         }
         while let Some(t) = self.b.t.poll_transmit() {
             assert_eq!(t.remote.ip(), IpAddr::V4(A));
+            self.fragments.1 += usize::from(t.data.get(16) == Some(&SKF));
             self.link.push((false, t.remote.port(), t.data));
         }
         drain_events(&mut self.a);
@@ -123,6 +132,13 @@ impl Pair {
                     self.delivered += 1;
                     let roll = (self.delivered as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(17) % 100;
                     if self.cut || roll < self.loss_pct {
+                        continue;
+                    }
+                    let number = data.get(32..34).map(|b| u16::from_be_bytes([b[0], b[1]]));
+                    if data.get(16) == Some(&53)
+                        && self.drop_fragment.is_some_and(|d| (d.0, Some(d.1)) == (to_b, number))
+                    {
+                        self.drop_fragment = None;
                         continue;
                     }
                     let copies = if self.duplicate { 2 } else { 1 };
@@ -533,4 +549,63 @@ fn garbage_datagrams_never_panic_and_are_counted() {
     while p.b.t.poll_transmit().is_some() {}
     p.run(Duration::from_secs(30));
     p.assert_matching_child();
+}
+
+#[test]
+fn large_messages_go_out_as_fragments_and_are_reassembled() {
+    // A small fragment size makes IKE_AUTH and every CREATE_CHILD_SA (with a 256-octet KE) too large for one
+    // datagram: both sides announce RFC 7383 support, so they fragment, and the peer reassembles.
+    let mut a = cfg("frag-psk-0123", "aes256-sha256-modp2048", "aes256-sha256-modp2048", A, StartupAction::Start);
+    let mut b = cfg("frag-psk-0123", "aes256-sha256-modp2048", "aes256-sha256-modp2048", B, StartupAction::Add);
+    a.fragment_size = 200;
+    b.fragment_size = 200;
+    let mut p = Pair::new(a, b);
+    p.connect();
+    p.run(Duration::from_secs(5));
+    p.assert_matching_child();
+    let after_auth = p.fragments;
+    assert!(after_auth.0 >= 2 && after_auth.1 >= 2, "IKE_AUTH not fragmented both ways: {after_auth:?}");
+    for side_a in [true, false] {
+        let now = p.now;
+        if side_a {
+            p.a.t.rekey_child(now, &mut p.rng);
+        } else {
+            p.b.t.rekey_ike(now, &mut p.rng);
+        }
+        p.run(Duration::from_secs(30));
+        p.assert_matching_child();
+    }
+    assert!(p.fragments.0 > after_auth.0 && p.fragments.1 > after_auth.1, "rekeys not fragmented");
+    assert_eq!(p.a.t.status().counters.invalid_messages, 0);
+    assert_eq!(p.b.t.status().counters.invalid_messages, 0);
+    assert!(p.a.dp.down.is_empty() && p.b.dp.down.is_empty());
+}
+
+#[test]
+fn lost_fragments_are_retransmitted_with_the_whole_message() {
+    let mut a = cfg("frag-psk-0123", "aes128-sha1-modp2048", "aes128-sha1-modp2048", A, StartupAction::Start);
+    let mut b = cfg("frag-psk-0123", "aes128-sha1-modp2048", "aes128-sha1-modp2048", B, StartupAction::Add);
+    a.fragment_size = 160;
+    b.fragment_size = 160;
+    let mut p = Pair::new(a, b);
+    // The second fragment of a's IKE_AUTH request is lost, and every datagram is duplicated: a retransmits every
+    // fragment of the message, b ignores the duplicates, reassembles, and answers.
+    p.drop_fragment = Some((true, 2));
+    p.duplicate = true;
+    p.connect();
+    p.run(Duration::from_secs(60));
+    assert!(p.drop_fragment.is_none(), "no second fragment was sent");
+    p.assert_matching_child();
+    assert!(p.fragments.0 >= 2 && p.fragments.1 >= 2);
+    assert!(p.a.t.status().counters.retransmits > 0, "a lost fragment but nothing retransmitted");
+    // Then b's answer to a CHILD_SA rekey loses its first fragment: a retransmits its request, and b answers the
+    // retransmission from its reply cache, once.
+    p.drop_fragment = Some((false, 1));
+    let now = p.now;
+    p.a.t.rekey_child(now, &mut p.rng);
+    p.run(Duration::from_secs(30));
+    assert!(p.drop_fragment.is_none());
+    p.assert_matching_child();
+    assert_eq!(p.a.dp.rekeys, 1);
+    assert!(p.a.dp.down.is_empty() && p.b.dp.down.is_empty());
 }
