@@ -6,7 +6,8 @@
 #   |  etcd 127.0.0.1:2379  <-  kube-apiserver https://127.0.0.1:6443 (TLS, Node,RBAC, SA signing)   |
 #   |                            ^  kube-controller-manager, kube-scheduler (own client certs)       |
 #   |                            ^  fake-kubelet (system:node:$K8S_NODE): Node + Lease, runs the     |
-#   |                               Pods bound to it as processes here (hostNetwork), SA tokens      |
+#   |                               Pods bound to it as processes here (hostNetwork; other Pods in a  |
+#   |                               netns $K8S_NETNS-pod-<uid> each, API server proxied in), SA tokens|
 #   +---------------------------------------------------------------------------------------------+
 #   host: kubectl / helm wrappers in $K8S_STATE/bin enter the netns (`eval "$(cluster.sh env)"`)
 #
@@ -165,7 +166,8 @@ start() {
     --authorization-kubeconfig "$K8S_STATE/scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port 10259 --leader-elect=false --cert-dir "$K8S_STATE/scheduler-certs"
   spawn fake-kubelet "$bin/fake-kubelet" --kubeconfig "$K8S_STATE/node.kubeconfig" --node-name "$K8S_NODE" \
-    --node-ip 127.0.0.1 --state-dir "$K8S_STATE/kubelet" --path-prepend "$K8S_POD_PATH"
+    --node-ip 127.0.0.1 --state-dir "$K8S_STATE/kubelet" --path-prepend "$K8S_POD_PATH" \
+    --pod-netns-prefix "$K8S_NETNS-pod-"
 
   local k=("$bin/kubectl" --kubeconfig "$K8S_STATE/admin.kubeconfig")
   wait_for "node $K8S_NODE Ready" 60 in_ns "${k[@]}" wait --for=condition=Ready "node/$K8S_NODE" --timeout=1s
@@ -191,6 +193,9 @@ stop() {
     fi
     rm -f "$f"
   done
+  # Network namespaces of non-hostNetwork pods (fake-kubelet removes them; a killed one may leave some).
+  local n
+  for n in $(ip netns list | awk '{print $1}' | grep "^$K8S_NETNS-pod-" || true); do ip netns del "$n" 2>/dev/null || true; done
   if [ -f "$K8S_STATE/created-hosts" ]; then
     rm -f "/etc/netns/$K8S_NETNS/hosts"
     rmdir "/etc/netns/$K8S_NETNS" 2>/dev/null || true

@@ -1,7 +1,9 @@
 //! The conditions the operator owns (`Reconciling`, `Stalled`, and `Ready` only while no relay pod runs), built
 //! purely from what reconcile observed.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeSet;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ManagedFieldsEntry, Time};
 
 use iotrelay_api::{IotRelayStatus, condition};
 
@@ -62,8 +64,18 @@ pub fn operator_conditions(
             cond(condition::READY, false, reason, message, generation, old, now),
         ],
         Outcome::PodAvailable => {
-            let is_true = |t: &str| old.condition(t).is_some_and(|c| c.status == "True");
-            let (reconciling, reason, message) = if is_true(condition::READY) {
+            let ready = old.condition(condition::READY);
+            // In-cluster the relay reports only Ready/Degraded; a tunnel failure that retrying cannot fix (its
+            // Ready reason) is the operator's to surface as Stalled, so kstatus says Failed instead of waiting.
+            if let Some(r) =
+                ready.filter(|c| c.status == "False" && RELAY_PERMANENT_REASONS.contains(&c.reason.as_str()))
+            {
+                return vec![
+                    cond(condition::RECONCILING, false, "RelayStalled", &r.message, generation, old, now),
+                    cond(condition::STALLED, true, &r.reason, &r.message, generation, old, now),
+                ];
+            }
+            let (reconciling, reason, message) = if ready.is_some_and(|c| c.status == "True") {
                 (false, "Ready".to_string(), "the relay is ready".to_string())
             } else if old.condition(condition::STALLED).is_some_and(|c| {
                 c.status == "True"
@@ -73,11 +85,112 @@ pub fn operator_conditions(
             }) {
                 (false, "RelayStalled".to_string(), "the relay reports Stalled".to_string())
             } else {
-                let why = old.condition(condition::READY).map(|c| c.message.clone()).unwrap_or_default();
+                let why = ready.map(|c| c.message.clone()).unwrap_or_default();
                 let why = if why.is_empty() { "waiting for the relay to report Ready".to_string() } else { why };
                 (true, "Connecting".to_string(), why)
             };
             vec![cond(condition::RECONCILING, reconciling, &reason, &message, generation, old, now)]
         }
+    }
+}
+
+/// The relay's `Ready=False` reasons that no retry can fix (`DownReason::is_permanent` in the engine): a wrong
+/// pre-shared key, or proposals / traffic selectors the peer refuses.
+pub const RELAY_PERMANENT_REASONS: [&str; 3] = ["AuthenticationFailed", "NoProposalChosen", "TsUnacceptable"];
+
+/// The fields of condition `type_` in `/status` that `manager` owns and no other manager co-owns (from
+/// `metadata.managedFields`). A server-side apply that leaves the condition out removes exactly these fields; if
+/// another manager still owns the entry's key (the relay owns `Ready` once it has written it), what remains is a
+/// condition without `status`/`reason`/... that the API server rejects. So while this is non-empty the operator
+/// keeps applying the condition (with the live values) until the relay has taken those fields back.
+pub fn sole_owned_condition_fields(managed: &[ManagedFieldsEntry], manager: &str, type_: &str) -> BTreeSet<String> {
+    let key = format!("k:{}", serde_json::json!({ "type": type_ }));
+    let fields = |e: &ManagedFieldsEntry| -> BTreeSet<String> {
+        if e.subresource.as_deref() != Some("status") {
+            return BTreeSet::new();
+        }
+        e.fields_v1
+            .as_ref()
+            .and_then(|f| f.0.get("f:status"))
+            .and_then(|s| s.get("f:conditions"))
+            .and_then(|c| c.get(&key))
+            .and_then(|c| c.as_object())
+            .map(|o| o.keys().filter(|k| k.as_str() != "." && k.as_str() != "f:type").cloned().collect())
+            .unwrap_or_default()
+    };
+    let mine: BTreeSet<String> =
+        managed.iter().filter(|e| e.manager.as_deref() == Some(manager)).flat_map(fields).collect();
+    let others: BTreeSet<String> =
+        managed.iter().filter(|e| e.manager.as_deref() != Some(manager)).flat_map(fields).collect();
+    mine.difference(&others).cloned().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+    use serde_json::json;
+
+    fn entry(manager: &str, subresource: &str, ready_fields: &[&str]) -> ManagedFieldsEntry {
+        let mut c = serde_json::Map::new();
+        c.insert(".".into(), json!({}));
+        c.insert("f:type".into(), json!({}));
+        for f in ready_fields {
+            c.insert(format!("f:{f}"), json!({}));
+        }
+        ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some("Apply".into()),
+            subresource: Some(subresource.into()),
+            fields_v1: Some(FieldsV1(json!({"f:status": {"f:conditions": {r#"k:{"type":"Ready"}"#: c}}}))),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn ready_fields_the_operator_alone_owns() {
+        let all = ["status", "reason", "message", "lastTransitionTime", "observedGeneration"];
+        // The operator wrote Ready after the relay: it alone owns the values, the relay only the key.
+        let m = [entry("iotrelay-sidecar", "status", &[]), entry("iotrelay-operator", "status", &all)];
+        assert_eq!(sole_owned_condition_fields(&m, "iotrelay-operator", "Ready").len(), 5);
+        // The relay wrote Ready again (same observedGeneration): nothing would be stripped.
+        let m =
+            [entry("iotrelay-sidecar", "status", &all), entry("iotrelay-operator", "status", &["observedGeneration"])];
+        assert!(sole_owned_condition_fields(&m, "iotrelay-operator", "Ready").is_empty());
+        // Fields of the main resource (not /status) and other conditions do not count.
+        let m = [entry("iotrelay-operator", "", &all)];
+        assert!(sole_owned_condition_fields(&m, "iotrelay-operator", "Ready").is_empty());
+        let m = [entry("iotrelay-operator", "status", &all)];
+        assert!(sole_owned_condition_fields(&m, "iotrelay-operator", "Degraded").is_empty());
+        assert_eq!(
+            sole_owned_condition_fields(&m, "iotrelay-operator", "Ready"),
+            ["f:lastTransitionTime", "f:message", "f:observedGeneration", "f:reason", "f:status"]
+                .map(String::from)
+                .into()
+        );
+    }
+
+    fn with_ready(status: &str, reason: &str) -> IotRelayStatus {
+        serde_json::from_value(json!({"conditions": [{"type": "Ready", "status": status, "reason": reason,
+            "message": "tunnel tunnel1: authentication failed", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_relay_failure_retries_cannot_fix_is_stalled() {
+        let now = Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH);
+        let c =
+            operator_conditions(&Outcome::PodAvailable, Some(3), &with_ready("False", "AuthenticationFailed"), &now);
+        let stalled = c.iter().find(|c| c.type_ == condition::STALLED).expect("Stalled written");
+        assert_eq!((stalled.status.as_str(), stalled.reason.as_str()), ("True", "AuthenticationFailed"));
+        assert!(stalled.message.contains("tunnel1"));
+        assert!(c.iter().any(|c| c.type_ == condition::RECONCILING && c.status == "False"));
+        // A transient failure keeps reconciling and is not Stalled; a ready relay is neither.
+        let c = operator_conditions(&Outcome::PodAvailable, Some(3), &with_ready("False", "DeadPeer"), &now);
+        assert!(c.iter().all(|c| c.type_ != condition::STALLED));
+        assert!(c.iter().any(|c| c.type_ == condition::RECONCILING && c.status == "True"));
+        let c = operator_conditions(&Outcome::PodAvailable, Some(3), &with_ready("True", "TunnelEstablished"), &now);
+        assert!(c.iter().all(|c| c.type_ != condition::STALLED));
+        assert!(c.iter().any(|c| c.type_ == condition::RECONCILING && c.status == "False"));
     }
 }

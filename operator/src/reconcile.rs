@@ -17,9 +17,9 @@ use serde::Serialize;
 use serde_json::json;
 use tracing::{info, warn};
 
-use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, validate};
+use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, condition, validate};
 
-use crate::conditions::{Outcome, operator_conditions};
+use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields};
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::render::{Children, RELAY_LABEL, RenderConfig, render};
 
@@ -270,11 +270,25 @@ async fn update_status(relay: &IotRelay, ctx: &Context, ns: &str, outcome: &Outc
     let old = relay.status.clone().unwrap_or_default();
     let generation = relay.metadata.generation;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let conditions = operator_conditions(outcome, generation, &old, &now);
+    let mut conditions = operator_conditions(outcome, generation, &old, &now);
+    // Ready is handed over to the relay once its pod runs. If this operator wrote Ready after the relay did (it saw
+    // the pod before the kubelet reported it running), leaving Ready out now would strip the fields only it owns
+    // and leave an invalid condition: keep applying the live value until the relay has written Ready again.
+    if !conditions.iter().any(|c| c.type_ == condition::READY)
+        && let Some(ready) = old.condition(condition::READY)
+        && !sole_owned_condition_fields(
+            relay.metadata.managed_fields.as_deref().unwrap_or_default(),
+            OPERATOR_FIELD_MANAGER,
+            condition::READY,
+        )
+        .is_empty()
+    {
+        conditions.push(ready.clone());
+    }
 
     // Events only on a transition into Stalled (or a different stall reason), so requeues don't spam.
     if let Outcome::Stalled { reason, message } = outcome {
-        let was = old.condition(iotrelay_api::condition::STALLED);
+        let was = old.condition(condition::STALLED);
         let changed = !was.is_some_and(|c| c.status == "True" && &c.reason == reason && &c.message == message);
         if changed {
             let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());

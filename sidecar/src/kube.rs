@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use futures::StreamExt as _;
 use iotrelay_api::{IotRelay, IotRelayStatus, SIDECAR_FIELD_MANAGER, ValidatedSpec};
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event as KEvent, EventType, Recorder, Reporter};
 use kube::runtime::watcher;
@@ -125,7 +126,8 @@ pub async fn run_kube(
 
     let reporter = Reporter { controller: SIDECAR_FIELD_MANAGER.into(), instance: std::env::var("HOSTNAME").ok() };
     let obj_ref = relay.object_ref(&());
-    tokio::spawn(write_status(relays.clone(), name.clone(), status_rx));
+    let (live_tx, live_rx) = watch::channel(Vec::new());
+    tokio::spawn(write_status(relays.clone(), name.clone(), status_rx, live_rx));
     tokio::spawn(emit_events(Recorder::new(client.clone(), reporter), obj_ref, notice_rx));
     tokio::spawn(watch_changes(
         relays.clone(),
@@ -134,11 +136,19 @@ pub async fn run_kube(
         spec.clone(),
         psks.clone(),
         allow_short,
-        rc_tx,
+        Outputs { reconfigure: rc_tx, live: live_tx },
     ));
 
     let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::InCluster };
     run(rs, shared, cmd_rx, Some(hooks)).await
+}
+
+/// Where [`watch_changes`] sends what it sees.
+struct Outputs {
+    /// Live changes for the relay loop.
+    reconfigure: mpsc::Sender<Reconfigure>,
+    /// The live object's status conditions, for [`write_status`] to notice an overwrite.
+    live: watch::Sender<Vec<Condition>>,
 }
 
 /// Watches the IotRelay (and re-reads its Secrets) and sends live changes: forwards and PSKs. Changes to tunnel
@@ -150,8 +160,9 @@ async fn watch_changes(
     mut spec: ValidatedSpec,
     mut psks: Vec<Zeroizing<Vec<u8>>>,
     allow_short: bool,
-    tx: mpsc::Sender<Reconfigure>,
+    out: Outputs,
 ) {
+    let Outputs { reconfigure: tx, live } = out;
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher::watcher(relays, cfg).boxed();
     let mut tick = tokio::time::interval(SECRET_POLL);
@@ -171,6 +182,7 @@ async fn watch_changes(
             _ = tick.tick() => {}
         }
         if let Some(r) = candidate {
+            live.send_replace(r.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default());
             match validate_spec(&r.spec, allow_short) {
                 Ok(new) => {
                     if new.forwards != spec.forwards {
@@ -230,16 +242,47 @@ fn without_counters(s: &IotRelayStatus) -> IotRelayStatus {
     s
 }
 
-async fn write_status(relays: Api<IotRelay>, name: String, mut rx: watch::Receiver<IotRelayStatus>) {
+/// True when a condition this relay wrote reads differently in the live object (another writer, the operator
+/// while it believed no relay pod ran, applied it with force after the relay did): the relay writes it again.
+/// `lastTransitionTime` and `observedGeneration` are not compared.
+fn overwritten(written: &IotRelayStatus, live: &[Condition]) -> bool {
+    written.conditions.iter().any(|w| {
+        !live
+            .iter()
+            .any(|l| l.type_ == w.type_ && l.status == w.status && l.reason == w.reason && l.message == w.message)
+    })
+}
+
+async fn write_status(
+    relays: Api<IotRelay>,
+    name: String,
+    mut rx: watch::Receiver<IotRelayStatus>,
+    mut live: watch::Receiver<Vec<Condition>>,
+) {
     let pp = PatchParams::apply(SIDECAR_FIELD_MANAGER).force();
     let mut written: Option<IotRelayStatus> = None;
     let mut last_write = tokio::time::Instant::now() - COUNTER_WRITE_INTERVAL;
+    let mut live_open = true;
     loop {
-        if rx.changed().await.is_err() {
-            return;
+        let mut reassert = false;
+        tokio::select! {
+            r = rx.changed() => if r.is_err() { return },
+            r = live.changed(), if live_open => {
+                if r.is_err() {
+                    live_open = false;
+                    continue;
+                }
+                let conditions = live.borrow_and_update().clone();
+                if !written.as_ref().is_some_and(|w| overwritten(w, &conditions)) {
+                    continue;
+                }
+                tracing::info!("status conditions were overwritten by another writer: writing them again");
+                reassert = true;
+            }
         }
         let status = rx.borrow_and_update().clone();
-        let state_changed = written.as_ref().is_none_or(|w| without_counters(w) != without_counters(&status));
+        let state_changed =
+            reassert || written.as_ref().is_none_or(|w| without_counters(w) != without_counters(&status));
         if !state_changed {
             if written.as_ref() == Some(&status) {
                 continue;
@@ -302,5 +345,40 @@ async fn emit_events(
         if let Err(e) = recorder.publish(&ev, &obj).await {
             tracing::warn!(error = %e, "publishing event failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(conds: &[(&str, &str, &str)]) -> IotRelayStatus {
+        let c: Vec<_> = conds
+            .iter()
+            .map(|(t, s, r)| {
+                serde_json::json!({"type": t, "status": s, "reason": r, "message": format!("{t} {r}"),
+                    "lastTransitionTime": "2026-01-01T00:00:00Z"})
+            })
+            .collect();
+        serde_json::from_value(serde_json::json!({ "conditions": c })).unwrap()
+    }
+
+    #[test]
+    fn overwritten_conditions_are_noticed() {
+        let mine = status(&[("Ready", "True", "TunnelEstablished"), ("Degraded", "False", "AllTunnelsEstablished")]);
+        // Live as written, plus conditions of other writers: nothing to do.
+        let live = status(&[
+            ("Reconciling", "False", "Ready"),
+            ("Ready", "True", "TunnelEstablished"),
+            ("Degraded", "False", "AllTunnelsEstablished"),
+        ]);
+        assert!(!overwritten(&mine, &live.conditions));
+        // The operator applied Ready=False after the relay had written Ready=True.
+        let live = status(&[("Ready", "False", "ContainerCreating"), ("Degraded", "False", "AllTunnelsEstablished")]);
+        assert!(overwritten(&mine, &live.conditions));
+        // A condition of ours is missing.
+        assert!(overwritten(&mine, &status(&[("Ready", "True", "TunnelEstablished")]).conditions));
+        // Nothing written yet: nothing can have been overwritten.
+        assert!(!overwritten(&IotRelayStatus::default(), &live.conditions));
     }
 }

@@ -10,6 +10,11 @@
 // emptyDir and hostPath volumes are bind-mounted the same way (mount points missing on the host are created
 // there, empty). The env always gets KUBERNETES_SERVICE_HOST/PORT pointing at the API server.
 //
+// A Pod without hostNetwork gets a network namespace of its own (--pod-netns-prefix + part of its UID, loopback
+// only), so two replicas may listen on the same port as in a real cluster; fake-kubelet proxies the API server
+// into it (a listener on KUBERNETES_SERVICE_HOST:PORT inside the pod's namespace, dialled out from the node's),
+// runs its probes there, and deletes the namespace when the Pod stops.
+//
 // Pod status: Running once the processes are started; Ready from the readiness probe (HTTP GET, TCP or
 // none). Deleting a Pod sends SIGTERM to the process group, SIGKILL after the grace period, then the Pod
 // object is removed. Process output goes to <state-dir>/pods/<ns>_<name>/<container>.log (there is no
@@ -69,6 +74,7 @@ type config struct {
 	maxProbePeriod time.Duration
 	cpu, memory    string
 	pods           string
+	podNetnsPrefix string
 }
 
 type kubelet struct {
@@ -87,6 +93,8 @@ type podRun struct {
 	cancel context.CancelFunc
 	ctrs   []*ctrRun
 	done   chan struct{} // closed when every process has exited after stop
+	netns  string        // the pod's own network namespace (no hostNetwork); empty: the node's
+	proxy  net.Listener  // API server proxy inside netns
 
 	failMu sync.Mutex
 	failed string // non-empty: the pod could not be started ("Reason: message")
@@ -132,6 +140,7 @@ func main() {
 	flag.StringVar(&cfg.cpu, "cpu", "8", "Node cpu capacity")
 	flag.StringVar(&cfg.memory, "memory", "16Gi", "Node memory capacity")
 	flag.StringVar(&cfg.pods, "pods", "110", "Node pods capacity")
+	flag.StringVar(&cfg.podNetnsPrefix, "pod-netns-prefix", "k8s-pod-", "name prefix of the network namespaces of Pods without hostNetwork")
 	flag.Parse()
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	log.SetPrefix("fake-kubelet: ")
@@ -388,6 +397,14 @@ func (k *kubelet) stopPod(r *podRun, grace int64) {
 		for i := 0; i < 50 && !r.allExited(); i++ {
 			time.Sleep(100 * time.Millisecond)
 		}
+		if r.proxy != nil {
+			_ = r.proxy.Close()
+		}
+		if r.netns != "" {
+			if out, err := exec.Command("ip", "netns", "del", r.netns).CombinedOutput(); err != nil {
+				log.Printf("pod %s/%s: ip netns del %s: %v %s", r.pod.Namespace, r.pod.Name, r.netns, err, out)
+			}
+		}
 		k.mu.Lock()
 		delete(k.running, r.pod.UID)
 		k.mu.Unlock()
@@ -430,6 +447,11 @@ func (k *kubelet) runPod(parent context.Context, r *podRun) {
 	}
 	for _, c := range pod.Spec.Containers {
 		r.ctrs = append(r.ctrs, &ctrRun{spec: c})
+	}
+	if !pod.Spec.HostNetwork && r.failure() == "" {
+		if err := k.setupPodNetwork(ctx, r); err != nil {
+			r.setFailed("NetworkNotReady: " + err.Error())
+		}
 	}
 	if r.failure() != "" {
 		log.Printf("pod %s/%s: cannot start: %s", pod.Namespace, pod.Name, r.failure())
@@ -784,8 +806,8 @@ func (k *kubelet) superviseContainer(ctx context.Context, r *podRun, c *ctrRun, 
 		argv[0] = bin
 		// Wrappers, outermost first: network namespace, then a private mount namespace with the SA token.
 		var wrap []string
-		if k.cfg.netns != "" {
-			wrap = append(wrap, "ip", "netns", "exec", k.cfg.netns)
+		if ns := k.netnsOf(r); ns != "" {
+			wrap = append(wrap, "ip", "netns", "exec", ns)
 		}
 		if len(mounts) > 0 && k.cfg.mountSA {
 			wrap = append(wrap, "unshare", "--mount", "--propagation", "private", "sh", "-c", mountScript, "sh")
@@ -910,7 +932,7 @@ func (k *kubelet) probe(ctx context.Context, r *podRun, c *ctrRun) {
 		since := c.started
 		c.mu.Unlock()
 		if alive && time.Since(since) >= time.Duration(p.InitialDelaySeconds)*time.Second {
-			err := k.probeOnce(p, c.spec, timeout)
+			err := k.probeOnce(k.netnsOf(r), p, c.spec, timeout)
 			c.mu.Lock()
 			if err == nil {
 				fails, oks = 0, oks+1
@@ -944,50 +966,114 @@ func portOf(p intstr.IntOrString, c corev1.Container) (int, error) {
 	return 0, fmt.Errorf("no container port named %q", p.StrVal)
 }
 
-// dial connects from the node's network namespace (a locked OS thread switched with setns when --netns).
-func (k *kubelet) dial(network, addr string, timeout time.Duration) (net.Conn, error) {
-	if k.cfg.netns == "" {
-		return net.DialTimeout(network, addr, timeout)
+// netnsOf: the network namespace r's processes and probes live in (empty: fake-kubelet's own).
+func (k *kubelet) netnsOf(r *podRun) string {
+	if r.netns != "" {
+		return r.netns
 	}
-	type res struct {
-		c   net.Conn
-		err error
+	return k.cfg.netns
+}
+
+// setupPodNetwork gives a Pod without hostNetwork its own network namespace (loopback up) with the API server
+// reachable at KUBERNETES_SERVICE_HOST:PORT inside it through a proxy to the real one.
+func (k *kubelet) setupPodNetwork(ctx context.Context, r *podRun) error {
+	name := k.cfg.podNetnsPrefix + strings.ReplaceAll(string(r.pod.UID), "-", "")[:10]
+	_ = exec.Command("ip", "netns", "del", name).Run() // a leftover of a crashed run
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add %s: %v %s", name, err, out)
 	}
-	ch := make(chan res, 1)
+	r.netns = name
+	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
+		return fmt.Errorf("lo up in %s: %v %s", name, err, out)
+	}
+	api := net.JoinHostPort(k.cfg.apiHost, k.cfg.apiPort)
+	var ln net.Listener
+	err := inNetns(name, func() error {
+		var err error
+		ln, err = net.Listen("tcp", api)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("API server proxy in %s: %v", name, err)
+	}
+	r.proxy = ln
 	go func() {
-		// setns affects only this OS thread. It is switched back before unlocking; if that fails the thread
-		// stays locked and the Go runtime discards it when the goroutine ends (it must not be reused: a thread
-		// that dies takes Pdeathsig children with it, so it must not die needlessly either).
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := k.dialIn(k.cfg.netns, "tcp", api, 5*time.Second)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				done := make(chan struct{}, 2)
+				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+				select {
+				case <-done:
+				case <-ctx.Done():
+				}
+			}()
+		}
+	}()
+	log.Printf("pod %s/%s: network namespace %s", r.pod.Namespace, r.pod.Name, name)
+	return nil
+}
+
+// inNetns runs f on a locked OS thread switched into the named network namespace (sockets f creates stay
+// there). The thread is switched back before unlocking; if that fails it stays locked and the Go runtime
+// discards it when the goroutine ends.
+func inNetns(netns string, f func() error) error {
+	ch := make(chan error, 1)
+	go func() {
 		runtime.LockOSThread()
 		orig, err := os.Open("/proc/thread-self/ns/net")
 		if err != nil {
-			ch <- res{nil, err}
+			runtime.UnlockOSThread()
+			ch <- err
 			return
 		}
 		defer orig.Close()
-		f, err := os.Open("/run/netns/" + k.cfg.netns)
+		target, err := os.Open("/run/netns/" + netns)
 		if err != nil {
 			runtime.UnlockOSThread()
-			ch <- res{nil, err}
+			ch <- err
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
 			runtime.UnlockOSThread()
-			ch <- res{nil, err}
+			ch <- err
 			return
 		}
-		c, err := net.DialTimeout(network, addr, timeout)
+		err = f()
 		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
 			runtime.UnlockOSThread()
 		}
-		ch <- res{c, err}
+		ch <- err
 	}()
-	r := <-ch
-	return r.c, r.err
+	return <-ch
 }
 
-func (k *kubelet) probeOnce(p *corev1.Probe, c corev1.Container, timeout time.Duration) error {
+// dialIn connects from the named network namespace (empty: fake-kubelet's own).
+func (k *kubelet) dialIn(netns, network, addr string, timeout time.Duration) (net.Conn, error) {
+	if netns == "" {
+		return net.DialTimeout(network, addr, timeout)
+	}
+	var c net.Conn
+	err := inNetns(netns, func() error {
+		var err error
+		c, err = net.DialTimeout(network, addr, timeout)
+		return err
+	})
+	return c, err
+}
+
+func (k *kubelet) probeOnce(netns string, p *corev1.Probe, c corev1.Container, timeout time.Duration) error {
 	switch {
 	case p.HTTPGet != nil:
 		g := p.HTTPGet
@@ -1002,7 +1088,7 @@ func (k *kubelet) probeOnce(p *corev1.Probe, c corev1.Container, timeout time.Du
 		if g.Scheme == corev1.URISchemeHTTPS {
 			return fmt.Errorf("https probes are not supported")
 		}
-		conn, err := k.dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)), timeout)
+		conn, err := k.dialIn(netns, "tcp", net.JoinHostPort(host, strconv.Itoa(port)), timeout)
 		if err != nil {
 			return err
 		}
@@ -1043,7 +1129,7 @@ func (k *kubelet) probeOnce(p *corev1.Probe, c corev1.Container, timeout time.Du
 		if host == "" {
 			host = k.cfg.nodeIP
 		}
-		conn, err := k.dial("tcp", net.JoinHostPort(host, strconv.Itoa(port)), timeout)
+		conn, err := k.dialIn(netns, "tcp", net.JoinHostPort(host, strconv.Itoa(port)), timeout)
 		if err != nil {
 			return err
 		}
@@ -1053,8 +1139,8 @@ func (k *kubelet) probeOnce(p *corev1.Probe, c corev1.Container, timeout time.Du
 		if len(args) == 0 {
 			return fmt.Errorf("empty exec probe")
 		}
-		if k.cfg.netns != "" {
-			args = append([]string{"ip", "netns", "exec", k.cfg.netns}, args...)
+		if netns != "" {
+			args = append([]string{"ip", "netns", "exec", netns}, args...)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
