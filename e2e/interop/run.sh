@@ -163,5 +163,26 @@ for suite in "${SUITES[@]}"; do
     [ "$LAB_FAILED" -gt 0 ] && LAB_KEEP_LOGS=1 && cp "$LAB_DIR/relay.log" "$LAB_DIR/relay-$c.log" 2>/dev/null
   done
 done
+# IKE fragmentation (RFC 7383) both ways: charon fragments IKE messages above 300-octet packets, the relay above
+# 300 octets, so every CREATE_CHILD_SA (with a 256-octet MODP-2048 KE) crosses as fragments in both directions
+# (PSK IKE_AUTH messages stay smaller); strongSwan's log shows it sent fragments (EF payloads) and reassembled ours.
+fragmented() {
+  local log
+  log="$(lab_aws_dir 1)/charon.log"
+  established aes256-sha256-modp2048 || return 1
+  rekey relay child || return 1
+  rekey aws ike || return 1
+  grep -q "generating CREATE_CHILD_SA request .* EF(" "$log" \
+    || { lab_fail_why "strongSwan did not fragment its CREATE_CHILD_SA"; return 1; }
+  grep -q "reassembled fragmented IKE message" "$log" || { lab_fail_why "strongSwan got no fragments from us"; return 1; }
+}
+relay_stop
+lab_aws_stop 1
+export RELAY_TUNNELS=1 RELAY_IKE=aes256-sha256-modp2048 RELAY_ESP=aes256-sha256-modp2048
+LAB_AWS_START=none LAB_AWS_FRAGMENT_SIZE=300 lab_aws_start 1 "$RELAY_PSK1" || echo "# aws1 failed to start" >&2
+RELAY_STARTUP=Start relay_yaml "$LAB_DIR/relay.yaml"
+RELAY_START_WHY=""
+IOTRELAY_IKE_FRAGMENT_SIZE=300 relay_start "$LAB_DIR/relay.yaml" || RELAY_START_WHY=$LAB_WHY
+lab_case "ike-fragmentation-both-ways" fragmented
 relay_stop
 lab_summary

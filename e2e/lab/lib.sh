@@ -168,6 +168,8 @@ charon {
   retransmit_timeout = 2.0
   retransmit_base = 1.5
   retransmit_tries = 4
+  # IKE fragments (RFC 7383) above this IP packet size; the interop lowers it to make charon fragment.
+  fragment_size = ${LAB_AWS_FRAGMENT_SIZE:-1280}
   plugins {
     vici { socket = unix://$d/charon.vici }
     kernel-libipsec { load = yes }

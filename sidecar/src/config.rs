@@ -11,6 +11,14 @@ use zeroize::Zeroizing;
 
 /// Env var that allows lifetimes below AWS's 900 s minimum. Test-only: rekeys can then be exercised in seconds.
 pub const UNSAFE_SHORT_LIFETIMES_ENV: &str = "IOTRELAY_UNSAFE_SHORT_LIFETIMES";
+/// Overrides the largest IKE message sent unfragmented (octets; RFC 7383). For tests and unusual paths only.
+pub const IKE_FRAGMENT_SIZE_ENV: &str = "IOTRELAY_IKE_FRAGMENT_SIZE";
+
+/// The fragment size from [`IKE_FRAGMENT_SIZE_ENV`] when it holds a number in 256..=65535 (RFC 7383 leaves the
+/// size to the sender; below 256 a fragment carries too little), else `None`.
+pub fn fragment_size_override(value: Option<&str>) -> Option<usize> {
+    value?.trim().parse::<usize>().ok().filter(|n| (256..=65535).contains(n))
+}
 
 /// Why a configuration cannot be used. Never contains a secret value.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +122,9 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
     };
     c.force_encap = true;
     c.initial_contact = true;
+    if let Some(n) = fragment_size_override(std::env::var(IKE_FRAGMENT_SIZE_ENV).ok().as_deref()) {
+        c.fragment_size = n;
+    }
     c
 }
 
@@ -224,5 +235,15 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         let v = validate_spec(&relay.spec, false).unwrap();
         let err = tunnel_psks(&v, &secrets).unwrap_err().to_string();
         assert!(err.contains("\"aws-vpn\"") && err.contains("\"tunnel2\""), "{err}");
+    }
+
+    #[test]
+    fn fragment_size_override_accepts_only_sane_numbers() {
+        assert_eq!(fragment_size_override(Some("300")), Some(300));
+        assert_eq!(fragment_size_override(Some(" 1248 ")), Some(1248));
+        for bad in ["", "abc", "-1", "255", "65536", "1e3"] {
+            assert_eq!(fragment_size_override(Some(bad)), None, "{bad:?}");
+        }
+        assert_eq!(fragment_size_override(None), None);
     }
 }
