@@ -119,6 +119,13 @@ struct Pending {
     req: Req,
 }
 
+impl Pending {
+    /// A request just sent for the first time; the first retransmission is due at `next_at`.
+    fn new(id: u32, datagrams: Vec<Vec<u8>>, now: Duration, next_at: Duration, req: Req) -> Pending {
+        Pending { id, datagrams, first_sent: now, tries: 1, next_at, req }
+    }
+}
+
 struct IkeSa {
     /// We initiated this IKE SA (IKE_SA_INIT or the CREATE_CHILD_SA that rekeyed it).
     initiator: bool,
@@ -784,14 +791,7 @@ impl Tunnel {
         let bytes = Message { header, payloads }.emit();
         sa.init_request = bytes.clone();
         sa.my_next_id = 1;
-        sa.pending = Some(Pending {
-            id: 0,
-            datagrams: vec![bytes.clone()],
-            first_sent: now,
-            tries: 1,
-            next_at: now + self.cfg.retransmit.initial,
-            req: Req::Init,
-        });
+        sa.pending = Some(Pending::new(0, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::Init));
         self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
 
@@ -1269,7 +1269,7 @@ impl Tunnel {
         for d in &datagrams {
             self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: d.clone() });
         }
-        sa.pending = Some(Pending { id, datagrams, first_sent: now, tries: 1, next_at: now + initial, req });
+        sa.pending = Some(Pending::new(id, datagrams, now, now + initial, req));
     }
 
     fn send_response(
@@ -1280,13 +1280,27 @@ impl Tunnel {
         local_port: u16,
         remote: SocketAddr,
     ) {
-        let Some(sa) = self.ike.as_mut() else { return };
-        let datagrams = encrypt_all(sa, h.exchange, true, h.message_id, &payloads, self.cfg.fragment_size, rng);
+        self.respond_on(Which::Current, rng, h, payloads, local_port, remote);
+    }
+
+    /// Answers request `h` on the IKE SA `which`, and caches the answer for retransmissions of the request.
+    fn respond_on(
+        &mut self,
+        which: Which,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let fragment_size = self.cfg.fragment_size;
+        let Some(sa) = self.sa_mut(which) else { return };
+        let datagrams = encrypt_all(sa, h.exchange, true, h.message_id, &payloads, fragment_size, rng);
         sa.peer_next_id = h.message_id.wrapping_add(1);
-        for d in &datagrams {
-            self.transmits.push_back(Transmit { local_port, remote, data: d.clone() });
+        sa.last_response = Some((h.message_id, datagrams.clone()));
+        for data in datagrams {
+            self.transmits.push_back(Transmit { local_port, remote, data });
         }
-        sa.last_response = Some((h.message_id, datagrams));
     }
 
     /// Ends the current IKE SA (and CHILD_SA) with `reason`, and plans a reconnect when we are the initiator.
@@ -2053,14 +2067,8 @@ impl Tunnel {
         let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
         let bytes = encrypt(sa, ExchangeType::INFORMATIONAL, false, id, &[del], rng);
         sa.my_next_id += 1;
-        sa.pending = Some(Pending {
-            id,
-            datagrams: vec![bytes.clone()],
-            first_sent: now,
-            tries: 1,
-            next_at: now + self.cfg.retransmit.initial,
-            req: Req::DeleteIke,
-        });
+        sa.pending =
+            Some(Pending::new(id, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::DeleteIke));
         self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
 
@@ -2431,11 +2439,7 @@ impl Tunnel {
         } else {
             vec![]
         };
-        let Some(r) = self.retiring.get_mut(i) else { return };
-        let bytes = encrypt(&r.sa, h.exchange, true, h.message_id, &answer, rng);
-        r.sa.peer_next_id = h.message_id.wrapping_add(1);
-        r.sa.last_response = Some((h.message_id, vec![bytes.clone()]));
-        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+        self.respond_on(Which::Retiring(i), rng, h, answer, local_port, remote);
         if deletes_ike(&payloads) {
             self.retiring.remove(i);
         }
@@ -2456,11 +2460,8 @@ impl Tunnel {
             return;
         }
         let Some(c) = self.ike_collision.as_mut() else { return };
-        let bytes = encrypt(&c.sa, h.exchange, true, h.message_id, &[], rng);
-        c.sa.peer_next_id = h.message_id.wrapping_add(1);
-        c.sa.last_response = Some((h.message_id, vec![bytes.clone()]));
         c.deleted_by_peer = true;
-        self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+        self.respond_on(Which::Collision, rng, h, vec![], local_port, remote);
     }
 
     fn start_child_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {

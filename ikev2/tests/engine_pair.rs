@@ -551,15 +551,20 @@ fn garbage_datagrams_never_panic_and_are_counted() {
     p.assert_matching_child();
 }
 
+/// A pair (a initiates) using `suite` for IKE and ESP that fragments messages above `fragment_size` octets.
+fn fragmenting_pair(suite: &str, fragment_size: usize) -> Pair {
+    let mut a = cfg("frag-psk-0123", suite, suite, A, StartupAction::Start);
+    let mut b = cfg("frag-psk-0123", suite, suite, B, StartupAction::Add);
+    a.fragment_size = fragment_size;
+    b.fragment_size = fragment_size;
+    Pair::new(a, b)
+}
+
 #[test]
 fn large_messages_go_out_as_fragments_and_are_reassembled() {
     // A small fragment size makes IKE_AUTH and every CREATE_CHILD_SA (with a 256-octet KE) too large for one
     // datagram: both sides announce RFC 7383 support, so they fragment, and the peer reassembles.
-    let mut a = cfg("frag-psk-0123", "aes256-sha256-modp2048", "aes256-sha256-modp2048", A, StartupAction::Start);
-    let mut b = cfg("frag-psk-0123", "aes256-sha256-modp2048", "aes256-sha256-modp2048", B, StartupAction::Add);
-    a.fragment_size = 200;
-    b.fragment_size = 200;
-    let mut p = Pair::new(a, b);
+    let mut p = fragmenting_pair("aes256-sha256-modp2048", 200);
     p.connect();
     p.run(Duration::from_secs(5));
     p.assert_matching_child();
@@ -583,11 +588,7 @@ fn large_messages_go_out_as_fragments_and_are_reassembled() {
 
 #[test]
 fn lost_fragments_are_retransmitted_with_the_whole_message() {
-    let mut a = cfg("frag-psk-0123", "aes128-sha1-modp2048", "aes128-sha1-modp2048", A, StartupAction::Start);
-    let mut b = cfg("frag-psk-0123", "aes128-sha1-modp2048", "aes128-sha1-modp2048", B, StartupAction::Add);
-    a.fragment_size = 160;
-    b.fragment_size = 160;
-    let mut p = Pair::new(a, b);
+    let mut p = fragmenting_pair("aes128-sha1-modp2048", 160);
     // The second fragment of a's IKE_AUTH request is lost, and every datagram is duplicated: a retransmits every
     // fragment of the message, b ignores the duplicates, reassembles, and answers.
     p.drop_fragment = Some((true, 2));
