@@ -439,7 +439,9 @@ t_leader() {
   wait_until 60 is 2 op_ready_count || { why="not 2 operator pods Ready: $(op_ready_pods | tr '\n' ' ')"; return 1; }
   local pods a b pg
   mapfile -t pods < <(op_ready_pods)
-  wait_until 20 eval '[ -n "$(lease_holder)" ]'
+  # (After the rollout above the new replica may still be waiting for the old one's Lease to be released.)
+  holder_is_a_pod() { local h; h=$(lease_holder); [ -n "$h" ] && printf '%s\n' "${pods[@]}" | grep -qx "$h"; }
+  wait_until 30 holder_is_a_pod
   a=$(lease_holder)
   case "$a" in "${pods[0]}") b=${pods[1]} ;; "${pods[1]}") b=${pods[0]} ;;
     *) why="Lease holder '$a' is not one of the operator pods ${pods[*]}"; return 1 ;; esac

@@ -449,7 +449,7 @@ func (k *kubelet) runPod(parent context.Context, r *podRun) {
 		r.ctrs = append(r.ctrs, &ctrRun{spec: c})
 	}
 	if !pod.Spec.HostNetwork && r.failure() == "" {
-		if err := k.setupPodNetwork(ctx, r); err != nil {
+		if err := k.setupPodNetwork(r); err != nil {
 			r.setFailed("NetworkNotReady: " + err.Error())
 		}
 	}
@@ -976,7 +976,7 @@ func (k *kubelet) netnsOf(r *podRun) string {
 
 // setupPodNetwork gives a Pod without hostNetwork its own network namespace (loopback up) with the API server
 // reachable at KUBERNETES_SERVICE_HOST:PORT inside it through a proxy to the real one.
-func (k *kubelet) setupPodNetwork(ctx context.Context, r *podRun) error {
+func (k *kubelet) setupPodNetwork(r *podRun) error {
 	name := k.cfg.podNetnsPrefix + strings.ReplaceAll(string(r.pod.UID), "-", "")[:10]
 	_ = exec.Command("ip", "netns", "del", name).Run() // a leftover of a crashed run
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
@@ -1010,13 +1010,12 @@ func (k *kubelet) setupPodNetwork(ctx context.Context, r *podRun) error {
 					return
 				}
 				defer up.Close()
+				// Not tied to the pod's context: a stopping process still talks to the API server during its
+				// grace period (e.g. the operator releasing its Lease). The process's exit closes its side.
 				done := make(chan struct{}, 2)
 				go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
 				go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
-				select {
-				case <-done:
-				case <-ctx.Done():
-				}
+				<-done
 			}()
 		}
 	}()
