@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# The iotrelay test lab (sourced by e2e/lab/selftest.sh, e2e/interop/run.sh, e2e/datapath/run.sh, e2e/demo.sh).
+# The iotrelay test lab (sourced by e2e/lab/selftest.sh, e2e/interop/run.sh, e2e/datapath/run.sh, e2e/demo.sh,
+# e2e/k8s/run.sh with LAB_ID=k8s, whose relay host namespace is the Kubernetes node).
 # Network namespaces only; every name starts with $LAB_ID (default `lab-<pid>`), so parallel runs do not collide.
 #
 #   $LAB_ID-iot            $LAB_ID-relay                          $LAB_ID-wan (br0)      $LAB_ID-aws1 / -aws2
