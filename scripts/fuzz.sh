@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../ikev2/fuzz"
 secs=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-"parse_message parse_payloads reassembler responder_datagrams"}
+targets=${FUZZ_TARGETS:-"parse_message parse_payloads reassembler responder_datagrams authenticated_peer"}
 tdir=${FUZZ_TARGET_DIR:-$PWD/target}
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "fuzz: cargo-fuzz missing (scripts/fuzz-deps.sh)" >&2; exit 1; }
 work=$(mktemp -d /tmp/iotrelay-fuzz.XXXXXX)

@@ -1154,7 +1154,7 @@ fn encrypt_all(
 ) -> Vec<Vec<u8>> {
     let (first, plain) = emit_payloads(payloads);
     let plain = Zeroizing::new(plain);
-    let whole = seal(sa, exchange, response, message_id, first, &plain, None, rng);
+    let whole = seal(sa, Sender::Us, exchange, response, message_id, first, &plain, None, rng);
     let Some(keys) = sa.keys.as_ref() else { return vec![whole] };
     if !sa.peer_fragmentation || whole.len() <= fragment_size {
         return vec![whole];
@@ -1170,7 +1170,7 @@ fn encrypt_all(
         .zip(1u16..)
         .map(|(chunk, n)| {
             let next = if n == 1 { first } else { PayloadType::NONE };
-            seal(sa, exchange, response, message_id, next, chunk, Some((n, total)), rng)
+            seal(sa, Sender::Us, exchange, response, message_id, next, chunk, Some((n, total)), rng)
         })
         .collect()
 }
@@ -1185,7 +1185,15 @@ fn encrypt(
     rng: &mut dyn RandomSource,
 ) -> Vec<u8> {
     let (first, plain) = emit_payloads(payloads);
-    seal(sa, exchange, response, message_id, first, &Zeroizing::new(plain), None, rng)
+    seal(sa, Sender::Us, exchange, response, message_id, first, &Zeroizing::new(plain), None, rng)
+}
+
+/// Whose keys and role seal a message: ours, or (for fuzzing the engine with authenticated input) the peer's.
+#[derive(Clone, Copy)]
+enum Sender {
+    Us,
+    #[cfg_attr(not(fuzzing), allow(dead_code))]
+    Peer,
 }
 
 /// Seals `plain` (inner payloads starting with `first`) into one SK message, or with `fragment` (number, total)
@@ -1193,6 +1201,7 @@ fn encrypt(
 #[allow(clippy::too_many_arguments)]
 fn seal(
     sa: &IkeSa,
+    sender: Sender,
     exchange: ExchangeType,
     response: bool,
     message_id: u32,
@@ -1202,7 +1211,10 @@ fn seal(
     rng: &mut dyn RandomSource,
 ) -> Vec<u8> {
     let Some(keys) = sa.keys.as_ref() else { return Vec::new() };
-    let c = &keys.out;
+    let (c, initiator) = match sender {
+        Sender::Us => (&keys.out, sa.initiator),
+        Sender::Peer => (&keys.inn, !sa.initiator),
+    };
     let block = c.block_size().max(1);
     let pad = (block - (plain.len() + 1) % block) % block;
     let mut padded = Zeroizing::new(Vec::with_capacity(plain.len() + pad + 1));
@@ -1214,7 +1226,7 @@ fn seal(
     let body_len = iv_len + padded.len() + icv_len;
     let total = HEADER_LEN + GENERIC_HEADER_LEN + frag_len + body_len;
     let mut out = vec![0u8; total];
-    let mut fl = if sa.initiator { flags::INITIATOR } else { 0 };
+    let mut fl = if initiator { flags::INITIATOR } else { 0 };
     if response {
         fl |= flags::RESPONSE;
     }
@@ -2723,6 +2735,25 @@ impl Tunnel {
             last_down_reason: self.last_down.clone(),
             counters: self.counters,
         }
+    }
+
+    /// Fuzzing only (`--cfg fuzzing`, set by cargo-fuzz): seals `plain`, inner payloads beginning with payload type
+    /// `first`, as the peer would send it on the current IKE SA: a request with the message ID we expect next, or
+    /// the response to our request in flight. Lets a fuzz target reach every handler with authenticated but
+    /// arbitrary content. None while the IKE SA has no keys.
+    #[cfg(fuzzing)]
+    pub fn seal_as_peer(
+        &self,
+        exchange: u8,
+        response: bool,
+        first: u8,
+        plain: &[u8],
+        rng: &mut dyn RandomSource,
+    ) -> Option<Vec<u8>> {
+        let sa = self.ike.as_ref().filter(|s| s.keys.is_some())?;
+        let id = if response { sa.pending.as_ref().map_or(0, |p| p.id) } else { sa.peer_next_id };
+        let (ex, first) = (ExchangeType(exchange), PayloadType(first));
+        Some(seal(sa, Sender::Peer, ex, response, id, first, plain, None, rng))
     }
 
     /// Number of outbound CHILD_SAs (the invariant says at most one). For tests and metrics.
