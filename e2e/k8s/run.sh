@@ -352,12 +352,12 @@ t_rbac() {
 }
 tc relay-token-least-privilege t_rbac
 
+forward2='spec.forwards.1={"name":"admin2","protocol":"UDP","listenPort":7001,"allowedSources":["203.0.113.10/32"],"target":{"address":"100.64.1.10","port":7001}}'
 t_add_forward() {
   requires relay || return 1
   local before after
   before="$(relay_spis plant-7)|$(aws_spis)"
-  relay plant-7 $ns 'spec.forwards.1={"name":"admin2","protocol":"UDP","listenPort":7001,"allowedSources":["203.0.113.10/32"],"target":{"address":"100.64.1.10","port":7001}}' \
-    | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
+  relay plant-7 $ns "$forward2" | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
   wait_until 60 is true status plant-7 '.status.forwards[?(@.name=="admin2")].listening' \
     || { why="forward admin2 not listening after 60 s"; diag plant-7; return 1; }
   ask 7001 "admin2-$RANDOM" || { why="no echo through the new forward"; return 1; }
@@ -366,6 +366,27 @@ t_add_forward() {
   [ "$before" = "$after" ] || { why="SPIs changed (tunnels re-established): $before -> $after"; return 1; }
 }
 tc add-forward-keeps-tunnels t_add_forward
+
+# A tunnel setting (here the IKE lifetime) needs new SAs: the relay closes its tunnels and exits, its container
+# restarts in the same pod with the new spec, and the AWS side ends with exactly the new CHILD_SAs.
+t_tunnel_change() {
+  requires relay || return 1
+  local pod uid restarts before
+  pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
+  uid=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.metadata.uid}')
+  relay_restarts() { kubectl -n $ns get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+  restarts=$(relay_restarts)
+  before=$(relay_spis plant-7)
+  relay plant-7 $ns "$forward2" 'spec.ike.lifetime=4h' | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
+  wait_until 60 eval '[ "$(relay_restarts)" -gt "$restarts" ]' || { why="the relay did not restart for the new IKE lifetime"; diag plant-7; return 1; }
+  new_sas_up() { [ "$(relay_spis plant-7)" != "$before" ] && is "Established Established" status plant-7 '.status.tunnels[*].state'; }
+  wait_until 60 new_sas_up || { why="no new established SAs 60 s after the restart: $(status plant-7 '.status.tunnels[*].state')"; diag plant-7; return 1; }
+  wait_until 30 cond_is plant-7 Ready True || { why="not Ready after the restart"; return 1; }
+  [ "$(kubectl -n $ns get pod "$(relay_pod plant-7)" -o jsonpath='{.metadata.uid}')" = "$uid" ] || { why="the pod was replaced, not restarted"; return 1; }
+  wait_until 20 t_spis || return 1   # exactly one CHILD_SA per tunnel on the AWS side, the relay's new one
+  ask 7001 "after-restart-$RANDOM" || { why="no echo through the forward after the restart"; return 1; }
+}
+tc tunnel-setting-change-restarts-relay t_tunnel_change
 
 t_hostport() {
   requires relay || return 1

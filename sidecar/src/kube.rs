@@ -143,6 +143,17 @@ pub async fn run_kube(
     run(rs, shared, cmd_rx, Some(hooks)).await
 }
 
+/// True when `new` differs from `old` in what shapes the SAs (only a restart applies it); forwards and the admin
+/// settings are not part of it.
+fn tunnels_changed(old: &ValidatedSpec, new: &ValidatedSpec) -> bool {
+    new.tunnels != old.tunnels
+        || new.ike != old.ike
+        || new.esp != old.esp
+        || new.inside_address != old.inside_address
+        || new.local_address != old.local_address
+        || new.local_identity != old.local_identity
+}
+
 /// Where [`watch_changes`] sends what it sees.
 struct Outputs {
     /// Live changes for the relay loop.
@@ -151,8 +162,8 @@ struct Outputs {
     live: watch::Sender<Vec<Condition>>,
 }
 
-/// Watches the IotRelay (and re-reads its Secrets) and sends live changes: forwards and PSKs. Changes to tunnel
-/// settings need a restart (the operator rolls the pod when the rendered config changes).
+/// Watches the IotRelay (and re-reads its Secrets) and sends live changes: forwards and PSKs. A change of tunnel
+/// settings (tunnels, IKE/ESP, addresses, identity) stops the relay gracefully so that its restart applies it.
 async fn watch_changes(
     relays: Api<IotRelay>,
     secrets: Api<Secret>,
@@ -191,14 +202,22 @@ async fn watch_changes(
                             return;
                         }
                     }
-                    let tunnels_changed = new.tunnels != spec.tunnels
-                        || new.ike != spec.ike
-                        || new.esp != spec.esp
-                        || new.inside_address != spec.inside_address
-                        || new.local_address != spec.local_address
-                        || new.local_identity != spec.local_identity;
-                    if tunnels_changed {
-                        tracing::warn!("IotRelay tunnel settings changed: they apply when the relay restarts");
+                    if tunnels_changed(&spec, &new) {
+                        // Tunnel settings shape the IKE/CHILD SAs: they need new SAs, so the relay closes its
+                        // tunnels (DELETEs, as on any SIGTERM) and exits; the kubelet restarts the container, which
+                        // reads the new spec. (The operator does not roll the pod: the pod template does not carry
+                        // tunnel settings, so forward changes never restart anything.)
+                        tracing::warn!(
+                            "IotRelay tunnel settings changed: closing the tunnels and exiting so that the restarted \
+                             relay uses them"
+                        );
+                        match nix::sys::signal::raise(nix::sys::signal::Signal::SIGTERM) {
+                            Ok(()) => return,
+                            Err(e) => tracing::error!(
+                                error = %e,
+                                "cannot stop for the new tunnel settings; they apply at the next restart"
+                            ),
+                        }
                     }
                     spec = new;
                 }
@@ -361,6 +380,51 @@ mod tests {
             })
             .collect();
         serde_json::from_value(serde_json::json!({ "conditions": c })).unwrap()
+    }
+
+    const RELAY: &str = r#"
+apiVersion: iotrelay.dev/v1alpha1
+kind: IotRelay
+metadata: {name: plant-7, namespace: iot}
+spec:
+  insideAddress: 100.127.0.1
+  remoteSubnets: ["100.64.0.0/16"]
+  localAddress: 198.51.100.1
+  tunnels:
+  - {name: tunnel1, peerAddress: 198.51.100.2, preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}}
+  - {name: tunnel2, peerAddress: 198.51.100.3, preSharedKeySecretRef: {name: aws-vpn, key: tunnel2}}
+  forwards:
+  - {name: admin, protocol: UDP, listenPort: 7000, allowedSources: ["203.0.113.10/32"],
+     target: {address: 100.64.1.10, port: 7000}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-vpn, namespace: iot}
+stringData: {tunnel1: one, tunnel2: two}
+"#;
+
+    fn spec(edit: impl FnOnce(&mut iotrelay_api::IotRelaySpec)) -> ValidatedSpec {
+        let (mut r, _) = iotrelay_api::standalone::load_yaml(RELAY).expect("test relay parses");
+        edit(&mut r.spec);
+        validate_spec(&r.spec, false).expect("test relay is valid")
+    }
+
+    #[test]
+    fn only_sa_settings_need_a_restart() {
+        let base = spec(|_| {});
+        assert!(!tunnels_changed(&base, &spec(|_| {})));
+        // A new forward is applied live.
+        let more = spec(|s| {
+            let mut f = s.forwards[0].clone();
+            f.name = "admin2".into();
+            f.listen_port = 7001;
+            s.forwards.push(f);
+        });
+        assert!(!tunnels_changed(&base, &more));
+        // IKE lifetime, a peer address, the PSK reference: new SAs, so a restart.
+        assert!(tunnels_changed(&base, &spec(|s| s.ike.lifetime = "4h".into())));
+        assert!(tunnels_changed(&base, &spec(|s| s.tunnels[1].peer_address = "198.51.100.4".into())));
+        assert!(tunnels_changed(&base, &spec(|s| s.tunnels[0].pre_shared_key_secret_ref.key = "other".into())));
     }
 
     #[test]
