@@ -166,7 +166,10 @@ rekeys_by_lifetime() {
   for _ in $(seq 1 62); do relay_jq '.tunnels[0].childSa.inboundSpi' >> "$LAB_DIR/spis"; sleep 1; done
   wait "$sp"
   n=$(grep -v '^null$' "$LAB_DIR/spis" | grep . | uniq | wc -l)
-  [ "$n" -ge 6 ] || { lab_fail_why "only $((n - 1)) rekeys in 60 s"; return 1; }
+  # The relay rekeys 12-14 s after each new CHILD_SA (20 s lifetime, 30% margin, 2 s jitter), the AWS side after
+  # 10-20 s, whichever comes first: about 4-5 rekeys a minute (timers that fire together are one rekey, resolved
+  # as a collision). At least 3 shows rekeys driven by lifetimes, again and again, without loss.
+  [ "$n" -ge 4 ] || { lab_fail_why "only $((n - 1)) rekeys in 60 s"; return 1; }
   [ "$(jq -r .lost "$out" 2>/dev/null)" = 0 ] || { lab_fail_why "stream: $(cat "$out")"; return 1; }
   lab_wait 10 relay_matches_aws 1
 }
