@@ -364,6 +364,11 @@ t_add_forward() {
   ask 7000 "admin-$RANDOM" || { why="the old forward stopped working"; return 1; }
   after="$(relay_spis plant-7)|$(aws_spis)"
   [ "$before" = "$after" ] || { why="SPIs changed (tunnels re-established): $before -> $after"; return 1; }
+  # The relay's Ready condition says which generation it applied: the new one.
+  local gen
+  gen=$(status plant-7 .metadata.generation)
+  wait_until 15 is "$gen" cond plant-7 Ready observedGeneration \
+    || { why="Ready.observedGeneration $(cond plant-7 Ready observedGeneration), generation $gen"; return 1; }
 }
 tc add-forward-keeps-tunnels t_add_forward
 

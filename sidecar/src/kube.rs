@@ -177,6 +177,8 @@ async fn watch_changes(
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher::watcher(relays, cfg).boxed();
     let mut tick = tokio::time::interval(SECRET_POLL);
+    // The first event repeats the generation the relay started with; sending it again is harmless.
+    let mut applied_generation = None;
     loop {
         let mut candidate: Option<IotRelay> = None;
         tokio::select! {
@@ -220,6 +222,12 @@ async fn watch_changes(
                         }
                     }
                     spec = new;
+                    if r.metadata.generation != applied_generation {
+                        applied_generation = r.metadata.generation;
+                        if tx.send(Reconfigure::Generation(applied_generation)).await.is_err() {
+                            return;
+                        }
+                    }
                 }
                 Err(e) => tracing::warn!(error = %e, "IotRelay spec invalid; keeping the running configuration"),
             }

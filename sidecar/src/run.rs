@@ -116,20 +116,14 @@ fn dispatch(
 /// `stride` octets) into buffers reused across calls, and hands each datagram to the owner task in a pooled
 /// buffer.
 fn spawn_reader(
-    socket: Arc<UdpSocket>,
+    sock: &Sock,
     source: Source,
     tx: mpsc::Sender<Input>,
     pool: Pool,
     queue_full: Arc<AtomicU64>,
 ) -> JoinHandle<()> {
+    let (socket, state) = (sock.socket.clone(), sock.state.clone());
     tokio::spawn(async move {
-        let state = match quinn_udp::UdpSocketState::new((&*socket).into()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot set up the UDP socket for batched receive");
-                return;
-            }
-        };
         let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_LEN]);
         let mut meta = [quinn_udp::RecvMeta::default(); BATCH];
         loop {
@@ -161,16 +155,21 @@ fn spawn_reader(
     })
 }
 
-/// A bound socket and its quinn-udp state (which knows whether the kernel takes UDP GSO on it).
+/// A bound socket and its quinn-udp state (which knows whether the kernel takes UDP GSO on it), shared by the
+/// socket's reader and the owner task.
 pub struct Sock {
     socket: Arc<UdpSocket>,
-    state: quinn_udp::UdpSocketState,
+    state: Arc<quinn_udp::UdpSocketState>,
 }
 
 impl Sock {
     pub fn new(socket: Arc<UdpSocket>) -> std::io::Result<Sock> {
         let state = quinn_udp::UdpSocketState::new((&*socket).into())?;
-        Ok(Sock { socket, state })
+        // quinn-udp forbids IPv4 fragmentation (IP_PMTUDISC_PROBE: larger than the link MTU fails with EMSGSIZE).
+        // Back to the kernel default, as before quinn-udp: a reply to a client or an IKE message larger than the
+        // MTU is fragmented locally, and ESP sized for a 1500 MTU still leaves on a smaller link.
+        rustix::net::sockopt::set_ip_mtu_discover(&*socket, rustix::net::sockopt::Ipv4PathMtuDiscovery::WANT)?;
+        Ok(Sock { socket, state: Arc::new(state) })
     }
 
     /// Most datagrams one `send` may carry.
@@ -400,7 +399,12 @@ impl Sink for SocketSink<'_> {
 /// Live changes from the in-cluster watcher.
 pub enum Reconfigure {
     Forwards(Vec<ValidatedForward>),
-    Psk { tunnel: String, psk: Zeroizing<Vec<u8>> },
+    Psk {
+        tunnel: String,
+        psk: Zeroizing<Vec<u8>>,
+    },
+    /// The IotRelay generation now applied (the relay's conditions report it as `observedGeneration`).
+    Generation(Option<i64>),
 }
 
 /// Everything the owner task needs.
@@ -443,9 +447,9 @@ pub async fn run(
     let pool: Pool = Arc::new(Mutex::new(Vec::new()));
     let (tx, mut rx) = mpsc::channel::<Input>(QUEUE_LEN);
     let outside_full = Arc::new(AtomicU64::new(0));
-    spawn_reader(ike.clone(), Source::Ike, tx.clone(), pool.clone(), outside_full.clone());
-    spawn_reader(natt.clone(), Source::NatT, tx.clone(), pool.clone(), outside_full.clone());
     let mut sockets = Sockets::new(ike, natt).context("setting up the outside sockets")?;
+    spawn_reader(&sockets.ike, Source::Ike, tx.clone(), pool.clone(), outside_full.clone());
+    spawn_reader(&sockets.natt, Source::NatT, tx.clone(), pool.clone(), outside_full.clone());
     let mut outbox = Outbox::new(true);
 
     let origin = Instant::now();
@@ -522,6 +526,10 @@ pub async fn run(
                             tracing::info!(%tunnel, "pre-shared key changed: used from the next IKE SA");
                             dp.set_psk(i, psk);
                         }
+                    }
+                    Reconfigure::Generation(g) => {
+                        publisher.generation = g;
+                        publisher.publish(&dp, &shared, hooks.as_ref(), true);
                     }
                 }
             }
@@ -652,13 +660,8 @@ async fn bind_forwards(
                         }
                     };
                     let queue_full = Arc::new(AtomicU64::new(0));
-                    let task = spawn_reader(
-                        socket.clone(),
-                        Source::Forward(*port),
-                        tx.clone(),
-                        pool.clone(),
-                        queue_full.clone(),
-                    );
+                    let task =
+                        spawn_reader(&sock, Source::Forward(*port), tx.clone(), pool.clone(), queue_full.clone());
                     sockets.forwards.insert(*port, ForwardSocket { sock, task, queue_full });
                     tracing::info!(port, "forward listening");
                 }
