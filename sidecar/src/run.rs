@@ -399,7 +399,12 @@ impl Sink for SocketSink<'_> {
 /// Live changes from the in-cluster watcher.
 pub enum Reconfigure {
     Forwards(Vec<ValidatedForward>),
-    Psk { tunnel: String, psk: Zeroizing<Vec<u8>> },
+    Psk {
+        tunnel: String,
+        psk: Zeroizing<Vec<u8>>,
+    },
+    /// The IotRelay generation now applied (the relay's conditions report it as `observedGeneration`).
+    Generation(Option<i64>),
 }
 
 /// Everything the owner task needs.
@@ -521,6 +526,10 @@ pub async fn run(
                             tracing::info!(%tunnel, "pre-shared key changed: used from the next IKE SA");
                             dp.set_psk(i, psk);
                         }
+                    }
+                    Reconfigure::Generation(g) => {
+                        publisher.generation = g;
+                        publisher.publish(&dp, &shared, hooks.as_ref(), true);
                     }
                 }
             }
