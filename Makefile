@@ -45,5 +45,6 @@ e2e: build
 crds:                     ## regenerate crds/ and charts/iotrelay/crds/ from the Rust types
 	cargo run -q -p iotrelay-operator --bin crdgen -- --write
 
-bench:
+bench:                    ## crypto suites; plus batched vs one-by-one sends through the relay (root)
 	scripts/bench.sh
+	bench/sidecar-send.sh
