@@ -17,35 +17,16 @@ use std::time::{Duration, Instant};
 
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
-use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
-use iotrelay_ikev2::{Config, Identity, StartupAction};
-use iotrelay_sidecar::datapath::{Datapath, Out, Sink, TunnelPlan};
+use iotrelay_ikev2::StartupAction;
+use iotrelay_sidecar::datapath::{Datapath, Out, TunnelPlan};
 use iotrelay_sidecar::run::{Outbox, SocketSink, Sockets};
 use tokio::net::UdpSocket;
-use zeroize::Zeroizing;
 
-const RELAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const AWS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const RELAY_INSIDE: Ipv4Addr = Ipv4Addr::new(100, 127, 0, 1);
-const DEVICE: Ipv4Addr = Ipv4Addr::new(100, 64, 1, 10);
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config};
+
 const FLUSH_EVERY: usize = 256;
-
-#[derive(Default)]
-struct Capture(Vec<(Out, Vec<u8>)>);
-impl Sink for Capture {
-    fn send(&mut self, out: Out, data: &[u8]) -> bool {
-        self.0.push((out, data.to_vec()));
-        true
-    }
-}
-
-fn config(startup: StartupAction, me: Ipv4Addr) -> Config {
-    let mut c = Config::aws_defaults(Zeroizing::new(b"bench_psk_0123456".to_vec()), Identity::Ipv4(me));
-    c.ike_proposals = vec![IkeProposal::parse("aes128-sha256-ecp256").expect("proposal")];
-    c.esp_proposals = vec![EspProposal::parse("aes128gcm16").expect("proposal")];
-    c.startup = startup;
-    c
-}
 
 fn plan(name: &str, peer: Ipv4Addr, startup: StartupAction, me: Ipv4Addr) -> Vec<TunnelPlan> {
     vec![TunnelPlan { name: name.into(), peer, config: config(startup, me) }]

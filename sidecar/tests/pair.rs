@@ -7,32 +7,11 @@ use std::time::Duration;
 
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
-use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
-use iotrelay_ikev2::{Config, Identity, StartupAction};
-use iotrelay_sidecar::datapath::{Datapath, Out, Sink, TunnelPlan};
-use zeroize::Zeroizing;
+use iotrelay_ikev2::StartupAction;
+use iotrelay_sidecar::datapath::{Datapath, Out, TunnelPlan};
 
-const RELAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
-const AWS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
-const RELAY_INSIDE: Ipv4Addr = Ipv4Addr::new(100, 127, 0, 1);
-const DEVICE: Ipv4Addr = Ipv4Addr::new(100, 64, 1, 10);
-
-#[derive(Default)]
-struct Capture(Vec<(Out, Vec<u8>)>);
-impl Sink for Capture {
-    fn send(&mut self, out: Out, data: &[u8]) -> bool {
-        self.0.push((out, data.to_vec()));
-        true
-    }
-}
-
-fn config(startup: StartupAction, me: Ipv4Addr) -> Config {
-    let mut c = Config::aws_defaults(Zeroizing::new(b"pair_test_psk_123".to_vec()), Identity::Ipv4(me));
-    c.ike_proposals = vec![IkeProposal::parse("aes128-sha256-ecp256").unwrap()];
-    c.esp_proposals = vec![EspProposal::parse("aes128gcm16").unwrap()];
-    c.startup = startup;
-    c
-}
+mod common;
+use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config};
 
 fn forward(port: u16, allowed: &str, target: SocketAddrV4) -> ValidatedForward {
     ValidatedForward {
