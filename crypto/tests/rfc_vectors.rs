@@ -2,19 +2,10 @@
 //! (AES-CBC), the GCM specification's test cases (McGrew & Viega; also NIST's), RFC 5903 §8 (ECP groups 19-21)
 //! and RFC 7748 §5.2 / §6.1 (X25519). Every value was also re-checked with Python's hmac and pyca/cryptography.
 
-use iotrelay_crypto::{DhGroup, Encr, Integ, Prf, RandomSource, SaCipher};
+use iotrelay_crypto::{DhGroup, Encr, Integ, Prf, SaCipher};
 
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s.replace([' ', '\n'], "")).unwrap()
-}
-
-/// Hands out fixed bytes (the RFC's private key), for deterministic key generation.
-struct Fixed(Vec<u8>);
-impl RandomSource for Fixed {
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        dest.copy_from_slice(&self.0[..dest.len()]);
-    }
-}
+mod common;
+use common::{Fixed, h};
 
 #[test]
 fn hmac_rfc2202_sha1() {
