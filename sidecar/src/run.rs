@@ -547,14 +547,8 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(deadline) => {}
         }
-        let t = now();
-        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
-        if dp.poll_timeout().is_some_and(|d| t >= d) {
-            dp.handle_timeout(t, &mut rng, &mut sink);
-        }
-        dp.drain(&mut sink);
         // One pass's datagrams leave together (GSO runs); failed sends count as queueFull on their forward.
-        sink.flush();
+        end_pass(&mut dp, now(), &mut rng, &mut SocketSink::new(&sockets, &ports, &mut outbox));
         for i in outbox.take_failed() {
             dp.count_queue_full(i);
         }
@@ -593,17 +587,20 @@ pub async fn run(
             }
             _ = tokio::time::sleep_until(next) => {}
         }
-        let t = now();
-        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
-        if dp.poll_timeout().is_some_and(|d| t >= d) {
-            dp.handle_timeout(t, &mut rng, &mut sink);
-        }
-        dp.drain(&mut sink);
-        sink.flush();
+        end_pass(&mut dp, now(), &mut rng, &mut SocketSink::new(&sockets, &ports, &mut outbox));
     }
     publisher.publish(&dp, &shared, hooks.as_ref(), true);
     tracing::info!(acknowledged = !dp.closing(), "tunnels closed");
     Ok(())
+}
+
+/// The end of one pass of the owner loop: timers that are due, then everything the engines queued, sent.
+fn end_pass(dp: &mut Datapath, t: Duration, rng: &mut dyn RandomSource, sink: &mut SocketSink<'_>) {
+    if dp.poll_timeout().is_some_and(|d| t >= d) {
+        dp.handle_timeout(t, rng, sink);
+    }
+    dp.drain(sink);
+    sink.flush();
 }
 
 fn handle_input(
