@@ -38,14 +38,40 @@ impl std::fmt::Debug for DhSecret {
     }
 }
 
+/// A MODP group's parameters, parsed and converted for Montgomery arithmetic once per process (see [`modp`]).
 struct Modp {
     p: Odd<BoxedUint>,
     g: BoxedUint,
     q: Option<BoxedUint>,
     bits: u32,
+    /// Montgomery parameters of `p` (computing them costs about as much as parsing the prime).
+    params: BoxedMontyParams,
 }
 
-fn modp(group: DhGroup) -> Option<Modp> {
+/// The MODP groups in a fixed order; [`modp`] caches their parsed parameters by this index.
+const MODP_GROUPS: [DhGroup; 10] = [
+    DhGroup::Modp1024,
+    DhGroup::Modp1536,
+    DhGroup::Modp2048,
+    DhGroup::Modp3072,
+    DhGroup::Modp4096,
+    DhGroup::Modp6144,
+    DhGroup::Modp8192,
+    DhGroup::Modp1024s160,
+    DhGroup::Modp2048s224,
+    DhGroup::Modp2048s256,
+];
+
+/// The group's parameters, parsed from the RFC hex constants the first time a group is used and kept for the
+/// life of the process (a constant, like the hex it comes from; nothing secret): no parsing per key exchange.
+fn modp(group: DhGroup) -> Option<&'static Modp> {
+    static CACHE: [std::sync::OnceLock<Option<Modp>>; MODP_GROUPS.len()] =
+        [const { std::sync::OnceLock::new() }; MODP_GROUPS.len()];
+    let i = MODP_GROUPS.iter().position(|g| *g == group)?;
+    CACHE[i].get_or_init(|| parse_modp(group)).as_ref()
+}
+
+fn parse_modp(group: DhGroup) -> Option<Modp> {
     let (p, g, q) = match group {
         DhGroup::Modp1024 => (G2_P, G2_G, None),
         DhGroup::Modp1536 => (G5_P, G5_G, None),
@@ -65,7 +91,8 @@ fn modp(group: DhGroup) -> Option<Modp> {
         BoxedUint::from_be_slice(&bytes, bits).ok()
     };
     let p = Odd::new(parse(p)?).into_option()?;
-    Some(Modp { p, g: parse(g)?, q: q.and_then(parse), bits })
+    let params = BoxedMontyParams::new(p.clone());
+    Some(Modp { p, g: parse(g)?, q: q.and_then(parse), bits, params })
 }
 
 /// Exponent width: enough for twice the group's security level (as strongSwan and NIST SP 800-56A do), or the
@@ -83,7 +110,7 @@ fn exponent_bits(group: DhGroup, m: &Modp) -> u32 {
 
 pub(crate) fn generate(group: DhGroup, rng: &mut dyn RandomSource) -> DhSecret {
     if let Some(m) = modp(group) {
-        let exp_bits = exponent_bits(group, &m);
+        let exp_bits = exponent_bits(group, m);
         let mut bytes = Zeroizing::new(vec![0u8; (exp_bits as usize).div_ceil(8)]);
         let x = loop {
             rng.fill_bytes(&mut bytes);
@@ -99,8 +126,7 @@ pub(crate) fn generate(group: DhGroup, rng: &mut dyn RandomSource) -> DhSecret {
                 break x;
             }
         };
-        let params = BoxedMontyParams::new(m.p.clone());
-        let y = BoxedMontyForm::new(m.g.clone(), params).pow_bounded_exp(&x, exp_bits).retrieve();
+        let y = BoxedMontyForm::new(m.g.clone(), m.params.clone()).pow_bounded_exp(&x, exp_bits).retrieve();
         return DhSecret { group, public: y.to_be_bytes().into_vec(), private: Private::Modp { x, exp_bits } };
     }
     macro_rules! ec {
@@ -160,8 +186,7 @@ impl DhSecret {
                 if y <= one || y >= p_minus_1 {
                     return Err(CryptoError::InvalidPublicValue("out of range (must be 1 < y < p-1)"));
                 }
-                let params = BoxedMontyParams::new(m.p.clone());
-                let ym = BoxedMontyForm::new(y, params);
+                let ym = BoxedMontyForm::new(y, m.params.clone());
                 if let Some(q) = &m.q
                     && ym.pow_bounded_exp(q, q.bits()).retrieve() != one
                 {
@@ -261,6 +286,20 @@ mod tests {
                 );
                 // The generator is in the subgroup.
                 assert!(a.shared_secret(&be(&m.g, n)).is_ok(), "{group:?} g");
+            }
+        }
+    }
+
+    /// Every MODP group is in the parameter cache (a group missing there would fall through to X25519 in
+    /// `generate`), and the cache hands out the same parsed parameters each time.
+    #[test]
+    fn every_modp_group_is_parsed_once() {
+        for group in DhGroup::ALL {
+            let is_modp = group.strongswan_name().starts_with("MODP");
+            assert_eq!(modp(group).is_some(), is_modp, "{group:?}");
+            if let Some(m) = modp(group) {
+                assert!(std::ptr::eq(m, modp(group).unwrap()), "{group:?} parsed twice");
+                assert_eq!(m.params.modulus(), &m.p, "{group:?}");
             }
         }
     }
