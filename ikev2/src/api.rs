@@ -69,8 +69,13 @@ pub struct Config {
     pub startup: StartupAction,
     /// Fake NAT detection so both sides move to UDP 4500 and ESP is always UDP-encapsulated (RFC 7296 §2.23).
     pub force_encap: bool,
-    /// Responder: above this many half-open IKE SAs, demand a COOKIE (RFC 7296 §2.6).
+    /// Responder: from this many half-open IKE SAs on (counted across every tunnel sharing a
+    /// [`crate::HalfOpenCount`], i.e. relay-wide in the sidecar), a new IKE_SA_INIT must return a COOKIE first
+    /// (RFC 7296 §2.6). A sender spoofing the AWS endpoint's address cannot, so it creates no state.
     pub cookie_threshold: usize,
+    /// Responder: at most this many half-open IKE SAs per tunnel, i.e. from the tunnel's one peer address (as
+    /// strongSwan's `block_threshold`); further IKE_SA_INIT requests are dropped until one completes or expires.
+    pub half_open_limit: usize,
     /// Send INITIAL_CONTACT in the first IKE_AUTH (the relay started fresh).
     pub initial_contact: bool,
     /// How long the previous inbound CHILD_SA keeps accepting after a rekey.
@@ -235,6 +240,25 @@ pub struct Counters {
     pub invalid_messages: u64,
     /// Rekeys that collided with the peer's and were resolved by the nonces (RFC 7296 §2.8.1/§2.8.2).
     pub rekey_collisions: u64,
+    /// IKE_SA_INIT requests answered with a COOKIE demand instead of a new half-open SA.
+    pub cookies_sent: u64,
+    /// IKE_SA_INIT requests dropped: the tunnel's half-open table was full, or its budget of unauthenticated
+    /// Diffie-Hellman work was spent.
+    pub half_open_refused: u64,
+}
+
+/// What an incoming IKE datagram is to a tunnel, from its header alone ([`crate::Tunnel::ingress_class`]): the
+/// sidecar serves `Established` first, and new IKE_SA_INIT requests (which cost a key exchange) last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IkeIngress {
+    /// For an IKE SA of ours that exists (current, being rekeyed, our own IKE_SA_INIT in flight).
+    Established,
+    /// An IKE_AUTH (or anything encrypted) for a half-open responder SA.
+    HalfOpen,
+    /// A new IKE_SA_INIT request: unauthenticated, and the most expensive to answer.
+    NewInit,
+    /// Unparseable or for no SA we know: dropped as soon as it is looked at.
+    Unknown,
 }
 
 /// A snapshot for `/status`.
@@ -285,7 +309,9 @@ impl Config {
             remote_ts: vec![Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }],
             startup: StartupAction::Start,
             force_encap: true,
-            cookie_threshold: 8,
+            // The AWS endpoint has at most one IKE_SA_INIT of its own in flight per tunnel.
+            cookie_threshold: 2,
+            half_open_limit: 5,
             initial_contact: true,
             old_inbound_grace: Duration::from_secs(5),
             // 1280-octet IPv4 packets: minus 20 (IP), 8 (UDP) and 4 (non-ESP marker), as strongSwan's default.

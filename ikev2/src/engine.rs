@@ -6,6 +6,20 @@
 //!
 //! Fault classification (rustls style): [`classify`] decides whether a problem with a peer message earns an
 //! error notify or a silent drop; only authenticated or IKE_SA_INIT messages are ever answered.
+//!
+//! The rule for hostile input (the relay's address is public, and anyone can send IKE datagrams with the AWS
+//! endpoint's source address): *unauthenticated input can create or drop only half-open state; it never
+//! changes, replaces or deletes an established or authenticating SA, and never moves the peer's address.* The
+//! structure enforces it:
+//! - An IKE_SA_INIT request only ever reaches `half_open.rs`, which answers it statelessly or adds an entry to the
+//!   bounded half-open table; nothing there can reach `self.ike`, `self.child` or `self.remote`, except promotion
+//!   after the peer's AUTH verified (`Tunnel::respond_auth`).
+//! - Every other message is matched to an SA by its SPIs and decrypted with that SA's keys before anything looks
+//!   at its content; the current SA accepts requests only once established (the peer's AUTH verified), and the
+//!   peer's address is followed only on messages authenticated by an established SA.
+//! - An IKE_SA_INIT response is only looked at while our own IKE_SA_INIT (with that initiator SPI) is in flight,
+//!   and its COOKIE / INVALID_KE_PAYLOAD retries are bounded.
+//! - A tunnel that is down always has a reconnect scheduled (`Tunnel::check_invariants`).
 
 use crate::api::*;
 use crate::wire::fragment::Reassembler;
@@ -18,7 +32,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+use cookie::{CookieJar, DhBudget};
+pub use half_open::HalfOpenCount;
+use half_open::HalfOpenTable;
+
 const NONCE_LEN: usize = 32;
+/// Nonces from the peer: at least 128 bits (RFC 7296 §2.10; more for larger PRFs, see [`nonce_fits`]), at most 256
+/// octets.
+const MIN_NONCE: usize = 16;
+const MAX_NONCE: usize = 256;
+/// At most this many IKE_SA_INIT resends on COOKIE or INVALID_KE_PAYLOAD answers per attempt (a hostile or broken
+/// responder cannot keep us in a loop): then the attempt fails and the reconnect backoff applies.
+const MAX_INIT_RETRIES: u8 = 4;
 const IKE_PORT: u16 = 500;
 const NATT_PORT: u16 = 4500;
 /// Slow retry after a failure that needs a configuration change (auth failed, no proposal): never a hot loop.
@@ -26,8 +51,6 @@ const PERMANENT_RETRY_MIN: Duration = Duration::from_secs(30);
 const PERMANENT_RETRY_MAX: Duration = Duration::from_secs(300);
 const TRANSIENT_RETRY_MIN: Duration = Duration::from_secs(2);
 const TRANSIENT_RETRY_MAX: Duration = Duration::from_secs(60);
-/// How long a responder keeps a half-open IKE SA waiting for IKE_AUTH.
-const HALF_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Never cut a fragment's plaintext smaller than this, whatever `fragment_size` says.
 const MIN_FRAGMENT_PLAINTEXT: usize = 64;
 /// How long a replaced (or redundant) IKE SA is kept to answer the peer's DELETE on it.
@@ -158,9 +181,42 @@ struct IkeSa {
     rekey_at: Duration,
     /// The peer sent INITIAL_CONTACT.
     peer_initial_contact: bool,
+    /// Initiator: IKE_SA_INIT resent on COOKIE / INVALID_KE_PAYLOAD answers so far.
+    init_retries: u8,
 }
 
 impl IkeSa {
+    /// An SA with no keys, no nonces and nothing in flight.
+    fn blank(initiator: bool, spi_i: u64, state: IkeState, now: Duration) -> IkeSa {
+        IkeSa {
+            initiator,
+            spi_i,
+            spi_r: 0,
+            state,
+            suite: None,
+            keys: None,
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_request: Vec::new(),
+            init_response: Vec::new(),
+            cookie: None,
+            first_child_spi: 0,
+            my_next_id: 0,
+            peer_next_id: 0,
+            pending: None,
+            last_response: None,
+            peer_fragmentation: false,
+            frag_requests: Reassembler::new(),
+            frag_responses: Reassembler::new(),
+            created_at: now,
+            established_at: now,
+            rekey_at: now,
+            peer_initial_contact: false,
+            init_retries: 0,
+        }
+    }
+
     fn local_spi(&self) -> u64 {
         if self.initiator { self.spi_i } else { self.spi_r }
     }
@@ -240,6 +296,8 @@ enum Which {
     Current,
     Retiring(usize),
     Collision,
+    /// An entry of the half-open responder table.
+    HalfOpen(usize),
 }
 
 /// Why a peer message is not processed, and whether it earns a notify.
@@ -291,10 +349,12 @@ pub struct Tunnel {
     consecutive_failures: u32,
     closed: bool,
     last_recv: Duration,
-    cookie_secret: [u8; 32],
-    cookie_secret_set: bool,
-    /// Responder: a new IKE SA from the peer being set up while one is established (the peer restarted).
-    pending_responder: Option<IkeSa>,
+    /// Responder IKE SAs between IKE_SA_INIT and a verified IKE_AUTH; apart from `ike` (see `half_open.rs`).
+    half_open: HalfOpenTable,
+    cookies: CookieJar,
+    dh_budget: DhBudget,
+    /// Outbound CHILD_SA SPIs the datapath holds, kept from the events as the datapath applies them.
+    installed_outbound: Vec<u32>,
 }
 
 fn rand_u64(rng: &mut dyn RandomSource) -> u64 {
@@ -318,6 +378,11 @@ fn rand_u32(rng: &mut dyn RandomSource) -> u32 {
             return v;
         }
     }
+}
+
+/// RFC 7296 §2.10: a nonce is at least half the key size of the negotiated PRF, and at least 128 bits.
+fn nonce_fits(n: &[u8], prf: Prf) -> bool {
+    (MIN_NONCE.max(prf.output_len() / 2)..=MAX_NONCE).contains(&n.len())
 }
 
 fn nonce(rng: &mut dyn RandomSource) -> Vec<u8> {
@@ -708,9 +773,10 @@ impl Tunnel {
             consecutive_failures: 0,
             closed: false,
             last_recv: now,
-            cookie_secret: [0; 32],
-            cookie_secret_set: false,
-            pending_responder: None,
+            half_open: HalfOpenTable::new(),
+            cookies: CookieJar::new(),
+            dh_budget: DhBudget::new(now),
+            installed_outbound: Vec::new(),
         }
     }
 
@@ -724,32 +790,10 @@ impl Tunnel {
         self.local_port = IKE_PORT;
         self.remote.set_port(IKE_PORT);
         let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Modp2048);
-        let sa = IkeSa {
-            initiator: true,
-            spi_i: rand_u64(rng),
-            spi_r: 0,
-            state: IkeState::InitSent,
-            suite: None,
-            keys: None,
-            dh: Some(group.generate(rng)),
-            ni: nonce(rng),
-            nr: Vec::new(),
-            init_request: Vec::new(),
-            init_response: Vec::new(),
-            cookie: None,
-            first_child_spi: rand_u32(rng),
-            my_next_id: 0,
-            peer_next_id: 0,
-            pending: None,
-            last_response: None,
-            peer_fragmentation: false,
-            frag_requests: Reassembler::new(),
-            frag_responses: Reassembler::new(),
-            created_at: now,
-            established_at: now,
-            rekey_at: now,
-            peer_initial_contact: false,
-        };
+        let mut sa = IkeSa::blank(true, rand_u64(rng), IkeState::InitSent, now);
+        sa.dh = Some(group.generate(rng));
+        sa.ni = nonce(rng);
+        sa.first_child_spi = rand_u32(rng);
         self.ike = Some(sa);
         self.send_init(now, rng);
     }
@@ -840,14 +884,9 @@ impl Tunnel {
             Which::Retiring(i)
         } else if self.ike_collision.as_ref().is_some_and(|c| matches(&c.sa)) {
             Which::Collision
-        } else if self.pending_responder.as_ref().is_some_and(matches)
-            && h.exchange == ExchangeType::IKE_AUTH
-            && !h.is_response()
-        {
-            // The peer restarted: its new IKE SA authenticates here and then replaces ours.
-            let old = std::mem::replace(&mut self.ike, self.pending_responder.take());
-            self.pending_responder = old;
-            Which::Current
+        } else if let Some(i) = self.half_open.position(h.spi_i, h.spi_r).filter(|_| !h.is_response()) {
+            // Decrypted with the half-open SA's own keys below; promoted only if the peer's AUTH verifies.
+            Which::HalfOpen(i)
         } else {
             self.counters.invalid_messages += 1;
             return;
@@ -884,15 +923,23 @@ impl Tunnel {
                 return;
             }
         };
+        if let Which::HalfOpen(i) = which {
+            // Keys from an unauthenticated IKE_SA_INIT prove nothing yet: only the AUTH inside may.
+            self.respond_auth(now, rng, i, h, payloads, local_port, remote);
+            return;
+        }
         self.last_recv = now;
-        // NAT may change the peer's port; follow it on authenticated messages.
-        self.remote = remote;
-        self.local_port = local_port;
+        // NAT may change the peer's port; follow it on messages authenticated by an established SA.
+        if matches!(which, Which::Current) && self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established) {
+            self.remote = remote;
+            self.local_port = local_port;
+        }
         match which {
             Which::Current if h.is_response() => self.handle_response(now, rng, h, payloads),
             Which::Current => self.handle_request(now, rng, h, payloads, local_port, remote),
             Which::Retiring(i) => self.handle_retiring(i, rng, h, payloads, local_port, remote),
             Which::Collision => self.handle_collision_sa(rng, h, payloads, local_port, remote),
+            Which::HalfOpen(_) => {}
         }
     }
 
@@ -901,6 +948,7 @@ impl Tunnel {
             Which::Current => self.ike.as_mut(),
             Which::Retiring(i) => self.retiring.get_mut(i).map(|r| &mut r.sa),
             Which::Collision => self.ike_collision.as_mut().map(|c| &mut c.sa),
+            Which::HalfOpen(i) => self.half_open.get_mut(i),
         }
     }
 
@@ -908,154 +956,6 @@ impl Tunnel {
         let header = Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
         let bytes = Message { header, payloads: vec![notify(ty, vec![])] }.emit();
         self.transmits.push_back(Transmit { local_port, remote, data: bytes });
-    }
-
-    fn cookie_for(&mut self, rng: &mut dyn RandomSource, ni: &[u8], spi_i: u64, remote: SocketAddr) -> Vec<u8> {
-        if !self.cookie_secret_set {
-            rng.fill_bytes(&mut self.cookie_secret);
-            self.cookie_secret_set = true;
-        }
-        // Cookie = <VersionIDofSecret> | Hash(Ni | IPi | SPIi | <secret>) (RFC 7296 §2.6).
-        let mut data = ni.to_vec();
-        data.extend_from_slice(&nat_hash(spi_i, 0, remote));
-        let mut c = vec![0u8];
-        c.extend_from_slice(&Prf::HmacSha256.compute(&self.cookie_secret, &[&data])[..16]);
-        c
-    }
-
-    fn handle_init_request(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        msg: Message,
-        data: &[u8],
-        local_port: u16,
-        remote: SocketAddr,
-    ) {
-        let h = msg.header;
-        if h.spi_r != 0 || h.message_id != 0 {
-            self.counters.invalid_messages += 1;
-            return;
-        }
-        // Retransmitted IKE_SA_INIT: same answer.
-        if let Some(sa) = &self.ike
-            && !sa.initiator
-            && sa.spi_i == h.spi_i
-        {
-            if sa.state == IkeState::RespInitDone && sa.init_request == data {
-                let bytes = sa.init_response.clone();
-                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
-            }
-            return;
-        }
-        let ni = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
-        let ke = msg
-            .payloads
-            .iter()
-            .find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
-        let proposals = msg.payloads.iter().find_map(|p| if let Payload::Sa(p) = p { Some(p.clone()) } else { None });
-        let (Some(ni), Some((group, ke_data)), Some(proposals)) = (ni, ke, proposals) else {
-            self.send_unprotected_error(h, NotifyType::INVALID_SYNTAX, local_port, remote);
-            return;
-        };
-        if !(16..=256).contains(&ni.len()) {
-            self.send_unprotected_error(h, NotifyType::INVALID_SYNTAX, local_port, remote);
-            return;
-        }
-        // Stateless cookie above the half-open threshold (RFC 7296 §2.6).
-        let half_open = usize::from(self.pending_responder.is_some())
-            + usize::from(self.ike.as_ref().is_some_and(|s| s.state == IkeState::RespInitDone));
-        if half_open >= self.cfg.cookie_threshold {
-            let expected = self.cookie_for(rng, &ni, h.spi_i, remote);
-            let got = find_notify(&msg.payloads, NotifyType::COOKIE).map(|n| n.data.clone());
-            if got.as_deref() != Some(&expected[..]) {
-                let header =
-                    Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
-                let bytes = Message { header, payloads: vec![notify(NotifyType::COOKIE, expected)] }.emit();
-                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
-                return;
-            }
-        }
-        let Some((number, suite)) = select_ike(&self.cfg.ike_proposals, &proposals, Some(group)) else {
-            self.send_unprotected_error(h, NotifyType::NO_PROPOSAL_CHOSEN, local_port, remote);
-            self.fail(
-                now,
-                DownReason::NoProposalChosen { by_peer: false },
-                "no proposal acceptable: peer's IKE proposals match none of ours".into(),
-            );
-            return;
-        };
-        if suite.dh.id() != group {
-            let header = Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
-            let payloads = vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())];
-            self.transmits.push_back(Transmit { local_port, remote, data: Message { header, payloads }.emit() });
-            return;
-        }
-        let dh = suite.dh.generate(rng);
-        let shared = match dh.shared_secret(&ke_data) {
-            Ok(s) => s,
-            Err(_) => {
-                self.send_unprotected_error(h, NotifyType::INVALID_SYNTAX, local_port, remote);
-                return;
-            }
-        };
-        // A new IKE SA from the peer replaces any previous one once it authenticates (see IKE_AUTH).
-        let spi_r = rand_u64(rng);
-        let nr = nonce(rng);
-        let mut payloads = vec![suite_proposal_ike(&suite, number, None)];
-        payloads.push(Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() });
-        payloads.push(Payload::Nonce(nr.clone()));
-        let local = SocketAddr::new(self.local.ip(), local_port);
-        let src = if self.cfg.force_encap {
-            let mut fake = vec![0u8; 20];
-            rng.fill_bytes(&mut fake);
-            fake
-        } else {
-            nat_hash(h.spi_i, spi_r, local)
-        };
-        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
-        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(h.spi_i, spi_r, remote)));
-        // RFC 7383 §2.3: announce fragmentation only to a peer that announced it.
-        let peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
-        if peer_fragmentation {
-            payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
-        }
-        let header = Header { spi_r, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
-        let response = Message { header, payloads }.emit();
-        let keys = derive_ike(&suite, &ni, &nr, &shared, h.spi_i, spi_r, false);
-        let Some(keys) = keys else { return };
-        let sa = IkeSa {
-            initiator: false,
-            spi_i: h.spi_i,
-            spi_r,
-            state: IkeState::RespInitDone,
-            suite: Some(suite),
-            keys: Some(keys),
-            dh: None,
-            ni,
-            nr,
-            init_request: data.to_vec(),
-            init_response: response.clone(),
-            cookie: None,
-            first_child_spi: 0,
-            my_next_id: 0,
-            peer_next_id: 1,
-            pending: None,
-            last_response: None,
-            peer_fragmentation,
-            frag_requests: Reassembler::new(),
-            frag_responses: Reassembler::new(),
-            created_at: now,
-            established_at: now,
-            rekey_at: now,
-            peer_initial_contact: false,
-        };
-        // An established SA stays until the new one authenticates; a half-open one is replaced.
-        match &self.ike {
-            Some(old) if old.state == IkeState::Established => self.pending_responder = Some(sa),
-            _ => self.ike = Some(sa),
-        }
-        self.transmits.push_back(Transmit { local_port, remote, data: response });
     }
 }
 
@@ -1352,12 +1252,27 @@ impl Tunnel {
         self.recent_rekey = None;
     }
 
+    /// Queues an event, and keeps `installed_outbound` as the datapath will have it once the event is applied
+    /// (install adds an outbound SA, a rekey switches from the old one to the new one, a delete removes it).
+    fn emit(&mut self, e: Event) {
+        match &e {
+            Event::ChildSaInstalled(c) => self.installed_outbound.push(c.outbound_spi),
+            Event::ChildSaRekeyed { old_outbound_spi, new, .. } => {
+                self.installed_outbound.retain(|s| s != old_outbound_spi);
+                self.installed_outbound.push(new.outbound_spi);
+            }
+            Event::ChildSaDeleted { outbound_spi, .. } => self.installed_outbound.retain(|s| s != outbound_spi),
+            _ => {}
+        }
+        self.events.push_back(e);
+    }
+
     fn drop_child(&mut self) {
         if let Some(c) = self.child.take() {
-            self.events.push_back(Event::ChildSaDeleted { inbound_spi: c.inbound_spi, outbound_spi: c.outbound_spi });
+            self.emit(Event::ChildSaDeleted { inbound_spi: c.inbound_spi, outbound_spi: c.outbound_spi });
         }
-        for o in self.old_inbound.drain(..) {
-            self.events.push_back(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+        for o in std::mem::take(&mut self.old_inbound) {
+            self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
         }
     }
 
@@ -1440,10 +1355,20 @@ impl Tunnel {
             return;
         }
         let _ = (local_port, remote);
+        let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
+            .into_iter()
+            .find(|t| find_notify(&msg.payloads, *t).is_some());
+        if let Some(ty) = retry
+            && sa.init_retries >= MAX_INIT_RETRIES
+        {
+            self.fail(now, DownReason::PeerError { notify: ty.0 }, format!("peer keeps answering {ty}"));
+            return;
+        }
         if let Some(c) = find_notify(&msg.payloads, NotifyType::COOKIE) {
             if sa.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
                 return;
             }
+            sa.init_retries += 1;
             sa.cookie = Some(c.data.clone());
             self.send_init(now, rng);
             return;
@@ -1455,6 +1380,7 @@ impl Tunnel {
             match wanted.filter(|g| offered(g) && Some(*g) != sa.dh.as_ref().map(|d| d.group())) {
                 Some(g) => {
                     let sa = self.ike.as_mut().expect("checked above");
+                    sa.init_retries += 1;
                     sa.dh = Some(g.generate(rng));
                     self.send_init(now, rng);
                 }
@@ -1492,7 +1418,7 @@ impl Tunnel {
                 && suite.integ.is_none_or(|i| p.integ.contains(&i))
         });
         let Some(dh) = sa.dh.as_ref() else { return };
-        if !offered || suite.dh.id() != group || dh.group() != suite.dh || !(16..=256).contains(&nr.len()) {
+        if !offered || suite.dh.id() != group || dh.group() != suite.dh || !nonce_fits(&nr, suite.prf) {
             self.fail(
                 now,
                 DownReason::NoProposalChosen { by_peer: false },
@@ -1547,9 +1473,15 @@ impl Tunnel {
 
     /// Checks the peer's AUTH (PSK, constant-time compare) and, if configured, its identity. `None` when there
     /// is no IKE SA with keys. Returns (AUTH matches, identity acceptable).
-    fn verify_peer_auth(&self, id: &Identification, method: AuthMethod, auth: &[u8]) -> Option<(bool, bool)> {
+    fn verify_peer_auth(
+        &self,
+        sa: &IkeSa,
+        id: &Identification,
+        method: AuthMethod,
+        auth: &[u8],
+    ) -> Option<(bool, bool)> {
         use subtle::ConstantTimeEq;
-        let expected = self.auth_octets(self.ike.as_ref()?, false, id)?;
+        let expected = self.auth_octets(sa, false, id)?;
         let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, id));
         let auth_ok =
             method == AuthMethod::SHARED_KEY_MIC && expected.len() == auth.len() && bool::from(expected.ct_eq(auth));
@@ -1586,10 +1518,9 @@ fn id_matches(expected: &Identity, got: &Identification) -> bool {
     identity_payload(expected) == *got
 }
 
-fn payload_nonce(p: &[Payload]) -> Option<Vec<u8>> {
-    p.iter()
-        .find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })
-        .filter(|n| (16..=256).contains(&n.len()))
+/// The nonce, if its length suits `prf` (the PRF of the IKE SA the exchange runs on, see [`nonce_fits`]).
+fn payload_nonce(p: &[Payload], prf: Prf) -> Option<Vec<u8>> {
+    p.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None }).filter(|n| nonce_fits(n, prf))
 }
 
 fn payload_ke(p: &[Payload]) -> Option<(u16, Vec<u8>)> {
@@ -1646,14 +1577,13 @@ impl Tunnel {
         remote: SocketAddr,
     ) {
         let Some(state) = self.ike.as_ref().map(|s| s.state) else { return };
+        // Requests only on an established SA: before the peer's AUTH verified, nothing it asks for (a DELETE
+        // included) is acted on. (The responder's IKE_AUTH is handled on the half-open table.)
         match (h.exchange, state) {
-            (ExchangeType::IKE_AUTH, IkeState::RespInitDone) => {
-                self.respond_auth(now, rng, h, payloads, local_port, remote)
-            }
             (ExchangeType::CREATE_CHILD_SA, IkeState::Established) => {
                 self.respond_create_child(now, rng, h, payloads, local_port, remote)
             }
-            (ExchangeType::INFORMATIONAL, IkeState::Established | IkeState::AuthSent) => {
+            (ExchangeType::INFORMATIONAL, IkeState::Established) => {
                 self.respond_informational(now, rng, h, payloads, local_port, remote)
             }
             _ => {
@@ -1662,102 +1592,9 @@ impl Tunnel {
         }
     }
 
-    fn respond_auth(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        h: Header,
-        payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
-    ) {
-        let idi = payloads.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None });
-        let auth = payloads
-            .iter()
-            .find_map(|p| if let Payload::Auth { method, data } = p { Some((*method, data.clone())) } else { None });
-        let (Some(idi), Some((method, auth))) = (idi, auth) else {
-            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
-            self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH request without IDi or AUTH".into());
-            return;
-        };
-        let Some((auth_ok, id_ok)) = self.verify_peer_auth(&idi, method, &auth) else { return };
-        if !(auth_ok && id_ok) {
-            self.send_response(rng, h, vec![notify(NotifyType::AUTHENTICATION_FAILED, vec![])], local_port, remote);
-            let why = if id_ok {
-                "peer's AUTH does not match our pre-shared key"
-            } else {
-                "peer's identity is not the configured remote identity"
-            };
-            self.fail(
-                now,
-                DownReason::AuthenticationFailed { by_peer: false },
-                format!("authentication of the peer failed: {why}"),
-            );
-            return;
-        }
-        let initial_contact = find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some();
-        // The CHILD_SA.
-        let proposals = payload_sa(&payloads).unwrap_or_default();
-        let (tsi, tsr) =
-            (payload_ts(&payloads, true).unwrap_or_default(), payload_ts(&payloads, false).unwrap_or_default());
-        let chosen = select_esp(&self.cfg.esp_proposals, &proposals, false);
-        let tsi_n = narrow(&tsi, &self.cfg.remote_ts);
-        let tsr_n = narrow(&tsr, &self.cfg.local_ts);
-        let idr = identity_payload(&self.cfg.local_id);
-        let Some(sa) = self.ike.as_ref() else { return };
-        let Some(our_auth) = self.auth_octets(sa, true, &idr) else { return };
-        let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: our_auth }];
-        let child_error = match (&chosen, tsi_n.is_empty() || tsr_n.is_empty()) {
-            (None, _) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
-            (_, true) => Some(NotifyType::TS_UNACCEPTABLE),
-            _ => None,
-        };
-        if let Some(err) = child_error {
-            resp.push(notify(err, vec![]));
-            self.send_response(rng, h, resp, local_port, remote);
-            let what = if err == NotifyType::NO_PROPOSAL_CHOSEN {
-                "ESP proposals match none of ours"
-            } else {
-                "traffic selectors do not overlap ours"
-            };
-            self.fail(now, reason_for(err, false), format!("CHILD_SA refused: peer's {what}"));
-            return;
-        }
-        let Some((number, outbound_spi, suite)) = chosen else { return };
-        let inbound_spi = rand_u32(rng);
-        resp.push(suite_proposal_esp(&suite, number, inbound_spi));
-        resp.push(Payload::TsI(tsi_n.clone()));
-        resp.push(Payload::TsR(tsr_n.clone()));
-        self.send_response(rng, h, resp, local_port, remote);
-        // One IKE SA per tunnel: whatever the peer had before (and its CHILD_SA) is gone.
-        let had_old = self.pending_responder.take().is_some() || self.child.is_some();
-        if had_old {
-            self.drop_child();
-        }
-        let _ = initial_contact;
-        let (ni, nr) = match self.ike.as_ref() {
-            Some(s) => (s.ni.clone(), s.nr.clone()),
-            None => return,
-        };
-        self.establish_ike(now, rng);
-        if let Some(sa) = self.ike.as_mut() {
-            sa.peer_initial_contact = initial_contact;
-        }
-        if let Some(c) = self.make_child(
-            now,
-            rng,
-            inbound_spi,
-            outbound_spi,
-            suite,
-            None,
-            &ni,
-            &nr,
-            false,
-            ts_to_prefixes(&tsr_n),
-            ts_to_prefixes(&tsi_n),
-        ) {
-            self.events.push_back(Event::ChildSaInstalled(c));
-        }
+    /// The PRF of the current IKE SA (SHA-1, the smallest, before one is negotiated).
+    fn ike_prf(&self) -> Prf {
+        self.ike.as_ref().and_then(|s| s.suite).map_or(Prf::HmacSha1, |s| s.prf)
     }
 
     fn establish_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
@@ -1813,7 +1650,7 @@ impl Tunnel {
             }
             None => false,
         };
-        let Some(ni) = payload_nonce(&payloads) else {
+        let Some(ni) = payload_nonce(&payloads, self.ike_prf()) else {
             self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
             return;
         };
@@ -1946,7 +1783,7 @@ impl Tunnel {
                 self.counters.child_rekeys += 1;
             }
             self.old_inbound.push(OldInbound { inbound_spi: old_in, outbound_spi: old_out, delete_at });
-            self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+            self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
         }
     }
 
@@ -1976,7 +1813,7 @@ impl Tunnel {
             .find(|p| p.number == number)
             .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
             .map(u64::from_be_bytes);
-        let Some(peer_spi) = peer_spi.filter(|s| *s != 0) else {
+        let Some(peer_spi) = peer_spi.filter(|s| *s != 0 && nonce_fits(&ni, suite.prf)) else {
             self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
             return;
         };
@@ -2028,33 +1865,14 @@ impl Tunnel {
         suite: IkeSuite,
         keys: IkeKeys,
     ) -> IkeSa {
-        IkeSa {
-            initiator,
-            spi_i,
-            spi_r,
-            state: IkeState::Established,
-            suite: Some(suite),
-            keys: Some(keys),
-            dh: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            init_request: Vec::new(),
-            init_response: Vec::new(),
-            cookie: None,
-            first_child_spi: 0,
-            my_next_id: 0,
-            peer_next_id: 0,
-            pending: None,
-            last_response: None,
-            // Negotiated in IKE_SA_INIT; the rekeyed SA keeps it (as strongSwan does).
-            peer_fragmentation: self.ike.as_ref().is_some_and(|s| s.peer_fragmentation),
-            frag_requests: Reassembler::new(),
-            frag_responses: Reassembler::new(),
-            created_at: now,
-            established_at: now,
-            rekey_at: self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng),
-            peer_initial_contact: false,
-        }
+        let mut sa = IkeSa::blank(initiator, spi_i, IkeState::Established, now);
+        sa.spi_r = spi_r;
+        sa.suite = Some(suite);
+        sa.keys = Some(keys);
+        // Negotiated in IKE_SA_INIT; the rekeyed SA keeps it (as strongSwan does).
+        sa.peer_fragmentation = self.ike.as_ref().is_some_and(|s| s.peer_fragmentation);
+        sa.rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        sa
     }
 
     /// Makes `new` the current IKE SA (the CHILD_SA moves to it); the old one retires. The initiator of the
@@ -2106,7 +1924,7 @@ impl Tunnel {
                         if let Some(i) = self.old_inbound.iter().position(|o| o.outbound_spi == spi) {
                             let o = self.old_inbound.remove(i);
                             ours.push(o.inbound_spi.to_be_bytes().to_vec());
-                            self.events.push_back(Event::ChildSaDeleted {
+                            self.emit(Event::ChildSaDeleted {
                                 inbound_spi: o.inbound_spi,
                                 outbound_spi: o.outbound_spi,
                             });
@@ -2176,8 +1994,8 @@ impl Tunnel {
             self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH response without IDr or AUTH".into());
             return;
         };
-        let Some((ok, id_ok)) = self.verify_peer_auth(&idr, method, &auth) else { return };
         let Some(sa) = self.ike.as_ref() else { return };
+        let Some((ok, id_ok)) = self.verify_peer_auth(sa, &idr, method, &auth) else { return };
         if !(ok && id_ok) {
             self.fail(
                 now,
@@ -2219,7 +2037,7 @@ impl Tunnel {
             ts_to_prefixes(&tsi),
             ts_to_prefixes(&tsr),
         ) {
-            self.events.push_back(Event::ChildSaInstalled(c));
+            self.emit(Event::ChildSaInstalled(c));
         }
     }
 
@@ -2243,10 +2061,19 @@ impl Tunnel {
                 Some(_) => self.counters.rekey_collisions += 1,
                 // TEMPORARY_FAILURE (a collision) or a refusal: keep the current CHILD_SA and try again shortly.
                 None => {
-                    let delay =
-                        first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
+                    let refusal = first_error_notify(&payloads).map(|n| n.ty);
+                    let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, rng));
                     if let Some(c) = self.child.as_mut() {
                         c.rekey_at = now + delay;
+                    }
+                    if refusal.is_none() {
+                        // The peer created an SA we will not use (not what we offered, or unusable): close it.
+                        let del = Payload::Delete(Delete {
+                            protocol: ProtocolId::ESP,
+                            spi_size: 4,
+                            spis: vec![new_in_spi.to_be_bytes().to_vec()],
+                        });
+                        self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
                     }
                 }
             }
@@ -2314,9 +2141,9 @@ impl Tunnel {
                 }
             }
         }
-        self.events.push_back(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
         if peer_deleted {
-            self.events.push_back(Event::ChildSaDeleted { inbound_spi: old_in, outbound_spi: old_out });
+            self.emit(Event::ChildSaDeleted { inbound_spi: old_in, outbound_spi: old_out });
         }
     }
 
@@ -2328,13 +2155,26 @@ impl Tunnel {
             return None;
         }
         let chosen = payload_sa(payloads).as_deref().and_then(chosen_esp);
-        let (Some((outbound_spi, suite)), Some(nr)) = (chosen, payload_nonce(payloads)) else {
+        let (Some((outbound_spi, suite)), Some(nr)) = (chosen, payload_nonce(payloads, self.ike_prf())) else {
             self.last_error = Some("CHILD_SA rekey: malformed response".into());
             return None;
         };
+        // What the peer chose must be what we offered: a proposal of ours with this cipher and integrity, and with
+        // PFS exactly the group of our KE (no PFS in the answer to a PFS offer is a downgrade).
+        let ours = dh.map(|d| d.group());
+        let offered = self.cfg.esp_proposals.iter().any(|p| {
+            p.encr.contains(&suite.encr)
+                && suite.integ.is_none_or(|i| p.integ.contains(&i))
+                && suite.dh == ours
+                && ours.is_none_or(|g| p.dh.contains(&g))
+        });
+        if !offered {
+            self.last_error = Some(format!("CHILD_SA rekey: peer chose {}, which we did not offer", suite.name()));
+            return None;
+        }
         let g_ir = match (dh, suite.dh, payload_ke(payloads)) {
             (Some(d), Some(g), Some((grp, data))) if d.group() == g && grp == g.id() => d.shared_secret(&data).ok(),
-            (_, None, _) => return Some((outbound_spi, suite, nr, None)),
+            (None, None, _) => return Some((outbound_spi, suite, nr, None)),
             _ => None,
         };
         if g_ir.is_none() {
@@ -2411,11 +2251,22 @@ impl Tunnel {
         let suite = chosen_ike(&props);
         let peer_spi = props.first().and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok()).map(u64::from_be_bytes);
         let ke = payload_ke(payloads).filter(|(grp, _)| *grp == dh.group().id());
-        let (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) = (suite, peer_spi, payload_nonce(payloads), ke)
-        else {
+        let nr = payload_nonce(payloads, self.ike_prf());
+        let (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) = (suite, peer_spi, nr, ke) else {
             self.last_error = Some("IKE SA rekey: malformed response".into());
             return None;
         };
+        // The suite must be one we offered, with the group of our KE, and the nonce must suit its PRF too.
+        let offered = self.cfg.ike_proposals.iter().any(|p| {
+            p.encr.contains(&suite.encr)
+                && p.prf.contains(&suite.prf)
+                && p.dh.contains(&suite.dh)
+                && suite.integ.is_none_or(|i| p.integ.contains(&i))
+        });
+        if !offered || suite.dh != dh.group() || !nonce_fits(&nr, suite.prf) || peer_spi == 0 {
+            self.last_error = Some(format!("IKE SA rekey: peer chose {}, which we did not offer", suite.name()));
+            return None;
+        }
         let old = self.ike.as_ref()?;
         let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return None };
         let keys = (suite.dh == dh.group()).then(|| dh.shared_secret(&data).ok()).flatten().and_then(|g_ir| {
@@ -2565,17 +2416,8 @@ impl Tunnel {
         for i in gave_up.into_iter().rev() {
             self.retiring.remove(i);
         }
-        // Half-open responder SAs expire.
-        if self
-            .ike
-            .as_ref()
-            .is_some_and(|s| s.state == IkeState::RespInitDone && now >= s.created_at + HALF_OPEN_TIMEOUT)
-        {
-            self.ike = None;
-        }
-        if self.pending_responder.as_ref().is_some_and(|s| now >= s.created_at + HALF_OPEN_TIMEOUT) {
-            self.pending_responder = None;
-        }
+        // Half-open responder SAs expire (only they: the current SA is never half-open).
+        self.half_open.expire(now);
         // Work that needs a free request window on an established SA.
         let Some(sa) = self.ike.as_ref() else { return };
         if sa.state != IkeState::Established || sa.pending.is_some() || self.closed {
@@ -2593,7 +2435,7 @@ impl Tunnel {
             self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
             // The old inbound SA is removed now: packets on it after this point are late by design.
             let o = self.old_inbound.remove(i);
-            self.events.push_back(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+            self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
             return;
         }
         if now >= sa.rekey_at {
@@ -2634,23 +2476,22 @@ impl Tunnel {
                 None => consider(r.forget_at),
             }
         }
-        if let Some(sa) = &self.ike {
-            if sa.state == IkeState::RespInitDone {
-                consider(sa.created_at + HALF_OPEN_TIMEOUT);
+        if let Some(sa) = &self.ike
+            && sa.state == IkeState::Established
+            && sa.pending.is_none()
+            && !self.closed
+        {
+            consider(sa.rekey_at);
+            consider(self.last_recv + self.cfg.dpd_interval);
+            if let Some(c) = &self.child {
+                consider(c.rekey_at);
             }
-            if sa.state == IkeState::Established && sa.pending.is_none() && !self.closed {
-                consider(sa.rekey_at);
-                consider(self.last_recv + self.cfg.dpd_interval);
-                if let Some(c) = &self.child {
-                    consider(c.rekey_at);
-                }
-                for o in &self.old_inbound {
-                    consider(o.delete_at);
-                }
+            for o in &self.old_inbound {
+                consider(o.delete_at);
             }
         }
-        if let Some(p) = &self.pending_responder {
-            consider(p.created_at + HALF_OPEN_TIMEOUT);
+        if let Some(at) = self.half_open.next_expiry() {
+            consider(at);
         }
         t
     }
@@ -2685,7 +2526,7 @@ impl Tunnel {
     pub fn close(&mut self, now: Duration, rng: &mut dyn RandomSource) {
         self.closed = true;
         self.reconnect_at = None;
-        self.pending_responder = None;
+        self.half_open.clear();
         let established = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
         if established {
             if let Some(s) = self.ike.as_mut() {
@@ -2756,11 +2597,59 @@ impl Tunnel {
         Some(seal(sa, Sender::Peer, ex, response, id, first, plain, None, rng))
     }
 
-    /// Number of outbound CHILD_SAs (the invariant says at most one). For tests and metrics.
+    /// Number of outbound CHILD_SAs the datapath holds after applying every event so far (installed and not yet
+    /// replaced by a rekey or deleted), whichever exchange (a rekey, a collision, a new IKE SA) installed them. The
+    /// invariant says at most one. For tests, fuzzing and metrics.
     pub fn outbound_child_sas(&self) -> usize {
-        usize::from(self.child.is_some())
+        self.installed_outbound.len()
+    }
+
+    /// Checks the engine's invariants; for tests and fuzzing (cheap: no crypto). Err names the first broken one.
+    /// - at most one outbound CHILD_SA ([`Tunnel::outbound_child_sas`]), and it is the current CHILD_SA;
+    /// - a tunnel that should be up but has no IKE SA has a reconnect scheduled (and so a timer);
+    /// - the current IKE SA is never a half-open responder SA, and the half-open table stays within its bound.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.installed_outbound.len() > 1 {
+            return Err(format!("{} outbound CHILD_SAs installed", self.installed_outbound.len()));
+        }
+        if self.installed_outbound.first() != self.child.as_ref().map(|c| &c.outbound_spi) {
+            return Err("the installed outbound CHILD_SA is not the current CHILD_SA".into());
+        }
+        let should_run = self.cfg.startup == StartupAction::Start && !self.closed;
+        if should_run && self.ike.is_none() && (self.reconnect_at.is_none() || self.poll_timeout().is_none()) {
+            return Err("the tunnel is down and no reconnect is scheduled".into());
+        }
+        if self.ike.as_ref().is_some_and(|s| s.state == IkeState::RespInitDone) {
+            return Err("the current IKE SA is a half-open responder SA".into());
+        }
+        if self.half_open.len() > self.cfg.half_open_limit {
+            return Err(format!("{} half-open IKE SAs (limit {})", self.half_open.len(), self.cfg.half_open_limit));
+        }
+        Ok(())
+    }
+
+    /// How urgent an IKE datagram (without the non-ESP marker) is for this tunnel, from its header alone: for the
+    /// sidecar's ingress priority. Nothing is decrypted or changed.
+    pub fn ingress_class(&self, data: &[u8]) -> IkeIngress {
+        let Ok(h) = Header::parse(data) else { return IkeIngress::Unknown };
+        if h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response() {
+            return IkeIngress::NewInit;
+        }
+        let ours = |s: &IkeSa| s.spi_i == h.spi_i && (s.spi_r == h.spi_r || s.state == IkeState::InitSent);
+        let known = self.ike.as_ref().is_some_and(ours)
+            || self.retiring.iter().any(|r| ours(&r.sa))
+            || self.ike_collision.as_ref().is_some_and(|c| ours(&c.sa));
+        if known {
+            IkeIngress::Established
+        } else if self.half_open.position(h.spi_i, h.spi_r).is_some() {
+            IkeIngress::HalfOpen
+        } else {
+            IkeIngress::Unknown
+        }
     }
 }
 
 #[cfg(test)]
 mod collision_tests;
+mod cookie;
+mod half_open;

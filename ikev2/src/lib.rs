@@ -8,4 +8,4 @@ pub mod wire;
 mod api;
 mod engine;
 pub use api::*;
-pub use engine::Tunnel;
+pub use engine::{HalfOpenCount, Tunnel};
