@@ -1,31 +1,44 @@
 # syntax=docker/dockerfile:1
 # One small image with both binaries: iotrelay-operator (the chart's Deployment) and iotrelay-sidecar (the relay
-# pods the operator creates run `iotrelay-sidecar kube`). Static musl binaries on distroless/static: no shell, no
-# libc, no package manager.
+# pods the operator creates run `iotrelay-sidecar kube`). glibc binaries on distroless/cc (glibc and libgcc, no
+# shell, no package manager), for linux/amd64 and linux/arm64. The build stage runs on the builder's own
+# platform and cross-compiles for the target one (no emulation):
 #
-#   docker build -t ghcr.io/iotrelay/iotrelay:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64 -t ghcr.io/iotrelay/iotrelay:0.1.0 --push .
 #   helm install iotrelay charts/iotrelay --set image.repository=ghcr.io/iotrelay/iotrelay --set image.tag=0.1.0
 #
-# Not built in this project's CI: the build machines have no container engine (see docs/kubernetes.md). The e2e
-# (e2e/k8s) runs the same binaries as processes through a fake kubelet instead.
+# The Kubernetes e2e (e2e/k8s) runs this layout without a container engine: e2e/k8s/image.py reads this file's
+# final stage (COPY, USER, ENTRYPOINT) and writes the same files, user and entrypoint from the release binaries
+# into an OCI image that the test node's containerd imports. Keep the final stage to those instructions.
 
 ARG RUST_VERSION=1.89
-FROM rust:${RUST_VERSION}-bookworm AS build
-RUN rustup target add x86_64-unknown-linux-musl \
- && apt-get update && apt-get install -y --no-install-recommends musl-tools \
+FROM --platform=$BUILDPLATFORM rust:${RUST_VERSION}-bookworm AS build
+ARG TARGETARCH
+# rust target, Debian cross-gcc package, its compiler; on an amd64 builder building amd64 that is the native gcc
+# under another name.
+RUN case "$TARGETARCH" in \
+      amd64) echo "x86_64-unknown-linux-gnu gcc-x86-64-linux-gnu x86_64-linux-gnu-gcc" > /cross ;; \
+      arm64) echo "aarch64-unknown-linux-gnu gcc-aarch64-linux-gnu aarch64-linux-gnu-gcc" > /cross ;; \
+      *) echo "unsupported TARGETARCH $TARGETARCH" >&2; exit 1 ;; \
+    esac \
+ && read -r target pkg _ < /cross \
+ && rustup target add "$target" \
+ && apt-get update && apt-get install -y --no-install-recommends "$pkg" "libc6-dev-$TARGETARCH-cross" \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+# The linker and the C parts (ring) use the target's gcc.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl \
-      --bin iotrelay-operator --bin iotrelay-sidecar \
+    --mount=type=cache,target=/src/target,id=iotrelay-target-${TARGETARCH} \
+    read -r target _ gcc < /cross \
+ && export "CARGO_TARGET_$(echo "$target" | tr a-z- A-Z_)_LINKER=$gcc" "CC_$(echo "$target" | tr - _)=$gcc" \
+ && cargo build --release --locked --target "$target" --bin iotrelay-operator --bin iotrelay-sidecar \
  && mkdir /out \
- && cp target/x86_64-unknown-linux-musl/release/iotrelay-operator target/x86_64-unknown-linux-musl/release/iotrelay-sidecar /out/
+ && cp "target/$target/release/iotrelay-operator" "target/$target/release/iotrelay-sidecar" /out/
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/iotrelay-operator /out/iotrelay-sidecar /usr/local/bin/
-# The operator runs as nonroot (65532, set by the chart too). Relay pods run as uid 0 with only NET_ADMIN and
-# NET_BIND_SERVICE (Kubernetes grants added capabilities only to root); the operator sets that per pod.
+# The operator runs as nonroot (65532, set by the chart too). The relay pods' user and capabilities come from the
+# pod spec the operator renders (docs/kubernetes.md).
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/iotrelay-operator"]

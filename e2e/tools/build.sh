@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Builds the e2e's Kubernetes toolbox from the Go module proxy into $IOTRELAY_CACHE/bin:
-#   helm, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl (upstream, versions in go.mod)
-#   fake-kubelet, kstatus (ours, cmd/)
+#   control plane (default): helm, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#                            (upstream, versions in go.mod), fake-kubelet, kstatus (ours, cmd/)
+#   node (`build.sh node`, scripts/node-deps.sh): kubelet, kube-proxy (go.mod's k8s.io/kubernetes), crictl
+#                            (sigs.k8s.io/cri-tools at $CRICTL_VERSION, its own module), pause (ours, cmd/)
 # Idempotent: a binary is rebuilt only when go.mod/go.sum or its own sources changed (a stamp file next to it
 # holds the hash). GOCACHE/GOMODCACHE live under $IOTRELAY_CACHE/go, so later builds reuse compiled packages.
-# Usage: e2e/tools/build.sh [name...]   (default: all, helm first)
+# Usage: e2e/tools/build.sh [control|node|name...]   (default: control, helm first)
 set -euo pipefail
 cd "$(dirname "$0")"
 : "${IOTRELAY_CACHE:=/var/cache/iotrelay}"
@@ -22,9 +24,21 @@ declare -A pkg=(
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
   [fake-kubelet]=./cmd/fake-kubelet
   [kstatus]=./cmd/kstatus
+  [kubelet]=k8s.io/kubernetes/cmd/kubelet
+  [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
+  [pause]=./cmd/pause
 )
-order=(helm etcd kube-apiserver kube-controller-manager kube-scheduler kubectl fake-kubelet kstatus)
-[ $# -gt 0 ] && order=("$@")
+# crictl is not in go.mod: cri-tools has its own module graph (no replace directives), so `go install
+# pkg@version` builds it without touching the versions the control plane is built with.
+: "${CRICTL_VERSION:=v1.37.0}"
+pkg[crictl]=sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION
+control=(helm etcd kube-apiserver kube-controller-manager kube-scheduler kubectl fake-kubelet kstatus)
+node=(kubelet kube-proxy crictl pause)
+order=()
+[ $# -gt 0 ] || set -- control
+for a in "$@"; do
+  case "$a" in control) order+=("${control[@]}") ;; node) order+=("${node[@]}") ;; *) order+=("$a") ;; esac
+done
 
 command -v go >/dev/null || { echo "build.sh: go is not installed (Go >= $(sed -n 's/^go //p' go.mod) needed)" >&2; exit 1; }
 # Stamp the Kubernetes version into the k8s binaries (go build leaves v0.0.0-master, which trips up version
@@ -42,7 +56,10 @@ for name in "${order[@]}"; do
   [ -n "$p" ] || { echo "build.sh: unknown tool $name" >&2; exit 2; }
   # Our own tools also depend on their sources.
   src=""
-  case "$p" in ./*) src=$(find "$p" -name '*.go' -print0 | sort -z | xargs -0 cat) ;; esac
+  case "$p" in
+    ./*) src=$(find "$p" -name '*.go' -print0 | sort -z | xargs -0 cat) ;;
+    *@*) src=$p ;;
+  esac
   stamp=$( { cat go.mod go.sum; go env GOVERSION; echo "$src"; } | sha256sum | cut -d' ' -f1)
   if [ -x "$bin/$name" ] && [ "$(cat "$bin/$name.stamp" 2>/dev/null)" = "$stamp" ]; then
     echo "build.sh: $name up to date"
@@ -52,7 +69,14 @@ for name in "${order[@]}"; do
   echo "build.sh: building $name ($p)"
   ldflags="-s"
   case "$p" in k8s.io/kubernetes/*) ldflags+="$kldflags" ;; esac
-  nice -n 10 go build -trimpath -ldflags="$ldflags" -o "$bin/$name.tmp" "$p"
+  case "$p" in
+    *@*) # outside this module: go install into a private GOBIN, then move into place
+      rm -rf "$bin/.gobin"
+      GOBIN="$bin/.gobin" GOFLAGS= nice -n 10 go install -trimpath -ldflags="$ldflags" "$p"
+      mv -f "$bin/.gobin/$(basename "${p%@*}")" "$bin/$name.tmp"
+      rmdir "$bin/.gobin" ;;
+    *) nice -n 10 go build -trimpath -ldflags="$ldflags" -o "$bin/$name.tmp" "$p" ;;
+  esac
   mv -f "$bin/$name.tmp" "$bin/$name"
   echo "$stamp" > "$bin/$name.stamp"
   built=$((built + 1))
