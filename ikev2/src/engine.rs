@@ -2653,3 +2653,5 @@ impl Tunnel {
 mod collision_tests;
 mod cookie;
 mod half_open;
+#[cfg(test)]
+mod hostile_tests;

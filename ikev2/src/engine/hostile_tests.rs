@@ -1,0 +1,199 @@
+//! Hostile answers and requests that need the engine's internals to build: rekey answers that differ from our
+//! offer, sealed with the peer's real keys; a DELETE sealed with the keys of a half-open exchange before the
+//! peer's AUTH verified; and the outbound CHILD_SA count, shown able to exceed one.
+
+use super::*;
+use iotrelay_crypto::SeededRandom;
+use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+
+const A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const B: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+struct Lab {
+    a: Tunnel,
+    b: Tunnel,
+    rng: SeededRandom,
+    now: Duration,
+}
+
+fn config(ip: Ipv4Addr, startup: StartupAction) -> Config {
+    let mut c = Config::aws_defaults(Zeroizing::new(b"hostile-test-psk".to_vec()), Identity::Ipv4(ip));
+    c.ike_proposals = vec![IkeProposal::parse("aes128-sha256-modp2048").expect("proposal")];
+    // PFS: CHILD_SA rekeys carry a MODP-2048 KE.
+    c.esp_proposals = vec![EspProposal::parse("aes128-sha1-modp2048").expect("proposal")];
+    c.startup = startup;
+    c
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let now = Duration::from_secs(1000);
+        let (sa, sb) = (SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500));
+        let mut lab = Lab {
+            a: Tunnel::new(config(A, StartupAction::Start), sa, sb, now),
+            b: Tunnel::new(config(B, StartupAction::Add), sb, sa, now),
+            rng: SeededRandom::new(21),
+            now,
+        };
+        lab.a.connect(now, &mut lab.rng);
+        lab
+    }
+
+    /// Delivers one datagram from a to b (`to_b`) or back; false if none was queued.
+    fn step(&mut self, to_b: bool) -> bool {
+        let (from, to, src) = if to_b { (&mut self.a, &mut self.b, A) } else { (&mut self.b, &mut self.a, B) };
+        let Some(t) = from.poll_transmit() else { return false };
+        to.handle_datagram(
+            self.now,
+            &mut self.rng,
+            t.remote.port(),
+            SocketAddr::new(IpAddr::V4(src), t.local_port),
+            &t.data,
+        );
+        self.check();
+        true
+    }
+
+    fn settle(&mut self) {
+        while self.step(true) | self.step(false) {}
+    }
+
+    fn check(&self) {
+        self.a.check_invariants().expect("a");
+        self.b.check_invariants().expect("b");
+    }
+
+    fn established() -> Lab {
+        let mut lab = Lab::new();
+        lab.settle();
+        assert_eq!(lab.a.status().state, TunnelState::Established);
+        while lab.a.poll_event().is_some() | lab.b.poll_event().is_some() {}
+        lab
+    }
+
+    /// b's answer to a's request in flight, with `payloads` of our choosing, sealed with b's real keys.
+    fn answer_as_b(&mut self, payloads: &[Payload]) -> Vec<u8> {
+        let id = self.a.ike.as_ref().and_then(|s| s.pending.as_ref()).expect("a request in flight").id;
+        let sa_b = self.b.ike.as_ref().expect("b's IKE SA");
+        encrypt(sa_b, ExchangeType::CREATE_CHILD_SA, true, id, payloads, &mut self.rng)
+    }
+
+    fn deliver_to_a(&mut self, data: &[u8]) {
+        self.a.handle_datagram(self.now, &mut self.rng, 4500, SocketAddr::new(IpAddr::V4(B), 4500), data);
+        self.check();
+    }
+}
+
+/// The KE a's CHILD_SA rekey request carries (its group and the DH secret stay inside a).
+fn a_offered_group(lab: &Lab) -> DhGroup {
+    match lab.a.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| &p.req) {
+        Some(Req::RekeyChild { dh: Some(d), .. }) => d.group(),
+        _ => panic!("a CHILD_SA rekey with PFS in flight"),
+    }
+}
+
+#[test]
+fn child_rekey_answers_that_differ_from_our_offer_are_refused() {
+    let aes = Encr::AesCbc128;
+    let sha1 = Some(Integ::HmacSha1_96);
+    for (what, suite) in [
+        ("no PFS in the answer to a PFS offer", EspSuite { encr: aes, integ: sha1, dh: None }),
+        ("another group", EspSuite { encr: aes, integ: sha1, dh: Some(DhGroup::Ecp256) }),
+        ("a cipher we did not offer", EspSuite { encr: Encr::AesCbc256, integ: sha1, dh: Some(DhGroup::Modp2048) }),
+        ("an integrity we did not offer", EspSuite { encr: aes, integ: Some(Integ::HmacSha256_128), dh: None }),
+    ] {
+        let mut lab = Lab::established();
+        let before = lab.a.status();
+        let now = lab.now;
+        lab.a.rekey_child(now, &mut lab.rng);
+        while lab.a.poll_transmit().is_some() {} // b never sees the request
+        assert_eq!(a_offered_group(&lab), DhGroup::Modp2048);
+        let mut payloads = vec![suite_proposal_esp(&suite, 1, 0x1234_5678), Payload::Nonce(vec![7; 32])];
+        if let Some(g) = suite.dh {
+            payloads.push(Payload::Ke { group: g.id(), data: g.generate(&mut lab.rng).public_value().to_vec() });
+        }
+        payloads.push(Payload::TsI(ts_payload(&lab.a.cfg.local_ts)));
+        payloads.push(Payload::TsR(ts_payload(&lab.a.cfg.remote_ts)));
+        let answer = lab.answer_as_b(&payloads);
+        lab.deliver_to_a(&answer);
+        let after = lab.a.status();
+        assert_eq!(after.child_outbound_spi, before.child_outbound_spi, "{what}: installed");
+        assert_eq!(after.counters.child_rekeys, 0, "{what}");
+        assert!(lab.a.poll_event().is_none(), "{what}: an event");
+        assert!(after.last_error.is_some_and(|e| e.contains("did not offer")), "{what}");
+        // The SA the peer created for it is deleted (an INFORMATIONAL in flight), and the rekey is retried later.
+        assert!(matches!(lab.a.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| &p.req), Some(Req::DeleteChild)));
+        assert!(lab.a.child.as_ref().is_some_and(|c| c.rekey_at > now));
+    }
+}
+
+#[test]
+fn ike_rekey_answers_that_differ_from_our_offer_are_refused() {
+    for (what, prf, group) in [
+        ("a PRF we did not offer", Prf::HmacSha512, DhGroup::Modp2048),
+        ("another group", Prf::HmacSha256, DhGroup::Ecp256),
+    ] {
+        let mut lab = Lab::established();
+        let before = lab.a.status();
+        let now = lab.now;
+        lab.a.rekey_ike(now, &mut lab.rng);
+        while lab.a.poll_transmit().is_some() {}
+        let suite = IkeSuite { encr: Encr::AesCbc128, integ: Some(Integ::HmacSha256_128), prf, dh: group };
+        let payloads = vec![
+            suite_proposal_ike(&suite, 1, Some(0x0102_0304_0506_0708)),
+            Payload::Nonce(vec![9; 32]),
+            Payload::Ke { group: group.id(), data: group.generate(&mut lab.rng).public_value().to_vec() },
+        ];
+        let answer = lab.answer_as_b(&payloads);
+        lab.deliver_to_a(&answer);
+        let after = lab.a.status();
+        assert_eq!(after.ike_local_spi, before.ike_local_spi, "{what}: the IKE SA changed");
+        assert_eq!(after.counters.ike_rekeys, 0, "{what}");
+        assert!(after.last_error.is_some_and(|e| e.starts_with("IKE SA rekey")), "{what}");
+        assert!(lab.a.ike.as_ref().is_some_and(|s| s.rekey_at > now), "{what}: no retry planned");
+    }
+}
+
+#[test]
+fn a_delete_before_the_peers_auth_verified_is_ignored() {
+    let mut lab = Lab::new();
+    assert!(lab.step(true)); // a's IKE_SA_INIT
+    assert!(lab.step(false)); // b's answer: a is in AuthSent, its IKE_AUTH queued
+    assert_eq!(lab.a.ike.as_ref().map(|s| s.state), Some(IkeState::AuthSent));
+    // Whoever answered a's IKE_SA_INIT holds keys for this SA; that proves nothing about the PSK.
+    let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
+    let sa_b = lab.b.half_open.get(0).expect("b's half-open SA");
+    let msg = encrypt(sa_b, ExchangeType::INFORMATIONAL, false, 0, &[del], &mut lab.rng);
+    lab.deliver_to_a(&msg);
+    assert_eq!(lab.a.ike.as_ref().map(|s| s.state), Some(IkeState::AuthSent));
+    assert!(lab.a.poll_event().is_none(), "the DELETE was acted on");
+    assert_eq!(lab.a.status().counters.invalid_messages, 1);
+    lab.settle();
+    assert_eq!(lab.a.status().state, TunnelState::Established);
+    assert_eq!(lab.b.status().state, TunnelState::Established);
+}
+
+#[test]
+fn the_outbound_count_sees_a_second_install() {
+    let mut lab = Lab::established();
+    assert_eq!(lab.a.outbound_child_sas(), 1);
+    // What a bug installing the SA of another exchange (a collision's, a second IKE SA's) would emit.
+    let suite = lab.a.child.as_ref().expect("child").suite;
+    let (now, ts) = (lab.now, lab.a.cfg.local_ts.clone());
+    let extra = lab.a.make_child(
+        now,
+        &mut lab.rng,
+        0x4242_4242,
+        0x5151_5151,
+        suite,
+        None,
+        &[1; 32],
+        &[2; 32],
+        true,
+        ts.clone(),
+        ts,
+    );
+    lab.a.emit(Event::ChildSaInstalled(extra.expect("child")));
+    assert_eq!(lab.a.outbound_child_sas(), 2);
+    assert!(lab.a.check_invariants().is_err_and(|e| e.contains("2 outbound")));
+}
