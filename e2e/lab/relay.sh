@@ -77,9 +77,12 @@ relay_start() {
     while [ -e "$LAB_DIR/relay.log.$n" ]; do n=$((n + 1)); done
     mv "$LAB_DIR/relay.log" "$LAB_DIR/relay.log.$n"
   fi
+  # POST /rekey needs a bearer token from a file (issue 9): one per lab, readable by root only.
+  [ -s "$LAB_DIR/rekey.token" ] || (umask 077 && head -c 24 /dev/urandom | base64 > "$LAB_DIR/rekey.token")
   lab_bg "$LAB_NS_RELAY" "$LAB_DIR/relay.log" env RUST_LOG="${RUST_LOG:-info}" \
     IOTRELAY_UNSAFE_SHORT_LIFETIMES="${IOTRELAY_UNSAFE_SHORT_LIFETIMES:-0}" \
-    "$IOTRELAY_SIDECAR" standalone --file "$yaml" --admin-addr "$RELAY_ADMIN"
+    "$IOTRELAY_SIDECAR" standalone --file "$yaml" --admin-addr "$RELAY_ADMIN" \
+    --rekey-token-file "$LAB_DIR/rekey.token"
   echo "$LAB_PID" > "$LAB_DIR/relay.pid"
   lab_wait 15 relay_status_ok || {
     lab_fail_why "sidecar /status did not answer within 15 s: $(tail -3 "$LAB_DIR/relay.log" 2>/dev/null | tr '\n' ' ')"
@@ -103,7 +106,10 @@ relay_stop() {
 relay_curl() { ip netns exec "$LAB_NS_RELAY" curl -fsS --max-time 3 "$@"; }
 relay_status() { relay_curl "http://$RELAY_ADMIN/status"; }
 # relay_rekey TUNNEL child|ike: ask the relay to rekey from its side.
-relay_rekey() { relay_curl -X POST "http://$RELAY_ADMIN/rekey?tunnel=$1&sa=$2" > /dev/null; }
+relay_rekey() {
+  relay_curl -X POST -H "Authorization: Bearer $(cat "$LAB_DIR/rekey.token")" \
+    "http://$RELAY_ADMIN/rekey?tunnel=$1&sa=$2" > /dev/null
+}
 # relay_jq FILTER: a value from /status.
 relay_jq() { relay_status 2>/dev/null | jq -r "$@"; }
 

@@ -2548,6 +2548,12 @@ impl Tunnel {
         self.cfg.psk = psk;
     }
 
+    /// The peer's address as the engine trusts it: the configured one, moved only by authenticated IKE messages
+    /// (RFC 7296 §2.23). The I/O shell follows it for ESP; a datagram from another port never moves it.
+    pub fn peer_address(&self) -> SocketAddr {
+        self.remote
+    }
+
     pub fn status(&self) -> TunnelStatus {
         let est = self.ike.as_ref().filter(|s| s.state == IkeState::Established);
         let state = if est.is_some() && self.child.is_some() {

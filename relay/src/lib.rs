@@ -20,14 +20,19 @@
 //! also come from the forward's target `addr:port`, else it is dropped (`noSession`).
 //!
 //! ## Bounded table
-//! At most `max_sessions` sessions (default [`DEFAULT_MAX_SESSIONS`]) across all forwards, allocated up front:
-//! no allocation per packet. When the table is full, idle sessions are expired first; if it is still full the
-//! NEW client's datagram is dropped and counted as `queueFull`. We prefer this to evicting the least recently
-//! used session: an allowed source sending from many ports must not be able to cut off established sessions
-//! (their replies would otherwise be dropped as `noSession`), and a full table frees itself after `idleTimeout`.
+//! At most `max_sessions` sessions (default [`DEFAULT_MAX_SESSIONS`]) across all forwards, and at most
+//! `max_per_source` (default [`DEFAULT_MAX_SESSIONS_PER_SOURCE`]) per client IP across all forwards
+//! ([`sessions::SessionTable`]). When a bound is reached, idle sessions are expired first (O(1) per forward: the
+//! least recently used session of a forward is the first to expire); if it is still reached the NEW client's
+//! datagram is dropped and counted: `queueFull` for a full table, `sourceSessionLimit` for a source at its quota.
+//! We prefer this to evicting the least recently used session: an allowed source sending from many ports must
+//! not be able to cut off established sessions (their replies would otherwise be dropped as `noSession`), and a
+//! full table frees itself after `idleTimeout`. The per-source quota keeps one source from filling the table.
+
+pub mod sessions;
 
 use iotrelay_esp::ipv4::{self, Ipv4Error};
-use std::collections::HashMap;
+use sessions::{Refused, SessionTable};
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::str::FromStr;
@@ -35,6 +40,8 @@ use std::time::Duration;
 
 /// Default bound on the session table (all forwards together).
 pub const DEFAULT_MAX_SESSIONS: usize = 4096;
+/// Default bound on the sessions of one client IP (all forwards together): an eighth of the table.
+pub const DEFAULT_MAX_SESSIONS_PER_SOURCE: usize = DEFAULT_MAX_SESSIONS / 8;
 /// Lowest inside port picked when the client's own port is taken.
 pub const FIRST_DYNAMIC_PORT: u16 = 1024;
 
@@ -113,6 +120,9 @@ pub enum DropReason {
     /// `queueFull`: the session table is full.
     #[error("session table full")]
     QueueFull,
+    /// `sourceSessionLimit`: the client's IP already holds its quota of sessions.
+    #[error("per-source session limit")]
+    SourceLimit,
     /// Not a valid IPv4/UDP packet for this relay (no forward counter).
     #[error("malformed inner packet")]
     Malformed,
@@ -126,6 +136,7 @@ pub struct ForwardDrops {
     pub no_session: u64,
     pub too_big: u64,
     pub queue_full: u64,
+    pub source_limit: u64,
 }
 
 /// `status.forwards[]` counters of one forward (`listening` is the sidecar's to report).
@@ -156,13 +167,6 @@ pub struct InnerDrop {
     pub reason: DropReason,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Session {
-    forward: ForwardId,
-    client: SocketAddrV4,
-    last_seen: Duration,
-}
-
 #[derive(Debug)]
 struct Forward {
     config: ForwardConfig,
@@ -174,11 +178,7 @@ struct Forward {
 pub struct Relay {
     inside: Ipv4Addr,
     forwards: Vec<Option<Forward>>,
-    /// inside port → session.
-    by_port: HashMap<u16, Session>,
-    /// (forward, client) → inside port.
-    by_client: HashMap<(ForwardId, SocketAddrV4), u16>,
-    max_sessions: usize,
+    sessions: SessionTable,
     ip_id: u16,
 }
 
@@ -188,15 +188,23 @@ impl Relay {
         Self::with_max_sessions(inside_address, forwards, DEFAULT_MAX_SESSIONS)
     }
 
-    /// As [`Relay::new`], with the session table bounded at `max_sessions` (at least 1), allocated now.
+    /// As [`Relay::new`], with the session table bounded at `max_sessions` (at least 1) and the per-source quota
+    /// at [`DEFAULT_MAX_SESSIONS_PER_SOURCE`] (at most `max_sessions`).
     pub fn with_max_sessions(inside_address: Ipv4Addr, forwards: Vec<ForwardConfig>, max_sessions: usize) -> Self {
-        let max_sessions = max_sessions.clamp(1, 65536 - usize::from(FIRST_DYNAMIC_PORT));
+        Self::with_limits(inside_address, forwards, max_sessions, DEFAULT_MAX_SESSIONS_PER_SOURCE)
+    }
+
+    /// As [`Relay::new`], with both session bounds given (each at least 1).
+    pub fn with_limits(
+        inside_address: Ipv4Addr,
+        forwards: Vec<ForwardConfig>,
+        max_sessions: usize,
+        max_per_source: usize,
+    ) -> Self {
         let mut r = Relay {
             inside: inside_address,
             forwards: Vec::new(),
-            by_port: HashMap::with_capacity(max_sessions),
-            by_client: HashMap::with_capacity(max_sessions),
-            max_sessions,
+            sessions: SessionTable::new(max_sessions, max_per_source),
             ip_id: 0,
         };
         r.set_forwards(forwards);
@@ -222,7 +230,7 @@ impl Relay {
                     let same_path = f.config.target == cfg.target && f.config.listen_port == cfg.listen_port;
                     f.config = cfg;
                     if !same_path {
-                        self.remove_sessions(|s| s.forward == ForwardId(i));
+                        self.sessions.retain(ForwardId(i), |_| false);
                     }
                 }
                 Some(_) => {} // duplicate name in the new list: the first one wins
@@ -235,50 +243,29 @@ impl Relay {
         for (i, k) in keep.iter().enumerate() {
             if !k && self.forwards[i].is_some() {
                 self.forwards[i] = None;
-                self.remove_sessions(|s| s.forward == ForwardId(i));
+                self.sessions.retain(ForwardId(i), |_| false);
             }
         }
-        let forwards = &self.forwards;
-        remove_sessions(&mut self.by_port, &mut self.by_client, |s| {
-            match forwards.get(s.forward.0).and_then(Option::as_ref) {
-                Some(f) => !f.config.allowed_sources.iter().any(|c| c.contains(*s.client.ip())),
-                None => true,
-            }
-        });
+        // Sessions of clients no longer allowed, and of forwards that are gone, end now.
+        let with_sessions: Vec<ForwardId> = self.sessions.forwards().collect();
+        for id in with_sessions {
+            let allowed = self.forward(id).map(|f| f.config.allowed_sources.clone()).unwrap_or_default();
+            self.sessions.retain(id, |c| allowed.iter().any(|a| a.contains(*c.ip())));
+        }
         self.recount();
     }
 
-    fn remove_sessions(&mut self, gone: impl FnMut(&Session) -> bool) {
-        remove_sessions(&mut self.by_port, &mut self.by_client, gone);
-    }
-}
-
-fn remove_sessions(
-    by_port: &mut HashMap<u16, Session>,
-    by_client: &mut HashMap<(ForwardId, SocketAddrV4), u16>,
-    mut gone: impl FnMut(&Session) -> bool,
-) {
-    {
-        by_port.retain(|_, s| {
-            let g = gone(s);
-            if g {
-                by_client.remove(&(s.forward, s.client));
-            }
-            !g
-        });
-    }
-}
-
-impl Relay {
+    /// Sets every forward's `sessions` counter from the table (O(forwards)).
     fn recount(&mut self) {
-        for f in self.forwards.iter_mut().flatten() {
-            f.stats.sessions = 0;
-        }
-        for s in self.by_port.values() {
-            if let Some(Some(f)) = self.forwards.get_mut(s.forward.0) {
-                f.stats.sessions += 1;
+        for (i, f) in self.forwards.iter_mut().enumerate() {
+            if let Some(f) = f {
+                f.stats.sessions = self.sessions.len_of(ForwardId(i)) as u64;
             }
         }
+    }
+
+    fn idle_of(forwards: &[Option<Forward>]) -> impl Fn(ForwardId) -> Option<Duration> + '_ {
+        |id| forwards.get(id.0).and_then(Option::as_ref).map(|f| f.config.idle_timeout)
     }
 
     /// The id of the forward named `name`.
@@ -303,7 +290,17 @@ impl Relay {
 
     /// Total live sessions.
     pub fn session_count(&self) -> usize {
-        self.by_port.len()
+        self.sessions.len()
+    }
+
+    /// Live sessions of one client IP (all forwards).
+    pub fn sessions_of_source(&self, ip: Ipv4Addr) -> usize {
+        self.sessions.len_of_source(ip)
+    }
+
+    /// The bounds: (whole table, per client IP).
+    pub fn session_limits(&self) -> (usize, usize) {
+        (self.sessions.max_sessions(), self.sessions.max_per_source())
     }
 
     fn forward(&self, id: ForwardId) -> Option<&Forward> {
@@ -325,16 +322,23 @@ impl Relay {
     /// [`DropReason::TooBig`] when fragmentation refused a DF packet). [`DropReason::Malformed`] and unknown ids are
     /// ignored.
     pub fn record_drop(&mut self, forward: ForwardId, reason: DropReason) {
+        self.record_drops(forward, reason, 1);
+    }
+
+    /// [`Relay::record_drop`] `n` times at once (drops the sidecar counted in its readers).
+    pub fn record_drops(&mut self, forward: ForwardId, reason: DropReason, n: u64) {
         if let Some(f) = self.forward_mut(forward) {
             let d = &mut f.stats.drops;
-            match reason {
-                DropReason::SourceNotAllowed => d.source_not_allowed += 1,
-                DropReason::NoTunnel => d.no_tunnel += 1,
-                DropReason::NoSession => d.no_session += 1,
-                DropReason::TooBig => d.too_big += 1,
-                DropReason::QueueFull => d.queue_full += 1,
-                DropReason::Malformed => {}
-            }
+            let c = match reason {
+                DropReason::SourceNotAllowed => &mut d.source_not_allowed,
+                DropReason::NoTunnel => &mut d.no_tunnel,
+                DropReason::NoSession => &mut d.no_session,
+                DropReason::TooBig => &mut d.too_big,
+                DropReason::QueueFull => &mut d.queue_full,
+                DropReason::SourceLimit => &mut d.source_limit,
+                DropReason::Malformed => return,
+            };
+            *c = c.saturating_add(n);
         }
     }
 
@@ -364,19 +368,24 @@ impl Relay {
             self.record_drop(forward, DropReason::TooBig);
             return Err(DropReason::TooBig);
         }
-        let port = match self.by_client.get(&(forward, client)).copied() {
+        let port = match self.sessions.touch_client(forward, client, now) {
             Some(p) => p,
-            None => match self.create_session(now, forward, client) {
-                Some(p) => p,
-                None => {
-                    self.record_drop(forward, DropReason::QueueFull);
-                    return Err(DropReason::QueueFull);
+            None => match self.sessions.insert(forward, client, now, Self::idle_of(&self.forwards)) {
+                Ok(p) => {
+                    self.recount();
+                    p
+                }
+                Err(refused) => {
+                    let why = match refused {
+                        Refused::TableFull => DropReason::QueueFull,
+                        Refused::SourceLimit => DropReason::SourceLimit,
+                    };
+                    self.recount();
+                    self.record_drop(forward, why);
+                    return Err(why);
                 }
             },
         };
-        if let Some(s) = self.by_port.get_mut(&port) {
-            s.last_seen = now;
-        }
         self.ip_id = self.ip_id.wrapping_add(1);
         let n = match ipv4::build_udp(self.inside, port, *target.ip(), target.port(), payload, self.ip_id, out) {
             Ok(n) => n,
@@ -389,33 +398,6 @@ impl Relay {
             f.stats.packets_in += 1;
         }
         Ok(n)
-    }
-
-    fn create_session(&mut self, now: Duration, forward: ForwardId, client: SocketAddrV4) -> Option<u16> {
-        if self.by_port.len() >= self.max_sessions {
-            self.expire(now);
-            if self.by_port.len() >= self.max_sessions {
-                return None;
-            }
-        }
-        let port = self.free_port(client.port())?;
-        self.by_port.insert(port, Session { forward, client, last_seen: now });
-        self.by_client.insert((forward, client), port);
-        if let Some(f) = self.forward_mut(forward) {
-            f.stats.sessions += 1;
-        }
-        Some(port)
-    }
-
-    /// The client's port if free (and not 0), else the next free one upwards, wrapping within 1024..=65535.
-    fn free_port(&self, wanted: u16) -> Option<u16> {
-        if wanted != 0 && !self.by_port.contains_key(&wanted) {
-            return Some(wanted);
-        }
-        let lo = u32::from(FIRST_DYNAMIC_PORT);
-        let span = 65536 - lo;
-        let start = u32::from(wanted.max(FIRST_DYNAMIC_PORT)) - lo;
-        (1..=span).map(|k| ((start + k) % span + lo) as u16).find(|p| !self.by_port.contains_key(p))
     }
 
     /// A decrypted inner packet from the tunnel. If it is a valid IPv4/UDP packet to insideAddress:port, from the
@@ -436,43 +418,31 @@ impl Relay {
         if p.dst != self.inside {
             return Err(miss(self));
         }
-        let Some(s) = self.by_port.get(&p.dport).copied() else { return Err(miss(self)) };
-        let Some(f) = self.forward(s.forward) else { return Err(miss(self)) };
-        if f.config.target != from || now.saturating_sub(s.last_seen) >= f.config.idle_timeout {
+        let Some((forward, client, last_seen)) = self.sessions.by_port(p.dport) else { return Err(miss(self)) };
+        let Some(f) = self.forward(forward) else { return Err(miss(self)) };
+        if f.config.target != from || now.saturating_sub(last_seen) >= f.config.idle_timeout {
             return Err(miss(self));
         }
         let listen_port = f.config.listen_port;
-        if let Some(s) = self.by_port.get_mut(&p.dport) {
-            s.last_seen = now;
-        }
-        if let Some(f) = self.forward_mut(s.forward) {
+        self.sessions.touch_port(p.dport, now);
+        if let Some(f) = self.forward_mut(forward) {
             f.stats.packets_out += 1;
         }
-        Ok(Delivery { forward: s.forward, listen_port, client: s.client, payload: p.payload })
+        Ok(Delivery { forward, listen_port, client, payload: p.payload })
     }
 
     /// Removes sessions idle for at least their forward's `idleTimeout` at `now`; returns how many.
+    /// O(forwards + removed).
     pub fn expire(&mut self, now: Duration) -> usize {
-        let before = self.by_port.len();
-        let forwards = &self.forwards;
-        remove_sessions(&mut self.by_port, &mut self.by_client, |s| {
-            match forwards.get(s.forward.0).and_then(Option::as_ref) {
-                Some(f) => now.saturating_sub(s.last_seen) >= f.config.idle_timeout,
-                None => true,
-            }
-        });
-        let removed = before - self.by_port.len();
+        let removed = self.sessions.expire(now, Self::idle_of(&self.forwards));
         if removed > 0 {
             self.recount();
         }
         removed
     }
 
-    /// When the next session expires (call [`Relay::expire`] then); `None` without sessions. O(sessions).
+    /// When the next session expires (call [`Relay::expire`] then); `None` without sessions. O(forwards).
     pub fn next_expiry(&self) -> Option<Duration> {
-        self.by_port
-            .values()
-            .filter_map(|s| self.forward(s.forward).map(|f| s.last_seen.saturating_add(f.config.idle_timeout)))
-            .min()
+        self.sessions.next_expiry(Self::idle_of(&self.forwards))
     }
 }

@@ -264,3 +264,69 @@ fn end_to_end_through_esp_with_fragmentation() {
     let s = r.stats(id).unwrap();
     assert_eq!((s.packets_in, s.packets_out, s.sessions), (1, 1, 1));
 }
+
+/// Issue 9 item 10: one allowed source opening sessions from thousands of ports fills only its own quota; the
+/// other clients still get sessions, and every refusal is counted (`sourceSessionLimit`, then `queueFull` once the
+/// whole table is taken).
+#[test]
+fn one_source_filling_its_quota_leaves_room_for_others() {
+    let t2 = SocketAddrV4::new(Ipv4Addr::new(100, 64, 1, 11), 53);
+    let mut r = Relay::with_limits(
+        INSIDE,
+        vec![fwd("a", 7000, &["203.0.113.0/24"], TARGET, 60), fwd("b", 7001, &["203.0.113.0/24"], t2, 60)],
+        16,
+        4,
+    );
+    let (a, b) = (r.forward_id("a").unwrap(), r.forward_id("b").unwrap());
+    assert_eq!(r.session_limits(), (16, 4));
+    let mut out = [0u8; 1500];
+    // The flooder (203.0.113.66) across both forwards and 1000 ports: 4 sessions, the rest refused.
+    let flooder = |port: u16| client(66, port);
+    for p in 0..1000u16 {
+        let id = if p % 2 == 0 { a } else { b };
+        let _ = r.on_client_datagram(secs(1), id, flooder(20000 + p), b"x", &mut out);
+    }
+    assert_eq!(r.sessions_of_source(Ipv4Addr::new(203, 0, 113, 66)), 4);
+    assert_eq!(r.session_count(), 4);
+    let limited = r.stats(a).unwrap().drops.source_limit + r.stats(b).unwrap().drops.source_limit;
+    assert_eq!(limited, 996);
+    assert_eq!(r.stats(a).unwrap().drops.queue_full, 0);
+    // Its existing sessions keep working.
+    assert!(r.on_client_datagram(secs(2), a, flooder(20000), b"x", &mut out).is_ok());
+    // Everyone else: the remaining 12 slots, one per client, then the table is full.
+    for k in 1..=12u8 {
+        assert!(r.on_client_datagram(secs(2), a, client(k, 5000), b"q", &mut out).is_ok(), "client {k} refused");
+    }
+    assert_eq!(r.session_count(), 16);
+    assert_eq!(r.on_client_datagram(secs(2), a, client(13, 5000), b"q", &mut out), Err(DropReason::QueueFull));
+    assert_eq!(r.stats(a).unwrap().drops.queue_full, 1);
+    assert_eq!(r.stats(a).unwrap().sessions + r.stats(b).unwrap().sessions, 16);
+    // Once the flooder's sessions idle out, its quota is free again (and expiry frees them without a timer).
+    assert!(r.on_client_datagram(secs(62), a, flooder(40000), b"x", &mut out).is_ok());
+    assert_eq!(r.sessions_of_source(Ipv4Addr::new(203, 0, 113, 66)), 1);
+    assert_eq!(r.stats(a).unwrap().sessions + r.stats(b).unwrap().sessions, r.session_count() as u64);
+}
+
+/// Expiry and the next-expiry time follow each forward's least recently used session, also with two forwards of
+/// different idle timeouts and a session refreshed by a reply.
+#[test]
+fn expiry_order_follows_use_per_forward() {
+    let t2 = SocketAddrV4::new(Ipv4Addr::new(100, 64, 1, 11), 53);
+    let mut r =
+        Relay::new(INSIDE, vec![fwd("a", 7000, &["0.0.0.0/0"], TARGET, 60), fwd("b", 7001, &["0.0.0.0/0"], t2, 10)]);
+    let (a, b) = (r.forward_id("a").unwrap(), r.forward_id("b").unwrap());
+    let mut out = [0u8; 1500];
+    r.on_client_datagram(secs(0), a, client(1, 5001), b"q", &mut out).unwrap();
+    r.on_client_datagram(secs(1), a, client(2, 5002), b"q", &mut out).unwrap();
+    r.on_client_datagram(secs(5), b, client(3, 5003), b"q", &mut out).unwrap();
+    assert_eq!(r.next_expiry(), Some(secs(15)));
+    // Client 1 is used again at 20 s: client 2 becomes a's oldest.
+    r.on_client_datagram(secs(20), a, client(1, 5001), b"q", &mut out).unwrap();
+    assert_eq!(r.expire(secs(15)), 1, "b's session expires at 15 s");
+    assert_eq!(r.next_expiry(), Some(secs(61)));
+    assert_eq!(r.expire(secs(61)), 1);
+    assert_eq!(r.next_expiry(), Some(secs(80)));
+    assert!(r.on_inner_packet(secs(70), &reply(TARGET, 5001, b"r")).is_ok());
+    assert_eq!(r.next_expiry(), Some(secs(130)), "a reply refreshes the session");
+    assert_eq!((r.stats(a).unwrap().sessions, r.stats(b).unwrap().sessions), (1, 0));
+}

@@ -1,11 +1,16 @@
-//! Admin HTTP (axum): `/healthz`, `/readyz`, `/status`, `/metrics`, `POST /rekey?tunnel=NAME&sa=child|ike`.
+//! Admin HTTP (axum). Two servers, so only what scraping and probes need is reachable from the network:
+//! - the admin server (`--admin-addr`, loopback by default): `/healthz`, `/readyz`, `/status`, `/metrics`, and
+//!   `POST /rekey?tunnel=NAME&sa=child|ike` only when a token file is configured and the request carries
+//!   `Authorization: Bearer <token>` (compared in constant time);
+//! - the metrics server (`--metrics-addr`, optional): `/metrics`, `/healthz`, `/readyz` only.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use iotrelay_api::IotRelayStatus;
@@ -15,7 +20,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, oneshot};
+use zeroize::Zeroizing;
 
 use crate::status::{ForwardSnapshot, TunnelSnapshot, readiness};
 
@@ -37,22 +44,87 @@ pub struct Published {
 pub struct Shared {
     pub published: Mutex<Published>,
     pub commands: mpsc::Sender<Command>,
+    /// `POST /rekey` is enabled only with a token file; the token is read from it on every request (a mounted
+    /// Secret may be rotated) and never logged.
+    pub rekey_token_file: Option<PathBuf>,
 }
 
+/// Where the admin HTTP servers listen, and whether `POST /rekey` is enabled.
+#[derive(Debug, Clone)]
+pub struct AdminOptions {
+    pub admin_addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub rekey_token_file: Option<PathBuf>,
+}
+
+/// The full admin server: probes, status, metrics, and the token-guarded `POST /rekey`.
 pub fn router(shared: Arc<Shared>) -> Router {
+    probe_routes().route("/status", get(status)).route("/rekey", post(rekey)).with_state(shared)
+}
+
+/// The scrape/probe server: `/metrics`, `/healthz`, `/readyz`; nothing that reveals SPIs or starts anything.
+pub fn metrics_router(shared: Arc<Shared>) -> Router {
+    probe_routes().with_state(shared)
+}
+
+fn probe_routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
-        .route("/status", get(status))
         .route("/metrics", get(metrics))
-        .route("/rekey", post(rekey))
-        .with_state(shared)
 }
 
-pub async fn serve(addr: SocketAddr, shared: Arc<Shared>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "admin HTTP listening");
-    axum::serve(listener, router(shared)).await
+/// Reads and checks the token file (non-empty after trimming whitespace).
+pub fn read_token(path: &std::path::Path) -> Result<Zeroizing<String>, String> {
+    let raw = Zeroizing::new(
+        std::fs::read_to_string(path).map_err(|e| format!("reading the rekey token file {}: {e}", path.display()))?,
+    );
+    let token = Zeroizing::new(raw.trim().to_string());
+    if token.is_empty() {
+        return Err(format!("the rekey token file {} is empty", path.display()));
+    }
+    Ok(token)
+}
+
+/// Binds the admin server (and the metrics server if configured) and serves them in the background. The token
+/// file, if any, must be readable now: a typo fails at start, not at the first rekey.
+pub async fn start(opts: &AdminOptions, shared: Arc<Shared>) -> anyhow::Result<()> {
+    if let Some(path) = &opts.rekey_token_file {
+        read_token(path).map_err(|e| anyhow::anyhow!(e))?;
+    }
+    if opts.metrics_addr.is_some_and(|m| m.port() == opts.admin_addr.port()) {
+        anyhow::bail!(
+            "the admin address {} and the metrics address {} use the same port",
+            opts.admin_addr,
+            opts.metrics_addr.map(|m| m.to_string()).unwrap_or_default()
+        );
+    }
+    let bind = |addr: SocketAddr, what: &'static str| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|e| anyhow::anyhow!("binding the {what} address {addr}: {e}"))
+    };
+    let admin = bind(opts.admin_addr, "admin").await?;
+    let metrics = match opts.metrics_addr {
+        Some(a) => Some(bind(a, "metrics").await?),
+        None => None,
+    };
+    let rekey = if opts.rekey_token_file.is_some() { "enabled (bearer token)" } else { "disabled" };
+    tracing::info!(admin_addr = %opts.admin_addr, rekey, "admin HTTP listening");
+    let r = router(shared.clone());
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin, r).await {
+            tracing::error!(error = %e, "admin HTTP server failed");
+        }
+    });
+    if let Some(l) = metrics {
+        tracing::info!(metrics_addr = ?opts.metrics_addr, "metrics HTTP listening (/metrics, /healthz, /readyz)");
+        let r = metrics_router(shared);
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(l, r).await {
+                tracing::error!(error = %e, "metrics HTTP server failed");
+            }
+        });
+    }
+    Ok(())
 }
 
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
@@ -81,7 +153,45 @@ struct RekeyQuery {
     sa: Option<String>,
 }
 
-async fn rekey(State(s): State<Arc<Shared>>, Query(q): Query<RekeyQuery>) -> Response {
+/// Why a `POST /rekey` is refused before anything happens; `None` lets it through.
+///
+/// Without a configured token file the endpoint does not exist (404). Browsers cannot attach an `Authorization`
+/// header to a cross-site request without a CORS preflight (which this server never grants), so requiring it
+/// stops CSRF; form content types and `Sec-Fetch-Site: cross-site` are refused as well, belt and braces.
+pub fn refuse_rekey(headers: &HeaderMap, token: Option<&str>) -> Option<(StatusCode, &'static str)> {
+    let Some(token) = token else { return Some((StatusCode::NOT_FOUND, "rekey is disabled (no token file)\n")) };
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes() == b"cross-site" || v.as_bytes() == b"same-site") {
+        return Some((StatusCode::FORBIDDEN, "cross-site request refused\n"));
+    }
+    if let Some(ct) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let ct = ct.to_ascii_lowercase();
+        if ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"].iter().any(|f| ct.starts_with(f))
+        {
+            return Some((StatusCode::UNSUPPORTED_MEDIA_TYPE, "form content types are refused\n"));
+        }
+    }
+    let Some(auth) = headers.get(header::AUTHORIZATION) else {
+        return Some((StatusCode::UNAUTHORIZED, "Authorization: Bearer <token> required\n"));
+    };
+    let presented = auth.as_bytes().strip_prefix(b"Bearer ").unwrap_or(b"");
+    if presented.is_empty() || !bool::from(presented.ct_eq(token.as_bytes())) {
+        return Some((StatusCode::FORBIDDEN, "wrong token\n"));
+    }
+    None
+}
+
+async fn rekey(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<RekeyQuery>) -> Response {
+    let token = match s.rekey_token_file.as_deref().map(read_token) {
+        None => None,
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "rekey refused: token file unreadable");
+            return (StatusCode::SERVICE_UNAVAILABLE, "rekey token unavailable\n").into_response();
+        }
+    };
+    if let Some((code, why)) = refuse_rekey(&headers, token.as_deref().map(String::as_str)) {
+        return (code, why).into_response();
+    }
     let ike = match q.sa.as_deref() {
         None | Some("child") => false,
         Some("ike") => true,
@@ -190,6 +300,7 @@ pub fn render_metrics(p: &Published) -> String {
             ("noSession", d.no_session),
             ("tooBig", d.too_big),
             ("queueFull", d.queue_full),
+            ("sourceSessionLimit", f.source_limit),
         ] {
             fdrops.get_or_create(&ForwardDropLabels { forward: f.name.clone(), reason }).inc_by(v);
         }

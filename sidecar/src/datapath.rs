@@ -79,7 +79,8 @@ struct TunnelSlot {
     /// deleted, or at the deadline: the peer may not have installed it yet when it initiated the rekey (strongSwan
     /// waits the same way as a rekey responder).
     next_outbound: Option<(OutboundSa, usize, u32, Duration)>,
-    /// Where ESP and 4500 IKE go (the peer's port may be NAT-mapped).
+    /// Where ESP goes: the peer's 4500 address as the engine last authenticated it (the peer's port may be
+    /// NAT-mapped); see `handle_udp4500`.
     esp_remote: SocketAddr,
     counters: ChildCounters,
     next_keepalive: Duration,
@@ -272,15 +273,20 @@ impl Datapath {
             Demux::Malformed => self.drops.malformed += 1,
             Demux::Ike(msg) => {
                 if let Some(i) = self.tunnel_for(from) {
-                    self.tunnels[i].esp_remote = from;
-                    self.tunnels[i].engine.handle_datagram(now, rng, NATT_PORT, from, msg);
+                    let t = &mut self.tunnels[i];
+                    t.engine.handle_datagram(now, rng, NATT_PORT, from, msg);
+                    // RFC 7296 §2.23: follow the peer's port only when the engine does, i.e. on an authenticated
+                    // message; a spoofed or replayed datagram from another port leaves ESP where it was.
+                    if t.engine.peer_address() == from {
+                        t.esp_remote = from;
+                    }
                 }
             }
-            Demux::Esp { spi } => self.handle_esp(now, spi, from, data, sink),
+            Demux::Esp { spi } => self.handle_esp(now, spi, data, sink),
         }
     }
 
-    fn handle_esp(&mut self, now: Duration, spi: u32, from: SocketAddr, data: &mut [u8], sink: &mut dyn Sink) {
+    fn handle_esp(&mut self, now: Duration, spi: u32, data: &mut [u8], sink: &mut dyn Sink) {
         let Some((ti, sa)) = self.inbound.get_mut(&spi) else {
             self.drops.unknown_spi += 1;
             return;
@@ -298,7 +304,8 @@ impl Datapath {
             promote(t);
         }
         t.engine.note_inbound_traffic(now);
-        t.esp_remote = from;
+        // ESP never moves `esp_remote` (so its source port is not even looked at): an on-path attacker could race
+        // a genuine packet from another port (the genuine one is then a replay); only authenticated IKE does.
         t.counters.packets_in += 1;
         t.counters.bytes_in += inner.len() as u64;
         match self.relay.on_inner_packet(now, inner) {
@@ -575,6 +582,7 @@ impl Datapath {
                         too_big: s.drops.too_big,
                         queue_full: s.drops.queue_full,
                     },
+                    source_limit: s.drops.source_limit,
                 }
             })
             .collect();

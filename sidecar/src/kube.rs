@@ -3,7 +3,6 @@
 //! manager `iotrelay-sidecar`), and emit Events for SA established / lost / rekey failed / authentication failed.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -19,7 +18,7 @@ use kube::{Api, Client, Resource as _};
 use tokio::sync::{mpsc, watch};
 use zeroize::Zeroizing;
 
-use crate::admin::{Published, Shared};
+use crate::admin::{AdminOptions, Published, Shared};
 use crate::config::{has_short_lifetimes, validate_spec};
 use crate::datapath::Notice;
 use crate::run::{Hooks, Reconfigure, RunSpec, run};
@@ -91,27 +90,18 @@ async fn load(
     }
 }
 
-pub async fn run_kube(
-    name: String,
-    namespace: String,
-    admin_addr: SocketAddr,
-    allow_short: bool,
-) -> anyhow::Result<()> {
+pub async fn run_kube(name: String, namespace: String, admin: AdminOptions, allow_short: bool) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("reading the in-cluster Kubernetes configuration")?;
     let relays: Api<IotRelay> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
 
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let shared = Arc::new(Shared { published: Mutex::new(Published::default()), commands: cmd_tx });
-    let listener = tokio::net::TcpListener::bind(admin_addr)
-        .await
-        .with_context(|| format!("binding the admin address {admin_addr}"))?;
-    let router = crate::admin::router(shared.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "admin HTTP server failed");
-        }
+    let shared = Arc::new(Shared {
+        published: Mutex::new(Published::default()),
+        commands: cmd_tx,
+        rekey_token_file: admin.rekey_token_file.clone(),
     });
+    crate::admin::start(&admin, shared.clone()).await?;
 
     let (relay, spec, psks) = load(&relays, &secrets, &name, allow_short).await;
     if has_short_lifetimes(&spec) {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use iotrelay_sidecar::admin::{Published, Shared};
+use iotrelay_sidecar::admin::{AdminOptions, Published, Shared};
 use iotrelay_sidecar::config::{UNSAFE_SHORT_LIFETIMES_ENV, has_short_lifetimes, tunnel_psks, validate_spec};
 use iotrelay_sidecar::run::{RunSpec, run};
 use iotrelay_sidecar::status::Owner;
@@ -38,6 +38,8 @@ enum Mode {
         /// Address of the admin HTTP server (/healthz, /readyz, /status, /metrics, POST /rekey).
         #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
         admin_addr: SocketAddr,
+        #[command(flatten)]
+        http: HttpArgs,
     },
     /// Run inside Kubernetes: watch the own IotRelay and its Secrets, write status.
     Kube {
@@ -47,13 +49,28 @@ enum Mode {
         /// Namespace of the IotRelay.
         #[arg(long, env = "IOTRELAY_NAMESPACE")]
         namespace: String,
-        /// Address of the admin HTTP server (probes and metrics).
-        #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "0.0.0.0:9464")]
+        /// Address of the admin HTTP server (/status, POST /rekey, and everything the metrics server has):
+        /// loopback only by default.
+        #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "127.0.0.1:9465")]
         admin_addr: SocketAddr,
-        /// Port of the admin HTTP server on all addresses (overrides the port of --admin-addr; set by the operator).
+        /// Deprecated: the port of the metrics server (kept for operators that set it for the probes).
         #[arg(long, env = "IOTRELAY_ADMIN_PORT")]
         admin_port: Option<u16>,
+        #[command(flatten)]
+        http: HttpArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct HttpArgs {
+    /// Address of the metrics server: only /metrics, /healthz, /readyz (for scraping and kubelet probes).
+    /// Kube mode: default 0.0.0.0:9464. Standalone: none unless set.
+    #[arg(long, env = "IOTRELAY_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
+    /// File holding the bearer token that enables POST /rekey (requests need `Authorization: Bearer <token>`).
+    /// Without it /rekey answers 404.
+    #[arg(long, env = "IOTRELAY_REKEY_TOKEN_FILE")]
+    rekey_token_file: Option<PathBuf>,
 }
 
 fn init_logs(format: LogFormat) {
@@ -82,12 +99,19 @@ fn main() -> ExitCode {
         }
     };
     let r = match cli.mode {
-        Mode::Standalone { file, admin_addr } => rt.block_on(standalone(file, admin_addr)),
-        Mode::Kube { name, namespace, mut admin_addr, admin_port } => {
+        Mode::Standalone { file, admin_addr, http } => {
+            let opts =
+                AdminOptions { admin_addr, metrics_addr: http.metrics_addr, rekey_token_file: http.rekey_token_file };
+            rt.block_on(standalone(file, opts))
+        }
+        Mode::Kube { name, namespace, admin_addr, admin_port, http } => {
+            let mut metrics_addr = http.metrics_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9464)));
             if let Some(p) = admin_port {
-                admin_addr.set_port(p);
+                metrics_addr.set_port(p);
             }
-            rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, admin_addr, allow_short_lifetimes()))
+            let opts =
+                AdminOptions { admin_addr, metrics_addr: Some(metrics_addr), rekey_token_file: http.rekey_token_file };
+            rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, opts, allow_short_lifetimes()))
         }
     };
     // Do not wait for reader tasks blocked in recv.
@@ -101,7 +125,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn standalone(file: PathBuf, admin_addr: SocketAddr) -> anyhow::Result<()> {
+async fn standalone(file: PathBuf, admin: AdminOptions) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
     let (relay, secrets) =
         iotrelay_api::standalone::load_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -122,17 +146,12 @@ async fn standalone(file: PathBuf, admin_addr: SocketAddr) -> anyhow::Result<()>
         "configuration loaded"
     );
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
-    let shared = Arc::new(Shared { published: Mutex::new(Published::default()), commands: cmd_tx });
-    let listener = tokio::net::TcpListener::bind(admin_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the admin address {admin_addr}: {e}"))?;
-    let router = iotrelay_sidecar::admin::router(shared.clone());
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
-            tracing::error!(error = %e, "admin HTTP server failed");
-        }
+    let shared = Arc::new(Shared {
+        published: Mutex::new(Published::default()),
+        commands: cmd_tx,
+        rekey_token_file: admin.rekey_token_file.clone(),
     });
-    tracing::info!(%admin_addr, "admin HTTP listening");
+    iotrelay_sidecar::admin::start(&admin, shared.clone()).await?;
     let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::Standalone };
     run(rs, shared, cmd_rx, None).await
 }

@@ -38,6 +38,9 @@ pub struct ForwardSnapshot {
     pub packets_in: u64,
     pub packets_out: u64,
     pub drops: ForwardDrops,
+    /// New sessions refused because the client's IP held its quota (`/metrics` reason `sourceSessionLimit`; the
+    /// status API has no field for it).
+    pub source_limit: u64,
 }
 
 /// Maps the engine's monotonic clock (a `Duration` since the loop started) to wall-clock time.
@@ -272,6 +275,7 @@ mod tests {
             packets_in: 12,
             packets_out: 12,
             drops: ForwardDrops { source_not_allowed: 3, ..Default::default() },
+            source_limit: 0,
         }
     }
 

@@ -247,3 +247,85 @@ fn idle_sessions_expire_through_the_timers() {
     let f = &p.relay.snapshot().1[0];
     assert_eq!((f.drops.no_session, f.packets_out), (1, 1));
 }
+
+/// Where the relay sends ESP now: the outside destination of a freshly relayed client datagram.
+fn esp_destination(p: &mut Pair) -> SocketAddr {
+    let mut c = Capture::default();
+    p.relay.handle_forward(p.now, &mut p.rng, 0, CLIENT, b"where to?", &mut c);
+    let dst = c.0.iter().find_map(|(o, _)| match o {
+        Out::Outside { local_port: 4500, remote } => Some(*remote),
+        _ => None,
+    });
+    p.deliver(c, true);
+    p.pump();
+    dst.expect("no ESP sent")
+}
+
+/// Issue 9 item 5 (RFC 7296 §2.23): datagrams on 4500 from the peer's IP but another port, unauthenticated IKE
+/// behind the non-ESP marker, a replayed IKE request, or a genuine ESP packet re-sent from another port, never move
+/// where ESP goes; an authenticated IKE message from a new port (a NAT rebinding) does.
+#[test]
+fn only_authenticated_ike_moves_the_peer_port() {
+    let mut p = Pair::new();
+    p.pump();
+    assert!(established(&p.relay));
+    let home = SocketAddr::new(AWS.into(), 4500);
+    assert_eq!(esp_destination(&mut p), home);
+    let spoofed = SocketAddr::new(AWS.into(), 31337);
+    let st = p.relay.snapshot().0[0].engine.clone();
+    let (spi_i, spi_r) = (st.ike_local_spi.unwrap(), st.ike_remote_spi.unwrap());
+    let rng = &mut SeededRandom::new(5);
+
+    // 1. IKE with the SA's real SPIs (INFORMATIONAL request, next message id) but a garbage SK payload.
+    let mut forged = vec![0u8; 4];
+    forged.extend_from_slice(&spi_i.to_be_bytes());
+    forged.extend_from_slice(&spi_r.to_be_bytes());
+    forged.extend_from_slice(&[46, 0x20, 37, 0x00]); // next SK, v2.0, INFORMATIONAL, request (we were initiator)
+    forged.extend_from_slice(&0u32.to_be_bytes());
+    let len = 28 + 4 + 48;
+    forged.extend_from_slice(&(len as u32).to_be_bytes());
+    forged.extend_from_slice(&[0, 0, 0, 52]);
+    forged.extend_from_slice(&[0x77; 48]);
+    let mut sink = Capture::default();
+    p.relay.handle_udp4500(p.now, rng, spoofed, &mut forged, &mut sink);
+    assert_eq!(esp_destination(&mut p), home, "unauthenticated IKE moved the ESP destination");
+
+    // 2. A genuine IKE request from the peer (a CHILD_SA rekey) is answered, then replayed from another port: the
+    // engine answers the replay from its cache without authenticating it, and nothing moves.
+    p.aws.rekey(0, false, p.now, &mut SeededRandom::new(6));
+    let mut c = Capture::default();
+    p.aws.drain(&mut c);
+    let request = c.0.first().map(|(_, d)| d.clone()).expect("no rekey request");
+    p.deliver(c, false);
+    p.pump();
+    let mut replay = request.clone();
+    let mut sink = Capture::default();
+    p.relay.handle_udp4500(p.now, rng, spoofed, &mut replay, &mut sink);
+    p.relay.drain(&mut sink);
+    assert_eq!(esp_destination(&mut p), home, "a replayed IKE request moved the ESP destination");
+
+    // 3. A genuine ESP packet from the peer, delivered from another port (an on-path race): accepted, but ESP
+    // keeps going home.
+    let mut c = Capture::default();
+    p.aws.handle_forward(p.now, &mut p.rng, 0, SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000), b"r", &mut c);
+    for (o, mut d) in c.0 {
+        if let Out::Outside { local_port: 4500, .. } = o {
+            let mut sink = Capture::default();
+            p.relay.handle_udp4500(p.now, rng, spoofed, &mut d, &mut sink);
+        }
+    }
+    assert_eq!(esp_destination(&mut p), home, "ESP from another port moved the ESP destination");
+    assert!(established(&p.relay), "hostile input took the tunnel down");
+
+    // 4. A NAT rebinding: the peer's next authenticated request comes from a new port; ESP follows it.
+    p.aws.rekey(0, false, p.now, &mut SeededRandom::new(8));
+    let mut c = Capture::default();
+    p.aws.drain(&mut c);
+    let mut answers = Capture::default();
+    for (o, mut d) in c.0 {
+        if let Out::Outside { local_port: 4500, .. } = o {
+            p.relay.handle_udp4500(p.now, rng, spoofed, &mut d, &mut answers);
+        }
+    }
+    assert_eq!(esp_destination(&mut p), spoofed, "an authenticated IKE message did not move the ESP destination");
+}
