@@ -5,6 +5,7 @@ pub mod admin;
 pub mod config;
 pub mod datapath;
 pub mod demux;
+pub mod import_aws;
 pub mod kube;
 pub mod run;
 pub mod status;

@@ -1,4 +1,4 @@
-//! `iotrelay-sidecar standalone --file relay.yaml` and `iotrelay-sidecar kube`.
+//! `iotrelay-sidecar standalone --file relay.yaml`, `iotrelay-sidecar kube` and `iotrelay-sidecar import-aws`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -59,6 +59,8 @@ enum Mode {
         #[command(flatten)]
         http: HttpArgs,
     },
+    /// Turn AWS's VPN connection configuration (XML or the "Generic" text) into an IotRelay + Secret (YAML on stdout).
+    ImportAws(iotrelay_sidecar::import_aws::Args),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +115,8 @@ fn main() -> ExitCode {
                 AdminOptions { admin_addr, metrics_addr: Some(metrics_addr), rekey_token_file: http.rekey_token_file };
             rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, opts, allow_short_lifetimes()))
         }
+        // YAML on stdout or one error line on stderr; it logs nothing.
+        Mode::ImportAws(args) => return iotrelay_sidecar::import_aws::main(args),
     };
     // Do not wait for reader tasks blocked in recv.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
