@@ -39,6 +39,10 @@ pub struct Published {
     pub tunnels: Vec<TunnelSnapshot>,
     pub forwards: Vec<ForwardSnapshot>,
     pub datapath: iotrelay_api::DatapathDrops,
+    /// The ingress lanes (`ingress::Lane::ALL` order).
+    pub ingress: [crate::ingress::LaneStats; 3],
+    /// Datagrams on 500/4500 from no tunnel's peer, dropped by the readers.
+    pub not_peer: u64,
 }
 
 pub struct Shared {
@@ -232,6 +236,10 @@ struct ForwardDropLabels {
     reason: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LaneLabels {
+    lane: &'static str,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -318,6 +326,25 @@ pub fn render_metrics(p: &Published) -> String {
         esp_drops.get_or_create(&ReasonLabels { reason }).inc_by(v);
     }
     reg.register("esp_drops", "ESP packets dropped, by reason", esp_drops);
+
+    let lane_drops = Family::<LaneLabels, Counter>::default();
+    let lane_queued = Family::<LaneLabels, Counter>::default();
+    let lane_bytes = Family::<LaneLabels, Gauge>::default();
+    let lane_budget = Family::<LaneLabels, Gauge>::default();
+    for (lane, s) in crate::demux::Lane::ALL.iter().zip(p.ingress.iter()) {
+        let l = LaneLabels { lane: lane.name() };
+        lane_drops.get_or_create(&l).inc_by(s.dropped_full);
+        lane_queued.get_or_create(&l).inc_by(s.queued_total);
+        lane_bytes.get_or_create(&l).set(s.bytes as i64);
+        lane_budget.get_or_create(&l).set(s.budget_bytes as i64);
+    }
+    reg.register("ingress_drops", "Received datagrams dropped because their ingress lane was full", lane_drops);
+    reg.register("ingress_queued", "Received datagrams queued for the owner task, by lane", lane_queued);
+    reg.register("ingress_queued_bytes", "Bytes waiting in the ingress lane now", lane_bytes);
+    reg.register("ingress_budget_bytes", "Byte bound of the ingress lane", lane_budget);
+    let not_peer = Counter::<u64>::default();
+    not_peer.inc_by(p.not_peer);
+    reg.register("ingress_not_peer_drops", "Datagrams on UDP 500/4500 from no tunnel's peer, dropped", not_peer);
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

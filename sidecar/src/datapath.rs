@@ -14,7 +14,7 @@ use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
 use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, StartupAction, Tunnel, TunnelState};
 use iotrelay_relay::{DropReason, ForwardConfig, ForwardId, InnerDrop, Ipv4Cidr, Relay};
 
-use crate::demux::{NATT_KEEPALIVE, frame_ike};
+use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
 use crate::status::{ChildCounters, ForwardSnapshot, TunnelSnapshot};
 
 pub const IKE_PORT: u16 = 500;
@@ -95,15 +95,16 @@ struct ForwardSlot {
     listening: bool,
 }
 
+/// A forward's `allowedSources` as the relay's prefixes.
+pub fn allowed_cidrs(f: &ValidatedForward) -> Vec<Ipv4Cidr> {
+    f.allowed_sources.iter().map(|c| Ipv4Cidr { addr: c.addr(), prefix_len: c.prefix_len() }).collect()
+}
+
 fn forward_config(f: &ValidatedForward) -> ForwardConfig {
     ForwardConfig {
         name: f.name.clone(),
         listen_port: f.listen_port,
-        allowed_sources: f
-            .allowed_sources
-            .iter()
-            .map(|c| Ipv4Cidr { addr: c.addr(), prefix_len: c.prefix_len() })
-            .collect(),
+        allowed_sources: allowed_cidrs(f),
         target: f.target,
         idle_timeout: f.idle_timeout,
     }
@@ -229,10 +230,22 @@ impl Datapath {
         }
     }
 
-    /// Counts a forward packet dropped because the reader queue was full or its send failed.
-    pub fn count_queue_full(&mut self, index: usize) {
-        if let Some(f) = self.forwards.get(index) {
-            self.relay.record_drop(f.id, DropReason::QueueFull);
+    /// Counts `n` datagrams of forward `index` dropped outside the datapath: by its reader (`sourceNotAllowed`
+    /// before queueing, `queueFull` when the ingress lane was full) or by a failed send (`queueFull`).
+    pub fn count_forward_drops(&mut self, index: usize, reason: DropReason, n: u64) {
+        if let Some(f) = self.forwards.get(index)
+            && n > 0
+        {
+            self.relay.record_drops(f.id, reason, n);
+        }
+    }
+
+    /// What the socket readers need to classify datagrams: the peers, our inbound SPIs, our IKE SAs' SPIs.
+    pub fn known(&self) -> Known {
+        Known {
+            peers: self.tunnels.iter().map(|t| t.peer).collect(),
+            esp_spis: self.inbound.keys().copied().collect(),
+            ike_spis: self.tunnels.iter().filter_map(|t| t.engine.status().ike_local_spi).collect(),
         }
     }
 

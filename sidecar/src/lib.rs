@@ -6,6 +6,7 @@ pub mod config;
 pub mod datapath;
 pub mod demux;
 pub mod import_aws;
+pub mod ingress;
 pub mod kube;
 pub mod run;
 pub mod status;

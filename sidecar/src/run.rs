@@ -1,14 +1,17 @@
 //! The I/O shell: sockets, the clock, signals, and the single owner task that drives [`Datapath`].
 //!
-//! Reader tasks receive datagrams in batches (quinn-udp) and pass each in a pooled buffer and hand them to the owner task over one bounded channel
-//! (a full channel drops the datagram; for forwards it is counted as `queueFull`). The owner task queues what it
+//! Reader tasks receive datagrams in batches (quinn-udp), classify each (`demux`: datagrams from no peer, keepalives
+//! and forward datagrams from outside `allowedSources` are dropped and counted right there) and queue a copy of
+//! its exact length in a lane of the [`Ingress`] (bounded by bytes; a full lane drops and counts; for forwards it is
+//! also the forward's `queueFull`). The owner task serves the lanes by priority (established ESP/IKE, then
+//! forwards, then handshakes), a bounded number per pass. The owner task queues what it
 //! sends in an [`Outbox`] and sends it at the end of each pass, in GSO batches where consecutive datagrams share
 //! socket, destination and size; sends are non-blocking, so it never waits on a socket.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -25,15 +28,14 @@ use tokio::time::Instant;
 use zeroize::Zeroizing;
 
 use crate::admin::{Command, Published, Shared};
-use crate::datapath::{Datapath, IKE_PORT, NATT_PORT, Notice, Out, Sink, TunnelPlan};
+use crate::datapath::{Datapath, IKE_PORT, NATT_PORT, Notice, Out, Sink, TunnelPlan, allowed_cidrs};
+use crate::demux::{EarlyDrop, Known, Verdict, classify_forward, classify_outside};
+use crate::ingress::{BUDGETS, Datagram, Ingress, QUOTAS, Source};
 use crate::status::{Owner, WallClock, build_status};
+use iotrelay_relay::{DropReason, Ipv4Cidr};
 
-/// Receive buffer size: any UDP payload.
+/// Receive buffer size: any UDP payload (or a GRO batch of them).
 const BUF_LEN: usize = 65536;
-/// Bound of the reader -> owner channel.
-const QUEUE_LEN: usize = 4096;
-/// Pooled receive buffers kept for reuse.
-const POOL_MAX: usize = QUEUE_LEN + 64;
 /// How long shutdown waits for DELETE answers.
 const SHUTDOWN_WAIT: Duration = Duration::from_secs(3);
 
@@ -59,69 +61,29 @@ pub fn route_source(peer: Ipv4Addr) -> std::io::Result<Ipv4Addr> {
     }
 }
 
-type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
-
-fn take_buf(pool: &Pool) -> Vec<u8> {
-    pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_else(|| vec![0u8; BUF_LEN])
-}
-
-fn give_buf(pool: &Pool, buf: Vec<u8>) {
-    if let Ok(mut p) = pool.lock()
-        && p.len() < POOL_MAX
-    {
-        p.push(buf);
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Source {
-    Ike,
-    NatT,
-    Forward(u16),
-}
-
-struct Input {
-    source: Source,
-    from: SocketAddr,
-    buf: Vec<u8>,
-    len: usize,
-}
-
 /// Datagrams per receive call (recvmmsg).
 const BATCH: usize = quinn_udp::BATCH_SIZE;
 
-fn dispatch(
-    source: Source,
-    from: SocketAddr,
-    data: &[u8],
-    tx: &mpsc::Sender<Input>,
-    pool: &Pool,
-    full: &AtomicU64,
-) -> bool {
-    let mut buf = take_buf(pool);
-    let len = data.len().min(buf.len());
-    buf[..len].copy_from_slice(&data[..len]);
-    match tx.try_send(Input { source, from, buf, len }) {
-        Ok(()) => true,
-        Err(mpsc::error::TrySendError::Full(i)) => {
-            full.fetch_add(1, Ordering::Relaxed);
-            give_buf(pool, i.buf);
-            true
-        }
-        Err(mpsc::error::TrySendError::Closed(_)) => false,
-    }
+/// What a forward's reader dropped, for the owner to count on the forward.
+#[derive(Default)]
+struct ReaderDrops {
+    queue_full: AtomicU64,
+    source_not_allowed: AtomicU64,
+}
+
+/// How a reader classifies what it receives.
+#[derive(Clone)]
+enum Filter {
+    /// UDP 500 (`natt` false) or 4500, against what the owner task last published.
+    Outside { natt: bool, known: Arc<RwLock<Known>> },
+    /// A forward's listen port, against its allow-list.
+    Forward { allowed: Arc<RwLock<Vec<Ipv4Cidr>>>, drops: Arc<ReaderDrops> },
 }
 
 /// Receives with quinn-udp (recvmmsg; GRO where the kernel has it: one buffer may hold several datagrams of
-/// `stride` octets) into buffers reused across calls, and hands each datagram to the owner task in a pooled
-/// buffer.
-fn spawn_reader(
-    sock: &Sock,
-    source: Source,
-    tx: mpsc::Sender<Input>,
-    pool: Pool,
-    queue_full: Arc<AtomicU64>,
-) -> JoinHandle<()> {
+/// `stride` octets) into buffers reused across calls, classifies each datagram and queues a copy of its exact
+/// length in its [`Ingress`] lane.
+fn spawn_reader(sock: &Sock, source: Source, ingress: Arc<Ingress>, filter: Filter) -> JoinHandle<()> {
     let (socket, state) = (sock.socket.clone(), sock.state.clone());
     tokio::spawn(async move {
         let mut bufs: [Vec<u8>; BATCH] = std::array::from_fn(|_| vec![0u8; BUF_LEN]);
@@ -145,9 +107,40 @@ fn spawn_reader(
             for (m, buf) in meta.iter().zip(bufs.iter()).take(n) {
                 let len = m.len.min(buf.len());
                 let stride = if m.stride == 0 { len.max(1) } else { m.stride };
-                for d in buf[..len].chunks(stride) {
-                    if !dispatch(source, m.addr, d, &tx, &pool, &queue_full) {
-                        return;
+                let datagrams = buf[..len].chunks(stride);
+                match &filter {
+                    Filter::Outside { natt, known } => {
+                        let Ok(known) = known.read() else { return };
+                        for d in datagrams {
+                            match classify_outside(&known, m.addr, d, *natt) {
+                                Verdict::Queue(lane) => {
+                                    ingress.push(lane, source, m.addr, d);
+                                }
+                                Verdict::Drop(EarlyDrop::NotPeer) => {
+                                    ingress.early.not_peer.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Verdict::Drop(_) => {}
+                            }
+                        }
+                    }
+                    Filter::Forward { allowed, drops } => {
+                        let verdict = match allowed.read() {
+                            Ok(a) => classify_forward(&a, m.addr),
+                            Err(_) => return,
+                        };
+                        for d in datagrams {
+                            match verdict {
+                                Verdict::Queue(lane) => {
+                                    if !ingress.push(lane, source, m.addr, d) {
+                                        drops.queue_full.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                Verdict::Drop(_) => {
+                                    drops.source_not_allowed.fetch_add(1, Ordering::Relaxed);
+                                    ingress.early.source_not_allowed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -188,7 +181,9 @@ impl Sock {
 struct ForwardSocket {
     sock: Sock,
     task: JoinHandle<()>,
-    queue_full: Arc<AtomicU64>,
+    drops: Arc<ReaderDrops>,
+    /// The reader's copy of the forward's allow-list (replaced on live reconfiguration).
+    allowed: Arc<RwLock<Vec<Ipv4Cidr>>>,
 }
 
 /// The relay's sockets: UDP 500 and 4500 on the outside address, and one per forward listen port.
@@ -444,13 +439,16 @@ pub async fn run(
     };
     let ike = Arc::new(bind(IKE_PORT).await?);
     let natt = Arc::new(bind(NATT_PORT).await?);
-    let pool: Pool = Arc::new(Mutex::new(Vec::new()));
-    let (tx, mut rx) = mpsc::channel::<Input>(QUEUE_LEN);
-    let outside_full = Arc::new(AtomicU64::new(0));
+    let ingress = Arc::new(Ingress::new(BUDGETS));
+    let known =
+        Arc::new(RwLock::new(Known { peers: spec.tunnels.iter().map(|t| t.peer).collect(), ..Default::default() }));
     let mut sockets = Sockets::new(ike, natt).context("setting up the outside sockets")?;
-    spawn_reader(&sockets.ike, Source::Ike, tx.clone(), pool.clone(), outside_full.clone());
-    spawn_reader(&sockets.natt, Source::NatT, tx.clone(), pool.clone(), outside_full.clone());
+    let outside = |natt| Filter::Outside { natt, known: known.clone() };
+    spawn_reader(&sockets.ike, Source::Ike, ingress.clone(), outside(false));
+    spawn_reader(&sockets.natt, Source::NatT, ingress.clone(), outside(true));
     let mut outbox = Outbox::new(true);
+    let mut known_gen = 0;
+    let mut batch: Vec<Datagram> = Vec::with_capacity(QUOTAS.iter().sum());
 
     let origin = Instant::now();
     let wall = WallClock { origin: Timestamp::now() };
@@ -477,10 +475,11 @@ pub async fn run(
         &mut rng,
     );
     let mut ports: Vec<u16> = Vec::new();
-    bind_forwards(&mut dp, &mut sockets, &mut ports, &tx, &pool).await;
+    bind_forwards(&mut dp, &mut sockets, &mut ports, &ingress).await;
     {
         let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
         dp.drain(&mut sink);
+        publish_known(&dp, &known, &mut known_gen);
         sink.flush();
     }
 
@@ -491,6 +490,7 @@ pub async fn run(
         conditions: Vec::new(),
         published_gen: 0,
         last_publish: Instant::now(),
+        ingress: ingress.clone(),
     };
     publisher.publish(&dp, &shared, hooks.as_ref(), true);
 
@@ -519,7 +519,7 @@ pub async fn run(
                     Reconfigure::Forwards(f) => {
                         tracing::info!(forwards = f.len(), "forwards changed");
                         dp.set_forwards(f);
-                        bind_forwards(&mut dp, &mut sockets, &mut ports, &tx, &pool).await;
+                        bind_forwards(&mut dp, &mut sockets, &mut ports, &ingress).await;
                     }
                     Reconfigure::Psk { tunnel, psk } => {
                         if let Some(i) = dp.tunnel_index(&tunnel) {
@@ -533,33 +533,28 @@ pub async fn run(
                     }
                 }
             }
-            Some(first) = rx.recv() => {
+            _ = ingress.ready() => {
+                // A bounded batch, established lane first; timers and sends run after it (end_pass).
                 let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
                 let t = now();
-                handle_input(&mut dp, t, &mut rng, &ports, first, &mut sink, &pool);
-                // Drain what is already queued before running timers: amortizes the wakeup.
-                for _ in 0..255 {
-                    match rx.try_recv() {
-                        Ok(i) => handle_input(&mut dp, t, &mut rng, &ports, i, &mut sink, &pool),
-                        Err(_) => break,
-                    }
+                ingress.pop_batch(&mut batch, QUOTAS);
+                for d in batch.drain(..) {
+                    handle_input(&mut dp, t, &mut rng, &ports, d, &mut sink);
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {}
         }
         // One pass's datagrams leave together (GSO runs); failed sends count as queueFull on their forward.
-        end_pass(&mut dp, now(), &mut rng, &mut SocketSink::new(&sockets, &ports, &mut outbox));
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
+        end_pass(&mut dp, now(), &mut rng, &mut sink, &known, &mut known_gen);
         for i in outbox.take_failed() {
-            dp.count_queue_full(i);
+            dp.count_forward_drops(i, DropReason::QueueFull, 1);
         }
         for (port, f) in &sockets.forwards {
-            let n = f.queue_full.swap(0, Ordering::Relaxed);
-            if n > 0
-                && let Some(i) = ports.iter().position(|p| p == port)
-            {
-                for _ in 0..n {
-                    dp.count_queue_full(i);
-                }
+            if let Some(i) = ports.iter().position(|p| p == port) {
+                dp.count_forward_drops(i, DropReason::QueueFull, f.drops.queue_full.swap(0, Ordering::Relaxed));
+                let n = f.drops.source_not_allowed.swap(0, Ordering::Relaxed);
+                dp.count_forward_drops(i, DropReason::SourceNotAllowed, n);
             }
         }
         for n in dp.take_notices() {
@@ -581,26 +576,51 @@ pub async fn run(
     while dp.closing() && Instant::now() < until {
         let next = dp.poll_timeout().map_or(until, |d| (origin + d).min(until));
         tokio::select! {
-            Some(i) = rx.recv() => {
+            _ = ingress.ready() => {
                 let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
-                handle_input(&mut dp, now(), &mut rng, &ports, i, &mut sink, &pool);
+                let t = now();
+                ingress.pop_batch(&mut batch, QUOTAS);
+                for d in batch.drain(..) {
+                    handle_input(&mut dp, t, &mut rng, &ports, d, &mut sink);
+                }
             }
             _ = tokio::time::sleep_until(next) => {}
         }
-        end_pass(&mut dp, now(), &mut rng, &mut SocketSink::new(&sockets, &ports, &mut outbox));
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
+        end_pass(&mut dp, now(), &mut rng, &mut sink, &known, &mut known_gen);
     }
     publisher.publish(&dp, &shared, hooks.as_ref(), true);
     tracing::info!(acknowledged = !dp.closing(), "tunnels closed");
     Ok(())
 }
 
-/// The end of one pass of the owner loop: timers that are due, then everything the engines queued, sent.
-fn end_pass(dp: &mut Datapath, t: Duration, rng: &mut dyn RandomSource, sink: &mut SocketSink<'_>) {
+/// The end of one pass of the owner loop: timers that are due, then everything the engines queued; the readers
+/// learn the SPIs of SAs installed in this pass before the answers that complete them leave.
+fn end_pass(
+    dp: &mut Datapath,
+    t: Duration,
+    rng: &mut dyn RandomSource,
+    sink: &mut SocketSink<'_>,
+    known: &RwLock<Known>,
+    known_gen: &mut u64,
+) {
     if dp.poll_timeout().is_some_and(|d| t >= d) {
         dp.handle_timeout(t, rng, sink);
     }
     dp.drain(sink);
+    publish_known(dp, known, known_gen);
     sink.flush();
+}
+
+/// Refreshes the readers' [`Known`] after a state change.
+fn publish_known(dp: &Datapath, known: &RwLock<Known>, known_gen: &mut u64) {
+    if dp.generation != *known_gen {
+        *known_gen = dp.generation;
+        let k = dp.known();
+        if let Ok(mut w) = known.write() {
+            *w = k;
+        }
+    }
 }
 
 fn handle_input(
@@ -608,33 +628,24 @@ fn handle_input(
     now: Duration,
     rng: &mut OsRandom,
     ports: &[u16],
-    mut input: Input,
+    mut d: Datagram,
     sink: &mut SocketSink<'_>,
-    pool: &Pool,
 ) {
-    let len = input.len.min(input.buf.len());
-    let data = &mut input.buf[..len];
-    match input.source {
-        Source::Ike => dp.handle_udp500(now, rng, input.from, data),
-        Source::NatT => dp.handle_udp4500(now, rng, input.from, data, sink),
+    match d.source {
+        Source::Ike => dp.handle_udp500(now, rng, d.from, &d.data),
+        Source::NatT => dp.handle_udp4500(now, rng, d.from, &mut d.data, sink),
         Source::Forward(port) => {
-            if let (Some(i), SocketAddr::V4(client)) = (ports.iter().position(|p| *p == port), input.from) {
-                dp.handle_forward(now, rng, i, client, data, sink);
+            if let (Some(i), SocketAddr::V4(client)) = (ports.iter().position(|p| *p == port), d.from) {
+                dp.handle_forward(now, rng, i, client, &d.data, sink);
             }
         }
     }
-    give_buf(pool, input.buf);
 }
 
 /// Binds a socket for every forward's listen port not bound yet and closes the ones no forward uses.
-async fn bind_forwards(
-    dp: &mut Datapath,
-    sockets: &mut Sockets,
-    ports: &mut Vec<u16>,
-    tx: &mpsc::Sender<Input>,
-    pool: &Pool,
-) {
+async fn bind_forwards(dp: &mut Datapath, sockets: &mut Sockets, ports: &mut Vec<u16>, ingress: &Arc<Ingress>) {
     let wanted: Vec<u16> = dp.forwards().map(|f| f.listen_port).collect();
+    let allow: Vec<Vec<Ipv4Cidr>> = dp.forwards().map(allowed_cidrs).collect();
     sockets.forwards.retain(|port, f| {
         let keep = wanted.contains(port);
         if !keep {
@@ -656,14 +667,20 @@ async fn bind_forwards(
                             continue;
                         }
                     };
-                    let queue_full = Arc::new(AtomicU64::new(0));
-                    let task =
-                        spawn_reader(&sock, Source::Forward(*port), tx.clone(), pool.clone(), queue_full.clone());
-                    sockets.forwards.insert(*port, ForwardSocket { sock, task, queue_full });
+                    let drops = Arc::new(ReaderDrops::default());
+                    let allowed = Arc::new(RwLock::new(allow[i].clone()));
+                    let filter = Filter::Forward { allowed: allowed.clone(), drops: drops.clone() };
+                    let task = spawn_reader(&sock, Source::Forward(*port), ingress.clone(), filter);
+                    sockets.forwards.insert(*port, ForwardSocket { sock, task, drops, allowed });
                     tracing::info!(port, "forward listening");
                 }
                 Err(e) => tracing::error!(port, error = %e, "cannot bind forward listen port"),
             }
+        }
+        if let Some(f) = sockets.forwards.get(port)
+            && let Ok(mut a) = f.allowed.write()
+        {
+            *a = allow[i].clone();
         }
         dp.set_listening(i, sockets.forwards.contains_key(port));
     }
@@ -677,6 +694,7 @@ struct Publisher {
     conditions: Vec<Condition>,
     published_gen: u64,
     last_publish: Instant,
+    ingress: Arc<Ingress>,
 }
 
 impl Publisher {
@@ -705,7 +723,18 @@ impl Publisher {
             h.status.send_replace(status.clone());
         }
         if let Ok(mut p) = shared.published.lock() {
-            *p = Published { status, tunnels, forwards, datapath: drops };
+            *p = Published {
+                status,
+                tunnels,
+                forwards,
+                datapath: drops,
+                ingress: self.ingress.stats(),
+                not_peer: self.ingress.early.not_peer.load(Ordering::Relaxed),
+            };
         }
     }
 }
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;
