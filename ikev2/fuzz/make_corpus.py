@@ -25,7 +25,16 @@ for name, m in msgs.items():
     if "ike_sa_init-request" in name:
         # responder_datagrams, raw mode (even first octet): [ctl, len_hi, len_lo, datagram]
         put("responder_datagrams", bytes([0, 0, len(m) >> 8, len(m) & 255]) + m)
+        # spoofed mode (first octet 2 mod 4): records [ctl, len_hi, len_lo, datagram] against an established
+        # tunnel; ctl bit 2 picks the end (0: responder, 4: initiator), bits 0-1/3 the ports, bits 4-7 the time step.
         put("responder_datagrams", bytes([2, 0, len(m) >> 8, len(m) & 255]) + m + bytes([40, 0, 0]))
+        flood = b"".join(bytes([ctl, len(m) >> 8, len(m) & 255]) + m for ctl in (0, 4, 1, 5, 0x10, 0x14) * 4)
+        put("responder_datagrams", bytes([6]) + flood)
+        # The same request with its SPIr set, an IKE_AUTH exchange type and a garbage SK payload appended.
+        auth = bytearray(m)
+        auth[8:16] = bytes(range(1, 9))
+        auth[18] = 35
+        put("responder_datagrams", bytes([10, 1, len(auth) >> 8, len(auth) & 255]) + bytes(auth))
 # responder_datagrams, relay mode (odd first octet): a clean exchange, then a flipped octet, a truncation, a
 # duplicate, a drop, and long idle steps (DPD, rekeys).
 put("responder_datagrams", bytes([1]))

@@ -179,6 +179,11 @@ impl Tunnel {
             self.counters.invalid_messages += 1;
             return;
         }
+        // A late copy of the IKE_SA_INIT that created an SA we hold as responder: nothing to do.
+        let ours = |s: &IkeSa| !s.initiator && s.spi_i == h.spi_i;
+        if self.ike.as_ref().is_some_and(ours) || self.retiring.iter().any(|r| ours(&r.sa)) {
+            return;
+        }
         // A retransmitted IKE_SA_INIT gets the same answer; another request reusing its SPI gets nothing.
         if let Some(sa) = self.half_open.by_initiator(h.spi_i) {
             if sa.init_request == data {
