@@ -107,8 +107,8 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
         if value.is_null() {
             continue; // empty document (e.g. a trailing `---`)
         }
-        let tm: TypeMeta = serde_yaml::from_value(value.clone())
-            .map_err(|e| LoadError::Yaml { doc, message: scrub(&e.to_string()) })?;
+        // Read from a borrow: a clone of the document would be a copy of its secret values that nobody wipes.
+        let tm = TypeMeta::deserialize(&value).map_err(|e| LoadError::Yaml { doc, message: scrub(&e.to_string()) })?;
         match tm.kind.as_deref() {
             Some("IotRelay") => {
                 if let Some(v) = tm.api_version.as_deref()

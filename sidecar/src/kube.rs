@@ -31,7 +31,8 @@ const SECRET_POLL: Duration = Duration::from_secs(10);
 
 /// The PSKs of the spec's tunnels, read from the API. Errors name the Secret and key, never a value.
 async fn read_psks(secrets: &Api<Secret>, spec: &ValidatedSpec) -> anyhow::Result<Vec<Zeroizing<Vec<u8>>>> {
-    let mut cache: BTreeMap<String, Secret> = BTreeMap::new();
+    let mut cache = WipedSecrets::default();
+    let cache = &mut cache.0;
     let mut out = Vec::new();
     for (i, t) in spec.tunnels.iter().enumerate() {
         let r = &t.psk;
@@ -61,6 +62,30 @@ async fn read_psks(secrets: &Api<Secret>, spec: &ValidatedSpec) -> anyhow::Resul
         out.push(v);
     }
     Ok(out)
+}
+
+/// Secrets as read from the API, their values wiped when dropped (on every path out of `read_psks`): the PSKs
+/// live on only in the `Zeroizing` copies handed to the engines.
+#[derive(Default)]
+struct WipedSecrets(BTreeMap<String, Secret>);
+
+impl Drop for WipedSecrets {
+    fn drop(&mut self) {
+        wipe_secrets(&mut self.0);
+    }
+}
+
+/// Overwrites every value of the Secrets with zeros (`zeroize`), in place.
+fn wipe_secrets(secrets: &mut BTreeMap<String, Secret>) {
+    use zeroize::Zeroize as _;
+    for s in secrets.values_mut() {
+        for v in s.data.iter_mut().flat_map(|d| d.values_mut()) {
+            v.0.zeroize();
+        }
+        for v in s.string_data.iter_mut().flat_map(|d| d.values_mut()) {
+            v.zeroize();
+        }
+    }
 }
 
 /// Waits until the IotRelay exists, validates and its Secrets are readable.
@@ -368,6 +393,23 @@ async fn emit_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_read_from_the_api_are_wiped() {
+        let mut m = BTreeMap::new();
+        let s: Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "aws-vpn"},
+            "data": {"tunnel1": "cHNrX29uZQ=="},
+            "stringData": {"tunnel2": "psk_two"}
+        }))
+        .unwrap();
+        m.insert("aws-vpn".to_string(), s);
+        wipe_secrets(&mut m);
+        let s = &m["aws-vpn"];
+        let d = &s.data.as_ref().unwrap()["tunnel1"].0;
+        assert_eq!(d.len(), 0, "zeroize clears the Vec (after overwriting its bytes)");
+        assert!(s.string_data.as_ref().unwrap()["tunnel2"].is_empty());
+    }
 
     fn status(conds: &[(&str, &str, &str)]) -> IotRelayStatus {
         let c: Vec<_> = conds

@@ -130,7 +130,10 @@ fn main() -> ExitCode {
 }
 
 async fn standalone(file: PathBuf, admin: AdminOptions) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?;
+    // The file holds the PSKs: its text is wiped when dropped.
+    let text = zeroize::Zeroizing::new(
+        std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?,
+    );
     let (relay, secrets) =
         iotrelay_api::standalone::load_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
     let short = allow_short_lifetimes();
