@@ -23,7 +23,7 @@ RUN case "$TARGETARCH" in \
     esac \
  && read -r target pkg _ < /cross \
  && rustup target add "$target" \
- && apt-get update && apt-get install -y --no-install-recommends "$pkg" "libc6-dev-$TARGETARCH-cross" \
+ && apt-get update && apt-get install -y --no-install-recommends "$pkg" "libc6-dev-$TARGETARCH-cross" libcap2-bin \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -34,11 +34,16 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && export "CARGO_TARGET_$(echo "$target" | tr a-z- A-Z_)_LINKER=$gcc" "CC_$(echo "$target" | tr - _)=$gcc" \
  && cargo build --release --locked --target "$target" --bin iotrelay-operator --bin iotrelay-sidecar \
  && mkdir /out \
- && cp "target/$target/release/iotrelay-operator" "target/$target/release/iotrelay-sidecar" /out/
+ && cp "target/$target/release/iotrelay-operator" "target/$target/release/iotrelay-sidecar" /out/ \
+ && setcap cap_net_bind_service=+ep /out/iotrelay-sidecar
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/iotrelay-operator /out/iotrelay-sidecar /usr/local/bin/
-# The operator runs as nonroot (65532, set by the chart too). The relay pods' user and capabilities come from the
-# pod spec the operator renders (docs/kubernetes.md).
+# Both run as nonroot (65532; the chart and the operator's relay pod spec set it too). The relay binds UDP 500 (and
+# forward ports below 1024): a non-root process keeps no capability across exec unless the binary carries it as a
+# file capability, hence setcap in the build stage (COPY --from keeps the security.capability xattr with BuildKit;
+# an image builder that drops xattrs gives relays that cannot bind UDP 500). Under no_new_privs
+# (allowPrivilegeEscalation: false) the kernel grants the file capability only when the container's capability
+# sets hold it too: the relay pod adds NET_BIND_SERVICE and drops everything else (docs/kubernetes.md).
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/iotrelay-operator"]

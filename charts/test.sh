@@ -22,7 +22,7 @@ check_render() { # name, helm args...
   local name=$1
   shift
   if ! render "$@" > "$tmp/out.yaml" 2> "$tmp/err"; then ko "$name" "$(tail -3 "$tmp/err")"; return; fi
-  python3 - "$tmp/out.yaml" <<'PY' > "$tmp/py" 2>&1 && ok "$name" || ko "$name" "$(cat "$tmp/py")"
+  python3 - "$tmp/out.yaml" "${want_env[@]}" <<'PY' > "$tmp/py" 2>&1 && ok "$name" || ko "$name" "$(cat "$tmp/py")"
 import sys, yaml
 docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 allowed = {"CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
@@ -42,12 +42,28 @@ cr = next(d for d in docs if d["kind"] == "ClusterRole")
 for r in cr["rules"]:
     assert "*" not in r["verbs"] and "*" not in r["resources"], f"wildcard rule {r}"
     assert not {"escalate", "bind", "impersonate"} & set(r["verbs"]), f"dangerous verb in {r}"
+    # Secrets: get only (checking referenced Secrets and granting get to relays); never list/watch cluster-wide.
+    if "secrets" in r["resources"]:
+        assert r["verbs"] == ["get"], f"the operator may only get Secrets, not {r['verbs']}"
+env = {e["name"]: e.get("value") for e in c["env"]}
+want = {k: v for k, v in (a.split("=", 1) for a in sys.argv[2:])}
+for k, v in want.items():
+    assert env.get(k) == v, f"operator env {k}={env.get(k)!r}, want {v!r}"
 print(len(docs), "objects")
 PY
 }
+# want_env: NAME=VALUE pairs the operator container's env must hold.
+want_env=(IOTRELAY_ALLOW_IMAGE_OVERRIDE=false IOTRELAY_ALLOW_PRIVILEGED=false IOTRELAY_RELAY_METRICS_ADDR=0.0.0.0:9465)
 check_render helm-template-defaults
 check_render helm-template-all-options --set serviceMonitor.enabled=true --set replicaCount=2 \
   --set imagePullSecrets[0]=regcred --set watchNamespace=iot --set podAnnotations.x=y --set logging.format=text
+want_env=(IOTRELAY_ALLOW_IMAGE_OVERRIDE=true IOTRELAY_ALLOW_PRIVILEGED=true IOTRELAY_RELAY_METRICS_ADDR=127.0.0.1:9999)
+check_render helm-template-relay-policy-reaches-operator --set relay.allowImageOverride=true \
+  --set relay.allowPrivileged=true --set relay.metricsAddress=127.0.0.1:9999
+if render --set relay.allowPrivileged=yes > /dev/null 2>&1; then ko values-schema-rejects-non-boolean-allow "allowPrivileged=yes accepted"; else ok values-schema-rejects-non-boolean-allow; fi
+for bad in 9465 ""; do
+  if render --set relay.metricsAddress="$bad" > /dev/null 2>&1; then ko values-schema-rejects-bad-metrics-address "metricsAddress='$bad' accepted"; else ok "values-schema-rejects-bad-metrics-address${bad:+-$bad}"; fi
+done
 
 if render --set replicaCount=bad > /dev/null 2>&1; then ko values-schema-rejects-junk "replicaCount=bad accepted"; else ok values-schema-rejects-junk; fi
 if render --set unknownKey=1 > /dev/null 2>&1; then ko values-schema-rejects-unknown "unknownKey accepted"; else ok values-schema-rejects-unknown; fi

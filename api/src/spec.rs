@@ -110,21 +110,34 @@ pub struct IotRelaySpec {
     ))]
     pub forwards: Vec<ForwardSpec>,
 
-    /// Run the relay container fully privileged. Default false: the container gets only NET_ADMIN and
-    /// NET_BIND_SERVICE, which is all the userspace datapath needs.
+    /// Run the relay container fully privileged (uid 0, every capability, host devices). Default false: the relay
+    /// runs as uid 65532 with only NET_BIND_SERVICE, which is all the userspace datapath needs. Honoured only when
+    /// the operator's Helm chart sets `relay.allowPrivileged: true`; otherwise the IotRelay is `Stalled` with
+    /// reason `PrivilegedNotAllowed` and no relay pod is created or changed.
     #[serde(default)]
     pub privileged: bool,
 
-    /// TCP port of the relay's admin HTTP server on the node (`/healthz`, `/readyz`, `/metrics`, `/status`).
+    /// TCP port of the relay's admin HTTP server (`/healthz`, `/readyz`, `/status`, `/metrics`, `POST /rekey`). In
+    /// Kubernetes it listens on the node's loopback address only (127.0.0.1): the kubelet's probes reach it there,
+    /// nothing off the node does. Metrics for scraping are served on a separate address (the chart's
+    /// `relay.metricsAddress`).
     #[serde(default = "default_admin_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub admin_port: i32,
+
+    /// Enables `POST /rekey` on the admin port, for requests carrying this token (`Authorization: Bearer
+    /// <token>`). The Secret key is mounted into the relay pod as a file; the relay itself gets no API access to
+    /// it. Unset (the default): `/rekey` is refused. Kubernetes only; standalone mode takes a token file flag.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekey_token_secret_ref: Option<SecretKeyRef>,
 
     /// Log format of the relay: `JSON` (default) or `Text`.
     #[serde(default)]
     pub log_format: LogFormat,
 
-    /// Relay container image. Default: the image the operator was configured with.
+    /// Relay container image. Default: the image the operator was configured with. Honoured only when the
+    /// operator's Helm chart sets `relay.allowImageOverride: true`; otherwise the IotRelay is `Stalled` with reason
+    /// `ImageOverrideNotAllowed` and no relay pod is created or changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 512))]
     pub image: Option<String>,

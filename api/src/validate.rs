@@ -87,11 +87,15 @@ pub struct ValidatedSpec {
     pub forwards: Vec<ValidatedForward>,
     pub privileged: bool,
     pub admin_port: u16,
+    /// `rekeyTokenSecretRef`: the Secret key holding the `/rekey` token (mounted as a file, never read by the relay
+    /// through the API).
+    pub rekey_token: Option<SecretKeyRef>,
     pub log_format: LogFormat,
 }
 
 impl ValidatedSpec {
-    /// Every (Secret, key) the spec references, sorted and deduplicated.
+    /// Every (Secret, key) holding a tunnel's pre-shared key, sorted and deduplicated: the Secrets the relay reads
+    /// through the API (and the only ones its Role may `get`).
     pub fn secret_refs(&self) -> BTreeSet<SecretKeyRef> {
         self.tunnels.iter().map(|t| t.psk.clone()).collect()
     }
@@ -381,6 +385,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         forwards,
         privileged: spec.privileged,
         admin_port: admin_port.unwrap_or(crate::DEFAULT_ADMIN_PORT),
+        rekey_token: spec.rekey_token_secret_ref.clone(),
         log_format: spec.log_format,
     })
 }

@@ -77,12 +77,10 @@ pub fn operator_conditions(
             }
             let (reconciling, reason, message) = if ready.is_some_and(|c| c.status == "True") {
                 (false, "Ready".to_string(), "the relay is ready".to_string())
-            } else if old.condition(condition::STALLED).is_some_and(|c| {
-                c.status == "True"
-                    && c.reason != "SecretNotFound"
-                    && c.reason != "SecretKeyNotFound"
-                    && c.reason != "InvalidSpec"
-            }) {
+            } else if old
+                .condition(condition::STALLED)
+                .is_some_and(|c| c.status == "True" && !OPERATOR_STALLED_REASONS.contains(&c.reason.as_str()))
+            {
                 (false, "RelayStalled".to_string(), "the relay reports Stalled".to_string())
             } else {
                 let why = ready.map(|c| c.message.clone()).unwrap_or_default();
@@ -93,6 +91,17 @@ pub fn operator_conditions(
         }
     }
 }
+
+/// The `Stalled` reasons the operator itself writes (a spec or Secret problem, or what the chart does not allow):
+/// once the relay pod runs again they are the operator's to clear, not the relay's report.
+pub const OPERATOR_STALLED_REASONS: [&str; 6] = [
+    "InvalidSpec",
+    "SecretNotFound",
+    "SecretKeyNotFound",
+    crate::admit::IMAGE_OVERRIDE_NOT_ALLOWED,
+    crate::admit::PRIVILEGED_NOT_ALLOWED,
+    crate::admit::PORT_CONFLICT,
+];
 
 /// The relay's `Ready=False` reasons that no retry can fix (`DownReason::is_permanent` in the engine): a wrong
 /// pre-shared key, or proposals / traffic selectors the peer refuses.

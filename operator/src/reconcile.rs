@@ -1,4 +1,5 @@
-//! The reconcile pipeline: dereference (Secrets) -> validate -> build (pure) -> apply (server-side) -> status.
+//! The reconcile pipeline: validate -> admit (what the chart allows) -> dereference (Secrets) -> build (pure) ->
+//! apply (server-side) -> status.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,9 +20,10 @@ use tracing::{info, warn};
 
 use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, condition, validate};
 
+use crate::admit::admit;
 use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields};
 use crate::metrics::{Metrics, ReconcileResult};
-use crate::render::{Children, RELAY_LABEL, RenderConfig, render};
+use crate::render::{Children, RELAY_LABEL, RenderConfig, RenderError, render};
 
 /// How often a Stalled relay is looked at again (a missing Secret may appear; Secrets are not watched).
 pub const STALLED_RECHECK: Duration = Duration::from_secs(30);
@@ -144,7 +146,8 @@ async fn reconcile_inner(relay: &IotRelay, ctx: &Context) -> Result<(Action, Out
     Ok((action, outcome))
 }
 
-/// Dereference + validate + build. `Ok(Err(outcome))` is a permanent problem to report as Stalled.
+/// Validate + admit + dereference + build. `Ok(Err(outcome))` is a permanent problem to report as Stalled;
+/// nothing is applied then, so a refused spec never creates or changes the relay's Deployment.
 async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Children, Outcome>, Error> {
     let spec = match validate(&relay.spec) {
         Ok(v) => v,
@@ -153,16 +156,17 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
             return Ok(Err(Outcome::Stalled { reason: "InvalidSpec".into(), message }));
         }
     };
+    if let Err(r) = admit(&relay.spec, &spec, &ctx.config) {
+        return Ok(Err(Outcome::Stalled { reason: r.reason.into(), message: r.message }));
+    }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    for r in spec.secret_refs() {
+    let refs = spec.secret_refs().into_iter().map(|r| (r, "preSharedKeySecretRef"));
+    for (r, field) in refs.chain(spec.rekey_token.clone().map(|r| (r, "rekeyTokenSecretRef"))) {
         match secrets.get_opt(&r.name).await? {
             None => {
                 return Ok(Err(Outcome::Stalled {
                     reason: "SecretNotFound".into(),
-                    message: format!(
-                        "Secret {:?} (referenced by preSharedKeySecretRef) not found in namespace {ns:?}",
-                        r.name
-                    ),
+                    message: format!("Secret {:?} (referenced by {field}) not found in namespace {ns:?}", r.name),
                 }));
             }
             Some(s) => {
@@ -171,16 +175,17 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
                 if !has_key {
                     return Ok(Err(Outcome::Stalled {
                         reason: "SecretKeyNotFound".into(),
-                        message: format!(
-                            "Secret {:?} has no key {:?} (referenced by preSharedKeySecretRef)",
-                            r.name, r.key
-                        ),
+                        message: format!("Secret {:?} has no key {:?} (referenced by {field})", r.name, r.key),
                     }));
                 }
             }
         }
     }
-    Ok(Ok(render(relay, &spec, &ctx.config)?))
+    match render(relay, &spec, &ctx.config) {
+        Ok(children) => Ok(Ok(children)),
+        Err(RenderError::Refused(r)) => Ok(Err(Outcome::Stalled { reason: r.reason.into(), message: r.message })),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn apply(ctx: &Context, ns: &str, c: &Children) -> Result<(), Error> {

@@ -1,11 +1,19 @@
 //! The pure "build" step: a validated IotRelay in, the Kubernetes objects it owns out. No API calls, no clock.
+//!
+//! The relay pod runs with least privilege: uid 65532, every capability dropped but NET_BIND_SERVICE (UDP 500 and
+//! forward ports below 1024; the image grants it to `iotrelay-sidecar` as a file capability, which a non-root
+//! process only keeps when the container's capability sets hold it too), no privilege escalation, a read-only
+//! root filesystem, the runtime's default seccomp profile. The admin server listens on the node's loopback only;
+//! the probes reach it there (a hostNetwork pod shares the node's network namespace with the kubelet).
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, LocalObjectReference, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecurityContext, ServiceAccount,
+    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, LocalObjectReference, PodSecurityContext,
+    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount, Volume,
+    VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -14,12 +22,22 @@ use sha2::{Digest, Sha256};
 
 use iotrelay_api::{IotRelay, LogFormat, ValidatedSpec};
 
+use crate::admit::{Refusal, admit};
+
 /// Pod-template annotation holding a hash of the rendered pod spec: it changes exactly when the pod would.
 pub const CONFIG_HASH_ANNOTATION: &str = "iotrelay.dev/config-hash";
 /// Label on every child naming the IotRelay.
 pub const RELAY_LABEL: &str = "iotrelay.dev/relay";
 /// Grace period: long enough for the relay to send IKE DELETEs for every SA before it is killed.
 pub const TERMINATION_GRACE_SECONDS: i64 = 15;
+/// The relay's uid and gid (the image's `nonroot` user). The operator's own pod runs as the same user.
+pub const RELAY_UID: i64 = 65532;
+/// Where the `/rekey` token Secret key is mounted in the relay container.
+pub const REKEY_TOKEN_DIR: &str = "/var/run/secrets/iotrelay.dev/rekey";
+/// The file name of the token inside [`REKEY_TOKEN_DIR`].
+pub const REKEY_TOKEN_FILE: &str = "token";
+/// Default port of the relay's metrics listener (the chart's `relay.metricsAddress` is `0.0.0.0:9465`).
+pub const DEFAULT_METRICS_PORT: u16 = 9465;
 
 /// Operator-wide settings that shape the children.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +48,13 @@ pub struct RenderConfig {
     pub image_pull_policy: String,
     /// Pull secrets for the relay pod.
     pub image_pull_secrets: Vec<String>,
+    /// Honour `spec.image` (chart `relay.allowImageOverride`, default false).
+    pub allow_image_override: bool,
+    /// Honour `spec.privileged` (chart `relay.allowPrivileged`, default false).
+    pub allow_privileged: bool,
+    /// Where the relay serves `/metrics`, `/healthz` and `/readyz` (nothing else) for scraping (chart
+    /// `relay.metricsAddress`); `127.0.0.1:PORT` keeps it on the node.
+    pub metrics_addr: SocketAddr,
 }
 
 impl Default for RenderConfig {
@@ -38,15 +63,21 @@ impl Default for RenderConfig {
             relay_image: "ghcr.io/iotrelay/iotrelay:0.1.0".into(),
             image_pull_policy: "IfNotPresent".into(),
             image_pull_secrets: vec![],
+            allow_image_override: false,
+            allow_privileged: false,
+            metrics_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_METRICS_PORT)),
         }
     }
 }
 
-/// Why the objects could not be rendered (the IotRelay lacks server-set metadata).
+/// Why the objects could not be rendered: the IotRelay lacks server-set metadata, or asks for something the
+/// operator's configuration does not allow (nothing is rendered for it, so nothing is applied).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RenderError {
     #[error("IotRelay has no {0}")]
     MissingMetadata(&'static str),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
 }
 
 /// Everything one IotRelay owns.
@@ -74,6 +105,7 @@ pub fn child_name(name: &str) -> String {
 
 /// Renders the children of `relay` (whose spec validated to `spec`).
 pub fn render(relay: &IotRelay, spec: &ValidatedSpec, cfg: &RenderConfig) -> Result<Children, RenderError> {
+    admit(&relay.spec, spec, cfg)?;
     let name = relay.metadata.name.clone().ok_or(RenderError::MissingMetadata("metadata.name"))?;
     let namespace = relay.metadata.namespace.clone().ok_or(RenderError::MissingMetadata("metadata.namespace"))?;
     let uid = relay.metadata.uid.clone().ok_or(RenderError::MissingMetadata("metadata.uid"))?;
@@ -119,7 +151,10 @@ pub fn render(relay: &IotRelay, spec: &ValidatedSpec, cfg: &RenderConfig) -> Res
         rules: Some(vec![
             rule(iotrelay_api::GROUP, &["iotrelays"], Some(vec![name.clone()]), &["get", "list", "watch"]),
             rule(iotrelay_api::GROUP, &["iotrelays/status"], Some(vec![name.clone()]), &["get", "patch"]),
-            rule("", &["secrets"], Some(secret_names), &["get", "list", "watch"]),
+            // The relay only ever `get`s its pre-shared-key Secrets (it re-reads them periodically): no list/watch,
+            // which Kubernetes would not narrow to resourceNames for a plain list anyway. The /rekey token Secret
+            // is mounted by the kubelet and not readable through this Role.
+            rule("", &["secrets"], Some(secret_names), &["get"]),
             rule("", &["events"], None, &["create", "patch"]),
             rule("events.k8s.io", &["events"], None, &["create", "patch"]),
         ]),
@@ -178,12 +213,16 @@ fn pod_spec(
         protocol: Some(proto.to_string()),
         host_ip: None,
     };
-    // Only IKE, NAT-T and the admin port are host ports. UDP 500/4500 already keep two relays off one node; the
-    // forwards' listen ports are left out on purpose, so adding or removing a forward does not change the pod
-    // template and the relay applies it live without restarting its tunnels.
-    let ports = vec![port("ike", 500, "UDP"), port("nat-t", 4500, "UDP"), port("admin", spec.admin_port, "TCP")];
+    // IKE and NAT-T are host ports: they keep two relays off one node. The admin port is not declared (it listens on
+    // loopback only); the metrics port is, so a PodMonitor can name it (a hostNetwork pod's ports are host ports). The forwards' listen ports are left out on
+    // purpose, so adding or removing a forward does not change the pod template and the relay applies it live
+    // without restarting its tunnels.
+    let ports =
+        vec![port("ike", 500, "UDP"), port("nat-t", 4500, "UDP"), port("metrics", cfg.metrics_addr.port(), "TCP")];
+    let admin_addr = SocketAddr::from(([127, 0, 0, 1], spec.admin_port));
     let probe = |path: &str, period: i32, failures: i32| Probe {
         http_get: Some(HTTPGetAction {
+            host: Some(admin_addr.ip().to_string()),
             path: Some(path.to_string()),
             port: IntOrString::Int(i32::from(spec.admin_port)),
             scheme: Some("HTTP".into()),
@@ -199,19 +238,55 @@ fn pod_spec(
         LogFormat::Json => "json",
         LogFormat::Text => "text",
     };
+    let mut envs = vec![
+        env("IOTRELAY_NAME", name.to_string()),
+        env("IOTRELAY_NAMESPACE", namespace.to_string()),
+        env("IOTRELAY_ADMIN_ADDR", admin_addr.to_string()),
+        env("IOTRELAY_METRICS_ADDR", cfg.metrics_addr.to_string()),
+    ];
+    let (mut volumes, mut mounts) = (vec![], vec![]);
+    if let Some(token) = &spec.rekey_token {
+        envs.push(env("IOTRELAY_REKEY_TOKEN_FILE", format!("{REKEY_TOKEN_DIR}/{REKEY_TOKEN_FILE}")));
+        volumes.push(Volume {
+            name: "rekey-token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(token.name.clone()),
+                items: Some(vec![KeyToPath { key: token.key.clone(), path: REKEY_TOKEN_FILE.into(), mode: None }]),
+                // Readable by the relay's group only (fsGroup below).
+                default_mode: Some(0o440),
+                optional: Some(false),
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "rekey-token".into(),
+            mount_path: REKEY_TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    envs.push(env("IOTRELAY_LOG_FORMAT", log_format.to_string()));
     let security_context = if spec.privileged {
-        SecurityContext { privileged: Some(true), run_as_user: Some(0), ..Default::default() }
+        // Only when the chart allows it (see `admit`).
+        SecurityContext {
+            privileged: Some(true),
+            run_as_user: Some(0),
+            run_as_non_root: Some(false),
+            allow_privilege_escalation: Some(true),
+            ..Default::default()
+        }
     } else {
         SecurityContext {
             privileged: Some(false),
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),
-            // Added capabilities are only effective for root in Kubernetes (no ambient capabilities), so the
-            // process runs as uid 0 with everything else dropped.
-            run_as_user: Some(0),
-            run_as_non_root: Some(false),
+            run_as_user: Some(RELAY_UID),
+            run_as_group: Some(RELAY_UID),
+            run_as_non_root: Some(true),
+            // NET_BIND_SERVICE must be in the container's sets for the binary's file capability to take effect
+            // under no_new_privs; nothing else is needed: plain UDP sockets, GSO/GRO and PMTU options need none.
             capabilities: Some(Capabilities {
-                add: Some(vec!["NET_ADMIN".into(), "NET_BIND_SERVICE".into()]),
+                add: Some(vec!["NET_BIND_SERVICE".into()]),
                 drop: Some(vec!["ALL".into()]),
             }),
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),
@@ -223,17 +298,13 @@ fn pod_spec(
         image: Some(relay.spec.image.clone().unwrap_or_else(|| cfg.relay_image.clone())),
         image_pull_policy: Some(cfg.image_pull_policy.clone()),
         command: Some(vec!["iotrelay-sidecar".into(), "kube".into()]),
-        env: Some(vec![
-            env("IOTRELAY_NAME", name.to_string()),
-            env("IOTRELAY_NAMESPACE", namespace.to_string()),
-            env("IOTRELAY_ADMIN_PORT", spec.admin_port.to_string()),
-            env("IOTRELAY_LOG_FORMAT", log_format.to_string()),
-        ]),
+        env: Some(envs),
         ports: Some(ports),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 1)),
         resources: relay.spec.resources.clone(),
         security_context: Some(security_context),
+        volume_mounts: if mounts.is_empty() { None } else { Some(mounts) },
         ..Default::default()
     };
     PodSpec {
@@ -243,6 +314,12 @@ fn pod_spec(
         dns_policy: Some("ClusterFirstWithHostNet".into()),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+        security_context: if volumes.is_empty() {
+            None
+        } else {
+            Some(PodSecurityContext { fs_group: Some(RELAY_UID), ..Default::default() })
+        },
+        volumes: if volumes.is_empty() { None } else { Some(volumes) },
         node_selector: relay.spec.node_selector.clone(),
         tolerations: relay.spec.tolerations.clone(),
         affinity: relay.spec.affinity.clone(),

@@ -45,7 +45,22 @@ pub struct Settings {
 
 impl Settings {
     pub fn from_env() -> anyhow::Result<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        Self::from_vars(|k| std::env::var(k).ok())
+    }
+
+    /// Settings from `get` (the environment in production). Relay-related variables:
+    /// `IOTRELAY_RELAY_IMAGE`, `IOTRELAY_RELAY_IMAGE_PULL_POLICY`, `IOTRELAY_RELAY_IMAGE_PULL_SECRETS` (comma list),
+    /// `IOTRELAY_ALLOW_IMAGE_OVERRIDE` and `IOTRELAY_ALLOW_PRIVILEGED` (`true`/`false`, default false),
+    /// `IOTRELAY_RELAY_METRICS_ADDR` (the relays' metrics listener; unset: 0.0.0.0:9465; empty: none).
+    pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
+        let var = |k: &str| get(k).filter(|v| !v.is_empty());
+        let flag = |k: &str| -> anyhow::Result<bool> {
+            match var(k).as_deref() {
+                None | Some("false") => Ok(false),
+                Some("true") => Ok(true),
+                Some(v) => Err(anyhow::anyhow!("{k}={v:?}: expected true or false")),
+            }
+        };
         let defaults = RenderConfig::default();
         Ok(Settings {
             render: RenderConfig {
@@ -54,6 +69,14 @@ impl Settings {
                 image_pull_secrets: var("IOTRELAY_RELAY_IMAGE_PULL_SECRETS")
                     .map(|v| v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
                     .unwrap_or_default(),
+                allow_image_override: flag("IOTRELAY_ALLOW_IMAGE_OVERRIDE")?,
+                allow_privileged: flag("IOTRELAY_ALLOW_PRIVILEGED")?,
+                metrics_addr: match var("IOTRELAY_RELAY_METRICS_ADDR") {
+                    None => defaults.metrics_addr,
+                    Some(v) => v
+                        .parse()
+                        .map_err(|e| anyhow::anyhow!("IOTRELAY_RELAY_METRICS_ADDR={v:?}: {e} (want IP:PORT)"))?,
+                },
             },
             admin_addr: var("IOTRELAY_ADMIN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into()).parse()?,
             leader_election: var("IOTRELAY_LEADER_ELECTION").is_none_or(|v| v != "false"),
@@ -188,4 +211,32 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     metrics.leader.set(0);
     info!("stopped");
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(vars: &[(&str, &str)]) -> anyhow::Result<Settings> {
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_vars(|k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn relay_policy_from_the_chart() {
+        let s = settings(&[]).unwrap();
+        assert!(!s.render.allow_image_override && !s.render.allow_privileged);
+        assert_eq!(s.render.metrics_addr.to_string(), "0.0.0.0:9465");
+        let s = settings(&[
+            ("IOTRELAY_ALLOW_IMAGE_OVERRIDE", "true"),
+            ("IOTRELAY_ALLOW_PRIVILEGED", "false"),
+            ("IOTRELAY_RELAY_METRICS_ADDR", "127.0.0.1:9999"),
+        ])
+        .unwrap();
+        assert!(s.render.allow_image_override && !s.render.allow_privileged);
+        assert_eq!(s.render.metrics_addr.to_string(), "127.0.0.1:9999");
+        // A typo must not silently mean "allowed" or "not allowed".
+        assert!(settings(&[("IOTRELAY_ALLOW_PRIVILEGED", "yes")]).is_err());
+        assert!(settings(&[("IOTRELAY_RELAY_METRICS_ADDR", "9465")]).is_err());
+    }
 }
