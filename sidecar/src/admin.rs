@@ -258,6 +258,8 @@ pub fn render_metrics(p: &Published) -> String {
     let dpd_misses = Family::<TunnelLabels, Counter>::default();
     let invalid = Family::<TunnelLabels, Counter>::default();
     let collisions = Family::<TunnelLabels, Counter>::default();
+    let cookies = Family::<TunnelLabels, Counter>::default();
+    let half_open_refused = Family::<TunnelLabels, Counter>::default();
     for t in &p.tunnels {
         let l = TunnelLabels { tunnel: t.name.clone() };
         up.get_or_create(&l).set(i64::from(t.engine.state == iotrelay_ikev2::TunnelState::Established));
@@ -274,6 +276,8 @@ pub fn render_metrics(p: &Published) -> String {
         dpd_misses.get_or_create(&l).inc_by(c.dpd_misses);
         invalid.get_or_create(&l).inc_by(c.invalid_messages);
         collisions.get_or_create(&l).inc_by(c.rekey_collisions);
+        cookies.get_or_create(&l).inc_by(c.cookies_sent);
+        half_open_refused.get_or_create(&l).inc_by(c.half_open_refused);
     }
     reg.register("tunnel_up", "1 when the tunnel has an IKE SA and a CHILD_SA", up);
     reg.register("tunnel_active", "1 when the tunnel carries outbound traffic", active);
@@ -288,6 +292,12 @@ pub fn render_metrics(p: &Published) -> String {
         "ike_rekey_collisions",
         "Rekeys that collided with the peer's, resolved by the lowest nonce (RFC 7296 2.8.1)",
         collisions,
+    );
+    reg.register("ike_cookies_sent", "IKE_SA_INIT requests answered with a COOKIE demand (RFC 7296 2.6)", cookies);
+    reg.register(
+        "ike_half_open_refused",
+        "IKE_SA_INIT requests dropped: half-open table full or unauthenticated key-exchange budget spent",
+        half_open_refused,
     );
 
     let sessions = Family::<ForwardLabels, Gauge>::default();

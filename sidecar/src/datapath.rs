@@ -11,7 +11,7 @@ use iotrelay_api::validate::ValidatedForward;
 use iotrelay_api::{DatapathDrops, ForwardDrops};
 use iotrelay_crypto::{RandomSource, SaCipher};
 use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
-use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, StartupAction, Tunnel, TunnelState};
+use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, HalfOpenCount, StartupAction, Tunnel, TunnelState};
 use iotrelay_relay::{DropReason, ForwardConfig, ForwardId, InnerDrop, Ipv4Cidr, Relay};
 
 use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
@@ -151,6 +151,8 @@ impl Datapath {
         now: Duration,
         rng: &mut dyn RandomSource,
     ) -> Datapath {
+        // Half-open IKE SAs are counted across the relay for the cookie threshold (RFC 7296 §2.6).
+        let half_open = HalfOpenCount::new();
         let tunnels = tunnels
             .into_iter()
             .map(|p| {
@@ -161,6 +163,7 @@ impl Datapath {
                     SocketAddr::new(p.peer.into(), IKE_PORT),
                     now,
                 );
+                engine.share_half_open(half_open.clone());
                 if start {
                     engine.connect(now, rng);
                 }
