@@ -6,16 +6,22 @@ export IOTRELAY_CACHE ?= /var/cache/iotrelay
 # The fuzz build (about 4.5 min cold on 2 cores) is cached there too; the workspace build stays in ./target.
 export FUZZ_TARGET_DIR ?= $(IOTRELAY_CACHE)/fuzz-target
 
-.PHONY: demo test deps lint unit fuzz chart interop datapath e2e build bench crds
+.PHONY: demo test deps deps-demo lint unit fuzz chart interop datapath e2e build bench crds k8s-tools
 
-demo: deps build          ## a local lab: AWS-like strongSwan peers, a relayed UDP admin packet, the status
-	e2e/demo.sh
+demo: deps-demo           ## a local lab: AWS-like strongSwan peers, a relayed UDP admin packet, the status
+	e2e/demo.sh       # builds only the relay (cargo build --release -p iotrelay-sidecar)
 
 test:                     ## everything: lint, unit, fuzz, chart, interop, datapath, Kubernetes e2e
 	scripts/test.sh
 
-deps:                     ## install what the lab and tests need (idempotent)
-	scripts/deps.sh
+deps:                     ## install what the lab and every test need (idempotent)
+	scripts/deps.sh all
+
+deps-demo:                ## only what the demo needs: strongSwan and a few tools, no Kubernetes, no cargo-fuzz
+	scripts/deps.sh demo
+
+k8s-tools:                ## the Kubernetes control plane, kubectl and helm into $(IOTRELAY_CACHE)/bin (cached)
+	e2e/tools/build.sh
 
 build:
 	cargo build --release --bin iotrelay-sidecar --bin iotrelay-operator
@@ -28,10 +34,13 @@ unit:
 	cargo test --workspace
 
 fuzz:
+	scripts/fuzz-deps.sh
 	scripts/fuzz.sh
 
-chart:
+chart:                    ## the Helm chart, and the examples that need helm or systemd-analyze
+	e2e/tools/build.sh helm
 	charts/test.sh
+	examples/test.sh
 
 interop: build
 	e2e/interop/run.sh
@@ -39,7 +48,7 @@ interop: build
 datapath: build
 	e2e/datapath/run.sh
 
-e2e: build
+e2e: build k8s-tools
 	e2e/k8s/run.sh
 
 crds:                     ## regenerate crds/ and charts/iotrelay/crds/ from the Rust types

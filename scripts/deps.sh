@@ -1,13 +1,20 @@
 #!/usr/bin/env bash
-# Installs what the lab, the tests and the demo need. Idempotent: a second run only checks.
+# Installs what the demo and the tests need. Idempotent: a second run only checks.
+#   scripts/deps.sh demo   only what `make demo` needs: strongSwan (charon with kernel-libipsec, swanctl) and the
+#                          few tools the lab uses (ip, python3, jq, curl); a minute or so from Debian's mirrors
+#   scripts/deps.sh        (= all) also the tools of `make test`: clippy/rustfmt, tcpdump, iperf3, lua, the
+#                          Kubernetes control plane, kubectl and helm (e2e/tools/build.sh, ~7 min the first time on 2
+#                          cores) and cargo-fuzz (scripts/fuzz-deps.sh)
 # Everything comes from Debian, crates.io and the Go module proxy; build outputs go to $IOTRELAY_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${IOTRELAY_CACHE:=/var/cache/iotrelay}"
-mkdir -p "$IOTRELAY_CACHE/bin"
+what=${1:-all}
+case $what in demo|all) ;; *) echo "usage: scripts/deps.sh [demo|all]" >&2; exit 2 ;; esac
 
 apt_pkgs=(strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
-          iproute2 iptables socat tcpdump iperf3 jq lua5.4 python3-yaml procps psmisc openssl curl)
+          iproute2 python3 python3-yaml jq curl procps)
+[ "$what" = all ] && apt_pkgs+=(iptables socat tcpdump iperf3 lua5.4 psmisc openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -17,10 +24,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # The strongSwan units must not run a system-wide charon: every lab charon is private to its namespace.
 systemctl disable --now strongswan-starter strongswan 2>/dev/null || true
+command -v cargo >/dev/null || { echo "deps: cargo is missing (install Rust, e.g. with rustup)" >&2; exit 1; }
+if [ "$what" = demo ]; then
+  echo "deps: ok (demo)"
+  exit 0
+fi
 
 # Rust components used by `make lint`.
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
-
+mkdir -p "$IOTRELAY_CACHE/bin"
 # Go-built tools (helm, kubectl, etcd, kube-apiserver, ...) into $IOTRELAY_CACHE/bin.
 if [ -x e2e/tools/build.sh ]; then e2e/tools/build.sh; fi
 # cargo-fuzz for `make fuzz`.
