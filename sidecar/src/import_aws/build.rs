@@ -174,6 +174,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
         tolerations: None,
         affinity: None,
         resources: None,
+        rekey_token_secret_ref: None,
     };
     if let Err(errs) = iotrelay_api::validate(&spec) {
         let e = &errs[0];
