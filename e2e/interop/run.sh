@@ -18,8 +18,8 @@ source "$HERE/../lab/lib.sh"
 # shellcheck source=e2e/lab/relay.sh
 source "$HERE/../lab/relay.sh"
 lab_need_root
-trap 'relay_stop; lab_down' EXIT
-trap 'exit 130' INT TERM
+trap 'lab_exit $? relay_stop lab_down' EXIT
+lab_traps
 
 SUITES=("$@")
 [ ${#SUITES[@]} -eq 0 ] && SUITES=(aes128-sha1-modp1024 aes256-sha256-modp2048 aes128gcm16-prfsha256-ecp256
@@ -131,7 +131,9 @@ spi() {
   else lab_sas_json 1 | jq -r '.[0].ike_spi_local'; fi
 }
 
-lab_up || { echo "FAIL lab-up: could not build the topology"; echo "0 passed, 1 failed"; exit 1; }
+# Cases: lab-up, 7 per suite and direction, then the fragmentation case.
+lab_expect $((1 + ${#SUITES[@]} * 2 * 7 + 1))
+lab_case lab-up lab_up || exit 1
 
 for suite in "${SUITES[@]}"; do
   for dir in initiator responder; do

@@ -32,7 +32,9 @@ ns=k8s-e2e                 # namespace of the IotRelays
 opns=k8s-iotrelay-system   # the operator's release namespace
 psk1=k8s-e2e-psk-tunnel1-0123456789
 psk2=k8s-e2e-psk-tunnel2-9876543210
-passed=0 failed=0
+passed=0 failed=0 skipped=0
+# Every top-level `tc` line of this file is one case; fewer ran (an abort, a case lost in a refactor) is red.
+expected=$(grep -c '^tc ' "$0")
 why=""
 declare -A have=()         # prerequisites met so far: cluster chart operator crd relay
 
@@ -75,12 +77,12 @@ cleanup() {
     lab_down >/dev/null 2>&1
   fi
   echo "logs: $artifacts"
-  echo "$passed passed, $failed failed"
-  [ "$failed" -eq 0 ]
+  lab_report "$passed" "$failed" "$skipped" "$expected" "$k8s_rc"
   exit $?
 }
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+# The real status survives: an abort (exit 1 half way, unbound variable, SIGINT/SIGTERM) is red (lab_report).
+trap 'k8s_rc=$?; trap - EXIT; cleanup' EXIT
+lab_traps
 
 kubectl() { ip netns exec "$K8S_NETNS" "$IOTRELAY_CACHE/bin/kubectl" --kubeconfig "$K8S_STATE/admin.kubeconfig" "$@"; }
 helm() { ip netns exec "$K8S_NETNS" "$IOTRELAY_CACHE/bin/helm" --kubeconfig "$K8S_STATE/admin.kubeconfig" "$@"; }

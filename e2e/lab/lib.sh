@@ -14,6 +14,7 @@
 #                          default via 192.0.2.1  192.0.2.1 | 198.51.100.1 (MASQUERADE)  100.64.1.10 device,
 #                                                                                        UDP echo on :7000
 #
+# With LAB_AWS_LOG_KEYS=1 the AWS side logs every derived key (ike/chd level 4) for e2e/lab/secrets.py.
 # The AWS endpoints are configured like an AWS VPN tunnel (shared/AWS.md): 0.0.0.0/0 <-> 0.0.0.0/0, AWS's whole
 # proposal set, DPD every 10 s (action clear, ~30 s timeout), 8 h / 1 h lifetimes rekeyed inside a 270 s margin with
 # 100 % fuzz, replay window 1024, UDP encapsulation forced, responder (start_action none) unless LAB_AWS_START=start.
@@ -184,7 +185,8 @@ charon {
     lab {
       path = $d/charon.log
       default = 1
-      ike = 2
+      ike = $([ "${LAB_AWS_LOG_KEYS:-0}" = 1 ] && echo 4 || echo 2)
+      chd = $([ "${LAB_AWS_LOG_KEYS:-0}" = 1 ] && echo 4 || echo 1)
       knl = 2
       flush_line = yes
       time_format = %H:%M:%S
@@ -223,7 +225,8 @@ lab_swanctl_dir() { local d=$1 c=$2; shift 2; swanctl "$c" --uri "unix://$d/char
 # lab_swanctl N COMMAND [ARGS]: swanctl against AWS endpoint N (1 or 2).
 lab_swanctl() { local i=$1; shift; lab_swanctl_dir "$(lab_aws_dir "$i")" "$@"; }
 
-# lab_aws_start N PSK: (re)start AWS tunnel endpoint N. Env: LAB_AWS_* above (proposals, lifetimes, start action).
+# lab_aws_start N PSK: (re)start AWS tunnel endpoint N. Env: LAB_AWS_* above (proposals, lifetimes, start action),
+# LAB_AWS_LOCAL_TS / LAB_AWS_REMOTE_TS (the CHILD_SA's traffic selectors, default 0.0.0.0/0 each).
 lab_aws_start() {
   local i=$1 psk=$2 d addr
   d=$(lab_aws_dir "$i")
@@ -256,8 +259,8 @@ connections {
     }
     children {
       aws {
-        local_ts = 0.0.0.0/0
-        remote_ts = 0.0.0.0/0
+        local_ts = ${LAB_AWS_LOCAL_TS:-0.0.0.0/0}
+        remote_ts = ${LAB_AWS_REMOTE_TS:-0.0.0.0/0}
         esp_proposals = $LAB_AWS_ESP_PROPOSALS
         rekey_time = $((LAB_AWS_CHILD_LIFETIME - m))s
         rand_time = ${m}s
@@ -327,11 +330,18 @@ lab_down() {
   fi
 }
 
-# Test-case bookkeeping shared by every script: `lab_case NAME CMD...` prints PASS/FAIL; lab_summary ends the run.
+# Test-case bookkeeping shared by every suite. A suite declares how many cases it runs (`lab_expect N`), runs each
+# with `lab_case NAME CMD...` (PASS/FAIL) or counts it with `lab_skip NAME` when a selection leaves it out, and
+# installs `trap 'lab_exit $? CLEANUP...' EXIT` plus `lab_traps`: whatever ends the run (the last line, `exit 1`
+# half way, an unbound variable, SIGINT/SIGTERM) it prints the counts and exits non-zero unless every expected
+# case ran (or was skipped on purpose) and none failed.
 LAB_PASSED=0
 LAB_FAILED=0
+LAB_SKIPPED=0
+LAB_EXPECTED=""
 LAB_WHY=""
 lab_fail_why() { LAB_WHY=$*; return 1; }
+lab_expect() { LAB_EXPECTED=$1; }
 lab_case() {
   local name=$1
   shift
@@ -342,12 +352,48 @@ lab_case() {
   else
     echo "FAIL $name: ${LAB_WHY:-command failed}"
     LAB_FAILED=$((LAB_FAILED + 1))
+    return 1
   fi
 }
-lab_summary() {
-  echo "$LAB_PASSED passed, $LAB_FAILED failed"
-  [ "$LAB_FAILED" -eq 0 ]
+lab_skip() { echo "SKIP $1 (not selected)"; LAB_SKIPPED=$((LAB_SKIPPED + 1)); }
+# lab_report PASSED FAILED SKIPPED EXPECTED RC: the summary of a suite (also used by e2e/k8s/run.sh). Prints
+#   cases: expected E, ran R, skipped S
+#   P passed, F failed
+# (also into $IOTRELAY_SUMMARY when set: scripts/test.sh reads it) and returns the suite's real status: RC when
+# the script itself failed or was aborted, 1 when a case failed or ran + skipped is not E, else 0.
+lab_report() {
+  local p=$1 f=$2 s=$3 e=$4 rc=$5 ran=$(($1 + $2)) line
+  line="cases: expected ${e:-?}, ran $ran, skipped $s"
+  if [ "$rc" -ne 0 ]; then
+    line+=" (aborted: exit status $rc)"
+  elif [ -z "$e" ] || [ $((ran + s)) -ne "$e" ]; then
+    line+=" (MISMATCH: $((ran + s)) of ${e:-an undeclared number} cases accounted for)"
+    rc=1
+  elif [ "$f" -gt 0 ]; then
+    rc=1
+  fi
+  echo "$line"
+  echo "$p passed, $f failed"
+  [ -n "${IOTRELAY_SUMMARY:-}" ] && printf '%s\n%s passed, %s failed\n' "$line" "$p" "$f" > "$IOTRELAY_SUMMARY"
+  return "$rc"
 }
+# lab_exit RC [CLEANUP...]: the EXIT trap of a suite: run CLEANUP (e.g. relay_stop lab_down), report, exit.
+lab_exit() {
+  local rc=$1 c
+  shift
+  trap - EXIT
+  [ "$rc" -ne 0 ] && LAB_KEEP_LOGS=1
+  for c in "$@"; do "$c"; done
+  lab_report "$LAB_PASSED" "$LAB_FAILED" "$LAB_SKIPPED" "$LAB_EXPECTED" "$rc"
+  exit $?
+}
+# lab_traps: SIGINT and SIGTERM end the run through the EXIT trap with the conventional status (red).
+lab_traps() {
+  trap 'echo "# interrupted (SIGINT)" >&2; exit 130' INT
+  trap 'echo "# terminated (SIGTERM)" >&2; exit 143' TERM
+}
+# lab_summary: the end of a suite's script; lab_exit reports.
+lab_summary() { exit 0; }
 
 # lab_need_root: the lab needs root (namespaces); say so plainly.
 lab_need_root() {

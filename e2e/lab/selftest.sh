@@ -15,8 +15,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=e2e/lab/lib.sh
 source "$HERE/lib.sh"
 lab_need_root
-trap lab_down EXIT
-trap 'exit 130' INT TERM
+trap 'lab_exit $? lab_down' EXIT
+lab_traps
 
 PSK1=lab_psk_tunnel1_0123
 PSK2=lab_psk_tunnel2_4567
@@ -165,9 +165,12 @@ dpd_clear() {
   lab_wait 45 no_sas || lab_fail_why "aws2 still holds SAs 45 s after the peer died"
 }
 
-lab_up || { echo "FAIL lab-up: could not build the topology"; echo "0 passed, 1 failed"; exit 1; }
-lab_aws_start 1 "$PSK1" && lab_aws_start 2 "$PSK2" && cgw_start && relay_nat \
-  || { echo "FAIL charon-start: see $LAB_DIR"; echo "0 passed, 1 failed"; exit 1; }
+# Every `lab_case` line of this file is one case.
+lab_expect "$(grep -c '^lab_case ' "$0")"
+lab_case lab-up lab_up || exit 1
+charons_up() { lab_aws_start 1 "$PSK1" && lab_aws_start 2 "$PSK2" && cgw_start && relay_nat \
+  || lab_fail_why "see $LAB_DIR"; }
+lab_case charon-start charons_up || exit 1
 
 lab_case tunnel1-established tunnel1_up
 lab_case tunnel1-round-trip round_trip tunnel1
