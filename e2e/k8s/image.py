@@ -5,7 +5,8 @@ container engine.
   image.py --out iotrelay.tar --name iotrelay.local/iotrelay:e2e --dockerfile Dockerfile --bin-dir target/release
       The project's image, in the layout of the Dockerfile's final stage, read from the Dockerfile itself so the
       two cannot drift: every `COPY --from=build /out/<bin> ... <dir>/` puts <bin-dir>/<bin> into <dir>; USER,
-      ENTRYPOINT, ENV and WORKDIR become the image config. The base image (distroless cc: /etc/passwd with
+      ENTRYPOINT, ENV and WORKDIR become the image config; a build-stage `setcap CAPS /out/<bin>` becomes <bin>'s
+      file capability (the security.capability xattr, as a PAX record containerd applies). The base image (distroless cc: /etc/passwd with
       nonroot 65532, /etc/group, /tmp, glibc and libgcc) is made from this Debian host: the same accounts and
       the shared libraries `ldd` lists for the binaries.
   image.py --out pause.tar --name iotrelay.local/pause:e2e --file /var/cache/iotrelay/bin/pause:/pause \\
@@ -22,6 +23,7 @@ import os
 import platform
 import re
 import shlex
+import struct
 import subprocess
 import sys
 import tarfile
@@ -54,13 +56,15 @@ class Layer:
         self.seen.add(path)
         self.tar.addfile(self._info(path, tarfile.DIRTYPE, mode))
 
-    def data(self, path, data, mode=0o644):
+    def data(self, path, data, mode=0o644, xattrs=None):
         self.dir(os.path.dirname(path))
         if path in self.seen:
             return
         self.seen.add(path)
         info = self._info(path, tarfile.REGTYPE, mode)
         info.size = len(data)
+        if xattrs:
+            info.pax_headers = {"SCHILY.xattr." + k: v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()}
         self.tar.addfile(info, io.BytesIO(data))
 
     def symlink(self, path, target):
@@ -130,6 +134,23 @@ def dockerfile_final_stage(path):
     return copies, user, entry, env, workdir
 
 
+CAP_NUMBERS = {"cap_net_bind_service": 10}
+
+
+def file_caps(path):
+    """{binary basename: security.capability value} from the Dockerfile's `setcap CAPS /out/<bin>` (VFS_CAP_REVISION_2:
+    magic and effective flag, then permitted and inheritable, low and high 32 bits, little endian)."""
+    out = {}
+    for caps, binary in re.findall(r"setcap\s+(\S+)\s+/out/(\S+)", open(path).read()):
+        m = re.fullmatch(r"([a-z_,]+)=\+(e?)(i?)p", caps)
+        if not m or any(c not in CAP_NUMBERS for c in m.group(1).split(",")):
+            sys.exit(f"image.py: setcap {caps} is not modelled here")
+        bits = sum(1 << CAP_NUMBERS[c] for c in m.group(1).split(","))
+        magic = 0x02000000 | (1 if m.group(2) else 0)
+        out[binary] = struct.pack("<IIIII", magic, bits, bits if m.group(3) else 0, 0, 0)
+    return out
+
+
 def shared_libs(binaries):
     libs = []
     for b in binaries:
@@ -160,6 +181,7 @@ def main():
     binaries = []
     if a.dockerfile:
         copies, user, entry, denv, workdir = dockerfile_final_stage(a.dockerfile)
+        caps = file_caps(a.dockerfile)
         env += denv
         layer.data("/etc/passwd", PASSWD.encode())
         layer.data("/etc/group", GROUP.encode())
@@ -168,7 +190,8 @@ def main():
         for name, dest in copies:
             src = os.path.join(a.bin_dir, name)
             with open(src, "rb") as f:
-                layer.data(os.path.join(dest, name), f.read(), 0o755)
+                xattrs = {"security.capability": caps[name]} if name in caps else None
+                layer.data(os.path.join(dest, name), f.read(), 0o755, xattrs)
             binaries.append(src)
         for lib in shared_libs(binaries):
             layer.host_path(lib)
