@@ -48,7 +48,8 @@ interop: build
 datapath: build
 	e2e/datapath/run.sh
 
-e2e: build k8s-tools
+e2e: build k8s-tools     ## Kubernetes e2e on a real node (node-deps: containerd, runc, CNI, kubelet, kube-proxy)
+	scripts/node-deps.sh
 	e2e/k8s/run.sh
 
 crds:                     ## regenerate crds/ and charts/iotrelay/crds/ from the Rust types

@@ -1,25 +1,27 @@
 #!/usr/bin/env bash
 # End to end on a real Kubernetes control plane (issue 5): Helm install, kubectl apply, status from live SAs.
 #
-#   k8s-iot 203.0.113.10 ── k8s-relay (the node, $K8S_NETNS): control plane on loopback + fake kubelet + relay pod
+#   k8s-iot 203.0.113.10 ── k8s-relay (the node, $K8S_NETNS): control plane, kubelet, containerd, kube-proxy,
+#                           the relay pod (hostNetwork), the operator pod (pod network, CNI bridge)
 #                           198.51.100.1 ── k8s-wan ── k8s-aws1 198.51.100.2 (strongSwan, tunnel1) ─┐
 #                                                   └─ k8s-aws2 198.51.100.3 (strongSwan, tunnel2) ─┴ k8s-vpc 100.64.1.10
 #   The lab is e2e/lab/lib.sh (the same AWS side as the datapath suite) with LAB_ID=k8s, so every namespace is
 #   k8s-* and never collides with the other suites' lab-*; its relay host namespace is the Kubernetes node.
-#   (details in e2e/lab/lib.sh and cluster.sh)
+#   (details in e2e/lab/lib.sh and cluster.sh). The pods run the project's image, built from the release binaries
+#   in the Dockerfile's layout (image.py) under the chart's default name, so `helm install` is the user's.
 #
 # Every assertion of issue 5 is a separate case printing `PASS name` or `FAIL name: why`; the last line is
 # `N passed, N failed`; the exit status is non-zero on any failure. A case whose prerequisite is missing (no chart,
 # no operator binary, relay never Ready, ...) fails at once saying `not yet: ...` instead of waiting out timeouts.
-# Needs: root, e2e/tools/build.sh done, `make build` (iotrelay-operator, iotrelay-sidecar in
-# ${CARGO_TARGET_DIR:-target}/release). Logs of a run are copied to $K8S_ARTIFACTS (default /tmp/k8s-iotrelay-artifacts).
+# Needs: root, scripts/deps.sh and scripts/node-deps.sh done, `make build` (iotrelay-operator, iotrelay-sidecar
+# in ${CARGO_TARGET_DIR:-target}/release). Logs of a run are copied to $K8S_ARTIFACTS (default /tmp/k8s-iotrelay-artifacts).
 # K8S_KEEP=1 leaves the cluster and the lab running afterwards, for a look with kubectl.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 : "${IOTRELAY_CACHE:=/var/cache/iotrelay}"
 export K8S_STATE=${K8S_STATE:-/tmp/k8s-iotrelay-e2e}
-export K8S_POD_PATH=${K8S_POD_PATH:-${CARGO_TARGET_DIR:-$repo/target}/release}
+relbin=${CARGO_TARGET_DIR:-$repo/target}/release   # the binaries the image is built from
 artifacts=${K8S_ARTIFACTS:-/tmp/k8s-iotrelay-artifacts}
 chart=${K8S_CHART:-$repo/charts/iotrelay}
 crds=${K8S_CRDS:-$repo/crds}   # used without a chart
@@ -29,6 +31,7 @@ source "$repo/e2e/lab/lib.sh"
 export K8S_NETNS=$LAB_NS_RELAY   # the node: hostNetwork pods (the relay) run in the lab's relay host namespace
 
 ns=k8s-e2e                 # namespace of the IotRelays
+node=${K8S_NODE:-lab-node}  # the cluster's one node
 opns=k8s-iotrelay-system   # the operator's release namespace
 psk1=k8s-e2e-psk-tunnel1-0123456789
 psk2=k8s-e2e-psk-tunnel2-9876543210
@@ -36,7 +39,7 @@ passed=0 failed=0 skipped=0
 # Every top-level `tc` line of this file is one case; fewer ran (an abort, a case lost in a refactor) is red.
 expected=$(grep -c '^tc ' "$0")
 why=""
-declare -A have=()         # prerequisites met so far: cluster chart operator crd relay
+declare -A have=()         # prerequisites met so far: cluster image chart operator crd relay
 
 pass() { echo "PASS $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1${2:+: $2}"; failed=$((failed + 1)); }
@@ -56,6 +59,7 @@ requires() {
 }
 declare -A prereq_why=(
   [cluster]="control plane did not start"
+  [image]="the iotrelay image was not built (make build?)"
   [chart]="no chart at charts/iotrelay (helm install failed)"
   [operator]="operator not Ready after helm install"
   [crd]="IotRelay CRD not established"
@@ -64,8 +68,9 @@ declare -A prereq_why=(
 
 cleanup() {
   mkdir -p "$artifacts"
-  cp -r "$K8S_STATE/logs" "$artifacts/control-plane" 2>/dev/null || true
-  cp -r "$K8S_STATE/kubelet/pods" "$artifacts/pods" 2>/dev/null || true
+  # Control plane, kubelet, containerd and kube-proxy logs; every container's log (also of restarted ones).
+  cp -r "$K8S_STATE/logs" "$artifacts/cluster" 2>/dev/null || true
+  cp -r "$K8S_STATE/pod-logs" "$artifacts/pods" 2>/dev/null || true
   for i in 1 2; do cp "$(lab_aws_dir $i)/charon.log" "$artifacts/aws$i-charon.log" 2>/dev/null || true; done
   cp "$LAB_DIR/device.log" "$artifacts/device.log" 2>/dev/null || true
   if [ "${K8S_KEEP:-0}" = 1 ]; then
@@ -120,6 +125,10 @@ relay_pod() { # NAME -> pod name of the relay (via the Deployment the IotRelay o
   sel=$(kubectl -n $ns get deploy "$dep" -o json | jq -r '.spec.selector.matchLabels | to_entries | map("\(.key)=\(.value)") | join(",")')
   kubectl -n $ns get pod -l "$sel" -o jsonpath='{.items[0].metadata.name}'
 }
+# container_pid NAMESPACE POD: host PID of the pod's (first) container process.
+container_pid() {
+  "$here/cluster.sh" pid "$(kubectl -n "$1" get pod "$2" -o jsonpath='{.status.containerStatuses[0].containerID}')"
+}
 events_for() { kubectl -n $ns get events --field-selector "involvedObject.kind=IotRelay,involvedObject.name=$1" -o json; }
 diag() { # NAME: dump a relay's status and pod into the artifacts for a failed case
   mkdir -p "$artifacts"
@@ -153,9 +162,29 @@ t_cluster_start() {
 }
 tc cluster-start t_cluster_start
 
+# The image the chart deploys by default (values image.repository : Chart appVersion), built from the release
+# binaries in the Dockerfile's layout and imported into the node's containerd: `helm install` needs no --set.
+image_ref=$(python3 -c 'import sys, yaml; v = yaml.safe_load(open(sys.argv[1])); c = yaml.safe_load(open(sys.argv[2]))
+print(v["image"]["repository"] + ":" + (v["image"].get("tag") or c["appVersion"]))' "$chart/values.yaml" "$chart/Chart.yaml" 2>/dev/null)
+t_image() {
+  requires cluster || return 1
+  [ -n "$image_ref" ] || { why="cannot read image.repository/appVersion from $chart"; return 1; }
+  local b out
+  for b in iotrelay-operator iotrelay-sidecar; do
+    [ -x "$relbin/$b" ] || { why="not yet: $relbin/$b missing (make build)"; return 1; }
+  done
+  out=$(python3 "$here/image.py" --out "$K8S_STATE/images/iotrelay.tar" --name "$image_ref" \
+    --dockerfile "$repo/Dockerfile" --bin-dir "$relbin" 2>&1) || { why="image.py: $out"; return 1; }
+  out=$("$here/cluster.sh" load "$K8S_STATE/images/iotrelay.tar" 2>&1) || { why="import: $out"; return 1; }
+  "$K8S_STATE/bin/ctr" images ls -q 2>/dev/null | grep -qxF "$image_ref" \
+    || { why="$image_ref is not in the node's image store"; return 1; }
+  have[image]=1
+}
+tc image-built-and-imported t_image
+
 
 t_helm_install() {
-  requires cluster || return 1
+  requires cluster image || return 1
   [ -f "$chart/Chart.yaml" ] || { why="${prereq_why[chart]}"; return 1; }
   local out
   # No --wait here: whether the operator comes up is the next case's question.
@@ -183,7 +212,6 @@ tc crd-established t_crd
 
 t_operator_ready() {
   requires chart || return 1
-  [ -x "$K8S_POD_PATH/iotrelay-operator" ] || { why="not yet: $K8S_POD_PATH/iotrelay-operator missing (make build)"; return 1; }
   kubectl -n $opns wait --for=condition=Available deploy --all --timeout=90s > /dev/null 2>&1 \
     || { why="operator Deployment not Available"; return 1; }
   # It really runs with its own ServiceAccount's token (so the chart's RBAC is what is tested).
@@ -273,7 +301,6 @@ tc cel-every-rule-exercised t_cel_coverage
 
 t_relay_ready() {
   requires operator crd || return 1
-  [ -x "$K8S_POD_PATH/iotrelay-sidecar" ] || { why="not yet: $K8S_POD_PATH/iotrelay-sidecar missing (make build)"; return 1; }
   kubectl -n $ns create secret generic aws-vpn --from-literal=tunnel1=$psk1 --from-literal=tunnel2=$psk2 > /dev/null
   relay plant-7 $ns | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
   kubectl -n $ns wait --for=condition=Ready iotrelay/plant-7 --timeout=120s > /dev/null 2>&1 \
@@ -333,7 +360,8 @@ t_rbac() {
   local pod sa token api=https://127.0.0.1:6443 code
   pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
   sa=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.spec.serviceAccountName}')
-  token="$K8S_STATE/kubelet/pods/${ns}_$pod/sa/token"
+  # The token as the relay container sees it.
+  token="/proc/$(container_pid "$ns" "$pod")/root/var/run/secrets/kubernetes.io/serviceaccount/token"
   [ -s "$token" ] || { why="relay pod has no ServiceAccount token (automount off?)"; return 1; }
   kubectl -n $ns create secret generic k8s-other --from-literal=x=y > /dev/null 2>&1
   # Control: the token is valid and is the relay's ServiceAccount (so the 403s below are RBAC, not a bad token).
@@ -395,6 +423,144 @@ t_tunnel_change() {
 }
 tc tunnel-setting-change-restarts-relay t_tunnel_change
 
+# ---------------------------------------------------------------------------------------------------------------
+# What only a real node shows: the container the runtime made from the pod spec, the kubelet's restarts, probes,
+# logs and drain, the pod network and the kubernetes Service.
+
+# The relay's container process runs as the user and with exactly the capabilities its pod spec asks for
+# (capabilities.drop ALL + add: the bounding set is exactly the added ones; for uid 0 they are also effective),
+# no_new_privs for allowPrivilegeEscalation false, seccomp filtering for RuntimeDefault.
+t_relay_process() {
+  requires relay || return 1
+  local pod pid out
+  pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
+  pid=$(container_pid $ns "$pod")
+  [ -n "$pid" ] && [ -r "/proc/$pid/status" ] || { why="no process for the relay container"; return 1; }
+  out=$(kubectl -n $ns get pod "$pod" -o json | python3 "$here/procstatus.py" relay "/proc/$pid/status" 2>&1) \
+    || { why="$out"; return 1; }
+  echo "# relay process: $out" >&2
+}
+tc relay-process-user-and-capabilities-as-pod-spec t_relay_process
+
+# The kubelet restarts a killed relay container in the same pod; the relay starts fresh (INITIAL_CONTACT) and the
+# AWS side ends with exactly one SA pair per tunnel, the relay's new one.
+t_relay_killed() {
+  requires relay || return 1
+  local pod uid pid restarts
+  pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
+  uid=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.metadata.uid}')
+  relay_restarts() { kubectl -n $ns get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+  restarts=$(relay_restarts)
+  pid=$(container_pid $ns "$pod")
+  [ -n "$pid" ] || { why="no process for the relay container"; return 1; }
+  kill -KILL "$pid"
+  wait_until 60 eval '[ "$(relay_restarts)" -gt "$restarts" ]' || { why="the kubelet did not restart the killed relay"; diag plant-7; return 1; }
+  [ "$(container_pid $ns "$pod")" != "$pid" ] || { why="same process after the restart"; return 1; }
+  wait_until 90 is "Established Established" status plant-7 '.status.tunnels[*].state' \
+    || { why="tunnels not re-established: $(status plant-7 '.status.tunnels[*].state')"; diag plant-7; return 1; }
+  wait_until 30 cond_is plant-7 Ready True || { why="not Ready after the restart"; return 1; }
+  [ "$(kubectl -n $ns get pod "$(relay_pod plant-7)" -o jsonpath='{.metadata.uid}')" = "$uid" ] || { why="the pod was replaced, not restarted"; return 1; }
+  wait_until 30 t_spis || return 1   # exactly one CHILD_SA per tunnel at AWS, equal to the relay's status
+  ask 7000 "after-kill-$RANDOM" || { why="no echo through the relay after the restart"; return 1; }
+}
+tc relay-killed-restarted-one-sa-pair-per-tunnel t_relay_killed
+
+# A readiness probe failure takes the relay pod out of Ready (here: the process is frozen, so /readyz does not
+# answer), and it comes back when the probe passes again; the container is not restarted for it.
+t_readiness() {
+  requires relay || return 1
+  local pod pid restarts
+  pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
+  pod_ready() { kubectl -n $ns get pod "$pod" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}'; }
+  relay_restarts() { kubectl -n $ns get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}'; }
+  [ "$(pod_ready)" = True ] || { why="relay pod not Ready to begin with"; return 1; }
+  restarts=$(relay_restarts)
+  pid=$(container_pid $ns "$pod")
+  [ -n "$pid" ] || { why="no process for the relay container"; return 1; }
+  kill -STOP "$pid"
+  if ! wait_until 20 is False pod_ready; then
+    kill -CONT "$pid"
+    why="the pod stayed Ready 20 s with its readiness probe failing"
+    return 1
+  fi
+  kill -CONT "$pid"
+  wait_until 30 is True pod_ready || { why="not Ready again 30 s after the probe passes"; return 1; }
+  [ "$(relay_restarts)" = "$restarts" ] || { why="the container was restarted (liveness) during a short freeze"; return 1; }
+  wait_until 30 cond_is plant-7 Ready True || { why="IotRelay not Ready again"; return 1; }
+}
+tc readiness-probe-failure-takes-relay-out-of-ready t_readiness
+
+# `kubectl logs` (apiserver -> kubelet -> the container's log file) of the relay and the operator: JSON lines,
+# and no pre-shared key anywhere in them.
+t_logs() {
+  requires relay || return 1
+  local pod out bad
+  pod=$(relay_pod plant-7) || { why="no relay pod"; return 1; }
+  out=$(kubectl -n $ns logs "$pod" 2>&1) || { why="kubectl logs: $(echo "$out" | tail -1)"; return 1; }
+  [ "$(echo "$out" | grep -c .)" -ge 3 ] || { why="only $(echo "$out" | grep -c .) log lines"; return 1; }
+  bad=$(echo "$out" | grep . | jq -R 'fromjson? // "BAD"' 2>/dev/null | grep -c '^"BAD"$' || true)
+  [ "$bad" = 0 ] || { why="$bad relay log lines are not JSON: $(echo "$out" | grep -v '^{' | head -1)"; return 1; }
+  local p
+  for p in $(kubectl -n $opns get pods -o name); do out+=$(kubectl -n $opns logs "$p" --all-containers 2>&1); done
+  if echo "$out" | grep -qF -e "$psk1" -e "$psk2"; then why="a pre-shared key is in the logs"; return 1; fi
+  # (control: the kubelet's log API works at all, and the check would see the key: it is in the Secret)
+  kubectl -n $ns get secret aws-vpn -o jsonpath='{.data.tunnel1}' | base64 -d | grep -qF "$psk1" \
+    || { why="control failed: the Secret does not hold the key searched for"; return 1; }
+}
+tc relay-logs-json-without-secrets t_logs
+
+# The operator runs in the pod network (its own netns, a CNI address) and reaches the API server through the
+# `kubernetes` Service, i.e. through kube-proxy's DNAT: its environment names the Service IP and it has an
+# established connection to that IP.
+t_operator_service() {
+  requires operator || return 1
+  local pod pid svc ip hostnet conn
+  pod=$(kubectl -n $opns get pods -o jsonpath='{.items[0].metadata.name}')
+  hostnet=$(kubectl -n $opns get pod "$pod" -o jsonpath='{.spec.hostNetwork}')
+  ip=$(kubectl -n $opns get pod "$pod" -o jsonpath='{.status.podIP}')
+  [ "$hostnet" != true ] || { why="the operator pod is hostNetwork"; return 1; }
+  [[ "$ip" == 100.96.0.* ]] || { why="operator pod IP '$ip' is not in the CNI's 100.96.0.0/24"; return 1; }
+  svc=$(kubectl -n default get service kubernetes -o jsonpath='{.spec.clusterIP}')
+  pid=$(container_pid $opns "$pod")
+  [ -n "$pid" ] || { why="no process for the operator container"; return 1; }
+  tr '\0' '\n' < "/proc/$pid/environ" | grep -qx "KUBERNETES_SERVICE_HOST=$svc" \
+    || { why="operator env KUBERNETES_SERVICE_HOST is not the Service IP $svc"; return 1; }
+  # /proc/<pid>/net/tcp is the pod's namespace: remote address hex little-endian, state 01 = ESTABLISHED.
+  conn=$(printf '%02X%02X%02X%02X:01BB' $(echo "$svc" | awk -F. '{print $4, $3, $2, $1}'))
+  awk -v r="$conn" '$3 == r && $4 == "01"' "/proc/$pid/net/tcp" | grep -q . \
+    || { why="no established connection from the operator to $svc:443"; return 1; }
+  ip netns exec "$K8S_NETNS" iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $svc/32 .*dport 443" \
+    || { why="kube-proxy has no rule for $svc:443"; return 1; }
+}
+tc operator-reaches-api-through-kubernetes-service t_operator_service
+
+# kubectl drain evicts the relay and the operator (the only node: they wait, Pending), deletes nothing else
+# (IotRelay, its Deployment, Secret, ServiceAccount keep their uids); after uncordon the relay comes back Ready
+# with new SAs, exactly one pair per tunnel at AWS, and the forward works.
+t_drain() {
+  requires relay || return 1
+  local before after out
+  objs() {
+    echo "$(status plant-7 .metadata.uid) $(kubectl -n $ns get deploy,sa,secret,role,rolebinding -o jsonpath='{.items[*].metadata.uid}')"
+  }
+  before=$(objs)
+  out=$(kubectl drain "$node" --ignore-daemonsets --delete-emptydir-data --timeout=120s 2>&1) \
+    || { kubectl uncordon "$node" > /dev/null 2>&1; why="drain: $(echo "$out" | tail -2 | tr '\n' ' ')"; return 1; }
+  on_node() { kubectl get pods -A --field-selector "spec.nodeName=$node" -o name | grep -c . || true; }
+  [ "$(on_node)" = 0 ] || { kubectl uncordon "$node" > /dev/null 2>&1; why="pods left on the drained node: $(on_node)"; return 1; }
+  after=$(objs)
+  kubectl uncordon "$node" > /dev/null 2>&1 || { why="uncordon failed"; return 1; }
+  [ "$before" = "$after" ] || { why="drain changed or deleted objects: $before -> $after"; return 1; }
+  kubectl -n $opns wait --for=condition=Available deploy --all --timeout=90s > /dev/null 2>&1 \
+    || { why="operator not Available after uncordon"; return 1; }
+  kubectl -n $ns wait --for=condition=Ready iotrelay/plant-7 --timeout=120s > /dev/null 2>&1 \
+    || { why="relay not Ready 120 s after uncordon: $(cond plant-7 Ready message)"; diag plant-7; return 1; }
+  wait_until 60 is "Established Established" status plant-7 '.status.tunnels[*].state' || { why="tunnels not Established"; return 1; }
+  wait_until 30 t_spis || return 1
+  ask 7000 "after-drain-$RANDOM" || { why="no echo through the relay after uncordon"; return 1; }
+}
+tc drain-uncordon-relay-comes-back t_drain
+
 t_hostport() {
   requires relay || return 1
   relay plant-8 $ns 'spec.insideAddress=100.127.0.8' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
@@ -445,11 +611,10 @@ tc helm-upgrade-keeps-relays t_helm_upgrade
 
 # Two operator replicas: exactly one holds the Lease and reconciles; when the leader stops renewing (frozen with
 # SIGSTOP, then killed: it never releases the Lease) the standby takes over after the Lease expires and
-# reconciles a change, and the killed replica's restarted process stays standby. Each operator pod runs in a
-# network namespace of its own (fake-kubelet), so /metrics is read there.
-# op_pid POD: the operator container's process (fake-kubelet reports it as containerID fake://PID).
-op_pid() { local id; id=$(kubectl -n $opns get pod "$1" -o jsonpath='{.status.containerStatuses[0].containerID}'); echo "${id#fake://}"; }
-# (fake-kubelet's pod namespaces are mounted in its own mount namespace only: enter through the process.)
+# reconciles a change, and the killed replica's restarted process stays standby. Each operator pod runs in the
+# pod network (a network namespace of its own), so /metrics is read there.
+op_pid() { container_pid $opns "$1"; }
+# (the pods' namespaces are mounted in the node's mount namespace only: enter through the process.)
 op_metrics() { nsenter --net="/proc/$(op_pid "$1")/ns/net" curl -sf --max-time 3 http://127.0.0.1:8080/metrics; }
 op_leader_gauge() { op_metrics "$1" | awk '$1 == "iotrelay_operator_leader" {print $2}'; }
 op_reconciles() { op_metrics "$1" | awk '$1 ~ /^iotrelay_operator_reconciles_total/ {n += $2} END {print n + 0}'; }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the e2e's Kubernetes toolbox from the Go module proxy into $IOTRELAY_CACHE/bin:
 #   control plane (default): helm, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-#                            (upstream, versions in go.mod), fake-kubelet, kstatus (ours, cmd/)
+#                            (upstream, versions in go.mod), kstatus (ours, cmd/)
 #   node (`build.sh node`, scripts/node-deps.sh): kubelet, kube-proxy (go.mod's k8s.io/kubernetes), crictl
 #                            (sigs.k8s.io/cri-tools at $CRICTL_VERSION, its own module), pause (ours, cmd/)
 # Idempotent: a binary is rebuilt only when go.mod/go.sum or its own sources changed (a stamp file next to it
@@ -22,7 +22,6 @@ declare -A pkg=(
   [kube-controller-manager]=k8s.io/kubernetes/cmd/kube-controller-manager
   [kube-scheduler]=k8s.io/kubernetes/cmd/kube-scheduler
   [kubectl]=k8s.io/kubernetes/cmd/kubectl
-  [fake-kubelet]=./cmd/fake-kubelet
   [kstatus]=./cmd/kstatus
   [kubelet]=k8s.io/kubernetes/cmd/kubelet
   [kube-proxy]=k8s.io/kubernetes/cmd/kube-proxy
@@ -32,7 +31,7 @@ declare -A pkg=(
 # pkg@version` builds it without touching the versions the control plane is built with.
 : "${CRICTL_VERSION:=v1.37.0}"
 pkg[crictl]=sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION
-control=(helm etcd kube-apiserver kube-controller-manager kube-scheduler kubectl fake-kubelet kstatus)
+control=(helm etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kstatus)
 node=(kubelet kube-proxy crictl pause)
 order=()
 [ $# -gt 0 ] || set -- control

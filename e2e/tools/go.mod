@@ -1,6 +1,6 @@
 // The e2e's Kubernetes toolbox: a real control plane (etcd, kube-apiserver, kube-controller-manager,
 // kube-scheduler), the node (kubelet, kube-proxy), kubectl and helm built from the Go module proxy, plus our
-// small test tools (fake-kubelet, kstatus, pause). Built by build.sh into $IOTRELAY_CACHE/bin; never committed.
+// small test tools (kstatus, pause). Built by build.sh into $IOTRELAY_CACHE/bin; never committed.
 module iotrelay.dev/e2e/tools
 
 go 1.26.0
