@@ -131,8 +131,40 @@ spi() {
   else lab_sas_json 1 | jq -r '.[0].ike_spi_local'; fi
 }
 
-# Cases: lab-up, 7 per suite and direction, then the fragmentation case.
-lab_expect $((1 + ${#SUITES[@]} * 2 * 7 + 1))
+# Issue 9: IKE_SA_INIT requests spoofed from the AWS endpoint's address (a raw socket in aws1's namespace, a random
+# source port and SPI each): one offering only 3DES (before: the relay dropped its SAs within 3 s), then a burst of
+# 200 acceptable ones. The relay answers statelessly or with cookies; both ends keep the same SAs, which are waited
+# on for 40 s (they would change within seconds if the INITs reached them), and traffic still flows.
+relay_metric() {
+  relay_curl "http://$RELAY_ADMIN/metrics" | awk -v m="$1" '$1 ~ "^"m"\\{.*tunnel1" { print $2; f=1 } END { if (!f) print 0 }'
+}
+sas_of_both() {
+  relay_jq '.tunnels[] | select(.name == "tunnel1") | "\(.ikeSa.localSpi) \(.childSa.inboundSpi) \(.childSa.outboundSpi)"'
+  lab_sas_json 1 | jq -r '[.[] | .ike_spi_local, (.children[] | select(.installed) | .spi_in, .spi_out)] | join(" ")'
+}
+sas_differ() { [ "$(sas_of_both)" != "$1" ]; }
+spoofed_inits() {
+  local before cookies
+  established aes128-sha1-modp1024 || return 1
+  before=$(sas_of_both)
+  spoof() { ip netns exec "$LAB_ID-aws1" python3 "$LAB_HERE/udp.py" ike-init "$(lab_aws_addr 1)" "$LAB_RELAY_PUBLIC" "$@"; }
+  spoof 3des 1 || { lab_fail_why "could not send the spoofed INIT"; return 1; }
+  spoof ok 200 || { lab_fail_why "could not send the INIT burst"; return 1; }
+  if lab_wait 40 sas_differ "$before"; then
+    lab_fail_why "SAs changed after spoofed INITs: before '$before', now '$(sas_of_both)'"
+    return 1
+  fi
+  cookies=$(relay_metric iotrelay_ike_cookies_sent_total)
+  [ "${cookies%.*}" -ge 150 ] || { lab_fail_why "cookies were not demanded ($cookies sent for 200 INITs)"; return 1; }
+  lab_wait 5 relay_matches_aws 1 || return 1
+  round_trip spoofed-inits
+}
+
+# Cases: lab-up, 7 per suite and direction, the spoofed-INIT case in both directions of aes128-sha1-modp1024,
+# then the fragmentation case.
+spoofed_cases=0
+for s in "${SUITES[@]}"; do [ "$s" = aes128-sha1-modp1024 ] && spoofed_cases=2; done
+lab_expect $((1 + ${#SUITES[@]} * 2 * 7 + spoofed_cases + 1))
 lab_case lab-up lab_up || exit 1
 
 for suite in "${SUITES[@]}"; do
@@ -156,6 +188,7 @@ for suite in "${SUITES[@]}"; do
     fi
     c="$suite-our-$dir"
     lab_case "$c-established" established "$suite"
+    [ "$suite" = aes128-sha1-modp1024 ] && lab_case "$c-spoofed-inits-change-nothing" spoofed_inits
     lab_case "$c-child-rekey-by-aws" rekey aws child
     lab_case "$c-child-rekey-by-relay" rekey relay child
     lab_case "$c-ike-rekey-by-aws" rekey aws ike

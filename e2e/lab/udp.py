@@ -9,6 +9,9 @@
   udp.py raw DST PORT HEX [COUNT]        send COUNT datagrams with payload bytes.fromhex(HEX) (garbage tests)
   udp.py spoof SRC SPORT DST DPORT HEX   send one datagram with a forged source (raw socket; e.g. from :4500 while
                                          charon holds that port)
+  udp.py ike-init SRC DST KIND COUNT     send COUNT IKE_SA_INIT requests to DST:500 with a forged source SRC and a
+                                         random source port and initiator SPI each (raw socket); KIND 3des offers
+                                         only ENCR_3DES, KIND ok offers aes128-sha1-modp1024 (a random KE value)
   udp.py pcap-esp FILE [N]               print the UDP payloads (hex) of the first N ESP-in-UDP packets in a pcap
 """
 import json
@@ -100,6 +103,29 @@ def spoof(src, sport, dst, dport, hexdata):
     return 0
 
 
+def ike_init(kind):
+    """An IKE_SA_INIT request (RFC 7296 §3) with a random initiator SPI, KE value and nonce."""
+    def transform(ty, tid, keylen=None, last=False):
+        attr = struct.pack("!HH", 0x800E, keylen) if keylen else b""
+        return struct.pack("!BBHBBH", 0 if last else 3, 0, 8 + len(attr), ty, 0, tid) + attr
+    encr = transform(1, 3) if kind == "3des" else transform(1, 12, 128)  # ENCR_3DES / ENCR_AES_CBC-128
+    ts = encr + transform(2, 2) + transform(3, 2) + transform(4, 2, last=True)  # HMAC-SHA1 PRF/INTEG, MODP-1024
+    prop = struct.pack("!BBHBBBB", 0, 0, 8 + len(ts), 1, 1, 0, 4) + ts
+    sa = struct.pack("!BBH", 34, 0, 4 + len(prop)) + prop
+    ke_data = b"\x7f" + os.urandom(127)  # 1 < y < p for the MODP-1024 prime
+    ke = struct.pack("!BBHHH", 40, 0, 8 + len(ke_data), 2, 0) + ke_data
+    nonce = struct.pack("!BBH", 0, 0, 36) + os.urandom(32)
+    body = sa + ke + nonce
+    header = os.urandom(8) + bytes(8) + struct.pack("!BBBBII", 33, 0x20, 34, 0x08, 0, 28 + len(body))
+    return header + body
+
+
+def ike_inits(src, dst, kind, count):
+    for _ in range(int(count)):
+        spoof(src, 1024 + struct.unpack("!H", os.urandom(2))[0] % 60000, dst, 500, ike_init(kind).hex())
+    return 0
+
+
 def pcap_esp(path, n):
     data = open(path, "rb").read()
     if len(data) < 24:
@@ -137,6 +163,8 @@ if __name__ == "__main__":
         sys.exit(raw(a[1], a[2], a[3], a[4] if len(a) > 4 else 1))
     elif len(a) == 6 and a[0] == "spoof":
         sys.exit(spoof(*a[1:]))
+    elif len(a) == 5 and a[0] == "ike-init":
+        sys.exit(ike_inits(*a[1:]))
     elif len(a) >= 2 and a[0] == "pcap-esp":
         sys.exit(pcap_esp(a[1], a[2] if len(a) > 2 else 1))
     else:
