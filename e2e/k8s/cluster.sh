@@ -45,7 +45,9 @@ declare -A kubelet_sysctls=([vm/overcommit_memory]=1 [kernel/panic]=10 [kernel/p
 
 log() { echo "cluster: $*" >&2; }
 in_ns() { ip netns exec "$K8S_NETNS" "$@"; }
-ctr_() { ctr --address "$sock" -n k8s.io "$@"; }
+# (the real ctr, also when $K8S_STATE/bin, whose ctr wrapper calls this one, is on PATH)
+real_ctr=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin command -v ctr || echo ctr)
+ctr_() { "$real_ctr" --address "$sock" -n k8s.io "$@"; }
 
 gen_pki() {
   mkdir -p "$pki"
@@ -304,7 +306,7 @@ start() {
   done
   printf '#!/bin/sh\nexec %s --runtime-endpoint unix://%s --image-endpoint unix://%s "$@"\n' "$bin/crictl" "$sock" "$sock" \
     > "$K8S_STATE/bin/crictl"
-  printf '#!/bin/sh\nexec ctr --address %s -n k8s.io "$@"\n' "$sock" > "$K8S_STATE/bin/ctr"
+  printf '#!/bin/sh\nexec %s --address %s -n k8s.io "$@"\n' "$real_ctr" "$sock" > "$K8S_STATE/bin/ctr"
   chmod +x "$K8S_STATE"/bin/*
 
   spawn etcd ns "$bin/etcd" --name e2e --data-dir "$K8S_STATE/etcd" \

@@ -37,6 +37,7 @@ pod_pid=$("$here/cluster.sh" pid "$(kubectl -n $ns get pod "$pod" -o jsonpath='{
 # From the pod's own network namespace, through the Service IP (kube-proxy's DNAT to the API server).
 service_reachable() {
   local svc code
+  [ -n "$pod_pid" ] || return 1
   svc=$(kubectl get service kubernetes -o jsonpath='{.spec.clusterIP}')
   code=$(nsenter --net="/proc/$pod_pid/ns/net" curl -sk -o /dev/null -w '%{http_code}' --max-time 5 "https://$svc/readyz")
   [ "$code" = 401 ] || [ "$code" = 200 ] || [ "$code" = 403 ]
@@ -58,7 +59,7 @@ check hostport-conflict-unschedulable hostport_pending
 helm uninstall smoke2 -n k8s-smoke2 >/dev/null 2>&1
 
 check helm-uninstall helm uninstall smoke -n $ns --wait --timeout 60s
-gone() { for _ in $(seq 1 100); do kill -0 "$pod_pid" 2>/dev/null || return 0; sleep 0.2; done; return 1; }
+gone() { [ -n "$pod_pid" ] || return 1; for _ in $(seq 1 100); do kill -0 "$pod_pid" 2>/dev/null || return 0; sleep 0.2; done; return 1; }
 check pod-container-stopped gone
 
 "$here/cluster.sh" stop >/dev/null 2>&1
