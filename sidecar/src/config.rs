@@ -93,9 +93,25 @@ pub fn tunnel_psks(v: &ValidatedSpec, secrets: &SecretValues) -> Result<Vec<Zero
         .collect()
 }
 
-/// A rekey margin no larger than `default` and at most 30 % of the lifetime (short test lifetimes).
+/// AWS's shortest lifetime (IKE and ESP), and the shortest the API accepts without the unsafe switch.
+const AWS_MIN_LIFETIME: Duration = Duration::from_secs(900);
+/// AWS rekeys between `lifetime - 540 s` and `lifetime - 270 s`: its default rekey margin (270 s) plus up to
+/// 100 % fuzz (its default) of that margin.
+const AWS_EARLIEST_REKEY_BEFORE_EXPIRY: Duration = Duration::from_secs(2 * 270);
+/// Our latest rekey comes at least this long before AWS's earliest (our jitter only makes it earlier).
+const AHEAD_OF_AWS: Duration = Duration::from_secs(60);
+/// The shortest time an SA lives before we rekey it (before our jitter), so short lifetimes never rekey in a loop.
+const MIN_SA_USE: Duration = Duration::from_secs(300);
+
+/// The rekey margin for `lifetime` (the engine rekeys at `lifetime - margin - jitter`, jitter below
+/// `rekey_fuzz`). For every lifetime AWS accepts (900 s and up) the relay rekeys before AWS would: the margin is
+/// at least AWS's earliest rekey plus [`AHEAD_OF_AWS`] (600 s), `default` when that is larger, and never more
+/// than `lifetime - 300 s`. Below 900 s (test-only lifetimes) it is `default` capped at 30 % of the lifetime.
 fn margin(lifetime: Duration, default: Duration) -> Duration {
-    default.min(lifetime.mul_f64(0.3))
+    if lifetime < AWS_MIN_LIFETIME {
+        return default.min(lifetime.mul_f64(0.3));
+    }
+    default.max(AWS_EARLIEST_REKEY_BEFORE_EXPIRY + AHEAD_OF_AWS).min(lifetime - MIN_SA_USE)
 }
 
 /// The engine configuration of one tunnel. `local` is the outside address IKE is sent from (used as the identity
@@ -189,7 +205,7 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         let any = Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
         assert_eq!(c.local_ts, vec![any]);
         assert_eq!(c.remote_ts, vec![any]);
-        assert_eq!(c.child_rekey_margin, Duration::from_secs(9 * 60));
+        assert_eq!(c.child_rekey_margin, Duration::from_secs(10 * 60));
         assert!(c.child_rekey_margin + c.rekey_fuzz < c.child_lifetime);
         assert_eq!(c.dpd_interval, Duration::from_secs(10));
         assert_eq!(c.dpd_timeout, Duration::from_secs(30));
@@ -226,6 +242,44 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         let (relay, _) = load_yaml(&sample("60s", "2m", "7000")).unwrap();
         let err = validate_spec(&relay.spec, true).unwrap_err().to_string();
         assert!(err.contains("spec.esp.lifetime: must be shorter"), "{err}");
+    }
+
+    /// When the relay rekeys an SA of `lifetime` with `margin` (and up to `fuzz` jitter): (earliest, latest).
+    fn our_rekey(lifetime: Duration, margin: Duration, fuzz: Duration) -> (Duration, Duration) {
+        let latest = lifetime.saturating_sub(margin).max(Duration::from_secs(1));
+        (latest.saturating_sub(fuzz).max(Duration::from_secs(1)), latest)
+    }
+
+    /// AWS (default options: 270 s margin, 100 % fuzz) rekeys no earlier than `lifetime - 540 s`: ours comes
+    /// first, with room to spare, and never in a loop.
+    fn assert_ahead_of_aws(what: &str, lifetime: Duration, margin: Duration, fuzz: Duration) {
+        let aws_earliest = lifetime - Duration::from_secs(540);
+        let (earliest, latest) = our_rekey(lifetime, margin, fuzz);
+        assert!(
+            latest + Duration::from_secs(60) <= aws_earliest,
+            "{what} {lifetime:?}: ours by {latest:?}, AWS from {aws_earliest:?}"
+        );
+        assert!(earliest >= Duration::from_secs(240), "{what} {lifetime:?}: rekeyed after only {earliest:?}");
+    }
+
+    #[test]
+    fn relay_rekeys_before_aws_at_the_lifetime_limits() {
+        for (ike, esp) in [("8h", "900s"), ("8h", "1799s"), ("8h", "3600s"), ("901s", "900s"), ("3601s", "3600s")] {
+            let (relay, _) = load_yaml(&sample(ike, esp, "7000")).unwrap();
+            let v = validate_spec(&relay.spec, false).unwrap();
+            let c = ike_config(&v, Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+            assert_ahead_of_aws("ESP", c.child_lifetime, c.child_rekey_margin, c.rekey_fuzz);
+            assert_ahead_of_aws("IKE", c.ike_lifetime, c.ike_rekey_margin, c.rekey_fuzz);
+        }
+        // Every lifetime the API accepts, to the second (IKE 900 s .. 8 h, ESP 900 s .. 1 h).
+        let d = Config::aws_defaults(Zeroizing::new(b"x".to_vec()), Identity::Ipv4(Ipv4Addr::LOCALHOST));
+        for secs in 900..=8 * 3600 {
+            let l = Duration::from_secs(secs);
+            assert_ahead_of_aws("IKE", l, margin(l, d.ike_rekey_margin), d.rekey_fuzz);
+            if secs <= 3600 {
+                assert_ahead_of_aws("ESP", l, margin(l, d.child_rekey_margin), d.rekey_fuzz);
+            }
+        }
     }
 
     #[test]
