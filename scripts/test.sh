@@ -6,7 +6,7 @@
 # status was 0. An interrupted `make test` (SIGINT/SIGTERM) ends red.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stages=(deps lint unit fuzz chart interop datapath e2e)
+stages=(deps lint unit fuzz chart interop datapath demo e2e)
 [ $# -gt 0 ] && stages=("$@")
 passed=0 failed=0 failures=()
 summary=$(mktemp /tmp/iotrelay-summary.XXXXXX)
