@@ -10,7 +10,7 @@
 # Stalled/AuthenticationFailed with bounded retries; tunnel1's peer dies -> tunnel2 within the DPD timeout,
 # Degraded True then False; relay crash+restart -> one IKE SA + one CHILD_SA per tunnel on the AWS side; traffic
 # across >= 5 CHILD rekeys from each side with zero loss; malformed/replayed/unknown-SPI ESP and garbage on 4500
-# counted without a crash; the same relay behind a real NAT. Usage: e2e/datapath/run.sh [CASE-PREFIX...]
+# counted without a crash; a forward-port flood from a disallowed source (issue 9); the same relay behind a real NAT. Usage: e2e/datapath/run.sh [CASE-PREFIX...]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=e2e/lab/lib.sh
@@ -208,6 +208,41 @@ hostile_esp() {
   ask "after-garbage-$RANDOM" || lab_fail_why "no echo after the garbage"
 }
 
+# Issue 9 item 6: an 8 s flood of 1400-octet datagrams to the forward port from a source outside allowedSources.
+# The readers drop it before it is queued: 10 of 10 admin round trips (one try each) succeed meanwhile, the relay's
+# peak RSS stays under FLOOD_RSS_MAX_KB (before the ingress lanes: 42 MiB peak, admin 5-8 of 10), and the flood is
+# counted as sourceNotAllowed.
+FLOOD_RSS_MAX_KB=${FLOOD_RSS_MAX_KB:-32768}
+relay_rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$(cat "$LAB_DIR/relay.pid")/status" 2>/dev/null || echo 0; }
+forward_flood() {
+  alive || return 1
+  lab_wait 30 both_up || { lab_fail_why "tunnels not both Established within 30 s"; return 1; }
+  ask "pre-flood-$RANDOM" || { lab_fail_why "no echo before the flood"; return 1; }
+  local na0 fp ok=0 rss peak=0 i
+  na0=$(fwd drops.sourceNotAllowed)
+  ip netns exec "$LAB_NS_IOT" env UDP_FROM="$IOT_OTHER" python3 "$LAB_HERE/udp.py" flood \
+    "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" 8 1400 > "$LAB_DIR/flood.json" 2>&1 &
+  fp=$!
+  sleep 1
+  for i in $(seq 1 10); do
+    UDP_TRIES=1 ask "flood-admin-$i-$RANDOM" 2 && ok=$((ok + 1))
+    rss=$(relay_rss_kb); [ "$rss" -gt "$peak" ] && peak=$rss
+    sleep 0.3
+  done
+  while kill -0 "$fp" 2>/dev/null; do
+    rss=$(relay_rss_kb); [ "$rss" -gt "$peak" ] && peak=$rss
+    sleep 0.2
+  done
+  wait "$fp"
+  echo "# flood: $(cat "$LAB_DIR/flood.json"); admin $ok/10; relay peak RSS ${peak} kB" >&2
+  alive || { lab_fail_why "the relay died under the flood"; return 1; }
+  [ "$ok" = 10 ] || { lab_fail_why "only $ok of 10 admin round trips during the flood"; return 1; }
+  [ "$peak" -gt 0 ] && [ "$peak" -lt "$FLOOD_RSS_MAX_KB" ] \
+    || { lab_fail_why "relay peak RSS ${peak} kB (bound ${FLOOD_RSS_MAX_KB} kB)"; return 1; }
+  lab_wait 12 fwd_gt drops.sourceNotAllowed $((na0 + 1000)) \
+    || lab_fail_why "sourceNotAllowed grew only from $na0 to $(fwd drops.sourceNotAllowed)"
+}
+
 nat() {
   relay_stop
   lab_down
@@ -246,6 +281,7 @@ start_relay
 run round-trip round_trip
 run source-not-allowed source_not_allowed
 run hostile-esp hostile_esp
+run forward-flood forward_flood
 run relay-restart restart
 run failover-dpd failover
 run failover-degraded-clears failback

@@ -7,6 +7,9 @@
   udp.py stream DST PORT SECONDS RATE    send RATE datagrams/s for SECONDS, each numbered; print a JSON line
                                          {"sent", "received", "lost", "late"}; exit 0 iff nothing was lost
   udp.py raw DST PORT HEX [COUNT]        send COUNT datagrams with payload bytes.fromhex(HEX) (garbage tests)
+  udp.py flood DST PORT SECONDS SIZE     send SIZE-octet datagrams as fast as possible for SECONDS; print a JSON
+                                         line {"sent", "pps"}
+  (ask and flood send from $UDP_FROM when set; ask tries $UDP_TRIES times, default 3)
   udp.py spoof SRC SPORT DST DPORT HEX   send one datagram with a forged source (raw socket; e.g. from :4500 while
                                          charon holds that port)
   udp.py ike-init SRC DST KIND COUNT     send COUNT IKE_SA_INIT requests to DST:500 with a forged source SRC and a
@@ -39,7 +42,7 @@ def ask(dst, port, payload, timeout):
         s.bind((os.environ["UDP_FROM"], 0))
     s.settimeout(float(timeout) / 3)
     want = b"echo:" + payload.encode()
-    for _ in range(3):  # a first packet may be spent while a session is set up
+    for _ in range(int(os.environ.get("UDP_TRIES", "3"))):  # a first packet may be spent setting up a session
         s.sendto(payload.encode(), (dst, int(port)))
         try:
             while True:
@@ -84,6 +87,27 @@ def stream(dst, port, seconds, rate):
     lost = sorted(set(range(n)) - got)
     print(json.dumps({"sent": n, "received": len(got), "lost": len(lost), "first_lost": lost[:20], "late": late}))
     return 0 if not lost else 1
+
+
+def flood(dst, port, seconds, size):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if os.environ.get("UDP_FROM"):
+        s.bind((os.environ["UDP_FROM"], 0))
+    s.setblocking(False)
+    payload = b"F" * int(size)
+    dst = (dst, int(port))
+    sent = 0
+    start = time.monotonic()
+    end = start + float(seconds)
+    while time.monotonic() < end:
+        for _ in range(256):
+            try:
+                s.sendto(payload, dst)
+                sent += 1
+            except (BlockingIOError, OSError):
+                pass
+    print(json.dumps({"sent": sent, "pps": int(sent / (time.monotonic() - start))}))
+    return 0
 
 
 def raw(dst, port, hexdata, count):
@@ -159,6 +183,8 @@ if __name__ == "__main__":
         sys.exit(ask(a[1], a[2], a[3], a[4] if len(a) > 4 else "6"))
     elif len(a) == 5 and a[0] == "stream":
         sys.exit(stream(a[1], a[2], a[3], a[4]))
+    elif len(a) == 5 and a[0] == "flood":
+        sys.exit(flood(a[1], a[2], a[3], a[4]))
     elif len(a) >= 4 and a[0] == "raw":
         sys.exit(raw(a[1], a[2], a[3], a[4] if len(a) > 4 else 1))
     elif len(a) == 6 and a[0] == "spoof":

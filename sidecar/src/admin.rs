@@ -43,6 +43,8 @@ pub struct Published {
     pub ingress: [crate::ingress::LaneStats; 3],
     /// Datagrams on 500/4500 from no tunnel's peer, dropped by the readers.
     pub not_peer: u64,
+    /// Notices (Kubernetes Events) dropped because the writer's queue was full.
+    pub notices_dropped: u64,
 }
 
 pub struct Shared {
@@ -355,6 +357,13 @@ pub fn render_metrics(p: &Published) -> String {
     let not_peer = Counter::<u64>::default();
     not_peer.inc_by(p.not_peer);
     reg.register("ingress_not_peer_drops", "Datagrams on UDP 500/4500 from no tunnel's peer, dropped", not_peer);
+    let notices = Counter::<u64>::default();
+    notices.inc_by(p.notices_dropped);
+    reg.register(
+        "events_dropped",
+        "Notices for Kubernetes Events dropped because the writer's queue was full",
+        notices,
+    );
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

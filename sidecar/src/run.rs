@@ -491,6 +491,7 @@ pub async fn run(
         published_gen: 0,
         last_publish: Instant::now(),
         ingress: ingress.clone(),
+        notices_dropped: 0,
     };
     publisher.publish(&dp, &shared, hooks.as_ref(), true);
 
@@ -558,8 +559,10 @@ pub async fn run(
             }
         }
         for n in dp.take_notices() {
-            if let Some(h) = hooks.as_ref() {
-                let _ = h.notices.try_send(n);
+            if let Some(h) = hooks.as_ref()
+                && h.notices.try_send(n).is_err()
+            {
+                publisher.notices_dropped += 1;
             }
         }
         publisher.publish(&dp, &shared, hooks.as_ref(), false);
@@ -695,6 +698,8 @@ struct Publisher {
     published_gen: u64,
     last_publish: Instant,
     ingress: Arc<Ingress>,
+    /// Notices (for Events) the in-cluster writer had no room for.
+    notices_dropped: u64,
 }
 
 impl Publisher {
@@ -730,6 +735,7 @@ impl Publisher {
                 datapath: drops,
                 ingress: self.ingress.stats(),
                 not_peer: self.ingress.early.not_peer.load(Ordering::Relaxed),
+                notices_dropped: self.notices_dropped,
             };
         }
     }

@@ -110,7 +110,16 @@ async fn metrics_server_serves_only_metrics_and_probes() {
     let (s, started) = shared(Some(path));
     let app = metrics_router(s);
     let get = |p: &'static str| Request::get(p).body(Body::empty()).unwrap();
-    assert_eq!(app.clone().oneshot(get("/metrics")).await.unwrap().status(), StatusCode::OK);
+    let m = app.clone().oneshot(get("/metrics")).await.unwrap();
+    assert_eq!(m.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(m.into_body(), 1 << 20).await.unwrap();
+    let body = String::from_utf8_lossy(&body);
+    // Every ingress lane's bound and drop counter is exported, also before any traffic.
+    for lane in ["established", "forward", "handshake"] {
+        assert!(body.contains(&format!("iotrelay_ingress_budget_bytes{{lane=\"{lane}\"}} 0")), "{body}");
+        assert!(body.contains(&format!("iotrelay_ingress_drops_total{{lane=\"{lane}\"}} 0")), "{body}");
+    }
+    assert!(body.contains("iotrelay_ingress_not_peer_drops_total 0"), "{body}");
     assert_eq!(app.clone().oneshot(get("/healthz")).await.unwrap().status(), StatusCode::OK);
     // Not ready (no tunnel), but answered.
     assert_eq!(app.clone().oneshot(get("/readyz")).await.unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
