@@ -26,7 +26,9 @@ use crate::status::IotRelayStatus;
     printcolumn = r#"{"name":"Tunnels","type":"string","description":"Established tunnels / configured tunnels","jsonPath":".status.tunnelsUp"}"#,
     printcolumn = r#"{"name":"Active","type":"string","description":"Tunnel carrying outbound traffic","jsonPath":".status.activeTunnel"}"#,
     printcolumn = r#"{"name":"Forwards","type":"string","description":"Listening forwards / configured forwards","jsonPath":".status.forwardsListening"}"#,
-    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    printcolumn = r#"{"name":"Node","type":"string","description":"Node the relay runs on","jsonPath":".status.nodeName","priority":1}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","description":"Reason of the Ready condition","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [

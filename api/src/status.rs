@@ -37,6 +37,18 @@ pub struct IotRelayStatus {
     /// Listening forwards / configured forwards, e.g. `1/1` (the `Forwards` column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forwards_listening: Option<String>,
+    /// The Kubernetes node the relay runs on (the `Node` column of `kubectl get -o wide`); unset standalone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_name: Option<String>,
+    /// The outside IPv4 address IKE and ESP-in-UDP are sent from: `spec.localAddress`, or the source address of
+    /// the route to the first tunnel's peer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_address: Option<String>,
+    /// Whether a NAT rewrites the outside address on the way to AWS (IKEv2 NAT detection on the established
+    /// tunnels); unset until a tunnel is established. Behind a NAT, AWS sees the NAT's public address, which
+    /// must be the customer gateway's IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nat_detected: Option<bool>,
     /// One entry per configured tunnel.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -157,6 +169,11 @@ pub struct ForwardStatus {
     /// Whether the UDP socket is bound.
     #[serde(default)]
     pub listening: bool,
+    /// The `host:port` clients send to: the relay's public address and `listenPort`. The host is the outside
+    /// address, or, when a NAT was detected and `localIdentity` is an IPv4 address, that address (the customer
+    /// gateway's public IP). The forward listens on every address of the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
     /// Live sessions (sender address/port pairs with a return path).
     #[serde(default)]
     pub sessions: u64,

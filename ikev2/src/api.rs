@@ -275,6 +275,8 @@ pub struct TunnelStatus {
     pub child_proposal: Option<String>,
     pub child_established_at: Option<Duration>,
     pub child_rekey_at: Option<Duration>,
+    /// Whether a NAT rewrites our address on the way to the peer (RFC 7296 §2.23); `None` until established.
+    pub nat_detected: Option<bool>,
     /// The last failure, e.g. `peer sent AUTHENTICATION_FAILED`; never contains secrets.
     pub last_error: Option<String>,
     pub last_down_reason: Option<DownReason>,

@@ -183,6 +183,9 @@ struct IkeSa {
     peer_initial_contact: bool,
     /// Initiator: IKE_SA_INIT resent on COOKIE / INVALID_KE_PAYLOAD answers so far.
     init_retries: u8,
+    /// A NAT rewrites our address: the peer's NAT_DETECTION_DESTINATION_IP does not hash our address and port
+    /// (RFC 7296 §2.23). Learned in IKE_SA_INIT; a rekeyed SA keeps it.
+    nat_detected: bool,
 }
 
 impl IkeSa {
@@ -214,6 +217,7 @@ impl IkeSa {
             rekey_at: now,
             peer_initial_contact: false,
             init_retries: 0,
+            nat_detected: false,
         }
     }
 
@@ -1446,6 +1450,7 @@ impl Tunnel {
         // Forced encapsulation (or a detected NAT): continue on 4500.
         let nat = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
             .is_some_and(|n| n.data != nat_hash(h.spi_i, h.spi_r, SocketAddr::new(self.local.ip(), self.local_port)));
+        sa.nat_detected = nat;
         if self.cfg.force_encap || nat {
             self.local_port = NATT_PORT;
             self.remote.set_port(NATT_PORT);
@@ -1871,6 +1876,7 @@ impl Tunnel {
         sa.keys = Some(keys);
         // Negotiated in IKE_SA_INIT; the rekeyed SA keeps it (as strongSwan does).
         sa.peer_fragmentation = self.ike.as_ref().is_some_and(|s| s.peer_fragmentation);
+        sa.nat_detected = self.ike.as_ref().is_some_and(|s| s.nat_detected);
         sa.rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
         sa
     }
@@ -2578,6 +2584,7 @@ impl Tunnel {
             child_proposal: self.child.as_ref().map(|c| c.suite.name()),
             child_established_at: self.child.as_ref().map(|c| c.established_at),
             child_rekey_at: self.child.as_ref().map(|c| c.rekey_at),
+            nat_detected: est.map(|s| s.nat_detected),
             last_error: self.last_error.clone(),
             last_down_reason: self.last_down.clone(),
             counters: self.counters,

@@ -278,6 +278,40 @@ fn ike_rekey_from_either_side_keeps_the_child() {
 }
 
 #[test]
+fn nat_is_detected_only_on_the_side_behind_it_and_survives_an_ike_rekey() {
+    let (ike, esp) = ("aes128-sha1-modp2048", "aes128-sha1");
+    let p = established_pair(ike, esp);
+    assert_eq!((p.a.t.status().nat_detected, p.b.t.status().nat_detected), (Some(false), Some(false)));
+    // `a` sits behind a NAT (192.0.2.2 rewritten to A), once as initiator and once as responder.
+    for a_starts in [true, false] {
+        let (sa, sb) = if a_starts {
+            (StartupAction::Start, StartupAction::Add)
+        } else {
+            (StartupAction::Add, StartupAction::Start)
+        };
+        let mut p = Pair::with_a_local(
+            cfg("secret-psk_1", ike, esp, A, sa),
+            cfg("secret-psk_1", ike, esp, B, sb),
+            Ipv4Addr::new(192, 0, 2, 2),
+        );
+        assert_eq!(p.a.t.status().nat_detected, None, "unknown before IKE_SA_INIT");
+        let now = p.now;
+        if a_starts {
+            p.a.t.connect(now, &mut p.rng);
+        } else {
+            p.b.t.connect(now, &mut p.rng);
+        }
+        p.run(Duration::from_secs(5));
+        p.assert_matching_child();
+        assert_eq!((p.a.t.status().nat_detected, p.b.t.status().nat_detected), (Some(true), Some(false)));
+        let now = p.now;
+        p.a.t.rekey_ike(now, &mut p.rng);
+        p.run(Duration::from_secs(20));
+        assert_eq!(p.a.t.status().nat_detected, Some(true), "kept by the rekeyed IKE SA");
+    }
+}
+
+#[test]
 fn lifetimes_drive_rekeys_before_expiry() {
     let mut a = cfg("psk-psk-psk", "aes128-sha1-modp1024", "aes128-sha1-modp1024", A, StartupAction::Start);
     a.child_lifetime = Duration::from_secs(120);

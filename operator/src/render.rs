@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, KeyToPath, LocalObjectReference, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount, Volume,
-    VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference,
+    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -266,6 +266,15 @@ fn pod_spec(
         });
     }
     envs.push(env("IOTRELAY_LOG_FORMAT", log_format.to_string()));
+    // For status.nodeName (where the relay runs).
+    envs.push(EnvVar {
+        name: "IOTRELAY_NODE_NAME".into(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector { field_path: "spec.nodeName".into(), api_version: None }),
+            ..Default::default()
+        }),
+    });
     let security_context = if spec.privileged {
         // Only when the chart allows it (see `admit`).
         SecurityContext {

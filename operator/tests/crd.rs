@@ -24,7 +24,16 @@ fn crd_names_and_columns() {
     let v = &crd.spec.versions[0];
     assert!(v.subresources.as_ref().and_then(|s| s.status.as_ref()).is_some(), "status subresource");
     let cols: Vec<_> = v.additional_printer_columns.iter().flatten().map(|c| c.name.as_str()).collect();
-    assert_eq!(cols, ["Ready", "Tunnels", "Active", "Forwards", "Age"]);
+    assert_eq!(cols, ["Ready", "Tunnels", "Active", "Forwards", "Age", "Node", "Reason"]);
+    // Node and Reason only in `kubectl get -o wide`.
+    let wide: Vec<_> = v
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .filter(|c| c.priority == Some(1))
+        .map(|c| (c.name.as_str(), c.json_path.as_str()))
+        .collect();
+    assert_eq!(wide, [("Node", ".status.nodeName"), ("Reason", ".status.conditions[?(@.type==\"Ready\")].reason")]);
 }
 
 /// Every spec field carries a description (what `kubectl explain` shows).

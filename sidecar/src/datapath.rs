@@ -587,6 +587,7 @@ impl Datapath {
                 let s = self.relay.stats(f.id).unwrap_or_default();
                 ForwardSnapshot {
                     name: f.spec.name.clone(),
+                    listen_port: f.spec.listen_port,
                     listening: f.listening,
                     sessions: s.sessions,
                     packets_in: s.packets_in,

@@ -24,6 +24,9 @@ use crate::datapath::Notice;
 use crate::run::{Hooks, Reconfigure, RunSpec, run};
 use crate::status::Owner;
 
+/// The node the pod runs on, for `status.nodeName`.
+pub const NODE_NAME_ENV: &str = "IOTRELAY_NODE_NAME";
+
 /// Counter-only status changes are written at most this often.
 const COUNTER_WRITE_INTERVAL: Duration = Duration::from_secs(10);
 /// How often referenced Secrets are re-read (besides on every IotRelay change).
@@ -154,7 +157,9 @@ pub async fn run_kube(name: String, namespace: String, admin: AdminOptions, allo
         Outputs { reconfigure: rc_tx, live: live_tx },
     ));
 
-    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::InCluster };
+    // Set by the operator from the downward API (`spec.nodeName`).
+    let node_name = std::env::var(NODE_NAME_ENV).ok().filter(|n| !n.is_empty());
+    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::InCluster, node_name };
     run(rs, shared, cmd_rx, Some(hooks)).await
 }
 

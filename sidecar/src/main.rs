@@ -159,6 +159,6 @@ async fn standalone(file: PathBuf, admin: AdminOptions) -> anyhow::Result<()> {
         rekey_token_file: admin.rekey_token_file.clone(),
     });
     iotrelay_sidecar::admin::start(&admin, shared.clone()).await?;
-    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::Standalone };
+    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::Standalone, node_name: None };
     run(rs, shared, cmd_rx, None).await
 }

@@ -31,7 +31,7 @@ use crate::admin::{Command, Published, Shared};
 use crate::datapath::{Datapath, IKE_PORT, NATT_PORT, Notice, Out, Sink, TunnelPlan, allowed_cidrs};
 use crate::demux::{EarlyDrop, Known, Verdict, classify_forward, classify_outside};
 use crate::ingress::{BUDGETS, Datagram, Ingress, QUOTAS, Source};
-use crate::status::{Owner, WallClock, build_status};
+use crate::status::{Owner, Place, WallClock, build_status};
 use iotrelay_relay::{DropReason, Ipv4Cidr};
 
 /// Receive buffer size: any UDP payload (or a GRO batch of them).
@@ -408,6 +408,8 @@ pub struct RunSpec {
     pub psks: Vec<Zeroizing<Vec<u8>>>,
     pub generation: Option<i64>,
     pub owner: Owner,
+    /// The Kubernetes node (downward API), for `status.nodeName`.
+    pub node_name: Option<String>,
 }
 
 /// Hooks for the in-cluster mode: live reconfiguration in, status and notices out.
@@ -483,7 +485,12 @@ pub async fn run(
         sink.flush();
     }
 
+    let public_identity = match spec.local_identity {
+        Some(iotrelay_api::validate::Identity::Ipv4(a)) => Some(a),
+        _ => None,
+    };
     let mut publisher = Publisher {
+        place: Place { node_name: rs.node_name.clone(), outside_address: local, public_identity },
         owner: rs.owner,
         generation: rs.generation,
         wall,
@@ -691,6 +698,7 @@ async fn bind_forwards(dp: &mut Datapath, sockets: &mut Sockets, ports: &mut Vec
 }
 
 struct Publisher {
+    place: Place,
     owner: Owner,
     generation: Option<i64>,
     wall: WallClock,
@@ -714,6 +722,7 @@ impl Publisher {
         let status = build_status(
             self.owner,
             self.generation,
+            &self.place,
             &tunnels,
             &forwards,
             drops.clone(),

@@ -1,5 +1,6 @@
 //! Status building (pure): engine/datapath snapshots in, the API.md `status` out.
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use iotrelay_api::status::condition;
@@ -33,6 +34,7 @@ pub struct TunnelSnapshot {
 #[derive(Debug, Clone, Default)]
 pub struct ForwardSnapshot {
     pub name: String,
+    pub listen_port: u16,
     pub listening: bool,
     pub sessions: u64,
     pub packets_in: u64,
@@ -41,6 +43,27 @@ pub struct ForwardSnapshot {
     /// New sessions refused because the client's IP held its quota (`/metrics` reason `sourceSessionLimit`; the
     /// status API has no field for it).
     pub source_limit: u64,
+}
+
+/// Where the relay runs: what status reports so users know where to send traffic.
+#[derive(Debug, Clone)]
+pub struct Place {
+    /// The Kubernetes node (from the downward API); `None` standalone.
+    pub node_name: Option<String>,
+    /// The address IKE and ESP-in-UDP are sent from.
+    pub outside_address: Ipv4Addr,
+    /// `localIdentity` when it is an IPv4 address: the public address behind a NAT.
+    pub public_identity: Option<Ipv4Addr>,
+}
+
+impl Place {
+    /// The host clients send to: behind a NAT the public identity when known, else the outside address.
+    fn client_host(&self, nat: bool) -> Ipv4Addr {
+        match (nat, self.public_identity) {
+            (true, Some(public)) => public,
+            _ => self.outside_address,
+        }
+    }
 }
 
 /// Maps the engine's monotonic clock (a `Duration` since the loop started) to wall-clock time.
@@ -124,6 +147,7 @@ fn cond(type_: &str, ok: bool, reason: &str, message: String) -> Condition {
 pub fn build_status(
     owner: Owner,
     generation: Option<i64>,
+    place: &Place,
     tunnels: &[TunnelSnapshot],
     forwards: &[ForwardSnapshot],
     datapath: DatapathDrops,
@@ -132,11 +156,15 @@ pub fn build_status(
     previous: &[Condition],
 ) -> IotRelayStatus {
     let api_tunnels: Vec<ApiTunnel> = tunnels.iter().map(|t| tunnel_status(t, clock)).collect();
+    // Known once a tunnel is established; a NAT on any of them means the outside address is not public.
+    let nat_detected = tunnels.iter().filter_map(|t| t.engine.nat_detected).reduce(|a, b| a || b);
+    let host = place.client_host(nat_detected == Some(true));
     let api_forwards: Vec<ForwardStatus> = forwards
         .iter()
         .map(|f| ForwardStatus {
             name: f.name.clone(),
             listening: f.listening,
+            endpoint: Some(format!("{host}:{}", f.listen_port)),
             sessions: f.sessions,
             packets_in: f.packets_in,
             packets_out: f.packets_out,
@@ -202,6 +230,9 @@ pub fn build_status(
     let mut s = IotRelayStatus {
         observed_generation: if owner == Owner::Standalone { generation } else { None },
         conditions,
+        node_name: place.node_name.clone(),
+        outside_address: Some(place.outside_address.to_string()),
+        nat_detected,
         tunnels: api_tunnels,
         forwards: api_forwards,
         datapath: Some(DatapathStatus { drops: datapath }),
@@ -238,6 +269,7 @@ mod tests {
             child_proposal: None,
             child_established_at: None,
             child_rekey_at: None,
+            nat_detected: None,
             last_error: None,
             last_down_reason: None,
             counters: Counters::default(),
@@ -256,7 +288,16 @@ mod tests {
         e.child_proposal = Some("AES_CBC-128/HMAC_SHA1_96".into());
         e.child_established_at = Some(Duration::from_millis(2500));
         e.child_rekey_at = Some(Duration::from_secs(3000));
+        e.nat_detected = Some(false);
         e
+    }
+
+    fn place() -> Place {
+        Place {
+            node_name: Some("node-a".into()),
+            outside_address: Ipv4Addr::new(192, 0, 2, 2),
+            public_identity: Some(Ipv4Addr::new(198, 51, 100, 7)),
+        }
     }
 
     fn clock() -> WallClock {
@@ -270,6 +311,7 @@ mod tests {
     fn forward() -> ForwardSnapshot {
         ForwardSnapshot {
             name: "admin".into(),
+            listen_port: 7000,
             listening: true,
             sessions: 1,
             packets_in: 12,
@@ -296,6 +338,7 @@ mod tests {
         let s = build_status(
             Owner::Standalone,
             Some(3),
+            &place(),
             &tunnels,
             &[forward()],
             DatapathDrops { replay: 2, ..Default::default() },
@@ -317,16 +360,71 @@ mod tests {
         t.last_down_reason = Some(DownReason::AuthenticationFailed { by_peer: true });
         let tunnels =
             vec![TunnelSnapshot { name: "tunnel1".into(), engine: t, active: false, child: Default::default() }];
-        let s = build_status(Owner::Standalone, None, &tunnels, &[forward()], Default::default(), &clock(), now(), &[]);
+        let s = build_status(
+            Owner::Standalone,
+            None,
+            &place(),
+            &tunnels,
+            &[forward()],
+            Default::default(),
+            &clock(),
+            now(),
+            &[],
+        );
         let st = s.condition("Stalled").unwrap();
         assert_eq!((st.status.as_str(), st.reason.as_str()), ("True", "AuthenticationFailed"));
         assert_eq!(s.condition("Ready").unwrap().status, "False");
         assert_eq!(s.condition("Reconciling").unwrap().status, "False");
         assert!(readiness(&s).unwrap_err().contains("AuthenticationFailed"));
         // In-cluster the relay writes only Ready and Degraded.
-        let s = build_status(Owner::InCluster, None, &tunnels, &[forward()], Default::default(), &clock(), now(), &[]);
+        let s = build_status(
+            Owner::InCluster,
+            None,
+            &place(),
+            &tunnels,
+            &[forward()],
+            Default::default(),
+            &clock(),
+            now(),
+            &[],
+        );
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Degraded"]);
+    }
+
+    #[test]
+    fn where_to_send_follows_nat_detection() {
+        let one = |nat: Option<bool>| {
+            let mut e = established();
+            e.nat_detected = nat;
+            let t = vec![TunnelSnapshot { name: "tunnel1".into(), engine: e, active: true, child: Default::default() }];
+            build_status(Owner::InCluster, None, &place(), &t, &[forward()], Default::default(), &clock(), now(), &[])
+        };
+        let s = one(Some(true));
+        assert_eq!((s.nat_detected, s.node_name.as_deref()), (Some(true), Some("node-a")));
+        assert_eq!(s.outside_address.as_deref(), Some("192.0.2.2"));
+        assert_eq!(s.forwards[0].endpoint.as_deref(), Some("198.51.100.7:7000"), "behind a NAT: the public identity");
+        let s = one(Some(false));
+        assert_eq!(s.forwards[0].endpoint.as_deref(), Some("192.0.2.2:7000"), "no NAT: the outside address");
+        let s = one(None);
+        assert_eq!((s.nat_detected, s.forwards[0].endpoint.as_deref()), (None, Some("192.0.2.2:7000")));
+        let mut no_public = place();
+        no_public.public_identity = None;
+        let mut e = established();
+        e.nat_detected = Some(true);
+        let t = vec![TunnelSnapshot { name: "tunnel1".into(), engine: e, active: true, child: Default::default() }];
+        let s = build_status(
+            Owner::InCluster,
+            None,
+            &no_public,
+            &t,
+            &[forward()],
+            Default::default(),
+            &clock(),
+            now(),
+            &[],
+        );
+        assert_eq!(s.forwards[0].endpoint.as_deref(), Some("192.0.2.2:7000"), "FQDN identity: the outside address");
     }
 
     #[test]
@@ -338,7 +436,7 @@ mod tests {
             child: Default::default(),
         }];
         let b = |f: &[ForwardSnapshot], now: Time, prev: &[Condition]| {
-            build_status(Owner::Standalone, None, &tunnels, f, Default::default(), &clock(), now, prev)
+            build_status(Owner::Standalone, None, &place(), &tunnels, f, Default::default(), &clock(), now, prev)
         };
         let first = b(&[forward()], now(), &[]);
         let later = Time("2026-11-28T21:00:00Z".parse().unwrap());

@@ -279,6 +279,8 @@ impl Tunnel {
         sa.init_response = response.clone();
         sa.peer_next_id = 1;
         sa.peer_fragmentation = peer_fragmentation;
+        sa.nat_detected = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
+            .is_some_and(|n| n.data != nat_hash(h.spi_i, 0, local));
         self.half_open.insert(sa);
         self.transmits.push_back(Transmit { local_port, remote, data: response });
     }

@@ -89,8 +89,13 @@ pub fn drain_events(side: &mut Side) {
 
 impl Pair {
     pub fn new(a: Config, b: Config) -> Pair {
+        Pair::with_a_local(a, b, A)
+    }
+
+    /// `a` believes its address is `a_local`; `b` sees it as `A` (a NAT in between when they differ).
+    pub fn with_a_local(a: Config, b: Config, a_local: Ipv4Addr) -> Pair {
         let now = Duration::from_secs(1000);
-        let ta = Tunnel::new(a, SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500), now);
+        let ta = Tunnel::new(a, SocketAddr::new(IpAddr::V4(a_local), 500), SocketAddr::new(IpAddr::V4(B), 500), now);
         let tb = Tunnel::new(b, SocketAddr::new(IpAddr::V4(B), 500), SocketAddr::new(IpAddr::V4(A), 500), now);
         Pair {
             now,
