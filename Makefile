@@ -52,7 +52,7 @@ e2e: build k8s-tools     ## Kubernetes e2e on a real node (node-deps: containerd
 	scripts/node-deps.sh
 	e2e/k8s/run.sh
 
-crds:                     ## regenerate crds/ and charts/iotrelay/crds/ from the Rust types
+crds:                     ## regenerate crds/ and charts/iotrelay/files/crds/ from the Rust types
 	cargo run -q -p iotrelay-operator --bin crdgen -- --write
 
 bench:                    ## crypto suites; plus batched vs one-by-one sends through the relay (root)

@@ -128,6 +128,9 @@ pub struct IkeSaStatus {
     /// When the relay will rekey it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rekey_at: Option<Time>,
+    /// When its lifetime (`spec.ike.lifetime`) ends; AWS deletes it then unless it was rekeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 /// A CHILD_SA (ESP SA pair) with its traffic counters.
@@ -146,6 +149,9 @@ pub struct ChildSaStatus {
     /// When the relay will rekey it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rekey_at: Option<Time>,
+    /// When its lifetime (`spec.esp.lifetime`) ends; AWS deletes it then unless it was rekeyed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
     /// Decrypted inner bytes received.
     #[serde(default)]
     pub bytes_in: u64,

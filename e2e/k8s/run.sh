@@ -327,6 +327,17 @@ t_established() {
 }
 tc both-tunnels-established t_established
 
+t_where() {
+  requires relay || return 1
+  local got want="lab-node $LAB_RELAY_PUBLIC false $LAB_RELAY_PUBLIC:7000"
+  got=$(status plant-7 '.status.nodeName} {.status.outsideAddress} {.status.natDetected} {.status.forwards[?(@.name=="admin")].endpoint')
+  [ "$got" = "$want" ] || { why="nodeName outsideAddress natDetected endpoint = '$got', want '$want'"; return 1; }
+  # -o wide adds Node and the Ready reason.
+  got=$(kubectl -n $ns get iotrelay plant-7 -o wide --no-headers | awk '{print $(NF-1), $NF}')
+  [ "$got" = "lab-node TunnelEstablished" ] || { why="kubectl get -o wide ends with '$got'"; return 1; }
+}
+tc status-says-where t_where
+
 t_spis() {
   requires relay || return 1
   local i in out aws
@@ -774,6 +785,6 @@ tc missing-secret-created-recovers t_missing_secret_recovers
 t_uninstall() {
   requires chart || return 1
   helm uninstall iotrelay -n $opns --wait --timeout 60s > /dev/null 2>&1 || { why="helm uninstall failed"; return 1; }
-  kubectl get crd iotrelays.iotrelay.dev > /dev/null 2>&1 || { why="the CRD was removed (Helm keeps crds/ by convention)"; return 1; }
+  kubectl get crd iotrelays.iotrelay.dev > /dev/null 2>&1 || { why="the CRD was removed (crds.keep adds helm.sh/resource-policy: keep)"; return 1; }
 }
 tc helm-uninstall-keeps-crds t_uninstall

@@ -275,6 +275,10 @@ pub struct TunnelStatus {
     pub child_proposal: Option<String>,
     pub child_established_at: Option<Duration>,
     pub child_rekey_at: Option<Duration>,
+    /// When the IKE SA's and the CHILD_SA's lifetimes end (established + configured lifetime): the peer deletes
+    /// them then unless they were rekeyed.
+    pub ike_expires_at: Option<Duration>,
+    pub child_expires_at: Option<Duration>,
     /// Whether a NAT rewrites our address on the way to the peer (RFC 7296 §2.23); `None` until established.
     pub nat_detected: Option<bool>,
     /// The last failure, e.g. `peer sent AUTHENTICATION_FAILED`; never contains secrets.

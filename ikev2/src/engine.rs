@@ -2584,6 +2584,8 @@ impl Tunnel {
             child_proposal: self.child.as_ref().map(|c| c.suite.name()),
             child_established_at: self.child.as_ref().map(|c| c.established_at),
             child_rekey_at: self.child.as_ref().map(|c| c.rekey_at),
+            ike_expires_at: est.map(|s| s.established_at + self.cfg.ike_lifetime),
+            child_expires_at: self.child.as_ref().map(|c| c.established_at + self.cfg.child_lifetime),
             nat_detected: est.map(|s| s.nat_detected),
             last_error: self.last_error.clone(),
             last_down_reason: self.last_down.clone(),

@@ -324,9 +324,17 @@ fn lifetimes_drive_rekeys_before_expiry() {
     p.connect();
     p.run(Duration::from_secs(500));
     p.assert_matching_child();
-    let c = p.a.t.status().counters;
+    let s = p.a.t.status();
+    let c = s.counters;
     assert!(c.child_rekeys >= 4, "{c:?}");
     assert!(c.ike_rekeys >= 1, "{c:?}");
+    // The current SAs expire one lifetime after they were established, and are rekeyed before.
+    let (est, rekey, exp) = (s.child_established_at.unwrap(), s.child_rekey_at.unwrap(), s.child_expires_at.unwrap());
+    assert_eq!(exp, est + Duration::from_secs(120));
+    assert!(rekey < exp, "CHILD_SA rekey {rekey:?} not before expiry {exp:?}");
+    let (est, rekey, exp) = (s.ike_established_at.unwrap(), s.ike_rekey_at.unwrap(), s.ike_expires_at.unwrap());
+    assert_eq!(exp, est + Duration::from_secs(400));
+    assert!(rekey < exp, "IKE SA rekey {rekey:?} not before expiry {exp:?}");
 }
 
 #[test]

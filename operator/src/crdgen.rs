@@ -6,7 +6,7 @@ use iotrelay_api::IotRelay;
 
 /// Repository-relative paths of the committed CRD copies.
 pub const CRD_PATHS: &[&str] =
-    &["crds/iotrelay.dev_iotrelays.yaml", "charts/iotrelay/crds/iotrelay.dev_iotrelays.yaml"];
+    &["crds/iotrelay.dev_iotrelays.yaml", "charts/iotrelay/files/crds/iotrelay.dev_iotrelays.yaml"];
 
 /// The CRD YAML exactly as committed.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {

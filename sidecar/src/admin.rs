@@ -338,6 +338,7 @@ pub fn render_metrics(p: &Published) -> String {
         esp_drops.get_or_create(&ReasonLabels { reason }).inc_by(v);
     }
     reg.register("esp_drops", "ESP packets dropped, by reason", esp_drops);
+    crate::monitoring::register(&mut reg, &p.status, &p.tunnels);
 
     let lane_drops = Family::<LaneLabels, Counter>::default();
     let lane_queued = Family::<LaneLabels, Counter>::default();

@@ -8,5 +8,6 @@ pub mod demux;
 pub mod import_aws;
 pub mod ingress;
 pub mod kube;
+pub mod monitoring;
 pub mod run;
 pub mod status;

@@ -103,6 +103,7 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
             proposal: e.ike_proposal.clone().unwrap_or_default(),
             established_at: e.ike_established_at.map(|d| clock.at(d)),
             rekey_at: e.ike_rekey_at.map(|d| clock.at(d)),
+            expires_at: e.ike_expires_at.map(|d| clock.at(d)),
         }),
         _ => None,
     };
@@ -113,6 +114,7 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
             proposal: e.child_proposal.clone().unwrap_or_default(),
             established_at: e.child_established_at.map(|d| clock.at(d)),
             rekey_at: e.child_rekey_at.map(|d| clock.at(d)),
+            expires_at: e.child_expires_at.map(|d| clock.at(d)),
             bytes_in: t.child.bytes_in,
             bytes_out: t.child.bytes_out,
             packets_in: t.child.packets_in,
@@ -269,6 +271,8 @@ mod tests {
             child_proposal: None,
             child_established_at: None,
             child_rekey_at: None,
+            ike_expires_at: None,
+            child_expires_at: None,
             nat_detected: None,
             last_error: None,
             last_down_reason: None,
@@ -288,6 +292,8 @@ mod tests {
         e.child_proposal = Some("AES_CBC-128/HMAC_SHA1_96".into());
         e.child_established_at = Some(Duration::from_millis(2500));
         e.child_rekey_at = Some(Duration::from_secs(3000));
+        e.ike_expires_at = Some(Duration::from_secs(28801));
+        e.child_expires_at = Some(Duration::from_millis(3602500));
         e.nat_detected = Some(false);
         e
     }
