@@ -327,17 +327,6 @@ t_established() {
 }
 tc both-tunnels-established t_established
 
-t_where() {
-  requires relay || return 1
-  local got want="lab-node $LAB_RELAY_PUBLIC false $LAB_RELAY_PUBLIC:7000"
-  got=$(status plant-7 '.status.nodeName} {.status.outsideAddress} {.status.natDetected} {.status.forwards[?(@.name=="admin")].endpoint')
-  [ "$got" = "$want" ] || { why="nodeName outsideAddress natDetected endpoint = '$got', want '$want'"; return 1; }
-  # -o wide adds Node and the Ready reason.
-  got=$(kubectl -n $ns get iotrelay plant-7 -o wide --no-headers | awk '{print $(NF-1), $NF}')
-  [ "$got" = "lab-node TunnelEstablished" ] || { why="kubectl get -o wide ends with '$got'"; return 1; }
-}
-tc status-says-where t_where
-
 t_spis() {
   requires relay || return 1
   local i in out aws
