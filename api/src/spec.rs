@@ -1,4 +1,5 @@
-//! The `IotRelay` spec: what users write. Field names are the contract in `shared/API.md`.
+//! The `IotRelay` spec: what users write. Field names are the user contract: each is documented in the CRD schema
+//! (`kubectl explain iotrelay.spec`) and in `docs/kubernetes.md`.
 
 use std::collections::BTreeMap;
 

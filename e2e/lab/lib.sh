@@ -15,7 +15,7 @@
 #                                                                                        UDP echo on :7000
 #
 # With LAB_AWS_LOG_KEYS=1 the AWS side logs every derived key (ike/chd level 4) for e2e/lab/secrets.py.
-# The AWS endpoints are configured like an AWS VPN tunnel (shared/AWS.md): 0.0.0.0/0 <-> 0.0.0.0/0, AWS's whole
+# The AWS endpoints are configured like an AWS VPN tunnel (docs/aws.md): 0.0.0.0/0 <-> 0.0.0.0/0, AWS's whole
 # proposal set, DPD every 10 s (action clear, ~30 s timeout), 8 h / 1 h lifetimes rekeyed inside a 270 s margin with
 # 100 % fuzz, replay window 1024, UDP encapsulation forced, responder (start_action none) unless LAB_AWS_START=start.
 # Like AWS with static routing they route the relay's inside prefix (100.127.0.0/16) into the tunnel (a static
@@ -48,7 +48,7 @@ LAB_DEVICE=100.64.1.10
 LAB_DEVICE_PORT=7000
 LAB_NAT=${LAB_NAT:-0}
 
-# AWS's proposal set (all encryption x integrity x DH groups it accepts, shared/AWS.md).
+# AWS's proposal set (all encryption x integrity x DH groups it accepts, docs/aws.md).
 LAB_AWS_DH_IKE="modp1024-modp2048-modp3072-modp4096-modp6144-modp8192-ecp256-ecp384-ecp521-modp1024s160-modp2048s224-modp2048s256"
 LAB_AWS_DH_ESP="modp1024-modp1536-modp2048-modp3072-modp4096-modp6144-modp8192-ecp256-ecp384-ecp521-modp1024s160-modp2048s224-modp2048s256"
 LAB_AWS_IKE_PROPOSALS=${LAB_AWS_IKE_PROPOSALS:-"aes128-aes256-sha1-sha256-sha384-sha512-$LAB_AWS_DH_IKE,aes128gcm16-aes256gcm16-prfsha1-prfsha256-prfsha384-prfsha512-$LAB_AWS_DH_IKE"}

@@ -288,7 +288,7 @@ pub struct TunnelStatus {
 }
 
 impl Config {
-    /// Defaults that match an AWS Site-to-Site VPN tunnel (../shared/AWS.md): AWS-compatible proposals, IKE 8 h /
+    /// Defaults that match an AWS Site-to-Site VPN tunnel (docs/aws.md): AWS-compatible proposals, IKE 8 h /
     /// CHILD 1 h with rekey margins larger than AWS's 270 s (so we rekey first), DPD 10 s / 30 s, forced UDP
     /// encapsulation, `0.0.0.0/0` selectors, INITIAL_CONTACT.
     pub fn aws_defaults(psk: Zeroizing<Vec<u8>>, local_id: Identity) -> Config {
