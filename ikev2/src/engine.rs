@@ -309,20 +309,21 @@ enum Which {
 enum Fault {
     /// Drop silently (unauthenticated garbage, wrong SPI, replay...).
     Drop(#[allow(dead_code)] &'static str),
-    /// Answer with this error notify (only in reply to a request we can answer).
-    Notify(NotifyType, #[allow(dead_code)] &'static str),
+    /// Answer with this error notify and its notification data (only in reply to a request we can answer).
+    Notify(NotifyType, Vec<u8>, #[allow(dead_code)] &'static str),
 }
 
 /// One decision point for "notify or silent drop": errors in unauthenticated messages other than IKE_SA_INIT
 /// requests are dropped (anyone can forge them); syntax errors in IKE_SA_INIT get INVALID_SYNTAX only for
-/// requests, and critical unknown payloads get UNSUPPORTED_CRITICAL_PAYLOAD.
+/// requests, and critical unknown payloads get UNSUPPORTED_CRITICAL_PAYLOAD, whose notification data is the
+/// one-octet type of that payload (RFC 7296 §3.10.1).
 fn classify(err: &WireError, is_request: bool) -> Fault {
     match err {
-        WireError::UnsupportedCriticalPayload(_) if is_request => {
-            Fault::Notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, "unsupported critical payload")
+        WireError::UnsupportedCriticalPayload(ty) if is_request => {
+            Fault::Notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![*ty], "unsupported critical payload")
         }
         WireError::InvalidMajorVersion(_) => Fault::Drop("unsupported IKE version"),
-        _ if is_request => Fault::Notify(NotifyType::INVALID_SYNTAX, "malformed message"),
+        _ if is_request => Fault::Notify(NotifyType::INVALID_SYNTAX, vec![], "malformed message"),
         _ => Fault::Drop("malformed message"),
     }
 }
@@ -864,9 +865,9 @@ impl Tunnel {
                 if let Ok(h) = Header::parse(data)
                     && h.exchange == ExchangeType::IKE_SA_INIT
                     && !h.is_response()
-                    && let Fault::Notify(ty, _) = classify(&e, true)
+                    && let Fault::Notify(ty, data, _) = classify(&e, true)
                 {
-                    self.send_unprotected_error(h, ty, local_port, remote);
+                    self.send_unprotected_error(h, ty, data, local_port, remote);
                 }
                 return;
             }
@@ -956,9 +957,16 @@ impl Tunnel {
         }
     }
 
-    fn send_unprotected_error(&mut self, h: Header, ty: NotifyType, local_port: u16, remote: SocketAddr) {
+    fn send_unprotected_error(
+        &mut self,
+        h: Header,
+        ty: NotifyType,
+        data: Vec<u8>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
         let header = Header { spi_r: 0, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
-        let bytes = Message { header, payloads: vec![notify(ty, vec![])] }.emit();
+        let bytes = Message { header, payloads: vec![notify(ty, data)] }.emit();
         self.transmits.push_back(Transmit { local_port, remote, data: bytes });
     }
 }

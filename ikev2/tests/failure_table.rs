@@ -228,13 +228,13 @@ fn answer(t: &mut Tunnel, rng: &mut SeededRandom, now: Duration, msg: &[u8]) -> 
 
 #[test]
 fn malformed_ike_sa_init_requests_are_answered_with_the_error() {
-    // (RFC 7296 §3.10.1 also wants the payload type in UNSUPPORTED_CRITICAL_PAYLOAD's data; the engine sends none
-    // yet, so that is not asserted here.)
-    let cases: [(&str, Breaker, u16); 2] = [
-        ("unknown critical payload", with_critical_unknown_payload, UNSUPPORTED_CRITICAL_PAYLOAD),
-        ("overlong payload", with_overlong_payload, INVALID_SYNTAX),
+    // RFC 7296 §3.10.1: UNSUPPORTED_CRITICAL_PAYLOAD's notification data is the one-octet type of the payload
+    // (200, see `with_critical_unknown_payload`); INVALID_SYNTAX has none.
+    let cases: [(&str, Breaker, u16, &[u8]); 2] = [
+        ("unknown critical payload", with_critical_unknown_payload, UNSUPPORTED_CRITICAL_PAYLOAD, &[200]),
+        ("overlong payload", with_overlong_payload, INVALID_SYNTAX, &[]),
     ];
-    for (what, break_it, want) in cases {
+    for (what, break_it, want, want_data) in cases {
         let mut rng = SeededRandom::new(3);
         let now = Duration::from_secs(5);
         let mut b = Tunnel::new(
@@ -252,6 +252,7 @@ fn malformed_ike_sa_init_requests_are_answered_with_the_error() {
         assert_eq!(out[0][..8], bad[..8], "{what}: for the request's SPI");
         let n = notifies(&out[0]);
         assert_eq!(n.first().map(|n| n.0), Some(want), "{what}: notifies {n:?}");
+        assert_eq!(n[0].1, want_data, "{what}: notification data");
         assert_eq!(b.status().counters.invalid_messages, 1, "{what}: counted");
         assert_eq!(b.status().state, TunnelState::Connecting, "{what}: no IKE SA");
         // The unmodified request still gets a real answer (the test's surgery is what broke it).
