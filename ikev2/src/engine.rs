@@ -294,6 +294,17 @@ fn first_exchange_is_redundant(first_i: &[u8], first_r: &[u8], second_i: &[u8], 
 /// What the answer to our CHILD_SA rekey chose: (its SPI, suite, Nr, g^ir when PFS).
 type PeerChildChoice = (u32, EspSuite, Vec<u8>, Option<Zeroizing<Vec<u8>>>);
 
+/// What the answer to our IKE SA rekey gives us.
+enum IkeRekeyAnswer {
+    /// The new IKE SA (keys derived, not installed) and the peer's nonce.
+    Accepted(IkeSa, Vec<u8>),
+    /// The peer refused with an error notify: it created nothing.
+    Refused,
+    /// An answer we do not accept although the peer created a new IKE SA for it (a suite we did not offer, an
+    /// unusable nonce or key exchange). `Some` when that SA's keys could be derived.
+    Unacceptable(Option<IkeSa>),
+}
+
 /// Which IKE SA an encrypted message belongs to.
 #[derive(Debug, Clone, Copy)]
 enum Which {
@@ -1231,6 +1242,38 @@ impl Tunnel {
     fn fail(&mut self, now: Duration, reason: DownReason, message: String) {
         let was_up = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
         self.ike = None;
+        self.down(now, reason, message, was_up);
+    }
+
+    /// Closes the current IKE SA and `also` (IKE SAs the peer holds for us that we will not use) with a DELETE
+    /// protected by each one's own keys, then ends the tunnel's SAs as [`Tunnel::fail`] does (reconnecting at
+    /// once when it was up and `reason` is not permanent). Deleting an IKE SA deletes every CHILD_SA under it
+    /// (RFC 7296 §1.4.1), so the peer keeps nothing of what we abandon, whichever SA it moved its CHILD_SAs to.
+    /// The DELETEs stay tracked (retransmitted) as retiring SAs.
+    fn close_and_restart(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        reason: DownReason,
+        message: String,
+        also: Vec<IkeSa>,
+    ) {
+        let current = self.ike.take();
+        let was_up = current.as_ref().is_some_and(|s| s.state == IkeState::Established);
+        let mut closing = also;
+        closing.extend(current.filter(|s| s.state == IkeState::Established));
+        for sa in closing.iter_mut().filter(|s| s.keys.is_some()) {
+            sa.pending = None;
+            self.send_delete_ike(now, rng, sa);
+        }
+        self.down(now, reason, message, was_up);
+        for sa in closing.into_iter().filter(|s| s.pending.is_some()) {
+            self.retiring.push(Retiring { sa, forget_at: now + RETIRED_IKE_LINGER });
+        }
+    }
+
+    /// The rest of [`Tunnel::fail`], once the IKE SA is gone: `was_up` says whether it was established.
+    fn down(&mut self, now: Duration, reason: DownReason, message: String, was_up: bool) {
         self.forget_rekeys();
         self.drop_child();
         self.local_port = IKE_PORT;
@@ -2066,29 +2109,30 @@ impl Tunnel {
     ) {
         let collision = self.child_collision.take();
         let Some((outbound_spi, suite, nr, g_ir)) = self.child_from_response(&payloads, dh.as_ref()) else {
+            let refusal = first_error_notify(&payloads).map(|n| n.ty);
             match collision {
-                // The peer refused ours and closed its own: no CHILD_SA is left.
-                Some(c) if c.deleted_by_peer => {
-                    self.fail(now, DownReason::DeletedByPeer, "peer deleted the CHILD_SA of a rekey collision".into())
-                }
-                // The peer's rekey (already our CHILD_SA) stands.
-                Some(_) => self.counters.rekey_collisions += 1,
-                // TEMPORARY_FAILURE (a collision) or a refusal: keep the current CHILD_SA and try again shortly.
-                None => {
-                    let refusal = first_error_notify(&payloads).map(|n| n.ty);
+                // A refusal (TEMPORARY_FAILURE after a collision, or another error notify) created nothing.
+                // With a collision the peer's rekey (already our CHILD_SA) stands; without one, keep the current
+                // CHILD_SA and try again shortly.
+                Some(c) if refusal.is_some() && !c.deleted_by_peer => self.counters.rekey_collisions += 1,
+                None if refusal.is_some() => {
                     let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, rng));
                     if let Some(c) = self.child.as_mut() {
                         c.rekey_at = now + delay;
                     }
-                    if refusal.is_none() {
-                        // The peer created an SA we will not use (not what we offered, or unusable): close it.
-                        let del = Payload::Delete(Delete {
-                            protocol: ProtocolId::ESP,
-                            spi_size: 4,
-                            spis: vec![new_in_spi.to_be_bytes().to_vec()],
-                        });
-                        self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
-                    }
+                }
+                // The peer created a CHILD_SA for ours that we will not use (not what we offered, or unusable),
+                // and may already send on it (RFC 7296 lets the responder use a new SA at once); or, after a
+                // collision, it closed its own SA and nothing usable is left. Deleting only that CHILD_SA would
+                // leave the two ends disagreeing on which SA carries traffic: close the IKE SA (every CHILD_SA
+                // under it goes with it, on both ends) and start over.
+                _ => {
+                    let message = match (refusal, self.last_error.take()) {
+                        (None, Some(e)) => e,
+                        _ => "peer deleted the CHILD_SA of a rekey collision".into(),
+                    };
+                    let reason = if refusal.is_some() { DownReason::DeletedByPeer } else { DownReason::InvalidSyntax };
+                    self.close_and_restart(now, rng, reason, message, Vec::new());
                 }
             }
             return;
@@ -2208,23 +2252,35 @@ impl Tunnel {
         new_spi: u64,
     ) {
         let collision = self.ike_collision.take();
-        let ours = self.rekeyed_ike_from_response(now, rng, &payloads, dh, &ni, new_spi);
-        let Some((mut ours, nr)) = ours else {
-            match collision {
-                // The peer refused ours; its own rekey (already answered) stands unless it deleted it.
-                Some(c) if !c.deleted_by_peer => {
-                    self.counters.rekey_collisions += 1;
-                    self.install_ike(now, rng, c.sa)
-                }
-                _ => {
-                    let delay =
-                        first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
-                    if let Some(s) = self.ike.as_mut() {
-                        s.rekey_at = now + delay;
+        let (mut ours, nr) = match self.rekeyed_ike_from_response(now, rng, &payloads, dh, &ni, new_spi) {
+            IkeRekeyAnswer::Accepted(sa, nr) => (sa, nr),
+            IkeRekeyAnswer::Refused => {
+                match collision {
+                    // The peer refused ours; its own rekey (already answered) stands unless it deleted it.
+                    Some(c) if !c.deleted_by_peer => {
+                        self.counters.rekey_collisions += 1;
+                        self.install_ike(now, rng, c.sa)
+                    }
+                    _ => {
+                        let delay =
+                            first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
+                        if let Some(s) = self.ike.as_mut() {
+                            s.rekey_at = now + delay;
+                        }
                     }
                 }
+                return;
             }
-            return;
+            IkeRekeyAnswer::Unacceptable(created) => {
+                // The peer created a new IKE SA for our request and moved the CHILD_SA to it (RFC 7296 §2.8); we
+                // will not use it. Close it (a DELETE with its own keys, when they could be derived), every other
+                // IKE SA we share, and start over: nothing of the refused exchange stays on either side.
+                let mut abandoned: Vec<IkeSa> = created.into_iter().collect();
+                abandoned.extend(collision.filter(|c| !c.deleted_by_peer).map(|c| c.sa));
+                let message = self.last_error.take().unwrap_or_default();
+                self.close_and_restart(now, rng, DownReason::InvalidSyntax, message, abandoned);
+                return;
+            }
         };
         let Some(c) = collision else {
             self.install_ike(now, rng, ours);
@@ -2246,8 +2302,8 @@ impl Tunnel {
         }
     }
 
-    /// The new IKE SA (and the peer's nonce) from the answer to our IKE rekey; None (with `last_error` set) when
-    /// the peer refused it or the answer is unusable.
+    /// What the answer to our IKE rekey gives us (`last_error` set unless accepted).
+    #[allow(clippy::too_many_arguments)]
     fn rekeyed_ike_from_response(
         &mut self,
         now: Duration,
@@ -2256,20 +2312,41 @@ impl Tunnel {
         dh: DhSecret,
         ni: &[u8],
         new_spi: u64,
-    ) -> Option<(IkeSa, Vec<u8>)> {
+    ) -> IkeRekeyAnswer {
         if let Some(n) = first_error_notify(payloads) {
             self.last_error = Some(format!("IKE SA rekey: peer sent {}", n.ty));
-            return None;
+            return IkeRekeyAnswer::Refused;
         }
         let props = payload_sa(payloads).unwrap_or_default();
         let suite = chosen_ike(&props);
-        let peer_spi = props.first().and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok()).map(u64::from_be_bytes);
+        let peer_spi = props
+            .first()
+            .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
+            .map(u64::from_be_bytes)
+            .filter(|s| *s != 0);
         let ke = payload_ke(payloads).filter(|(grp, _)| *grp == dh.group().id());
-        let nr = payload_nonce(payloads, self.ike_prf());
-        let (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) = (suite, peer_spi, nr, ke) else {
-            self.last_error = Some("IKE SA rekey: malformed response".into());
-            return None;
+        let nr = payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
+        // The keys of the SA the peer created, whenever they can be derived (even for a choice we refuse: a
+        // DELETE protected with them closes it).
+        let old = self.ike.as_ref();
+        let (old_prf, old_sk_d) = match old.and_then(|o| Some((o.suite?, o.keys.as_ref()?))) {
+            Some((s, k)) => (s.prf, k.sk_d.clone()),
+            None => return IkeRekeyAnswer::Refused,
         };
+        let keys = match (suite, peer_spi, nr.as_ref(), ke.as_ref()) {
+            (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) if (1..=MAX_NONCE).contains(&nr.len()) => {
+                dh.shared_secret(data).ok().and_then(|g_ir| {
+                    let skeyseed = kdf::skeyseed_rekey(old_prf, &old_sk_d, &g_ir, ni, nr);
+                    keys_from(&suite, &skeyseed, ni, nr, new_spi, peer_spi, true)
+                })
+            }
+            _ => None,
+        };
+        let (Some(suite), Some(peer_spi), Some(nr)) = (suite, peer_spi, nr) else {
+            self.last_error = Some("IKE SA rekey: malformed response".into());
+            return IkeRekeyAnswer::Unacceptable(None);
+        };
+        let created = keys.map(|k| self.rekeyed_sa(now, rng, true, new_spi, peer_spi, suite, k));
         // The suite must be one we offered, with the group of our KE, and the nonce must suit its PRF too.
         let offered = self.cfg.ike_proposals.iter().any(|p| {
             p.encr.contains(&suite.encr)
@@ -2277,21 +2354,17 @@ impl Tunnel {
                 && p.dh.contains(&suite.dh)
                 && suite.integ.is_none_or(|i| p.integ.contains(&i))
         });
-        if !offered || suite.dh != dh.group() || !nonce_fits(&nr, suite.prf) || peer_spi == 0 {
+        if !offered || suite.dh != dh.group() || !nonce_fits(&nr, suite.prf) || !nonce_fits(&nr, old_prf) {
             self.last_error = Some(format!("IKE SA rekey: peer chose {}, which we did not offer", suite.name()));
-            return None;
+            return IkeRekeyAnswer::Unacceptable(created);
         }
-        let old = self.ike.as_ref()?;
-        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return None };
-        let keys = (suite.dh == dh.group()).then(|| dh.shared_secret(&data).ok()).flatten().and_then(|g_ir| {
-            let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, ni, &nr);
-            keys_from(&suite, &skeyseed, ni, &nr, new_spi, peer_spi, true)
-        });
-        let Some(keys) = keys else {
-            self.last_error = Some("IKE SA rekey: the peer's key exchange is unusable".into());
-            return None;
-        };
-        Some((self.rekeyed_sa(now, rng, true, new_spi, peer_spi, suite, keys), nr))
+        match created {
+            Some(sa) => IkeRekeyAnswer::Accepted(sa, nr),
+            None => {
+                self.last_error = Some("IKE SA rekey: the peer's key exchange is unusable".into());
+                IkeRekeyAnswer::Unacceptable(None)
+            }
+        }
     }
 
     /// A message on a retiring IKE SA: the answer to our DELETE on it, or the peer's DELETE (or a late request).

@@ -117,21 +117,34 @@ fn child_rekey_answers_that_differ_from_our_offer_are_refused() {
         let answer = lab.answer_as_b(&payloads);
         lab.deliver_to_a(&answer);
         let after = lab.a.status();
-        assert_eq!(after.child_outbound_spi, before.child_outbound_spi, "{what}: installed");
         assert_eq!(after.counters.child_rekeys, 0, "{what}");
-        assert!(lab.a.poll_event().is_none(), "{what}: an event");
+        while let Some(e) = lab.a.poll_event() {
+            let installs = matches!(e, Event::ChildSaRekeyed { .. } | Event::ChildSaInstalled(_));
+            assert!(!installs, "{what}: {e:?}");
+        }
+        assert!(before.child_outbound_spi.is_some());
         assert!(after.last_error.is_some_and(|e| e.contains("did not offer")), "{what}");
-        // The SA the peer created for it is deleted (an INFORMATIONAL in flight), and the rekey is retried later.
-        assert!(matches!(lab.a.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| &p.req), Some(Req::DeleteChild)));
-        assert!(lab.a.child.as_ref().is_some_and(|c| c.rekey_at > now));
+        // The peer may already send on the SA it created: the IKE SA (and so, on the peer, every CHILD_SA under
+        // it) is closed with a DELETE in flight, and the tunnel reconnects at once.
+        assert_closed_and_reconnecting(&lab, now, what);
     }
+}
+
+/// After a rekey answer we refused: the IKE SA is gone on our side, a DELETE for it is in flight (tracked as a
+/// retiring SA), and a reconnect is due now.
+fn assert_closed_and_reconnecting(lab: &Lab, now: Duration, what: &str) {
+    assert!(lab.a.ike.is_none(), "{what}: the IKE SA is still in use");
+    assert!(lab.a.child.is_none(), "{what}: the CHILD_SA is still in use");
+    assert!(lab.a.retiring.iter().any(|r| matches!(r.sa.pending.as_ref().map(|p| &p.req), Some(Req::DeleteIke))));
+    assert_eq!(lab.a.reconnect_at, Some(now), "{what}: no reconnect at once");
 }
 
 #[test]
 fn ike_rekey_answers_that_differ_from_our_offer_are_refused() {
-    for (what, prf, group) in [
-        ("a PRF we did not offer", Prf::HmacSha512, DhGroup::Modp2048),
-        ("another group", Prf::HmacSha256, DhGroup::Ecp256),
+    // With our KE's group the keys of the SA the peer created can be derived, so it is deleted too.
+    for (what, prf, group, derivable) in [
+        ("a PRF we did not offer", Prf::HmacSha512, DhGroup::Modp2048, true),
+        ("another group", Prf::HmacSha256, DhGroup::Ecp256, false),
     ] {
         let mut lab = Lab::established();
         let before = lab.a.status();
@@ -147,11 +160,113 @@ fn ike_rekey_answers_that_differ_from_our_offer_are_refused() {
         let answer = lab.answer_as_b(&payloads);
         lab.deliver_to_a(&answer);
         let after = lab.a.status();
-        assert_eq!(after.ike_local_spi, before.ike_local_spi, "{what}: the IKE SA changed");
         assert_eq!(after.counters.ike_rekeys, 0, "{what}");
         assert!(after.last_error.is_some_and(|e| e.starts_with("IKE SA rekey")), "{what}");
-        assert!(lab.a.ike.as_ref().is_some_and(|s| s.rekey_at > now), "{what}: no retry planned");
+        // The peer moved the CHILD_SA to the IKE SA it created: that SA (its keys derive from the answer) and
+        // ours are both closed with a DELETE, and the tunnel reconnects at once.
+        let deleting: Vec<u64> = lab
+            .a
+            .retiring
+            .iter()
+            .filter(|r| matches!(r.sa.pending.as_ref().map(|p| &p.req), Some(Req::DeleteIke)))
+            .map(|r| r.sa.remote_spi())
+            .collect();
+        let mut expected = vec![before.ike_remote_spi.expect("spi")];
+        if derivable {
+            expected.insert(0, 0x0102_0304_0506_0708);
+        }
+        assert_eq!(deleting, expected, "{what}");
+        assert_closed_and_reconnecting(&lab, now, what);
     }
+}
+
+/// Runs both ends (deliveries, then timers on a 100 ms virtual clock) until `done` holds or `limit` passes.
+fn run_until(lab: &mut Lab, limit: Duration, done: impl Fn(&Lab) -> bool) -> bool {
+    let end = lab.now + limit;
+    while lab.now < end {
+        lab.settle();
+        if done(lab) {
+            return true;
+        }
+        lab.now += Duration::from_millis(100);
+        let now = lab.now;
+        for t in [&mut lab.a, &mut lab.b] {
+            if t.poll_timeout().is_some_and(|at| at <= now) {
+                t.handle_timeout(now, &mut lab.rng);
+            }
+        }
+        lab.check();
+    }
+    false
+}
+
+/// Both ends hold exactly one IKE SA and one CHILD_SA, the same ones.
+fn agree(lab: &Lab) -> bool {
+    let (a, b) = (lab.a.status(), lab.b.status());
+    a.state == TunnelState::Established
+        && b.state == TunnelState::Established
+        && a.ike_local_spi.is_some()
+        && a.ike_local_spi == b.ike_remote_spi
+        && a.ike_remote_spi == b.ike_local_spi
+        && a.child_inbound_spi == b.child_outbound_spi
+        && a.child_outbound_spi == b.child_inbound_spi
+        && lab.b.retiring.is_empty()
+        && lab.b.ike_collision.is_none()
+        && lab.b.old_inbound.is_empty()
+}
+
+/// b, a real responder, answers a's rekey with what it chose from a's offer; a then refuses that choice (its
+/// proposals changed before the answer arrived, as if b had chosen something a did not offer). Whatever b created
+/// for the refused exchange must not outlive it on b.
+fn refused_rekey_leaves_nothing_on_the_peer(ike: bool) {
+    let mut lab = Lab::established();
+    let now = lab.now;
+    if ike {
+        lab.a.rekey_ike(now, &mut lab.rng);
+    } else {
+        lab.a.rekey_child(now, &mut lab.rng);
+    }
+    assert!(lab.step(true), "a's rekey request");
+    // b answered and moved to what it created: an IKE SA (the CHILD_SA under it) or a CHILD_SA.
+    let created_ike = lab.b.ike.as_ref().map(|s| s.local_spi());
+    let created_child = lab.b.child.as_ref().map(|c| c.inbound_spi);
+    assert_eq!(lab.b.status().counters.ike_rekeys + lab.b.status().counters.child_rekeys, 1);
+    let (ike_offer, esp_offer) = (lab.a.cfg.ike_proposals.clone(), lab.a.cfg.esp_proposals.clone());
+    lab.a.cfg.ike_proposals = vec![IkeProposal::parse("aes256-sha256-modp2048").expect("proposal")];
+    lab.a.cfg.esp_proposals = vec![EspProposal::parse("aes256-sha1-modp2048").expect("proposal")];
+    assert!(lab.step(false), "b's answer");
+    assert!(lab.a.status().last_error.is_some_and(|e| e.contains("which we did not offer")));
+    (lab.a.cfg.ike_proposals, lab.a.cfg.esp_proposals) = (ike_offer, esp_offer);
+    // What a sends at once (before any timer: no new IKE SA yet, which could replace b's SAs by itself) removes
+    // what b created.
+    lab.settle();
+    let holds = |t: &Tunnel, spi: Option<u64>| {
+        t.ike.iter().chain(t.retiring.iter().map(|r| &r.sa)).any(|s| Some(s.local_spi()) == spi)
+    };
+    if ike {
+        assert!(!holds(&lab.b, created_ike), "b still holds the IKE SA of the refused rekey");
+    } else {
+        assert_ne!(lab.b.child.as_ref().map(|c| c.inbound_spi), created_child, "b still uses the refused CHILD_SA");
+    }
+    let consistent = run_until(&mut lab, Duration::from_secs(20), agree);
+    assert!(
+        consistent,
+        "the two ends disagree 20 s after a refused rekey answer:\n a {:?}\n b {:?}",
+        lab.a.status(),
+        lab.b.status()
+    );
+    assert!(!holds(&lab.b, created_ike));
+    assert_ne!(lab.b.child.as_ref().map(|c| c.inbound_spi), created_child);
+}
+
+#[test]
+fn a_refused_ike_rekey_answer_leaves_nothing_on_the_peer() {
+    refused_rekey_leaves_nothing_on_the_peer(true);
+}
+
+#[test]
+fn a_refused_child_rekey_answer_leaves_nothing_on_the_peer() {
+    refused_rekey_leaves_nothing_on_the_peer(false);
 }
 
 #[test]
