@@ -247,20 +247,6 @@ pub struct Counters {
     pub half_open_refused: u64,
 }
 
-/// What an incoming IKE datagram is to a tunnel, from its header alone ([`crate::Tunnel::ingress_class`]): the
-/// sidecar serves `Established` first, and new IKE_SA_INIT requests (which cost a key exchange) last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IkeIngress {
-    /// For an IKE SA of ours that exists (current, being rekeyed, our own IKE_SA_INIT in flight).
-    Established,
-    /// An IKE_AUTH (or anything encrypted) for a half-open responder SA.
-    HalfOpen,
-    /// A new IKE_SA_INIT request: unauthenticated, and the most expensive to answer.
-    NewInit,
-    /// Unparseable or for no SA we know: dropped as soon as it is looked at.
-    Unknown,
-}
-
 /// A snapshot for `/status`.
 #[derive(Debug, Clone)]
 pub struct TunnelStatus {

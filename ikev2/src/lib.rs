@@ -6,6 +6,6 @@
 pub mod wire;
 
 mod api;
-mod engine;
+mod tunnel;
 pub use api::*;
-pub use engine::{HalfOpenCount, Tunnel};
+pub use tunnel::{HalfOpenCount, Tunnel};

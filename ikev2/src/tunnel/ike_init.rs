@@ -1,0 +1,307 @@
+//! The initiator's side of IKE_SA_INIT and IKE_AUTH: starting an IKE SA, the COOKIE / INVALID_KE_PAYLOAD retries,
+//! key derivation from the responder's answer, our AUTH and the check of the peer's (both sides use
+//! [`Tunnel::auth_octets`]), and the first CHILD_SA from the IKE_AUTH response. The responder's side is
+//! `half_open.rs`.
+
+use super::*;
+
+/// At most this many IKE_SA_INIT resends on COOKIE or INVALID_KE_PAYLOAD answers per attempt (a hostile or broken
+/// responder cannot keep us in a loop): then the attempt fails and the reconnect backoff applies.
+pub(super) const MAX_INIT_RETRIES: u8 = 4;
+
+/// Whether we were the initiator of the IKE_SA_INIT that created this SA's keys. After an IKE rekey the roles
+/// of the new SA follow the rekey exchange, but AUTH is only computed on SAs created by IKE_SA_INIT.
+pub(super) fn sa_is_original_initiator(sa: &IkeSa) -> bool {
+    sa.initiator
+}
+
+impl Tunnel {
+    /// Starts (or restarts) the IKE SA as initiator.
+    pub fn connect(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        self.closed = false;
+        self.reconnect_at = None;
+        if self.ike.is_some() {
+            return;
+        }
+        self.local_port = IKE_PORT;
+        self.remote.set_port(IKE_PORT);
+        let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Modp2048);
+        let mut sa = IkeSa::blank(true, rand_u64(rng), IkeState::InitSent, now);
+        sa.dh = Some(group.generate(rng));
+        sa.ni = nonce(rng);
+        sa.first_child_spi = rand_u32(rng);
+        self.ike = Some(sa);
+        self.send_init(now, rng);
+    }
+
+    pub(super) fn send_init(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let local = SocketAddr::new(self.local.ip(), self.local_port);
+        let remote = self.remote;
+        let force = self.cfg.force_encap;
+        let proposals = self.cfg.ike_proposals.clone();
+        let Some(sa) = self.ike.as_mut() else { return };
+        let Some(dh) = sa.dh.as_ref() else { return };
+        let mut payloads = Vec::new();
+        if let Some(c) = &sa.cookie {
+            payloads.push(notify(NotifyType::COOKIE, c.clone()));
+        }
+        payloads.push(ike_sa_payload(&proposals, None));
+        payloads.push(Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() });
+        payloads.push(Payload::Nonce(sa.ni.clone()));
+        let src = if force {
+            let mut fake = vec![0u8; 20];
+            rng.fill_bytes(&mut fake);
+            fake
+        } else {
+            nat_hash(sa.spi_i, 0, local)
+        };
+        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
+        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, 0, remote)));
+        payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
+        let header = Header {
+            spi_i: sa.spi_i,
+            spi_r: 0,
+            next_payload: PayloadType::NONE,
+            version: 0x20,
+            exchange: ExchangeType::IKE_SA_INIT,
+            flags: flags::INITIATOR,
+            message_id: 0,
+            length: 0,
+        };
+        let bytes = Message { header, payloads }.emit();
+        sa.init_request = bytes.clone();
+        sa.my_next_id = 1;
+        sa.pending = Some(Pending::new(0, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::Init));
+        self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
+    }
+
+    pub(super) fn handle_init_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        msg: Message,
+        data: &[u8],
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let h = msg.header;
+        let Some(sa) = self.ike.as_mut() else { return };
+        if !sa.initiator || sa.state != IkeState::InitSent || sa.spi_i != h.spi_i || h.message_id != 0 {
+            self.counters.invalid_messages += 1;
+            return;
+        }
+        let _ = (local_port, remote);
+        let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
+            .into_iter()
+            .find(|t| find_notify(&msg.payloads, *t).is_some());
+        if let Some(ty) = retry
+            && sa.init_retries >= MAX_INIT_RETRIES
+        {
+            self.fail(now, DownReason::PeerError { notify: ty.0 }, format!("peer keeps answering {ty}"));
+            return;
+        }
+        if let Some(c) = find_notify(&msg.payloads, NotifyType::COOKIE) {
+            if sa.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
+                return;
+            }
+            sa.init_retries += 1;
+            sa.cookie = Some(c.data.clone());
+            self.send_init(now, rng);
+            return;
+        }
+        if let Some(n) = find_notify(&msg.payloads, NotifyType::INVALID_KE_PAYLOAD) {
+            let wanted =
+                if n.data.len() == 2 { DhGroup::from_id(u16::from_be_bytes([n.data[0], n.data[1]])) } else { None };
+            let offered = |g: &DhGroup| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g));
+            match wanted.filter(|g| offered(g) && Some(*g) != sa.dh.as_ref().map(|d| d.group())) {
+                Some(g) => {
+                    let sa = self.ike.as_mut().expect("checked above");
+                    sa.init_retries += 1;
+                    sa.dh = Some(g.generate(rng));
+                    self.send_init(now, rng);
+                }
+                None => self.fail(
+                    now,
+                    DownReason::NoProposalChosen { by_peer: true },
+                    "peer asked for a DH group we do not offer (INVALID_KE_PAYLOAD)".into(),
+                ),
+            }
+            return;
+        }
+        if let Some(n) = first_error_notify(&msg.payloads) {
+            let reason = match n.ty {
+                NotifyType::NO_PROPOSAL_CHOSEN => DownReason::NoProposalChosen { by_peer: true },
+                t => DownReason::PeerError { notify: t.0 },
+            };
+            self.fail(now, reason, format!("peer sent {}", n.ty));
+            return;
+        }
+        let proposals = msg.payloads.iter().find_map(|p| if let Payload::Sa(p) = p { Some(p.clone()) } else { None });
+        let ke = msg
+            .payloads
+            .iter()
+            .find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
+        let nr = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
+        let suite = proposals.as_deref().and_then(chosen_ike);
+        let (Some(suite), Some((group, ke_data)), Some(nr)) = (suite, ke, nr) else {
+            self.fail(now, DownReason::InvalidSyntax, "malformed IKE_SA_INIT response".into());
+            return;
+        };
+        let offered = self.cfg.ike_proposals.iter().any(|p| {
+            p.encr.contains(&suite.encr)
+                && p.prf.contains(&suite.prf)
+                && p.dh.contains(&suite.dh)
+                && suite.integ.is_none_or(|i| p.integ.contains(&i))
+        });
+        let Some(dh) = sa.dh.as_ref() else { return };
+        if !offered || suite.dh.id() != group || dh.group() != suite.dh || !nonce_fits(&nr, suite.prf) {
+            self.fail(
+                now,
+                DownReason::NoProposalChosen { by_peer: false },
+                "peer chose a proposal we did not offer".into(),
+            );
+            return;
+        }
+        let shared = match dh.shared_secret(&ke_data) {
+            Ok(s) => s,
+            Err(_) => {
+                self.fail(now, DownReason::InvalidSyntax, "peer's KE value is invalid".into());
+                return;
+            }
+        };
+        sa.spi_r = h.spi_r;
+        sa.nr = nr;
+        sa.suite = Some(suite);
+        sa.peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
+        sa.init_response = data.to_vec();
+        sa.keys = derive_ike(&suite, &sa.ni, &sa.nr, &shared, sa.spi_i, sa.spi_r, true);
+        sa.dh = None;
+        sa.pending = None;
+        sa.state = IkeState::AuthSent;
+        self.last_recv = now;
+        // Forced encapsulation (or a detected NAT): continue on 4500.
+        let nat = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
+            .is_some_and(|n| n.data != nat_hash(h.spi_i, h.spi_r, SocketAddr::new(self.local.ip(), self.local_port)));
+        sa.nat_detected = nat;
+        if self.cfg.force_encap || nat {
+            self.local_port = NATT_PORT;
+            self.remote.set_port(NATT_PORT);
+        }
+        self.send_auth(now, rng);
+    }
+
+    pub(super) fn auth_octets(&self, sa: &IkeSa, ours: bool, id: &Identification) -> Option<Vec<u8>> {
+        let keys = sa.keys.as_ref()?;
+        let suite = sa.suite?;
+        // The initiator signs its IKE_SA_INIT request, Nr and prf(SK_pi, IDi'); the responder its response, Ni
+        // and prf(SK_pr, IDr') (RFC 7296 §2.15).
+        let signer_is_initiator = ours == sa_is_original_initiator(sa);
+        let (msg, nonce, skp) = if signer_is_initiator {
+            (&sa.init_request, &sa.nr, &keys.sk_pi)
+        } else {
+            (&sa.init_response, &sa.ni, &keys.sk_pr)
+        };
+        let maced = suite.prf.compute(skp, &[&id_body(id)]);
+        let mut octets = msg.clone();
+        octets.extend_from_slice(nonce);
+        octets.extend_from_slice(&maced);
+        Some(kdf::psk_auth(suite.prf, &self.cfg.psk, &octets).to_vec())
+    }
+
+    /// Checks the peer's AUTH (PSK, constant-time compare) and, if configured, its identity. `None` when there
+    /// is no IKE SA with keys. Returns (AUTH matches, identity acceptable).
+    pub(super) fn verify_peer_auth(
+        &self,
+        sa: &IkeSa,
+        id: &Identification,
+        method: AuthMethod,
+        auth: &[u8],
+    ) -> Option<(bool, bool)> {
+        use subtle::ConstantTimeEq;
+        let expected = self.auth_octets(sa, false, id)?;
+        let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, id));
+        let auth_ok =
+            method == AuthMethod::SHARED_KEY_MIC && expected.len() == auth.len() && bool::from(expected.ct_eq(auth));
+        Some((auth_ok, id_ok))
+    }
+
+    pub(super) fn send_auth(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let idi = identity_payload(&self.cfg.local_id);
+        let Some(sa) = self.ike.as_ref() else { return };
+        let Some(auth) = self.auth_octets(sa, true, &idi) else { return };
+        let spi = sa.first_child_spi;
+        let mut payloads = vec![Payload::IdI(idi)];
+        if self.cfg.initial_contact && !self.ever_established {
+            payloads.push(notify(NotifyType::INITIAL_CONTACT, vec![]));
+        }
+        if let Some(r) = &self.cfg.remote_id {
+            payloads.push(Payload::IdR(identity_payload(r)));
+        }
+        payloads.push(Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: auth });
+        payloads.push(esp_sa_payload(&self.cfg.esp_proposals, spi, false));
+        payloads.push(Payload::TsI(ts_payload(&self.local_ts())));
+        payloads.push(Payload::TsR(ts_payload(&self.cfg.remote_ts)));
+        self.send_request(now, rng, ExchangeType::IKE_AUTH, payloads, Req::Auth);
+    }
+
+    pub(super) fn auth_response(&mut self, now: Duration, rng: &mut dyn RandomSource, payloads: Vec<Payload>) {
+        if let Some(n) = first_error_notify(&payloads) {
+            let ty = n.ty;
+            self.fail(now, reason_for(ty, true), format!("peer sent {ty}"));
+            return;
+        }
+        let idr = payloads.iter().find_map(|p| if let Payload::IdR(i) = p { Some(i.clone()) } else { None });
+        let auth = payloads
+            .iter()
+            .find_map(|p| if let Payload::Auth { method, data } = p { Some((*method, data.clone())) } else { None });
+        let (Some(idr), Some((method, auth))) = (idr, auth) else {
+            self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH response without IDr or AUTH".into());
+            return;
+        };
+        let Some(sa) = self.ike.as_ref() else { return };
+        let Some((ok, id_ok)) = self.verify_peer_auth(sa, &idr, method, &auth) else { return };
+        if !(ok && id_ok) {
+            self.fail(
+                now,
+                DownReason::AuthenticationFailed { by_peer: false },
+                "authentication of the peer failed: its AUTH does not match our pre-shared key".into(),
+            );
+            return;
+        }
+        let chosen = payload_sa(&payloads).as_deref().and_then(chosen_esp);
+        let offered = |s: &EspSuite| {
+            self.cfg
+                .esp_proposals
+                .iter()
+                .any(|p| p.encr.contains(&s.encr) && s.integ.is_none_or(|i| p.integ.contains(&i)))
+        };
+        let Some((outbound_spi, suite)) = chosen.filter(|(_, s)| offered(s)) else {
+            self.fail(
+                now,
+                DownReason::NoProposalChosen { by_peer: false },
+                "peer chose an ESP proposal we did not offer".into(),
+            );
+            return;
+        };
+        let tsi = payload_ts(&payloads, true).unwrap_or_default();
+        let tsr = payload_ts(&payloads, false).unwrap_or_default();
+        let (ni, nr, inbound_spi) = (sa.ni.clone(), sa.nr.clone(), sa.first_child_spi);
+        self.establish_ike(now, rng);
+        let suite = EspSuite { dh: None, ..suite };
+        if let Some(c) = self.make_child(
+            now,
+            rng,
+            inbound_spi,
+            outbound_spi,
+            suite,
+            None,
+            &ni,
+            &nr,
+            true,
+            ts_to_prefixes(&tsi),
+            ts_to_prefixes(&tsr),
+        ) {
+            self.emit(Event::ChildSaInstalled(c));
+        }
+    }
+}

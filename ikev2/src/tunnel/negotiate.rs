@@ -1,0 +1,369 @@
+//! Proposals and traffic selectors: the SA payloads we offer, the responder's choice among the peer's proposals,
+//! the check of the single proposal a responder chose, and traffic-selector narrowing (RFC 7296 §2.7, §2.9).
+
+use super::*;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct IkeSuite {
+    pub(super) encr: Encr,
+    pub(super) integ: Option<Integ>,
+    pub(super) prf: Prf,
+    pub(super) dh: DhGroup,
+}
+
+impl IkeSuite {
+    pub(super) fn name(&self) -> String {
+        let mut s = self.encr.strongswan_name().to_string();
+        if let Some(i) = self.integ {
+            s.push('/');
+            s.push_str(i.strongswan_name());
+        }
+        s.push('/');
+        s.push_str(self.prf.strongswan_name());
+        s.push('/');
+        s.push_str(self.dh.strongswan_name());
+        s
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct EspSuite {
+    pub(super) encr: Encr,
+    pub(super) integ: Option<Integ>,
+    pub(super) dh: Option<DhGroup>,
+}
+
+impl EspSuite {
+    pub(super) fn name(&self) -> String {
+        let mut s = self.encr.strongswan_name().to_string();
+        if let Some(i) = self.integ {
+            s.push('/');
+            s.push_str(i.strongswan_name());
+        }
+        if let Some(g) = self.dh {
+            s.push('/');
+            s.push_str(g.strongswan_name());
+        }
+        s
+    }
+}
+
+pub(super) fn ike_sa_payload(proposals: &[IkeProposal], spi: Option<u64>) -> Payload {
+    let props = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t = Vec::new();
+            for e in &p.encr {
+                t.push(Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits())));
+            }
+            for f in &p.prf {
+                t.push(Transform::new(TransformType::PRF, f.transform_id(), None));
+            }
+            for a in &p.integ {
+                t.push(Transform::new(TransformType::INTEG, a.transform_id(), None));
+            }
+            for g in &p.dh {
+                t.push(Transform::new(TransformType::DH, g.id(), None));
+            }
+            wire::Proposal {
+                number: (i + 1) as u8,
+                protocol: ProtocolId::IKE,
+                spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
+                transforms: t,
+            }
+        })
+        .collect();
+    Payload::Sa(props)
+}
+
+pub(super) fn esp_sa_payload(proposals: &[EspProposal], spi: u32, with_dh: bool) -> Payload {
+    let props = proposals
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut t = Vec::new();
+            for e in &p.encr {
+                t.push(Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits())));
+            }
+            for a in &p.integ {
+                t.push(Transform::new(TransformType::INTEG, a.transform_id(), None));
+            }
+            if with_dh {
+                for g in &p.dh {
+                    t.push(Transform::new(TransformType::DH, g.id(), None));
+                }
+            }
+            t.push(Transform::new(TransformType::ESN, 0, None));
+            wire::Proposal {
+                number: (i + 1) as u8,
+                protocol: ProtocolId::ESP,
+                spi: spi.to_be_bytes().to_vec(),
+                transforms: t,
+            }
+        })
+        .collect();
+    Payload::Sa(props)
+}
+
+/// Responder: pick the first peer proposal (peer's order) acceptable to one of ours. `ke_group`: the group of
+/// the peer's KE payload, preferred when acceptable. Returns the chosen proposal number and suite.
+pub(super) fn select_ike(
+    ours: &[IkeProposal],
+    theirs: &[wire::Proposal],
+    ke_group: Option<u16>,
+) -> Option<(u8, IkeSuite)> {
+    for p in theirs.iter().filter(|p| p.protocol == ProtocolId::IKE) {
+        for mine in ours {
+            let usable = |t: &&Transform| !t.unknown_attributes;
+            let encr = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::ENCR)
+                .filter_map(|t| Encr::from_transform(t.id, t.key_length))
+                .find(|e| mine.encr.contains(e));
+            let prf = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::PRF)
+                .filter_map(|t| Prf::from_transform(t.id))
+                .find(|f| mine.prf.contains(f));
+            let integs: Vec<Integ> = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::INTEG && t.id != 0)
+                .filter_map(|t| Integ::from_transform(t.id))
+                .filter(|i| mine.integ.contains(i))
+                .collect();
+            let groups: Vec<DhGroup> = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::DH)
+                .filter_map(|t| DhGroup::from_id(t.id))
+                .filter(|g| mine.dh.contains(g))
+                .collect();
+            let (Some(encr), Some(prf)) = (encr, prf) else { continue };
+            let integ = if encr.is_aead() {
+                None
+            } else {
+                match integs.first() {
+                    Some(i) => Some(*i),
+                    None => continue,
+                }
+            };
+            let dh = match ke_group.and_then(DhGroup::from_id).filter(|g| groups.contains(g)) {
+                Some(g) => g,
+                None => match groups.first() {
+                    Some(g) => *g,
+                    None => continue,
+                },
+            };
+            return Some((p.number, IkeSuite { encr, integ, prf, dh }));
+        }
+    }
+    None
+}
+
+pub(super) fn select_esp(ours: &[EspProposal], theirs: &[wire::Proposal], pfs: bool) -> Option<(u8, u32, EspSuite)> {
+    for p in theirs.iter().filter(|p| p.protocol == ProtocolId::ESP && p.spi.len() == 4) {
+        if p.transforms.iter().any(|t| t.ty == TransformType::ESN && t.id != 0)
+            && !p.transforms.iter().any(|t| t.ty == TransformType::ESN && t.id == 0)
+        {
+            continue;
+        }
+        let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+        for mine in ours {
+            let usable = |t: &&Transform| !t.unknown_attributes;
+            let Some(encr) = p
+                .transforms
+                .iter()
+                .filter(usable)
+                .filter(|t| t.ty == TransformType::ENCR)
+                .filter_map(|t| Encr::from_transform(t.id, t.key_length))
+                .find(|e| mine.encr.contains(e))
+            else {
+                continue;
+            };
+            let integ = if encr.is_aead() {
+                None
+            } else {
+                match p
+                    .transforms
+                    .iter()
+                    .filter(usable)
+                    .filter(|t| t.ty == TransformType::INTEG)
+                    .filter_map(|t| Integ::from_transform(t.id))
+                    .find(|i| mine.integ.contains(i))
+                {
+                    Some(i) => Some(i),
+                    None => continue,
+                }
+            };
+            let groups: Vec<DhGroup> = p
+                .transforms
+                .iter()
+                .filter(|t| t.ty == TransformType::DH && t.id != 0)
+                .filter_map(|t| DhGroup::from_id(t.id))
+                .collect();
+            let dh = if pfs && !groups.is_empty() {
+                match groups.iter().find(|g| mine.dh.contains(g)) {
+                    Some(g) => Some(*g),
+                    None => continue,
+                }
+            } else {
+                None
+            };
+            return Some((p.number, spi, EspSuite { encr, integ, dh }));
+        }
+    }
+    None
+}
+
+/// The single chosen proposal of a response: exactly one transform of each kind.
+pub(super) fn chosen_ike(p: &[wire::Proposal]) -> Option<IkeSuite> {
+    let p = p.first()?;
+    let get = |ty| p.transforms.iter().find(|t| t.ty == ty);
+    let e = get(TransformType::ENCR)?;
+    let encr = Encr::from_transform(e.id, e.key_length)?;
+    let prf = Prf::from_transform(get(TransformType::PRF)?.id)?;
+    let integ = match get(TransformType::INTEG) {
+        Some(t) if t.id != 0 => Some(Integ::from_transform(t.id)?),
+        _ => None,
+    };
+    let dh = DhGroup::from_id(get(TransformType::DH)?.id)?;
+    if encr.is_aead() != integ.is_none() {
+        return None;
+    }
+    Some(IkeSuite { encr, integ, prf, dh })
+}
+
+pub(super) fn chosen_esp(p: &[wire::Proposal]) -> Option<(u32, EspSuite)> {
+    let p = p.first()?;
+    if p.protocol != ProtocolId::ESP || p.spi.len() != 4 {
+        return None;
+    }
+    let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
+    let get = |ty| p.transforms.iter().find(|t| t.ty == ty);
+    let e = get(TransformType::ENCR)?;
+    let encr = Encr::from_transform(e.id, e.key_length)?;
+    let integ = match get(TransformType::INTEG) {
+        Some(t) if t.id != 0 => Some(Integ::from_transform(t.id)?),
+        _ => None,
+    };
+    let dh = match get(TransformType::DH) {
+        Some(t) if t.id != 0 => Some(DhGroup::from_id(t.id)?),
+        _ => None,
+    };
+    if encr.is_aead() != integ.is_none() {
+        return None;
+    }
+    Some((spi, EspSuite { encr, integ, dh }))
+}
+
+pub(super) fn suite_proposal_ike(s: &IkeSuite, number: u8, spi: Option<u64>) -> Payload {
+    let mut t = vec![
+        Transform::new(TransformType::ENCR, s.encr.transform_id(), Some(s.encr.key_bits())),
+        Transform::new(TransformType::PRF, s.prf.transform_id(), None),
+    ];
+    if let Some(i) = s.integ {
+        t.push(Transform::new(TransformType::INTEG, i.transform_id(), None));
+    }
+    t.push(Transform::new(TransformType::DH, s.dh.id(), None));
+    Payload::Sa(vec![wire::Proposal {
+        number,
+        protocol: ProtocolId::IKE,
+        spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
+        transforms: t,
+    }])
+}
+
+pub(super) fn suite_proposal_esp(s: &EspSuite, number: u8, spi: u32) -> Payload {
+    let mut t = vec![Transform::new(TransformType::ENCR, s.encr.transform_id(), Some(s.encr.key_bits()))];
+    if let Some(i) = s.integ {
+        t.push(Transform::new(TransformType::INTEG, i.transform_id(), None));
+    }
+    if let Some(g) = s.dh {
+        t.push(Transform::new(TransformType::DH, g.id(), None));
+    }
+    t.push(Transform::new(TransformType::ESN, 0, None));
+    Payload::Sa(vec![wire::Proposal {
+        number,
+        protocol: ProtocolId::ESP,
+        spi: spi.to_be_bytes().to_vec(),
+        transforms: t,
+    }])
+}
+
+pub(super) fn ts_payload(prefixes: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
+    prefixes
+        .iter()
+        .map(|p| {
+            let (a, b) = p.range();
+            TrafficSelector {
+                ts_type: TsType::TS_IPV4_ADDR_RANGE,
+                ip_protocol: 0,
+                start_port: 0,
+                end_port: 65535,
+                start_addr: IpAddr::V4(a),
+                end_addr: IpAddr::V4(b),
+            }
+        })
+        .collect()
+}
+
+/// Largest prefixes covering exactly the range [a, b] would be exact; we only need the common cases: a range
+/// that is a prefix maps back to it; other ranges are approximated by their covering start address /32 ... /0.
+pub(super) fn range_to_prefix(a: Ipv4Addr, b: Ipv4Addr) -> Ipv4Prefix {
+    let (a32, b32) = (u32::from(a), u32::from(b));
+    for len in 0..=32u8 {
+        let p = Ipv4Prefix { addr: a, len };
+        let (s, e) = p.range();
+        if u32::from(s) == a32 && u32::from(e) == b32 {
+            return p;
+        }
+    }
+    Ipv4Prefix { addr: a, len: 32 }
+}
+
+pub(super) fn ts_to_prefixes(ts: &[TrafficSelector]) -> Vec<Ipv4Prefix> {
+    ts.iter()
+        .filter_map(|t| match (t.start_addr, t.end_addr) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => Some(range_to_prefix(a, b)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Responder narrowing (RFC 7296 §2.9): intersect each of the peer's IPv4 selectors with each of ours.
+pub(super) fn narrow(theirs: &[TrafficSelector], ours: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
+    let mut out = Vec::new();
+    for t in theirs {
+        let (IpAddr::V4(ta), IpAddr::V4(tb)) = (t.start_addr, t.end_addr) else { continue };
+        for o in ours {
+            let (oa, ob) = o.range();
+            let start = u32::from(ta).max(u32::from(oa));
+            let end = u32::from(tb).min(u32::from(ob));
+            if start <= end {
+                out.push(TrafficSelector {
+                    ts_type: TsType::TS_IPV4_ADDR_RANGE,
+                    ip_protocol: t.ip_protocol,
+                    start_port: t.start_port,
+                    end_port: t.end_port,
+                    start_addr: IpAddr::V4(Ipv4Addr::from(start)),
+                    end_addr: IpAddr::V4(Ipv4Addr::from(end)),
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Tunnel {
+    pub(super) fn local_ts(&self) -> Vec<Ipv4Prefix> {
+        self.cfg.local_ts.clone()
+    }
+}

@@ -1,0 +1,575 @@
+//! CREATE_CHILD_SA: rekeying the CHILD_SA and the IKE SA, started by us (`start_*`, the answers in
+//! `*_rekey_response`) or by the peer (`respond_create_child`, `respond_ike_rekey`). Collisions between the two
+//! are resolved in `collision.rs`.
+
+use super::*;
+
+/// What the answer to our CHILD_SA rekey chose: (its SPI, suite, Nr, g^ir when PFS).
+pub(super) type PeerChildChoice = (u32, EspSuite, Vec<u8>, Option<Zeroizing<Vec<u8>>>);
+
+/// What the answer to our IKE SA rekey gives us.
+pub(super) enum IkeRekeyAnswer {
+    /// The new IKE SA (keys derived, not installed) and the peer's nonce.
+    Accepted(IkeSa, Vec<u8>),
+    /// The peer refused with an error notify: it created nothing.
+    Refused,
+    /// An answer we do not accept although the peer created a new IKE SA for it (a suite we did not offer, an
+    /// unusable nonce or key exchange). `Some` when that SA's keys could be derived.
+    Unacceptable(Option<IkeSa>),
+}
+
+impl Tunnel {
+    /// The PRF of the current IKE SA (SHA-1, the smallest, before one is negotiated).
+    pub(super) fn ike_prf(&self) -> Prf {
+        self.ike.as_ref().and_then(|s| s.suite).map_or(Prf::HmacSha1, |s| s.prf)
+    }
+
+    pub(super) fn respond_create_child(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let in_flight = self.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| match p.req {
+            Req::RekeyChild { .. } => Some(false),
+            Req::RekeyIke { .. } => Some(true),
+            _ => None,
+        });
+        let proposals = payload_sa(&payloads).unwrap_or_default();
+        let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
+        let rekey = find_notify(&payloads, NotifyType::REKEY_SA).cloned();
+        // The same kind of rekey in flight from both sides is a collision (RFC 7296 §2.8.1/§2.8.2): answer as
+        // usual, and resolve by the nonces when ours completes. A CHILD_SA rekey and an IKE SA rekey at once, or a
+        // second collision before the first is resolved, wait (§2.25).
+        let collision = match in_flight.flatten() {
+            Some(ours_is_ike) if ours_is_ike == is_ike => {
+                let unresolved = self.child_collision.is_some() || self.ike_collision.is_some();
+                if unresolved {
+                    self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
+                    return;
+                }
+                true
+            }
+            Some(_) => {
+                self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
+                return;
+            }
+            None => false,
+        };
+        let Some(ni) = payload_nonce(&payloads, self.ike_prf()) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        let ke = payload_ke(&payloads);
+        if is_ike {
+            self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote, collision);
+            return;
+        }
+        let Some(rekey) = rekey else {
+            // A second CHILD_SA would break AWS's one-SA-pair rule.
+            self.send_response(rng, h, vec![notify(NotifyType::NO_ADDITIONAL_SAS, vec![])], local_port, remote);
+            return;
+        };
+        let Some(child) = self.child.as_ref() else {
+            self.send_response(rng, h, vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])], local_port, remote);
+            return;
+        };
+        let named = spi_bytes(&rekey.spi);
+        let names = |o: &OldInbound| Some(o.outbound_spi) == named || Some(o.inbound_spi) == named;
+        let mut late = None;
+        if named != Some(child.outbound_spi) && named != Some(child.inbound_spi) {
+            let replaced = self.old_inbound.iter().find(|o| names(o)).map(|o| o.inbound_spi);
+            match (replaced, self.recent_rekey.as_ref()) {
+                // The peer's rekey crossed ours, which completed first: a collision, answered as usual and
+                // resolved at once by the nonces (§2.8.1).
+                (Some(r), Some(rec)) if rec.replaced_inbound_spi == r && !collision => {
+                    late = self.recent_rekey.take();
+                }
+                // An SA being deleted: the peer retries on the new one if it still wants to (§2.25).
+                (Some(_), _) => {
+                    let busy = vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])];
+                    self.send_response(rng, h, busy, local_port, remote);
+                    return;
+                }
+                (None, _) => {
+                    let none = vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])];
+                    self.send_response(rng, h, none, local_port, remote);
+                    return;
+                }
+            }
+        }
+        let Some((number, outbound_spi, suite)) = select_esp(&self.cfg.esp_proposals, &proposals, true) else {
+            self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
+            return;
+        };
+        let mut dh_pub = None;
+        let mut g_ir = None;
+        if let Some(g) = suite.dh {
+            match &ke {
+                Some((group, data)) if *group == g.id() => {
+                    let dh = g.generate(rng);
+                    match dh.shared_secret(data) {
+                        Ok(s) => g_ir = Some(s),
+                        Err(_) => {
+                            self.send_response(
+                                rng,
+                                h,
+                                vec![notify(NotifyType::INVALID_SYNTAX, vec![])],
+                                local_port,
+                                remote,
+                            );
+                            return;
+                        }
+                    }
+                    dh_pub = Some(Payload::Ke { group: g.id(), data: dh.public_value().to_vec() });
+                }
+                _ => {
+                    self.send_response(
+                        rng,
+                        h,
+                        vec![notify(NotifyType::INVALID_KE_PAYLOAD, g.id().to_be_bytes().to_vec())],
+                        local_port,
+                        remote,
+                    );
+                    return;
+                }
+            }
+        }
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
+        let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
+        let inbound_spi = rand_u32(rng);
+        let nr = nonce(rng);
+        if collision {
+            self.child_collision = Some(ChildCollision {
+                peer_ni: ni.clone(),
+                our_nr: nr.clone(),
+                inbound_spi,
+                outbound_spi,
+                old_inbound_spi: old_in,
+                deleted_by_peer: false,
+            });
+        }
+        let mut resp = vec![suite_proposal_esp(&suite, number, inbound_spi), Payload::Nonce(nr.clone())];
+        resp.extend(dh_pub);
+        resp.push(Payload::TsI(ts_payload(&remote_ts)));
+        resp.push(Payload::TsR(ts_payload(&local_ts)));
+        self.send_response(rng, h, resp, local_port, remote);
+        let grace = self.cfg.old_inbound_grace;
+        if let Some(rec) = &late {
+            self.counters.rekey_collisions += 1;
+            if !first_exchange_is_redundant(&rec.ni, &rec.nr, &ni, &nr) {
+                // The peer's new SA holds the lowest nonce: the peer closes it. It never carries our traffic; it
+                // is remembered only to answer that DELETE (or to delete it ourselves if the peer does not).
+                self.old_inbound.push(OldInbound { inbound_spi, outbound_spi, delete_at: now + grace * 2 });
+                return;
+            }
+            // Ours (the current SA) is redundant: we close it now, the peer's replaces it below, and the peer,
+            // whose rekey survives, deletes the SA both replaced.
+            if let Some(o) = self.old_inbound.iter_mut().find(|o| o.inbound_spi == rec.replaced_inbound_spi) {
+                o.delete_at = o.delete_at.max(now + grace * 2);
+            }
+        }
+        if let Some(new) = self.make_child(
+            now,
+            rng,
+            inbound_spi,
+            outbound_spi,
+            suite,
+            g_ir.as_deref().map(|v| &v[..]),
+            &ni,
+            &nr,
+            false,
+            local_ts,
+            remote_ts,
+        ) {
+            // The initiator of the rekey deletes the old SA; we keep its inbound half until then (or the grace).
+            // After a late collision the old SA is our redundant one, and ours to delete at once.
+            let delete_at = if late.is_some() { now } else { now + grace * 2 };
+            if late.is_none() {
+                self.counters.child_rekeys += 1;
+            }
+            self.old_inbound.push(OldInbound { inbound_spi: old_in, outbound_spi: old_out, delete_at });
+            self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn respond_ike_rekey(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        proposals: Vec<wire::Proposal>,
+        ni: Vec<u8>,
+        ke: Option<(u16, Vec<u8>)>,
+        local_port: u16,
+        remote: SocketAddr,
+        collision: bool,
+    ) {
+        let Some((group, ke_data)) = ke else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        let Some((number, suite)) = select_ike(&self.cfg.ike_proposals, &proposals, Some(group)) else {
+            self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
+            return;
+        };
+        let peer_spi = proposals
+            .iter()
+            .find(|p| p.number == number)
+            .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
+            .map(u64::from_be_bytes);
+        let Some(peer_spi) = peer_spi.filter(|s| *s != 0 && nonce_fits(&ni, suite.prf)) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        if suite.dh.id() != group {
+            self.send_response(
+                rng,
+                h,
+                vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())],
+                local_port,
+                remote,
+            );
+            return;
+        }
+        let dh = suite.dh.generate(rng);
+        let Ok(g_ir) = dh.shared_secret(&ke_data) else {
+            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            return;
+        };
+        let Some(old) = self.ike.as_ref() else { return };
+        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return };
+        let our_spi = rand_u64(rng);
+        let nr = nonce(rng);
+        let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, &ni, &nr);
+        let Some(keys) = keys_from(&suite, &skeyseed, &ni, &nr, peer_spi, our_spi, false) else { return };
+        let resp = vec![
+            suite_proposal_ike(&suite, number, Some(our_spi)),
+            Payload::Nonce(nr.clone()),
+            Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() },
+        ];
+        self.send_response(rng, h, resp, local_port, remote);
+        let new = self.rekeyed_sa(now, rng, false, peer_spi, our_spi, suite, keys);
+        if collision {
+            // Ours is in flight on the old IKE SA: which new SA survives is known when it completes.
+            self.ike_collision = Some(IkeCollision { sa: new, peer_ni: ni, our_nr: nr, deleted_by_peer: false });
+        } else {
+            self.install_ike(now, rng, new);
+        }
+    }
+
+    pub(super) fn child_rekey_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: Vec<Payload>,
+        dh: Option<DhSecret>,
+        ni: Vec<u8>,
+        new_in_spi: u32,
+    ) {
+        let collision = self.child_collision.take();
+        let Some((outbound_spi, suite, nr, g_ir)) = self.child_from_response(&payloads, dh.as_ref()) else {
+            let refusal = first_error_notify(&payloads).map(|n| n.ty);
+            match collision {
+                // A refusal (TEMPORARY_FAILURE after a collision, or another error notify) created nothing.
+                // With a collision the peer's rekey (already our CHILD_SA) stands; without one, keep the current
+                // CHILD_SA and try again shortly.
+                Some(c) if refusal.is_some() && !c.deleted_by_peer => self.counters.rekey_collisions += 1,
+                None if refusal.is_some() => {
+                    let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, rng));
+                    if let Some(c) = self.child.as_mut() {
+                        c.rekey_at = now + delay;
+                    }
+                }
+                // The peer created a CHILD_SA for ours that we will not use (not what we offered, or unusable),
+                // and may already send on it (RFC 7296 lets the responder use a new SA at once); or, after a
+                // collision, it closed its own SA and nothing usable is left. Deleting only that CHILD_SA would
+                // leave the two ends disagreeing on which SA carries traffic: close the IKE SA (every CHILD_SA
+                // under it goes with it, on both ends) and start over.
+                _ => {
+                    let message = match (refusal, self.last_error.take()) {
+                        (None, Some(e)) => e,
+                        _ => "peer deleted the CHILD_SA of a rekey collision".into(),
+                    };
+                    let reason = if refusal.is_some() { DownReason::DeletedByPeer } else { DownReason::InvalidSyntax };
+                    self.close_and_restart(now, rng, reason, message, Vec::new());
+                }
+            }
+            return;
+        };
+        let Some(child) = self.child.as_ref() else { return };
+        if let Some(c) = &collision
+            && !c.deleted_by_peer
+            && first_exchange_is_redundant(&ni, &nr, &c.peer_ni, &c.our_nr)
+        {
+            // Our new SA holds the lowest nonce: it is redundant and ours to close (§2.8.1). The peer's stays; the
+            // peer, whose rekey survived, deletes the replaced SA.
+            self.counters.rekey_collisions += 1;
+            let del = Payload::Delete(Delete {
+                protocol: ProtocolId::ESP,
+                spi_size: 4,
+                spis: vec![new_in_spi.to_be_bytes().to_vec()],
+            });
+            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
+            return;
+        }
+        // Ours survives. Without a collision `child` is the SA we rekeyed; with one, it is the peer's redundant SA.
+        let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
+        let Some(new) = self.make_child(
+            now,
+            rng,
+            new_in_spi,
+            outbound_spi,
+            suite,
+            g_ir.as_deref().map(|v| &v[..]),
+            &ni,
+            &nr,
+            true,
+            local_ts,
+            remote_ts,
+        ) else {
+            return;
+        };
+        let grace = self.cfg.old_inbound_grace;
+        let peer_deleted = collision.as_ref().is_some_and(|c| c.deleted_by_peer);
+        match collision {
+            None => {
+                self.counters.child_rekeys += 1;
+                self.old_inbound.push(OldInbound {
+                    inbound_spi: old_in,
+                    outbound_spi: old_out,
+                    delete_at: now + grace,
+                });
+                self.recent_rekey = Some(RecentRekey { ni: ni.clone(), nr: nr.clone(), replaced_inbound_spi: old_in });
+            }
+            Some(c) => {
+                self.counters.rekey_collisions += 1;
+                // We initiated the surviving rekey, so we delete the SA both rekeys replaced.
+                if let Some(o) = self.old_inbound.iter_mut().find(|o| o.inbound_spi == c.old_inbound_spi) {
+                    o.delete_at = o.delete_at.min(now + grace);
+                }
+                if !c.deleted_by_peer {
+                    // The peer closes its redundant SA; we keep its inbound half until then.
+                    self.old_inbound.push(OldInbound {
+                        inbound_spi: old_in,
+                        outbound_spi: old_out,
+                        delete_at: now + grace * 2,
+                    });
+                }
+            }
+        }
+        self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        if peer_deleted {
+            self.emit(Event::ChildSaDeleted { inbound_spi: old_in, outbound_spi: old_out });
+        }
+    }
+
+    /// The peer's choice from the answer to our CHILD_SA rekey: (its SPI, suite, Nr, g^ir); None (with
+    /// `last_error` set) when it refused or the answer is unusable.
+    pub(super) fn child_from_response(
+        &mut self,
+        payloads: &[Payload],
+        dh: Option<&DhSecret>,
+    ) -> Option<PeerChildChoice> {
+        if let Some(n) = first_error_notify(payloads) {
+            self.last_error = Some(format!("CHILD_SA rekey: peer sent {}", n.ty));
+            return None;
+        }
+        let chosen = payload_sa(payloads).as_deref().and_then(chosen_esp);
+        let (Some((outbound_spi, suite)), Some(nr)) = (chosen, payload_nonce(payloads, self.ike_prf())) else {
+            self.last_error = Some("CHILD_SA rekey: malformed response".into());
+            return None;
+        };
+        // What the peer chose must be what we offered: a proposal of ours with this cipher and integrity, and with
+        // PFS exactly the group of our KE (no PFS in the answer to a PFS offer is a downgrade).
+        let ours = dh.map(|d| d.group());
+        let offered = self.cfg.esp_proposals.iter().any(|p| {
+            p.encr.contains(&suite.encr)
+                && suite.integ.is_none_or(|i| p.integ.contains(&i))
+                && suite.dh == ours
+                && ours.is_none_or(|g| p.dh.contains(&g))
+        });
+        if !offered {
+            self.last_error = Some(format!("CHILD_SA rekey: peer chose {}, which we did not offer", suite.name()));
+            return None;
+        }
+        let g_ir = match (dh, suite.dh, payload_ke(payloads)) {
+            (Some(d), Some(g), Some((grp, data))) if d.group() == g && grp == g.id() => d.shared_secret(&data).ok(),
+            (None, None, _) => return Some((outbound_spi, suite, nr, None)),
+            _ => None,
+        };
+        if g_ir.is_none() {
+            self.last_error = Some("CHILD_SA rekey: the peer's key exchange is unusable".into());
+            return None;
+        }
+        Some((outbound_spi, suite, nr, g_ir))
+    }
+
+    pub(super) fn ike_rekey_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: Vec<Payload>,
+        dh: DhSecret,
+        ni: Vec<u8>,
+        new_spi: u64,
+    ) {
+        let collision = self.ike_collision.take();
+        let (mut ours, nr) = match self.rekeyed_ike_from_response(now, rng, &payloads, dh, &ni, new_spi) {
+            IkeRekeyAnswer::Accepted(sa, nr) => (sa, nr),
+            IkeRekeyAnswer::Refused => {
+                match collision {
+                    // The peer refused ours; its own rekey (already answered) stands unless it deleted it.
+                    Some(c) if !c.deleted_by_peer => {
+                        self.counters.rekey_collisions += 1;
+                        self.install_ike(now, rng, c.sa)
+                    }
+                    _ => {
+                        let delay =
+                            first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
+                        if let Some(s) = self.ike.as_mut() {
+                            s.rekey_at = now + delay;
+                        }
+                    }
+                }
+                return;
+            }
+            IkeRekeyAnswer::Unacceptable(created) => {
+                // The peer created a new IKE SA for our request and moved the CHILD_SA to it (RFC 7296 §2.8); we
+                // will not use it. Close it (a DELETE with its own keys, when they could be derived), every other
+                // IKE SA we share, and start over: nothing of the refused exchange stays on either side.
+                let mut abandoned: Vec<IkeSa> = created.into_iter().collect();
+                abandoned.extend(collision.filter(|c| !c.deleted_by_peer).map(|c| c.sa));
+                let message = self.last_error.take().unwrap_or_default();
+                self.close_and_restart(now, rng, DownReason::InvalidSyntax, message, abandoned);
+                return;
+            }
+        };
+        let Some(c) = collision else {
+            self.install_ike(now, rng, ours);
+            return;
+        };
+        self.counters.rekey_collisions += 1;
+        if !c.deleted_by_peer && first_exchange_is_redundant(&ni, &nr, &c.peer_ni, &c.our_nr) {
+            // Ours holds the lowest nonce: the peer's IKE SA survives (the CHILD_SA moves to it, and the peer
+            // deletes the old one); we close ours (§2.8.2).
+            self.install_ike(now, rng, c.sa);
+            self.send_delete_ike(now, rng, &mut ours);
+            self.retiring.push(Retiring { sa: ours, forget_at: now + RETIRED_IKE_LINGER });
+        } else {
+            // Ours survives: we delete the old IKE SA; the peer closes its redundant one and we answer.
+            self.install_ike(now, rng, ours);
+            if !c.deleted_by_peer {
+                self.retiring.push(Retiring { sa: c.sa, forget_at: now + RETIRED_IKE_LINGER });
+            }
+        }
+    }
+
+    /// What the answer to our IKE rekey gives us (`last_error` set unless accepted).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rekeyed_ike_from_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: &[Payload],
+        dh: DhSecret,
+        ni: &[u8],
+        new_spi: u64,
+    ) -> IkeRekeyAnswer {
+        if let Some(n) = first_error_notify(payloads) {
+            self.last_error = Some(format!("IKE SA rekey: peer sent {}", n.ty));
+            return IkeRekeyAnswer::Refused;
+        }
+        let props = payload_sa(payloads).unwrap_or_default();
+        let suite = chosen_ike(&props);
+        let peer_spi = props
+            .first()
+            .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
+            .map(u64::from_be_bytes)
+            .filter(|s| *s != 0);
+        let ke = payload_ke(payloads).filter(|(grp, _)| *grp == dh.group().id());
+        let nr = payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
+        // The keys of the SA the peer created, whenever they can be derived (even for a choice we refuse: a
+        // DELETE protected with them closes it).
+        let old = self.ike.as_ref();
+        let (old_prf, old_sk_d) = match old.and_then(|o| Some((o.suite?, o.keys.as_ref()?))) {
+            Some((s, k)) => (s.prf, k.sk_d.clone()),
+            None => return IkeRekeyAnswer::Refused,
+        };
+        let keys = match (suite, peer_spi, nr.as_ref(), ke.as_ref()) {
+            (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) if (1..=MAX_NONCE).contains(&nr.len()) => {
+                dh.shared_secret(data).ok().and_then(|g_ir| {
+                    let skeyseed = kdf::skeyseed_rekey(old_prf, &old_sk_d, &g_ir, ni, nr);
+                    keys_from(&suite, &skeyseed, ni, nr, new_spi, peer_spi, true)
+                })
+            }
+            _ => None,
+        };
+        let (Some(suite), Some(peer_spi), Some(nr)) = (suite, peer_spi, nr) else {
+            self.last_error = Some("IKE SA rekey: malformed response".into());
+            return IkeRekeyAnswer::Unacceptable(None);
+        };
+        let created = keys.map(|k| self.rekeyed_sa(now, rng, true, new_spi, peer_spi, suite, k));
+        // The suite must be one we offered, with the group of our KE, and the nonce must suit its PRF too.
+        let offered = self.cfg.ike_proposals.iter().any(|p| {
+            p.encr.contains(&suite.encr)
+                && p.prf.contains(&suite.prf)
+                && p.dh.contains(&suite.dh)
+                && suite.integ.is_none_or(|i| p.integ.contains(&i))
+        });
+        if !offered || suite.dh != dh.group() || !nonce_fits(&nr, suite.prf) || !nonce_fits(&nr, old_prf) {
+            self.last_error = Some(format!("IKE SA rekey: peer chose {}, which we did not offer", suite.name()));
+            return IkeRekeyAnswer::Unacceptable(created);
+        }
+        match created {
+            Some(sa) => IkeRekeyAnswer::Accepted(sa, nr),
+            None => {
+                self.last_error = Some("IKE SA rekey: the peer's key exchange is unusable".into());
+                IkeRekeyAnswer::Unacceptable(None)
+            }
+        }
+    }
+
+    pub(super) fn start_child_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let Some(child) = self.child.as_ref() else { return };
+        let old_in = child.inbound_spi;
+        let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
+        let group = child.suite.dh.or_else(|| self.cfg.esp_proposals.iter().find_map(|p| p.dh.first().copied()));
+        let new_in_spi = rand_u32(rng);
+        let ni = nonce(rng);
+        let dh = group.map(|g| g.generate(rng));
+        let mut payloads = vec![Payload::Notify(Notify {
+            protocol: ProtocolId::ESP,
+            spi: old_in.to_be_bytes().to_vec(),
+            ty: NotifyType::REKEY_SA,
+            data: vec![],
+        })];
+        payloads.push(esp_sa_payload(&self.cfg.esp_proposals, new_in_spi, dh.is_some()));
+        payloads.push(Payload::Nonce(ni.clone()));
+        if let Some(d) = &dh {
+            payloads.push(Payload::Ke { group: d.group().id(), data: d.public_value().to_vec() });
+        }
+        payloads.push(Payload::TsI(ts_payload(&local_ts)));
+        payloads.push(Payload::TsR(ts_payload(&remote_ts)));
+        self.send_request(now, rng, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyChild { dh, ni, new_in_spi });
+    }
+
+    pub(super) fn start_ike_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let Some(sa) = self.ike.as_ref() else { return };
+        let group = sa.suite.map(|s| s.dh).unwrap_or(DhGroup::Modp2048);
+        let new_spi = rand_u64(rng);
+        let ni = nonce(rng);
+        let dh = group.generate(rng);
+        let payloads = vec![
+            ike_sa_payload(&self.cfg.ike_proposals, Some(new_spi)),
+            Payload::Nonce(ni.clone()),
+            Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() },
+        ];
+        self.send_request(now, rng, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyIke { dh, ni, new_spi });
+    }
+}

@@ -1,0 +1,315 @@
+//! The state of one IKE SA (keys, nonces, message IDs, the request in flight, fragments being reassembled) and of
+//! the CHILD_SA, and the steps that establish them.
+
+use super::*;
+
+/// The negotiated keys of an IKE SA.
+pub(super) struct IkeKeys {
+    pub(super) sk_d: Zeroizing<Vec<u8>>,
+    pub(super) sk_pi: Zeroizing<Vec<u8>>,
+    pub(super) sk_pr: Zeroizing<Vec<u8>>,
+    /// Protects what we send / what we receive.
+    pub(super) out: SaCipher,
+    pub(super) inn: SaCipher,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IkeState {
+    /// Initiator: IKE_SA_INIT sent.
+    InitSent,
+    /// Initiator: IKE_AUTH sent.
+    AuthSent,
+    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
+    RespInitDone,
+    Established,
+}
+
+pub(super) struct IkeSa {
+    /// We initiated this IKE SA (IKE_SA_INIT or the CREATE_CHILD_SA that rekeyed it).
+    pub(super) initiator: bool,
+    pub(super) spi_i: u64,
+    pub(super) spi_r: u64,
+    pub(super) state: IkeState,
+    pub(super) suite: Option<IkeSuite>,
+    pub(super) keys: Option<IkeKeys>,
+    pub(super) dh: Option<DhSecret>,
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response octets (signed by AUTH).
+    pub(super) init_request: Vec<u8>,
+    pub(super) init_response: Vec<u8>,
+    pub(super) cookie: Option<Vec<u8>>,
+    /// Initiator: SPI chosen for the first CHILD_SA.
+    pub(super) first_child_spi: u32,
+    pub(super) my_next_id: u32,
+    pub(super) peer_next_id: u32,
+    pub(super) pending: Option<Pending>,
+    /// The last response we sent (its datagrams), by message ID, for retransmitted requests.
+    pub(super) last_response: Option<(u32, Vec<Vec<u8>>)>,
+    /// The peer announced IKEV2_FRAGMENTATION_SUPPORTED (RFC 7383): large messages go out as SKF fragments.
+    pub(super) peer_fragmentation: bool,
+    /// Fragments of the peer's requests and of its responses being reassembled (message IDs are per direction).
+    pub(super) frag_requests: Reassembler,
+    pub(super) frag_responses: Reassembler,
+    pub(super) created_at: Duration,
+    pub(super) established_at: Duration,
+    pub(super) rekey_at: Duration,
+    /// The peer sent INITIAL_CONTACT.
+    pub(super) peer_initial_contact: bool,
+    /// Initiator: IKE_SA_INIT resent on COOKIE / INVALID_KE_PAYLOAD answers so far.
+    pub(super) init_retries: u8,
+    /// A NAT rewrites our address: the peer's NAT_DETECTION_DESTINATION_IP does not hash our address and port
+    /// (RFC 7296 §2.23). Learned in IKE_SA_INIT; a rekeyed SA keeps it.
+    pub(super) nat_detected: bool,
+}
+
+impl IkeSa {
+    /// An SA with no keys, no nonces and nothing in flight.
+    pub(super) fn blank(initiator: bool, spi_i: u64, state: IkeState, now: Duration) -> IkeSa {
+        IkeSa {
+            initiator,
+            spi_i,
+            spi_r: 0,
+            state,
+            suite: None,
+            keys: None,
+            dh: None,
+            ni: Vec::new(),
+            nr: Vec::new(),
+            init_request: Vec::new(),
+            init_response: Vec::new(),
+            cookie: None,
+            first_child_spi: 0,
+            my_next_id: 0,
+            peer_next_id: 0,
+            pending: None,
+            last_response: None,
+            peer_fragmentation: false,
+            frag_requests: Reassembler::new(),
+            frag_responses: Reassembler::new(),
+            created_at: now,
+            established_at: now,
+            rekey_at: now,
+            peer_initial_contact: false,
+            init_retries: 0,
+            nat_detected: false,
+        }
+    }
+
+    pub(super) fn local_spi(&self) -> u64 {
+        if self.initiator { self.spi_i } else { self.spi_r }
+    }
+    pub(super) fn remote_spi(&self) -> u64 {
+        if self.initiator { self.spi_r } else { self.spi_i }
+    }
+}
+
+pub(super) struct Child {
+    pub(super) inbound_spi: u32,
+    pub(super) outbound_spi: u32,
+    pub(super) suite: EspSuite,
+    pub(super) established_at: Duration,
+    pub(super) rekey_at: Duration,
+    pub(super) local_ts: Vec<Ipv4Prefix>,
+    pub(super) remote_ts: Vec<Ipv4Prefix>,
+}
+
+pub(super) struct OldInbound {
+    pub(super) inbound_spi: u32,
+    pub(super) outbound_spi: u32,
+    pub(super) delete_at: Duration,
+}
+
+/// An IKE SA that no longer carries anything: replaced by a rekey, or the redundant result of a rekey collision.
+/// Kept to send or answer its DELETE, then forgotten.
+pub(super) struct Retiring {
+    pub(super) sa: IkeSa,
+    pub(super) forget_at: Duration,
+}
+
+impl Tunnel {
+    /// Ends the current IKE SA (and CHILD_SA) with `reason`, and plans a reconnect when we are the initiator.
+    pub(super) fn fail(&mut self, now: Duration, reason: DownReason, message: String) {
+        let was_up = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
+        self.ike = None;
+        self.down(now, reason, message, was_up);
+    }
+
+    /// Closes the current IKE SA and `also` (IKE SAs the peer holds for us that we will not use) with a DELETE
+    /// protected by each one's own keys, then ends the tunnel's SAs as [`Tunnel::fail`] does (reconnecting at
+    /// once when it was up and `reason` is not permanent). Deleting an IKE SA deletes every CHILD_SA under it
+    /// (RFC 7296 §1.4.1), so the peer keeps nothing of what we abandon, whichever SA it moved its CHILD_SAs to.
+    /// The DELETEs stay tracked (retransmitted) as retiring SAs.
+    pub(super) fn close_and_restart(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        reason: DownReason,
+        message: String,
+        also: Vec<IkeSa>,
+    ) {
+        let current = self.ike.take();
+        let was_up = current.as_ref().is_some_and(|s| s.state == IkeState::Established);
+        let mut closing = also;
+        closing.extend(current.filter(|s| s.state == IkeState::Established));
+        for sa in closing.iter_mut().filter(|s| s.keys.is_some()) {
+            sa.pending = None;
+            self.send_delete_ike(now, rng, sa);
+        }
+        self.down(now, reason, message, was_up);
+        for sa in closing.into_iter().filter(|s| s.pending.is_some()) {
+            self.retiring.push(Retiring { sa, forget_at: now + RETIRED_IKE_LINGER });
+        }
+    }
+
+    /// The rest of [`Tunnel::fail`], once the IKE SA is gone: `was_up` says whether it was established.
+    pub(super) fn down(&mut self, now: Duration, reason: DownReason, message: String, was_up: bool) {
+        self.forget_rekeys();
+        self.drop_child();
+        self.local_port = IKE_PORT;
+        self.remote.set_port(IKE_PORT);
+        if reason == DownReason::DeadPeer && was_up {
+            self.counters.dpd_misses += 1;
+        }
+        self.last_error = Some(message);
+        self.last_down = Some(reason.clone());
+        self.events.push_back(Event::IkeSaDown { reason: reason.clone() });
+        if self.cfg.startup == StartupAction::Start && !self.closed {
+            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+            let (min, max) = if reason.is_permanent() {
+                (PERMANENT_RETRY_MIN, PERMANENT_RETRY_MAX)
+            } else if was_up {
+                (Duration::ZERO, Duration::ZERO)
+            } else {
+                (TRANSIENT_RETRY_MIN, TRANSIENT_RETRY_MAX)
+            };
+            let shift = self.consecutive_failures.saturating_sub(1).min(8);
+            let delay = (min * (1u32 << shift)).min(max);
+            self.reconnect_at = Some(now + delay);
+        }
+    }
+
+    /// Forgets retiring IKE SAs and unresolved rekey collisions (the IKE SA they belong to is gone).
+    pub(super) fn forget_rekeys(&mut self) {
+        self.retiring.clear();
+        self.child_collision = None;
+        self.ike_collision = None;
+        self.recent_rekey = None;
+    }
+
+    pub(super) fn drop_child(&mut self) {
+        if let Some(c) = self.child.take() {
+            self.emit(Event::ChildSaDeleted { inbound_spi: c.inbound_spi, outbound_spi: c.outbound_spi });
+        }
+        for o in std::mem::take(&mut self.old_inbound) {
+            self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+        }
+    }
+
+    /// Builds the ChildSa for the datapath from negotiated parameters.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn make_child(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        inbound_spi: u32,
+        outbound_spi: u32,
+        suite: EspSuite,
+        g_ir: Option<&[u8]>,
+        ni: &[u8],
+        nr: &[u8],
+        we_initiated: bool,
+        local_ts: Vec<Ipv4Prefix>,
+        remote_ts: Vec<Ipv4Prefix>,
+    ) -> Option<ChildSa> {
+        let sa = self.ike.as_ref()?;
+        let ike_suite = sa.suite?;
+        let keys = sa.keys.as_ref()?;
+        let k = kdf::child_sa_keys(ike_suite.prf, &keys.sk_d, g_ir, ni, nr, suite.encr, suite.integ);
+        let (outbound_keys, inbound_keys) = if we_initiated {
+            (k.initiator_to_responder, k.responder_to_initiator)
+        } else {
+            (k.responder_to_initiator, k.initiator_to_responder)
+        };
+        let rekey_at = self.rekey_time(now, self.cfg.child_lifetime, self.cfg.child_rekey_margin, rng);
+        self.child = Some(Child {
+            inbound_spi,
+            outbound_spi,
+            suite,
+            established_at: now,
+            rekey_at,
+            local_ts: local_ts.clone(),
+            remote_ts: remote_ts.clone(),
+        });
+        Some(ChildSa {
+            inbound_spi,
+            outbound_spi,
+            encr: suite.encr,
+            integ: suite.integ,
+            inbound_keys,
+            outbound_keys,
+            proposal: suite.name(),
+            local_ts,
+            remote_ts,
+            established_at: now,
+            rekey_at,
+        })
+    }
+
+    pub(super) fn establish_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        let Some(sa) = self.ike.as_mut() else { return };
+        sa.state = IkeState::Established;
+        sa.established_at = now;
+        sa.rekey_at = rekey_at;
+        sa.init_request = Vec::new();
+        sa.init_response = Vec::new();
+        let proposal = sa.suite.map(|s| s.name()).unwrap_or_default();
+        let (local_spi, remote_spi) = (sa.local_spi(), sa.remote_spi());
+        self.ever_established = true;
+        self.consecutive_failures = 0;
+        self.last_error = None;
+        self.last_down = None;
+        self.last_recv = now;
+        self.events.push_back(Event::IkeSaEstablished { local_spi, remote_spi, proposal });
+    }
+
+    /// A new IKE SA from a rekey exchange (keys derived), not yet installed.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn rekeyed_sa(
+        &self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        initiator: bool,
+        spi_i: u64,
+        spi_r: u64,
+        suite: IkeSuite,
+        keys: IkeKeys,
+    ) -> IkeSa {
+        let mut sa = IkeSa::blank(initiator, spi_i, IkeState::Established, now);
+        sa.spi_r = spi_r;
+        sa.suite = Some(suite);
+        sa.keys = Some(keys);
+        // Negotiated in IKE_SA_INIT; the rekeyed SA keeps it (as strongSwan does).
+        sa.peer_fragmentation = self.ike.as_ref().is_some_and(|s| s.peer_fragmentation);
+        sa.nat_detected = self.ike.as_ref().is_some_and(|s| s.nat_detected);
+        sa.rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        sa
+    }
+
+    /// Makes `new` the current IKE SA (the CHILD_SA moves to it); the old one retires. The initiator of the
+    /// surviving rekey deletes the old IKE SA; otherwise the peer does and we answer.
+    pub(super) fn install_ike(&mut self, now: Duration, rng: &mut dyn RandomSource, new: IkeSa) {
+        let (local_spi, remote_spi, initiator) = (new.local_spi(), new.remote_spi(), new.initiator);
+        let proposal = new.suite.map(|s| s.name()).unwrap_or_default();
+        if let Some(mut old) = self.ike.replace(new) {
+            old.pending = None;
+            if initiator {
+                self.send_delete_ike(now, rng, &mut old);
+            }
+            self.retiring.push(Retiring { sa: old, forget_at: now + RETIRED_IKE_LINGER });
+        }
+        self.counters.ike_rekeys += 1;
+        self.events.push_back(Event::IkeSaRekeyed { local_spi, remote_spi, proposal });
+    }
+}

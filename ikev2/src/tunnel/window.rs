@@ -1,0 +1,108 @@
+//! The request window (RFC 7296 §2.3, size 1): the request in flight with its retransmissions, and the cache of
+//! our last response so a retransmitted request gets the same answer.
+
+use super::*;
+
+pub(super) enum Req {
+    Init,
+    Auth,
+    Dpd,
+    DeleteIke,
+    DeleteChild,
+    RekeyChild { dh: Option<DhSecret>, ni: Vec<u8>, new_in_spi: u32 },
+    RekeyIke { dh: DhSecret, ni: Vec<u8>, new_spi: u64 },
+}
+
+pub(super) struct Pending {
+    pub(super) id: u32,
+    /// The request as sent: one datagram, or its RFC 7383 fragments.
+    pub(super) datagrams: Vec<Vec<u8>>,
+    pub(super) first_sent: Duration,
+    pub(super) tries: u32,
+    pub(super) next_at: Duration,
+    pub(super) req: Req,
+}
+
+impl Pending {
+    /// A request just sent for the first time; the first retransmission is due at `next_at`.
+    pub(super) fn new(id: u32, datagrams: Vec<Vec<u8>>, now: Duration, next_at: Duration, req: Req) -> Pending {
+        Pending { id, datagrams, first_sent: now, tries: 1, next_at, req }
+    }
+}
+
+impl Tunnel {
+    /// Queues a request on the current IKE SA (window size 1: the caller checks nothing is pending).
+    pub(super) fn send_request(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        exchange: ExchangeType,
+        payloads: Vec<Payload>,
+        req: Req,
+    ) {
+        let initial = self.cfg.retransmit.initial;
+        let Some(sa) = self.ike.as_mut() else { return };
+        let id = sa.my_next_id;
+        let datagrams = encrypt_all(sa, exchange, false, id, &payloads, self.cfg.fragment_size, rng);
+        sa.my_next_id += 1;
+        for d in &datagrams {
+            self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: d.clone() });
+        }
+        sa.pending = Some(Pending::new(id, datagrams, now, now + initial, req));
+    }
+
+    pub(super) fn send_response(
+        &mut self,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        self.respond_on(Which::Current, rng, h, payloads, local_port, remote);
+    }
+
+    /// Answers request `h` on the IKE SA `which`, and caches the answer for retransmissions of the request.
+    pub(super) fn respond_on(
+        &mut self,
+        which: Which,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let fragment_size = self.cfg.fragment_size;
+        let Some(sa) = self.sa_mut(which) else { return };
+        let datagrams = encrypt_all(sa, h.exchange, true, h.message_id, &payloads, fragment_size, rng);
+        sa.peer_next_id = h.message_id.wrapping_add(1);
+        sa.last_response = Some((h.message_id, datagrams.clone()));
+        for data in datagrams {
+            self.transmits.push_back(Transmit { local_port, remote, data });
+        }
+    }
+
+    pub(super) fn handle_response(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: Vec<Payload>,
+    ) {
+        let _ = h;
+        let Some(sa) = self.ike.as_mut() else { return };
+        let Some(pending) = sa.pending.take() else { return };
+        match pending.req {
+            Req::Init => {}
+            Req::Auth => self.auth_response(now, rng, payloads),
+            Req::Dpd => {}
+            Req::DeleteIke => {
+                self.ike = None;
+            }
+            // The old inbound SA was removed when its DELETE was sent (handle_timeout); nothing is left to do.
+            Req::DeleteChild => {}
+            Req::RekeyChild { dh, ni, new_in_spi } => self.child_rekey_response(now, rng, payloads, dh, ni, new_in_spi),
+            Req::RekeyIke { dh, ni, new_spi } => self.ike_rekey_response(now, rng, payloads, dh, ni, new_spi),
+        }
+    }
+}
