@@ -48,26 +48,13 @@ struct Modp {
     params: BoxedMontyParams,
 }
 
-/// The MODP groups in a fixed order; [`modp`] caches their parsed parameters by this index.
-const MODP_GROUPS: [DhGroup; 10] = [
-    DhGroup::Modp1024,
-    DhGroup::Modp1536,
-    DhGroup::Modp2048,
-    DhGroup::Modp3072,
-    DhGroup::Modp4096,
-    DhGroup::Modp6144,
-    DhGroup::Modp8192,
-    DhGroup::Modp1024s160,
-    DhGroup::Modp2048s224,
-    DhGroup::Modp2048s256,
-];
-
 /// The group's parameters, parsed from the RFC hex constants the first time a group is used and kept for the
 /// life of the process (a constant, like the hex it comes from; nothing secret): no parsing per key exchange.
+/// Cached by the group's index in [`DhGroup::ALL`] (the slots of the other groups stay `None`).
 fn modp(group: DhGroup) -> Option<&'static Modp> {
-    static CACHE: [std::sync::OnceLock<Option<Modp>>; MODP_GROUPS.len()] =
-        [const { std::sync::OnceLock::new() }; MODP_GROUPS.len()];
-    let i = MODP_GROUPS.iter().position(|g| *g == group)?;
+    static CACHE: [std::sync::OnceLock<Option<Modp>>; DhGroup::ALL.len()] =
+        [const { std::sync::OnceLock::new() }; DhGroup::ALL.len()];
+    let i = DhGroup::ALL.iter().position(|g| *g == group)?;
     CACHE[i].get_or_init(|| parse_modp(group)).as_ref()
 }
 

@@ -192,20 +192,11 @@ impl Tunnel {
             }
             return;
         }
-        let ni = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
-        let ke = msg
-            .payloads
-            .iter()
-            .find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
-        let proposals = msg.payloads.iter().find_map(|p| if let Payload::Sa(p) = p { Some(p.clone()) } else { None });
-        let (Some(ni), Some((group, ke_data)), Some(proposals)) = (ni, ke, proposals) else {
+        let init = InitPayloads::find(&msg.payloads).filter(|i| (MIN_NONCE..=MAX_NONCE).contains(&i.nonce.len()));
+        let Some(InitPayloads { proposals, group, ke: ke_data, nonce: ni }) = init else {
             reply(self, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
-        if !(MIN_NONCE..=MAX_NONCE).contains(&ni.len()) {
-            reply(self, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
-            return;
-        }
         // Cookies first (RFC 7296 §2.6): under load nothing else is looked at until the initiator proves it
         // receives at its address.
         match self.admission(now, rng, &msg, &ni, remote) {
@@ -252,15 +243,7 @@ impl Tunnel {
         payloads.push(Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() });
         payloads.push(Payload::Nonce(nr.clone()));
         let local = SocketAddr::new(self.local.ip(), local_port);
-        let src = if self.cfg.force_encap {
-            let mut fake = vec![0u8; 20];
-            rng.fill_bytes(&mut fake);
-            fake
-        } else {
-            nat_hash(h.spi_i, spi_r, local)
-        };
-        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
-        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(h.spi_i, spi_r, remote)));
+        payloads.extend(nat_detection(self.cfg.force_encap, h.spi_i, spi_r, local, remote, rng));
         // RFC 7383 §2.3: announce fragmentation only to a peer that announced it.
         let peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         if peer_fragmentation {

@@ -48,15 +48,7 @@ impl Tunnel {
         payloads.push(ike_sa_payload(&proposals, None));
         payloads.push(Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() });
         payloads.push(Payload::Nonce(sa.ni.clone()));
-        let src = if force {
-            let mut fake = vec![0u8; 20];
-            rng.fill_bytes(&mut fake);
-            fake
-        } else {
-            nat_hash(sa.spi_i, 0, local)
-        };
-        payloads.push(notify(NotifyType::NAT_DETECTION_SOURCE_IP, src));
-        payloads.push(notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(sa.spi_i, 0, remote)));
+        payloads.extend(nat_detection(force, sa.spi_i, 0, local, remote, rng));
         payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
         let header = Header {
             spi_i: sa.spi_i,
@@ -75,14 +67,13 @@ impl Tunnel {
         self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
 
+    /// The answer to our IKE_SA_INIT (unauthenticated): looked at only while ours, with that SPI, is in flight.
     pub(super) fn handle_init_response(
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
         msg: Message,
         data: &[u8],
-        local_port: u16,
-        remote: SocketAddr,
     ) {
         let h = msg.header;
         let Some(sa) = self.ike.as_mut() else { return };
@@ -90,7 +81,6 @@ impl Tunnel {
             self.counters.invalid_messages += 1;
             return;
         }
-        let _ = (local_port, remote);
         let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
             .into_iter()
             .find(|t| find_notify(&msg.payloads, *t).is_some());
@@ -136,25 +126,19 @@ impl Tunnel {
             self.fail(now, reason, format!("peer sent {}", n.ty));
             return;
         }
-        let proposals = msg.payloads.iter().find_map(|p| if let Payload::Sa(p) = p { Some(p.clone()) } else { None });
-        let ke = msg
-            .payloads
-            .iter()
-            .find_map(|p| if let Payload::Ke { group, data } = p { Some((*group, data.clone())) } else { None });
-        let nr = msg.payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
-        let suite = proposals.as_deref().and_then(chosen_ike);
-        let (Some(suite), Some((group, ke_data)), Some(nr)) = (suite, ke, nr) else {
+        let init = InitPayloads::find(&msg.payloads);
+        let Some((suite, InitPayloads { group, ke: ke_data, nonce: nr, .. })) =
+            init.and_then(|i| Some((chosen_ike(&i.proposals)?, i)))
+        else {
             self.fail(now, DownReason::InvalidSyntax, "malformed IKE_SA_INIT response".into());
             return;
         };
-        let offered = self.cfg.ike_proposals.iter().any(|p| {
-            p.encr.contains(&suite.encr)
-                && p.prf.contains(&suite.prf)
-                && p.dh.contains(&suite.dh)
-                && suite.integ.is_none_or(|i| p.integ.contains(&i))
-        });
         let Some(dh) = sa.dh.as_ref() else { return };
-        if !offered || suite.dh.id() != group || dh.group() != suite.dh || !nonce_fits(&nr, suite.prf) {
+        if !suite.offered_in(&self.cfg.ike_proposals)
+            || suite.dh.id() != group
+            || dh.group() != suite.dh
+            || !nonce_fits(&nr, suite.prf)
+        {
             self.fail(
                 now,
                 DownReason::NoProposalChosen { by_peer: false },
@@ -269,13 +253,9 @@ impl Tunnel {
             return;
         }
         let chosen = payload_sa(&payloads).as_deref().and_then(chosen_esp);
-        let offered = |s: &EspSuite| {
-            self.cfg
-                .esp_proposals
-                .iter()
-                .any(|p| p.encr.contains(&s.encr) && s.integ.is_none_or(|i| p.integ.contains(&i)))
-        };
-        let Some((outbound_spi, suite)) = chosen.filter(|(_, s)| offered(s)) else {
+        // The first CHILD_SA has no PFS group (its keys come from the IKE SA's key exchange).
+        let acceptable = |s: &EspSuite| EspSuite { dh: None, ..*s }.offered_in(&self.cfg.esp_proposals);
+        let Some((outbound_spi, suite)) = chosen.filter(|(_, s)| acceptable(s)) else {
             self.fail(
                 now,
                 DownReason::NoProposalChosen { by_peer: false },

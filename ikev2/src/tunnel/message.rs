@@ -132,3 +132,48 @@ pub(super) fn deletes_ike(p: &[Payload]) -> bool {
 pub(super) fn spi_bytes(p: &[u8]) -> Option<u32> {
     (p.len() == 4).then(|| u32::from_be_bytes([p[0], p[1], p[2], p[3]]))
 }
+
+/// What every IKE_SA_INIT message must carry (RFC 7296 §1.2), request or response: SA, KE and Nonce. Read once,
+/// by the responder (`half_open.rs`) and the initiator (`ike_init.rs`) alike.
+pub(super) struct InitPayloads {
+    pub(super) proposals: Vec<wire::Proposal>,
+    /// The KE payload's group number and public value.
+    pub(super) group: u16,
+    pub(super) ke: Vec<u8>,
+    /// The nonce, unchecked (the responder checks its length at once, the initiator once the suite is known,
+    /// [`nonce_fits`]).
+    pub(super) nonce: Vec<u8>,
+}
+
+impl InitPayloads {
+    /// None when one of the three is missing.
+    pub(super) fn find(payloads: &[Payload]) -> Option<InitPayloads> {
+        let nonce = payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None })?;
+        let (group, ke) = payload_ke(payloads)?;
+        let proposals = payload_sa(payloads)?;
+        Some(InitPayloads { proposals, group, ke, nonce })
+    }
+}
+
+/// NAT_DETECTION_SOURCE_IP and NAT_DETECTION_DESTINATION_IP for an IKE_SA_INIT (RFC 7296 §2.23). With `force` the
+/// source hash is random, so the peer always sees a NAT and both sides move to UDP 4500.
+pub(super) fn nat_detection(
+    force: bool,
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    rng: &mut dyn RandomSource,
+) -> [Payload; 2] {
+    let src = if force {
+        let mut fake = vec![0u8; 20];
+        rng.fill_bytes(&mut fake);
+        fake
+    } else {
+        nat_hash(spi_i, spi_r, local)
+    };
+    [
+        notify(NotifyType::NAT_DETECTION_SOURCE_IP, src),
+        notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(spi_i, spi_r, remote)),
+    ]
+}

@@ -168,7 +168,7 @@ impl Tunnel {
         let h = msg.header;
         if h.exchange == ExchangeType::IKE_SA_INIT {
             if h.is_response() {
-                self.handle_init_response(now, rng, msg, data, local_port, remote);
+                self.handle_init_response(now, rng, msg, data);
             } else {
                 self.handle_init_request(now, rng, msg, data, local_port, remote);
             }

@@ -12,6 +12,16 @@ pub(super) struct IkeSuite {
 }
 
 impl IkeSuite {
+    /// One of `ours` contains every algorithm of this suite (what a responder's single chosen proposal must be).
+    pub(super) fn offered_in(&self, ours: &[IkeProposal]) -> bool {
+        ours.iter().any(|p| {
+            p.encr.contains(&self.encr)
+                && p.prf.contains(&self.prf)
+                && p.dh.contains(&self.dh)
+                && self.integ.is_none_or(|i| p.integ.contains(&i))
+        })
+    }
+
     pub(super) fn name(&self) -> String {
         let mut s = self.encr.strongswan_name().to_string();
         if let Some(i) = self.integ {
@@ -34,6 +44,15 @@ pub(super) struct EspSuite {
 }
 
 impl EspSuite {
+    /// One of `ours` contains every algorithm of this suite, its PFS group included when it has one.
+    pub(super) fn offered_in(&self, ours: &[EspProposal]) -> bool {
+        ours.iter().any(|p| {
+            p.encr.contains(&self.encr)
+                && self.integ.is_none_or(|i| p.integ.contains(&i))
+                && self.dh.is_none_or(|g| p.dh.contains(&g))
+        })
+    }
+
     pub(super) fn name(&self) -> String {
         let mut s = self.encr.strongswan_name().to_string();
         if let Some(i) = self.integ {

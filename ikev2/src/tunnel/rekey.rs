@@ -388,13 +388,7 @@ impl Tunnel {
         // What the peer chose must be what we offered: a proposal of ours with this cipher and integrity, and with
         // PFS exactly the group of our KE (no PFS in the answer to a PFS offer is a downgrade).
         let ours = dh.map(|d| d.group());
-        let offered = self.cfg.esp_proposals.iter().any(|p| {
-            p.encr.contains(&suite.encr)
-                && suite.integ.is_none_or(|i| p.integ.contains(&i))
-                && suite.dh == ours
-                && ours.is_none_or(|g| p.dh.contains(&g))
-        });
-        if !offered {
+        if suite.dh != ours || !suite.offered_in(&self.cfg.esp_proposals) {
             self.last_error = Some(format!("CHILD_SA rekey: peer chose {}, which we did not offer", suite.name()));
             return None;
         }
@@ -516,13 +510,11 @@ impl Tunnel {
         };
         let created = keys.map(|k| self.rekeyed_sa(now, rng, true, new_spi, peer_spi, suite, k));
         // The suite must be one we offered, with the group of our KE, and the nonce must suit its PRF too.
-        let offered = self.cfg.ike_proposals.iter().any(|p| {
-            p.encr.contains(&suite.encr)
-                && p.prf.contains(&suite.prf)
-                && p.dh.contains(&suite.dh)
-                && suite.integ.is_none_or(|i| p.integ.contains(&i))
-        });
-        if !offered || suite.dh != dh.group() || !nonce_fits(&nr, suite.prf) || !nonce_fits(&nr, old_prf) {
+        if !suite.offered_in(&self.cfg.ike_proposals)
+            || suite.dh != dh.group()
+            || !nonce_fits(&nr, suite.prf)
+            || !nonce_fits(&nr, old_prf)
+        {
             self.last_error = Some(format!("IKE SA rekey: peer chose {}, which we did not offer", suite.name()));
             return IkeRekeyAnswer::Unacceptable(created);
         }
