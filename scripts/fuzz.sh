@@ -17,7 +17,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${FUZZ_SECONDS:-16}
-targets=${FUZZ_TARGETS-"parse_message parse_payloads reassembler responder_datagrams authenticated_peer"}
+targets=${FUZZ_TARGETS-"parse_message parse_payloads reassembler responder_datagrams spoofed_peer authenticated_peer"}
 dsecs=${FUZZ_DATAPATH_SECONDS:-8}
 dtargets=${FUZZ_DATAPATH_TARGETS-"esp_replay ipv4_reassembly relay_sessions sidecar_demux"}
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "fuzz: cargo-fuzz missing (scripts/fuzz-deps.sh)" >&2; exit 1; }

@@ -6,7 +6,7 @@
 //!
 //! Never panics; every engine invariant (`Tunnel::check_invariants`: at most one outbound CHILD_SA, a tunnel
 //! that is down has a reconnect timer) holds after every step. (The peer is authenticated here, so its SAs may
-//! change; what unauthenticated input may not change is checked by `responder_datagrams`' spoofed mode.)
+//! change; what unauthenticated input may not change is checked by `spoofed_peer`.)
 #![no_main]
 
 use iotrelay_crypto::SeededRandom;

@@ -1,0 +1,183 @@
+//! The spoofing attacker's view of an established tunnel: a real initiator and responder establish it, then the
+//! input's datagrams reach either end from the other end's address (any source port), while the real ends keep
+//! talking between them. Structure-aware: a record may carry the SPIs an on-path observer sees (of the established
+//! IKE SA, or of the last message an end sent, e.g. a half-open SA's IKE_SA_INIT answer), so forged encrypted
+//! messages get past the SA lookup to the message-ID checks and decryption. The first octet seeds the RNG.
+//!
+//! The oracle (the engine's rule for hostile input): unauthenticated input never changes the established tunnel.
+//! After every record both ends keep their state, IKE SA SPIs, CHILD_SA SPIs and peer address; never a panic, and
+//! every engine invariant holds (`Tunnel::check_invariants`).
+#![no_main]
+
+use iotrelay_crypto::SeededRandom;
+use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+use iotrelay_ikev2::{Config, Identity, StartupAction, Tunnel, TunnelState};
+use libfuzzer_sys::fuzz_target;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+const INITIATOR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const RESPONDER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+
+fn config(own: Ipv4Addr, startup: StartupAction) -> Config {
+    let mut c = Config::aws_defaults(Zeroizing::new(b"fuzz-psk".to_vec()), Identity::Ipv4(own));
+    // The initiator uses the first (cheapest) group, which keeps executions fast; modp1024 is the suite of the
+    // original report and of the golden strongSwan IKE_SA_INIT requests in the seed corpus.
+    c.ike_proposals = vec![IkeProposal::parse("aes128-sha1-curve25519-modp1024").expect("proposal")];
+    c.esp_proposals = vec![EspProposal::parse("aes128-sha1").expect("proposal")];
+    c.startup = startup;
+    c.cookie_threshold = 2;
+    // The default lifetimes keep rekeys (which legitimately change SPIs) far beyond the 300 simulated seconds
+    // an input may span; DPD every 120 s keeps the real ends talking meanwhile.
+    c.dpd_interval = Duration::from_secs(120);
+    c.dpd_timeout = Duration::from_secs(360);
+    c
+}
+
+fn tunnel(own: Ipv4Addr, peer: Ipv4Addr, startup: StartupAction, now: Duration) -> Tunnel {
+    Tunnel::new(
+        config(own, startup),
+        SocketAddr::new(IpAddr::V4(own), 500),
+        SocketAddr::new(IpAddr::V4(peer), 500),
+        now,
+    )
+}
+
+fn settle(t: &mut Tunnel) {
+    while let Some(e) = t.poll_event() {
+        if std::env::var_os("FUZZ_DEBUG").is_some() {
+            eprintln!("{e:?}");
+        }
+    }
+    if let Err(e) = t.check_invariants() {
+        panic!("engine invariant broken: {e}");
+    }
+    let _ = t.status();
+}
+
+/// What an attacker must not change: state, IKE SPIs, CHILD_SA SPIs, and the peer's address.
+type TunnelId = (TunnelState, Option<u64>, Option<u64>, Option<u32>, Option<u32>, SocketAddr);
+
+fn tunnel_id(t: &Tunnel) -> TunnelId {
+    let s = t.status();
+    (s.state, s.ike_local_spi, s.ike_remote_spi, s.child_inbound_spi, s.child_outbound_spi, t.peer_address())
+}
+
+/// The SPIs (IKE header octets 0..16) an on-path observer learns: of the established IKE SA (in header order:
+/// the initiator's first), and of the last IKE message each end sent (e.g. a half-open SA's IKE_SA_INIT answer).
+#[derive(Default)]
+struct Seen {
+    established: [[u8; 16]; 2],
+    last_sent: [[u8; 16]; 2],
+}
+
+/// Spoofed mode: establish for real, then each record [ctl, len_hi, len_lo, datagram] goes to the responder
+/// (ctl bit 2 clear) or the initiator, from the other end's IP (port 500/4500 by bits 0-1, or 1024 + ctl); time
+/// moves by (ctl >> 4) x 250 ms, timers fire and the real ends exchange what they send. Virtual time stays well
+/// below the first CHILD_SA rekey, so the tunnel's SPIs must not change at all.
+///
+/// Structure-aware part: an attacker who sees the wire knows the SPIs, which a fuzzer would have to guess (16
+/// random octets). With len_hi bit 7 set, the datagram's octets 0..16 are replaced by SPIs the target knows: with
+/// bit 6 clear those of the established IKE SA, with bit 6 set those of the last IKE message the target sent
+/// (a half-open SA's, after a spoofed IKE_SA_INIT); the length is then ((len_hi & 0x3f) << 8 | len_lo). So forged
+/// INFORMATIONAL, CREATE_CHILD_SA and IKE_AUTH messages reach the SA lookup, message-ID checks and decryption.
+fn spoofed(mut rest: &[u8], rng: &mut SeededRandom) {
+    let mut now = Duration::from_secs(1000);
+    let mut resp = tunnel(RESPONDER, INITIATOR, StartupAction::Add, now);
+    let mut init = tunnel(INITIATOR, RESPONDER, StartupAction::Start, now);
+    let mut seen = Seen::default();
+    init.connect(now, rng);
+    for _ in 0..8 {
+        let a = deliver_seen(&mut init, &mut resp, INITIATOR, now, rng, &mut seen.last_sent[1]);
+        let b = deliver_seen(&mut resp, &mut init, RESPONDER, now, rng, &mut seen.last_sent[0]);
+        if !(a || b) {
+            break;
+        }
+    }
+    settle(&mut init);
+    let before = (tunnel_id(&init), tunnel_id(&resp));
+    assert_eq!(before.0.0, TunnelState::Established, "setup failed");
+    let s = init.status();
+    let mut spis = [0u8; 16];
+    spis[..8].copy_from_slice(&s.ike_local_spi.unwrap_or(0).to_be_bytes());
+    spis[8..].copy_from_slice(&s.ike_remote_spi.unwrap_or(0).to_be_bytes());
+    seen.established = [spis; 2];
+    let end = now + Duration::from_secs(300);
+    let mut dgram = Vec::new();
+    while rest.len() >= 3 && now < end {
+        let (ctl, len_hi) = (rest[0], rest[1]);
+        let (wire, last) = (len_hi & 0x80 != 0, len_hi & 0x40 != 0);
+        let len_hi = if wire { len_hi & 0x3f } else { len_hi };
+        let len = (usize::from(len_hi) << 8 | usize::from(rest[2])).min(rest.len() - 3);
+        dgram.clear();
+        dgram.extend_from_slice(&rest[3..3 + len]);
+        rest = &rest[3 + len..];
+        let end_ix = usize::from(ctl & 4 != 0); // 0: the responder, 1: the initiator
+        if wire {
+            if dgram.len() < 28 {
+                dgram.resize(28, 0);
+            }
+            let spis = if last { seen.last_sent[end_ix] } else { seen.established[end_ix] };
+            dgram[..16].copy_from_slice(&spis);
+        }
+        let port = if ctl & 1 == 0 { 500 } else { 4500 };
+        let src_port = match ctl & 10 {
+            0 => 500,
+            2 => 4500,
+            _ => 1024 + u16::from(ctl),
+        };
+        // An answer to the spoofer goes to the other end's address: the real end gets it (and drops it).
+        let (target, other, from, to) = if end_ix == 0 {
+            (&mut resp, &mut init, INITIATOR, RESPONDER)
+        } else {
+            (&mut init, &mut resp, RESPONDER, INITIATOR)
+        };
+        target.handle_datagram(now, rng, port, SocketAddr::new(IpAddr::V4(from), src_port), &dgram);
+        settle(target);
+        deliver_seen(target, other, to, now, rng, &mut seen.last_sent[end_ix]);
+        now += Duration::from_millis(u64::from(ctl >> 4) * 250);
+        for _ in 0..16 {
+            let next = [init.poll_timeout(), resp.poll_timeout()].into_iter().flatten().min();
+            if next.is_some_and(|t| t <= now) {
+                init.handle_timeout(now, rng);
+                resp.handle_timeout(now, rng);
+            }
+            let a = deliver_seen(&mut init, &mut resp, INITIATOR, now, rng, &mut seen.last_sent[1]);
+            let b = deliver_seen(&mut resp, &mut init, RESPONDER, now, rng, &mut seen.last_sent[0]);
+            settle(&mut init);
+            if !(a || b || next.is_some_and(|t| t <= now)) {
+                break;
+            }
+        }
+        assert_eq!((tunnel_id(&init), tunnel_id(&resp)), before, "unauthenticated input changed the tunnel");
+    }
+}
+
+/// Hands every datagram `from` wants to send to `to`, unaltered (true if there was any), keeping the SPIs (IKE header octets 0..16) of the last datagram `from` sent in `last`.
+fn deliver_seen(
+    from: &mut Tunnel,
+    to: &mut Tunnel,
+    from_addr: Ipv4Addr,
+    now: Duration,
+    rng: &mut SeededRandom,
+    last: &mut [u8; 16],
+) -> bool {
+    let mut any = false;
+    while let Some(tx) = from.poll_transmit() {
+        any = true;
+        if let Ok(h) = <[u8; 16]>::try_from(tx.data.get(..16).unwrap_or(&[])) {
+            *last = h;
+        }
+        let src = SocketAddr::new(IpAddr::V4(from_addr), tx.local_port);
+        to.handle_datagram(now, rng, tx.remote.port(), src, &tx.data);
+    }
+    settle(to);
+    any
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&seed, rest)) = data.split_first() else { return };
+    let mut rng = SeededRandom::new(u64::from(seed));
+    spoofed(rest, &mut rng);
+});
