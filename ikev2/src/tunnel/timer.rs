@@ -17,6 +17,26 @@ pub(super) fn retry_delay(ty: NotifyType, rng: &mut dyn RandomSource) -> Duratio
     if ty == NotifyType::TEMPORARY_FAILURE { Duration::from_secs(1) + jitter } else { Duration::from_secs(30) + jitter }
 }
 
+/// What a deadline of [`Tunnel::deadlines`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Timer {
+    /// Start a new IKE SA (after a failure, with backoff); only while there is none.
+    Reconnect,
+    /// Forget a retiring IKE SA (by local SPI) that has nothing in flight.
+    ForgetRetiring(u64),
+    /// Resend the request in flight, or give it up: on the current IKE SA (`None`) or a retiring one (its local SPI).
+    Retransmit(Option<u64>),
+    /// Drop half-open responder SAs whose IKE_AUTH did not come.
+    HalfOpenExpiry,
+    /// DELETE the previous inbound CHILD_SA (by inbound SPI) after a rekey. This and the timers below need the
+    /// request window of the established IKE SA; at most one of them fires per call.
+    DeleteOldInbound(u32),
+    IkeRekey,
+    ChildRekey,
+    /// Nothing heard from the peer for `dpd_interval`: an empty INFORMATIONAL.
+    Dpd,
+}
+
 impl Tunnel {
     pub(super) fn rekey_time(
         &self,
@@ -37,89 +57,107 @@ impl Tunnel {
         now + base.saturating_sub(Duration::from_millis(jitter)).max(Duration::from_secs(1))
     }
 
-    /// Call when `now >= poll_timeout()`.
+    /// Call when `now >= poll_timeout()`: serves every due entry of [`Tunnel::deadlines`] in its order, and stops
+    /// after an entry that replaced the IKE SA or put a request in the window.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        if let Some(at) = self.reconnect_at
-            && now >= at
-            && self.ike.is_none()
-        {
-            self.connect(now, rng);
-            return;
-        }
-        // Retransmissions.
-        let rt = self.cfg.retransmit;
-        let dpd_timeout = self.cfg.dpd_timeout;
-        // Retiring IKE SAs: forgotten once nothing is in flight on them and the peer had its time to delete them.
-        self.retiring.retain(|r| r.sa.pending.is_some() || now < r.forget_at);
-        let mut gave_up = Vec::new();
-        for which in std::iter::once(Which::Current).chain((0..self.retiring.len()).map(Which::Retiring)) {
-            let Some(sa) = self.sa_mut(which) else { continue };
-            let established = sa.state == IkeState::Established;
-            let Some(p) = sa.pending.as_mut() else { continue };
-            if now < p.next_at {
-                continue;
-            }
-            let out_of_time = established && now.saturating_sub(p.first_sent) >= dpd_timeout;
-            if p.tries >= rt.max_tries || out_of_time {
-                if let Which::Retiring(i) = which {
-                    gave_up.push(i);
-                    continue;
-                }
-                let closing = matches!(p.req, Req::DeleteIke);
-                if closing {
-                    self.ike = None;
-                } else {
-                    let msg =
-                        if established { "peer did not answer (dead peer detection)" } else { "no response from peer" };
-                    self.fail(now, DownReason::DeadPeer, msg.into());
-                }
+        let due: Vec<Timer> = self.deadlines().into_iter().filter(|(at, _)| now >= *at).map(|(_, t)| t).collect();
+        for timer in due {
+            if !self.fire(now, rng, timer) {
                 return;
             }
-            let exp = rt.multiplier.powi(p.tries as i32);
-            let wait = Duration::from_secs_f64((rt.initial.as_secs_f64() * exp).min(rt.max_timeout.as_secs_f64()));
-            p.tries += 1;
-            p.next_at = now + wait;
-            let datagrams = p.datagrams.clone();
-            self.counters.retransmits += 1;
-            for data in datagrams {
-                self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+        }
+    }
+
+    /// The earliest time `handle_timeout` must be called: the first entry of [`Tunnel::deadlines`].
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.deadlines().into_iter().map(|(at, _)| at).min()
+    }
+
+    /// Every deadline of the tunnel, in the order `handle_timeout` serves them: the one table that both
+    /// `poll_timeout` and `handle_timeout` read, so a timer cannot be known to one and missed by the other.
+    pub(super) fn deadlines(&self) -> Vec<(Duration, Timer)> {
+        let mut t = Vec::new();
+        if let Some(at) = self.reconnect_at
+            && self.ike.is_none()
+        {
+            t.push((at, Timer::Reconnect));
+        }
+        // Retiring IKE SAs: forgotten once nothing is in flight on them and the peer had its time to delete them.
+        for r in self.retiring.iter().filter(|r| r.sa.pending.is_none()) {
+            t.push((r.forget_at, Timer::ForgetRetiring(r.sa.local_spi())));
+        }
+        if let Some(p) = self.ike.as_ref().and_then(|s| s.pending.as_ref()) {
+            t.push((p.next_at, Timer::Retransmit(None)));
+        }
+        for r in &self.retiring {
+            if let Some(p) = &r.sa.pending {
+                t.push((p.next_at, Timer::Retransmit(Some(r.sa.local_spi()))));
             }
         }
-        for i in gave_up.into_iter().rev() {
-            self.retiring.remove(i);
+        if let Some(at) = self.half_open.next_expiry() {
+            t.push((at, Timer::HalfOpenExpiry));
         }
-        // Half-open responder SAs expire (only they: the current SA is never half-open).
-        self.half_open.expire(now);
         // Work that needs a free request window on an established SA.
-        let Some(sa) = self.ike.as_ref() else { return };
-        if sa.state != IkeState::Established || sa.pending.is_some() || self.closed {
-            return;
+        if let Some(sa) = &self.ike
+            && sa.state == IkeState::Established
+            && sa.pending.is_none()
+            && !self.closed
+        {
+            for o in &self.old_inbound {
+                t.push((o.delete_at, Timer::DeleteOldInbound(o.inbound_spi)));
+            }
+            t.push((sa.rekey_at, Timer::IkeRekey));
+            if let Some(c) = &self.child {
+                t.push((c.rekey_at, Timer::ChildRekey));
+            }
+            t.push((self.last_recv + self.cfg.dpd_interval, Timer::Dpd));
         }
-        if let Some(i) = self.old_inbound.iter().position(|o| now >= o.delete_at) {
-            let spi = self.old_inbound[i].inbound_spi;
-            // Push the deadline out so the entry is not picked again while its DELETE is in flight.
-            self.old_inbound[i].delete_at = now + Duration::from_secs(3600);
-            let del = Payload::Delete(Delete {
-                protocol: ProtocolId::ESP,
-                spi_size: 4,
-                spis: vec![spi.to_be_bytes().to_vec()],
-            });
-            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
-            // The old inbound SA is removed now: packets on it after this point are late by design.
-            let o = self.old_inbound.remove(i);
-            self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
-            return;
-        }
-        if now >= sa.rekey_at {
-            self.start_ike_rekey(now, rng);
-            return;
-        }
-        if self.child.as_ref().is_some_and(|c| now >= c.rekey_at) {
-            self.start_child_rekey(now, rng);
-            return;
-        }
-        if now >= self.last_recv + self.cfg.dpd_interval {
-            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![], Req::Dpd);
+        t
+    }
+
+    /// Serves one due timer. False when `handle_timeout` must stop: the IKE SA was replaced or given up, or a
+    /// request now occupies the window (the entries after it in the table no longer hold).
+    fn fire(&mut self, now: Duration, rng: &mut dyn RandomSource, timer: Timer) -> bool {
+        match timer {
+            Timer::Reconnect => {
+                self.connect(now, rng);
+                false
+            }
+            Timer::ForgetRetiring(spi) => {
+                self.retiring.retain(|r| r.sa.pending.is_some() || r.sa.local_spi() != spi);
+                true
+            }
+            Timer::Retransmit(spi) => self.retransmit(now, spi),
+            Timer::HalfOpenExpiry => {
+                self.half_open.expire(now);
+                true
+            }
+            Timer::DeleteOldInbound(spi) => {
+                let del = Payload::Delete(Delete {
+                    protocol: ProtocolId::ESP,
+                    spi_size: 4,
+                    spis: vec![spi.to_be_bytes().to_vec()],
+                });
+                self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
+                // The old inbound SA is removed now: packets on it after this point are late by design.
+                if let Some(i) = self.old_inbound.iter().position(|o| o.inbound_spi == spi) {
+                    let o = self.old_inbound.remove(i);
+                    self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+                }
+                false
+            }
+            Timer::IkeRekey => {
+                self.start_ike_rekey(now, rng);
+                false
+            }
+            Timer::ChildRekey => {
+                self.start_child_rekey(now, rng);
+                false
+            }
+            Timer::Dpd => {
+                self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![], Req::Dpd);
+                false
+            }
         }
     }
 
@@ -128,43 +166,5 @@ impl Tunnel {
         if now > self.last_recv {
             self.last_recv = now;
         }
-    }
-
-    /// The earliest time `handle_timeout` must be called.
-    pub fn poll_timeout(&self) -> Option<Duration> {
-        let mut t: Option<Duration> = None;
-        let mut consider = |d: Duration| t = Some(t.map_or(d, |x| x.min(d)));
-        if let Some(r) = self.reconnect_at
-            && self.ike.is_none()
-        {
-            consider(r);
-        }
-        if let Some(p) = self.ike.as_ref().and_then(|s| s.pending.as_ref()) {
-            consider(p.next_at);
-        }
-        for r in &self.retiring {
-            match &r.sa.pending {
-                Some(p) => consider(p.next_at),
-                None => consider(r.forget_at),
-            }
-        }
-        if let Some(sa) = &self.ike
-            && sa.state == IkeState::Established
-            && sa.pending.is_none()
-            && !self.closed
-        {
-            consider(sa.rekey_at);
-            consider(self.last_recv + self.cfg.dpd_interval);
-            if let Some(c) = &self.child {
-                consider(c.rekey_at);
-            }
-            for o in &self.old_inbound {
-                consider(o.delete_at);
-            }
-        }
-        if let Some(at) = self.half_open.next_expiry() {
-            consider(at);
-        }
-        t
     }
 }

@@ -105,4 +105,51 @@ impl Tunnel {
             Req::RekeyIke { dh, ni, new_spi } => self.ike_rekey_response(now, rng, payloads, dh, ni, new_spi),
         }
     }
+
+    /// The retransmission timer of the request in flight on the current IKE SA (`None`) or on the retiring one
+    /// with this local SPI: resend it (timeout `initial * multiplier^n`, capped), or give the exchange up after
+    /// `max_tries` sends (or `dpd_timeout` on an established SA). Giving up ends the current IKE SA (false: the
+    /// caller stops) or forgets the retiring one.
+    pub(super) fn retransmit(&mut self, now: Duration, retiring_spi: Option<u64>) -> bool {
+        let rt = self.cfg.retransmit;
+        let dpd_timeout = self.cfg.dpd_timeout;
+        let which = match retiring_spi {
+            None => Which::Current,
+            Some(spi) => match self.retiring.iter().position(|r| r.sa.local_spi() == spi) {
+                Some(i) => Which::Retiring(i),
+                None => return true,
+            },
+        };
+        let Some(sa) = self.sa_mut(which) else { return true };
+        let established = sa.state == IkeState::Established;
+        let Some(p) = sa.pending.as_mut() else { return true };
+        if now < p.next_at {
+            return true;
+        }
+        let out_of_time = established && now.saturating_sub(p.first_sent) >= dpd_timeout;
+        if p.tries >= rt.max_tries || out_of_time {
+            if let Which::Retiring(i) = which {
+                self.retiring.remove(i);
+                return true;
+            }
+            if matches!(p.req, Req::DeleteIke) {
+                self.ike = None;
+            } else {
+                let msg =
+                    if established { "peer did not answer (dead peer detection)" } else { "no response from peer" };
+                self.fail(now, DownReason::DeadPeer, msg.into());
+            }
+            return false;
+        }
+        let exp = rt.multiplier.powi(p.tries as i32);
+        let wait = Duration::from_secs_f64((rt.initial.as_secs_f64() * exp).min(rt.max_timeout.as_secs_f64()));
+        p.tries += 1;
+        p.next_at = now + wait;
+        let datagrams = p.datagrams.clone();
+        self.counters.retransmits += 1;
+        for data in datagrams {
+            self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+        }
+        true
+    }
 }
