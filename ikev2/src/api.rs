@@ -237,7 +237,10 @@ pub struct Counters {
     pub ike_rekeys: u64,
     pub child_rekeys: u64,
     pub dpd_misses: u64,
+    /// Peer messages dropped (or answered only with an unprotected error) without being processed.
     pub invalid_messages: u64,
+    /// `invalid_messages` by reason (they sum to it).
+    pub dropped: DropCounts,
     /// Rekeys that collided with the peer's and were resolved by the nonces (RFC 7296 §2.8.1/§2.8.2).
     pub rekey_collisions: u64,
     /// IKE_SA_INIT requests answered with a COOKIE demand instead of a new half-open SA.
@@ -245,6 +248,76 @@ pub struct Counters {
     /// IKE_SA_INIT requests dropped: the tunnel's half-open table was full, or its budget of unauthenticated
     /// Diffie-Hellman work was spent.
     pub half_open_refused: u64,
+}
+
+/// Why the engine dropped a peer message without processing it. Each drop counts in [`Counters::dropped`] (and
+/// the total `invalid_messages`) and is a `tracing` debug event with [`DropReason::as_str`] as its `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// From an address other than the tunnel's peer.
+    NotFromPeer,
+    /// Does not parse, before or (authenticated) after decryption. An IKE_SA_INIT request among these is answered
+    /// with INVALID_SYNTAX or UNSUPPORTED_CRITICAL_PAYLOAD; nothing else is.
+    Malformed,
+    /// Another major IKE version.
+    UnsupportedVersion,
+    /// For no IKE SA of this tunnel (its SPIs are unknown).
+    UnknownSpi,
+    /// A request outside the window, or a response to nothing in flight (RFC 7296 §2.3).
+    UnexpectedMessageId,
+    /// Fails the integrity check with the keys of the SA its SPIs name (forged or corrupted).
+    Unauthenticated,
+    /// An exchange the SA does not accept in its state: a request before the peer's AUTH verified, anything but
+    /// IKE_AUTH on a half-open SA, an IKE_SA_INIT response while ours is not in flight, an IKE_SA_INIT request
+    /// with a responder SPI or a message ID.
+    UnexpectedExchange,
+    /// An unauthenticated handshake refused (no acceptable proposal, AUTH failed) while the tunnel has an IKE SA:
+    /// counted, but not reported as the tunnel's error.
+    RefusedHandshake,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::NotFromPeer,
+        DropReason::Malformed,
+        DropReason::UnsupportedVersion,
+        DropReason::UnknownSpi,
+        DropReason::UnexpectedMessageId,
+        DropReason::Unauthenticated,
+        DropReason::UnexpectedExchange,
+        DropReason::RefusedHandshake,
+    ];
+
+    /// camelCase, for metrics labels and logs, e.g. `unknownSpi`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NotFromPeer => "notFromPeer",
+            DropReason::Malformed => "malformed",
+            DropReason::UnsupportedVersion => "unsupportedVersion",
+            DropReason::UnknownSpi => "unknownSpi",
+            DropReason::UnexpectedMessageId => "unexpectedMessageId",
+            DropReason::Unauthenticated => "unauthenticated",
+            DropReason::UnexpectedExchange => "unexpectedExchange",
+            DropReason::RefusedHandshake => "refusedHandshake",
+        }
+    }
+}
+
+/// Dropped peer messages by [`DropReason`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts([u64; DropReason::ALL.len()]);
+
+impl DropCounts {
+    pub fn get(&self, reason: DropReason) -> u64 {
+        self.0[reason as usize]
+    }
+    pub(crate) fn add(&mut self, reason: DropReason) {
+        self.0[reason as usize] += 1;
+    }
+    /// Every reason with its count, in [`DropReason::ALL`]'s order.
+    pub fn iter(&self) -> impl Iterator<Item = (DropReason, u64)> + '_ {
+        DropReason::ALL.into_iter().map(|r| (r, self.get(r)))
+    }
 }
 
 /// A snapshot for `/status`.

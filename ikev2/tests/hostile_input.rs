@@ -294,6 +294,44 @@ fn garbage_ike_auth_on_an_observed_half_open_spi_changes_nothing() {
         assert_eq!(spis(&p), before);
         assert_eq!(p.b.t.half_open(), 1, "the half-open SA stays until it expires");
     }
+    let dropped = p.b.t.status().counters.dropped;
+    assert_eq!(dropped.get(DropReason::Unauthenticated), 2, "both counted as failing the integrity check");
+    still_works(&mut p, before);
+}
+
+#[test]
+fn every_drop_is_counted_with_its_reason() {
+    let mut p = pair(SUITE);
+    let before = spis(&p);
+    let status = p.b.t.status();
+    // b answered a's IKE_SA_INIT: SPIi is a's, SPIr is b's.
+    let (spi_i, spi_r) = (status.ike_remote_spi.expect("up"), status.ike_local_spi.expect("up"));
+    let base = status.counters;
+    let informational = |spi_i, spi_r, flags, message_id| {
+        let exchange = ExchangeType::INFORMATIONAL;
+        let (next_payload, version, length) = (PayloadType::NONE, 0x20, 0);
+        let header = Header { spi_i, spi_r, next_payload, version, exchange, flags, message_id, length };
+        Message { header, payloads: vec![] }.emit()
+    };
+    let elsewhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 66)), 500);
+    let now = p.now;
+    p.b.t.handle_datagram(now, &mut p.rng, 500, elsewhere, &informational(spi_i, spi_r, flags::INITIATOR, 2));
+    assert!(p.b.t.poll_transmit().is_none());
+    let attacks = [
+        vec![0x55; 20],                                                     // malformed
+        informational(1, 2, flags::INITIATOR, 2),                           // unknown SPIs
+        informational(spi_i, spi_r, flags::INITIATOR, 1000),                // outside the window
+        informational(spi_i, spi_r, flags::INITIATOR | flags::RESPONSE, 7), // a response to nothing
+    ];
+    for data in attacks {
+        assert!(spoof(&mut p, true, 4500, &data).is_empty(), "never answered");
+    }
+    let counters = p.b.t.status().counters;
+    let new: Vec<(DropReason, u64)> =
+        counters.dropped.iter().map(|(r, n)| (r, n - base.dropped.get(r))).filter(|(_, n)| *n > 0).collect();
+    use DropReason::*;
+    assert_eq!(new, [(NotFromPeer, 1), (Malformed, 1), (UnknownSpi, 1), (UnexpectedMessageId, 2)]);
+    assert_eq!(counters.invalid_messages - base.invalid_messages, 5, "the total is the sum of the reasons");
     still_works(&mut p, before);
 }
 

@@ -1,14 +1,15 @@
-//! Why a peer message is not processed, and whether it earns an error notify or a silent drop.
+//! Why a peer message is not processed: every drop goes through [`Tunnel::dropped`] with a [`DropReason`], which
+//! counts it (`Counters::invalid_messages` and `Counters::dropped`, both in the status) and emits a `tracing` debug
+//! event; and, for a message that does not parse, whether it earns an error notify ([`classify`]).
 
 use super::*;
 
-/// Why a peer message is not processed, and whether it earns a notify.
+/// What to do with a peer message that does not parse.
 #[derive(Debug)]
-pub(super) enum Fault {
-    /// Drop silently (unauthenticated garbage, wrong SPI, replay...).
-    Drop(#[allow(dead_code)] &'static str),
-    /// Answer with this error notify and its notification data (only in reply to a request we can answer).
-    Notify(NotifyType, Vec<u8>, #[allow(dead_code)] &'static str),
+pub(super) struct Fault {
+    pub(super) reason: DropReason,
+    /// The error notify and its data to answer with (only in reply to a request we can answer unprotected).
+    pub(super) notify: Option<(NotifyType, Vec<u8>)>,
 }
 
 /// One decision point for "notify or silent drop": errors in unauthenticated messages other than IKE_SA_INIT
@@ -16,12 +17,22 @@ pub(super) enum Fault {
 /// requests, and critical unknown payloads get UNSUPPORTED_CRITICAL_PAYLOAD, whose notification data is the
 /// one-octet type of that payload (RFC 7296 §3.10.1).
 pub(super) fn classify(err: &WireError, is_request: bool) -> Fault {
-    match err {
+    let (reason, notify) = match err {
         WireError::UnsupportedCriticalPayload(ty) if is_request => {
-            Fault::Notify(NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![*ty], "unsupported critical payload")
+            (DropReason::Malformed, Some((NotifyType::UNSUPPORTED_CRITICAL_PAYLOAD, vec![*ty])))
         }
-        WireError::InvalidMajorVersion(_) => Fault::Drop("unsupported IKE version"),
-        _ if is_request => Fault::Notify(NotifyType::INVALID_SYNTAX, vec![], "malformed message"),
-        _ => Fault::Drop("malformed message"),
+        WireError::InvalidMajorVersion(_) => (DropReason::UnsupportedVersion, None),
+        _ if is_request => (DropReason::Malformed, Some((NotifyType::INVALID_SYNTAX, vec![]))),
+        _ => (DropReason::Malformed, None),
+    };
+    Fault { reason, notify }
+}
+
+impl Tunnel {
+    /// A peer message is dropped for `reason`: counted, and a debug event (no message content, no secrets).
+    pub(super) fn dropped(&mut self, reason: DropReason) {
+        self.counters.invalid_messages += 1;
+        self.counters.dropped.add(reason);
+        tracing::debug!(peer = %self.remote, reason = reason.as_str(), "IKE message dropped");
     }
 }

@@ -176,7 +176,7 @@ impl Tunnel {
             t.transmits.push_back(Transmit { local_port, remote, data: unprotected_reply(h, payloads) });
         };
         if h.spi_r != 0 || h.message_id != 0 {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::UnexpectedExchange);
             return;
         }
         // A late copy of the IKE_SA_INIT that created an SA we hold as responder: nothing to do.
@@ -284,7 +284,7 @@ impl Tunnel {
     ) {
         let which = Which::HalfOpen(i);
         if h.exchange != ExchangeType::IKE_AUTH {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::UnexpectedExchange);
             return;
         }
         let idi = payloads.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None });
@@ -389,7 +389,7 @@ impl Tunnel {
     /// established or authenticating SA, the reconnect timer and the counters of failures are never touched.
     fn note_refused(&mut self, reason: DownReason, message: &str) {
         if self.ike.is_some() {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::RefusedHandshake);
             return;
         }
         self.last_error = Some(message.to_string());

@@ -78,7 +78,7 @@ impl Tunnel {
         let h = msg.header;
         let Some(sa) = self.ike.as_mut() else { return };
         if !sa.initiator || sa.state != IkeState::InitSent || sa.spi_i != h.spi_i || h.message_id != 0 {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::UnexpectedExchange);
             return;
         }
         let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]

@@ -24,7 +24,7 @@ impl Tunnel {
                 self.respond_informational(now, rng, h, payloads, local_port, remote)
             }
             _ => {
-                self.counters.invalid_messages += 1;
+                self.dropped(DropReason::UnexpectedExchange);
             }
         }
     }

@@ -147,19 +147,18 @@ impl Tunnel {
         data: &[u8],
     ) {
         if remote.ip() != self.remote.ip() {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::NotFromPeer);
             return;
         }
         let msg = match Message::parse(data) {
             Ok(m) => m,
             Err(e) => {
-                self.counters.invalid_messages += 1;
                 // Only an IKE_SA_INIT request can be answered without keys.
-                if let Ok(h) = Header::parse(data)
-                    && h.exchange == ExchangeType::IKE_SA_INIT
-                    && !h.is_response()
-                    && let Fault::Notify(ty, data, _) = classify(&e, true)
-                {
+                let init_request =
+                    Header::parse(data).ok().filter(|h| h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response());
+                let fault = classify(&e, init_request.is_some());
+                self.dropped(fault.reason);
+                if let (Some(h), Some((ty, data))) = (init_request, fault.notify) {
                     self.send_unprotected_error(h, ty, data, local_port, remote);
                 }
                 return;
@@ -186,7 +185,7 @@ impl Tunnel {
             // Decrypted with the half-open SA's own keys below; promoted only if the peer's AUTH verifies.
             Which::HalfOpen(i)
         } else {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::UnknownSpi);
             return;
         };
         let Some(sa) = self.sa_mut(which) else { return };
@@ -205,19 +204,19 @@ impl Tunnel {
                 return;
             }
             if h.message_id != sa.peer_next_id {
-                self.counters.invalid_messages += 1;
+                self.dropped(DropReason::UnexpectedMessageId);
                 return;
             }
         } else if sa.pending.as_ref().map(|p| p.id) != Some(h.message_id) {
-            self.counters.invalid_messages += 1;
+            self.dropped(DropReason::UnexpectedMessageId);
             return;
         }
         let payloads = match decrypt(sa, &msg, data) {
             Ok(Decrypted::Message(p)) => p,
             // One fragment of a larger message (authenticated): wait for the rest.
             Ok(Decrypted::Fragment) => return,
-            Err(_) => {
-                self.counters.invalid_messages += 1;
+            Err(reason) => {
+                self.dropped(reason);
                 return;
             }
         };

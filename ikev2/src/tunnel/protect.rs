@@ -44,11 +44,11 @@ pub(super) enum Decrypted {
 }
 
 /// Authenticates and decrypts an SK payload, or an SKF fragment (reassembled per direction, RFC 7383 §2.6).
-pub(super) fn decrypt(sa: &mut IkeSa, msg: &Message, data: &[u8]) -> Result<Decrypted, &'static str> {
+pub(super) fn decrypt(sa: &mut IkeSa, msg: &Message, data: &[u8]) -> Result<Decrypted, DropReason> {
     match msg.payloads.last() {
         Some(Payload::Sk { next_inner, body, aad_len }) => {
             let plain = open_body(sa, body, *aad_len, data)?;
-            parse_payloads(*next_inner, &plain).map(Decrypted::Message).map_err(|_| "malformed inner payloads")
+            parse_payloads(*next_inner, &plain).map(Decrypted::Message).map_err(|_| DropReason::Malformed)
         }
         Some(Payload::Skf { next_inner, number, total, body, aad_len }) => {
             let plain = open_body(sa, body, *aad_len, data)?;
@@ -56,13 +56,13 @@ pub(super) fn decrypt(sa: &mut IkeSa, msg: &Message, data: &[u8]) -> Result<Decr
             let r = if h.is_response() { &mut sa.frag_responses } else { &mut sa.frag_requests };
             match r.add(h.message_id, *number, *total, *next_inner, &plain) {
                 Ok(Some((first, whole))) => {
-                    parse_payloads(first, &whole).map(Decrypted::Message).map_err(|_| "malformed inner payloads")
+                    parse_payloads(first, &whole).map(Decrypted::Message).map_err(|_| DropReason::Malformed)
                 }
                 Ok(None) => Ok(Decrypted::Fragment),
-                Err(_) => Err("bad fragment"),
+                Err(_) => Err(DropReason::Malformed),
             }
         }
-        _ => Err("no SK payload"),
+        _ => Err(DropReason::Malformed),
     }
 }
 
@@ -72,20 +72,20 @@ pub(super) fn open_body(
     body: &[u8],
     aad_len: usize,
     data: &[u8],
-) -> Result<Zeroizing<Vec<u8>>, &'static str> {
-    let keys = sa.keys.as_ref().ok_or("no keys")?;
+) -> Result<Zeroizing<Vec<u8>>, DropReason> {
+    let keys = sa.keys.as_ref().ok_or(DropReason::Unauthenticated)?;
     let c = &keys.inn;
     let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
     if body.len() < iv_len + icv_len + 1 || aad_len > data.len() {
-        return Err("SK payload too short");
+        return Err(DropReason::Unauthenticated);
     }
     let iv = &body[..iv_len];
     let icv = &body[body.len() - icv_len..];
     let mut plain = Zeroizing::new(body[iv_len..body.len() - icv_len].to_vec());
-    c.open_in_place(&data[..aad_len], iv, &mut plain, icv).map_err(|_| "integrity check failed")?;
-    let pad = *plain.last().ok_or("empty")? as usize;
+    c.open_in_place(&data[..aad_len], iv, &mut plain, icv).map_err(|_| DropReason::Unauthenticated)?;
+    let pad = *plain.last().ok_or(DropReason::Malformed)? as usize;
     if pad + 1 > plain.len() {
-        return Err("bad padding");
+        return Err(DropReason::Malformed);
     }
     let keep = plain.len() - pad - 1;
     plain.truncate(keep);
