@@ -4,6 +4,34 @@
 
 use super::*;
 
+/// An error notify (type, notification data) answering a CREATE_CHILD_SA request instead of a new SA.
+pub(super) type Refusal = (NotifyType, Vec<u8>);
+
+fn refuse(ty: NotifyType) -> Refusal {
+    (ty, Vec::new())
+}
+
+/// Our KE payload and g^ir, when the CHILD_SA uses PFS.
+type PfsAnswer = (Option<Payload>, Option<Zeroizing<Vec<u8>>>);
+
+/// Our side of the PFS key exchange of a CHILD_SA rekey the peer started: our KE payload and g^ir; a refusal
+/// when its KE is missing or of another group (INVALID_KE_PAYLOAD naming ours) or invalid.
+fn respond_pfs(
+    group: Option<DhGroup>,
+    ke: Option<(u16, Vec<u8>)>,
+    rng: &mut dyn RandomSource,
+) -> Result<PfsAnswer, Refusal> {
+    let Some(g) = group else { return Ok((None, None)) };
+    match ke {
+        Some((id, data)) if id == g.id() => {
+            let dh = g.generate(rng);
+            let g_ir = dh.shared_secret(&data).map_err(|_| refuse(NotifyType::INVALID_SYNTAX))?;
+            Ok((Some(Payload::Ke { group: g.id(), data: dh.public_value().to_vec() }), Some(g_ir)))
+        }
+        _ => Err((NotifyType::INVALID_KE_PAYLOAD, g.id().to_be_bytes().to_vec())),
+    }
+}
+
 /// What the answer to our CHILD_SA rekey chose: (its SPI, suite, Nr, g^ir when PFS).
 pub(super) type PeerChildChoice = (u32, EspSuite, Vec<u8>, Option<Zeroizing<Vec<u8>>>);
 
@@ -33,111 +61,86 @@ impl Tunnel {
         local_port: u16,
         remote: SocketAddr,
     ) {
-        let in_flight = self.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| match p.req {
+        let proposals = payload_sa(&payloads).unwrap_or_default();
+        let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
+        let checked = self.peer_rekey_collides(is_ike).and_then(|collision| {
+            let ni = payload_nonce(&payloads, self.ike_prf()).ok_or(refuse(NotifyType::INVALID_SYNTAX))?;
+            Ok((collision, ni))
+        });
+        let answered = match checked {
+            Ok((collision, ni)) if is_ike => {
+                let ke = payload_ke(&payloads);
+                self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote, collision);
+                return;
+            }
+            Ok((collision, ni)) => {
+                self.respond_child_rekey(now, rng, h, &payloads, &proposals, ni, collision, local_port, remote)
+            }
+            Err(refusal) => Err(refusal),
+        };
+        if let Err((ty, data)) = answered {
+            self.send_response(rng, h, vec![notify(ty, data)], local_port, remote);
+        }
+    }
+
+    /// Whether the peer's rekey request collides with ours in flight (RFC 7296 §2.8.1/§2.8.2): the same kind of
+    /// rekey from both sides is answered as usual and resolved by the nonces when ours completes. A CHILD_SA rekey
+    /// and an IKE SA rekey at once, or a second collision before the first is resolved, wait (§2.25).
+    fn peer_rekey_collides(&self, is_ike: bool) -> Result<bool, Refusal> {
+        let in_flight = self.ike.as_ref().and_then(|s| s.pending.as_ref()).and_then(|p| match p.req {
             Req::RekeyChild { .. } => Some(false),
             Req::RekeyIke { .. } => Some(true),
             _ => None,
         });
-        let proposals = payload_sa(&payloads).unwrap_or_default();
-        let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
-        let rekey = find_notify(&payloads, NotifyType::REKEY_SA).cloned();
-        // The same kind of rekey in flight from both sides is a collision (RFC 7296 §2.8.1/§2.8.2): answer as
-        // usual, and resolve by the nonces when ours completes. A CHILD_SA rekey and an IKE SA rekey at once, or a
-        // second collision before the first is resolved, wait (§2.25).
-        let collision = match in_flight.flatten() {
-            Some(ours_is_ike) if ours_is_ike == is_ike => {
-                let unresolved = self.child_collision.is_some() || self.ike_collision.is_some();
-                if unresolved {
-                    self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
-                    return;
-                }
-                true
-            }
-            Some(_) => {
-                self.send_response(rng, h, vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])], local_port, remote);
-                return;
-            }
-            None => false,
-        };
-        let Some(ni) = payload_nonce(&payloads, self.ike_prf()) else {
-            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
-            return;
-        };
-        let ke = payload_ke(&payloads);
-        if is_ike {
-            self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote, collision);
-            return;
+        let unresolved = self.child_collision.is_some() || self.ike_collision.is_some();
+        match in_flight {
+            Some(ours_is_ike) if ours_is_ike == is_ike && !unresolved => Ok(true),
+            Some(_) => Err(refuse(NotifyType::TEMPORARY_FAILURE)),
+            None => Ok(false),
         }
-        let Some(rekey) = rekey else {
-            // A second CHILD_SA would break AWS's one-SA-pair rule.
-            self.send_response(rng, h, vec![notify(NotifyType::NO_ADDITIONAL_SAS, vec![])], local_port, remote);
-            return;
-        };
-        let Some(child) = self.child.as_ref() else {
-            self.send_response(rng, h, vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])], local_port, remote);
-            return;
-        };
+    }
+
+    /// The CHILD_SA that the peer's rekey request names (REKEY_SA): our current one (`None`), or the one our last
+    /// rekey replaced when the peer's rekey crossed ours, which completed first: a late collision, answered as usual
+    /// and resolved at once by the nonces (§2.8.1); our last rekey is returned for that.
+    fn child_rekey_target(&mut self, payloads: &[Payload], collision: bool) -> Result<Option<RecentRekey>, Refusal> {
+        // A second CHILD_SA would break AWS's one-SA-pair rule.
+        let rekey = find_notify(payloads, NotifyType::REKEY_SA).ok_or(refuse(NotifyType::NO_ADDITIONAL_SAS))?;
+        let child = self.child.as_ref().ok_or(refuse(NotifyType::CHILD_SA_NOT_FOUND))?;
         let named = spi_bytes(&rekey.spi);
+        if named == Some(child.outbound_spi) || named == Some(child.inbound_spi) {
+            return Ok(None);
+        }
         let names = |o: &OldInbound| Some(o.outbound_spi) == named || Some(o.inbound_spi) == named;
-        let mut late = None;
-        if named != Some(child.outbound_spi) && named != Some(child.inbound_spi) {
-            let replaced = self.old_inbound.iter().find(|o| names(o)).map(|o| o.inbound_spi);
-            match (replaced, self.recent_rekey.as_ref()) {
-                // The peer's rekey crossed ours, which completed first: a collision, answered as usual and
-                // resolved at once by the nonces (§2.8.1).
-                (Some(r), Some(rec)) if rec.replaced_inbound_spi == r && !collision => {
-                    late = self.recent_rekey.take();
-                }
-                // An SA being deleted: the peer retries on the new one if it still wants to (§2.25).
-                (Some(_), _) => {
-                    let busy = vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])];
-                    self.send_response(rng, h, busy, local_port, remote);
-                    return;
-                }
-                (None, _) => {
-                    let none = vec![notify(NotifyType::CHILD_SA_NOT_FOUND, vec![])];
-                    self.send_response(rng, h, none, local_port, remote);
-                    return;
-                }
-            }
+        let replaced = self.old_inbound.iter().find(|o| names(o)).map(|o| o.inbound_spi);
+        match (replaced, self.recent_rekey.as_ref()) {
+            (Some(r), Some(rec)) if rec.replaced_inbound_spi == r && !collision => Ok(self.recent_rekey.take()),
+            // An SA being deleted: the peer retries on the new one if it still wants to (§2.25).
+            (Some(_), _) => Err(refuse(NotifyType::TEMPORARY_FAILURE)),
+            (None, _) => Err(refuse(NotifyType::CHILD_SA_NOT_FOUND)),
         }
-        let Some((number, outbound_spi, suite)) = select_esp(&self.cfg.esp_proposals, &proposals, true) else {
-            self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
-            return;
-        };
-        let mut dh_pub = None;
-        let mut g_ir = None;
-        if let Some(g) = suite.dh {
-            match &ke {
-                Some((group, data)) if *group == g.id() => {
-                    let dh = g.generate(rng);
-                    match dh.shared_secret(data) {
-                        Ok(s) => g_ir = Some(s),
-                        Err(_) => {
-                            self.send_response(
-                                rng,
-                                h,
-                                vec![notify(NotifyType::INVALID_SYNTAX, vec![])],
-                                local_port,
-                                remote,
-                            );
-                            return;
-                        }
-                    }
-                    dh_pub = Some(Payload::Ke { group: g.id(), data: dh.public_value().to_vec() });
-                }
-                _ => {
-                    self.send_response(
-                        rng,
-                        h,
-                        vec![notify(NotifyType::INVALID_KE_PAYLOAD, g.id().to_be_bytes().to_vec())],
-                        local_port,
-                        remote,
-                    );
-                    return;
-                }
-            }
-        }
+    }
+
+    /// The peer's CHILD_SA rekey: answered with a new SA that replaces the current one (whose inbound half stays
+    /// until the peer deletes it), or after a collision is resolved against ours by the nonces.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_child_rekey(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        h: Header,
+        payloads: &[Payload],
+        proposals: &[wire::Proposal],
+        ni: Vec<u8>,
+        collision: bool,
+        local_port: u16,
+        remote: SocketAddr,
+    ) -> Result<(), Refusal> {
+        let late = self.child_rekey_target(payloads, collision)?;
+        let (number, outbound_spi, suite) =
+            select_esp(&self.cfg.esp_proposals, proposals, true).ok_or(refuse(NotifyType::NO_PROPOSAL_CHOSEN))?;
+        let (dh_pub, g_ir) = respond_pfs(suite.dh, payload_ke(payloads), rng)?;
+        let Some(child) = self.child.as_ref() else { return Ok(()) };
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
         let inbound_spi = rand_u32(rng);
@@ -164,7 +167,7 @@ impl Tunnel {
                 // The peer's new SA holds the lowest nonce: the peer closes it. It never carries our traffic; it
                 // is remembered only to answer that DELETE (or to delete it ourselves if the peer does not).
                 self.old_inbound.push(OldInbound { inbound_spi, outbound_spi, delete_at: now + grace * 2 });
-                return;
+                return Ok(());
             }
             // Ours (the current SA) is redundant: we close it now, the peer's replaces it below, and the peer,
             // whose rekey survives, deletes the SA both replaced.
@@ -194,6 +197,7 @@ impl Tunnel {
             self.old_inbound.push(OldInbound { inbound_spi: old_in, outbound_spi: old_out, delete_at });
             self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
         }
+        Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
