@@ -43,6 +43,10 @@ impl Ipv4Cidr {
     pub fn contains(&self, ip: Ipv4Addr) -> bool {
         u32::from(ip) & mask(self.prefix_len) == u32::from(self.addr)
     }
+    /// Whether `other` lies wholly inside this network.
+    pub fn contains_cidr(&self, other: &Ipv4Cidr) -> bool {
+        other.prefix_len >= self.prefix_len && self.contains(other.addr)
+    }
     /// The whole IPv4 space, `0.0.0.0/0`.
     pub const ANY: Ipv4Cidr = Ipv4Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 0 };
 }
@@ -82,6 +86,10 @@ mod tests {
         assert!(Ipv4Cidr::ANY.contains("192.0.2.1".parse().unwrap()));
         let h: Ipv4Cidr = "203.0.113.10/32".parse().unwrap();
         assert!(h.contains("203.0.113.10".parse().unwrap()));
+        assert!(c.contains_cidr(&"100.64.1.0/24".parse().unwrap()));
+        assert!(c.contains_cidr(&c));
+        assert!(!c.contains_cidr(&"100.0.0.0/8".parse().unwrap()));
+        assert!(!c.contains_cidr(&"100.65.0.0/24".parse().unwrap()));
     }
 
     #[test]

@@ -54,6 +54,11 @@ use crate::status::IotRelayStatus;
     {
         "rule": "!has(self.forwards) || !has(self.adminPort) || self.forwards.all(f, f.listenPort != self.adminPort)",
         "message": "forwards[].listenPort must differ from adminPort"
+    },
+    {
+        "rule": "!has(self.gateway) || !has(self.gateway.routes) || self.gateway.routes.all(r, !isCIDR(r) || self.remoteSubnets.exists(s, isCIDR(s) && cidr(s).containsCIDR(r)))",
+        "message": "gateway.routes[] must be inside remoteSubnets",
+        "fieldPath": ".gateway.routes"
     }
 ]))]
 pub struct IotRelaySpec {
@@ -113,6 +118,13 @@ pub struct IotRelaySpec {
     ))]
     pub forwards: Vec<ForwardSpec>,
 
+    /// Gateway mode: present (`gateway: {}` for the defaults) to route whole subnets through the tunnel, with TCP,
+    /// ICMP and any other IPv4 protocol, through a TUN device on the node (or host). Absent (the default): only
+    /// the UDP forwards, and the relay pod gets no `NET_ADMIN` and no `/dev/net/tun`. Forwards keep working side
+    /// by side with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewaySpec>,
+
     /// Run the relay container fully privileged (uid 0, every capability, host devices). Default false: the relay
     /// runs as uid 65532 with only NET_BIND_SERVICE, which is all the userspace datapath needs. Honoured only when
     /// the operator's Helm chart sets `relay.allowPrivileged: true`; otherwise the IotRelay is `Stalled` with
@@ -160,6 +172,39 @@ pub struct IotRelaySpec {
     /// Compute resources of the relay container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourceRequirements>,
+}
+
+/// Gateway mode: a TUN device carrying `insideAddress`, with routes to `routes` through it. What the host sends
+/// into it is encrypted on the active tunnel (only inside the negotiated traffic selectors); what the tunnel
+/// delivers that is not a forward's reply is written to it (only from sources inside `remoteSubnets` and the
+/// peer's traffic selectors). On the AWS side of a test (`ike.startupAction: Add`), `remoteSubnets` are the
+/// peer relay's inside subnets, so the default routes send the VPC's answers back through the tunnel.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewaySpec {
+    /// Name of the TUN interface (1..15 characters: letters, digits, `-`, `_`, starting with a letter). Default
+    /// `iotrelay0`. The relay creates it on start, removes it (with its routes) on stop, and removes a leftover
+    /// of the same name from a relay that was killed.
+    #[serde(default = "default_gateway_interface")]
+    #[schemars(length(min = 1, max = 15), regex(pattern = r"^[a-zA-Z][a-zA-Z0-9_-]{0,14}$"))]
+    pub interface: String,
+    /// MTU of the TUN interface: the largest inner packet, 576..1446. Default: what the negotiated ESP suite
+    /// leaves of an outside MTU of 1500 (at most 1446, AWS's limit). Larger packets with DF get ICMP
+    /// "fragmentation needed" back, others are fragmented before encryption; TCP SYNs have their MSS clamped to
+    /// fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 576, max = 1446))]
+    pub mtu: Option<i32>,
+    /// IPv4 CIDRs routed into the TUN interface, each inside `remoteSubnets`. Default: `remoteSubnets`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::cidr_list")]
+    pub routes: Option<Vec<String>>,
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        GatewaySpec { interface: default_gateway_interface(), mtu: None, routes: None }
+    }
 }
 
 /// One AWS VPN tunnel.
@@ -351,6 +396,9 @@ pub struct ForwardTarget {
     pub port: i32,
 }
 
+fn default_gateway_interface() -> String {
+    "iotrelay0".into()
+}
 fn default_admin_port() -> i32 {
     i32::from(crate::DEFAULT_ADMIN_PORT)
 }

@@ -72,6 +72,22 @@ pub struct ValidatedForward {
     pub idle_timeout: Duration,
 }
 
+/// Gateway mode with parsed values and defaults applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedGateway {
+    /// The TUN interface's name.
+    pub interface: String,
+    /// `mtu` when set; `None`: derived from the negotiated ESP suite.
+    pub mtu: Option<u16>,
+    /// `routes`, or `remoteSubnets` when unset.
+    pub routes: Vec<Ipv4Cidr>,
+}
+
+/// The most a gateway MTU may be: AWS's largest inner packet for an outside MTU of 1500.
+pub const GATEWAY_MAX_MTU: u16 = 1446;
+/// The least a gateway MTU may be (every IPv4 host must accept 576-octet datagrams, RFC 791).
+pub const GATEWAY_MIN_MTU: u16 = 576;
+
 /// A spec that passed every rule, with parsed values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidatedSpec {
@@ -91,6 +107,8 @@ pub struct ValidatedSpec {
     /// through the API).
     pub rekey_token: Option<SecretKeyRef>,
     pub log_format: LogFormat,
+    /// Gateway mode (`spec.gateway` present).
+    pub gateway: Option<ValidatedGateway>,
 }
 
 impl ValidatedSpec {
@@ -188,6 +206,15 @@ fn is_dns_label(s: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// What the CRD allows as `gateway.interface` (a subset of what Linux accepts: no '/', ':', '.', whitespace).
+fn is_interface_name(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 15
+        && b[0].is_ascii_alphabetic()
+        && b.iter().all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
 }
 
 fn proposal_syntax_ok(s: &str) -> bool {
@@ -349,6 +376,44 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         }
     }
 
+    let gateway = spec.gateway.as_ref().map(|g| {
+        if !is_interface_name(&g.interface) {
+            e.push(
+                "spec.gateway.interface",
+                format!(
+                    "must be an interface name: 1..15 letters, digits, '-' or '_', starting with a letter, got {:?}",
+                    g.interface
+                ),
+            );
+        }
+        let mtu = g.mtu.and_then(|m| match u16::try_from(m) {
+            Ok(m) if (GATEWAY_MIN_MTU..=GATEWAY_MAX_MTU).contains(&m) => Some(m),
+            _ => {
+                e.push(
+                    "spec.gateway.mtu",
+                    format!(
+                        "must be {GATEWAY_MIN_MTU}..{GATEWAY_MAX_MTU} (1446 is the largest inner packet for an outside \
+                         MTU of 1500), got {m}"
+                    ),
+                );
+                None
+            }
+        });
+        let routes = match &g.routes {
+            None => remote.clone(),
+            Some(list) => {
+                let routes = e.cidrs("spec.gateway.routes", list);
+                for (i, r) in routes.iter().enumerate() {
+                    if !remote.is_empty() && !remote.iter().any(|s| s.contains_cidr(r)) {
+                        e.push(format!("spec.gateway.routes[{i}]"), format!("must be inside remoteSubnets, got {r}"));
+                    }
+                }
+                routes
+            }
+        };
+        ValidatedGateway { interface: g.interface.clone(), mtu, routes }
+    });
+
     if let Some(img) = &spec.image
         && (img.is_empty() || img.len() > 512)
     {
@@ -387,6 +452,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         admin_port: admin_port.unwrap_or(crate::DEFAULT_ADMIN_PORT),
         rekey_token: spec.rekey_token_secret_ref.clone(),
         log_format: spec.log_format,
+        gateway,
     })
 }
 

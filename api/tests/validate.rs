@@ -2,6 +2,7 @@
 
 use iotrelay_api::standalone::{LoadError, load_yaml};
 use iotrelay_api::{IotRelay, IotRelaySpec, validate};
+use serde_json::json;
 
 const EXAMPLE: &str = include_str!("data/example.yaml");
 
@@ -126,11 +127,48 @@ fn rejects_bad_values_with_field_paths() {
             "spec.forwards[0].idleTimeout: must be between 1s and 24h",
             Box::new(|v| v["forwards"][0]["idleTimeout"] = "48h".into()),
         ),
+        (
+            "spec.gateway.interface: must be an interface name",
+            Box::new(|v| v["gateway"] = serde_json::json!({"interface": "iotrelay0-too-long"})),
+        ),
+        ("spec.gateway.interface: must be an interface name", Box::new(|v| v["gateway"] = json!({"interface": "a/b"}))),
+        ("spec.gateway.interface: must be an interface name", Box::new(|v| v["gateway"] = json!({"interface": ""}))),
+        ("spec.gateway.mtu: must be 576..1446", Box::new(|v| v["gateway"] = json!({"mtu": 1447}))),
+        ("spec.gateway.mtu: must be 576..1446", Box::new(|v| v["gateway"] = json!({"mtu": 575}))),
+        (
+            "spec.gateway.routes[1]: must be inside remoteSubnets, got 100.0.0.0/8",
+            Box::new(|v| v["gateway"] = json!({"routes": ["100.64.1.0/24", "100.0.0.0/8"]})),
+        ),
+        ("spec.gateway.routes: must have at least 1 item", Box::new(|v| v["gateway"] = json!({"routes": []}))),
+        (
+            "spec.gateway.routes[0]: host bits must be zero",
+            Box::new(|v| v["gateway"] = json!({"routes": ["100.64.1.1/24"]})),
+        ),
     ];
     for (want, edit) in cases {
         let errs = errors_after(edit);
         assert!(errs.iter().any(|e| e.starts_with(want)), "want {want:?}, got {errs:?}");
     }
+}
+
+#[test]
+fn gateway_is_off_unless_present_and_defaults_apply() {
+    let v = validate(&example_spec()).unwrap();
+    assert_eq!(v.gateway, None, "no spec.gateway: no gateway mode");
+    let mut s = example_spec();
+    s.gateway = Some(serde_json::from_value(json!({})).unwrap());
+    let g = validate(&s).unwrap().gateway.expect("gateway: {} turns it on");
+    assert_eq!(g.interface, "iotrelay0");
+    assert_eq!(g.mtu, None, "derived from the negotiated suite");
+    assert_eq!(g.routes, v.remote_subnets, "routes default to remoteSubnets");
+    s.gateway =
+        Some(serde_json::from_value(json!({"interface": "vpc_1", "mtu": 1400, "routes": ["100.64.1.0/24"]})).unwrap());
+    let g = validate(&s).unwrap().gateway.unwrap();
+    assert_eq!((g.interface.as_str(), g.mtu), ("vpc_1", Some(1400)));
+    assert_eq!(g.routes, vec!["100.64.1.0/24".parse().unwrap()]);
+    // Absent stays absent when written back (the pod spec and config hash of existing relays do not change).
+    let out = serde_json::to_value(example_spec()).unwrap();
+    assert!(out.get("gateway").is_none(), "{out}");
 }
 
 #[test]

@@ -33,7 +33,10 @@ fn accepts_the_api_md_example_and_a_minimal_relay() {
         }
     });
     assert_eq!(errors(&minimal), Vec::<String>::new());
-    for v in [example(), minimal] {
+    let mut gateway = minimal.clone();
+    gateway["spec"]["gateway"] = json!({"routes": ["100.64.1.0/24", "100.64.0.0/16"], "mtu": 1400});
+    assert_eq!(errors(&gateway), Vec::<String>::new());
+    for v in [example(), minimal, gateway] {
         let spec: iotrelay_api::IotRelaySpec = serde_json::from_value(v["spec"].clone()).unwrap();
         assert!(iotrelay_api::validate(&spec).is_ok(), "CEL accepts but validate() rejects");
     }
@@ -69,6 +72,10 @@ fn rejects_each_rule() {
             v["spec"]["forwards"][0]["target"]["address"] = json!("192.0.2.7")
         }),
         ("must be between 1s and 24h", |v| v["spec"]["forwards"][0]["idleTimeout"] = json!("48h")),
+        ("gateway.routes[] must be inside remoteSubnets", |v| {
+            v["spec"]["gateway"] = json!({"routes": ["100.64.1.0/24", "100.0.0.0/8"]})
+        }),
+        ("gateway.routes[] must be inside remoteSubnets", |v| v["spec"]["gateway"] = json!({"routes": ["10.0.0.0/8"]})),
     ];
     for (want, edit) in cases {
         let mut v = example();
@@ -101,6 +108,7 @@ fn every_rule_has_a_case() {
         "forwards[].listenPort must differ from adminPort",
         "forwards[].target.address must be inside remoteSubnets",
         "must be between 1s and 24h",
+        "gateway.routes[] must be inside remoteSubnets",
     ];
     for m in &messages {
         assert!(covered.contains(&m.as_str()), "CEL rule without a test case: {m:?}");

@@ -172,6 +172,7 @@ fn tunnels_changed(old: &ValidatedSpec, new: &ValidatedSpec) -> bool {
         || new.inside_address != old.inside_address
         || new.local_address != old.local_address
         || new.local_identity != old.local_identity
+        || new.gateway != old.gateway
 }
 
 /// Where [`watch_changes`] sends what it sees.
@@ -470,6 +471,11 @@ stringData: {tunnel1: one, tunnel2: two}
         assert!(tunnels_changed(&base, &spec(|s| s.ike.lifetime = "4h".into())));
         assert!(tunnels_changed(&base, &spec(|s| s.tunnels[1].peer_address = "198.51.100.4".into())));
         assert!(tunnels_changed(&base, &spec(|s| s.tunnels[0].pre_shared_key_secret_ref.key = "other".into())));
+        // Gateway mode on, or a gateway setting: a new TUN device and routes, so a restart.
+        let gw = spec(|s| s.gateway = Some(Default::default()));
+        assert!(tunnels_changed(&base, &gw));
+        let mtu = spec(|s| s.gateway = Some(iotrelay_api::GatewaySpec { mtu: Some(1400), ..Default::default() }));
+        assert!(tunnels_changed(&gw, &mtu));
     }
 
     #[test]

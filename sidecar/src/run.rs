@@ -427,6 +427,10 @@ pub async fn run(
     mut hooks: Option<Hooks>,
 ) -> anyhow::Result<()> {
     let spec = &rs.spec;
+    anyhow::ensure!(
+        spec.gateway.is_none(),
+        "spec.gateway: gateway mode is not available in this version of the relay (only UDP forwards)"
+    );
     let local = match spec.local_address {
         Some(a) => a,
         None => {

@@ -166,6 +166,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
         ike,
         esp,
         forwards,
+        gateway: None,
         privileged: false,
         admin_port: i32::from(iotrelay_api::DEFAULT_ADMIN_PORT),
         log_format: LogFormat::Json,
