@@ -32,8 +32,7 @@ impl Tunnel {
     /// Sends DELETE for `sa`, an IKE SA that is not the current one, as a tracked (retransmitted) request on it.
     pub(super) fn send_delete_ike(&mut self, now: Duration, rng: &mut dyn RandomSource, sa: &mut IkeSa) {
         let id = sa.my_next_id;
-        let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
-        let bytes = encrypt(sa, ExchangeType::INFORMATIONAL, false, id, &[del], rng);
+        let bytes = encrypt(sa, ExchangeType::INFORMATIONAL, false, id, &[delete_ike()], rng);
         sa.my_next_id += 1;
         sa.pending =
             Some(Pending::new(id, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::DeleteIke));

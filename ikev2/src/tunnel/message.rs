@@ -177,3 +177,17 @@ pub(super) fn nat_detection(
         notify(NotifyType::NAT_DETECTION_DESTINATION_IP, nat_hash(spi_i, spi_r, remote)),
     ]
 }
+
+/// A DELETE of our whole IKE SA (RFC 7296 §3.11: no SPIs).
+pub(super) fn delete_ike() -> Payload {
+    Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] })
+}
+
+/// A DELETE of ESP SAs by the SPIs the receiver of the DELETE knows them by (our inbound SPIs in our requests).
+pub(super) fn delete_esp(spis: &[u32]) -> Payload {
+    Payload::Delete(Delete {
+        protocol: ProtocolId::ESP,
+        spi_size: 4,
+        spis: spis.iter().map(|s| s.to_be_bytes().to_vec()).collect(),
+    })
+}

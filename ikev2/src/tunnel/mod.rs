@@ -317,8 +317,7 @@ impl Tunnel {
             if let Some(s) = self.ike.as_mut() {
                 s.pending = None;
             }
-            let del = Payload::Delete(Delete { protocol: ProtocolId::IKE, spi_size: 0, spis: vec![] });
-            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteIke);
+            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![delete_ike()], Req::DeleteIke);
         } else {
             self.ike = None;
         }

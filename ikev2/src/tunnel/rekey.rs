@@ -277,32 +277,7 @@ impl Tunnel {
     ) {
         let collision = self.child_collision.take();
         let Some((outbound_spi, suite, nr, g_ir)) = self.child_from_response(&payloads, dh.as_ref()) else {
-            let refusal = first_error_notify(&payloads).map(|n| n.ty);
-            match collision {
-                // A refusal (TEMPORARY_FAILURE after a collision, or another error notify) created nothing.
-                // With a collision the peer's rekey (already our CHILD_SA) stands; without one, keep the current
-                // CHILD_SA and try again shortly.
-                Some(c) if refusal.is_some() && !c.deleted_by_peer => self.counters.rekey_collisions += 1,
-                None if refusal.is_some() => {
-                    let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, rng));
-                    if let Some(c) = self.child.as_mut() {
-                        c.rekey_at = now + delay;
-                    }
-                }
-                // The peer created a CHILD_SA for ours that we will not use (not what we offered, or unusable),
-                // and may already send on it (RFC 7296 lets the responder use a new SA at once); or, after a
-                // collision, it closed its own SA and nothing usable is left. Deleting only that CHILD_SA would
-                // leave the two ends disagreeing on which SA carries traffic: close the IKE SA (every CHILD_SA
-                // under it goes with it, on both ends) and start over.
-                _ => {
-                    let message = match (refusal, self.last_error.take()) {
-                        (None, Some(e)) => e,
-                        _ => "peer deleted the CHILD_SA of a rekey collision".into(),
-                    };
-                    let reason = if refusal.is_some() { DownReason::DeletedByPeer } else { DownReason::InvalidSyntax };
-                    self.close_and_restart(now, rng, reason, message, Vec::new());
-                }
-            }
+            self.child_rekey_not_used(now, rng, &payloads, collision);
             return;
         };
         let Some(child) = self.child.as_ref() else { return };
@@ -313,34 +288,74 @@ impl Tunnel {
             // Our new SA holds the lowest nonce: it is redundant and ours to close (§2.8.1). The peer's stays; the
             // peer, whose rekey survived, deletes the replaced SA.
             self.counters.rekey_collisions += 1;
-            let del = Payload::Delete(Delete {
-                protocol: ProtocolId::ESP,
-                spi_size: 4,
-                spis: vec![new_in_spi.to_be_bytes().to_vec()],
-            });
+            let del = delete_esp(&[new_in_spi]);
             self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
             return;
         }
         // Ours survives. Without a collision `child` is the SA we rekeyed; with one, it is the peer's redundant SA.
         let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
-        let Some(new) = self.make_child(
-            now,
-            rng,
-            new_in_spi,
-            outbound_spi,
-            suite,
-            g_ir.as_deref().map(|v| &v[..]),
-            &ni,
-            &nr,
-            true,
-            local_ts,
-            remote_ts,
-        ) else {
-            return;
-        };
-        let grace = self.cfg.old_inbound_grace;
+        let g_ir = g_ir.as_deref().map(|v| &v[..]);
+        let new = self.make_child(now, rng, new_in_spi, outbound_spi, suite, g_ir, &ni, &nr, true, local_ts, remote_ts);
+        let Some(new) = new else { return };
         let peer_deleted = collision.as_ref().is_some_and(|c| c.deleted_by_peer);
+        self.retire_rekeyed_child(now, old_in, old_out, collision, &ni, &nr);
+        self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
+        if peer_deleted {
+            self.emit(Event::ChildSaDeleted { inbound_spi: old_in, outbound_spi: old_out });
+        }
+    }
+
+    /// The answer to our CHILD_SA rekey is not used: the peer refused it (keep the current CHILD_SA and retry, or
+    /// after a collision keep the peer's), or it created an SA we will not use.
+    fn child_rekey_not_used(
+        &mut self,
+        now: Duration,
+        rng: &mut dyn RandomSource,
+        payloads: &[Payload],
+        collision: Option<ChildCollision>,
+    ) {
+        let refusal = first_error_notify(payloads).map(|n| n.ty);
+        match collision {
+            // A refusal (TEMPORARY_FAILURE after a collision, or another error notify) created nothing.
+            // With a collision the peer's rekey (already our CHILD_SA) stands; without one, keep the current
+            // CHILD_SA and try again shortly.
+            Some(c) if refusal.is_some() && !c.deleted_by_peer => self.counters.rekey_collisions += 1,
+            None if refusal.is_some() => {
+                let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, rng));
+                if let Some(c) = self.child.as_mut() {
+                    c.rekey_at = now + delay;
+                }
+            }
+            // The peer created a CHILD_SA for ours that we will not use (not what we offered, or unusable),
+            // and may already send on it (RFC 7296 lets the responder use a new SA at once); or, after a
+            // collision, it closed its own SA and nothing usable is left. Deleting only that CHILD_SA would
+            // leave the two ends disagreeing on which SA carries traffic: close the IKE SA (every CHILD_SA
+            // under it goes with it, on both ends) and start over.
+            _ => {
+                let message = match (refusal, self.last_error.take()) {
+                    (None, Some(e)) => e,
+                    _ => "peer deleted the CHILD_SA of a rekey collision".into(),
+                };
+                let reason = if refusal.is_some() { DownReason::DeletedByPeer } else { DownReason::InvalidSyntax };
+                self.close_and_restart(now, rng, reason, message, Vec::new());
+            }
+        }
+    }
+
+    /// After our CHILD_SA rekey completed: the SA it replaced keeps its inbound half for the grace time (then we
+    /// delete it); after a collision we delete the SA both rekeys replaced and keep the peer's redundant one until
+    /// the peer closes it.
+    fn retire_rekeyed_child(
+        &mut self,
+        now: Duration,
+        old_in: u32,
+        old_out: u32,
+        collision: Option<ChildCollision>,
+        ni: &[u8],
+        nr: &[u8],
+    ) {
+        let grace = self.cfg.old_inbound_grace;
         match collision {
             None => {
                 self.counters.child_rekeys += 1;
@@ -349,7 +364,8 @@ impl Tunnel {
                     outbound_spi: old_out,
                     delete_at: now + grace,
                 });
-                self.recent_rekey = Some(RecentRekey { ni: ni.clone(), nr: nr.clone(), replaced_inbound_spi: old_in });
+                self.recent_rekey =
+                    Some(RecentRekey { ni: ni.to_vec(), nr: nr.to_vec(), replaced_inbound_spi: old_in });
             }
             Some(c) => {
                 self.counters.rekey_collisions += 1;
@@ -366,10 +382,6 @@ impl Tunnel {
                     });
                 }
             }
-        }
-        self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
-        if peer_deleted {
-            self.emit(Event::ChildSaDeleted { inbound_spi: old_in, outbound_spi: old_out });
         }
     }
 

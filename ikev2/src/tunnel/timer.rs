@@ -133,12 +133,7 @@ impl Tunnel {
                 true
             }
             Timer::DeleteOldInbound(spi) => {
-                let del = Payload::Delete(Delete {
-                    protocol: ProtocolId::ESP,
-                    spi_size: 4,
-                    spis: vec![spi.to_be_bytes().to_vec()],
-                });
-                self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
+                self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
                 // The old inbound SA is removed now: packets on it after this point are late by design.
                 if let Some(i) = self.old_inbound.iter().position(|o| o.inbound_spi == spi) {
                     let o = self.old_inbound.remove(i);
