@@ -35,4 +35,16 @@ impl Tunnel {
         self.counters.dropped.add(reason);
         tracing::debug!(peer = %self.remote, reason = reason.as_str(), "IKE message dropped");
     }
+
+    /// A datagram that does not parse: dropped, and answered with an error notify only when it is an IKE_SA_INIT
+    /// request (the only message that can be answered without keys).
+    pub(super) fn malformed(&mut self, err: &WireError, data: &[u8], local_port: u16, remote: SocketAddr) {
+        let init_request =
+            Header::parse(data).ok().filter(|h| h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response());
+        let fault = classify(err, init_request.is_some());
+        self.dropped(fault.reason);
+        if let (Some(h), Some((ty, data))) = (init_request, fault.notify) {
+            self.send_unprotected_error(h, ty, data, local_port, remote);
+        }
+    }
 }

@@ -48,7 +48,6 @@ use zeroize::Zeroizing;
 
 use collision::*;
 use cookie::{CookieJar, DhBudget};
-use drop_reason::*;
 pub use half_open::HalfOpenCount;
 use half_open::HalfOpenTable;
 use message::*;
@@ -152,17 +151,7 @@ impl Tunnel {
         }
         let msg = match Message::parse(data) {
             Ok(m) => m,
-            Err(e) => {
-                // Only an IKE_SA_INIT request can be answered without keys.
-                let init_request =
-                    Header::parse(data).ok().filter(|h| h.exchange == ExchangeType::IKE_SA_INIT && !h.is_response());
-                let fault = classify(&e, init_request.is_some());
-                self.dropped(fault.reason);
-                if let (Some(h), Some((ty, data))) = (init_request, fault.notify) {
-                    self.send_unprotected_error(h, ty, data, local_port, remote);
-                }
-                return;
-            }
+            Err(e) => return self.malformed(&e, data, local_port, remote),
         };
         let h = msg.header;
         if h.exchange == ExchangeType::IKE_SA_INIT {
@@ -174,43 +163,14 @@ impl Tunnel {
             return;
         }
         // Encrypted exchanges: find the SA by SPIs.
-        let matches = |s: &IkeSa| s.spi_i == h.spi_i && s.spi_r == h.spi_r;
-        let which = if self.ike.as_ref().is_some_and(matches) {
-            Which::Current
-        } else if let Some(i) = self.retiring.iter().position(|r| matches(&r.sa)) {
-            Which::Retiring(i)
-        } else if self.ike_collision.as_ref().is_some_and(|c| matches(&c.sa)) {
-            Which::Collision
-        } else if let Some(i) = self.half_open.position(h.spi_i, h.spi_r).filter(|_| !h.is_response()) {
-            // Decrypted with the half-open SA's own keys below; promoted only if the peer's AUTH verifies.
-            Which::HalfOpen(i)
-        } else {
+        let Some(which) = self.demux(&h) else {
             self.dropped(DropReason::UnknownSpi);
             return;
         };
-        let Some(sa) = self.sa_mut(which) else { return };
-        // Retransmitted request: answer from the cache, before decrypting anything.
-        if !h.is_response() {
-            if let Some((id, datagrams)) = &sa.last_response
-                && *id == h.message_id
-            {
-                // A fragmented request is answered again only on its first fragment (RFC 7383 §2.6.1).
-                let later_fragment = matches!(msg.payloads.last(), Some(Payload::Skf { number, .. }) if *number != 1);
-                if !later_fragment {
-                    for d in datagrams.clone() {
-                        self.transmits.push_back(Transmit { local_port, remote, data: d });
-                    }
-                }
-                return;
-            }
-            if h.message_id != sa.peer_next_id {
-                self.dropped(DropReason::UnexpectedMessageId);
-                return;
-            }
-        } else if sa.pending.as_ref().map(|p| p.id) != Some(h.message_id) {
-            self.dropped(DropReason::UnexpectedMessageId);
+        if !self.in_window(which, &msg, local_port, remote) {
             return;
         }
+        let Some(sa) = self.sa_mut(which) else { return };
         let payloads = match decrypt(sa, &msg, data) {
             Ok(Decrypted::Message(p)) => p,
             // One fragment of a larger message (authenticated): wait for the rest.
@@ -237,6 +197,21 @@ impl Tunnel {
             Which::Retiring(i) => self.handle_retiring(i, rng, h, payloads, local_port, remote),
             Which::Collision => self.handle_collision_sa(rng, h, payloads, local_port, remote),
             Which::HalfOpen(_) => {}
+        }
+    }
+
+    /// The IKE SA an encrypted message is for, by its SPIs. A half-open SA takes only requests (the peer's
+    /// IKE_AUTH, decrypted with that SA's own keys and promoted only if the peer's AUTH verifies).
+    fn demux(&self, h: &Header) -> Option<Which> {
+        let matches = |s: &IkeSa| s.spi_i == h.spi_i && s.spi_r == h.spi_r;
+        if self.ike.as_ref().is_some_and(matches) {
+            Some(Which::Current)
+        } else if let Some(i) = self.retiring.iter().position(|r| matches(&r.sa)) {
+            Some(Which::Retiring(i))
+        } else if self.ike_collision.as_ref().is_some_and(|c| matches(&c.sa)) {
+            Some(Which::Collision)
+        } else {
+            self.half_open.position(h.spi_i, h.spi_r).filter(|_| !h.is_response()).map(Which::HalfOpen)
         }
     }
 

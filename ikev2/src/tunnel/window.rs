@@ -152,4 +152,36 @@ impl Tunnel {
         }
         true
     }
+
+    /// Whether a message on `which` is the next in its direction (RFC 7296 §2.3): a request with the message ID
+    /// we expect, or the response to our request in flight. A retransmitted request is answered from the cache
+    /// here, before anything is decrypted. False when the message was answered or dropped.
+    pub(super) fn in_window(&mut self, which: Which, msg: &Message, local_port: u16, remote: SocketAddr) -> bool {
+        let h = msg.header;
+        let Some(sa) = self.sa_mut(which) else { return false };
+        if h.is_response() {
+            if sa.pending.as_ref().map(|p| p.id) != Some(h.message_id) {
+                self.dropped(DropReason::UnexpectedMessageId);
+                return false;
+            }
+            return true;
+        }
+        if let Some((id, datagrams)) = &sa.last_response
+            && *id == h.message_id
+        {
+            // A fragmented request is answered again only on its first fragment (RFC 7383 §2.6.1).
+            let later_fragment = matches!(msg.payloads.last(), Some(Payload::Skf { number, .. }) if *number != 1);
+            if !later_fragment {
+                for d in datagrams.clone() {
+                    self.transmits.push_back(Transmit { local_port, remote, data: d });
+                }
+            }
+            return false;
+        }
+        if h.message_id != sa.peer_next_id {
+            self.dropped(DropReason::UnexpectedMessageId);
+            return false;
+        }
+        true
+    }
 }
