@@ -160,6 +160,29 @@ impl Tunnel {
         (Admission::DemandCookie, Some(self.cookies.issue(now, rng, ni, h.spi_i, remote)))
     }
 
+    /// Whether an IKE_SA_INIT request is a new one, to be looked at: not one with a responder SPI or a message ID
+    /// (dropped), not a late copy of the request that created an SA we hold as responder (ignored), not a
+    /// retransmission of a half-open SA's request (answered again from the table; another request reusing its SPI
+    /// gets nothing).
+    fn is_new_init_request(&mut self, h: &Header, data: &[u8], local_port: u16, remote: SocketAddr) -> bool {
+        if h.spi_r != 0 || h.message_id != 0 {
+            self.dropped(DropReason::UnexpectedExchange);
+            return false;
+        }
+        let ours = |s: &IkeSa| !s.initiator && s.spi_i == h.spi_i;
+        if self.ike.as_ref().is_some_and(ours) || self.retiring.iter().any(|r| ours(&r.sa)) {
+            return false;
+        }
+        if let Some(sa) = self.half_open.by_initiator(h.spi_i) {
+            if sa.init_request == data {
+                let bytes = sa.init_response.clone();
+                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
+            }
+            return false;
+        }
+        true
+    }
+
     /// An IKE_SA_INIT request (unauthenticated). Creates at most one half-open SA in the table, or answers
     /// statelessly; never touches the current IKE SA, the CHILD_SA or the peer's address.
     pub(super) fn handle_init_request(
@@ -175,21 +198,7 @@ impl Tunnel {
         let reply = |t: &mut Tunnel, payloads: Vec<Payload>| {
             t.transmits.push_back(Transmit { local_port, remote, data: unprotected_reply(h, payloads) });
         };
-        if h.spi_r != 0 || h.message_id != 0 {
-            self.dropped(DropReason::UnexpectedExchange);
-            return;
-        }
-        // A late copy of the IKE_SA_INIT that created an SA we hold as responder: nothing to do.
-        let ours = |s: &IkeSa| !s.initiator && s.spi_i == h.spi_i;
-        if self.ike.as_ref().is_some_and(ours) || self.retiring.iter().any(|r| ours(&r.sa)) {
-            return;
-        }
-        // A retransmitted IKE_SA_INIT gets the same answer; another request reusing its SPI gets nothing.
-        if let Some(sa) = self.half_open.by_initiator(h.spi_i) {
-            if sa.init_request == data {
-                let bytes = sa.init_response.clone();
-                self.transmits.push_back(Transmit { local_port, remote, data: bytes });
-            }
+        if !self.is_new_init_request(&h, data, local_port, remote) {
             return;
         }
         let init = InitPayloads::find(&msg.payloads).filter(|i| (MIN_NONCE..=MAX_NONCE).contains(&i.nonce.len()));
@@ -287,33 +296,18 @@ impl Tunnel {
             self.dropped(DropReason::UnexpectedExchange);
             return;
         }
-        let idi = payloads.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None });
-        let auth = payloads
-            .iter()
-            .find_map(|p| if let Payload::Auth { method, data } = p { Some((*method, data.clone())) } else { None });
-        let (Some(idi), Some((method, auth))) = (idi, auth) else {
-            self.respond_on(which, rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
-            self.half_open.remove(i);
-            self.note_refused(DownReason::InvalidSyntax, "IKE_AUTH request without IDi or AUTH");
-            return;
-        };
-        let Some(sa) = self.half_open.get(i) else { return };
-        let Some((auth_ok, id_ok)) = self.verify_peer_auth(sa, &idi, method, &auth) else { return };
-        if !(auth_ok && id_ok) {
-            let failed = vec![notify(NotifyType::AUTHENTICATION_FAILED, vec![])];
-            self.respond_on(which, rng, h, failed, local_port, remote);
-            self.half_open.remove(i);
-            self.note_refused(
-                DownReason::AuthenticationFailed { by_peer: false },
-                if id_ok {
-                    "authentication of the peer failed: peer's AUTH does not match our pre-shared key"
-                } else {
-                    "authentication of the peer failed: peer's identity is not the configured remote identity"
-                },
-            );
-            return;
+        match self.half_open_auth(i, &payloads) {
+            None => return,
+            Some(Err((ty, reason, message))) => {
+                self.respond_on(which, rng, h, vec![notify(ty, vec![])], local_port, remote);
+                self.half_open.remove(i);
+                self.note_refused(reason, message);
+                return;
+            }
+            // The peer is authenticated from here on.
+            Some(Ok(())) => {}
         }
-        // The peer is authenticated from here on.
+        let Some(sa) = self.half_open.get(i) else { return };
         let initial_contact = find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some();
         let proposals = payload_sa(&payloads).unwrap_or_default();
         let (tsi, tsr) =
@@ -370,6 +364,35 @@ impl Tunnel {
         ) {
             self.emit(Event::ChildSaInstalled(c));
         }
+    }
+
+    /// Whether the peer's IKE_AUTH request on half-open SA `i` authenticates it (IDi and AUTH present, AUTH
+    /// matches our PSK, IDi the configured remote identity): Ok, or the error notify, reason and status message to
+    /// refuse it with. None when the SA has no keys (nothing can be answered).
+    fn half_open_auth(
+        &self,
+        i: usize,
+        payloads: &[Payload],
+    ) -> Option<Result<(), (NotifyType, DownReason, &'static str)>> {
+        let idi = payloads.iter().find_map(|p| if let Payload::IdI(i) = p { Some(i.clone()) } else { None });
+        let auth = payloads
+            .iter()
+            .find_map(|p| if let Payload::Auth { method, data } = p { Some((*method, data.clone())) } else { None });
+        let (Some(idi), Some((method, auth))) = (idi, auth) else {
+            let message = "IKE_AUTH request without IDi or AUTH";
+            return Some(Err((NotifyType::INVALID_SYNTAX, DownReason::InvalidSyntax, message)));
+        };
+        let sa = self.half_open.get(i)?;
+        let (auth_ok, id_ok) = self.verify_peer_auth(sa, &idi, method, &auth)?;
+        if auth_ok && id_ok {
+            return Some(Ok(()));
+        }
+        let message = if id_ok {
+            "authentication of the peer failed: peer's AUTH does not match our pre-shared key"
+        } else {
+            "authentication of the peer failed: peer's identity is not the configured remote identity"
+        };
+        Some(Err((NotifyType::AUTHENTICATION_FAILED, DownReason::AuthenticationFailed { by_peer: false }, message)))
     }
 
     /// Makes an authenticated responder SA the current one. One IKE SA per tunnel: whatever the tunnel had (our own

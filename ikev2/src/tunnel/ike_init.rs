@@ -81,51 +81,10 @@ impl Tunnel {
             self.dropped(DropReason::UnexpectedExchange);
             return;
         }
-        let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
-            .into_iter()
-            .find(|t| find_notify(&msg.payloads, *t).is_some());
-        if let Some(ty) = retry
-            && sa.init_retries >= MAX_INIT_RETRIES
-        {
-            self.fail(now, DownReason::PeerError { notify: ty.0 }, format!("peer keeps answering {ty}"));
+        if self.init_retry_or_error(now, rng, &msg.payloads) {
             return;
         }
-        if let Some(c) = find_notify(&msg.payloads, NotifyType::COOKIE) {
-            if sa.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
-                return;
-            }
-            sa.init_retries += 1;
-            sa.cookie = Some(c.data.clone());
-            self.send_init(now, rng);
-            return;
-        }
-        if let Some(n) = find_notify(&msg.payloads, NotifyType::INVALID_KE_PAYLOAD) {
-            let wanted =
-                if n.data.len() == 2 { DhGroup::from_id(u16::from_be_bytes([n.data[0], n.data[1]])) } else { None };
-            let offered = |g: &DhGroup| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g));
-            match wanted.filter(|g| offered(g) && Some(*g) != sa.dh.as_ref().map(|d| d.group())) {
-                Some(g) => {
-                    let sa = self.ike.as_mut().expect("checked above");
-                    sa.init_retries += 1;
-                    sa.dh = Some(g.generate(rng));
-                    self.send_init(now, rng);
-                }
-                None => self.fail(
-                    now,
-                    DownReason::NoProposalChosen { by_peer: true },
-                    "peer asked for a DH group we do not offer (INVALID_KE_PAYLOAD)".into(),
-                ),
-            }
-            return;
-        }
-        if let Some(n) = first_error_notify(&msg.payloads) {
-            let reason = match n.ty {
-                NotifyType::NO_PROPOSAL_CHOSEN => DownReason::NoProposalChosen { by_peer: true },
-                t => DownReason::PeerError { notify: t.0 },
-            };
-            self.fail(now, reason, format!("peer sent {}", n.ty));
-            return;
-        }
+        let Some(sa) = self.ike.as_mut() else { return };
         let init = InitPayloads::find(&msg.payloads);
         let Some((suite, InitPayloads { group, ke: ke_data, nonce: nr, .. })) =
             init.and_then(|i| Some((chosen_ike(&i.proposals)?, i)))
@@ -172,6 +131,59 @@ impl Tunnel {
             self.remote.set_port(NATT_PORT);
         }
         self.send_auth(now, rng);
+    }
+
+    /// The answer to our IKE_SA_INIT asks us to retry (COOKIE, INVALID_KE_PAYLOAD naming a group we offer: resent
+    /// at most [`MAX_INIT_RETRIES`] times) or refuses (an error notify: the attempt fails). True when it was one of
+    /// those and is handled.
+    fn init_retry_or_error(&mut self, now: Duration, rng: &mut dyn RandomSource, payloads: &[Payload]) -> bool {
+        let Some(sa) = self.ike.as_mut() else { return true };
+        let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
+            .into_iter()
+            .find(|t| find_notify(payloads, *t).is_some());
+        if let Some(ty) = retry
+            && sa.init_retries >= MAX_INIT_RETRIES
+        {
+            self.fail(now, DownReason::PeerError { notify: ty.0 }, format!("peer keeps answering {ty}"));
+            return true;
+        }
+        if let Some(c) = find_notify(payloads, NotifyType::COOKIE) {
+            if sa.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
+                return true;
+            }
+            sa.init_retries += 1;
+            sa.cookie = Some(c.data.clone());
+            self.send_init(now, rng);
+            return true;
+        }
+        if let Some(n) = find_notify(payloads, NotifyType::INVALID_KE_PAYLOAD) {
+            let wanted =
+                if n.data.len() == 2 { DhGroup::from_id(u16::from_be_bytes([n.data[0], n.data[1]])) } else { None };
+            let offered = |g: &DhGroup| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g));
+            match wanted.filter(|g| offered(g) && Some(*g) != sa.dh.as_ref().map(|d| d.group())) {
+                Some(g) => {
+                    let sa = self.ike.as_mut().expect("checked above");
+                    sa.init_retries += 1;
+                    sa.dh = Some(g.generate(rng));
+                    self.send_init(now, rng);
+                }
+                None => self.fail(
+                    now,
+                    DownReason::NoProposalChosen { by_peer: true },
+                    "peer asked for a DH group we do not offer (INVALID_KE_PAYLOAD)".into(),
+                ),
+            }
+            return true;
+        }
+        if let Some(n) = first_error_notify(payloads) {
+            let reason = match n.ty {
+                NotifyType::NO_PROPOSAL_CHOSEN => DownReason::NoProposalChosen { by_peer: true },
+                t => DownReason::PeerError { notify: t.0 },
+            };
+            self.fail(now, reason, format!("peer sent {}", n.ty));
+            return true;
+        }
+        false
     }
 
     pub(super) fn auth_octets(&self, sa: &IkeSa, ours: bool, id: &Identification) -> Option<Vec<u8>> {
