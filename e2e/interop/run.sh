@@ -18,6 +18,8 @@ source "$HERE/../lab/lib.sh"
 # shellcheck source=e2e/lab/relay.sh
 source "$HERE/../lab/relay.sh"
 lab_need_root
+# strongSwan logs the derived keys: the last case scans everything the relay printed for them.
+export LAB_AWS_LOG_KEYS=1
 trap 'lab_exit $? relay_stop lab_down' EXIT
 lab_traps
 
@@ -121,7 +123,8 @@ NFT
   n1=$(relay_collisions)
   c1=$(grep -ci collision "$log")
   echo "# $kind collision seen by: relay $((n1 - n0)), strongSwan $((c1 - c0))" >&2
-  if [ "$n1" -gt "$n0" ] || [ "$c1" -gt "$c0" ]; then COLLIDED=1; fi
+  # A collision counts when the relay's own metric (iotrelay_ike_rekey_collisions_total) says so.
+  if [ "$n1" -gt "$n0" ]; then COLLIDED=1; fi
 }
 relay_collisions() {
   relay_curl "http://$RELAY_ADMIN/metrics" | awk '/^iotrelay_ike_rekey_collisions_total\{.*tunnel1/ { print $2; f=1 } END { if (!f) print 0 }'
@@ -161,10 +164,11 @@ spoofed_inits() {
 }
 
 # Cases: lab-up, 7 per suite and direction, the spoofed-INIT case in both directions of aes128-sha1-modp1024,
-# then the fragmentation case.
+# then the two fragmentation cases, the 7 failure-table cases and the secrets scan (after the suites: one lab_case
+# line each).
 spoofed_cases=0
 for s in "${SUITES[@]}"; do [ "$s" = aes128-sha1-modp1024 ] && spoofed_cases=2; done
-lab_expect $((1 + ${#SUITES[@]} * 2 * 7 + spoofed_cases + 1))
+lab_expect $((1 + ${#SUITES[@]} * 2 * 7 + spoofed_cases + $(sed -n '/^# IKE fragmentation (RFC 7383) both ways/,$p' "$0" | grep -c '^lab_case ')))
 lab_case lab-up lab_up || exit 1
 
 for suite in "${SUITES[@]}"; do
@@ -219,5 +223,144 @@ RELAY_STARTUP=Start relay_yaml "$LAB_DIR/relay.yaml"
 RELAY_START_WHY=""
 IOTRELAY_IKE_FRAGMENT_SIZE=300 relay_start "$LAB_DIR/relay.yaml" || RELAY_START_WHY=$LAB_WHY
 lab_case "ike-fragmentation-both-ways" fragmented
+
+# At the default sizes (the relay: 1248 octets, no override; charon: 1280): AWS initiates with 80 traffic
+# selectors for the relay's side (TSr: 80 disjoint /24s of the relay's inside prefix 100.127.0.0/16, which the
+# relay's inside address is in; strongSwan drops selectors contained in another one, and it routes each remote
+# selector into ipsec0, so they must be disjoint and routable), so its IKE_AUTH request (~1.6 kB) arrives in
+# fragments, and the relay's answer, which echoes all 80 selectors (narrowed against its 0.0.0.0/0), is larger than
+# 1248 octets and leaves in fragments.
+fragmented_default() {
+  local log
+  log="$(lab_aws_dir 1)/charon.log"
+  alive || return 1
+  lab_wait 20 relay_tunnel_established tunnel1 || { lab_fail_why "relay tunnel1 not Established within 20 s"; return 1; }
+  lab_wait 5 relay_matches_aws 1 || return 1
+  grep -q "generating IKE_AUTH request .* EF(" "$log" || { lab_fail_why "strongSwan did not fragment its IKE_AUTH"; return 1; }
+  grep -q "received fragment #" "$log" && grep -q "reassembled fragmented IKE message" "$log" \
+    || { lab_fail_why "strongSwan got no fragments from the relay at its default size"; return 1; }
+  round_trip fragmented-default
+}
+# aws1_fresh_log: start AWS endpoint 1's log empty, so a case sees only its own lines (what it held is kept for the
+# secrets scan at the end).
+aws1_fresh_log() {
+  cat "$(lab_aws_dir 1)/charon.log" >> "$LAB_DIR/aws1-earlier.log" 2>/dev/null
+  : > "$(lab_aws_dir 1)/charon.log"
+}
+relay_stop
+lab_aws_stop 1
+aws1_fresh_log
+many_ts=$(seq -s, -f '100.127.%g.0/24' 0 79)
+export RELAY_TUNNELS=1 RELAY_IKE=aes256-sha256-modp2048 RELAY_ESP=aes256-sha256-modp2048
+RELAY_STARTUP=Add relay_yaml "$LAB_DIR/relay.yaml"
+RELAY_START_WHY=""
+relay_start "$LAB_DIR/relay.yaml" || RELAY_START_WHY=$LAB_WHY
+LAB_AWS_START=start LAB_AWS_REMOTE_TS=$many_ts lab_aws_start 1 "$RELAY_PSK1" || echo "# aws1 failed to start" >&2
+lab_case "ike-fragmentation-default-size" fragmented_default
+
+# The failure table against strongSwan. failure_setup WHO RELAY_IKE [VAR=VALUE...]: WHO=relay: the relay initiates
+# (startupAction Start) and strongSwan responds; WHO=aws: strongSwan initiates (start_action start) and the relay
+# responds (startupAction Add), so the refusal is the relay's own. The relay offers RELAY_IKE (and ESP $FAIL_ESP,
+# default aes128-sha1); the AWS side runs with the given LAB_AWS_* settings.
+failure_setup() {
+  local who=$1 ike=$2 startup=Start aws_start=none
+  shift 2
+  [ "$who" = aws ] && startup=Add aws_start=start
+  relay_stop
+  lab_aws_stop 1
+  aws1_fresh_log
+  RELAY_IKE=$ike RELAY_ESP=${FAIL_ESP:-aes128-sha1} RELAY_STARTUP=$startup relay_yaml "$LAB_DIR/relay.yaml"
+  RELAY_START_WHY=""
+  relay_start "$LAB_DIR/relay.yaml" || RELAY_START_WHY=$LAB_WHY
+  # shellcheck disable=SC2163 # "$@" holds VAR=VALUE words
+  (export LAB_AWS_START=$aws_start "$@"; lab_aws_start 1 "$RELAY_PSK1") || echo "# aws1 failed to start" >&2
+}
+# stalled_with REASON LINE: Stalled=True with REASON, and strongSwan's log has a line matching LINE (an extended
+# regex: which message carried which notify, in strongSwan's abbreviation, e.g. "generating IKE_SA_INIT response
+# 0 \[ N\(NO_PROP\) \]"), and no CHILD_SA came up.
+stalled_with() {
+  alive || return 1
+  stalled_is() { [ "$(relay_condition Stalled)" = "True $1" ]; }
+  lab_wait 30 stalled_is "$1" \
+    || { lab_fail_why "Stalled is '$(relay_condition Stalled)', want 'True $1'"; return 1; }
+  grep -qE "$2" "$(lab_aws_dir 1)/charon.log" || { lab_fail_why "strongSwan's log has no '$2'"; return 1; }
+  [ "$(relay_jq '.tunnels[0].state')" != Established ] || { lab_fail_why "tunnel1 Established"; return 1; }
+  [ "$(lab_sas_json 1 | jq '[.[].children[]] | length')" = 0 ] || { lab_fail_why "strongSwan has a CHILD_SA"; return 1; }
+}
+# The relay's first KE is MODP-1024; strongSwan allows only MODP-2048, which the relay also offers.
+invalid_ke_retried() {
+  alive || return 1
+  lab_wait 20 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 20 s"; return 1; }
+  grep -qE "generating IKE_SA_INIT response 0 \[ N\(INVAL_KE\) \]" "$(lab_aws_dir 1)/charon.log" \
+    || { lab_fail_why "strongSwan never sent INVALID_KE_PAYLOAD"; return 1; }
+  [ "$(lab_sas_json 1 | jq -r '.[0].proposal')" = AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_2048 ] \
+    || { lab_fail_why "negotiated $(lab_sas_json 1 | jq -r '.[0].proposal')"; return 1; }
+  lab_wait 5 relay_matches_aws 1 || return 1
+  round_trip invalid-ke
+}
+# strongSwan deletes the IKE SA (swanctl --terminate): the relay answers, says DeletedByPeer, and starts a fresh
+# IKE SA at once (not after DPD or a backoff).
+peer_delete() {
+  alive || return 1
+  lab_wait 20 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 20 s"; return 1; }
+  lab_wait 5 relay_matches_aws 1 || return 1
+  local old t0
+  old=$(relay_jq '.tunnels[0].ikeSa.localSpi')
+  lab_swanctl 1 --terminate --ike aws > /dev/null 2>&1 || { lab_fail_why "swanctl --terminate failed"; return 1; }
+  t0=$SECONDS
+  fresh() { local s; s=$(relay_jq '.tunnels[0].ikeSa.localSpi'); [ -n "$s" ] && [ "$s" != null ] && [ "$s" != "$old" ] \
+    && relay_tunnel_established tunnel1 && relay_matches_aws 1; }
+  lab_wait 10 fresh || { lab_fail_why "no fresh IKE SA within 10 s of the peer's DELETE: ${LAB_WHY:-}"; return 1; }
+  grep -q 'DeletedByPeer' "$LAB_DIR/relay.log" || { lab_fail_why "the relay's log does not say DeletedByPeer"; return 1; }
+  echo "# re-established $((SECONDS - t0)) s after the peer's DELETE" >&2
+  round_trip peer-delete
+}
+export RELAY_TUNNELS=1
+failure_setup relay aes128-sha1-modp1024-modp2048 LAB_AWS_IKE_PROPOSALS=aes128-sha1-modp2048
+lab_case "invalid-ke-retried-with-offered-group" invalid_ke_retried
+# No common IKE proposal, refused by strongSwan (the relay offers MODP-1024/2048, strongSwan only ECP-384) and by the
+# relay (strongSwan offers only ECP-384).
+failure_setup relay aes128-sha1-modp1024-modp2048 LAB_AWS_IKE_PROPOSALS=aes128-sha1-ecp384
+lab_case "no-proposal-chosen-by-aws-stalled" stalled_with NoProposalChosen \
+  'generating IKE_SA_INIT response 0 \[ N\(NO_PROP\) \]'
+failure_setup aws aes128-sha1-modp1024-modp2048 LAB_AWS_IKE_PROPOSALS=aes128-sha1-ecp384
+lab_case "no-proposal-chosen-by-relay-stalled" stalled_with NoProposalChosen \
+  'parsed IKE_SA_INIT response 0 \[ N\(NO_PROP\) \]'
+# Traffic selectors that do not overlap. The relay's selectors are 0.0.0.0/0 on both sides (as AWS's), IPv4 only,
+# so what cannot overlap them is IPv6: strongSwan configured with ::/0 <-> ::/0 (as an AWS VPN connection for IPv6
+# inside traffic) refuses the relay's IPv4 selectors as responder, and the relay as responder refuses strongSwan's
+# (the engine keeps only the IPv4 part of each selector list and answers TS_UNACCEPTABLE when nothing is left).
+failure_setup relay aes128-sha1-modp1024 LAB_AWS_LOCAL_TS=::/0 LAB_AWS_REMOTE_TS=::/0
+lab_case "ts-unacceptable-by-aws-stalled" stalled_with TsUnacceptable \
+  'generating IKE_AUTH response 1 \[ .*N\(TS_UNACCEPT\)'
+failure_setup aws aes128-sha1-modp1024 LAB_AWS_LOCAL_TS=::/0 LAB_AWS_REMOTE_TS=::/0
+lab_case "ts-unacceptable-by-relay-stalled" stalled_with TsUnacceptable \
+  'parsed IKE_AUTH response 1 \[ .*N\(TS_UNACCEPT\)'
+failure_setup relay aes128-sha1-modp1024
+lab_case "peer-delete-restarts-at-once" peer_delete
+# The relay's default proposals (none in the YAML) against AWS's default proposal set.
+defaults_accepted() {
+  alive || return 1
+  lab_wait 20 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 20 s"; return 1; }
+  lab_wait 5 relay_matches_aws 1 || return 1
+  echo "# defaults negotiated $(lab_sas_json 1 | jq -r '.[0].proposal')" >&2
+  round_trip defaults
+}
+FAIL_ESP=default failure_setup relay default
+lab_case "defaults-accepted-by-aws" defaults_accepted
+
+# Secrets never appear in what the relay prints: every relay log of this run, its /status and /metrics, scanned
+# for both PSKs and every key the AWS side derived (IKE SA keys and ESP keys of every SA of the whole run).
+no_secrets() {
+  mkdir -p "$LAB_DIR/scan"
+  relay_curl "http://$RELAY_ADMIN/status" > "$LAB_DIR/scan/status.json" || { lab_fail_why "no /status"; return 1; }
+  relay_curl "http://$RELAY_ADMIN/metrics" > "$LAB_DIR/scan/metrics.txt" || { lab_fail_why "no /metrics"; return 1; }
+  cp "$LAB_DIR"/relay.log* "$LAB_DIR/scan/"
+  local out
+  out=$(python3 "$LAB_HERE/secrets.py" --psk "$RELAY_PSK1" --psk "$RELAY_PSK2" --keys-from "$LAB_DIR/aws1-earlier.log" \
+    --keys-from "$(lab_aws_dir 1)/charon.log" "$LAB_DIR/scan") || { lab_fail_why "$(echo "$out" | tr '\n' ' ')"; return 1; }
+  echo "# $out" >&2
+}
+lab_case "no-secrets-in-relay-logs-status-metrics" no_secrets
 relay_stop
 lab_summary

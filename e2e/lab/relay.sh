@@ -9,7 +9,8 @@ RELAY_PSK1=${RELAY_PSK1:-lab_psk_tunnel1_0123}
 RELAY_PSK2=${RELAY_PSK2:-lab_psk_tunnel2_4567}
 
 # relay_yaml FILE: an IotRelay + Secret for this lab. Env (all optional):
-#   RELAY_TUNNELS (1|2, default 2), RELAY_IKE / RELAY_ESP (one proposal each, default aes128-sha1-modp1024),
+#   RELAY_TUNNELS (1|2, default 2), RELAY_IKE / RELAY_ESP (one proposal each, default aes128-sha1-modp1024;
+#   `default`: no proposals in the YAML, so the relay's own defaults apply),
 #   RELAY_STARTUP (Start|Add), RELAY_IKE_LIFETIME (8h), RELAY_ESP_LIFETIME (1h), RELAY_DPD_TIMEOUT (30s),
 #   RELAY_PSK_SENT1 (the PSK the relay uses for tunnel1; default $RELAY_PSK1).
 relay_yaml() {
@@ -39,13 +40,13 @@ EOT
 EOT
     cat <<EOT
   ike:
-    proposals: ["${RELAY_IKE:-aes128-sha1-modp1024}"]
+$([ "${RELAY_IKE:-}" = default ] || echo "    proposals: [\"${RELAY_IKE:-aes128-sha1-modp1024}\"]")
     lifetime: ${RELAY_IKE_LIFETIME:-8h}
     dpdInterval: 10s
     dpdTimeout: ${RELAY_DPD_TIMEOUT:-30s}
     startupAction: ${RELAY_STARTUP:-Start}
   esp:
-    proposals: ["${RELAY_ESP:-aes128-sha1-modp1024}"]
+$([ "${RELAY_ESP:-}" = default ] || echo "    proposals: [\"${RELAY_ESP:-aes128-sha1-modp1024}\"]")
     lifetime: ${RELAY_ESP_LIFETIME:-1h}
     replayWindow: 1024
   forwards:
