@@ -189,7 +189,7 @@ impl DownReason {
     }
 }
 
-/// What happened, for the datapath and status. Drained with [`Tunnel::poll_event`].
+/// What happened, for the datapath and status. Drained with [`crate::Tunnel::poll_event`].
 #[derive(Debug)]
 pub enum Event {
     IkeSaEstablished {

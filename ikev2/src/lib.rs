@@ -2,6 +2,13 @@
 //!
 //! No sockets, no clock reads, no global RNG: datagrams, the current time and randomness come in as arguments,
 //! transmissions, timers and events come out through `poll_*` methods.
+//!
+//! - `api.rs`: the contract with the sidecar ([`Config`], [`Event`], [`TunnelStatus`], [`DropReason`]).
+//! - `wire/`: the RFC 7296 / RFC 7383 codec (headers, payloads, fragments).
+//! - `tunnel/`: the engine, one file per concern; its `mod.rs` lists them and states the `handle_*`/`poll_*` call
+//!   order. One IKE datagram goes `tunnel/mod.rs` ([`Tunnel::handle_datagram`]: SA by SPIs) → `tunnel/protect.rs`
+//!   (decrypt) → the exchange's file (`informational.rs`, `rekey.rs`, `ike_init.rs`, `half_open.rs`) →
+//!   `tunnel/window.rs` (the answer, cached for retransmissions).
 
 pub mod wire;
 

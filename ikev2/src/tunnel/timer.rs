@@ -1,4 +1,5 @@
-//! Time: retransmissions, reconnect backoff, rekey and DPD deadlines, expiry of retiring and half-open SAs.
+//! Time: every deadline of a tunnel (reconnect backoff, retransmissions, rekeys, DPD, expiry of retiring and
+//! half-open SAs) is a row of one table, `Tunnel::deadlines`, which both `poll_timeout` and `handle_timeout` read.
 
 use super::*;
 
@@ -57,7 +58,7 @@ impl Tunnel {
         now + base.saturating_sub(Duration::from_millis(jitter)).max(Duration::from_secs(1))
     }
 
-    /// Call when `now >= poll_timeout()`: serves every due entry of [`Tunnel::deadlines`] in its order, and stops
+    /// Call when `now >= poll_timeout()`: serves every due entry of `Tunnel::deadlines` in its order, and stops
     /// after an entry that replaced the IKE SA or put a request in the window.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource) {
         let due: Vec<Timer> = self.deadlines().into_iter().filter(|(at, _)| now >= *at).map(|(_, t)| t).collect();
@@ -68,7 +69,7 @@ impl Tunnel {
         }
     }
 
-    /// The earliest time `handle_timeout` must be called: the first entry of [`Tunnel::deadlines`].
+    /// The earliest time `handle_timeout` must be called: the first entry of `Tunnel::deadlines` (the one timer table).
     pub fn poll_timeout(&self) -> Option<Duration> {
         self.deadlines().into_iter().map(|(at, _)| at).min()
     }
