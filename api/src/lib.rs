@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bgp;
 pub mod duration;
 pub mod net;
 mod schema;
@@ -13,6 +14,7 @@ pub mod standalone;
 pub mod status;
 pub mod validate;
 
+pub use bgp::{BgpSpec, TunnelInside, ValidatedBgp};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use net::Ipv4Cidr;
 pub use spec::*;

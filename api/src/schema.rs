@@ -75,3 +75,30 @@ pub(crate) fn proposals(_: &mut SchemaGenerator) -> Schema {
         "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PROPOSAL_PATTERN}
     })
 }
+
+pub(crate) fn inside_cidr(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "string",
+        "maxLength": 18,
+        "x-kubernetes-validations": [
+            cidr_rule(),
+            {
+                "rule": "!isCIDR(self) || (cidr(self).prefixLength() == 30 && cidr('169.254.0.0/16').containsCIDR(cidr(self)))",
+                "message": "must be a /30 inside 169.254.0.0/16"
+            }
+        ]
+    })
+}
+
+pub(crate) fn announce_list(_: &mut SchemaGenerator) -> Schema {
+    json_schema!({
+        "type": "array",
+        "minItems": 1,
+        "maxItems": 100,
+        "items": {
+            "type": "string",
+            "maxLength": 18,
+            "x-kubernetes-validations": [cidr_rule()]
+        }
+    })
+}

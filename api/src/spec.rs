@@ -59,6 +59,11 @@ use crate::status::IotRelayStatus;
         "rule": "!has(self.gateway) || !has(self.gateway.routes) || self.gateway.routes.all(r, !isCIDR(r) || self.remoteSubnets.exists(s, isCIDR(s) && cidr(s).containsCIDR(r)))",
         "message": "gateway.routes[] must be inside remoteSubnets",
         "fieldPath": ".gateway.routes"
+    },
+    {
+        "rule": "!has(self.bgp) || self.tunnels.all(t, has(t.insideCidr))",
+        "message": "tunnels[].insideCidr is required with bgp",
+        "fieldPath": ".tunnels"
     }
 ]))]
 pub struct IotRelaySpec {
@@ -92,6 +97,9 @@ pub struct IotRelaySpec {
         "x-kubernetes-validations" = [{
             "rule": "self.all(t, self.exists_one(u, u.peerAddress == t.peerAddress))",
             "message": "tunnel peerAddress values must be unique"
+        }, {
+            "rule": "self.all(t, !has(t.insideCidr) || self.exists_one(u, has(u.insideCidr) && u.insideCidr == t.insideCidr))",
+            "message": "tunnel insideCidr values must be unique"
         }]
     ))]
     pub tunnels: Vec<TunnelSpec>,
@@ -103,6 +111,12 @@ pub struct IotRelaySpec {
     /// ESP (CHILD_SA) settings shared by all tunnels. Defaults are AWS-compatible.
     #[serde(default)]
     pub esp: EspSpec,
+
+    /// Dynamic routing: run a BGP session with AWS inside each tunnel, for VPN connections created with dynamic
+    /// routing (each tunnel then needs `insideCidr`). Unset: static routing, where the VPN connection needs a
+    /// static route covering `insideAddress`. See docs/bgp.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<crate::bgp::BgpSpec>,
 
     /// UDP forwards: packets from `allowedSources` to `listenPort` on the node are relayed to `target` through
     /// the tunnel, replies are relayed back. Names and listen ports must be unique.
@@ -219,6 +233,11 @@ pub struct TunnelSpec {
     pub peer_address: String,
     /// The Secret key holding the tunnel's pre-shared key (same namespace).
     pub pre_shared_key_secret_ref: SecretKeyRef,
+    /// The tunnel's inside IPv4 CIDR as AWS shows it, a /30 inside 169.254.0.0/16 (e.g. `169.254.10.40/30`): AWS's
+    /// BGP address is its first host (`.41`), the relay's the second (`.42`). Required with `bgp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::inside_cidr")]
+    pub inside_cidr: Option<String>,
 }
 
 /// A key in a Secret in the IotRelay's namespace.

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 
+use crate::bgp::{TunnelInside, ValidatedBgp, tunnel_inside, validate_bgp};
 use crate::duration::parse_duration;
 use crate::net::{CidrError, Ipv4Cidr};
 use crate::spec::{IotRelaySpec, LogFormat, SecretKeyRef, StartupAction};
@@ -42,6 +43,8 @@ pub struct ValidatedTunnel {
     pub name: String,
     pub peer: Ipv4Addr,
     pub psk: SecretKeyRef,
+    /// `insideCidr` and the two addresses in it (set for every tunnel when `bgp` is).
+    pub inside: Option<TunnelInside>,
 }
 
 /// IKE settings with parsed values.
@@ -109,6 +112,8 @@ pub struct ValidatedSpec {
     pub log_format: LogFormat,
     /// Gateway mode (`spec.gateway` present).
     pub gateway: Option<ValidatedGateway>,
+    /// `spec.bgp`: dynamic routing.
+    pub bgp: Option<ValidatedBgp>,
 }
 
 impl ValidatedSpec {
@@ -122,10 +127,10 @@ impl ValidatedSpec {
 const AWS_IKE_LIFETIME: (Duration, Duration) = (Duration::from_secs(900), Duration::from_secs(8 * 3600));
 const AWS_ESP_LIFETIME: (Duration, Duration) = (Duration::from_secs(900), Duration::from_secs(3600));
 
-struct Errors(Vec<FieldError>);
+pub(crate) struct Errors(pub(crate) Vec<FieldError>);
 
 impl Errors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError { path: path.into(), message: message.into() });
     }
     fn ipv4(&mut self, path: &str, s: &str) -> Option<Ipv4Addr> {
@@ -137,7 +142,7 @@ impl Errors {
             }
         }
     }
-    fn cidr(&mut self, path: &str, s: &str) -> Option<Ipv4Cidr> {
+    pub(crate) fn cidr(&mut self, path: &str, s: &str) -> Option<Ipv4Cidr> {
         match s.parse::<Ipv4Cidr>() {
             Ok(c) => Some(c),
             Err(CidrError::HostBits(c)) => {
@@ -254,6 +259,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
     let mut tunnels = Vec::new();
     let mut names = BTreeSet::new();
     let mut peers = BTreeSet::new();
+    let mut inside_cidrs = BTreeSet::new();
     for (i, t) in spec.tunnels.iter().enumerate() {
         let p = format!("spec.tunnels[{i}]");
         e.name(&format!("{p}.name"), &t.name);
@@ -267,10 +273,25 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             e.push(format!("{p}.peerAddress"), format!("duplicate peer address {peer}"));
         }
         e.secret_ref(&format!("{p}.preSharedKeySecretRef"), &t.pre_shared_key_secret_ref);
+        let inside = t.inside_cidr.as_deref().and_then(|s| tunnel_inside(&mut e, &format!("{p}.insideCidr"), s));
+        if let Some(i) = inside
+            && !inside_cidrs.insert(i.cidr.addr())
+        {
+            e.push(format!("{p}.insideCidr"), format!("duplicate inside CIDR {}", i.cidr));
+        }
+        if spec.bgp.is_some() && t.inside_cidr.is_none() {
+            e.push(format!("{p}.insideCidr"), "required with spec.bgp");
+        }
         if let Some(peer) = peer {
-            tunnels.push(ValidatedTunnel { name: t.name.clone(), peer, psk: t.pre_shared_key_secret_ref.clone() });
+            tunnels.push(ValidatedTunnel {
+                name: t.name.clone(),
+                peer,
+                psk: t.pre_shared_key_secret_ref.clone(),
+                inside,
+            });
         }
     }
+    let bgp = spec.bgp.as_ref().and_then(|b| validate_bgp(&mut e, b, inside));
 
     // IKE.
     let ike_proposals = proposals(&mut e, "spec.ike.proposals", &spec.ike.proposals, IkeProposal::parse);
@@ -453,6 +474,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         rekey_token: spec.rekey_token_secret_ref.clone(),
         log_format: spec.log_format,
         gateway,
+        bgp,
     })
 }
 

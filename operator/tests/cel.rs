@@ -76,6 +76,22 @@ fn rejects_each_rule() {
             v["spec"]["gateway"] = json!({"routes": ["100.64.1.0/24", "100.0.0.0/8"]})
         }),
         ("gateway.routes[] must be inside remoteSubnets", |v| v["spec"]["gateway"] = json!({"routes": ["10.0.0.0/8"]})),
+        ("23456 (AS_TRANS) is not a real AS number", |v| dynamic(v)["bgp"]["localAsn"] = json!(23456)),
+        ("23456 (AS_TRANS) is not a real AS number", |v| dynamic(v)["bgp"]["awsAsn"] = json!(23456)),
+        ("localAsn must differ from awsAsn", |v| dynamic(v)["bgp"]["localAsn"] = json!(64512)),
+        ("localAsn must differ from awsAsn", |v| dynamic(v)["bgp"] = json!({"localAsn": 65001, "awsAsn": 65001})),
+        ("holdTime must be 0s or between 3s and 65535s", |v| dynamic(v)["bgp"]["holdTime"] = json!("2s")),
+        ("holdTime must be 0s or between 3s and 65535s", |v| dynamic(v)["bgp"]["holdTime"] = json!("19h")),
+        ("host bits zero", |v| dynamic(v)["bgp"]["announce"] = json!(["100.127.0.1/24"])),
+        ("must be a /30 inside 169.254.0.0/16", |v| dynamic(v)["tunnels"][0]["insideCidr"] = json!("169.254.10.40/29")),
+        ("must be a /30 inside 169.254.0.0/16", |v| dynamic(v)["tunnels"][0]["insideCidr"] = json!("10.0.0.0/30")),
+        ("host bits zero", |v| dynamic(v)["tunnels"][0]["insideCidr"] = json!("169.254.10.42/30")),
+        ("tunnel insideCidr values must be unique", |v| {
+            dynamic(v)["tunnels"][1]["insideCidr"] = json!("169.254.10.40/30")
+        }),
+        ("tunnels[].insideCidr is required with bgp", |v| {
+            dynamic(v)["tunnels"][1].as_object_mut().unwrap().remove("insideCidr");
+        }),
     ];
     for (want, edit) in cases {
         let mut v = example();
@@ -86,6 +102,24 @@ fn rejects_each_rule() {
         let spec: iotrelay_api::IotRelaySpec = serde_json::from_value(v["spec"].clone()).unwrap();
         assert!(iotrelay_api::validate(&spec).is_err(), "CEL rejects ({want}) but validate() accepts");
     }
+}
+
+/// Dynamic routing on the example: `spec.bgp` and both tunnels' inside CIDRs; returns the spec.
+fn dynamic(v: &mut Value) -> &mut Value {
+    let spec = &mut v["spec"];
+    spec["bgp"] = json!({"localAsn": 65000});
+    spec["tunnels"][0]["insideCidr"] = json!("169.254.10.40/30");
+    spec["tunnels"][1]["insideCidr"] = json!("169.254.11.0/30");
+    spec
+}
+
+#[test]
+fn accepts_dynamic_routing() {
+    let mut v = example();
+    dynamic(&mut v)["bgp"] = json!({"localAsn": 4200000000u32, "holdTime": "0s", "announce": ["100.127.0.1/32"]});
+    assert_eq!(errors(&v), Vec::<String>::new());
+    let spec: iotrelay_api::IotRelaySpec = serde_json::from_value(v["spec"].clone()).unwrap();
+    assert!(iotrelay_api::validate(&spec).is_ok(), "CEL accepts but validate() rejects");
 }
 
 /// Every CEL rule in the schema is exercised by a rejecting case above (so a new rule needs a new case).
@@ -109,6 +143,12 @@ fn every_rule_has_a_case() {
         "forwards[].target.address must be inside remoteSubnets",
         "must be between 1s and 24h",
         "gateway.routes[] must be inside remoteSubnets",
+        "23456 (AS_TRANS) is not a real AS number",
+        "localAsn must differ from awsAsn (AWS peers over external BGP)",
+        "holdTime must be 0s or between 3s and 65535s",
+        "must be a /30 inside 169.254.0.0/16",
+        "tunnel insideCidr values must be unique",
+        "tunnels[].insideCidr is required with bgp",
     ];
     for m in &messages {
         assert!(covered.contains(&m.as_str()), "CEL rule without a test case: {m:?}");

@@ -121,6 +121,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
             name: name.clone(),
             peer_address: vgw.value.trim().to_string(),
             pre_shared_key_secret_ref: SecretKeyRef { name: secret_name.clone(), key: name },
+            inside_cidr: None,
         });
     }
     let (cgw, cgw_at) = cgw.ok_or_else(|| ImportError::new("input", "no tunnel"))?;
@@ -165,6 +166,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
         tunnels: specs,
         ike,
         esp,
+        bgp: None,
         forwards,
         gateway: None,
         privileged: false,
