@@ -67,62 +67,56 @@ impl EspSuite {
     }
 }
 
-pub(super) fn ike_sa_payload(proposals: &[IkeProposal], spi: Option<u64>) -> Payload {
+/// The transforms of one proposal in RFC 7296 §3.3.2's order: ENCR, PRF, INTEG, DH, and for ESP the ESN "no".
+/// One builder for IKE and ESP offers and for the single proposal a responder answers with.
+fn transforms(encr: &[Encr], prf: &[Prf], integ: &[Integ], dh: &[DhGroup], esp: bool) -> Vec<Transform> {
+    let mut t: Vec<Transform> =
+        encr.iter().map(|e| Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits()))).collect();
+    t.extend(prf.iter().map(|f| Transform::new(TransformType::PRF, f.transform_id(), None)));
+    t.extend(integ.iter().map(|i| Transform::new(TransformType::INTEG, i.transform_id(), None)));
+    t.extend(dh.iter().map(|g| Transform::new(TransformType::DH, g.id(), None)));
+    if esp {
+        t.push(Transform::new(TransformType::ESN, 0, None));
+    }
+    t
+}
+
+/// An SA payload of proposals numbered from `first`, each with `spi` (empty for IKE_SA_INIT).
+fn sa_payload(first: u8, protocol: ProtocolId, spi: &[u8], proposals: impl Iterator<Item = Vec<Transform>>) -> Payload {
     let props = proposals
-        .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut t = Vec::new();
-            for e in &p.encr {
-                t.push(Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits())));
-            }
-            for f in &p.prf {
-                t.push(Transform::new(TransformType::PRF, f.transform_id(), None));
-            }
-            for a in &p.integ {
-                t.push(Transform::new(TransformType::INTEG, a.transform_id(), None));
-            }
-            for g in &p.dh {
-                t.push(Transform::new(TransformType::DH, g.id(), None));
-            }
-            wire::Proposal {
-                number: (i + 1) as u8,
-                protocol: ProtocolId::IKE,
-                spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
-                transforms: t,
-            }
-        })
+        .zip(first..)
+        .map(|(transforms, number)| wire::Proposal { number, protocol, spi: spi.to_vec(), transforms })
         .collect();
     Payload::Sa(props)
 }
 
+fn ike_spi(spi: Option<u64>) -> Vec<u8> {
+    spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default()
+}
+
+pub(super) fn ike_sa_payload(proposals: &[IkeProposal], spi: Option<u64>) -> Payload {
+    let each = proposals.iter().map(|p| transforms(&p.encr, &p.prf, &p.integ, &p.dh, false));
+    sa_payload(1, ProtocolId::IKE, &ike_spi(spi), each)
+}
+
 pub(super) fn esp_sa_payload(proposals: &[EspProposal], spi: u32, with_dh: bool) -> Payload {
-    let props = proposals
+    let each = proposals.iter().map(|p| transforms(&p.encr, &[], &p.integ, if with_dh { &p.dh } else { &[] }, true));
+    sa_payload(1, ProtocolId::ESP, &spi.to_be_bytes(), each)
+}
+
+/// The algorithms of kind `ty` in a peer's proposal that we can use (known, no unknown attributes) and that `ours`
+/// contains, in the peer's order: the one selection step for IKE and ESP.
+fn acceptable<'a, T: PartialEq + 'a>(
+    p: &'a wire::Proposal,
+    ty: TransformType,
+    ours: &'a [T],
+    known: impl Fn(&Transform) -> Option<T> + 'a,
+) -> impl Iterator<Item = T> + 'a {
+    p.transforms
         .iter()
-        .enumerate()
-        .map(|(i, p)| {
-            let mut t = Vec::new();
-            for e in &p.encr {
-                t.push(Transform::new(TransformType::ENCR, e.transform_id(), Some(e.key_bits())));
-            }
-            for a in &p.integ {
-                t.push(Transform::new(TransformType::INTEG, a.transform_id(), None));
-            }
-            if with_dh {
-                for g in &p.dh {
-                    t.push(Transform::new(TransformType::DH, g.id(), None));
-                }
-            }
-            t.push(Transform::new(TransformType::ESN, 0, None));
-            wire::Proposal {
-                number: (i + 1) as u8,
-                protocol: ProtocolId::ESP,
-                spi: spi.to_be_bytes().to_vec(),
-                transforms: t,
-            }
-        })
-        .collect();
-    Payload::Sa(props)
+        .filter(move |t| t.ty == ty && !t.unknown_attributes)
+        .filter_map(known)
+        .filter(move |a| ours.contains(a))
 }
 
 /// Responder: pick the first peer proposal (peer's order) acceptable to one of ours. `ke_group`: the group of
@@ -134,37 +128,12 @@ pub(super) fn select_ike(
 ) -> Option<(u8, IkeSuite)> {
     for p in theirs.iter().filter(|p| p.protocol == ProtocolId::IKE) {
         for mine in ours {
-            let usable = |t: &&Transform| !t.unknown_attributes;
-            let encr = p
-                .transforms
-                .iter()
-                .filter(usable)
-                .filter(|t| t.ty == TransformType::ENCR)
-                .filter_map(|t| Encr::from_transform(t.id, t.key_length))
-                .find(|e| mine.encr.contains(e));
-            let prf = p
-                .transforms
-                .iter()
-                .filter(usable)
-                .filter(|t| t.ty == TransformType::PRF)
-                .filter_map(|t| Prf::from_transform(t.id))
-                .find(|f| mine.prf.contains(f));
-            let integs: Vec<Integ> = p
-                .transforms
-                .iter()
-                .filter(usable)
-                .filter(|t| t.ty == TransformType::INTEG && t.id != 0)
-                .filter_map(|t| Integ::from_transform(t.id))
-                .filter(|i| mine.integ.contains(i))
-                .collect();
-            let groups: Vec<DhGroup> = p
-                .transforms
-                .iter()
-                .filter(usable)
-                .filter(|t| t.ty == TransformType::DH)
-                .filter_map(|t| DhGroup::from_id(t.id))
-                .filter(|g| mine.dh.contains(g))
-                .collect();
+            let encr =
+                acceptable(p, TransformType::ENCR, &mine.encr, |t| Encr::from_transform(t.id, t.key_length)).next();
+            let prf = acceptable(p, TransformType::PRF, &mine.prf, |t| Prf::from_transform(t.id)).next();
+            let integs: Vec<Integ> =
+                acceptable(p, TransformType::INTEG, &mine.integ, |t| Integ::from_transform(t.id)).collect();
+            let groups: Vec<DhGroup> = acceptable(p, TransformType::DH, &mine.dh, |t| DhGroup::from_id(t.id)).collect();
             let (Some(encr), Some(prf)) = (encr, prf) else { continue };
             let integ = if encr.is_aead() {
                 None
@@ -196,28 +165,12 @@ pub(super) fn select_esp(ours: &[EspProposal], theirs: &[wire::Proposal], pfs: b
         }
         let spi = u32::from_be_bytes([p.spi[0], p.spi[1], p.spi[2], p.spi[3]]);
         for mine in ours {
-            let usable = |t: &&Transform| !t.unknown_attributes;
-            let Some(encr) = p
-                .transforms
-                .iter()
-                .filter(usable)
-                .filter(|t| t.ty == TransformType::ENCR)
-                .filter_map(|t| Encr::from_transform(t.id, t.key_length))
-                .find(|e| mine.encr.contains(e))
-            else {
-                continue;
-            };
+            let mut encr = acceptable(p, TransformType::ENCR, &mine.encr, |t| Encr::from_transform(t.id, t.key_length));
+            let Some(encr) = encr.next() else { continue };
             let integ = if encr.is_aead() {
                 None
             } else {
-                match p
-                    .transforms
-                    .iter()
-                    .filter(usable)
-                    .filter(|t| t.ty == TransformType::INTEG)
-                    .filter_map(|t| Integ::from_transform(t.id))
-                    .find(|i| mine.integ.contains(i))
-                {
+                match acceptable(p, TransformType::INTEG, &mine.integ, |t| Integ::from_transform(t.id)).next() {
                     Some(i) => Some(i),
                     None => continue,
                 }
@@ -284,37 +237,13 @@ pub(super) fn chosen_esp(p: &[wire::Proposal]) -> Option<(u32, EspSuite)> {
 }
 
 pub(super) fn suite_proposal_ike(s: &IkeSuite, number: u8, spi: Option<u64>) -> Payload {
-    let mut t = vec![
-        Transform::new(TransformType::ENCR, s.encr.transform_id(), Some(s.encr.key_bits())),
-        Transform::new(TransformType::PRF, s.prf.transform_id(), None),
-    ];
-    if let Some(i) = s.integ {
-        t.push(Transform::new(TransformType::INTEG, i.transform_id(), None));
-    }
-    t.push(Transform::new(TransformType::DH, s.dh.id(), None));
-    Payload::Sa(vec![wire::Proposal {
-        number,
-        protocol: ProtocolId::IKE,
-        spi: spi.map(|s| s.to_be_bytes().to_vec()).unwrap_or_default(),
-        transforms: t,
-    }])
+    let t = transforms(&[s.encr], &[s.prf], s.integ.as_slice(), &[s.dh], false);
+    sa_payload(number, ProtocolId::IKE, &ike_spi(spi), std::iter::once(t))
 }
 
 pub(super) fn suite_proposal_esp(s: &EspSuite, number: u8, spi: u32) -> Payload {
-    let mut t = vec![Transform::new(TransformType::ENCR, s.encr.transform_id(), Some(s.encr.key_bits()))];
-    if let Some(i) = s.integ {
-        t.push(Transform::new(TransformType::INTEG, i.transform_id(), None));
-    }
-    if let Some(g) = s.dh {
-        t.push(Transform::new(TransformType::DH, g.id(), None));
-    }
-    t.push(Transform::new(TransformType::ESN, 0, None));
-    Payload::Sa(vec![wire::Proposal {
-        number,
-        protocol: ProtocolId::ESP,
-        spi: spi.to_be_bytes().to_vec(),
-        transforms: t,
-    }])
+    let t = transforms(&[s.encr], &[], s.integ.as_slice(), s.dh.as_slice(), true);
+    sa_payload(number, ProtocolId::ESP, &spi.to_be_bytes(), std::iter::once(t))
 }
 
 pub(super) fn ts_payload(prefixes: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
