@@ -261,19 +261,11 @@ impl Tunnel {
         let header = Header { spi_r, flags: flags::RESPONSE, length: 0, next_payload: PayloadType::NONE, ..h };
         let response = Message { header, payloads }.emit();
         let Some(keys) = derive_ike(&suite, &ni, &nr, &shared, h.spi_i, spi_r, false) else { return };
-        let mut sa = IkeSa::blank(false, h.spi_i, IkeState::RespInitDone, now);
-        sa.spi_r = spi_r;
-        sa.suite = Some(suite);
-        sa.keys = Some(keys);
-        sa.ni = ni;
-        sa.nr = nr;
-        sa.init_request = data.to_vec();
-        sa.init_response = response.clone();
-        sa.peer_next_id = 1;
-        sa.peer_fragmentation = peer_fragmentation;
-        sa.nat_detected = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
+        let nat_detected = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
             .is_some_and(|n| n.data != nat_hash(h.spi_i, 0, local));
-        self.half_open.insert(sa);
+        let new = NewIkeSa { spi_i: h.spi_i, spi_r, suite, keys };
+        let init = (data.to_vec(), response.clone());
+        self.half_open.insert(IkeSa::half_open(new, (ni, nr), init, peer_fragmentation, nat_detected, now));
         self.transmits.push_back(Transmit { local_port, remote, data: response });
     }
 

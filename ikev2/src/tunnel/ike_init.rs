@@ -26,11 +26,10 @@ impl Tunnel {
         self.local_port = IKE_PORT;
         self.remote.set_port(IKE_PORT);
         let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Modp2048);
-        let mut sa = IkeSa::blank(true, rand_u64(rng), IkeState::InitSent, now);
-        sa.dh = Some(group.generate(rng));
-        sa.ni = nonce(rng);
-        sa.first_child_spi = rand_u32(rng);
-        self.ike = Some(sa);
+        let spi_i = rand_u64(rng);
+        let dh = group.generate(rng);
+        let ni = nonce(rng);
+        self.ike = Some(IkeSa::initiator(spi_i, dh, ni, rand_u32(rng), now));
         self.send_init(now, rng);
     }
 

@@ -63,6 +63,14 @@ pub(super) struct IkeSa {
     pub(super) nat_detected: bool,
 }
 
+/// What a key exchange settled for a new IKE SA: its SPIs, suite and keys.
+pub(super) struct NewIkeSa {
+    pub(super) spi_i: u64,
+    pub(super) spi_r: u64,
+    pub(super) suite: IkeSuite,
+    pub(super) keys: IkeKeys,
+}
+
 impl IkeSa {
     /// An SA with no keys, no nonces and nothing in flight.
     pub(super) fn blank(initiator: bool, spi_i: u64, state: IkeState, now: Duration) -> IkeSa {
@@ -93,6 +101,57 @@ impl IkeSa {
             peer_initial_contact: false,
             init_retries: 0,
             nat_detected: false,
+        }
+    }
+
+    /// Initiator: our IKE_SA_INIT is about to go out with this key exchange, nonce, and SPI for the first CHILD_SA.
+    pub(super) fn initiator(spi_i: u64, dh: DhSecret, ni: Vec<u8>, first_child_spi: u32, now: Duration) -> IkeSa {
+        IkeSa { dh: Some(dh), ni, first_child_spi, ..IkeSa::blank(true, spi_i, IkeState::InitSent, now) }
+    }
+
+    /// Responder: the peer's IKE_SA_INIT answered (keys derived), its IKE_AUTH (message 1) awaited. `init`: the
+    /// request and our response (AUTH signs them); `nonces`: (Ni, Nr).
+    pub(super) fn half_open(
+        new: NewIkeSa,
+        nonces: (Vec<u8>, Vec<u8>),
+        init: (Vec<u8>, Vec<u8>),
+        peer_fragmentation: bool,
+        nat_detected: bool,
+        now: Duration,
+    ) -> IkeSa {
+        let ((ni, nr), (init_request, init_response)) = (nonces, init);
+        IkeSa {
+            spi_r: new.spi_r,
+            suite: Some(new.suite),
+            keys: Some(new.keys),
+            ni,
+            nr,
+            init_request,
+            init_response,
+            peer_next_id: 1,
+            peer_fragmentation,
+            nat_detected,
+            ..IkeSa::blank(false, new.spi_i, IkeState::RespInitDone, now)
+        }
+    }
+
+    /// From a rekey exchange (keys derived; we initiated that exchange or not), established but not installed.
+    /// What IKE_SA_INIT negotiated (fragmentation, NAT) carries over from `parent`, as strongSwan does.
+    pub(super) fn rekeyed(
+        initiator: bool,
+        new: NewIkeSa,
+        parent: Option<&IkeSa>,
+        rekey_at: Duration,
+        now: Duration,
+    ) -> IkeSa {
+        IkeSa {
+            spi_r: new.spi_r,
+            suite: Some(new.suite),
+            keys: Some(new.keys),
+            peer_fragmentation: parent.is_some_and(|s| s.peer_fragmentation),
+            nat_detected: parent.is_some_and(|s| s.nat_detected),
+            rekey_at,
+            ..IkeSa::blank(initiator, new.spi_i, IkeState::Established, now)
         }
     }
 
@@ -286,15 +345,8 @@ impl Tunnel {
         suite: IkeSuite,
         keys: IkeKeys,
     ) -> IkeSa {
-        let mut sa = IkeSa::blank(initiator, spi_i, IkeState::Established, now);
-        sa.spi_r = spi_r;
-        sa.suite = Some(suite);
-        sa.keys = Some(keys);
-        // Negotiated in IKE_SA_INIT; the rekeyed SA keeps it (as strongSwan does).
-        sa.peer_fragmentation = self.ike.as_ref().is_some_and(|s| s.peer_fragmentation);
-        sa.nat_detected = self.ike.as_ref().is_some_and(|s| s.nat_detected);
-        sa.rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
-        sa
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        IkeSa::rekeyed(initiator, NewIkeSa { spi_i, spi_r, suite, keys }, self.ike.as_ref(), rekey_at, now)
     }
 
     /// Makes `new` the current IKE SA (the CHILD_SA moves to it); the old one retires. The initiator of the
