@@ -400,6 +400,12 @@ impl Relay {
         Ok(n)
     }
 
+    /// Whether `packet` is IPv4/UDP to the inside address on a port a session holds, i.e. meant for a forward
+    /// (hand it to [`Relay::on_inner_packet`]); anything else is for the host in gateway mode. Counts nothing.
+    pub fn claims(&self, packet: &[u8]) -> bool {
+        ipv4::parse_udp(packet).is_ok_and(|p| p.dst == self.inside && self.sessions.by_port(p.dport).is_some())
+    }
+
     /// A decrypted inner packet from the tunnel. If it is a valid IPv4/UDP packet to insideAddress:port, from the
     /// target of the forward owning the session on that port, the session is refreshed, `packetsOut` counted,
     /// and the returned [`Delivery`] says where to send the payload (a sub-slice of `packet`).

@@ -45,6 +45,8 @@ pub struct Published {
     pub not_peer: u64,
     /// Notices (Kubernetes Events) dropped because the writer's queue was full.
     pub notices_dropped: u64,
+    /// Gateway mode's counters (`None`: gateway mode off).
+    pub gateway: Option<crate::gateway::GatewayCounters>,
 }
 
 pub struct Shared {
@@ -246,6 +248,11 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirLabels {
+    direction: &'static str,
+}
+
 /// Renders the Prometheus text format from the last published snapshot. Label values are bounded: tunnel and
 /// forward names from the spec, fixed direction/reason sets.
 pub fn render_metrics(p: &Published) -> String {
@@ -365,6 +372,24 @@ pub fn render_metrics(p: &Published) -> String {
         "Notices for Kubernetes Events dropped because the writer's queue was full",
         notices,
     );
+
+    if let Some(g) = &p.gateway {
+        let gdrops = Family::<ReasonLabels, Counter>::default();
+        for why in crate::gateway::GatewayDrop::ALL {
+            gdrops.get_or_create(&ReasonLabels { reason: why.name() }).inc_by(g.drops_of(why));
+        }
+        reg.register("gateway_drops", "Gateway-mode packets dropped, by reason", gdrops);
+        let gpackets = Family::<DirLabels, Counter>::default();
+        gpackets.get_or_create(&DirLabels { direction: "toTunnel" }).inc_by(g.to_tunnel);
+        gpackets.get_or_create(&DirLabels { direction: "toDevice" }).inc_by(g.to_device);
+        reg.register("gateway_packets", "Gateway-mode packets: device to tunnel, tunnel to device", gpackets);
+        let frag = Counter::<u64>::default();
+        frag.inc_by(g.fragmented);
+        reg.register("gateway_fragmented", "Gateway packets fragmented before encryption (no DF)", frag);
+        let mss = Counter::<u64>::default();
+        mss.inc_by(g.mss_clamped);
+        reg.register("gateway_mss_clamped", "TCP SYNs whose MSS option the gateway lowered", mss);
+    }
 
     let mut out = String::new();
     if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() {

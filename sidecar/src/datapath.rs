@@ -11,10 +11,13 @@ use iotrelay_api::validate::ValidatedForward;
 use iotrelay_api::{DatapathDrops, ForwardDrops};
 use iotrelay_crypto::{RandomSource, SaCipher};
 use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
-use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, HalfOpenCount, StartupAction, Tunnel, TunnelState};
+use iotrelay_ikev2::{
+    ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Prefix, StartupAction, Tunnel, TunnelState,
+};
 use iotrelay_relay::{DropReason, ForwardConfig, ForwardId, InnerDrop, Ipv4Cidr, Relay};
 
 use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
+use crate::gateway::{GatewayConfig, GatewayCounters};
 use crate::status::{ChildCounters, ForwardSnapshot, TunnelSnapshot};
 
 pub const IKE_PORT: u16 = 500;
@@ -35,6 +38,8 @@ pub enum Out {
     Outside { local_port: u16, remote: SocketAddr },
     /// From forward `index`'s listen socket back to a client.
     Forward { index: usize, client: SocketAddrV4 },
+    /// Into the gateway's TUN device (gateway mode): an inner packet from the tunnel, or an ICMP error.
+    Tun,
 }
 
 /// Receives outgoing datagrams. Returns false when the datagram could not be queued (counted as a drop).
@@ -86,6 +91,8 @@ struct TunnelSlot {
     next_keepalive: Duration,
     /// When the installed CHILD_SA is due for a rekey (to tell a failed rekey from other losses).
     child_rekey_at: Option<Duration>,
+    /// The installed CHILD_SA's negotiated traffic selectors (ours, the peer's); empty before the first one.
+    selectors: (Vec<Ipv4Prefix>, Vec<Ipv4Prefix>),
 }
 
 /// A forward in spec order (the index used by [`Out::Forward`] and the status) and its handle in the relay.
@@ -132,6 +139,9 @@ pub struct Datapath {
     pub generation: u64,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
+    /// Gateway mode (`spec.gateway`), and its counters.
+    gateway: Option<GatewayConfig>,
+    gw: GatewayCounters,
 }
 
 /// One tunnel to create: name, peer and engine configuration.
@@ -177,6 +187,7 @@ impl Datapath {
                     counters: ChildCounters::default(),
                     next_keepalive: now + KEEPALIVE_INTERVAL,
                     child_rekey_at: None,
+                    selectors: (Vec::new(), Vec::new()),
                 }
             })
             .collect();
@@ -192,6 +203,8 @@ impl Datapath {
             generation: 1,
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             scratch2: vec![0u8; SCRATCH].into_boxed_slice(),
+            gateway: None,
+            gw: GatewayCounters::default(),
         };
         d.set_forwards(forwards);
         d
@@ -324,6 +337,11 @@ impl Datapath {
         // a genuine packet from another port (the genuine one is then a replay); only authenticated IKE does.
         t.counters.packets_in += 1;
         t.counters.bytes_in += inner.len() as u64;
+        if self.gateway.is_some() && !self.relay.claims(inner) {
+            // Gateway mode: everything that is not a forward's reply is for the host.
+            self.gateway_inbound(ti, inner, sink);
+            return;
+        }
         match self.relay.on_inner_packet(now, inner) {
             Ok(d) => {
                 let Some(index) = self.forward_index(d.forward) else { return };
@@ -358,13 +376,7 @@ impl Datapath {
     ) {
         self.now = self.now.max(now);
         let Some(id) = self.forwards.get(index).map(|f| f.id) else { return };
-        for t in &mut self.tunnels {
-            if t.next_outbound.as_ref().is_some_and(|n| now >= n.3) {
-                promote(t);
-            }
-        }
-        // Outbound goes on the first tunnel (spec order) with an installed CHILD_SA.
-        let Some(ti) = self.tunnels.iter().position(|t| t.outbound.is_some()) else {
+        let Some(ti) = self.active_outbound(now) else {
             // Checked before the relay builds anything: no session, and packetsIn counts only tunnelled datagrams.
             let why =
                 if self.relay.source_allowed(id, client) { DropReason::NoTunnel } else { DropReason::SourceNotAllowed };
@@ -524,6 +536,7 @@ impl Datapath {
         let mtu = iotrelay_esp::tunnel_mtu(sa.encr, sa.integ, OUTER_MTU);
         self.tunnels[ti].child_rekey_at = Some(sa.rekey_at);
         let t = &mut self.tunnels[ti];
+        t.selectors = (sa.local_ts.clone(), sa.remote_ts.clone());
         let out = OutboundSa::new(sa.outbound_spi, outbound);
         if rekey && t.outbound.is_some() {
             t.next_outbound = Some((out, mtu, sa.inbound_spi, self.now + OUTBOUND_SWITCH_MAX_WAIT));
@@ -531,6 +544,17 @@ impl Datapath {
             t.outbound = Some((out, mtu));
             t.next_outbound = None;
         }
+    }
+
+    /// Promotes staged outbound SAs whose switch deadline passed; returns the tunnel carrying outbound traffic
+    /// (the first, in spec order, with an installed CHILD_SA).
+    fn active_outbound(&mut self, now: Duration) -> Option<usize> {
+        for t in &mut self.tunnels {
+            if t.next_outbound.as_ref().is_some_and(|n| now >= n.3) {
+                promote(t);
+            }
+        }
+        self.tunnels.iter().position(|t| t.outbound.is_some())
     }
 
     fn tunnel_for(&self, from: SocketAddr) -> Option<usize> {
@@ -606,3 +630,6 @@ impl Datapath {
         (tunnels, forwards, self.drops.clone())
     }
 }
+
+#[path = "datapath_gateway.rs"]
+mod gateway_path;

@@ -32,6 +32,7 @@ use crate::datapath::{Datapath, IKE_PORT, NATT_PORT, Notice, Out, Sink, TunnelPl
 use crate::demux::{EarlyDrop, Known, Verdict, classify_forward, classify_outside};
 use crate::ingress::{BUDGETS, Datagram, Ingress, QUOTAS, Source};
 use crate::status::{Owner, Place, WallClock, build_status};
+use crate::tun::{GatewayDevice, TUN_BATCH, TUN_BUF};
 use iotrelay_relay::{DropReason, Ipv4Cidr};
 
 /// Receive buffer size: any UDP payload (or a GRO batch of them).
@@ -352,11 +353,19 @@ pub struct SocketSink<'a> {
     /// Forward index -> listen port.
     ports: &'a [u16],
     outbox: &'a mut Outbox,
+    /// Gateway mode's TUN device: inner packets are written to it at once (one write each, non-blocking).
+    tun: Option<&'a GatewayDevice>,
 }
 
 impl<'a> SocketSink<'a> {
     pub fn new(sockets: &'a Sockets, ports: &'a [u16], outbox: &'a mut Outbox) -> Self {
-        SocketSink { sockets, ports, outbox }
+        SocketSink { sockets, ports, outbox, tun: None }
+    }
+
+    /// With gateway mode's device.
+    pub fn with_tun(mut self, tun: Option<&'a GatewayDevice>) -> Self {
+        self.tun = tun;
+        self
     }
 
     /// Sends what the outbox holds.
@@ -372,6 +381,7 @@ impl<'a> SocketSink<'a> {
                 let Some(port) = self.ports.get(index) else { return false };
                 (SockKey::Forward(*port), SocketAddr::V4(client))
             }
+            Out::Tun => return self.tun.is_some_and(|t| t.try_send(data)),
         };
         self.outbox.push(self.sockets, key, to, data, tag)
     }
@@ -381,7 +391,7 @@ impl Sink for SocketSink<'_> {
     fn send(&mut self, out: Out, data: &[u8]) -> bool {
         let tag = match out {
             Out::Forward { index, .. } => Some(index),
-            Out::Outside { .. } => None,
+            Out::Outside { .. } | Out::Tun => None,
         };
         self.queue(out, data, tag)
     }
@@ -427,10 +437,6 @@ pub async fn run(
     mut hooks: Option<Hooks>,
 ) -> anyhow::Result<()> {
     let spec = &rs.spec;
-    anyhow::ensure!(
-        spec.gateway.is_none(),
-        "spec.gateway: gateway mode is not available in this version of the relay (only UDP forwards)"
-    );
     let local = match spec.local_address {
         Some(a) => a,
         None => {
@@ -480,6 +486,17 @@ pub async fn run(
         now(),
         &mut rng,
     );
+    let mut tun = match &spec.gateway {
+        Some(g) => {
+            dp.set_gateway(Some(crate::gateway::GatewayConfig {
+                mtu: g.mtu,
+                remote_subnets: spec.remote_subnets.clone(),
+            }));
+            Some(GatewayDevice::open(g, spec.inside_address).await?)
+        }
+        None => None,
+    };
+    let mut tun_buf = vec![0u8; TUN_BUF];
     let mut ports: Vec<u16> = Vec::new();
     bind_forwards(&mut dp, &mut sockets, &mut ports, &ingress).await;
     {
@@ -547,17 +564,26 @@ pub async fn run(
             }
             _ = ingress.ready() => {
                 // A bounded batch, established lane first; timers and sends run after it (end_pass).
-                let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
+                let mut sink = SocketSink::new(&sockets, &ports, &mut outbox).with_tun(tun.as_ref());
                 let t = now();
                 ingress.pop_batch(&mut batch, QUOTAS);
                 for d in batch.drain(..) {
                     handle_input(&mut dp, t, &mut rng, &ports, d, &mut sink);
                 }
             }
+            Ok(()) = async { match tun.as_ref() { Some(t) => t.readable().await, None => std::future::pending().await } } => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
         // One pass's datagrams leave together (GSO runs); failed sends count as queueFull on their forward.
-        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
+        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox).with_tun(tun.as_ref());
+        if let Some(t) = tun.as_ref() {
+            // Gateway: a bounded batch from the device each pass (non-blocking reads into one reused buffer).
+            let at = now();
+            for _ in 0..TUN_BATCH {
+                let Ok(n) = t.try_recv(&mut tun_buf) else { break };
+                dp.handle_tun(at, &mut rng, &mut tun_buf[..n], &mut sink);
+            }
+        }
         end_pass(&mut dp, now(), &mut rng, &mut sink, &known, &mut known_gen);
         for i in outbox.take_failed() {
             dp.count_forward_drops(i, DropReason::QueueFull, 1);
@@ -575,6 +601,12 @@ pub async fn run(
             {
                 publisher.notices_dropped += 1;
             }
+        }
+        // Without `gateway.mtu` the device takes the negotiated suite's MTU; with it, the device keeps what was
+        // configured and the datapath enforces the suite's limit (ICMP "fragmentation needed" or fragmentation).
+        if let (Some(t), Some(mtu), None) = (tun.as_mut(), dp.gateway_mtu(), spec.gateway.as_ref().and_then(|g| g.mtu))
+        {
+            t.set_mtu(mtu).await;
         }
         publisher.publish(&dp, &shared, hooks.as_ref(), false);
     }
@@ -605,6 +637,9 @@ pub async fn run(
     }
     publisher.publish(&dp, &shared, hooks.as_ref(), true);
     tracing::info!(acknowledged = !dp.closing(), "tunnels closed");
+    if let Some(t) = tun.take() {
+        t.close().await;
+    }
     Ok(())
 }
 
@@ -749,6 +784,7 @@ impl Publisher {
                 ingress: self.ingress.stats(),
                 not_peer: self.ingress.early.not_peer.load(Ordering::Relaxed),
                 notices_dropped: self.notices_dropped,
+                gateway: dp.gateway_on().then(|| dp.gateway_counters()),
             };
         }
     }

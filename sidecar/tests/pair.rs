@@ -102,6 +102,7 @@ impl Pair {
                     panic!("aws side answered a client {client}")
                 }
                 Out::Forward { client, .. } => self.relay_clients.push((client, data)),
+                Out::Tun => panic!("a TUN packet without gateway mode"),
             }
         }
     }

@@ -1,0 +1,157 @@
+//! The gateway's TUN device and its routes (I/O): created on start with `insideAddress` (a leftover device of the
+//! same name, e.g. from a relay that was SIGKILLed while the device was persistent, is removed first), routes
+//! added through rtnetlink, and all of it removed on stop. The device is not persistent: if the process dies
+//! however it dies, the kernel removes the device and its routes when the last descriptor closes.
+//!
+//! tun-rs opens `/dev/net/tun` and configures the device (TUNSETIFF, address, MTU, up) without `unsafe` in this
+//! crate; rtnetlink speaks netlink for routes, link lookup and deletion (no `ip` commands).
+
+use std::io;
+use std::net::Ipv4Addr;
+
+use anyhow::Context as _;
+use futures::TryStreamExt as _;
+use iotrelay_api::Ipv4Cidr;
+use iotrelay_api::validate::{GATEWAY_MAX_MTU, ValidatedGateway};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
+use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
+
+/// Most packets read from the device in one pass of the owner loop.
+pub const TUN_BATCH: usize = 64;
+/// Read buffer: the largest packet the device can hand us (its MTU is at most 1446; a little slack).
+pub const TUN_BUF: usize = 2048;
+
+/// The open device, its routes, and the netlink handle that removes them.
+pub struct GatewayDevice {
+    dev: tun_rs::AsyncDevice,
+    name: String,
+    index: u32,
+    mtu: u16,
+    routes: Vec<Ipv4Cidr>,
+    inside: Ipv4Addr,
+    netlink: Handle,
+}
+
+/// Finds a link by name: `Some((index, is_tun))`.
+async fn find_link(h: &Handle, name: &str) -> anyhow::Result<Option<(u32, bool)>> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => {
+            let tun = l.attributes.iter().any(|a| match a {
+                LinkAttribute::LinkInfo(infos) => infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::Tun))),
+                _ => false,
+            });
+            Ok(Some((l.header.index, tun)))
+        }
+        Ok(None) => Ok(None),
+        // ENODEV: no such link.
+        Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -19 => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("looking up interface {name}")),
+    }
+}
+
+impl GatewayDevice {
+    /// Creates the device `cfg.interface` with `inside`/32, MTU `cfg.mtu` (default 1446, lowered to the suite's
+    /// once a CHILD_SA is installed: [`GatewayDevice::set_mtu`]) and a route for each of `cfg.routes` with
+    /// `inside` as preferred source. Needs `CAP_NET_ADMIN` and `/dev/net/tun`.
+    pub async fn open(cfg: &ValidatedGateway, inside: Ipv4Addr) -> anyhow::Result<GatewayDevice> {
+        let (conn, netlink, _) = rtnetlink::new_connection().context("opening a netlink socket")?;
+        tokio::spawn(conn);
+        let name = cfg.interface.clone();
+        match find_link(&netlink, &name).await? {
+            Some((index, true)) => {
+                tracing::warn!(interface = %name, "removing a leftover TUN device of that name");
+                netlink.link().del(index).execute().await.with_context(|| format!("removing leftover {name}"))?;
+            }
+            Some((_, false)) => {
+                anyhow::bail!(
+                    "spec.gateway.interface: interface {name} exists and is not a TUN device; pick another name"
+                )
+            }
+            None => {}
+        }
+        let mtu = cfg.mtu.unwrap_or(GATEWAY_MAX_MTU);
+        let dev = tun_rs::DeviceBuilder::new()
+            .name(&name)
+            .mtu(mtu)
+            .ipv4(inside, 32, None)
+            .packet_information(false)
+            .build_async()
+            .with_context(|| format!("creating TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)"))?;
+        let index = dev.if_index().with_context(|| format!("index of {name}"))?;
+        let mut d = GatewayDevice { dev, name, index, mtu, routes: Vec::new(), inside, netlink };
+        for r in &cfg.routes {
+            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(r.addr(), r.prefix_len())
+                .output_interface(index)
+                .pref_source(inside)
+                .build();
+            if let Err(e) = d.netlink.route().add(msg).execute().await {
+                let interface = d.name.clone();
+                d.close().await;
+                return Err(e).with_context(|| format!("adding route {r} via {interface}"));
+            }
+            d.routes.push(*r);
+        }
+        tracing::info!(interface = %d.name, %inside, mtu, routes = ?d.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "gateway device up");
+        Ok(d)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Waits until a packet may be read (cancel safe).
+    pub async fn readable(&self) -> io::Result<()> {
+        self.dev.readable().await
+    }
+
+    /// Reads one packet without blocking (`WouldBlock` when there is none).
+    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        self.dev.try_recv(buf)
+    }
+
+    /// Writes one packet without blocking; false when the device did not take it.
+    pub fn try_send(&self, packet: &[u8]) -> bool {
+        self.dev.try_send(packet).is_ok()
+    }
+
+    /// Sets the device MTU (the negotiated suite's inner MTU when `gateway.mtu` is unset).
+    pub async fn set_mtu(&mut self, mtu: u16) {
+        if mtu == self.mtu {
+            return;
+        }
+        let msg = LinkUnspec::new_with_index(self.index).mtu(u32::from(mtu)).build();
+        match self.netlink.link().set(msg).execute().await {
+            Ok(()) => {
+                tracing::info!(interface = %self.name, mtu, "gateway MTU set from the negotiated suite");
+                self.mtu = mtu;
+            }
+            Err(e) => tracing::warn!(interface = %self.name, mtu, error = %e, "cannot set the gateway MTU"),
+        }
+    }
+
+    /// Removes the routes and the device (closing it removes a non-persistent device; a device that is still
+    /// there afterwards is deleted).
+    pub async fn close(self) {
+        let GatewayDevice { dev, name, index, routes, inside, netlink, .. } = self;
+        for r in &routes {
+            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
+                .destination_prefix(r.addr(), r.prefix_len())
+                .output_interface(index)
+                .pref_source(inside)
+                .build();
+            if let Err(e) = netlink.route().del(msg).execute().await {
+                tracing::debug!(route = %r, error = %e, "route already gone");
+            }
+        }
+        drop(dev);
+        if let Ok(Some((i, true))) = find_link(&netlink, &name).await
+            && let Err(e) = netlink.link().del(i).execute().await
+        {
+            tracing::warn!(interface = %name, error = %e, "cannot remove the gateway device");
+            return;
+        }
+        tracing::info!(interface = %name, "gateway device and routes removed");
+    }
+}
