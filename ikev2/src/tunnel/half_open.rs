@@ -309,7 +309,6 @@ impl Tunnel {
         let tsr_n = narrow(&tsr, &self.cfg.local_ts);
         let idr = identity_payload(&self.cfg.local_id);
         let Some(our_auth) = self.auth_octets(sa, true, &idr) else { return };
-        let (ni, nr) = (sa.ni.clone(), sa.nr.clone());
         let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: our_auth }];
         let child_error = match (&chosen, tsi_n.is_empty() || tsr_n.is_empty()) {
             (None, _) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
@@ -337,25 +336,11 @@ impl Tunnel {
         self.respond_on(which, rng, h, resp, local_port, remote);
         let sa = self.half_open.remove(i);
         self.adopt(sa, local_port, remote);
-        self.establish_ike(now, rng);
         if let Some(sa) = self.ike.as_mut() {
             sa.peer_initial_contact = initial_contact;
         }
-        if let Some(c) = self.make_child(
-            now,
-            rng,
-            inbound_spi,
-            outbound_spi,
-            suite,
-            None,
-            &ni,
-            &nr,
-            false,
-            ts_to_prefixes(&tsr_n),
-            ts_to_prefixes(&tsi_n),
-        ) {
-            self.emit(Event::ChildSaInstalled(c));
-        }
+        let (local_ts, remote_ts) = (ts_to_prefixes(&tsr_n), ts_to_prefixes(&tsi_n));
+        self.establish_with_child(now, rng, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
     }
 
     /// Whether the peer's IKE_AUTH request on half-open SA `i` authenticates it (IDi and AUTH present, AUTH

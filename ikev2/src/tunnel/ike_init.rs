@@ -276,23 +276,9 @@ impl Tunnel {
         };
         let tsi = payload_ts(&payloads, true).unwrap_or_default();
         let tsr = payload_ts(&payloads, false).unwrap_or_default();
-        let (ni, nr, inbound_spi) = (sa.ni.clone(), sa.nr.clone(), sa.first_child_spi);
-        self.establish_ike(now, rng);
+        let inbound_spi = sa.first_child_spi;
         let suite = EspSuite { dh: None, ..suite };
-        if let Some(c) = self.make_child(
-            now,
-            rng,
-            inbound_spi,
-            outbound_spi,
-            suite,
-            None,
-            &ni,
-            &nr,
-            true,
-            ts_to_prefixes(&tsi),
-            ts_to_prefixes(&tsr),
-        ) {
-            self.emit(Event::ChildSaInstalled(c));
-        }
+        let (local_ts, remote_ts) = (ts_to_prefixes(&tsi), ts_to_prefixes(&tsr));
+        self.establish_with_child(now, rng, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
     }
 }

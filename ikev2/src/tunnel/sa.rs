@@ -63,6 +63,15 @@ pub(super) struct IkeSa {
     pub(super) nat_detected: bool,
 }
 
+/// The first CHILD_SA of an IKE SA, as IKE_AUTH negotiated it.
+pub(super) struct FirstChild {
+    pub(super) inbound_spi: u32,
+    pub(super) outbound_spi: u32,
+    pub(super) suite: EspSuite,
+    pub(super) local_ts: Vec<Ipv4Prefix>,
+    pub(super) remote_ts: Vec<Ipv4Prefix>,
+}
+
 /// What a key exchange settled for a new IKE SA: its SPIs, suite and keys.
 pub(super) struct NewIkeSa {
     pub(super) spi_i: u64,
@@ -262,6 +271,20 @@ impl Tunnel {
         }
         for o in std::mem::take(&mut self.old_inbound) {
             self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+        }
+    }
+
+    /// IKE_AUTH completed on the current IKE SA (we were its initiator or responder): the SA is established and
+    /// its first CHILD_SA installed (keys from SK_d and the IKE_SA_INIT nonces, no PFS; RFC 7296 §2.17).
+    pub(super) fn establish_with_child(&mut self, now: Duration, rng: &mut dyn RandomSource, first: FirstChild) {
+        let Some(sa) = self.ike.as_ref() else { return };
+        let (ni, nr, initiator) = (sa.ni.clone(), sa.nr.clone(), sa.initiator);
+        self.establish_ike(now, rng);
+        let FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts } = first;
+        let child =
+            self.make_child(now, rng, inbound_spi, outbound_spi, suite, None, &ni, &nr, initiator, local_ts, remote_ts);
+        if let Some(c) = child {
+            self.emit(Event::ChildSaInstalled(c));
         }
     }
 
