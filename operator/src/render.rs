@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, LocalObjectReference,
-    ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
-    SecurityContext, ServiceAccount, Volume, VolumeMount,
+    Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath,
+    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -265,6 +265,19 @@ fn pod_spec(
             ..Default::default()
         });
     }
+    // Gateway mode (spec.gateway) only: the TUN device node; NET_ADMIN is added below.
+    if spec.gateway.is_some() {
+        volumes.push(Volume {
+            name: "dev-net-tun".into(),
+            host_path: Some(HostPathVolumeSource { path: "/dev/net/tun".into(), type_: Some("CharDevice".into()) }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "dev-net-tun".into(),
+            mount_path: "/dev/net/tun".into(),
+            ..Default::default()
+        });
+    }
     envs.push(env("IOTRELAY_LOG_FORMAT", log_format.to_string()));
     // For status.nodeName (where the relay runs).
     envs.push(EnvVar {
@@ -294,8 +307,13 @@ fn pod_spec(
             run_as_non_root: Some(true),
             // NET_BIND_SERVICE must be in the container's sets for the binary's file capability to take effect
             // under no_new_privs; nothing else is needed: plain UDP sockets, GSO/GRO and PMTU options need none.
+            // Gateway mode adds NET_ADMIN (create the TUN device, add its routes), and only gateway mode.
             capabilities: Some(Capabilities {
-                add: Some(vec!["NET_BIND_SERVICE".into()]),
+                add: Some(if spec.gateway.is_some() {
+                    vec!["NET_BIND_SERVICE".into(), "NET_ADMIN".into()]
+                } else {
+                    vec!["NET_BIND_SERVICE".into()]
+                }),
                 drop: Some(vec!["ALL".into()]),
             }),
             seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), localhost_profile: None }),

@@ -49,6 +49,35 @@ fn check(name: &str, yaml: String) {
     assert!(want == yaml, "{name} differs from the rendered output:\n{yaml}");
 }
 
+/// Gateway mode, and only gateway mode, gets NET_ADMIN and /dev/net/tun; everything else stays least-privilege.
+#[test]
+fn net_admin_and_tun_only_in_gateway_mode() {
+    let caps = |c: &Children| {
+        let sc = relay_container(c).security_context.clone().unwrap();
+        (sc.capabilities.unwrap().add.unwrap(), sc.allow_privilege_escalation, sc.run_as_user)
+    };
+    let tun_mounted = |c: &Children| {
+        let vols = pod(c).volumes.clone().unwrap_or_default();
+        let mounts = relay_container(c).volume_mounts.clone().unwrap_or_default();
+        vols.iter().any(|v| v.host_path.as_ref().is_some_and(|h| h.path == "/dev/net/tun"))
+            && mounts.iter().any(|m| m.mount_path == "/dev/net/tun")
+    };
+    let plain = render_relay(&relay("plant-7.input.yaml"));
+    assert_eq!(caps(&plain), (vec!["NET_BIND_SERVICE".to_string()], Some(false), Some(RELAY_UID)));
+    assert!(!tun_mounted(&plain), "no TUN device without gateway mode");
+    let mut r = relay("plant-7.input.yaml");
+    r.spec.gateway = Some(Default::default());
+    let gw = render_relay(&r);
+    assert_eq!(
+        caps(&gw),
+        (vec!["NET_BIND_SERVICE".to_string(), "NET_ADMIN".to_string()], Some(false), Some(RELAY_UID))
+    );
+    assert!(tun_mounted(&gw));
+    let sc = relay_container(&gw).security_context.clone().unwrap();
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+}
+
 #[test]
 fn plant_7_children_match_golden() {
     let c = render_relay(&relay("plant-7.input.yaml"));
