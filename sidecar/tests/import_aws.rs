@@ -242,3 +242,45 @@ fn the_command_reads_stdin() {
     let (r, _) = load_yaml(&String::from_utf8(out.stdout).unwrap()).unwrap();
     assert_eq!(r.spec.tunnels[0].peer_address, "203.0.113.21");
 }
+
+#[test]
+fn dynamic_routing_fills_spec_bgp_and_the_inside_cidrs() {
+    let (r, keys, yaml) = import_sample("dynamic.xml", &opts()).unwrap();
+    let b = r.spec.bgp.clone().expect("spec.bgp");
+    assert_eq!((b.local_asn, b.aws_asn, b.hold_time.as_str()), (4_200_000_000, 64512, "30s"));
+    assert_eq!((b.announce.as_ref(), b.standby_prepend), (None, 2));
+    let cidrs: Vec<_> = r.spec.tunnels.iter().map(|t| t.inside_cidr.as_deref()).collect();
+    assert_eq!(cidrs, [Some("169.254.10.40/30"), Some("169.254.20.40/30")]);
+    let v = iotrelay_api::validate(&r.spec).unwrap();
+    let inside = v.tunnels[0].inside.unwrap();
+    assert_eq!((inside.local.to_string(), inside.aws.to_string()), ("169.254.10.42".into(), "169.254.10.41".into()));
+    assert!(yaml.contains("  bgp:   # the VPN connection uses dynamic routing"));
+    // Everything else is what the static document with the same tunnels gives.
+    let (st, skeys, _) = import_sample("two-tunnels.xml", &opts()).unwrap();
+    assert_eq!(st.spec.bgp, None);
+    let mut without = r.spec.clone();
+    without.bgp = None;
+    without.tunnels.iter_mut().for_each(|t| t.inside_cidr = None);
+    assert_eq!(without, st.spec);
+    assert_eq!(keys, skeys);
+}
+
+#[test]
+fn dynamic_routing_errors_name_the_element() {
+    let doc = sample("dynamic.xml");
+    let run = |text: &str| -> String {
+        let tunnels = xml::parse(text).unwrap();
+        import(&tunnels, &opts()).unwrap_err().to_string()
+    };
+    // The second tunnel's ASN differs from the first's.
+    let other =
+        doc.replacen("<asn>64512</asn>", "<asn>64513</asn>", 2).replacen("<asn>64513</asn>", "<asn>64512</asn>", 1);
+    assert!(run(&other).starts_with("ipsec_tunnel[2]"), "{}", run(&other));
+    assert!(run(&other).contains("differ in BGP ASNs"));
+    let e = run(&doc.replacen("<asn>4200000000</asn>", "<asn>AS65000</asn>", 1));
+    assert!(e.starts_with("ipsec_tunnel[1]/customer_gateway/bgp/asn (line"), "{e}");
+    let e = run(&doc.replacen("<network_cidr>30</network_cidr>", "<network_cidr>29</network_cidr>", 1));
+    assert!(e.contains("network_cidr") && e.contains("/30"), "{e}");
+    let e = run(&doc.replacen("169.254.10.42", "169.254.10.1.2", 1));
+    assert!(e.contains("tunnel_inside_address/ip_address") && e.contains("IPv4"), "{e}");
+}

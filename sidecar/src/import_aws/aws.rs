@@ -110,6 +110,20 @@ pub struct AwsTunnel {
     pub ipsec: Phase,
     pub dpd_interval: Option<Field>,
     pub dpd_retries: Option<Field>,
+    /// Dynamic routing only (read by `bgp.rs`): BGP settings and inside addresses.
+    pub bgp: BgpFields,
+}
+
+/// What a dynamic-routing tunnel says about its BGP session: `customer_gateway/bgp/asn`, `vpn_gateway/bgp/asn`,
+/// `vpn_gateway/bgp/hold_time`, and our inside address with its prefix length
+/// (`customer_gateway/tunnel_inside_address/{ip_address,network_cidr}`). All absent for static routing.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BgpFields {
+    pub local_asn: Option<Field>,
+    pub aws_asn: Option<Field>,
+    pub hold_time: Option<Field>,
+    pub inside_address: Option<Field>,
+    pub inside_prefix: Option<Field>,
 }
 
 impl AwsTunnel {
@@ -123,6 +137,7 @@ impl AwsTunnel {
             ipsec: Phase::default(),
             dpd_interval: None,
             dpd_retries: None,
+            bgp: BgpFields::default(),
         }
     }
     /// A required value, or an error naming what is missing (`what` in the input's own words).

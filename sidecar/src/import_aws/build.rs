@@ -153,6 +153,13 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
         origins.add("spec.ike.dpdInterval", iv_at);
         origins.add("spec.ike.dpdTimeout", r_at);
     }
+    let bgp = super::bgp::import(tunnels)?;
+    if let Some(b) = &bgp {
+        for (t, c) in specs.iter_mut().zip(&b.inside_cidrs) {
+            t.inside_cidr = Some(c.clone());
+        }
+        b.origins.iter().for_each(|(p, at)| origins.add(p.clone(), at.clone()));
+    }
     let mut forwards = Vec::new();
     for (i, f) in o.forwards.iter().enumerate() {
         forwards.push(forward(f)?);
@@ -166,7 +173,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
         tunnels: specs,
         ike,
         esp,
-        bgp: None,
+        bgp: bgp.map(|b| b.spec),
         forwards,
         gateway: None,
         privileged: false,
@@ -296,6 +303,16 @@ fn render(o: &Options, secret_name: &str, spec: &IotRelaySpec, psks: &[Zeroizing
         w(format!("    peerAddress: {}", q(&t.peer_address)));
         let r = &t.pre_shared_key_secret_ref;
         w(format!("    preSharedKeySecretRef: {{name: {}, key: {}}}", q(&r.name), q(&r.key)));
+        if let Some(c) = &t.inside_cidr {
+            w(format!("    insideCidr: {}", q(c)));
+        }
+    }
+    if let Some(b) = &spec.bgp {
+        w("  bgp:   # the VPN connection uses dynamic routing; the relay does not run BGP yet (docs/bgp.md)".into());
+        w(format!("    localAsn: {}", b.local_asn));
+        w(format!("    awsAsn: {}", b.aws_asn));
+        w(format!("    holdTime: {}", q(&b.hold_time)));
+        w(format!("    standbyPrepend: {}", b.standby_prepend));
     }
     w("  ike:".into());
     w(format!("    proposals: {}", list(&spec.ike.proposals)));

@@ -5,9 +5,10 @@
 //! element, line or flag that caused them and never contain a pre-shared key, which goes only to stdout.
 //!
 //! `aws.rs`: the AWS-side model and AWS's algorithm names; `xml.rs`, `text.rs`: the two input formats;
-//! `build.rs`: the spec, its validation and the YAML.
+//! `build.rs`: the spec, its validation and the YAML; `bgp.rs`: `spec.bgp` for dynamic-routing connections.
 
 pub mod aws;
+pub mod bgp;
 pub mod build;
 pub mod text;
 pub mod xml;

@@ -1,13 +1,13 @@
 //! Reads the XML document AWS returns as a VPN connection's `CustomerGatewayConfiguration`
 //! (`aws ec2 describe-vpn-connections`): `vpn_connection/ipsec_tunnel/...`. Parsing is roxmltree's (a read-only
-//! tree with byte positions, no DTDs); this file only walks the elements it knows and ignores the rest (BGP,
-//! tunnel interface settings). Errors name the element path and its line; XML errors name only the position,
+//! tree with byte positions, no DTDs); this file only walks the elements it knows and ignores the rest (tunnel
+//! interface settings). Errors name the element path and its line; XML errors name only the position,
 //! because a parser's message could quote a piece of the document, and the document holds the keys.
 
 use roxmltree::{Document, Node};
 use zeroize::Zeroizing;
 
-use super::aws::{AwsTunnel, Field, ImportError, Phase, Psk};
+use super::aws::{AwsTunnel, BgpFields, Field, ImportError, Phase, Psk};
 
 /// The tunnels described by the document, in document order.
 pub fn parse(text: &str) -> Result<Vec<AwsTunnel>, ImportError> {
@@ -49,6 +49,13 @@ pub fn parse(text: &str) -> Result<Vec<AwsTunnel>, ImportError> {
         tunnel.dpd_interval =
             field("ipsec/dead_peer_detection/interval").or_else(|| field("ipsec/dead_peer_detection/delay"));
         tunnel.dpd_retries = field("ipsec/dead_peer_detection/retries");
+        tunnel.bgp = BgpFields {
+            local_asn: field("customer_gateway/bgp/asn"),
+            aws_asn: field("vpn_gateway/bgp/asn"),
+            hold_time: field("vpn_gateway/bgp/hold_time").or_else(|| field("customer_gateway/bgp/hold_time")),
+            inside_address: field("customer_gateway/tunnel_inside_address/ip_address"),
+            inside_prefix: field("customer_gateway/tunnel_inside_address/network_cidr"),
+        };
         tunnels.push(tunnel);
     }
     if tunnels.is_empty() {
