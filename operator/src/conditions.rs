@@ -94,8 +94,9 @@ pub fn operator_conditions(
 
 /// The `Stalled` reasons the operator itself writes (a spec or Secret problem, or what the chart does not allow):
 /// once the relay pod runs again they are the operator's to clear, not the relay's report.
-pub const OPERATOR_STALLED_REASONS: [&str; 6] = [
+pub const OPERATOR_STALLED_REASONS: [&str; 7] = [
     "InvalidSpec",
+    crate::reconcile::FAILED_CREATE,
     "SecretNotFound",
     "SecretKeyNotFound",
     crate::admit::IMAGE_OVERRIDE_NOT_ALLOWED,

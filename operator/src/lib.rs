@@ -1,14 +1,17 @@
 //! iotrelay-operator: reconciles `IotRelay` resources into a relay Deployment (running `iotrelay-sidecar kube`),
 //! its ServiceAccount, Role and RoleBinding, and reports `Reconciling` / `Stalled` / `observedGeneration`.
+//! Reads come from watch caches (`cache`), writes only when something changed (`memory`).
 //!
 //! Library with thin binaries (`iotrelay-operator`, `crdgen`). `admit`, `render` and `conditions` are pure.
 
 #![forbid(unsafe_code)]
 
 pub mod admit;
+pub mod cache;
 pub mod conditions;
 pub mod crdgen;
 pub mod leader;
+pub mod memory;
 pub mod metrics;
 pub mod reconcile;
 pub mod render;

@@ -1,35 +1,33 @@
 //! The reconcile pipeline: validate -> admit (what the chart allows) -> dereference (Secrets) -> build (pure) ->
 //! apply (server-side) -> status.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+use k8s_openapi::api::apps::v1::DeploymentStatus;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, condition, validate};
 
 use crate::admit::admit;
+use crate::cache::Caches;
 use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields};
+use crate::memory::{Memory, hash_json};
 use crate::metrics::{Metrics, ReconcileResult};
-use crate::render::{Children, RELAY_LABEL, RenderConfig, RenderError, render};
+use crate::render::{Children, RenderConfig, RenderError, render};
 
-/// How often a Stalled relay is looked at again (a missing Secret may appear; Secrets are not watched).
+/// How often a relay stalled on a Secret is looked at again (a missing Secret may appear; Secrets are not watched).
 pub const STALLED_RECHECK: Duration = Duration::from_secs(30);
-/// How often a relay whose pod is not available yet is looked at again.
-pub const PENDING_RECHECK: Duration = Duration::from_secs(10);
-/// Resync period of healthy relays.
+/// Resync period of every other relay (changes of the IotRelay, its children and its pod wake it earlier).
 pub const RESYNC: Duration = Duration::from_secs(300);
 
 /// Errors that end a reconcile pass early; all are transient and requeued with backoff.
@@ -62,32 +60,26 @@ pub struct Context {
     pub config: RenderConfig,
     pub metrics: Arc<Metrics>,
     pub reporter: Reporter,
-    /// Consecutive failures per object, for exponential backoff.
-    failures: Mutex<HashMap<ObjectRef<IotRelay>, u32>>,
+    /// Watch caches of the children and relay pods (reads come from here, not from the API server).
+    pub caches: Caches,
+    /// Per-IotRelay failures and what was last written.
+    pub memory: Memory,
 }
 
 impl Context {
-    pub fn new(client: Client, config: RenderConfig, metrics: Arc<Metrics>, reporter: Reporter) -> Self {
-        Context { client, config, metrics, reporter, failures: Mutex::new(HashMap::new()) }
-    }
-
-    fn clear_failures(&self, r: &ObjectRef<IotRelay>) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(r);
-        }
+    pub fn new(
+        client: Client,
+        config: RenderConfig,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+        caches: Caches,
+    ) -> Self {
+        Context { client, config, metrics, reporter, caches, memory: Memory::default() }
     }
 
     /// 1 s, 2 s, 4 s ... capped at 5 min.
     fn next_backoff(&self, r: &ObjectRef<IotRelay>) -> Duration {
-        let n = match self.failures.lock() {
-            Ok(mut f) => {
-                let n = f.entry(r.clone()).or_insert(0);
-                *n = n.saturating_add(1);
-                *n
-            }
-            Err(_) => 1,
-        };
-        backoff(n)
+        backoff(self.memory.fail(r))
     }
 }
 
@@ -96,20 +88,21 @@ pub fn backoff(n: u32) -> Duration {
     Duration::from_secs(1u64 << n.saturating_sub(1).min(9)).min(Duration::from_secs(300))
 }
 
-/// The controller's reconcile function.
+/// The controller's reconcile function: one pass, in a span naming the object and its generation.
 pub async fn reconcile(relay: Arc<IotRelay>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!("reconcile", relay = %relay.name_any(),
+        namespace = relay.namespace().unwrap_or_default(), generation = relay.metadata.generation.unwrap_or(0));
     let started = std::time::Instant::now();
-    let result = reconcile_inner(&relay, &ctx).await;
+    let result = reconcile_inner(&relay, &ctx).instrument(span).await;
     let label = match &result {
         Ok((_, Outcome::Stalled { .. })) => ReconcileResult::Stalled,
         Ok(_) => ReconcileResult::Ok,
         Err(_) => ReconcileResult::Error,
     };
     ctx.metrics.observe(label, started.elapsed());
-    let r = ObjectRef::from_obj(&*relay);
     match result {
         Ok((action, _)) => {
-            ctx.clear_failures(&r);
+            ctx.memory.succeeded(&ObjectRef::from_obj(&*relay));
             Ok(action)
         }
         Err(e) => Err(e),
@@ -126,25 +119,33 @@ pub fn error_policy(relay: Arc<IotRelay>, err: &Error, ctx: Arc<Context>) -> Act
 
 async fn reconcile_inner(relay: &IotRelay, ctx: &Context) -> Result<(Action, Outcome), Error> {
     let ns = relay.namespace().unwrap_or_default();
-    let name = relay.name_any();
+    let me = ObjectRef::from_obj(relay);
     let outcome = match check(relay, ctx, &ns).await? {
         Err(stalled) => stalled,
         Ok(children) => {
-            apply(ctx, &ns, &children).await?;
-            observe_pod(ctx, &ns, &children).await?
+            apply(ctx, &me, &ns, &children).await?;
+            observe_pod(ctx, &ns, &children)
         }
     };
-    update_status(relay, ctx, &ns, &outcome).await?;
+    update_status(relay, ctx, &me, &ns, &outcome).await?;
     let action = match &outcome {
         Outcome::Stalled { reason, .. } => {
-            info!(relay = %name, namespace = %ns, reason = %reason, "stalled");
-            Action::requeue(STALLED_RECHECK)
+            info!(reason = %reason, "stalled");
+            // Secrets are not watched: a missing one is looked for again. Anything else waits for a change of the
+            // IotRelay, its children or its pod (or the resync).
+            if SECRET_REASONS.contains(&reason.as_str()) {
+                Action::requeue(STALLED_RECHECK)
+            } else {
+                Action::requeue(RESYNC)
+            }
         }
-        Outcome::PodNotReady { .. } => Action::requeue(PENDING_RECHECK),
-        Outcome::PodAvailable => Action::requeue(RESYNC),
+        Outcome::PodNotReady { .. } | Outcome::PodAvailable => Action::requeue(RESYNC),
     };
     Ok((action, outcome))
 }
+
+/// `Stalled` reasons about Secrets (which are not watched, so they are rechecked every [`STALLED_RECHECK`]).
+pub const SECRET_REASONS: [&str; 2] = ["SecretNotFound", "SecretKeyNotFound"];
 
 /// Validate + admit + dereference + build. `Ok(Err(outcome))` is a permanent problem to report as Stalled;
 /// nothing is applied then, so a refused spec never creates or changes the relay's Deployment.
@@ -161,8 +162,18 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let refs = spec.secret_refs().into_iter().map(|r| (r, "preSharedKeySecretRef"));
+    // Each Secret is read once per pass, however many references name it.
+    let mut read: Vec<(String, Option<Secret>)> = Vec::new();
     for (r, field) in refs.chain(spec.rekey_token.clone().map(|r| (r, "rekeyTokenSecretRef"))) {
-        match secrets.get_opt(&r.name).await? {
+        let secret = match read.iter().find(|(n, _)| n == &r.name) {
+            Some((_, s)) => s.clone(),
+            None => {
+                let s = secrets.get_opt(&r.name).await?;
+                read.push((r.name.clone(), s.clone()));
+                s
+            }
+        };
+        match secret {
             None => {
                 return Ok(Err(Outcome::Stalled {
                     reason: "SecretNotFound".into(),
@@ -188,44 +199,88 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
     }
 }
 
-async fn apply(ctx: &Context, ns: &str, c: &Children) -> Result<(), Error> {
+/// Applies the children that differ from what this operator last wrote (or that someone else changed since).
+async fn apply(ctx: &Context, me: &ObjectRef<IotRelay>, ns: &str, c: &Children) -> Result<(), Error> {
     let pp = PatchParams::apply(OPERATOR_FIELD_MANAGER).force();
-    apply_one::<ServiceAccount>(ctx, ns, &c.service_account, &pp).await?;
-    apply_one::<Role>(ctx, ns, &c.role, &pp).await?;
-    apply_one::<RoleBinding>(ctx, ns, &c.role_binding, &pp).await?;
-    apply_one::<Deployment>(ctx, ns, &c.deployment, &pp).await?;
+    let cache = &ctx.caches;
+    apply_one(ctx, me, ns, &c.service_account, &pp, |r| cache.service_accounts.get(r)).await?;
+    apply_one(ctx, me, ns, &c.role, &pp, |r| cache.roles.get(r)).await?;
+    apply_one(ctx, me, ns, &c.role_binding, &pp, |r| cache.role_bindings.get(r)).await?;
+    apply_one(ctx, me, ns, &c.deployment, &pp, |r| cache.deployments.get(r)).await?;
     Ok(())
 }
 
-async fn apply_one<K>(ctx: &Context, ns: &str, obj: &K, pp: &PatchParams) -> Result<(), Error>
+/// The version of a live child that tells whether someone changed it: the generation where the API server keeps
+/// one (a Deployment: status updates do not count), else the resourceVersion.
+fn live_version<K: Resource>(obj: &K) -> Option<String> {
+    match obj.meta().generation {
+        Some(g) => Some(format!("g{g}")),
+        None => obj.meta().resource_version.clone(),
+    }
+}
+
+async fn apply_one<K>(
+    ctx: &Context,
+    me: &ObjectRef<IotRelay>,
+    ns: &str,
+    obj: &K,
+    pp: &PatchParams,
+    cached: impl Fn(&ObjectRef<K>) -> Option<Arc<K>>,
+) -> Result<(), Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope> + Serialize + Clone + std::fmt::Debug,
     K: serde::de::DeserializeOwned,
-    <K as Resource>::DynamicType: Default,
+    <K as Resource>::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
     let dt = K::DynamicType::default();
     let mut value = serde_json::to_value(obj).map_err(|e| Error::Serialize("child", e))?;
     value["apiVersion"] = json!(K::api_version(&dt));
     value["kind"] = json!(K::kind(&dt));
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(&name, pp, &Patch::Apply(value)).await?;
+    let key = format!("{}/{name}", K::kind(&dt));
+    let hash = hash_json(&value);
+    let live = cached(&ObjectRef::new_with(&name, dt).within(ns));
+    if ctx.memory.child_unchanged(me, &key, hash, live.as_deref().and_then(live_version).as_deref()) {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let written = api.patch(&name, pp, &Patch::Apply(value)).await?;
+    ctx.memory.child_written(me, &key, hash, live_version(&written));
     Ok(())
 }
 
-/// Looks at the relay's Deployment and pod: available, or why not (e.g. the scheduler's "didn't have free ports").
-async fn observe_pod(ctx: &Context, ns: &str, c: &Children) -> Result<Outcome, Error> {
+/// The relay's Deployment and pod from the caches: available, or why not (the ReplicaSet cannot create the pod,
+/// e.g. Pod Security or a quota; the scheduler's "didn't have free ports"; a crashing container).
+fn observe_pod(ctx: &Context, ns: &str, c: &Children) -> Outcome {
     let name = c.deployment.metadata.name.clone().unwrap_or_default();
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), ns);
-    let available =
-        deployments.get_opt(&name).await?.and_then(|d| d.status).and_then(|s| s.available_replicas).unwrap_or(0);
-    if available > 0 {
-        return Ok(Outcome::PodAvailable);
+    let deployment = ctx.caches.deployments.get(&ObjectRef::new(&name).within(ns));
+    let status = deployment.as_ref().and_then(|d| d.status.as_ref());
+    if status.and_then(|s| s.available_replicas).unwrap_or(0) > 0 {
+        return Outcome::PodAvailable;
     }
-    let pods: Api<Pod> = Api::namespaced(ctx.client.clone(), ns);
-    let list = pods.list(&ListParams::default().labels(&format!("{RELAY_LABEL}={name}"))).await?;
-    Ok(pod_outcome(&list.items))
+    if let Some(stalled) = status.and_then(replica_failure) {
+        return stalled;
+    }
+    pod_outcome(&ctx.caches.relay_pods(ns, &name))
 }
+
+/// Pure: `Stalled` when the Deployment reports that its pod cannot be created (`ReplicaFailure=True`, e.g.
+/// `FailedCreate` because Pod Security, a ResourceQuota or an admission webhook refused it), with the API
+/// server's reason and message.
+pub fn replica_failure(status: &DeploymentStatus) -> Option<Outcome> {
+    let c = status.conditions.as_ref()?.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True")?;
+    Some(Outcome::Stalled {
+        reason: FAILED_CREATE.into(),
+        message: format!(
+            "the relay pod cannot be created ({}): {}",
+            c.reason.as_deref().unwrap_or("ReplicaFailure"),
+            c.message.as_deref().unwrap_or_default()
+        ),
+    })
+}
+
+/// `Stalled` reason when the relay pod cannot be created (the Deployment's `ReplicaFailure` condition).
+pub const FAILED_CREATE: &str = "FailedCreate";
 
 /// Pure: the relay pod's state as the operator reports it. A pod whose container runs counts as available even
 /// when its readiness probe fails: the relay then reports Ready/Degraded itself (with the real reason, e.g. both
@@ -271,7 +326,13 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
     }
 }
 
-async fn update_status(relay: &IotRelay, ctx: &Context, ns: &str, outcome: &Outcome) -> Result<(), Error> {
+async fn update_status(
+    relay: &IotRelay,
+    ctx: &Context,
+    me: &ObjectRef<IotRelay>,
+    ns: &str,
+    outcome: &Outcome,
+) -> Result<(), Error> {
     let old = relay.status.clone().unwrap_or_default();
     let generation = relay.metadata.generation;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
@@ -316,9 +377,22 @@ async fn update_status(relay: &IotRelay, ctx: &Context, ns: &str, outcome: &Outc
         "kind": "IotRelay",
         "status": status,
     });
+    // Written again only when it differs from the last write, or the live status lost what we wrote.
+    let hash = hash_json(&patch);
+    let live_has_it = old.observed_generation == generation
+        && status.conditions.iter().all(|c| {
+            old.condition(&c.type_).is_some_and(|o| {
+                (&o.status, &o.reason, &o.message, o.observed_generation)
+                    == (&c.status, &c.reason, &c.message, c.observed_generation)
+            })
+        });
+    if live_has_it && ctx.memory.status_unchanged(me, hash) {
+        return Ok(());
+    }
     let api: Api<IotRelay> = Api::namespaced(ctx.client.clone(), ns);
     api.patch_status(&relay.name_any(), &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
         .await?;
+    ctx.memory.status_written(me, hash);
     Ok(())
 }
 

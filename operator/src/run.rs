@@ -10,16 +10,17 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use iotrelay_api::IotRelay;
 
+use crate::cache::{Caches, relay_change};
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
@@ -86,6 +87,16 @@ impl Settings {
             log_json: var("IOTRELAY_LOG_FORMAT").is_none_or(|v| v != "text"),
         })
     }
+}
+
+/// How often the memory of deleted IotRelays is dropped.
+pub const MEMORY_SWEEP: Duration = Duration::from_secs(60);
+
+/// The wake-up queue as a stream.
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<ObjectRef<IotRelay>>,
+) -> impl futures::Stream<Item = ObjectRef<IotRelay>> {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// Installs the tracing subscriber (JSON lines by default; filter from `RUST_LOG`, default `info`).
@@ -175,14 +186,38 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         info!(identity = %lease.identity, "became leader");
     }
 
-    let (relays, deployments): (Api<IotRelay>, Api<Deployment>) = match &settings.watch_namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
-        None => (Api::all(client.clone()), Api::all(client.clone())),
+    let relays: Api<IotRelay> = match &settings.watch_namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
+    let (caches, wake) = Caches::start(&client, settings.watch_namespace.as_deref());
+    let (relay_store, relay_writer) = reflector::store();
+    // Status writes that change no condition (the relay's traffic counters) do not start a pass.
+    let relay_stream = watcher(relays, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(relay_writer)
+        .applied_objects()
+        .predicate_filter(relay_change, Default::default());
     let reporter = Reporter { controller: "iotrelay-operator".into(), instance: Some(settings.identity.clone()) };
-    let ctx = Arc::new(Context::new(client.clone(), settings.render.clone(), metrics.clone(), reporter));
-    let controller = Controller::new(relays, watcher::Config::default().any_semantic())
-        .owns(deployments, watcher::Config::default().labels("app.kubernetes.io/managed-by=iotrelay-operator"))
+    let ctx =
+        Arc::new(Context::new(client.clone(), settings.render.clone(), metrics.clone(), reporter, caches.clone()));
+    // Forget deleted IotRelays (their backoff and what was written for them).
+    {
+        let (ctx, store) = (ctx.clone(), relay_store.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(MEMORY_SWEEP).await;
+                ctx.memory.retain(|r| store.get(r).is_some());
+            }
+        });
+    }
+    // Reconciling before the caches are complete would take an unlisted pod for a missing one.
+    tokio::select! {
+        r = caches.ready() => r?,
+        _ = stopped() => return Ok(()),
+    }
+    let controller = Controller::for_stream(relay_stream, relay_store)
+        .reconcile_on(tokio_stream_from(wake))
         .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

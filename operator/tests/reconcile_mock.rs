@@ -5,15 +5,19 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Method, Request, Response};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use iotrelay_api::IotRelay;
+use iotrelay_operator::cache::Caches;
 use iotrelay_operator::metrics::Metrics;
-use iotrelay_operator::reconcile::{Context, Error, STALLED_RECHECK, backoff, error_policy, reconcile};
+use iotrelay_operator::reconcile::{Context, Error, RESYNC, STALLED_RECHECK, backoff, error_policy, reconcile};
 use iotrelay_operator::render::RenderConfig;
 
 #[derive(Debug, Clone)]
@@ -89,19 +93,51 @@ fn healthy(method: &Method, path: &str, body: &Value) -> (u16, Value) {
             if b["metadata"]["name"].is_null() {
                 b["metadata"]["name"] = json!("generated");
             }
+            // As the API server: a version on every written object, a generation on Deployments.
+            b["metadata"]["resourceVersion"] = json!("30");
+            if b["kind"] == "Deployment" {
+                b["metadata"]["generation"] = json!(1);
+            }
             (if method == Method::POST { 201 } else { 200 }, b)
         }
         _ => (404, status(404, "NotFound")),
     }
 }
 
-fn ctx(client: Client) -> Arc<Context> {
+/// The relay's Deployment as the watch cache holds it, with `status`.
+fn deployment(status: Value) -> Deployment {
+    serde_json::from_value(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "iotrelay-plant-7", "namespace": "iot", "generation": 1, "resourceVersion": "20",
+            "ownerReferences": [{"apiVersion": "iotrelay.dev/v1alpha1", "kind": "IotRelay", "name": "plant-7",
+                "uid": "00000000-0000-0000-0000-000000000007", "controller": true}]},
+        "spec": {"selector": {}, "template": {}}, "status": status}))
+    .unwrap()
+}
+
+/// A context whose caches hold `deployment` and `pods` (relay pods of plant-7).
+fn ctx_with(client: Client, deployment: Option<Deployment>, pods: Vec<Value>) -> Arc<Context> {
+    let (caches, mut w) = Caches::manual();
+    if let Some(d) = deployment {
+        w.deployments.apply_watcher_event(&watcher::Event::Apply(d));
+    }
+    for p in pods {
+        let mut p: Pod = serde_json::from_value(p).unwrap();
+        p.metadata.namespace = Some("iot".into());
+        p.metadata.labels = Some([("iotrelay.dev/relay".to_string(), "iotrelay-plant-7".to_string())].into());
+        w.pods.apply_watcher_event(&watcher::Event::Apply(p));
+    }
     Arc::new(Context::new(
         client,
         RenderConfig::default(),
         Arc::new(Metrics::default()),
         Reporter { controller: "iotrelay-operator".into(), instance: Some("test".into()) },
+        caches,
     ))
+}
+
+/// A healthy cluster: the relay's Deployment has an available pod.
+fn ctx(client: Client) -> Arc<Context> {
+    ctx_with(client, Some(deployment(json!({"availableReplicas": 1}))), vec![])
 }
 
 fn condition<'a>(patch: &'a Value, t: &str) -> &'a Value {
@@ -212,7 +248,7 @@ async fn server_error_is_transient() {
 async fn healthy_relay_applies_children_with_ssa_and_owner() {
     let (client, seen) = mock(Arc::new(healthy));
     let action = reconcile(Arc::new(relay()), ctx(client)).await.unwrap();
-    assert_eq!(action, Action::requeue(iotrelay_operator::reconcile::RESYNC));
+    assert_eq!(action, Action::requeue(RESYNC));
     let seen = seen.lock().unwrap().clone();
     let applied: Vec<_> = seen.iter().filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status")).collect();
     let kinds: Vec<_> = applied.iter().map(|s| s.body["kind"].as_str().unwrap_or("?")).collect();
@@ -247,33 +283,96 @@ async fn ready_relay_is_not_reconciling() {
 
 #[tokio::test]
 async fn unschedulable_pod_explains_ready_false() {
-    let (client, seen) = mock(Arc::new(|m, p, b| {
-        if m == Method::GET && p.ends_with("/deployments/iotrelay-plant-7") {
-            (
-                200,
-                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "iotrelay-plant-7"},
-                          "spec": {"selector": {}, "template": {}}, "status": {"replicas": 1, "unavailableReplicas": 1}}),
-            )
-        } else if m == Method::GET && p.ends_with("/pods") {
-            (
-                200,
-                json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [{
-                "metadata": {"name": "iotrelay-plant-7-abc"},
-                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-                    "message": "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."}]}}]}),
-            )
-        } else {
-            healthy(m, p, b)
-        }
-    }));
-    let action = reconcile(Arc::new(relay()), ctx(client)).await.unwrap();
-    assert_eq!(action, Action::requeue(iotrelay_operator::reconcile::PENDING_RECHECK));
+    let (client, seen) = mock(Arc::new(healthy));
+    let pod = json!({"metadata": {"name": "iotrelay-plant-7-abc"},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/1 nodes are available: 1 node(s) didn't have free ports for the requested pod ports."}]}});
+    let c = ctx_with(client, Some(deployment(json!({"replicas": 1, "unavailableReplicas": 1}))), vec![pod]);
+    let action = reconcile(Arc::new(relay()), c).await.unwrap();
+    // Not polled: the pod's and the Deployment's changes wake the relay.
+    assert_eq!(action, Action::requeue(RESYNC));
     let seen = seen.lock().unwrap().clone();
     let p = status_patches(&seen);
     let ready = condition(&p[0].body, "Ready");
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("Unschedulable")));
     assert!(ready["message"].as_str().unwrap().contains("free ports"));
     assert_eq!(condition(&p[0].body, "Reconciling")["status"], "True");
+}
+
+/// Pod Security (or a quota, or an admission webhook) refuses the pod: the ReplicaSet reports FailedCreate, the
+/// Deployment `ReplicaFailure`; the IotRelay is Stalled with that message, not "waiting for the pod".
+#[tokio::test]
+async fn refused_pod_is_stalled_with_the_api_servers_message() {
+    let (client, seen) = mock(Arc::new(healthy));
+    let refused = "pods \"iotrelay-plant-7-x\" is forbidden: violates PodSecurity \"restricted:latest\": host namespaces (hostNetwork=true)";
+    let d = deployment(json!({"replicas": 0, "conditions": [
+        {"type": "Available", "status": "False", "reason": "MinimumReplicasUnavailable", "message": "no"},
+        {"type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": refused}]}));
+    let action = reconcile(Arc::new(relay()), ctx_with(client, Some(d), vec![])).await.unwrap();
+    assert_eq!(action, Action::requeue(RESYNC), "a change of the Deployment wakes it");
+    let seen = seen.lock().unwrap().clone();
+    let p = status_patches(&seen);
+    let st = condition(&p[0].body, "Stalled");
+    assert_eq!((st["status"].as_str(), st["reason"].as_str()), (Some("True"), Some("FailedCreate")));
+    assert!(st["message"].as_str().unwrap().contains("violates PodSecurity"), "{st}");
+    assert!(seen.iter().any(|s| s.path.contains("events") && s.body["reason"] == "FailedCreate"), "no Event");
+}
+
+/// The reconcile storm of issue 16: a second pass over an unchanged IotRelay whose children are in the cache as
+/// the first pass left them writes nothing at all (no apply, no status patch, no event).
+#[tokio::test]
+async fn unchanged_relay_is_not_written_again() {
+    let (client, seen) = mock(Arc::new(healthy));
+    let pod = json!({"metadata": {"name": "iotrelay-plant-7-abc"}, "status": {"phase": "Pending"}});
+    let (caches, mut w) = Caches::manual();
+    let c = Arc::new(Context::new(
+        client,
+        RenderConfig::default(),
+        Arc::new(Metrics::default()),
+        Reporter { controller: "iotrelay-operator".into(), instance: Some("test".into()) },
+        caches,
+    ));
+    let mut p: Pod = serde_json::from_value(pod).unwrap();
+    p.metadata.namespace = Some("iot".into());
+    p.metadata.labels = Some([("iotrelay.dev/relay".to_string(), "iotrelay-plant-7".to_string())].into());
+    w.pods.apply_watcher_event(&watcher::Event::Apply(p));
+    let mut r = relay();
+    reconcile(Arc::new(r.clone()), c.clone()).await.unwrap();
+    let first = seen.lock().unwrap().clone();
+    let writes = |s: &[Seen]| s.iter().filter(|s| s.method != Method::GET).count();
+    assert_eq!(writes(&first), 5, "4 applies and a status patch: {first:#?}");
+    // The watches deliver what was written: the children (the mock echoes the applied body) and the status.
+    for s in first.iter().filter(|s| s.method == Method::PATCH && !s.path.ends_with("/status")) {
+        let mut b = s.body.clone();
+        b["metadata"]["resourceVersion"] = json!("30");
+        if b["kind"] == "Deployment" {
+            b["metadata"]["generation"] = json!(1);
+        }
+        match b["kind"].as_str().unwrap() {
+            "ServiceAccount" => w.service_accounts.apply_watcher_event(&watcher::Event::Apply(from(b))),
+            "Role" => w.roles.apply_watcher_event(&watcher::Event::Apply(from(b))),
+            "RoleBinding" => w.role_bindings.apply_watcher_event(&watcher::Event::Apply(from(b))),
+            _ => w.deployments.apply_watcher_event(&watcher::Event::Apply(from(b))),
+        }
+    }
+    r.status = Some(serde_json::from_value(status_patches(&first)[0].body["status"].clone()).unwrap());
+    seen.lock().unwrap().clear();
+    reconcile(Arc::new(r.clone()), c.clone()).await.unwrap();
+    let second = seen.lock().unwrap().clone();
+    assert_eq!(writes(&second), 0, "an unchanged relay was written again: {second:#?}");
+    // Someone else changes a child (its version moves): that one child is applied again, nothing else.
+    let sa = c.caches.service_accounts.state()[0].clone();
+    let mut sa = (*sa).clone();
+    sa.metadata.resource_version = Some("31".into());
+    w.service_accounts.apply_watcher_event(&watcher::Event::Apply(sa));
+    reconcile(Arc::new(r), c).await.unwrap();
+    let third = seen.lock().unwrap().clone();
+    let paths: Vec<_> = third.iter().filter(|s| s.method != Method::GET).map(|s| s.path.clone()).collect();
+    assert_eq!(paths, ["/api/v1/namespaces/iot/serviceaccounts/iotrelay-plant-7"], "{third:#?}");
+}
+
+fn from<K: serde::de::DeserializeOwned>(v: Value) -> K {
+    serde_json::from_value(v).unwrap()
 }
 
 #[test]
