@@ -2,8 +2,10 @@
 //!
 //! kube-rs has no built-in elector. This is the client-go algorithm, reduced: read the Lease; take it when it is
 //! free or expired (a replace with the read resourceVersion, so two candidates can't both win); renew it every
-//! `renew_every`; a replica that fails to renew before the lease expires stops leading (the binary exits, and its
-//! pod restarts as a candidate).
+//! `renew_every`; a leader that has not renewed within `renew_deadline` (shorter than the lease) stops leading (the
+//! binary exits, and its pod restarts as a candidate). Because it stops `lease_duration - renew_deadline` before
+//! any other replica may take the expired lease (5 s with client-go's 10 s in 15 s), two leaders never overlap,
+//! even when the API server stops answering in the middle of a renewal.
 
 use std::time::Duration;
 
@@ -21,7 +23,23 @@ pub struct LeaseConfig {
     /// This replica's identity (its pod name).
     pub identity: String,
     pub lease_duration: Duration,
+    /// A leader that could not renew for this long steps down; must be shorter than `lease_duration`.
+    pub renew_deadline: Duration,
     pub renew_every: Duration,
+}
+
+impl LeaseConfig {
+    /// client-go's defaults: a 15 s lease, renewed every 2 s, given up 10 s after the last renewal.
+    pub fn new(namespace: String, name: String, identity: String) -> Self {
+        LeaseConfig {
+            namespace,
+            name,
+            identity,
+            lease_duration: Duration::from_secs(15),
+            renew_deadline: Duration::from_secs(10),
+            renew_every: Duration::from_secs(2),
+        }
+    }
 }
 
 /// Result of one attempt.
@@ -119,19 +137,26 @@ pub async fn acquire(client: &Client, cfg: &LeaseConfig) {
     }
 }
 
-/// Renews until a renewal fails past the lease duration; returns then (leadership lost).
+/// Renews until leadership is lost: another replica holds the lease, or no renewal succeeded for `renew_deadline`
+/// (a renewal still in flight at the deadline is abandoned). Returns then; the caller must stop leading at once.
 pub async fn hold(client: &Client, cfg: &LeaseConfig) {
+    // A renewal writes the time it started; the deadline counts from there.
     let mut last_ok = tokio::time::Instant::now();
     loop {
         tokio::time::sleep(cfg.renew_every).await;
-        match try_acquire(client, cfg).await {
-            Ok(Attempt::Leader) => last_ok = tokio::time::Instant::now(),
-            Ok(Attempt::Follower) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "lease renewal failed");
-                if last_ok.elapsed() >= cfg.lease_duration {
-                    return;
-                }
+        let left = cfg.renew_deadline.saturating_sub(last_ok.elapsed());
+        if left.is_zero() {
+            tracing::warn!("no lease renewal within the renew deadline: stepping down");
+            return;
+        }
+        let started = tokio::time::Instant::now();
+        match tokio::time::timeout(left, try_acquire(client, cfg)).await {
+            Ok(Ok(Attempt::Leader)) => last_ok = started,
+            Ok(Ok(Attempt::Follower)) => return,
+            Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+            Err(_) => {
+                tracing::warn!("lease renewal did not finish before the renew deadline: stepping down");
+                return;
             }
         }
     }

@@ -8,7 +8,7 @@ use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
 
-use iotrelay_operator::leader::{Attempt, LeaseConfig, try_acquire};
+use iotrelay_operator::leader::{Attempt, LeaseConfig, hold, try_acquire};
 
 type Handler = Arc<dyn Fn(&Method, &Value) -> (u16, Value) + Send + Sync>;
 type Log = Arc<Mutex<Vec<(Method, Value)>>>;
@@ -38,7 +38,8 @@ fn cfg() -> LeaseConfig {
         name: "iotrelay-operator-leader".into(),
         identity: "me".into(),
         lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(4),
+        renew_deadline: Duration::from_secs(10),
+        renew_every: Duration::from_secs(2),
     }
 }
 
@@ -100,4 +101,39 @@ async fn losing_the_race_is_follower_not_error() {
     let (client, _) =
         mock(Arc::new(move |m, _| if m == Method::GET { (200, stale.clone()) } else { (409, conflict()) }));
     assert_eq!(try_acquire(&client, &cfg()).await.unwrap(), Attempt::Follower);
+}
+
+/// The production settings renew well before the lease could expire, and give up before it does.
+#[test]
+fn renew_deadline_is_shorter_than_the_lease() {
+    let c = LeaseConfig::new("sys".into(), "l".into(), "me".into());
+    assert!(c.renew_every < c.renew_deadline && c.renew_deadline < c.lease_duration, "{c:?}");
+    assert_eq!((c.renew_deadline, c.lease_duration), (Duration::from_secs(10), Duration::from_secs(15)));
+}
+
+/// Two leaders never overlap: when the API server fails every renewal, the leader steps down by the renew
+/// deadline (10 s), before another replica may take the lease (15 s after the last renewal).
+#[tokio::test(start_paused = true)]
+async fn leader_steps_down_before_the_lease_expires_when_renewals_fail() {
+    let server_error = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 500, "message": "x"});
+    let (client, _) = mock(Arc::new(move |_, _| (500, server_error.clone())));
+    let t0 = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), hold(&client, &cfg())).await.expect("still leading after 60 s");
+    assert!(t0.elapsed() <= cfg().renew_deadline, "stepped down after {:?}", t0.elapsed());
+}
+
+/// The same when a renewal hangs (the API server accepts the connection and never answers).
+#[tokio::test(start_paused = true)]
+async fn leader_steps_down_when_a_renewal_hangs() {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Some(req) = handle.next_request().await {
+            held.push(req); // never answered
+        }
+    });
+    let client = Client::new(svc, "default");
+    let t0 = tokio::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(60), hold(&client, &cfg())).await.expect("still leading after 60 s");
+    assert!(t0.elapsed() <= cfg().renew_deadline, "stepped down after {:?}", t0.elapsed());
 }
