@@ -39,7 +39,7 @@ dep = next(d for d in docs if d["kind"] == "Deployment")
 c = dep["spec"]["template"]["spec"]["containers"][0]
 assert c["command"] == ["iotrelay-operator"], c["command"]
 assert dep["spec"]["template"]["spec"]["serviceAccountName"] not in ("", "default")
-for cr in (d for d in docs if d["kind"] == "ClusterRole"):
+for cr in (d for d in docs if d["kind"] in ("ClusterRole", "Role")):
     for r in cr["rules"]:
         assert "*" not in r["verbs"] and "*" not in r["resources"], f"wildcard rule {r}"
         assert not {"escalate", "bind", "impersonate"} & set(r["verbs"]), f"dangerous verb in {r}"
@@ -117,6 +117,24 @@ else ko aggregated-roles "$(tail -3 "$tmp/err")"; fi
 if render --set rbac.aggregateToDefaultRoles=false | grep -q 'aggregate-to-view'; then ko aggregated-roles-off "still rendered"; else ok aggregated-roles-off; fi
 check_render helm-template-all-options --set serviceMonitor.enabled=true --set replicaCount=2 \
   --set imagePullSecrets[0]=regcred --set watchNamespace=iot --set podAnnotations.x=y --set logging.format=text
+# One watched namespace: the operator's rules are a Role there, bound to its ServiceAccount; no ClusterRole(Binding)
+# of the operator (the aggregated view/edit roles for users stay). All namespaces: a ClusterRole with the same rules.
+if render --set watchNamespace=iot > "$tmp/ns.yaml" 2> "$tmp/err" && render > "$tmp/all.yaml" 2>> "$tmp/err"; then
+  python3 - "$tmp/ns.yaml" "$tmp/all.yaml" <<'PY' > "$tmp/py" 2>&1 && ok namespaced-rbac || ko namespaced-rbac "$(cat "$tmp/py")"
+import sys, yaml
+ns, every = ([d for d in yaml.safe_load_all(open(f)) if d] for f in sys.argv[1:3])
+mine = lambda docs, kind: [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == "iotrelay"]
+assert not mine(ns, "ClusterRole") and not mine(ns, "ClusterRoleBinding"), "cluster-wide operator role with watchNamespace"
+[role], [binding] = mine(ns, "Role"), mine(ns, "RoleBinding")
+assert role["metadata"]["namespace"] == "iot" and binding["metadata"]["namespace"] == "iot"
+assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "iotrelay"}, binding["roleRef"]
+assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "iotrelay", "namespace": "iotrelay-system"}]
+[cluster] = mine(every, "ClusterRole")
+assert role["rules"] == cluster["rules"], "the Role's rules differ from the ClusterRole's"
+assert not mine(every, "Role"), "a namespaced operator Role without watchNamespace"
+PY
+else ko namespaced-rbac "$(tail -3 "$tmp/err")"; fi
+
 want_env=(IOTRELAY_ALLOW_IMAGE_OVERRIDE=true IOTRELAY_ALLOW_PRIVILEGED=true IOTRELAY_RELAY_METRICS_ADDR=127.0.0.1:9999)
 check_render helm-template-relay-policy-reaches-operator --set relay.allowImageOverride=true \
   --set relay.allowPrivileged=true --set relay.metricsAddress=127.0.0.1:9999

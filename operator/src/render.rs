@@ -12,12 +12,13 @@ use std::net::SocketAddr;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction, HostPathVolumeSource, KeyToPath,
-    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
-    SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
+    LocalObjectReference, ObjectFieldSelector, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, ServiceAccount, Volume, VolumeMount,
 };
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource;
 use sha2::{Digest, Sha256};
 
 use iotrelay_api::{IotRelay, LogFormat, ValidatedSpec};
@@ -40,7 +41,7 @@ pub const REKEY_TOKEN_FILE: &str = "token";
 pub const DEFAULT_METRICS_PORT: u16 = 9465;
 
 /// Operator-wide settings that shape the children.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RenderConfig {
     /// Relay image used when the spec sets none (the operator's own image: it holds both binaries).
     pub relay_image: String,
@@ -55,6 +56,11 @@ pub struct RenderConfig {
     /// Where the relay serves `/metrics`, `/healthz` and `/readyz` (nothing else) for scraping (chart
     /// `relay.metricsAddress`); `127.0.0.1:PORT` keeps it on the node.
     pub metrics_addr: SocketAddr,
+    /// Requests/limits of a relay container whose IotRelay sets no `spec.resources` (chart `relay.resources`), so
+    /// relay pods are not BestEffort (the first evicted under node pressure).
+    pub default_resources: Option<ResourceRequirements>,
+    /// `priorityClassName` of relay pods (chart `relay.priorityClassName`; none when unset).
+    pub priority_class_name: Option<String>,
 }
 
 impl Default for RenderConfig {
@@ -66,6 +72,8 @@ impl Default for RenderConfig {
             allow_image_override: false,
             allow_privileged: false,
             metrics_addr: SocketAddr::from(([0, 0, 0, 0], DEFAULT_METRICS_PORT)),
+            default_resources: None,
+            priority_class_name: None,
         }
     }
 }
@@ -108,16 +116,12 @@ pub fn render(relay: &IotRelay, spec: &ValidatedSpec, cfg: &RenderConfig) -> Res
     admit(&relay.spec, spec, cfg)?;
     let name = relay.metadata.name.clone().ok_or(RenderError::MissingMetadata("metadata.name"))?;
     let namespace = relay.metadata.namespace.clone().ok_or(RenderError::MissingMetadata("metadata.namespace"))?;
-    let uid = relay.metadata.uid.clone().ok_or(RenderError::MissingMetadata("metadata.uid"))?;
+    relay.metadata.uid.as_ref().ok_or(RenderError::MissingMetadata("metadata.uid"))?;
     let child = child_name(&name);
-    let owner = OwnerReference {
-        api_version: format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
-        kind: "IotRelay".into(),
-        name: name.clone(),
-        uid,
-        controller: Some(true),
-        block_owner_deletion: Some(true),
-    };
+    // apiVersion, kind, name, uid and controller from kube's Resource impl; foreground deletion of the IotRelay
+    // waits for its children.
+    let mut owner = relay.controller_owner_ref(&()).ok_or(RenderError::MissingMetadata("metadata.uid"))?;
+    owner.block_owner_deletion = Some(true);
     let labels = BTreeMap::from([
         ("app.kubernetes.io/name".to_string(), "iotrelay-relay".to_string()),
         ("app.kubernetes.io/managed-by".to_string(), "iotrelay-operator".to_string()),
@@ -329,7 +333,7 @@ fn pod_spec(
         ports: Some(ports),
         liveness_probe: Some(probe("/healthz", 10, 3)),
         readiness_probe: Some(probe("/readyz", 5, 1)),
-        resources: relay.spec.resources.clone(),
+        resources: relay.spec.resources.clone().or_else(|| cfg.default_resources.clone()),
         security_context: Some(security_context),
         volume_mounts: if mounts.is_empty() { None } else { Some(mounts) },
         ..Default::default()
@@ -348,6 +352,7 @@ fn pod_spec(
         },
         volumes: if volumes.is_empty() { None } else { Some(volumes) },
         node_selector: relay.spec.node_selector.clone(),
+        priority_class_name: cfg.priority_class_name.clone(),
         tolerations: relay.spec.tolerations.clone(),
         affinity: relay.spec.affinity.clone(),
         image_pull_secrets: if cfg.image_pull_secrets.is_empty() {

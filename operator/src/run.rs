@@ -52,7 +52,9 @@ impl Settings {
     /// Settings from `get` (the environment in production). Relay-related variables:
     /// `IOTRELAY_RELAY_IMAGE`, `IOTRELAY_RELAY_IMAGE_PULL_POLICY`, `IOTRELAY_RELAY_IMAGE_PULL_SECRETS` (comma list),
     /// `IOTRELAY_ALLOW_IMAGE_OVERRIDE` and `IOTRELAY_ALLOW_PRIVILEGED` (`true`/`false`, default false),
-    /// `IOTRELAY_RELAY_METRICS_ADDR` (the relays' metrics listener; unset: 0.0.0.0:9465; empty: none).
+    /// `IOTRELAY_RELAY_METRICS_ADDR` (the relays' metrics listener; unset: 0.0.0.0:9465; empty: none),
+    /// `IOTRELAY_RELAY_RESOURCES` (JSON ResourceRequirements for relays without `spec.resources`),
+    /// `IOTRELAY_RELAY_PRIORITY_CLASS` (priorityClassName of relay pods).
     pub fn from_vars(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
         let var = |k: &str| get(k).filter(|v| !v.is_empty());
         let flag = |k: &str| -> anyhow::Result<bool> {
@@ -78,6 +80,15 @@ impl Settings {
                         .parse()
                         .map_err(|e| anyhow::anyhow!("IOTRELAY_RELAY_METRICS_ADDR={v:?}: {e} (want IP:PORT)"))?,
                 },
+                default_resources: match var("IOTRELAY_RELAY_RESOURCES") {
+                    None => None,
+                    Some(v) => {
+                        Some(serde_json::from_str(&v).map_err(|e| {
+                            anyhow::anyhow!("IOTRELAY_RELAY_RESOURCES: {e} (want JSON requests/limits)")
+                        })?)
+                    }
+                },
+                priority_class_name: var("IOTRELAY_RELAY_PRIORITY_CLASS"),
             },
             admin_addr: var("IOTRELAY_ADMIN_ADDR").unwrap_or_else(|| "0.0.0.0:8080".into()).parse()?,
             leader_election: var("IOTRELAY_LEADER_ELECTION").is_none_or(|v| v != "false"),
@@ -88,6 +99,9 @@ impl Settings {
         })
     }
 }
+
+/// Name of the leader-election Lease in the operator's namespace.
+pub const LEASE_NAME: &str = "iotrelay-operator-leader";
 
 /// How often the memory of deleted IotRelays is dropped.
 pub const MEMORY_SWEEP: Duration = Duration::from_secs(60);
@@ -169,13 +183,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     });
 
     let client = Client::try_default().await?;
-    let lease = LeaseConfig {
-        namespace: settings.namespace.clone(),
-        name: "iotrelay-operator-leader".into(),
-        identity: settings.identity.clone(),
-        lease_duration: Duration::from_secs(15),
-        renew_every: Duration::from_secs(4),
-    };
+    let lease = LeaseConfig::new(settings.namespace.clone(), LEASE_NAME.into(), settings.identity.clone());
     if settings.leader_election {
         info!(identity = %lease.identity, "waiting for leadership");
         tokio::select! {
@@ -273,5 +281,20 @@ mod tests {
         // A typo must not silently mean "allowed" or "not allowed".
         assert!(settings(&[("IOTRELAY_ALLOW_PRIVILEGED", "yes")]).is_err());
         assert!(settings(&[("IOTRELAY_RELAY_METRICS_ADDR", "9465")]).is_err());
+        assert!(s.render.default_resources.is_none() && s.render.priority_class_name.is_none());
+    }
+
+    #[test]
+    fn relay_resources_and_priority_from_the_chart() {
+        let s = settings(&[
+            ("IOTRELAY_RELAY_RESOURCES", r#"{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"memory":"256Mi"}}"#),
+            ("IOTRELAY_RELAY_PRIORITY_CLASS", "iot-critical"),
+        ])
+        .unwrap();
+        let r = s.render.default_resources.unwrap();
+        assert_eq!(r.requests.unwrap()["memory"].0, "64Mi");
+        assert_eq!(r.limits.unwrap()["memory"].0, "256Mi");
+        assert_eq!(s.render.priority_class_name.as_deref(), Some("iot-critical"));
+        assert!(settings(&[("IOTRELAY_RELAY_RESOURCES", "cpu: 1")]).is_err(), "not JSON");
     }
 }

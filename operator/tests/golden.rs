@@ -230,3 +230,27 @@ fn long_names_stay_valid_labels() {
     assert!(c.len() <= 56 && c.starts_with("iotrelay-"), "{c}");
     assert_ne!(c, iotrelay_operator::render::child_name(&"a".repeat(199)));
 }
+
+/// Relay pods are not BestEffort: the chart's default requests/limits apply unless the IotRelay sets its own, and
+/// the chart's priorityClassName is used.
+#[test]
+fn default_resources_and_priority_class() {
+    let resources: k8s_openapi::api::core::v1::ResourceRequirements =
+        serde_json::from_str(r#"{"requests":{"cpu":"50m","memory":"64Mi"},"limits":{"memory":"256Mi"}}"#).unwrap();
+    let cfg = RenderConfig {
+        default_resources: Some(resources.clone()),
+        priority_class_name: Some("iot-critical".into()),
+        ..RenderConfig::default()
+    };
+    let mut r = relay("plant-7.input.yaml");
+    r.spec.resources = None;
+    let c = render_with(&r, &cfg);
+    assert_eq!(relay_container(&c).resources.as_ref(), Some(&resources));
+    assert_eq!(pod(&c).priority_class_name.as_deref(), Some("iot-critical"));
+    let own: k8s_openapi::api::core::v1::ResourceRequirements =
+        serde_json::from_str(r#"{"requests":{"memory":"16Mi"}}"#).unwrap();
+    r.spec.resources = Some(own.clone());
+    assert_eq!(relay_container(&render_with(&r, &cfg)).resources.as_ref(), Some(&own), "the IotRelay's own wins");
+    let plain = render_with(&r, &RenderConfig::default());
+    assert!(pod(&plain).priority_class_name.is_none());
+}
