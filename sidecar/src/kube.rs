@@ -369,36 +369,71 @@ async fn emit_events(
     mut rx: mpsc::Receiver<Notice>,
 ) {
     while let Some(n) = rx.recv().await {
-        let (type_, reason, note) = match &n {
-            Notice::SaEstablished { tunnel } => {
-                (EventType::Normal, "SaEstablished", format!("tunnel {tunnel}: CHILD_SA established"))
-            }
-            Notice::ChildRekeyed { tunnel } => {
-                (EventType::Normal, "ChildSaRekeyed", format!("tunnel {tunnel}: CHILD_SA rekeyed"))
-            }
-            Notice::SaLost { tunnel, reason, .. } if *reason == "AuthenticationFailed" => {
-                (EventType::Warning, "AuthenticationFailed", format!("tunnel {tunnel}: authentication failed"))
-            }
-            Notice::SaLost { tunnel, reason, .. } if *reason == "Closed" => {
-                (EventType::Normal, "SaClosed", format!("tunnel {tunnel}: closed"))
-            }
-            Notice::SaLost { tunnel, reason, .. } => {
-                (EventType::Warning, "SaLost", format!("tunnel {tunnel}: IKE SA lost ({reason})"))
-            }
-            Notice::RekeyFailed { tunnel } => {
-                (EventType::Warning, "RekeyFailed", format!("tunnel {tunnel}: CHILD_SA rekey failed"))
-            }
-        };
-        let ev = KEvent { type_, reason: reason.into(), note: Some(note), action: "Tunnel".into(), secondary: None };
-        if let Err(e) = recorder.publish(&ev, &obj).await {
+        if let Err(e) = recorder.publish(&event_of(&n), &obj).await {
             tracing::warn!(error = %e, "publishing event failed");
         }
     }
 }
 
+/// The Event for a notice. kube-runtime's Recorder folds an Event into an earlier one of the last 6 minutes with
+/// the same type, reason and action (a series: count and last time go up, the note stays the first one). So the
+/// reason says what happened (for a lost IKE SA, why: `DeadPeer`, `DeletedByPeer`, ...) and the action names the
+/// tunnel: two Events are folded only when their notes are the same.
+fn event_of(n: &Notice) -> KEvent {
+    let (type_, reason, tunnel, note) = match n {
+        Notice::SaEstablished { tunnel } => {
+            (EventType::Normal, "SaEstablished", tunnel, format!("tunnel {tunnel}: CHILD_SA established"))
+        }
+        Notice::ChildRekeyed { tunnel } => {
+            (EventType::Normal, "ChildSaRekeyed", tunnel, format!("tunnel {tunnel}: CHILD_SA rekeyed"))
+        }
+        Notice::SaLost { tunnel, reason, .. } if *reason == "AuthenticationFailed" => {
+            (EventType::Warning, "AuthenticationFailed", tunnel, format!("tunnel {tunnel}: authentication failed"))
+        }
+        Notice::SaLost { tunnel, reason, .. } if *reason == "Closed" => {
+            (EventType::Normal, "SaClosed", tunnel, format!("tunnel {tunnel}: closed"))
+        }
+        Notice::SaLost { tunnel, reason, .. } => {
+            (EventType::Warning, *reason, tunnel, format!("tunnel {tunnel}: IKE SA lost ({reason})"))
+        }
+        Notice::RekeyFailed { tunnel } => {
+            (EventType::Warning, "RekeyFailed", tunnel, format!("tunnel {tunnel}: CHILD_SA rekey failed"))
+        }
+    };
+    KEvent { type_, reason: reason.into(), note: Some(note), action: tunnel.clone(), secondary: None }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Events that kube-runtime would fold into one series (same type, reason and action) have the same note, so
+    /// no Event is hidden behind an earlier one's message (a peer DELETE on tunnel2 behind tunnel1's DeadPeer).
+    #[test]
+    fn events_folded_into_one_series_say_the_same() {
+        let mut notices = Vec::new();
+        for t in ["tunnel1", "tunnel2"] {
+            let tunnel = t.to_string();
+            notices.push(Notice::SaEstablished { tunnel: tunnel.clone() });
+            notices.push(Notice::ChildRekeyed { tunnel: tunnel.clone() });
+            notices.push(Notice::RekeyFailed { tunnel: tunnel.clone() });
+            for reason in ["AuthenticationFailed", "Closed", "DeadPeer", "DeletedByPeer", "NoProposalChosen"] {
+                notices.push(Notice::SaLost { tunnel: tunnel.clone(), reason, permanent: false });
+            }
+        }
+        let events: Vec<KEvent> = notices.iter().map(event_of).collect();
+        for a in &events {
+            for b in &events {
+                let key = |e: &KEvent| (format!("{:?}", e.type_), e.reason.clone(), e.action.clone());
+                if key(a) == key(b) {
+                    assert_eq!(a.note, b.note, "folded into one series: {:?}", key(a));
+                }
+            }
+        }
+        let lost = event_of(&Notice::SaLost { tunnel: "tunnel2".into(), reason: "DeletedByPeer", permanent: false });
+        assert_eq!((lost.reason.as_str(), lost.action.as_str()), ("DeletedByPeer", "tunnel2"));
+        assert_eq!(lost.note.as_deref(), Some("tunnel tunnel2: IKE SA lost (DeletedByPeer)"));
+    }
 
     #[test]
     fn secrets_read_from_the_api_are_wiped() {
