@@ -280,6 +280,15 @@ tc reject-dpd-interval-zero t_reject dpdInterval 'spec.ike.dpdInterval=0s'
 tc reject-dpd-timeout-not-longer t_reject dpdTimeout 'spec.ike.dpdInterval=10s' 'spec.ike.dpdTimeout=10s'
 tc reject-idle-timeout-over-24h t_reject idleTimeout 'spec.forwards.0.idleTimeout=48h'
 tc reject-secret-ref-without-key t_reject key 'spec.tunnels.0.preSharedKeySecretRef={"name":"aws-vpn"}'
+tc reject-gateway-route-outside-remote-subnets t_reject routes 'spec.gateway={"routes":["192.0.2.0/24"]}'
+tc reject-bgp-without-inside-cidr t_reject insideCidr 'spec.bgp={"localAsn":65000}'
+tc reject-bgp-local-asn-is-aws-asn t_reject localAsn 'spec.bgp={"localAsn":64512}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
+tc reject-bgp-hold-time-2s t_reject holdTime 'spec.bgp={"localAsn":65000,"holdTime":"2s"}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
+tc reject-bgp-as-trans t_reject 23456 'spec.bgp={"localAsn":65000,"awsAsn":23456}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
+tc reject-bgp-local-as-trans t_reject 23456 'spec.bgp={"localAsn":23456}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
+tc reject-duplicate-inside-cidr t_reject insideCidr 'spec.bgp={"localAsn":65000}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.10.0/30'
+tc reject-inside-cidr-not-30 t_reject insideCidr 'spec.tunnels.0.insideCidr=169.254.10.0/29'
+tc reject-inside-cidr-outside-link-local t_reject insideCidr 'spec.tunnels.0.insideCidr=192.0.2.0/30'
 
 # Every CEL rule in the CRD has a message, and each message was produced by at least one case above.
 t_cel_coverage() {
