@@ -138,6 +138,14 @@ pub struct IotRelaySpec {
     /// by side with it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<GatewaySpec>,
+    /// At most this many relay sessions (sender address:port pairs with a return path) per sender IP address,
+    /// across all forwards, so that one allowed sender sending from many ports cannot take the whole session table
+    /// (4096 sessions) from the others. A new session beyond it is dropped and counted in
+    /// `status.forwards[].drops.sourceSessionLimit`; the sender's existing sessions keep working. 1..4096, default
+    /// 512 (an eighth of the table). Applied live, without touching the tunnels.
+    #[serde(default = "default_max_sessions_per_source")]
+    #[schemars(range(min = 1, max = 4096))]
+    pub max_sessions_per_source: i32,
 
     /// Run the relay container fully privileged (uid 0, every capability, host devices). Default false: the relay
     /// runs as uid 65532 with only NET_BIND_SERVICE, which is all the userspace datapath needs. Honoured only when
@@ -315,6 +323,21 @@ pub struct IkeSpec {
     /// `Start`: the relay initiates (default). `Add`: it waits for AWS to initiate.
     #[serde(default)]
     pub startup_action: StartupAction,
+    /// Defence against spoofed IKE_SA_INIT floods (anyone can send them with the AWS endpoint's address): from this
+    /// many half-open IKE SAs on (IKE_SA_INIT answered, the peer's AUTH not yet verified; counted across all tunnels
+    /// of the relay), a new IKE_SA_INIT must first return a COOKIE (RFC 7296 §2.6), which a sender that cannot
+    /// receive at the address it spoofs never does, so it creates no state. Cookies sent are counted in
+    /// `iotrelay_ike_cookies_sent_total`. 0 demands a cookie for every IKE_SA_INIT. 0..64, default 2 (AWS has at
+    /// most one IKE_SA_INIT of its own in flight per tunnel).
+    #[serde(default = "default_cookie_threshold")]
+    #[schemars(range(min = 0, max = 64))]
+    pub cookie_threshold: i32,
+    /// At most this many half-open IKE SAs per tunnel (as strongSwan's `block_threshold`); further IKE_SA_INIT
+    /// requests are dropped, and counted in `iotrelay_ike_half_open_refused_total`, until one completes or
+    /// expires (30 s). An established tunnel is never affected. 1..64, default 5.
+    #[serde(default = "default_half_open_limit")]
+    #[schemars(range(min = 1, max = 64))]
+    pub half_open_limit: i32,
 }
 
 impl Default for IkeSpec {
@@ -325,6 +348,8 @@ impl Default for IkeSpec {
             dpd_interval: default_dpd_interval(),
             dpd_timeout: default_dpd_timeout(),
             startup_action: StartupAction::Start,
+            cookie_threshold: default_cookie_threshold(),
+            half_open_limit: default_half_open_limit(),
         }
     }
 }
@@ -441,6 +466,15 @@ fn default_dpd_timeout() -> String {
 }
 fn default_replay_window() -> i32 {
     1024
+}
+fn default_cookie_threshold() -> i32 {
+    2
+}
+fn default_half_open_limit() -> i32 {
+    5
+}
+fn default_max_sessions_per_source() -> i32 {
+    512
 }
 fn default_idle_timeout() -> String {
     "60s".into()

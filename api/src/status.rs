@@ -210,9 +210,12 @@ pub struct ForwardDrops {
     /// Packet larger than the tunnel can carry.
     #[serde(default)]
     pub too_big: u64,
-    /// Internal queue full.
+    /// Internal queue full (also: the relay's session table full).
     #[serde(default)]
     pub queue_full: u64,
+    /// New session refused: the sender's IP address already holds `maxSessionsPerSource` sessions.
+    #[serde(default)]
+    pub source_session_limit: u64,
 }
 
 /// Datapath-wide state.

@@ -55,6 +55,8 @@ pub struct ValidatedIke {
     pub dpd_interval: Duration,
     pub dpd_timeout: Duration,
     pub startup_action: StartupAction,
+    pub cookie_threshold: usize,
+    pub half_open_limit: usize,
 }
 
 /// ESP settings with parsed values.
@@ -104,6 +106,8 @@ pub struct ValidatedSpec {
     pub ike: ValidatedIke,
     pub esp: ValidatedEsp,
     pub forwards: Vec<ValidatedForward>,
+    /// `maxSessionsPerSource`.
+    pub max_sessions_per_source: usize,
     pub privileged: bool,
     pub admin_port: u16,
     /// `rekeyTokenSecretRef`: the Secret key holding the `/rekey` token (mounted as a file, never read by the relay
@@ -168,6 +172,16 @@ impl Errors {
             Ok(p) if p >= 1 => Some(p),
             _ => {
                 self.push(path, "must be 1..65535");
+                None
+            }
+        }
+    }
+    /// An integer in `min..=max`; the message names the range and `what` it counts.
+    fn count(&mut self, path: &str, v: i32, min: usize, max: usize, what: &str) -> Option<usize> {
+        match usize::try_from(v) {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.push(path, format!("must be {min}..{max} {what}, got {v}"));
                 None
             }
         }
@@ -321,6 +335,20 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
     {
         e.push("spec.ike.dpdTimeout", "must be longer than dpdInterval");
     }
+    let cookie_threshold = e.count(
+        "spec.ike.cookieThreshold",
+        spec.ike.cookie_threshold,
+        0,
+        64,
+        "(half-open IKE SAs from which an IKE_SA_INIT must return a cookie; 0: always)",
+    );
+    let half_open_limit = e.count(
+        "spec.ike.halfOpenLimit",
+        spec.ike.half_open_limit,
+        1,
+        64,
+        "(half-open IKE SAs per tunnel; at least 1, or AWS's own IKE_SA_INIT could not be answered)",
+    );
 
     // ESP.
     let esp_proposals = proposals(&mut e, "spec.esp.proposals", &spec.esp.proposals, EspProposal::parse);
@@ -434,6 +462,13 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
         };
         ValidatedGateway { interface: g.interface.clone(), mtu, routes }
     });
+    let max_sessions_per_source = e.count(
+        "spec.maxSessionsPerSource",
+        spec.max_sessions_per_source,
+        1,
+        4096,
+        "(sessions per sender IP address; the session table holds 4096)",
+    );
 
     if let Some(img) = &spec.image
         && (img.is_empty() || img.len() > 512)
@@ -462,6 +497,8 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             dpd_interval,
             dpd_timeout,
             startup_action: spec.ike.startup_action,
+            cookie_threshold: cookie_threshold.unwrap_or(2),
+            half_open_limit: half_open_limit.unwrap_or(5),
         },
         esp: ValidatedEsp {
             proposals: esp_proposals,
@@ -469,6 +506,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             replay_window: replay_window.unwrap_or(1024),
         },
         forwards,
+        max_sessions_per_source: max_sessions_per_source.unwrap_or(512),
         privileged: spec.privileged,
         admin_port: admin_port.unwrap_or(crate::DEFAULT_ADMIN_PORT),
         rekey_token: spec.rekey_token_secret_ref.clone(),

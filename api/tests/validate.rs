@@ -61,6 +61,9 @@ data: {k: cHNrLmtleQ==}
     assert_eq!(v.ike.dpd_interval.as_secs(), 10);
     assert_eq!(v.admin_port, 9464);
     assert!(!v.ike.proposals.is_empty() && !v.esp.proposals.is_empty());
+    // The hostile-input bounds default to the engine's and the relay's built-in values.
+    assert_eq!((v.ike.cookie_threshold, v.ike.half_open_limit), (2, 5));
+    assert_eq!(v.max_sessions_per_source, 512);
     assert_eq!(secrets.values().next().map(|v| v.as_slice()), Some(&b"psk.key"[..]));
 }
 
@@ -144,6 +147,15 @@ fn rejects_bad_values_with_field_paths() {
             "spec.gateway.routes[0]: host bits must be zero",
             Box::new(|v| v["gateway"] = json!({"routes": ["100.64.1.1/24"]})),
         ),
+        ("spec.ike.cookieThreshold: must be 0..64 (half-open", Box::new(|v| v["ike"]["cookieThreshold"] = 65.into())),
+        ("spec.ike.cookieThreshold: must be 0..64", Box::new(|v| v["ike"]["cookieThreshold"] = (-1).into())),
+        ("spec.ike.halfOpenLimit: must be 1..64 (half-open", Box::new(|v| v["ike"]["halfOpenLimit"] = 0.into())),
+        ("spec.ike.halfOpenLimit: must be 1..64", Box::new(|v| v["ike"]["halfOpenLimit"] = 1000.into())),
+        (
+            "spec.maxSessionsPerSource: must be 1..4096 (sessions per sender IP",
+            Box::new(|v| v["maxSessionsPerSource"] = 0.into()),
+        ),
+        ("spec.maxSessionsPerSource: must be 1..4096", Box::new(|v| v["maxSessionsPerSource"] = 4097.into())),
     ];
     for (want, edit) in cases {
         let errs = errors_after(edit);
@@ -169,6 +181,17 @@ fn gateway_is_off_unless_present_and_defaults_apply() {
     // Absent stays absent when written back (the pod spec and config hash of existing relays do not change).
     let out = serde_json::to_value(example_spec()).unwrap();
     assert!(out.get("gateway").is_none(), "{out}");
+}
+
+#[test]
+fn hostile_input_bounds_are_read_at_their_limits() {
+    let mut v = serde_json::to_value(example_spec()).unwrap();
+    v["ike"]["cookieThreshold"] = 0.into();
+    v["ike"]["halfOpenLimit"] = 64.into();
+    v["maxSessionsPerSource"] = 4096.into();
+    let spec: IotRelaySpec = serde_json::from_value(v).unwrap();
+    let ok = validate(&spec).expect("valid at the limits");
+    assert_eq!((ok.ike.cookie_threshold, ok.ike.half_open_limit, ok.max_sessions_per_source), (0, 64, 4096));
 }
 
 #[test]

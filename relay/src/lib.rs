@@ -303,6 +303,12 @@ impl Relay {
         (self.sessions.max_sessions(), self.sessions.max_per_source())
     }
 
+    /// Changes the per-client-IP bound (live reconfiguration; clamped to 1..=the table's bound). A source above a
+    /// lowered bound keeps its sessions until they expire; it gets no new one until it is below the bound.
+    pub fn set_max_sessions_per_source(&mut self, max_per_source: usize) {
+        self.sessions.set_max_per_source(max_per_source);
+    }
+
     fn forward(&self, id: ForwardId) -> Option<&Forward> {
         self.forwards.get(id.0).and_then(Option::as_ref)
     }

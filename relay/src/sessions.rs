@@ -74,6 +74,11 @@ impl SessionTable {
         self.max_per_source
     }
 
+    /// See `Relay::set_max_sessions_per_source`.
+    pub fn set_max_per_source(&mut self, max_per_source: usize) {
+        self.max_per_source = max_per_source.clamp(1, self.max_sessions);
+    }
+
     /// Sessions of one forward.
     pub fn len_of(&self, forward: ForwardId) -> usize {
         self.by_forward.get(&forward).map_or(0, LruCache::len)

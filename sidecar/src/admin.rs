@@ -327,7 +327,7 @@ pub fn render_metrics(p: &Published) -> String {
             ("noSession", d.no_session),
             ("tooBig", d.too_big),
             ("queueFull", d.queue_full),
-            ("sourceSessionLimit", f.source_limit),
+            ("sourceSessionLimit", d.source_session_limit),
         ] {
             fdrops.get_or_create(&ForwardDropLabels { forward: f.name.clone(), reason }).inc_by(v);
         }

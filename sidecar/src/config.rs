@@ -138,6 +138,8 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
     };
     c.force_encap = true;
     c.initial_contact = true;
+    c.cookie_threshold = v.ike.cookie_threshold;
+    c.half_open_limit = v.ike.half_open_limit;
     if let Some(n) = fragment_size_override(std::env::var(IKE_FRAGMENT_SIZE_ENV).ok().as_deref()) {
         c.fragment_size = n;
     }
@@ -210,6 +212,23 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         assert_eq!(c.dpd_interval, Duration::from_secs(10));
         assert_eq!(c.dpd_timeout, Duration::from_secs(30));
         assert!(!format!("{c:?}").contains("psk_one"));
+        // Unset in the spec: the engine's own defaults.
+        let d = Config::aws_defaults(Zeroizing::new(b"x".to_vec()), Identity::Ipv4(local));
+        assert_eq!((c.cookie_threshold, c.half_open_limit), (d.cookie_threshold, d.half_open_limit));
+    }
+
+    #[test]
+    fn hostile_input_bounds_reach_the_engine() {
+        let text = sample("8h", "1h", "7000")
+            .replace("    startupAction: Add", "    startupAction: Add\n    cookieThreshold: 0\n    halfOpenLimit: 9");
+        let (relay, _) = load_yaml(&text).unwrap();
+        let v = validate_spec(&relay.spec, false).unwrap();
+        let c = ike_config(&v, Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!((c.cookie_threshold, c.half_open_limit), (0, 9));
+        let bad = text.replace("halfOpenLimit: 9", "halfOpenLimit: 0");
+        let (relay, _) = load_yaml(&bad).unwrap();
+        let err = validate_spec(&relay.spec, false).unwrap_err().to_string();
+        assert!(err.contains("spec.ike.halfOpenLimit: must be 1..64"), "{err}");
     }
 
     #[test]

@@ -210,6 +210,11 @@ impl Datapath {
         d
     }
 
+    /// `spec.maxSessionsPerSource` (live reconfiguration): the relay's bound on the sessions of one client IP.
+    pub fn set_max_sessions_per_source(&mut self, n: usize) {
+        self.relay.set_max_sessions_per_source(n);
+    }
+
     /// Replaces the forward list (live reconfiguration); tunnels are untouched. The relay keeps the sessions and
     /// counters of forwards whose name survives (sessions only if listen port and target are unchanged too, and
     /// only for clients still allowed): see `Relay::set_forwards`.
@@ -622,8 +627,8 @@ impl Datapath {
                         no_session: s.drops.no_session,
                         too_big: s.drops.too_big,
                         queue_full: s.drops.queue_full,
+                        source_session_limit: s.drops.source_limit,
                     },
-                    source_limit: s.drops.source_limit,
                 }
             })
             .collect();

@@ -225,6 +225,11 @@ async fn watch_changes(
                             return;
                         }
                     }
+                    if new.max_sessions_per_source != spec.max_sessions_per_source
+                        && tx.send(Reconfigure::SessionsPerSource(new.max_sessions_per_source)).await.is_err()
+                    {
+                        return;
+                    }
                     if tunnels_changed(&spec, &new) {
                         // Tunnel settings shape the IKE/CHILD SAs: they need new SAs, so the relay closes its
                         // tunnels (DELETEs, as on any SIGTERM) and exits; the kubelet restarts the container, which

@@ -404,6 +404,8 @@ impl Sink for SocketSink<'_> {
 /// Live changes from the in-cluster watcher.
 pub enum Reconfigure {
     Forwards(Vec<ValidatedForward>),
+    /// `spec.maxSessionsPerSource`.
+    SessionsPerSource(usize),
     Psk {
         tunnel: String,
         psk: Zeroizing<Vec<u8>>,
@@ -497,6 +499,7 @@ pub async fn run(
         None => None,
     };
     let mut tun_buf = vec![0u8; TUN_BUF];
+    dp.set_max_sessions_per_source(spec.max_sessions_per_source);
     let mut ports: Vec<u16> = Vec::new();
     bind_forwards(&mut dp, &mut sockets, &mut ports, &ingress).await;
     {
@@ -549,6 +552,10 @@ pub async fn run(
                         tracing::info!(forwards = f.len(), "forwards changed");
                         dp.set_forwards(f);
                         bind_forwards(&mut dp, &mut sockets, &mut ports, &ingress).await;
+                    }
+                    Reconfigure::SessionsPerSource(n) => {
+                        tracing::info!(max_sessions_per_source = n, "maxSessionsPerSource changed");
+                        dp.set_max_sessions_per_source(n);
                     }
                     Reconfigure::Psk { tunnel, psk } => {
                         if let Some(i) = dp.tunnel_index(&tunnel) {

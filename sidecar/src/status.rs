@@ -40,9 +40,6 @@ pub struct ForwardSnapshot {
     pub packets_in: u64,
     pub packets_out: u64,
     pub drops: ForwardDrops,
-    /// New sessions refused because the client's IP held its quota (`/metrics` reason `sourceSessionLimit`; the
-    /// status API has no field for it).
-    pub source_limit: u64,
 }
 
 /// Where the relay runs: what status reports so users know where to send traffic.
@@ -323,7 +320,6 @@ mod tests {
             packets_in: 12,
             packets_out: 12,
             drops: ForwardDrops { source_not_allowed: 3, ..Default::default() },
-            source_limit: 0,
         }
     }
 

@@ -330,3 +330,22 @@ fn only_authenticated_ike_moves_the_peer_port() {
     }
     assert_eq!(esp_destination(&mut p), spoofed, "an authenticated IKE message did not move the ESP destination");
 }
+
+/// `spec.maxSessionsPerSource`: one client IP from many ports gets that many sessions; the next is refused and
+/// counted in the forward's status drops (`status.forwards[].drops.sourceSessionLimit`), its sessions keep working.
+#[test]
+fn per_source_session_limit_is_configurable_and_in_the_status_drops() {
+    let mut p = Pair::new();
+    p.pump();
+    p.relay.set_max_sessions_per_source(2);
+    for port in [5001, 5002, 5003, 5004] {
+        p.client_to_relay(SocketAddrV4::new(*CLIENT.ip(), port), b"s");
+    }
+    let f = &p.relay.snapshot().1[0];
+    assert_eq!((f.sessions, f.drops.source_session_limit, f.drops.queue_full), (2, 2, 0));
+    // Raised live: the same source gets a third session.
+    p.relay.set_max_sessions_per_source(3);
+    p.client_to_relay(SocketAddrV4::new(*CLIENT.ip(), 5005), b"s");
+    let f = &p.relay.snapshot().1[0];
+    assert_eq!((f.sessions, f.drops.source_session_limit), (3, 2));
+}

@@ -176,6 +176,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
         bgp: bgp.map(|b| b.spec),
         forwards,
         gateway: None,
+        max_sessions_per_source: iotrelay_relay::DEFAULT_MAX_SESSIONS_PER_SOURCE as i32,
         privileged: false,
         admin_port: i32::from(iotrelay_api::DEFAULT_ADMIN_PORT),
         log_format: LogFormat::Json,
