@@ -15,6 +15,8 @@
   udp.py ike-init SRC DST KIND COUNT     send COUNT IKE_SA_INIT requests to DST:500 with a forged source SRC and a
                                          random source port and initiator SPI each (raw socket); KIND 3des offers
                                          only ENCR_3DES, KIND ok offers aes128-sha1-modp1024 (a random KE value)
+  udp.py ike-flood SRC DST RATE SECONDS  as ike-init ok, paced: RATE requests/s for SECONDS (one raw socket); print a
+                                         JSON line {"sent", "seconds"}
   udp.py pcap-esp FILE [N]               print the UDP payloads (hex) of the first N ESP-in-UDP packets in a pcap
 """
 import json
@@ -144,6 +146,25 @@ def ike_init(kind):
     return header + body
 
 
+def ike_flood(src, dst, rate, seconds):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    n = int(float(rate) * float(seconds))
+    interval = 1.0 / float(rate)
+    start = time.monotonic()
+    for i in range(n):
+        payload = ike_init("ok")
+        sport = 1024 + struct.unpack("!H", os.urandom(2))[0] % 60000
+        udp = struct.pack("!HHHH", sport, 500, 8 + len(payload), 0) + payload
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0x4000, 64, 17, 0,
+                         socket.inet_aton(src), socket.inet_aton(dst))
+        s.sendto(ip + udp, (dst, 0))
+        wait = start + (i + 1) * interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+    print(json.dumps({"sent": n, "seconds": round(time.monotonic() - start, 2)}))
+    return 0
+
+
 def ike_inits(src, dst, kind, count):
     for _ in range(int(count)):
         spoof(src, 1024 + struct.unpack("!H", os.urandom(2))[0] % 60000, dst, 500, ike_init(kind).hex())
@@ -191,6 +212,8 @@ if __name__ == "__main__":
         sys.exit(spoof(*a[1:]))
     elif len(a) == 5 and a[0] == "ike-init":
         sys.exit(ike_inits(*a[1:]))
+    elif len(a) == 5 and a[0] == "ike-flood":
+        sys.exit(ike_flood(*a[1:]))
     elif len(a) >= 2 and a[0] == "pcap-esp":
         sys.exit(pcap_esp(a[1], a[2] if len(a) > 2 else 1))
     else:
