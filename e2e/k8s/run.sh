@@ -27,6 +27,7 @@ chart=${K8S_CHART:-$repo/charts/iotrelay}
 crds=${K8S_CRDS:-$repo/crds}   # used without a chart
 # shellcheck source=../lab/lib.sh
 LAB_ID=k8s
+export LAB_AWS_LOG_KEYS=1   # the AWS side logs the derived keys for the secrets scan (the last case)
 source "$repo/e2e/lab/lib.sh"
 export K8S_NETNS=$LAB_NS_RELAY   # the node: hostNetwork pods (the relay) run in the lab's relay host namespace
 
@@ -111,7 +112,8 @@ aws_child_spis() {
   lab_swanctl "$1" --list-sas --raw 2>/dev/null | grep -o 'spi-in=[0-9a-f]* spi-out=[0-9a-f]*' \
     | sed 's/spi-in=//; s/spi-out=//'
 }
-aws_ike_count() { lab_swanctl "$1" --list-sas --raw 2>/dev/null | grep -c 'state=ESTABLISHED' || true; }
+# aws_ike_count N: established IKE SAs on AWS endpoint N; prints nothing and fails when charon cannot be asked.
+aws_ike_count() { local o; o=$(lab_swanctl "$1" --list-sas --raw 2>/dev/null) || return 1; grep -c 'state=ESTABLISHED' <<< "$o"; true; }
 # is EXPECTED CMD...: the output of CMD equals EXPECTED (for wait_until, which re-runs it on every poll).
 is() { local want=$1; shift; [ "$("$@")" = "$want" ]; }
 relay_spis() { status "$1" '.status.tunnels[*].childSa.inboundSpi'; echo -n /; status "$1" '.status.tunnels[*].childSa.outboundSpi'; }
@@ -695,8 +697,11 @@ t_hostport() {
   relay plant-8 $ns 'spec.insideAddress=100.127.0.8' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
   local ok=1 r m
   ready_explained() { [ -n "$(cond plant-8 Ready message)$(cond plant-8 Ready reason)" ]; }
-  wait_until 60 ready_explained || true
-  sleep 5
+  wait_until 60 ready_explained || { why="plant-8's Ready condition says nothing after 60 s"; ok=0; }
+  # The scheduler's own verdict, waited for (not slept on): the pod is Unschedulable.
+  pod8_unschedulable() { local p; p=$(relay_pod plant-8) && [ -n "$p" ] \
+    && [ "$(kubectl -n $ns get pod "$p" -o jsonpath='{.status.conditions[?(@.type=="PodScheduled")].reason}')" = Unschedulable ]; }
+  [ $ok = 0 ] || wait_until 60 pod8_unschedulable || { why="plant-8's pod not reported Unschedulable in 60 s"; ok=0; }
   r=$(cond plant-8 Ready status)
   m="$(cond plant-8 Ready reason) $(cond plant-8 Ready message)"
   [ "$r" != True ] || { why="plant-8 (same listenPort) is Ready"; ok=0; }
@@ -770,8 +775,18 @@ t_helm_upgrade() {
   wait_until 60 eval '[ "$(op_pods)" != "$op_before" ]'
   op_after=$(kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}')
   [ "$op_after" != "$op_before" ] || { why="the operator pod did not roll"; return 1; }
-  kubectl -n $opns wait --for=condition=Available deploy --all --timeout=60s > /dev/null 2>&1
-  sleep 5  # give the new operator a reconcile pass
+  kubectl -n $opns wait --for=condition=Available deploy --all --timeout=60s > /dev/null 2>&1 \
+    || { why="the upgraded operator Deployment is not Available"; return 1; }
+  local u
+  for u in $op_before; do
+    wait_until 60 eval "! kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}' | grep -q $u" \
+      || { why="the old operator pod $u is still there"; return 1; }
+  done
+  # Only the new operator is left: it must reconcile (a new IotRelay whose Secret is missing becomes Stalled).
+  relay k8s-upgrade $ns 'spec.tunnels.0.preSharedKeySecretRef.name=k8s-upgrade-missing' \
+    'spec.tunnels.1.preSharedKeySecretRef.name=k8s-upgrade-missing' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
+  wait_until 60 cond_is k8s-upgrade Stalled True || { why="the upgraded operator did not reconcile a new IotRelay in 60 s"; return 1; }
+  kubectl -n $ns delete iotrelay k8s-upgrade --timeout=60s > /dev/null 2>&1
   pod_after=$(kubectl -n $ns get pod "$(relay_pod plant-7)" -o jsonpath='{.metadata.uid}/{.status.containerStatuses[*].containerID}')
   spis_after=$(relay_spis plant-7)
   [ "$pod_before" = "$pod_after" ] || { why="relay pod restarted: $pod_before -> $pod_after"; return 1; }
@@ -834,8 +849,12 @@ tc operator-two-replicas-one-leader-failover t_leader
 [ -n "${have[crd]:-}" ] && kubectl -n $ns delete iotrelay k8s-leader --timeout=60s > /dev/null 2>&1
 
 degraded_ok=0
+peer1_stopped_at=""   # when tunnel1's peer was stopped (set by t_degraded, read by t_degraded_event)
 t_degraded() {
   requires relay || return 1
+  [ "$(status plant-7 '.status.tunnels[0].active')/$(status plant-7 '.status.tunnels[1].active')" = true/false ] \
+    || { why="tunnel1 was not the active tunnel before the outage"; return 1; }
+  peer1_stopped_at=$(date +%s)
   lab_aws_stop 1 KILL   # an outage: no DELETE, only DPD can tell
   lab_fail_over
   wait_until 60 cond_is plant-7 Degraded True || { why="Degraded not True 60 s after tunnel1's peer stopped"; diag plant-7; return 1; }
@@ -853,10 +872,18 @@ t_degraded_traffic() {
   ask 7000 "failover-$RANDOM" 9 || { why="no echo through tunnel2"; return 1; }
 }
 tc tunnel1-down-traffic-on-tunnel2 t_degraded_traffic
+# The Event caused by the outage: tunnel1's IKE SA lost to dead peer detection, recorded after the peer stopped
+# (the startup Events also mention tunnel1).
 t_degraded_event() {
   requires relay || return 1
-  events_for plant-7 | jq -e '.items[] | select((.message // "") | test("tunnel1"))' > /dev/null \
-    || { why="no Event mentioning tunnel1"; return 1; }
+  [ -n "$peer1_stopped_at" ] || { why="not yet: tunnel1's peer was never stopped"; return 1; }
+  dpd_event() {
+    events_for plant-7 | jq -e --argjson t "$peer1_stopped_at" '.items[]
+      | select((.message // .note // "") | test("tunnel tunnel1: IKE SA lost \\(DeadPeer\\)"))
+      | select([.series.lastObservedTime, .eventTime, .lastTimestamp] | map(select(. != null)
+          | sub("\\.[0-9]+"; "") | fromdateiso8601) | max >= $t)' > /dev/null
+  }
+  wait_until 30 dpd_event || { why="no Event 'tunnel tunnel1: IKE SA lost (DeadPeer)' after its peer stopped"; return 1; }
 }
 tc tunnel1-down-event t_degraded_event
 if [ -n "${have[cluster]:-}" ]; then
@@ -864,8 +891,43 @@ if [ -n "${have[cluster]:-}" ]; then
   lab_fail_back
 fi
 
+# AWS deletes tunnel2's IKE SA (swanctl --terminate sends the DELETE): an Event says DeletedByPeer and the relay
+# starts a fresh IKE SA at once (startupAction Start), not after DPD or a backoff.
+t_peer_delete() {
+  requires relay || return 1
+  wait_until 30 is Established status plant-7 '.status.tunnels[1].state' || { why="tunnel2 not Established"; return 1; }
+  local old t
+  old=$(status plant-7 '.status.tunnels[1].ikeSa.localSpi')
+  t=$(date +%s)
+  lab_swanctl 2 --terminate --ike aws > /dev/null 2>&1 || { why="swanctl --terminate failed"; return 1; }
+  deleted_event() {
+    events_for plant-7 | jq -e --argjson t "$t" '.items[]
+      | select((.message // .note // "") | test("tunnel tunnel2: IKE SA lost \\(DeletedByPeer\\)"))
+      | select([.series.lastObservedTime, .eventTime, .lastTimestamp] | map(select(. != null)
+          | sub("\\.[0-9]+"; "") | fromdateiso8601) | max >= $t)' > /dev/null
+  }
+  wait_until 30 deleted_event || { why="no Event 'tunnel tunnel2: IKE SA lost (DeletedByPeer)' after the DELETE"; return 1; }
+  fresh() { local s; s=$(status plant-7 '.status.tunnels[1].ikeSa.localSpi'); [ -n "$s" ] && [ "$s" != "$old" ] \
+    && is Established status plant-7 '.status.tunnels[1].state' && is 1 aws_ike_count 2; }
+  wait_until 15 fresh || { why="no fresh IKE SA on tunnel2 within 15 s of the DELETE"; return 1; }
+}
+tc peer-delete-event-and-restart t_peer_delete
+
+declare -A aws_log_mark=() aws_had_sa=()
+# save_pod_logs TAG: every container's log (current and previous) of every pod, for the secrets scan at the end
+# (a deleted pod's logs are gone with it).
+save_pod_logs() {
+  local d=$K8S_STATE/scan-logs p c
+  mkdir -p "$d"
+  kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.namespace} {.metadata.name}{"\n"}{end}' 2>/dev/null \
+    | while read -r p c; do
+      kubectl -n "$p" logs --all-containers "$c" > "$d/$1-$p-$c.txt" 2>&1
+      kubectl -n "$p" logs --all-containers --previous "$c" > "$d/$1-$p-$c-previous.txt" 2>&1
+    done
+}
 t_delete_gc() {
   requires relay || return 1
+  save_pod_logs before-delete
   local uid kinds k left
   uid=$(status plant-7 .metadata.uid)
   kinds="deployments roles.rbac.authorization.k8s.io serviceaccounts rolebindings.rbac.authorization.k8s.io"
@@ -877,16 +939,27 @@ t_delete_gc() {
   }
   [ "$(owned | grep -c ^deployments/)" -ge 1 ] && [ "$(owned | grep -c ^roles)" -ge 1 ] \
     && [ "$(owned | grep -c ^serviceaccounts/)" -ge 1 ] || { why="plant-7 does not own a Deployment, Role and ServiceAccount: $(owned | tr '\n' ' ')"; return 1; }
+  for k in 1 2; do
+    aws_log_mark[$k]=$(wc -l < "$(lab_aws_dir $k)/charon.log")
+    aws_had_sa[$k]=$(aws_ike_count $k)
+  done
   kubectl -n $ns delete iotrelay plant-7 --timeout=60s > /dev/null 2>&1 || { why="delete did not finish in 60 s"; return 1; }
   wait_until 60 eval '[ -z "$(owned)" ]' || { why="left behind: $(owned | tr '\n' ' ')"; return 1; }
 }
 tc delete-garbage-collects-children t_delete_gc
 t_delete_aws() {
   requires relay || return 1
-  wait_until 20 is 0 aws_ike_count 2 || { why="aws2 still has $(aws_ike_count 2) IKE_SA(s)"; return 1; }
-  grep -q 'received DELETE for IKE_SA' "$(lab_aws_dir 2)/charon.log" 2>/dev/null \
-    || { why="aws2 never received a DELETE (the SA timed out instead?)"; return 1; }
-  wait_until 20 is 0 aws_ike_count 1 || { why="aws1 still has an IKE_SA"; return 1; }
+  [ -n "${aws_log_mark[2]:-}" ] || { why="not yet: the IotRelay was never deleted"; return 1; }
+  [ "${aws_had_sa[2]:-0}" -ge 1 ] || { why="aws2 had no IKE SA when the IotRelay was deleted (nothing to prove)"; return 1; }
+  local k
+  for k in 1 2; do
+    wait_until 20 is 0 aws_ike_count $k || { why="aws$k: IKE SAs '$(aws_ike_count $k || echo "charon unreachable")'"; return 1; }
+    # The DELETE the relay sent when its IotRelay was deleted (log lines after the delete only), for each AWS
+    # endpoint that held an IKE SA then (tunnel1 may still be reconnecting after its outage).
+    [ "${aws_had_sa[$k]:-0}" -ge 1 ] || continue
+    tail -n +"$((aws_log_mark[$k] + 1))" "$(lab_aws_dir $k)/charon.log" | grep -q 'received DELETE for IKE_SA' \
+      || { why="aws$k received no DELETE after the IotRelay was deleted (the SA timed out instead?)"; return 1; }
+  done
 }
 tc delete-aws-side-has-no-sa t_delete_aws
 
@@ -910,10 +983,12 @@ t_no_hot_loop() {
   cond_is k8s-badpsk Stalled True || { why="not Stalled"; return 1; }
   local log="$(lab_aws_dir 1)/charon.log" a b restarts pod
   a=$(grep -c 'parsed IKE_SA_INIT request' "$log")
-  sleep 30
-  b=$(grep -c 'parsed IKE_SA_INIT request' "$log")
-  # Stalled waits for a change; a slow retry is tolerated, a loop is not.
-  [ $((b - a)) -le 3 ] || { why="$((b - a)) IKE_SA_INIT attempts in 30 s while Stalled"; return 1; }
+  # Stalled waits for a change; one slow retry (30 s backoff) is tolerated, a loop is not: waited for, 30 s.
+  if wait_until 30 eval '[ "$(grep -c "parsed IKE_SA_INIT request" "$log")" -gt $((a + 1)) ]'; then
+    b=$(grep -c 'parsed IKE_SA_INIT request' "$log")
+    why="$((b - a)) IKE_SA_INIT attempts within 30 s while Stalled"
+    return 1
+  fi
   pod=$(relay_pod k8s-badpsk) && restarts=$(kubectl -n $ns get pod "$pod" -o jsonpath='{.status.containerStatuses[0].restartCount}')
   [ "${restarts:-0}" -le 1 ] || { why="relay pod restarted $restarts times"; return 1; }
 }
@@ -1005,7 +1080,29 @@ tc pod-security-refusal-stalled t_pod_security
 
 t_uninstall() {
   requires chart || return 1
+  save_pod_logs before-uninstall
   helm uninstall iotrelay -n $opns --wait --timeout 60s > /dev/null 2>&1 || { why="helm uninstall failed"; return 1; }
   kubectl get crd iotrelays.iotrelay.dev > /dev/null 2>&1 || { why="the CRD was removed (crds.keep adds helm.sh/resource-policy: keep)"; return 1; }
 }
 tc helm-uninstall-keeps-crds t_uninstall
+
+# Secrets never appear in logs, status or events: after the whole run, every IotRelay (status included), every
+# Event, every pod's log (kubectl logs, and the kubelet's pod-logs directory with the logs of restarted containers)
+# and the control plane's logs are scanned for the PSKs of this run and for every key the AWS side derived (IKE SA
+# and ESP keys of every SA). etcd's data, the Secrets themselves and the pods' Secret volumes are not scanned.
+t_no_secrets() {
+  requires cluster || return 1
+  local d=$K8S_STATE/secrets-scan out
+  rm -rf "$d"; mkdir -p "$d"
+  kubectl get iotrelays -A -o yaml > "$d/iotrelays.yaml" 2>&1
+  kubectl get events -A -o yaml > "$d/events.yaml" 2>&1
+  kubectl get events.events.k8s.io -A -o yaml > "$d/events-v1.yaml" 2>&1
+  # plant-7's relay log, saved before its IotRelay was deleted, must be among them (a scan of nothing proves nothing).
+  [ -n "$(find "$K8S_STATE/scan-logs" -name 'before-delete-k8s-e2e-iotrelay-plant-7-*' -size +0 2>/dev/null)" ] \
+    || { why="plant-7's relay log was not saved before it was deleted (nothing to scan)"; return 1; }
+  out=$(python3 "$repo/e2e/lab/secrets.py" --psk "$psk1" --psk "$psk2" --psk wrong-wrong-wrong \
+    --keys-from "$(lab_aws_dir 1)/charon.log" --keys-from "$(lab_aws_dir 2)/charon.log" \
+    "$d" "$K8S_STATE/scan-logs" "$K8S_STATE/logs" "$K8S_STATE/pod-logs") || { why="$(echo "$out" | tr '\n' ' ')"; return 1; }
+  echo "# $out" >&2
+}
+tc no-secrets-in-logs-status-events t_no_secrets
