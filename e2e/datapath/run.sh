@@ -128,8 +128,9 @@ failover() {
   [ -n "$dead" ] || { lab_fail_why "tunnel1 still Established 45 s after its peer died"; return 1; }
   [ "$dead" -ge 25 ] || { lab_fail_why "tunnel1 declared dead after $dead s (DPD timeout 30 s: too early)"; return 1; }
   [ "$ok" = 1 ] || { lab_fail_why "no echo within 45 s (DPD timeout 30 s) after tunnel1's peer died"; return 1; }
-  [ "$(tun 1 active)" = true ] && [ "$(tun 1 childSa.packetsOut)" -gt "$out2" ] \
-    || { lab_fail_why "tunnel2 did not carry the traffic (active $(tun 1 active))"; return 1; }
+  # The status is republished once a second: wait for the echo's packet to show in tunnel2's counter.
+  [ "$(tun 1 active)" = true ] && lab_wait 5 eval '[ "$(tun 1 childSa.packetsOut)" -gt "$out2" ]' \
+    || { lab_fail_why "tunnel2 did not carry the traffic (active $(tun 1 active), packetsOut $out2 -> $(tun 1 childSa.packetsOut))"; return 1; }
   [ "$(tun 0 state)" = Connecting ] && [ "$(tun 0 lastError)" = "peer did not answer (dead peer detection)" ] \
     || { lab_fail_why "tunnel1: state '$(tun 0 state)', lastError '$(tun 0 lastError)'"; return 1; }
   lab_wait 15 cond_is Degraded True \
