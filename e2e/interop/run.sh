@@ -336,22 +336,26 @@ invalid_ke_retried() {
   lab_wait 5 relay_matches_aws 1 || return 1
   round_trip invalid-ke
 }
-# strongSwan deletes the IKE SA (swanctl --terminate): the relay answers, says DeletedByPeer, and starts a fresh
-# IKE SA at once (not after DPD or a backoff).
-peer_delete() {
+# strongSwan deletes the IKE SA, or only the CHILD_SA (swanctl --terminate --ike / --child): the relay answers,
+# says DeletedByPeer, and starts a fresh IKE SA at once (not after DPD or a backoff).
+peer_delete() { # ike|child
+  local kind=${1:-ike}
   alive || return 1
   lab_wait 20 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 20 s"; return 1; }
   lab_wait 5 relay_matches_aws 1 || return 1
   local old t0
   old=$(relay_jq '.tunnels[0].ikeSa.localSpi')
-  lab_swanctl 1 --terminate --ike aws > /dev/null 2>&1 || { lab_fail_why "swanctl --terminate failed"; return 1; }
+  lab_swanctl 1 --terminate "--$kind" aws > /dev/null 2>&1 || { lab_fail_why "swanctl --terminate --$kind failed"; return 1; }
   t0=$SECONDS
   fresh() { local s; s=$(relay_jq '.tunnels[0].ikeSa.localSpi'); [ -n "$s" ] && [ "$s" != null ] && [ "$s" != "$old" ] \
     && relay_tunnel_established tunnel1 && relay_matches_aws 1; }
   lab_wait 10 fresh || { lab_fail_why "no fresh IKE SA within 10 s of the peer's DELETE: ${LAB_WHY:-}"; return 1; }
-  grep -q 'DeletedByPeer' "$LAB_DIR/relay.log" || { lab_fail_why "the relay's log does not say DeletedByPeer"; return 1; }
-  echo "# re-established $((SECONDS - t0)) s after the peer's DELETE" >&2
-  round_trip peer-delete
+  local said="peer deleted the IKE SA"
+  [ "$kind" = child ] && said="peer deleted the CHILD_SA"
+  grep 'DeletedByPeer' "$LAB_DIR/relay.log" | grep -q "$said" \
+    || { lab_fail_why "the relay's log does not say DeletedByPeer: $said"; return 1; }
+  echo "# re-established $((SECONDS - t0)) s after the peer's $kind DELETE" >&2
+  round_trip "peer-delete-$kind"
 }
 export RELAY_TUNNELS=1
 failure_setup relay aes128-sha1-modp1024-modp2048 LAB_AWS_IKE_PROPOSALS=aes128-sha1-modp2048
@@ -375,7 +379,9 @@ failure_setup aws aes128-sha1-modp1024 LAB_AWS_LOCAL_TS=::/0 LAB_AWS_REMOTE_TS=:
 lab_case "ts-unacceptable-by-relay-stalled" stalled_with TsUnacceptable \
   'parsed IKE_AUTH response 1 \[ .*N\(TS_UNACCEPT\)'
 failure_setup relay aes128-sha1-modp1024
-lab_case "peer-delete-restarts-at-once" peer_delete
+lab_case "peer-delete-restarts-at-once" peer_delete ike
+failure_setup relay aes128-sha1-modp1024
+lab_case "peer-child-delete-restarts-at-once" peer_delete child
 # The relay's default proposals (none in the YAML) against AWS's default proposal set.
 defaults_accepted() {
   alive || return 1
@@ -395,7 +401,8 @@ no_secrets() {
   relay_curl "http://$RELAY_ADMIN/metrics" > "$LAB_DIR/scan/metrics.txt" || { lab_fail_why "no /metrics"; return 1; }
   cp "$LAB_DIR"/relay.log* "$LAB_DIR/scan/"
   local out
-  out=$(python3 "$LAB_HERE/secrets.py" --psk "$RELAY_PSK1" --psk "$RELAY_PSK2" --keys-from "$LAB_DIR/aws1-earlier.log" \
+  # The /rekey bearer token is a secret too: scanned like the PSKs.
+  out=$(python3 "$LAB_HERE/secrets.py" --psk "$RELAY_PSK1" --psk "$RELAY_PSK2" --psk "$(cat "$LAB_DIR/rekey.token")" --keys-from "$LAB_DIR/aws1-earlier.log" \
     --keys-from "$(lab_aws_dir 1)/charon.log" "$LAB_DIR/scan") || { lab_fail_why "$(echo "$out" | tr '\n' ' ')"; return 1; }
   echo "# $out" >&2
 }

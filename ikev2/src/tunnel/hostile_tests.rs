@@ -312,3 +312,22 @@ fn the_outbound_count_sees_a_second_install() {
     assert_eq!(lab.a.outbound_child_sas(), 2);
     assert!(lab.a.check_invariants().is_err_and(|e| e.contains("2 outbound")));
 }
+
+/// The peer deletes only our CHILD_SA (strongSwan's `swanctl --terminate --child`): we start over with a fresh IKE
+/// SA at once, and the IKE SA left without a CHILD_SA is deleted on the peer too, so it holds one SA pair, not two.
+#[test]
+fn a_peer_child_delete_leaves_one_sa_pair_on_both_ends() {
+    let mut lab = Lab::established();
+    let spi = lab.b.child.as_ref().expect("b's CHILD_SA").inbound_spi;
+    let now = lab.now;
+    lab.b.send_request(now, &mut lab.rng, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
+    lab.settle();
+    assert!(lab.a.status().last_error.is_some_and(|e| e.contains("peer deleted the CHILD_SA")));
+    let mut b_lost_ike = false;
+    while let Some(e) = lab.b.poll_event() {
+        b_lost_ike |= matches!(e, Event::IkeSaDown { reason: DownReason::DeletedByPeer });
+    }
+    assert!(b_lost_ike, "the IKE SA whose CHILD_SA the peer deleted was not deleted on the peer");
+    let consistent = run_until(&mut lab, Duration::from_secs(20), agree);
+    assert!(consistent, "the two ends disagree:\n a {:?}\n b {:?}", lab.a.status(), lab.b.status());
+}

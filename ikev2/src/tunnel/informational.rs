@@ -94,8 +94,9 @@ impl Tunnel {
         } else if delete_ike {
             self.fail(now, DownReason::DeletedByPeer, "peer deleted the IKE SA".into());
         } else if lost_child {
-            // Without its CHILD_SA the tunnel carries nothing: start over with a fresh IKE SA.
-            self.fail(now, DownReason::DeletedByPeer, "peer deleted the CHILD_SA".into());
+            // Without its CHILD_SA the tunnel carries nothing: start over with a fresh IKE SA, and delete this one
+            // (the peer would otherwise keep it beside the new one: two IKE SAs for one tunnel).
+            self.close_and_restart(now, rng, DownReason::DeletedByPeer, "peer deleted the CHILD_SA".into(), Vec::new());
         }
     }
 }
