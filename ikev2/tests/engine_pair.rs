@@ -465,3 +465,27 @@ fn lost_fragments_are_retransmitted_with_the_whole_message() {
     assert_eq!(p.a.dp.rekeys, 1);
     assert!(p.a.dp.down.is_empty() && p.b.dp.down.is_empty());
 }
+
+/// A CHILD_SA rekey and an IKE SA rekey started at once from the two ends (README: the one refused with
+/// TEMPORARY_FAILURE retries after 1-5 s): both rekeys complete, nothing goes down, one SA pair results.
+#[test]
+fn child_and_ike_rekey_at_once_both_complete() {
+    for child_side_is_a in [true, false] {
+        let mut p = established_pair("aes256-sha256-modp2048", "aes256-sha256");
+        let before = p.a.t.status();
+        let now = p.now;
+        let (c, i) = if child_side_is_a { (&mut p.a, &mut p.b) } else { (&mut p.b, &mut p.a) };
+        c.t.rekey_child(now, &mut p.rng);
+        i.t.rekey_ike(now, &mut p.rng);
+        p.run(Duration::from_secs(60));
+        let after = p.a.t.status();
+        assert_ne!(before.ike_local_spi, after.ike_local_spi, "the IKE rekey did not complete");
+        assert_ne!(before.child_inbound_spi, after.child_inbound_spi, "the CHILD rekey did not complete");
+        p.assert_matching_child();
+        for side in [&p.a, &p.b] {
+            assert!(side.dp.down.is_empty(), "a tunnel went down");
+            let c = side.t.status().counters;
+            assert_eq!((c.ike_rekeys, c.child_rekeys), (1, 1), "child side a: {child_side_is_a}");
+        }
+    }
+}
