@@ -7,8 +7,12 @@
 //! the session's finite state machine with its hold, keepalive and connect-retry timers ([`Speaker`]), what we
 //! announce ([`Announce`]) and the bounded table of routes learned from the peer ([`Rib`]).
 //!
-//! What it does not own: the TCP connection. There are no sockets, no clock reads and no global RNG here:
-//! received stream bytes and the current time (a [`std::time::Duration`] since an origin the caller picks) come
+//! The TCP connection runs on a userspace TCP/IP stack ([`tcp`], smoltcp) that exchanges raw inner IPv4
+//! packets with the caller; [`Session`] drives a speaker over it, so the relay feeds a session the packets ESP
+//! delivered for the tunnel's inside address and seals what comes out into the tunnel.
+//!
+//! What it does not own: the tunnel itself. There are no sockets, no clock reads and no global RNG here:
+//! received packets (or stream bytes) and the current time (a [`std::time::Duration`] since an origin the caller picks) come
 //! in as arguments, randomness as a seed; bytes to write, connect/close requests, timer deadlines and events come
 //! out through `poll_*` methods (quinn-proto style). See `docs/bgp.md` for the design and what is still to come.
 
@@ -18,12 +22,15 @@ mod config;
 mod events;
 mod reassembler;
 mod rib;
+mod session;
 mod speaker;
+pub mod tcp;
 
 pub use config::{Announce, Config, ConfigError, ConnectMode, MAX_ANNOUNCED_PREFIXES, MAX_PREPEND};
 pub use events::{Counters, DownReason, Event, Output, State};
 pub use reassembler::Reassembler;
 pub use rib::Insert;
 pub use rib::{Rib, Route};
+pub use session::{MAX_PENDING, Session};
 pub use speaker::Speaker;
 pub use wire::Ipv4Prefix;
