@@ -58,6 +58,9 @@ e2e: build k8s-tools     ## Kubernetes e2e on a real node (node-deps: containerd
 crds:                     ## regenerate crds/ and charts/iotrelay/files/crds/ from the Rust types
 	cargo run -q -p iotrelay-operator --bin crdgen -- --write
 
-bench:                    ## crypto suites; plus batched vs one-by-one sends through the relay (root)
+bench:                    ## the whole path against the ceiling and the original setup -> BENCHMARKS.md (root, netns lab, ~15 min;
+                          ## BENCH_QUICK=1 ~3 min); then crypto suites and batched vs one-by-one sends through the relay
+	cargo build --release -p iotrelay-sidecar -p iotrelay-udpload
+	flock /tmp/iotrelay-lab.lock bench/run.sh
 	scripts/bench.sh
 	bench/sidecar-send.sh

@@ -1,0 +1,192 @@
+# shellcheck shell=bash
+# The configurations of the network bench (sourced by bench/run.sh after e2e/lab/lib.sh and e2e/lab/relay.sh).
+# Every configuration gets a lab of its own (e2e/lab/lib.sh's topology, LAB_ID $BENCH_ID-<cfg>): all are built
+# first and stay idle while another one is measured, so the rounds can alternate between them cheaply.
+#
+#   IoT 203.0.113.10 --UDP :9000--> relay host 203.0.113.1 ----> AWS side 198.51.100.2 ----> device 100.64.1.10
+#   (iotrelay-udpload send)         (DNAT+SNAT, or iotrelay)     (forwarding, strongSwan,     (udpload recv :9000,
+#                                                                 or iotrelay gateway)         echo :9001)
+#
+#   ceiling      kernel forwarding with iptables DNAT+SNAT on the relay host, plain routing on the AWS side
+#   orig-SUITE   the original setup: strongSwan (kernel-libipsec) + iptables DNAT/SNAT on the relay host,
+#                strongSwan (kernel-libipsec) configured like an AWS tunnel on the AWS side
+#   relay-SUITE  iotrelay on the relay host, strongSwan as the AWS side
+#   both-SUITE   iotrelay on both ends: the AWS side is iotrelay in gateway mode as a responder (TUN into the VPC)
+# SUITE: gcm (AES-GCM-128, ecp256) or cbc (AES-CBC-128 + HMAC-SHA1-96, modp1024: AWS's default, the original's).
+
+BENCH_PORT=9000        # the counting receiver on the device
+BENCH_ECHO_PORT=9001   # the echo on the device (latency, bring-up)
+BENCH_PSK=bench_psk_tunnel1_0123
+
+suite_ike() { case $1 in gcm) echo aes128gcm16-prfsha256-ecp256 ;; cbc) echo aes128-sha1-modp1024 ;; esac; }
+suite_esp() { case $1 in gcm) echo aes128gcm16-ecp256 ;; cbc) echo aes128-sha1-modp1024 ;; esac; }
+
+# bench_lab CFG: make CFG's lab the current one (lib.sh's LAB_* names).
+bench_lab() { lab_names "$BENCH_ID-$1"; }
+
+# bench_kernel_nat: the original's iptables rules on the relay host (DNAT to the device, SNAT to the inside
+# address the xfrm policy / the routes expect).
+bench_kernel_nat() {
+  ip netns exec "$LAB_NS_RELAY" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$LAB_NS_RELAY" iptables -t nat -A PREROUTING -i iot0 -p udp -s "$LAB_IOT_ADDR" \
+    --dport "$BENCH_PORT:$BENCH_ECHO_PORT" -j DNAT --to-destination "$LAB_DEVICE"
+  ip netns exec "$LAB_NS_RELAY" iptables -t nat -A POSTROUTING -p udp -d "$LAB_VPC" -j SNAT --to-source "$LAB_INSIDE"
+  ip netns exec "$LAB_NS_RELAY" iptables -A FORWARD -j ACCEPT
+}
+
+# bench_cgw_conf SUITE: the original's strongSwan on the relay host (ORIGIN: ike/esp one suite, encap, auto=start).
+bench_cgw_conf() {
+  local d=$LAB_DIR/cgw p_ike p_esp
+  p_ike=$(suite_ike "$1")
+  p_esp=$(suite_esp "$1")
+  mkdir -p "$d"
+  lab_charon_conf "$d" yes
+  cat > "$d/swanctl.conf" <<EOF
+connections {
+  tunnel1 {
+    version = 2
+    local_addrs = $LAB_RELAY_PUBLIC
+    remote_addrs = $(lab_aws_addr 1)
+    proposals = $p_ike
+    encap = yes
+    mobike = no
+    dpd_delay = 10s
+    local { auth = psk
+            id = $LAB_RELAY_PUBLIC }
+    remote { auth = psk
+             id = $(lab_aws_addr 1) }
+    children {
+      tunnel1 {
+        local_ts = $LAB_INSIDE/32
+        remote_ts = $LAB_VPC
+        esp_proposals = $p_esp
+        start_action = start
+      }
+    }
+  }
+}
+secrets {
+  ike-1 { id = $(lab_aws_addr 1)
+          secret = "$BENCH_PSK" }
+}
+EOF
+}
+
+# bench_relay_yaml FILE SUITE: iotrelay on the relay host, one tunnel, the load and echo forwards.
+bench_relay_yaml() {
+  cat > "$1" <<EOF
+apiVersion: iotrelay.dev/v1alpha1
+kind: IotRelay
+metadata: {name: bench, namespace: default}
+spec:
+  insideAddress: $LAB_INSIDE
+  remoteSubnets: ["$LAB_VPC"]
+  tunnels:
+  - {name: tunnel1, peerAddress: $(lab_aws_addr 1), preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}}
+  ike: {proposals: ["$(suite_ike "$2")"], startupAction: Start}
+  esp: {proposals: ["$(suite_esp "$2")"], replayWindow: 1024}
+  forwards:
+  - {name: load, protocol: UDP, listenPort: $BENCH_PORT, allowedSources: ["$LAB_IOT_ADDR/32"],
+     target: {address: $LAB_DEVICE, port: $BENCH_PORT}, idleTimeout: 60s}
+  - {name: echo, protocol: UDP, listenPort: $BENCH_ECHO_PORT, allowedSources: ["$LAB_IOT_ADDR/32"],
+     target: {address: $LAB_DEVICE, port: $BENCH_ECHO_PORT}, idleTimeout: 60s}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-vpn, namespace: default}
+stringData: {tunnel1: "$BENCH_PSK"}
+EOF
+}
+
+# bench_aws_gateway_yaml FILE SUITE: iotrelay as the AWS side, gateway mode, responder (docs/gateway.md).
+bench_aws_gateway_yaml() {
+  cat > "$1" <<EOF
+apiVersion: iotrelay.dev/v1alpha1
+kind: IotRelay
+metadata: {name: aws, namespace: default}
+spec:
+  insideAddress: 100.64.255.1
+  remoteSubnets: ["$LAB_INSIDE_PREFIX"]
+  tunnels:
+  - {name: relay, peerAddress: $LAB_RELAY_PUBLIC, preSharedKeySecretRef: {name: vpn, key: psk}}
+  ike: {proposals: ["$(suite_ike "$2")"], startupAction: Add}
+  esp: {proposals: ["$(suite_esp "$2")"], replayWindow: 1024}
+  gateway: {}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: vpn, namespace: default}
+stringData: {psk: "$BENCH_PSK"}
+EOF
+}
+
+# bench_aws_gateway_start SUITE: iotrelay in gateway mode in the aws1 namespace; its admin port is 127.0.0.1:9464
+# there (the namespace's own loopback).
+bench_aws_gateway_start() {
+  bench_aws_gateway_yaml "$LAB_DIR/aws.yaml" "$1"
+  lab_bg "$LAB_ID-aws1" "$LAB_DIR/aws-relay.log" env RUST_LOG=info "$IOTRELAY_SIDECAR" standalone \
+    --file "$LAB_DIR/aws.yaml" --admin-addr "$RELAY_ADMIN"
+  echo "$LAB_PID" > "$LAB_DIR/aws-relay.pid"
+  lab_wait 15 bench_aws_status_ok || { lab_log "AWS-side iotrelay did not answer: $(tail -3 "$LAB_DIR/aws-relay.log")"; return 1; }
+}
+
+bench_aws_status_ok() { ip netns exec "$LAB_ID-aws1" curl -fsS --max-time 2 "http://$RELAY_ADMIN/status" > /dev/null 2>&1; }
+
+# bench_first_echo: from the IoT server, one datagram every 5 ms through the relay to the device's echo, until the
+# first answer (at most 30 s); prints the udpload ping line (first_ms: from its start to the first answer).
+bench_first_echo() {
+  ip netns exec "$LAB_NS_IOT" "$UDPLOAD" ping --dst "$LAB_RELAY_IOT_ADDR:$BENCH_ECHO_PORT" --rate 200 --secs 30 \
+    --until-first
+}
+
+# bench_up CFG: build CFG's lab and bring its datapath up; prints `bringup_ms=N` (process start -> first echo
+# through the tunnel) for the configurations that have a tunnel.
+bench_up() {
+  local cfg=$1 kind=${1%-*} suite=${1#*-} first=""
+  bench_lab "$cfg"
+  lab_up || return 1
+  lab_bg "$LAB_NS_VPC" "$LAB_DIR/echo-bench.log" "$UDPLOAD" echo --bind "$LAB_DEVICE:$BENCH_ECHO_PORT"
+  case $kind in
+    ceiling)
+      bench_kernel_nat
+      ip -n "$LAB_NS_RELAY" route add "$LAB_VPC" via "$(lab_aws_addr 1)"
+      ip -n "$LAB_ID-aws1" route add "$LAB_INSIDE_PREFIX" via "$LAB_RELAY_PUBLIC"
+      ;;
+    orig)
+      lab_aws_start 1 "$BENCH_PSK" || return 1
+      bench_kernel_nat
+      bench_cgw_conf "$suite"
+      bench_first_echo > "$LAB_DIR/first.out" &
+      first=$!
+      lab_charon_start "$LAB_NS_RELAY" "$LAB_DIR/cgw" || return 1
+      ;;
+    relay | both)
+      if [ "$kind" = relay ]; then
+        lab_aws_start 1 "$BENCH_PSK" || return 1
+      else
+        bench_aws_gateway_start "$suite" || return 1
+      fi
+      bench_relay_yaml "$LAB_DIR/relay.yaml" "$suite"
+      bench_first_echo > "$LAB_DIR/first.out" &
+      first=$!
+      relay_start "$LAB_DIR/relay.yaml" || { lab_log "relay: $LAB_WHY"; return 1; }
+      ;;
+    *) lab_log "unknown configuration $cfg"; return 1 ;;
+  esac
+  if [ -n "$first" ]; then
+    wait "$first"
+    local ms
+    ms=$(sed -n 's/.*first_ms=\([0-9.]*\).*/\1/p' "$LAB_DIR/first.out")
+    [ -n "$ms" ] || { lab_log "$cfg: no echo through the tunnel within 30 s: $(cat "$LAB_DIR/first.out")"; return 1; }
+    # The ping starts a few ms before the process it waits for.
+    echo "bringup_ms=$ms"
+  fi
+}
+
+# bench_down CFG: stop CFG's lab (relay, charons, namespaces).
+bench_down() {
+  bench_lab "$1"
+  relay_stop
+  [ -f "$LAB_DIR/aws-relay.pid" ] && kill "$(cat "$LAB_DIR/aws-relay.pid")" 2>/dev/null
+  lab_down
+}

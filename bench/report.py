@@ -1,0 +1,231 @@
+#!/usr/bin/env python3
+"""BENCHMARKS.md from the raw records of bench/run.sh (one `key=value ...` line per measurement).
+
+Ratios are computed per round (the configurations of one round ran minutes apart on the same machine) and the
+median of those per-round ratios is shown with its spread (min..max), so a busy machine skews both sides alike.
+The text after the `<!-- analysis -->` line of the existing report (the hand-written reading of the figures) is
+kept.
+"""
+import argparse
+import os
+import platform
+import statistics
+import sys
+
+KINDS = {"ceiling": "(a) ceiling: kernel DNAT+SNAT, no encryption",
+         "orig": "(b) original: strongSwan (kernel-libipsec) + iptables",
+         "relay": "(c) iotrelay relay, strongSwan as AWS side",
+         "both": "(d) iotrelay on both ends (AWS side: gateway mode)"}
+SUITES = {"gcm": "AES-GCM-128", "cbc": "AES-CBC-128 + HMAC-SHA1"}
+MARK = "<!-- analysis -->"
+
+
+def parse(path):
+    recs = []
+    with open(path) as f:
+        for line in f:
+            r = {}
+            for kv in line.split():
+                if "=" in kv:
+                    k, v = kv.split("=", 1)
+                    try:
+                        r[k] = float(v) if "." in v or v.lstrip("-").isdigit() else v
+                    except ValueError:
+                        r[k] = v
+            if r:
+                recs.append(r)
+    return recs
+
+
+def label(cfg):
+    kind, _, suite = cfg.partition("-")
+    return KINDS.get(kind, kind) + (", " + SUITES.get(suite, suite) if suite else "")
+
+
+def med(xs):
+    return statistics.median(xs) if xs else None
+
+
+def spread(xs, fmt):
+    if not xs:
+        return "-"
+    if len(xs) == 1:
+        return fmt(xs[0])
+    return "%s (%s..%s)" % (fmt(med(xs)), fmt(min(xs)), fmt(max(xs)))
+
+
+def kpps(x):
+    return "%.1fk" % (x / 1000.0)
+
+
+def ratio(x):
+    return "%.2fx" % x
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("results")
+    for a in ("date", "load-start", "load-end", "secs", "rounds", "probe-secs", "quick", "commit", "out"):
+        ap.add_argument("--" + a, default="")
+    a = ap.parse_args()
+    recs = parse(a.results)
+    up = [r["cfg"] for r in recs if r.get("what") == "up"]
+    down = [r["cfg"] for r in recs if r.get("what") == "down"]
+    sizes = sorted({int(r["size"]) for r in recs if "size" in r})
+    best = {}  # (cfg, size) -> {round: pps}
+    sat = {}   # (cfg, size) -> [records]
+    lat = {}   # cfg -> [records]
+    for r in recs:
+        w = r.get("what")
+        if w == "best":
+            best.setdefault((r["cfg"], int(r["size"])), {})[int(r["round"])] = r["pps"]
+        elif w == "saturation":
+            sat.setdefault((r["cfg"], int(r["size"])), []).append(r)
+        elif w == "latency":
+            lat.setdefault(r["cfg"], []).append(r)
+    out = []
+    p = out.append
+    p("# Benchmarks")
+    p("")
+    p("Written by `make bench` (`bench/run.sh`, then `bench/report.py`); everything above the analysis section is "
+      "regenerated on every run. Benchmarks report, they never fail a build.")
+    p("")
+    cpu = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
+    except OSError:
+        pass
+    p("| | |")
+    p("|---|---|")
+    p("| command | `%s` |" % ("make bench" + (" (BENCH_QUICK=1: a smoke run)" if a.quick == "1" else "")))
+    p("| date | %s, commit %s |" % (a.date, a.commit))
+    p("| machine | %s, %d cores, kernel %s |" % (cpu, os.cpu_count() or 0, platform.release()))
+    loads = [r["loadavg"] for r in recs if r.get("what") == "load"]
+    p("| load average (1, 5, 15 min) | start %s; after each round %s; end %s |"
+      % (a.load_start, "; ".join(str(l).replace(",", " ") for l in loads), a.load_end))
+    p("| method | %s rounds; in each round every configuration in turn (the order rotates), per payload size one "
+      "saturation probe and up to a few paced probes of %s s each; %d s in all |" % (a.rounds, a.probe_secs,
+                                                                                   int(float(a.secs or 0))))
+    if down:
+        p("| did not come up | %s |" % ", ".join(down))
+    p("")
+    p("The machine is shared (other builds run beside the bench: see the load average): absolute figures move by "
+      "up to 2x between runs; the ratios between configurations of the same round are what count.")
+    p("")
+    p("## Delivered at <= 1 % loss")
+    p("")
+    p("UDP payload datagrams per second that reached the device with at most 1 % lost (the highest paced rate "
+      "that met it), median over the rounds (min..max), and payload Mbit/s of the median.")
+    p("")
+    p("| configuration | " + " | ".join("%d B pps | %d B Mbit/s" % (s, s) for s in sizes) + " |")
+    p("|---|" + "---|---|" * len(sizes))
+    for cfg in up:
+        cells = []
+        for s in sizes:
+            xs = list(best.get((cfg, s), {}).values())
+            m = med(xs)
+            cells.append(spread(xs, kpps))
+            cells.append("%.0f" % (m * s * 8 / 1e6) if m else "-")
+        p("| %s | %s |" % (label(cfg), " | ".join(cells)))
+    p("")
+    p("## Ratios (per round, median and spread)")
+    p("")
+    p("| iotrelay configuration | " + " | ".join("%d B / ceiling | %d B / original" % (s, s) for s in sizes) + " |")
+    p("|---|" + "---|---|" * len(sizes))
+    ratios = {}
+    for cfg in up:
+        kind, _, suite = cfg.partition("-")
+        if kind not in ("relay", "both"):
+            continue
+        cells = []
+        for s in sizes:
+            for base in ("ceiling", "orig-" + suite):
+                mine, ref = best.get((cfg, s), {}), best.get((base, s), {})
+                rs = [mine[k] / ref[k] for k in mine if ref.get(k)]
+                ratios[(cfg, s, base.split("-")[0])] = med(rs)
+                cells.append(spread(rs, ratio))
+        p("| %s | %s |" % (label(cfg), " | ".join(cells)))
+    p("")
+    p("## Targets (issue 13)")
+    p("")
+    p("| target | measured (median of per-round ratios) | |")
+    p("|---|---|---|")
+
+    def target(text, cfg, size, base, want):
+        got = ratios.get((cfg, size, base))
+        if got is None:
+            p("| %s | not measured | - |" % text)
+        else:
+            p("| %s | %.2fx | %s |" % (text, got, "met" if got >= want else "**not met**"))
+    target("(d) GCM 1400 B >= 0.8x ceiling", "both-gcm", 1400, "ceiling", 0.8)
+    target("(d) GCM 64 B >= 0.5x ceiling", "both-gcm", 64, "ceiling", 0.5)
+    target("(d) CBC+SHA1 1400 B >= 0.5x ceiling", "both-cbc", 1400, "ceiling", 0.5)
+    target("(d) CBC+SHA1 64 B >= 0.5x ceiling", "both-cbc", 64, "ceiling", 0.5)
+    for suite in ("gcm", "cbc"):
+        for s in sizes:
+            target("(c) %s %d B >= 1.5x original" % (suite.upper(), s), "relay-" + suite, s, "orig", 1.5)
+    p("")
+    p("## Where the datagrams went at saturation")
+    p("")
+    p("The sender flat out for one probe (medians over the rounds). `rcvbuf` is the kernel's UDP `RcvbufErrors` "
+      "(/proc/net/snmp) in that namespace: datagrams dropped because the socket's receive buffer was full (the "
+      "relay's forward socket; the AWS side's UDP 4500 socket). `lane` is the relay's own ingress-lane drop "
+      "counter, `ipsec0 drops` what kernel-libipsec's TUN device dropped because charon did not read it in time, "
+      "`backlog` the kernel's per-CPU backlog drops (not per namespace).")
+    p("")
+    cols = [("offered pps", "offered"), ("sent", "sent"), ("relay host rcvbuf", "RcvbufErrors_relay"), ("relay host ipsec0 drops", "tun_drops_relay"),
+            ("relay fwd in", "relay_fwd_in"), ("relay lane drops", "relay_lane_drops"),
+            ("relay fwd drops", "relay_fwd_drops"), ("relay ESP out", "relay_esp_out"),
+            ("AWS side rcvbuf", "RcvbufErrors_aws1"), ("AWS ipsec0 drops", "tun_drops_aws1"), ("AWS ESP in", "aws_esp_in"),
+            ("AWS ESP drops", "aws_esp_drops"), ("AWS lane drops", "aws_lane_drops"),
+            ("AWS to device", "aws_to_device"), ("device rcvbuf", "RcvbufErrors_vpc"),
+            ("backlog", "backlog_drops"), ("received", "received"), ("delivered pps", "delivered")]
+    p("| configuration | size | " + " | ".join(c[0] for c in cols) + " |")
+    p("|---|---|" + "---|" * len(cols))
+    for cfg in up:
+        for s in sizes:
+            rs = sat.get((cfg, s), [])
+            if not rs:
+                continue
+            cells = []
+            for _, k in cols:
+                xs = [r[k] for r in rs if isinstance(r.get(k), float)]
+                cells.append("%d" % med(xs) if xs else "-")
+            p("| %s | %d | %s |" % (cfg, s, " | ".join(cells)))
+    p("")
+    p("## Latency, bring-up, memory")
+    p("")
+    p("| configuration | round trip p50 | p99 | answered | bring-up (process start -> first echo) | relay RSS idle / "
+      "peak |")
+    p("|---|---|---|---|---|---|")
+    for cfg in up:
+        ls = lat.get(cfg, [])
+        p50 = [r["p50_us"] for r in ls if isinstance(r.get("p50_us"), float)]
+        p99 = [r["p99_us"] for r in ls if isinstance(r.get("p99_us"), float)]
+        ans = "%d of %d" % (sum(r.get("answered", 0) for r in ls), sum(r.get("sent", 0) for r in ls)) if ls else "-"
+        upr = next((r for r in recs if r.get("what") == "up" and r["cfg"] == cfg), {})
+        bring = "%.0f ms" % upr["bringup_ms"] if isinstance(upr.get("bringup_ms"), float) else "-"
+        idle = next((r for r in recs if r.get("what") == "rss" and r["cfg"] == cfg and r["when"] == "idle"), None)
+        load = next((r for r in recs if r.get("what") == "rss" and r["cfg"] == cfg and r["when"] == "loaded"), None)
+        rss = "%.1f / %.1f MiB" % (idle["rss_kib"] / 1024, load["hwm_kib"] / 1024) if idle and load else "-"
+        p("| %s | %s | %s | %s | %s | %s |" % (label(cfg), spread(p50, lambda x: "%.0f us" % x),
+                                              spread(p99, lambda x: "%.0f us" % x), ans, bring, rss))
+    rate = next((r.get("rate") for r in recs if r.get("what") == "latency"), None)
+    p("")
+    p("Round trips: 64-octet datagrams at %s/s from the IoT server through the relay to the device's echo and "
+      "back. Bring-up: one sample per configuration, when its lab is built (the configurations come up one after "
+      "the other, not under load)." % ("%d" % rate if rate else "?"))
+    p("")
+    p(MARK)
+    keep = ""
+    if a.out and os.path.exists(a.out):
+        with open(a.out) as f:
+            text = f.read()
+        if MARK in text:
+            keep = text.split(MARK, 1)[1].lstrip("\n")
+    sys.stdout.write("\n".join(out) + "\n" + keep)
+
+
+if __name__ == "__main__":
+    main()
