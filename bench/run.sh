@@ -7,7 +7,8 @@
 #     backlog drops, the receiver's exact count;
 #   - the delivered rate at <= 1 % loss: paced probes between the saturation's delivered and offered rates;
 #   - latency through the whole path and back at a moderate rate (p50, p99), per round;
-#   - bring-up (process start -> first echo through the tunnel) when the labs are built; relay RSS.
+#   - bring-up (process start -> first echo through the tunnel) when the labs are built; relay RSS;
+#   - with perf installed, the relay's profile at saturation in (d) (BENCH_PROFILE=0: skip).
 # Then bench/report.py writes BENCHMARKS.md: medians, spread, ratios iotrelay/ceiling and iotrelay/original.
 # Benchmarks report, they never fail a build: a configuration that does not come up is reported as missing.
 #
@@ -62,26 +63,25 @@ record() { echo "$*" >> "$RESULTS"; }
 # metric NAME-AND-LABELS: a value from the Prometheus text on stdin (sum over lines starting with the pattern).
 metric_sum() { awk -v p="$1" 'index($0, p) == 1 { s += $NF } END { printf "%d", s }'; }
 
-# snap KIND: the counters that say where datagrams went, as `key=value ...`.
+# snap KIND: the counters that say where datagrams went, as `key=value ...`. Read through /proc/PID/net of a
+# process in each namespace (bench_up's anchors): no process per namespace and probe.
 snap() {
-  local kind=$1 n ns m s=0 a b rest
+  local kind=$1 n a b rest m s=0
   for n in iot relay aws1 vpc; do
-    case $n in iot) ns=$LAB_NS_IOT ;; relay) ns=$LAB_NS_RELAY ;; vpc) ns=$LAB_NS_VPC ;; *) ns=$LAB_ID-$n ;; esac
     # shellcheck disable=SC2016 # awk's own variables
-    ip netns exec "$ns" awk -v n="$n" '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else {
+    awk -v n="$n" '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else {
       for (i = 2; i <= NF; i++) if (k[i] == "InDatagrams" || k[i] == "RcvbufErrors" || k[i] == "SndbufErrors")
-        printf "%s_%s=%s ", k[i], n, $i } }' /proc/net/snmp
+        printf "%s_%s=%s ", k[i], n, $i } }' "/proc/$(cat "$LAB_DIR/anchor.$n")/net/snmp"
+  done
+  # kernel-libipsec's TUN device: datagrams dropped because charon did not read them fast enough (TX drop).
+  for n in relay aws1; do
+    awk -v n="$n" '$1 == "ipsec0:" { d = $13 } END { printf "tun_drops_%s=%d ", n, d }' \
+      "/proc/$(cat "$LAB_DIR/anchor.$n")/net/dev"
   done
   # Per-CPU backlog drops (netdev_max_backlog), not per namespace: the veth pairs hand packets over through it.
   while read -r a b rest; do s=$((s + 16#$b)); done < /proc/net/softnet_stat
   printf 'backlog_drops=%s ' "$s"
   : "$a" "$rest"
-  # kernel-libipsec's TUN device: datagrams dropped because charon did not read them fast enough.
-  for n in relay aws1; do
-    case $n in relay) ns=$LAB_NS_RELAY ;; *) ns=$LAB_ID-$n ;; esac
-    printf 'tun_drops_%s=%s ' "$n" \
-      "$(ip netns exec "$ns" cat /sys/class/net/ipsec0/statistics/tx_dropped 2>/dev/null || echo 0)"
-  done
   if [ "$kind" = relay ] || [ "$kind" = both ]; then
     m=$(relay_curl "http://$RELAY_ADMIN/metrics" 2>/dev/null)
     printf 'relay_fwd_in=%s relay_fwd_drops=%s relay_lane_drops=%s relay_esp_out=%s ' \
@@ -149,13 +149,16 @@ probe() {
     "sent=$P_SENT received=$P_RECV secs=$secs $acct"
 }
 
-# measure CFG SIZE: saturation, then a search for the highest delivered rate at <= 1 % loss (bisection between
-# what got through at saturation and what was offered).
+# measure CFG SIZE: saturation, then a search for the highest delivered rate at <= 1 % loss: from what got
+# through at saturation, up by 1.3x after a probe that met it (at most half way to what was offered flat out),
+# down by 0.7x after one that did not, bisecting once both are known. Records the best rate that met it and the
+# most delivered by any probe.
 measure() {
-  local cfg=$1 size=$2 best=0 lo=0 hi r i
+  local cfg=$1 size=$2 best=0 peak lo=0 hi r i
   probe "$cfg" "$size" 0 saturation 1 || { record "cfg=$cfg size=$size round=$ROUND what=best pps=0 note=failed"; return; }
+  peak=$P_DELIV
   if [ "$P_OK" = 1 ]; then
-    record "cfg=$cfg size=$size round=$ROUND what=best pps=$P_DELIV note=sender-limited"
+    record "cfg=$cfg size=$size round=$ROUND what=best pps=$P_DELIV peak=$peak note=sender-limited"
     return
   fi
   hi=$P_OFFERED
@@ -163,23 +166,50 @@ measure() {
   for i in $(seq "$PROBES"); do
     [ "$r" -gt 0 ] || break
     probe "$cfg" "$size" "$r" "search$i" 1 || break
+    [ "$P_DELIV" -gt "$peak" ] && peak=$P_DELIV
     if [ "$P_OK" = 1 ]; then
       [ "$P_DELIV" -gt "$best" ] && best=$P_DELIV
       lo=$r
-      r=$(((r + hi) / 2))
+      r=$((r * 13 / 10))
+      [ "$r" -gt $(((lo + hi) / 2)) ] && r=$(((lo + hi) / 2))
     else
       hi=$r
       if [ "$lo" -gt 0 ]; then r=$(((lo + r) / 2)); else r=$((r * 7 / 10)); fi
     fi
   done
-  record "cfg=$cfg size=$size round=$ROUND what=best pps=$best"
+  record "cfg=$cfg size=$size round=$ROUND what=best pps=$best peak=$peak"
 }
 
 latency() {
   local cfg=$1 out
+  RUN=$((RUN + 1))
   out=$(ip netns exec "$LAB_NS_IOT" "$UDPLOAD" ping --dst "$LAB_RELAY_IOT_ADDR:$BENCH_ECHO_PORT" --size 64 \
-    --rate "$LAT_RATE" --secs "$LAT_SECS" --run $((RUN += 1)) 2>&1)
+    --rate "$LAT_RATE" --secs "$LAT_SECS" --run "$RUN" 2>&1)
   record "cfg=$cfg round=$ROUND what=latency rate=$LAT_RATE $out"
+}
+
+# profile CFG SIZE: the relay's CPU profile at saturation (perf, when installed): self time by symbol, the top
+# lines into $RESULTS.perf.CFG.SIZE for the report.
+profile() {
+  local cfg=$1 size=$2 pid f rp sp
+  command -v perf > /dev/null || return 0
+  bench_lab "$cfg"
+  pid=$(cat "$LAB_DIR/relay.pid" 2>/dev/null) || return 0
+  f=$RESULTS.perf.$cfg.$size
+  RUN=$((RUN + 1))
+  ip netns exec "$LAB_NS_VPC" "$UDPLOAD" recv --bind "$LAB_DEVICE:$BENCH_PORT" --run "$RUN" --wait-secs 8 \
+    > /dev/null 2>&1 &
+  rp=$!
+  sleep 0.3
+  ip netns exec "$LAB_NS_IOT" "$UDPLOAD" send --dst "$LAB_RELAY_IOT_ADDR:$BENCH_PORT" --size "$size" --rate 0 \
+    --secs 3 --run "$RUN" --threads "$THREADS" > /dev/null 2>&1 &
+  sp=$!
+  sleep 0.5
+  perf record -q -F 999 -p "$pid" -o "$f.data" -- sleep 2 > /dev/null 2>&1
+  wait "$sp" "$rp"
+  perf report -i "$f.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.8 2> /dev/null \
+    | grep -v '^#' | grep -v '^ *$' | head -20 > "$f"
+  rm -f "$f.data"
 }
 
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null; }
@@ -200,7 +230,7 @@ for cfg in $CONFIGS; do
   echo "# up: $cfg" >&2
   if out=$(bench_up "$cfg"); then
     UP+=("$cfg")
-    record "cfg=$cfg what=up $out"
+    record "cfg=$cfg what=up ${out//$'\n'/ }"
     relay_rss "$cfg" idle
   else
     record "cfg=$cfg what=down"
@@ -225,10 +255,15 @@ for ROUND in $(seq "$ROUNDS"); do
   record "what=load round=$ROUND loadavg=$(loadavg | tr ' ' ,)"
 done
 for cfg in "${UP[@]}"; do relay_rss "$cfg" loaded; done
+if [ "${BENCH_PROFILE:-1}" = 1 ]; then
+  for cfg in "${UP[@]}"; do
+    case $cfg in both-*) for size in $SIZES; do profile "$cfg" "$size"; done ;; esac
+  done
+fi
 
 END_LOAD=$(loadavg)
 python3 "$HERE/report.py" "$RESULTS" \
   --date "$START_DATE" --load-start "$START_LOAD" --load-end "$END_LOAD" --secs $((SECONDS - T0)) \
   --rounds "$ROUNDS" --probe-secs "$SECS" --quick "$QUICK" --commit "$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null)" \
-  > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
+  --out "$OUT" > "$OUT.tmp" && mv "$OUT.tmp" "$OUT"
 echo "# bench: $((SECONDS - T0)) s, report in $OUT, raw records in $RESULTS" >&2

@@ -4,7 +4,7 @@
 //!   own send-buffer backpressure, never a silent drop in the sender), flat out (`--rate 0`) or paced.
 //! - `recv`: a receiver that counts exactly: every datagram carries a magic, a run id and a sequence number, the
 //!   receiver counts each sequence number once (duplicates and foreign datagrams apart), so a late datagram of an
-//!   earlier probe is never counted. It stops once the stream has been idle for `--idle-ms`.
+//!   earlier probe is never counted. It stops once nothing at all has arrived for `--idle-ms`.
 //! - `echo`: answers every datagram to its sender (the device in the latency probe).
 //! - `ping`: a paced stream through the echo that measures each round trip (p50, p99, max).
 //!
@@ -63,7 +63,7 @@ enum Cmd {
         bind: SocketAddr,
         #[arg(long, default_value_t = 1)]
         run: u32,
-        /// stop after this long without a datagram of the run (once the first one arrived)
+        /// stop after this long without any datagram (once the first one of the run arrived)
         #[arg(long, default_value_t = 700)]
         idle_ms: u64,
         /// stop after this long in any case
@@ -288,8 +288,10 @@ fn recv(
                         ours |= c.add(d);
                     }
                 }
+                // Idle means nothing at all arrives: a backlog of an earlier probe still draining (a queue inside
+                // a slow peer) keeps the receiver, and so the next probe, waiting until the path is quiet.
+                last = Instant::now();
                 if ours {
-                    last = Instant::now();
                     first.get_or_insert(last);
                 }
             }
