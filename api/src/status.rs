@@ -110,6 +110,40 @@ pub struct TunnelStatus {
     /// Last error seen on this tunnel, e.g. `peer sent AUTHENTICATION_FAILED`; empty when none.
     #[serde(default)]
     pub last_error: String,
+    /// The BGP session with AWS inside this tunnel (dynamic routing, `spec.bgp`); unset with static routing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bgp: Option<BgpSessionStatus>,
+}
+
+/// The BGP session inside one tunnel.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct BgpSessionStatus {
+    /// RFC 4271 session state: `Idle` (tunnel down, or waiting to reconnect), `Connect` (TCP connect to AWS's
+    /// inside address, port 179), `OpenSent`, `OpenConfirm`, `Established`.
+    pub state: String,
+    /// When the session became Established (its uptime); unset when it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub established_at: Option<Time>,
+    /// Prefixes AWS announces on this session now (they are the relay's remote subnets while it lasts).
+    #[serde(default)]
+    pub prefixes_received: u64,
+    /// Prefixes we announce on this session now (`spec.bgp.announce`).
+    #[serde(default)]
+    pub prefixes_announced: u64,
+    /// AS-path prepends on our announcements here: 0 on the active tunnel, `spec.bgp.standbyPrepend` on the others.
+    #[serde(default)]
+    pub prepend: u8,
+    /// The learned prefixes in address order (at most 32 listed; `prefixesReceived` counts all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub received: Vec<String>,
+    /// Times the session was Established since the relay started.
+    #[serde(default)]
+    pub sessions_established: u64,
+    /// Why the session last went down, or the last UPDATE treated as withdraw, e.g.
+    /// `sent NOTIFICATION Message Header Error / Connection Not Synchronized (...)`; empty when none.
+    #[serde(default)]
+    pub last_error: String,
 }
 
 /// An IKE SA as strongSwan would print it.
@@ -216,6 +250,10 @@ pub struct ForwardDrops {
     /// New session refused: the sender's IP address already holds `maxSessionsPerSource` sessions.
     #[serde(default)]
     pub source_session_limit: u64,
+    /// Dynamic routing (`spec.bgp`) only: the target is in no prefix AWS currently announces on an established
+    /// BGP session (not yet learned, or withdrawn).
+    #[serde(default)]
+    pub no_route: u64,
 }
 
 /// Datapath-wide state.

@@ -97,8 +97,12 @@ impl Session {
         self.drive(now);
     }
 
-    /// The earliest time [`Session::handle_timeout`] is due.
+    /// The earliest time [`Session::handle_timeout`] is due: the last time seen while packets wait for
+    /// [`Session::poll_packet`], so a caller that drains packets only from its timer path still sends them.
     pub fn poll_timeout(&mut self) -> Option<Duration> {
+        if self.link.has_packets() {
+            return Some(self.now);
+        }
         let link = self.link.poll_at(self.now);
         [self.speaker.poll_timeout(), link].into_iter().flatten().min()
     }

@@ -262,6 +262,11 @@ impl TcpLink {
         Some(Duration::from_micros(u64::try_from(at.total_micros()).unwrap_or(0)).max(now))
     }
 
+    /// Whether packets wait for [`TcpLink::poll_packet`].
+    pub fn has_packets(&self) -> bool {
+        !self.dev.tx.is_empty()
+    }
+
     /// The next packet to seal into the tunnel.
     pub fn poll_packet(&mut self) -> Option<Vec<u8>> {
         let p = self.dev.tx.pop_front()?;

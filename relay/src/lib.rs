@@ -123,6 +123,10 @@ pub enum DropReason {
     /// `sourceSessionLimit`: the client's IP already holds its quota of sessions.
     #[error("per-source session limit")]
     SourceLimit,
+    /// `noRoute`: dynamic routing is on and no BGP session has a route to the forward's target (reported by the
+    /// sidecar via [`Relay::record_drop`]).
+    #[error("no route to the target")]
+    NoRoute,
     /// Not a valid IPv4/UDP packet for this relay (no forward counter).
     #[error("malformed inner packet")]
     Malformed,
@@ -137,6 +141,7 @@ pub struct ForwardDrops {
     pub too_big: u64,
     pub queue_full: u64,
     pub source_limit: u64,
+    pub no_route: u64,
 }
 
 /// `status.forwards[]` counters of one forward (`listening` is the sidecar's to report).
@@ -342,6 +347,7 @@ impl Relay {
                 DropReason::TooBig => &mut d.too_big,
                 DropReason::QueueFull => &mut d.queue_full,
                 DropReason::SourceLimit => &mut d.source_limit,
+                DropReason::NoRoute => &mut d.no_route,
                 DropReason::Malformed => return,
             };
             *c = c.saturating_add(n);

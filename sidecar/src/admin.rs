@@ -253,6 +253,39 @@ struct DirLabels {
     direction: &'static str,
 }
 
+/// The BGP session metrics (dynamic routing only; no series for tunnels without a session).
+fn register_bgp(reg: &mut Registry, p: &Published) {
+    let established = Family::<TunnelLabels, Gauge>::default();
+    let received = Family::<TunnelLabels, Gauge>::default();
+    let announced = Family::<TunnelLabels, Gauge>::default();
+    let sessions = Family::<TunnelLabels, Counter>::default();
+    let notifications = Family::<TunnelDirLabels, Counter>::default();
+    let malformed = Family::<TunnelLabels, Counter>::default();
+    let mut any = false;
+    for t in &p.tunnels {
+        let Some(b) = &t.bgp else { continue };
+        any = true;
+        let l = TunnelLabels { tunnel: t.name.clone() };
+        established.get_or_create(&l).set(i64::from(b.established));
+        received.get_or_create(&l).set(b.prefixes_received as i64);
+        announced.get_or_create(&l).set(b.prefixes_announced as i64);
+        sessions.get_or_create(&l).inc_by(b.sessions_established);
+        let dir = |d| TunnelDirLabels { tunnel: t.name.clone(), direction: d };
+        notifications.get_or_create(&dir("in")).inc_by(b.notifications_received);
+        notifications.get_or_create(&dir("out")).inc_by(b.notifications_sent);
+        malformed.get_or_create(&l).inc_by(b.malformed_messages);
+    }
+    if !any {
+        return;
+    }
+    reg.register("bgp_session_established", "1 when the tunnel's BGP session is Established", established);
+    reg.register("bgp_prefixes_received", "Prefixes AWS announces on the tunnel's BGP session", received);
+    reg.register("bgp_prefixes_announced", "Prefixes announced to AWS on the tunnel's BGP session", announced);
+    reg.register("bgp_sessions_established", "Times the BGP session became Established (flaps)", sessions);
+    reg.register("bgp_notifications", "BGP NOTIFICATIONs by direction (in: from AWS)", notifications);
+    reg.register("bgp_malformed_messages", "BGP messages from the peer that did not parse", malformed);
+}
+
 /// Renders the Prometheus text format from the last published snapshot. Label values are bounded: tunnel and
 /// forward names from the spec, fixed direction/reason sets.
 pub fn render_metrics(p: &Published) -> String {
@@ -309,6 +342,8 @@ pub fn render_metrics(p: &Published) -> String {
         half_open_refused,
     );
 
+    register_bgp(&mut reg, p);
+
     let sessions = Family::<ForwardLabels, Gauge>::default();
     let listening = Family::<ForwardLabels, Gauge>::default();
     let fpackets = Family::<ForwardDirLabels, Counter>::default();
@@ -328,6 +363,7 @@ pub fn render_metrics(p: &Published) -> String {
             ("tooBig", d.too_big),
             ("queueFull", d.queue_full),
             ("sourceSessionLimit", d.source_session_limit),
+            ("noRoute", d.no_route),
         ] {
             fdrops.get_or_create(&ForwardDropLabels { forward: f.name.clone(), reason }).inc_by(v);
         }

@@ -71,6 +71,15 @@ pub enum Notice {
     RekeyFailed {
         tunnel: String,
     },
+    /// The tunnel's BGP session became Established.
+    BgpEstablished {
+        tunnel: String,
+    },
+    /// The tunnel's BGP session went down (`reason`: `bgp::DownReason::reason`).
+    BgpDown {
+        tunnel: String,
+        reason: &'static str,
+    },
 }
 
 struct TunnelSlot {
@@ -142,6 +151,8 @@ pub struct Datapath {
     /// Gateway mode (`spec.gateway`), and its counters.
     gateway: Option<GatewayConfig>,
     gw: GatewayCounters,
+    /// Dynamic routing (`spec.bgp`): a BGP session per tunnel.
+    bgp: Option<bgp_path::BgpState>,
 }
 
 /// One tunnel to create: name, peer and engine configuration.
@@ -205,6 +216,7 @@ impl Datapath {
             scratch2: vec![0u8; SCRATCH].into_boxed_slice(),
             gateway: None,
             gw: GatewayCounters::default(),
+            bgp: None,
         };
         d.set_forwards(forwards);
         d
@@ -342,6 +354,9 @@ impl Datapath {
         // a genuine packet from another port (the genuine one is then a replay); only authenticated IKE does.
         t.counters.packets_in += 1;
         t.counters.bytes_in += inner.len() as u64;
+        if self.bgp_inbound(ti, now, inner) {
+            return;
+        }
         if self.gateway.is_some() && !self.relay.claims(inner) {
             // Gateway mode: everything that is not a forward's reply is for the host.
             self.gateway_inbound(ti, inner, sink);
@@ -380,7 +395,7 @@ impl Datapath {
         sink: &mut dyn Sink,
     ) {
         self.now = self.now.max(now);
-        let Some(id) = self.forwards.get(index).map(|f| f.id) else { return };
+        let Some((id, target)) = self.forwards.get(index).map(|f| (f.id, f.spec.target)) else { return };
         let Some(ti) = self.active_outbound(now) else {
             // Checked before the relay builds anything: no session, and packetsIn counts only tunnelled datagrams.
             let why =
@@ -388,6 +403,13 @@ impl Datapath {
             self.relay.record_drop(id, why);
             return;
         };
+        // Dynamic routing: only to targets inside a prefix AWS announces on an established session.
+        if !self.bgp_route_to(*target.ip()) {
+            let why =
+                if self.relay.source_allowed(id, client) { DropReason::NoRoute } else { DropReason::SourceNotAllowed };
+            self.relay.record_drop(id, why);
+            return;
+        }
         // Allow-list, session (bounded table), inner IPv4/UDP packet; every refusal is counted by the relay.
         let Ok(n) = self.relay.on_client_datagram(now, id, client, payload, &mut self.scratch) else { return };
         let t = &mut self.tunnels[ti];
@@ -436,10 +458,12 @@ impl Datapath {
         if self.relay.next_expiry().is_some_and(|at| now >= at) {
             self.relay.expire(now);
         }
+        self.bgp_timeout(now, rng, sink);
     }
 
     /// The earliest time `handle_timeout` is due.
-    pub fn poll_timeout(&self) -> Option<Duration> {
+    pub fn poll_timeout(&mut self) -> Option<Duration> {
+        let bgp = self.bgp_poll_timeout();
         let mut t: Option<Duration> = None;
         let mut consider = |d: Duration| t = Some(t.map_or(d, |x: Duration| x.min(d)));
         for s in &self.tunnels {
@@ -449,6 +473,9 @@ impl Datapath {
             consider(s.next_keepalive);
         }
         if let Some(d) = self.relay.next_expiry() {
+            consider(d);
+        }
+        if let Some(d) = bgp {
             consider(d);
         }
         t
@@ -469,6 +496,7 @@ impl Datapath {
                 self.handle_event(ti, ev);
             }
         }
+        self.bgp_sync();
     }
 
     fn handle_event(&mut self, ti: usize, ev: Event) {
@@ -607,6 +635,7 @@ impl Datapath {
                 engine: t.engine.status(),
                 active: Some(i) == active,
                 child: t.counters,
+                bgp: self.bgp_snapshot(i),
             })
             .collect();
         let forwards = self
@@ -628,6 +657,7 @@ impl Datapath {
                         too_big: s.drops.too_big,
                         queue_full: s.drops.queue_full,
                         source_session_limit: s.drops.source_limit,
+                        no_route: s.drops.no_route,
                     },
                 }
             })
@@ -636,5 +666,8 @@ impl Datapath {
     }
 }
 
+#[path = "datapath_bgp.rs"]
+mod bgp_path;
 #[path = "datapath_gateway.rs"]
 mod gateway_path;
+pub use bgp_path::{BgpPlan, BgpSnapshot, BgpTunnelPlan};

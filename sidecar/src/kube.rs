@@ -404,6 +404,12 @@ fn event_of(n: &Notice) -> KEvent {
         Notice::RekeyFailed { tunnel } => {
             (EventType::Warning, "RekeyFailed", tunnel, format!("tunnel {tunnel}: CHILD_SA rekey failed"))
         }
+        Notice::BgpEstablished { tunnel } => {
+            (EventType::Normal, "BgpEstablished", tunnel, format!("tunnel {tunnel}: BGP session established"))
+        }
+        Notice::BgpDown { tunnel, reason } => {
+            (EventType::Warning, "BgpDown", tunnel, format!("tunnel {tunnel}: BGP session down ({reason})"))
+        }
     };
     KEvent { type_, reason: reason.into(), note: Some(note), action: tunnel.clone(), secondary: None }
 }

@@ -498,6 +498,9 @@ pub async fn run(
         }
         None => None,
     };
+    if let Some(plan) = crate::datapath::BgpPlan::from_spec(spec) {
+        dp.set_bgp(plan, &mut rng).map_err(anyhow::Error::msg).context("setting up BGP")?;
+    }
     let mut tun_buf = vec![0u8; TUN_BUF];
     dp.set_max_sessions_per_source(spec.max_sessions_per_source);
     let mut ports: Vec<u16> = Vec::new();

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use iotrelay_api::status::condition;
 use iotrelay_api::{
-    ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, IkeSaStatus, IotRelayStatus,
-    TunnelState as ApiState, TunnelStatus as ApiTunnel,
+    BgpSessionStatus, ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, IkeSaStatus,
+    IotRelayStatus, TunnelState as ApiState, TunnelStatus as ApiTunnel,
 };
 use iotrelay_ikev2::{TunnelState, TunnelStatus};
+
+use crate::datapath::BgpSnapshot;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -28,6 +30,8 @@ pub struct TunnelSnapshot {
     pub engine: TunnelStatus,
     pub active: bool,
     pub child: ChildCounters,
+    /// The tunnel's BGP session (dynamic routing only).
+    pub bgp: Option<BgpSnapshot>,
 }
 
 /// What status needs from one forward.
@@ -126,6 +130,16 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
         ike_sa,
         child_sa,
         last_error: e.last_error.clone().unwrap_or_default(),
+        bgp: t.bgp.as_ref().map(|b| BgpSessionStatus {
+            state: b.state.clone(),
+            established_at: b.established_at.map(|d| clock.at(d)),
+            prefixes_received: b.prefixes_received,
+            prefixes_announced: b.prefixes_announced,
+            prepend: b.prepend,
+            received: b.received.clone(),
+            sessions_established: b.sessions_established,
+            last_error: b.last_error.clone().unwrap_or_default(),
+        }),
     }
 }
 
@@ -197,8 +211,17 @@ pub fn build_status(
     } else {
         cond(condition::READY, true, "TunnelEstablished", format!("established: {}", up.join(", ")))
     };
+    // Dynamic routing: an established tunnel whose BGP session is not Established carries no return traffic.
+    let bgp_down: Vec<&str> = tunnels
+        .iter()
+        .filter(|t| t.engine.state == TunnelState::Established && t.bgp.as_ref().is_some_and(|b| !b.established))
+        .map(|t| t.name.as_str())
+        .collect();
     let degraded = if !up.is_empty() && !down.is_empty() {
         cond(condition::DEGRADED, true, "TunnelDown", format!("tunnel down: {}", down.join(", ")))
+    } else if !bgp_down.is_empty() {
+        let msg = format!("tunnel up but its BGP session is not Established: {}", bgp_down.join(", "));
+        cond(condition::DEGRADED, true, "BgpSessionDown", msg)
     } else if up.is_empty() {
         cond(condition::DEGRADED, false, "NoTunnelEstablished", "no tunnel carries traffic".into())
     } else {
@@ -334,8 +357,15 @@ mod tests {
                 engine: established(),
                 active: true,
                 child: ChildCounters { bytes_in: 100, bytes_out: 200, packets_in: 1, packets_out: 2 },
+                bgp: None,
             },
-            TunnelSnapshot { name: "tunnel2".into(), engine: down, active: false, child: ChildCounters::default() },
+            TunnelSnapshot {
+                name: "tunnel2".into(),
+                engine: down,
+                active: false,
+                child: ChildCounters::default(),
+                bgp: None,
+            },
         ];
         let s = build_status(
             Owner::Standalone,
@@ -360,8 +390,13 @@ mod tests {
         let mut t = engine(TunnelState::Connecting);
         t.last_error = Some("peer sent AUTHENTICATION_FAILED".into());
         t.last_down_reason = Some(DownReason::AuthenticationFailed { by_peer: true });
-        let tunnels =
-            vec![TunnelSnapshot { name: "tunnel1".into(), engine: t, active: false, child: Default::default() }];
+        let tunnels = vec![TunnelSnapshot {
+            name: "tunnel1".into(),
+            engine: t,
+            active: false,
+            child: Default::default(),
+            bgp: None,
+        }];
         let s = build_status(
             Owner::Standalone,
             None,
@@ -399,7 +434,13 @@ mod tests {
         let one = |nat: Option<bool>| {
             let mut e = established();
             e.nat_detected = nat;
-            let t = vec![TunnelSnapshot { name: "tunnel1".into(), engine: e, active: true, child: Default::default() }];
+            let t = vec![TunnelSnapshot {
+                name: "tunnel1".into(),
+                engine: e,
+                active: true,
+                child: Default::default(),
+                bgp: None,
+            }];
             build_status(Owner::InCluster, None, &place(), &t, &[forward()], Default::default(), &clock(), now(), &[])
         };
         let s = one(Some(true));
@@ -414,7 +455,13 @@ mod tests {
         no_public.public_identity = None;
         let mut e = established();
         e.nat_detected = Some(true);
-        let t = vec![TunnelSnapshot { name: "tunnel1".into(), engine: e, active: true, child: Default::default() }];
+        let t = vec![TunnelSnapshot {
+            name: "tunnel1".into(),
+            engine: e,
+            active: true,
+            child: Default::default(),
+            bgp: None,
+        }];
         let s = build_status(
             Owner::InCluster,
             None,
@@ -436,6 +483,7 @@ mod tests {
             engine: established(),
             active: true,
             child: Default::default(),
+            bgp: None,
         }];
         let b = |f: &[ForwardSnapshot], now: Time, prev: &[Condition]| {
             build_status(Owner::Standalone, None, &place(), &tunnels, f, Default::default(), &clock(), now, prev)

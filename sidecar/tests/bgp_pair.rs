@@ -1,0 +1,265 @@
+//! Dynamic routing with iotrelay on both ends, sans-IO on a virtual clock: a relay `Datapath` with two tunnels and
+//! BGP (AS 65000, connecting), and two "AWS" `Datapath`s, one per tunnel, each with a passive BGP session (AS
+//! 64512) announcing the VPC. The BGP TCP connections run inside the ESP tunnels (userspace TCP on both ends).
+//! Forwards are gated on learned prefixes (`noRoute`), announcements carry prepends on the standby tunnel and move
+//! when the active tunnel dies, and the status says `Degraded` when a tunnel is up without its BGP session.
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use iotrelay_api::validate::ValidatedForward;
+use iotrelay_bgp::Ipv4Prefix;
+use iotrelay_crypto::SeededRandom;
+use iotrelay_ikev2::StartupAction;
+use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, Out, TunnelPlan};
+use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+mod common;
+use common::{Capture, DEVICE, RELAY, RELAY_INSIDE, config};
+
+const AWS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
+const AWS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
+const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5555);
+
+fn p(s: &str) -> Ipv4Prefix {
+    s.parse().unwrap()
+}
+
+/// Tunnel `k`'s inside /30 169.254.(10+k).0/30: AWS .1, relay .2.
+fn inside(k: u8, aws: bool) -> Ipv4Addr {
+    Ipv4Addr::new(169, 254, 10 + k, if aws { 1 } else { 2 })
+}
+
+struct Lab {
+    relay: Datapath,
+    aws: Vec<Datapath>,
+    /// The AWS endpoint at this index is dead: nothing reaches it or leaves it.
+    dead: Vec<bool>,
+    rng: SeededRandom,
+    now: Duration,
+}
+
+impl Lab {
+    fn new(aws_bgp: bool) -> Lab {
+        let mut rng = SeededRandom::new(17);
+        let now = Duration::ZERO;
+        let forward = ValidatedForward {
+            name: "admin".into(),
+            listen_port: 7000,
+            allowed_sources: vec!["203.0.113.10/32".parse().unwrap()],
+            target: SocketAddrV4::new(DEVICE, 7000),
+            idle_timeout: Duration::from_secs(60),
+        };
+        let tunnels = [("tunnel1", AWS1), ("tunnel2", AWS2)].map(|(n, a)| TunnelPlan {
+            name: n.into(),
+            peer: a,
+            config: config(StartupAction::Start, RELAY),
+        });
+        let mut relay = Datapath::new(RELAY_INSIDE, 1024, RELAY, tunnels.into(), vec![forward], now, &mut rng);
+        let plan = BgpPlan {
+            local_as: 65000,
+            peer_as: 64512,
+            hold_time: 30,
+            announce: vec![p("100.127.0.1/32")],
+            standby_prepend: 2,
+            tunnels: (0..2).map(|k| Some(BgpTunnelPlan { local: inside(k, false), peer: inside(k, true) })).collect(),
+            passive: false,
+        };
+        relay.set_bgp(plan, &mut rng).unwrap();
+        let aws = [AWS1, AWS2]
+            .iter()
+            .enumerate()
+            .map(|(k, a)| {
+                let t = TunnelPlan { name: "relay".into(), peer: RELAY, config: config(StartupAction::Add, *a) };
+                let mut d = Datapath::new(DEVICE, 1024, *a, vec![t], vec![], now, &mut rng);
+                if aws_bgp {
+                    let k = k as u8;
+                    let plan = BgpPlan {
+                        local_as: 64512,
+                        peer_as: 65000,
+                        hold_time: 30,
+                        announce: vec![],
+                        standby_prepend: 0,
+                        tunnels: vec![Some(BgpTunnelPlan { local: inside(k, true), peer: inside(k, false) })],
+                        passive: true,
+                    };
+                    d.set_bgp(plan, &mut rng).unwrap();
+                }
+                d
+            })
+            .collect();
+        Lab { relay, aws, dead: vec![false, false], rng, now }
+    }
+
+    /// Moves datagrams until every side is quiet, running timers that are due now (BGP packets are sealed there).
+    fn pump(&mut self) {
+        for _ in 0..500 {
+            let mut moved = false;
+            let mut c = Capture::default();
+            self.relay.drain(&mut c);
+            if self.relay.poll_timeout().is_some_and(|t| t <= self.now) {
+                self.relay.handle_timeout(self.now, &mut self.rng, &mut c);
+            }
+            moved |= !c.0.is_empty();
+            self.deliver_from_relay(c);
+            for k in 0..self.aws.len() {
+                let mut c = Capture::default();
+                self.aws[k].drain(&mut c);
+                if self.aws[k].poll_timeout().is_some_and(|t| t <= self.now) {
+                    self.aws[k].handle_timeout(self.now, &mut self.rng, &mut c);
+                }
+                moved |= !c.0.is_empty();
+                self.deliver_from_aws(k, c);
+            }
+            if !moved {
+                return;
+            }
+        }
+        panic!("never quiet");
+    }
+
+    fn deliver_from_relay(&mut self, c: Capture) {
+        for (out, mut data) in c.0 {
+            let Out::Outside { local_port, remote } = out else { continue };
+            let k = if remote.ip() == std::net::IpAddr::V4(AWS1) { 0 } else { 1 };
+            if self.dead[k] {
+                continue;
+            }
+            let from = SocketAddr::new(RELAY.into(), local_port);
+            let mut sink = Capture::default();
+            if local_port == 4500 {
+                self.aws[k].handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+            } else {
+                self.aws[k].handle_udp500(self.now, &mut self.rng, from, &data);
+            }
+        }
+    }
+
+    fn deliver_from_aws(&mut self, k: usize, c: Capture) {
+        if self.dead[k] {
+            return;
+        }
+        let src = [AWS1, AWS2][k];
+        for (out, mut data) in c.0 {
+            let Out::Outside { local_port, .. } = out else { continue };
+            let from = SocketAddr::new(src.into(), local_port);
+            let mut sink = Capture::default();
+            if local_port == 4500 {
+                self.relay.handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+            } else {
+                self.relay.handle_udp500(self.now, &mut self.rng, from, &data);
+            }
+        }
+    }
+
+    /// Runs the clock forward in steps of at most 500 ms.
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.pump();
+        while self.now < until {
+            self.now = (self.now + Duration::from_millis(500)).min(until);
+            self.pump();
+        }
+    }
+
+    fn client(&mut self) {
+        let mut c = Capture::default();
+        self.relay.handle_forward(self.now, &mut self.rng, 0, CLIENT, b"admin", &mut c);
+        self.deliver_from_relay(c);
+        self.pump();
+    }
+
+    fn bgp_state(&self, ti: usize) -> String {
+        self.relay.snapshot().0[ti].bgp.as_ref().unwrap().state.clone()
+    }
+
+    fn status(&self) -> iotrelay_api::IotRelayStatus {
+        let (t, f, d) = self.relay.snapshot();
+        let place = Place { node_name: None, outside_address: RELAY, public_identity: None };
+        let clock = WallClock { origin: "2026-11-30T12:00:00Z".parse().unwrap() };
+        let now = Time("2026-11-30T12:00:00Z".parse().unwrap());
+        build_status(Owner::Standalone, None, &place, &t, &f, d, &clock, now, &[])
+    }
+}
+
+#[test]
+fn sessions_routes_forward_gating_and_failover() {
+    let mut lab = Lab::new(true);
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.bgp_state(0), "Established");
+    assert_eq!(lab.bgp_state(1), "Established");
+    // AWS learned our inside address on both tunnels: plain on the active one, prepended on the standby.
+    let paths: Vec<Vec<u32>> = (0..2).map(|k| lab.aws[k].bgp_routes(0)[0].as_path.clone()).collect();
+    assert_eq!(paths, vec![vec![65000], vec![65000, 65000, 65000]]);
+    assert_eq!(lab.aws[0].bgp_routes(0)[0].prefix, p("100.127.0.1/32"));
+    assert_eq!(lab.aws[0].bgp_routes(0)[0].next_hop, inside(0, false));
+
+    // AWS announces nothing yet: the forward's target has no route.
+    lab.client();
+    let f = &lab.relay.snapshot().1[0];
+    assert_eq!((f.drops.no_route, f.packets_in), (1, 0));
+
+    // The VPC is announced: the forward goes through.
+    for a in &mut lab.aws {
+        a.set_bgp_announce(vec![p("100.64.0.0/16")]);
+    }
+    lab.pump();
+    assert_eq!(lab.relay.bgp_routes(0)[0].prefix, p("100.64.0.0/16"));
+    lab.client();
+    let f = &lab.relay.snapshot().1[0];
+    assert_eq!((f.drops.no_route, f.packets_in), (1, 1));
+    let s = lab.status();
+    let b = s.tunnels[0].bgp.as_ref().unwrap();
+    assert_eq!((b.state.as_str(), b.prefixes_received, b.prefixes_announced, b.prepend), ("Established", 1, 1, 0));
+    assert_eq!(b.received, vec!["100.64.0.0/16"]);
+    assert!(b.established_at.is_some());
+    assert_eq!(s.tunnels[1].bgp.as_ref().unwrap().prepend, 2);
+    assert_eq!(s.condition("Degraded").unwrap().status, "False");
+
+    // Withdrawn: forwards stop, counted.
+    for a in &mut lab.aws {
+        a.set_bgp_announce(vec![]);
+    }
+    lab.pump();
+    assert!(lab.relay.bgp_routes(0).is_empty());
+    lab.client();
+    let f = &lab.relay.snapshot().1[0];
+    assert_eq!((f.drops.no_route, f.packets_in), (2, 1));
+    for a in &mut lab.aws {
+        a.set_bgp_announce(vec![p("100.64.0.0/16")]);
+    }
+    lab.pump();
+
+    // Tunnel1's AWS endpoint dies: dead peer detection takes tunnel1 down, its session stops, tunnel2 becomes
+    // active and AWS2 now learns our prefix without prepends; forwards keep working over tunnel2's route.
+    lab.dead[0] = true;
+    lab.run_for(Duration::from_secs(90));
+    let (t, _, _) = lab.relay.snapshot();
+    assert_ne!(t[0].engine.state, iotrelay_ikev2::TunnelState::Established, "tunnel1 still up");
+    assert!(t[1].active);
+    assert_eq!(lab.bgp_state(0), "Idle");
+    assert_eq!(lab.aws[1].bgp_routes(0)[0].as_path, vec![65000], "announcement moved to tunnel2");
+    let s = lab.status();
+    assert_eq!(s.tunnels[0].bgp.as_ref().unwrap().last_error, "tunnel down: session stopped");
+    assert_eq!(s.condition("Degraded").unwrap().reason, "TunnelDown");
+    lab.client();
+    let f = &lab.relay.snapshot().1[0];
+    assert_eq!((f.drops.no_route, f.packets_in), (2, 2));
+}
+
+#[test]
+fn tunnel_up_without_bgp_session_is_degraded() {
+    // The AWS ends run no BGP: the tunnels come up, the sessions never do.
+    let mut lab = Lab::new(false);
+    lab.run_for(Duration::from_secs(5));
+    let (t, _, _) = lab.relay.snapshot();
+    assert!(t.iter().all(|t| t.engine.state == iotrelay_ikev2::TunnelState::Established));
+    assert_ne!(lab.bgp_state(0), "Established");
+    let s = lab.status();
+    let d = s.condition("Degraded").unwrap();
+    assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "BgpSessionDown"));
+    assert!(d.message.contains("tunnel1") && d.message.contains("tunnel2"), "{}", d.message);
+    lab.client();
+    assert_eq!(lab.relay.snapshot().1[0].drops.no_route, 1);
+}
