@@ -13,6 +13,8 @@
 #   relay-SUITE  iotrelay on the relay host, strongSwan as the AWS side
 #   both-SUITE   iotrelay on both ends: the AWS side is iotrelay in gateway mode as a responder (TUN into the VPC)
 # SUITE: gcm (AES-GCM-128, ecp256) or cbc (AES-CBC-128 + HMAC-SHA1-96, modp1024: AWS's default, the original's).
+#   load-SUITE   memory under load, not alternated: iotrelay with two tunnels (strongSwan on aws1 and aws2) and
+#                BENCH_FORWARDS forwards (ports 9100.., all to the device's echo), for bench/run.sh's rss_load
 
 BENCH_PORT=9000        # the counting receiver on the device
 BENCH_ECHO_PORT=9001   # the echo on the device (latency, bring-up)
@@ -98,6 +100,41 @@ stringData: {tunnel1: "$BENCH_PSK"}
 EOF
 }
 
+BENCH_FORWARDS=10
+# bench_load_yaml FILE SUITE: iotrelay with two tunnels and BENCH_FORWARDS forwards to the device's echo; one
+# sender may hold the whole session table.
+bench_load_yaml() {
+  local i
+  cat > "$1" <<EOF
+apiVersion: iotrelay.dev/v1alpha1
+kind: IotRelay
+metadata: {name: bench-load, namespace: default}
+spec:
+  insideAddress: $LAB_INSIDE
+  remoteSubnets: ["$LAB_VPC"]
+  maxSessionsPerSource: 4096
+  tunnels:
+  - {name: tunnel1, peerAddress: $(lab_aws_addr 1), preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}}
+  - {name: tunnel2, peerAddress: $(lab_aws_addr 2), preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}}
+  ike: {proposals: ["$(suite_ike "$2")"], startupAction: Start}
+  esp: {proposals: ["$(suite_esp "$2")"], replayWindow: 1024}
+  forwards:
+EOF
+  for ((i = 0; i < BENCH_FORWARDS; i++)); do
+    cat >> "$1" <<EOF
+  - {name: f$i, protocol: UDP, listenPort: $((9100 + i)), allowedSources: ["$LAB_IOT_ADDR/32"],
+     target: {address: $LAB_DEVICE, port: $BENCH_ECHO_PORT}, idleTimeout: 300s}
+EOF
+  done
+  cat >> "$1" <<EOF
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-vpn, namespace: default}
+stringData: {tunnel1: "$BENCH_PSK"}
+EOF
+}
+
 # bench_aws_gateway_yaml FILE SUITE: iotrelay as the AWS side, gateway mode, responder (docs/gateway.md).
 bench_aws_gateway_yaml() {
   cat > "$1" <<EOF
@@ -166,6 +203,13 @@ bench_up() {
       first=$!
       lab_charon_start "$LAB_NS_RELAY" "$LAB_DIR/cgw" || return 1
       ;;
+    load)
+      { lab_aws_start 1 "$BENCH_PSK" && lab_aws_start 2 "$BENCH_PSK"; } || return 1
+      bench_load_yaml "$LAB_DIR/relay.yaml" "$suite"
+      relay_start "$LAB_DIR/relay.yaml" || { lab_log "relay: $LAB_WHY"; return 1; }
+      { lab_wait 30 relay_tunnel_established tunnel1 && lab_wait 30 relay_tunnel_established tunnel2; } \
+        || { lab_log "load: the two tunnels are not both established"; return 1; }
+      ;;
     relay | both)
       if [ "$kind" = relay ]; then
         lab_aws_start 1 "$BENCH_PSK" || return 1
@@ -188,7 +232,7 @@ bench_up() {
     echo "bringup_ms=$ms"
   fi
   # iotrelay's own account: its first log line (configuration loaded) to "CHILD_SA installed".
-  if [ "$kind" = relay ] || [ "$kind" = both ]; then
+  if [ "$kind" = relay ] || [ "$kind" = both ] || [ "$kind" = load ]; then
     local a b
     a=$(head -1 "$LAB_DIR/relay.log" | cut -d' ' -f1)
     b=$(grep -m1 'CHILD_SA installed' "$LAB_DIR/relay.log" | cut -d' ' -f1)

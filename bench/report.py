@@ -257,6 +257,17 @@ def main():
       "back. Bring-up: one sample per configuration, when its lab is built (the configurations come up one after "
       "the other, not under load): from the process start to the first echo through the tunnel (a datagram every "
       "5 ms), and for iotrelay from its first log line to `CHILD_SA installed` in its log." % ("%d" % rate if rate else "?"))
+    for r in recs:
+        if r.get("what") == "rss" and r.get("when") == "load":
+            idle = next((x for x in recs if x.get("what") == "rss" and x.get("cfg") == r["cfg"]
+                         and x.get("when") == "idle"), {})
+            p("")
+            p("Relay memory under load (`%s`): %s tunnels up, %d forwards, %d sessions held, %d datagrams of 64 "
+              "octets sent at %s/s: RSS idle %.1f MiB, after %.1f MiB, peak %.1f MiB." % (
+                  r["cfg"], "%d" % r["tunnels_up"] if isinstance(r.get("tunnels_up"), float) else "?",
+                  r.get("forwards", 0), r.get("sessions", 0), r.get("sent", 0),
+                  "%.0f" % r["rate"] if isinstance(r.get("rate"), float) else "?",
+                  idle.get("rss_kib", 0) / 1024, r.get("rss_kib", 0) / 1024, r.get("hwm_kib", 0) / 1024))
     perfs = sorted(glob.glob(a.results + ".perf.*"))
     if perfs:
         p("")

@@ -8,7 +8,8 @@
 #   - the delivered rate at <= 1 % loss: paced probes between the saturation's delivered and offered rates;
 #   - latency through the whole path and back at a moderate rate (p50, p99), per round;
 #   - bring-up (process start -> first echo through the tunnel) when the labs are built; relay RSS;
-#   - with perf installed, the relay's profile at saturation in (d) (BENCH_PROFILE=0: skip).
+#   - with perf installed, the relay's profile at saturation in (d) (BENCH_PROFILE=0: skip);
+#   - the relay's memory with two tunnels, 10 forwards and 4000 sessions (BENCH_LOAD_CONFIGS="": skip).
 # Then bench/report.py writes BENCHMARKS.md: medians, spread, ratios iotrelay/ceiling and iotrelay/original.
 # Benchmarks report, they never fail a build: a configuration that does not come up is reported as missing.
 #
@@ -42,6 +43,7 @@ LAT_RATE=${BENCH_LAT_RATE:-1000}
 THREADS=${BENCH_THREADS:-2}
 SIZES=${BENCH_SIZES:-64 1400}
 CONFIGS=${BENCH_CONFIGS:-ceiling orig-gcm orig-cbc relay-gcm relay-cbc both-gcm both-cbc}
+LOAD_CONFIGS=${BENCH_LOAD_CONFIGS-load-gcm}
 OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
 BENCH_ID=bn$$
 RESULTS=${BENCH_RESULTS:-/tmp/$BENCH_ID.results}
@@ -51,7 +53,7 @@ UP=()
 
 cleanup() {
   local c
-  for c in $CONFIGS; do bench_down "$c" > /dev/null 2>&1; done
+  for c in $CONFIGS $LOAD_CONFIGS; do bench_down "$c" > /dev/null 2>&1; done
 }
 trap cleanup EXIT
 trap 'echo "# interrupted" >&2; exit 130' INT
@@ -212,11 +214,29 @@ profile() {
   rm -f "$f.data"
 }
 
+# rss_load CFG: the relay of a load-SUITE lab (two tunnels, BENCH_FORWARDS forwards) under BENCH_SESSIONS sessions
+# (one source port each, spread over the forwards) at BENCH_LOAD_RATE datagrams/s for BENCH_LOAD_SECS: its RSS
+# now and at peak, and the sessions it holds.
+rss_load() {
+  local cfg=$1 pid out m
+  bench_lab "$cfg"
+  pid=$(cat "$LAB_DIR/relay.pid" 2>/dev/null) || return 0
+  RUN=$((RUN + 1))
+  out=$(ip netns exec "$LAB_NS_IOT" "$UDPLOAD" send --dst "$LAB_RELAY_IOT_ADDR:9100" --size 64 \
+    --rate "${BENCH_LOAD_RATE:-10000}" --secs "${BENCH_LOAD_SECS:-6}" --run "$RUN" --threads 2 \
+    --sockets $((${BENCH_SESSIONS:-4000} / 2)) --dst-ports "$BENCH_FORWARDS" 2>&1)
+  sleep 1.5 # the status is published once a second
+  m=$(relay_curl "http://$RELAY_ADMIN/metrics" 2>/dev/null)
+  record "cfg=$cfg what=rss when=load rss_kib=$(rss_kib "$pid" VmRSS) hwm_kib=$(rss_kib "$pid" VmHWM)" \
+    "sessions=$(metric_sum 'iotrelay_forward_sessions{' <<< "$m")" \
+    "tunnels_up=$(metric_sum 'iotrelay_tunnel_up{' <<< "$m") forwards=$BENCH_FORWARDS $out"
+}
+
 rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/null; }
 relay_rss() { # CFG WHEN: the relay's (and the AWS-side iotrelay's) resident memory now and at peak
   local cfg=$1 kind=${1%-*} pid
   bench_lab "$cfg"
-  [ "$kind" = relay ] || [ "$kind" = both ] || return 0
+  [ "$kind" = relay ] || [ "$kind" = both ] || [ "$kind" = load ] || return 0
   pid=$(cat "$LAB_DIR/relay.pid" 2>/dev/null) || return 0
   record "cfg=$cfg what=rss when=$2 rss_kib=$(rss_kib "$pid" VmRSS) hwm_kib=$(rss_kib "$pid" VmHWM)"
 }
@@ -255,6 +275,16 @@ for ROUND in $(seq "$ROUNDS"); do
   record "what=load round=$ROUND loadavg=$(loadavg | tr ' ' ,)"
 done
 for cfg in "${UP[@]}"; do relay_rss "$cfg" loaded; done
+for cfg in $LOAD_CONFIGS; do
+  echo "# up: $cfg (memory under load)" >&2
+  if out=$(bench_up "$cfg"); then
+    relay_rss "$cfg" idle
+    rss_load "$cfg"
+  else
+    record "cfg=$cfg what=down"
+  fi
+  bench_down "$cfg" > /dev/null 2>&1
+done
 if [ "${BENCH_PROFILE:-1}" = 1 ]; then
   for cfg in "${UP[@]}"; do
     case $cfg in both-*) for size in $SIZES; do profile "$cfg" "$size"; done ;; esac

@@ -56,6 +56,12 @@ enum Cmd {
         /// sender threads, each with its own socket (source port) and a share of --rate
         #[arg(long, default_value_t = 1)]
         threads: usize,
+        /// sockets (source ports) per thread, used in turn one batch each: as many relay sessions
+        #[arg(long, default_value_t = 1)]
+        sockets: usize,
+        /// spread the sockets over this many destination ports from --dst's port on (several forwards)
+        #[arg(long, default_value_t = 1)]
+        dst_ports: u16,
     },
     /// Count the datagrams of one run arriving at --bind until the stream is idle
     Recv {
@@ -101,7 +107,10 @@ enum Cmd {
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Send { dst, size, rate, secs, run, batch, threads } => send(dst, size, rate, secs, run, batch, threads),
+        Cmd::Send { dst, size, rate, secs, run, batch, threads, sockets, dst_ports } => {
+            let spread = Spread { sockets: sockets.clamp(1, 4096), dst_ports: dst_ports.max(1) };
+            send(dst, size, rate, secs, run, batch, threads, spread)
+        }
         Cmd::Recv { bind, run, idle_ms, wait_secs, rcvbuf, ready } => {
             recv(bind, run, Duration::from_millis(idle_ms), Duration::from_secs_f64(wait_secs), rcvbuf, ready)
         }
@@ -133,7 +142,24 @@ fn connected(dst: SocketAddr) -> Result<UdpSocket> {
     Ok(sock)
 }
 
-fn send(dst: SocketAddr, size: usize, rate: f64, secs: f64, run: u32, batch: usize, threads: usize) -> Result<()> {
+/// How many sockets each sender thread uses and over how many destination ports they spread.
+#[derive(Clone, Copy)]
+struct Spread {
+    sockets: usize,
+    dst_ports: u16,
+}
+
+#[allow(clippy::too_many_arguments)]
+fn send(
+    dst: SocketAddr,
+    size: usize,
+    rate: f64,
+    secs: f64,
+    run: u32,
+    batch: usize,
+    threads: usize,
+    spread: Spread,
+) -> Result<()> {
     if !(HEADER..=65507).contains(&size) {
         bail!("--size must be {HEADER}..=65507");
     }
@@ -141,12 +167,19 @@ fn send(dst: SocketAddr, size: usize, rate: f64, secs: f64, run: u32, batch: usi
     let start = Instant::now();
     let workers: Vec<_> = (0..threads)
         .map(|t| {
-            let sock = connected(dst)?;
-            // Room for a few ms of bursts; the socket blocks (backpressure) rather than drop when it is full.
-            let _ = sockopt::set_socket_send_buffer_size_force(&sock, 4 << 20);
+            let socks = (0..spread.sockets)
+                .map(|i| {
+                    let mut to = dst;
+                    to.set_port(dst.port().wrapping_add(((t * spread.sockets + i) % spread.dst_ports as usize) as u16));
+                    let sock = connected(to)?;
+                    // Room for a few ms of bursts; the socket blocks (backpressure) rather than drop when full.
+                    let _ = sockopt::set_socket_send_buffer_size_force(&sock, 4 << 20);
+                    Ok(sock)
+                })
+                .collect::<Result<Vec<_>>>()?;
             let stride = Stride { first: t as u64, step: threads as u64 };
             let rate = rate / threads as f64;
-            Ok(std::thread::spawn(move || send_lane(&sock, size, rate, secs, run, batch, stride, start)))
+            Ok(std::thread::spawn(move || send_lane(&socks, size, rate, secs, run, batch, stride, start)))
         })
         .collect::<Result<_>>()?;
     let (mut sent, mut errors) = (0u64, 0u64);
@@ -167,10 +200,10 @@ struct Stride {
     step: u64,
 }
 
-/// One sender thread: (sent, errors).
+/// One sender thread, its sockets in turn one batch each: (sent, errors).
 #[allow(clippy::too_many_arguments)]
 fn send_lane(
-    sock: &UdpSocket,
+    socks: &[UdpSocket],
     size: usize,
     rate: f64,
     secs: f64,
@@ -194,6 +227,7 @@ fn send_lane(
         let iovs: Vec<[IoSlice<'_>; 1]> = bufs.iter().map(|b| [IoSlice::new(b)]).collect();
         let mut ctrl: Vec<SendAncillaryBuffer<'_, '_, '_>> = iovs.iter().map(|_| Default::default()).collect();
         let mut msgs: Vec<MMsgHdr<'_>> = iovs.iter().zip(ctrl.iter_mut()).map(|(v, c)| MMsgHdr::new(v, c)).collect();
+        let sock = &socks[(k / batch as u64) as usize % socks.len()];
         let mut off = 0;
         while off < msgs.len() {
             match sendmmsg(sock, &mut msgs[off..], SendFlags::empty()) {
