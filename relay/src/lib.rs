@@ -288,6 +288,11 @@ impl Relay {
         self.forwards.iter().enumerate().filter_map(|(i, f)| f.as_ref().map(|f| (ForwardId(i), &f.config)))
     }
 
+    /// The configuration of one forward (`None` for an unknown id). O(1).
+    pub fn config(&self, forward: ForwardId) -> Option<&ForwardConfig> {
+        self.forward(forward).map(|f| &f.config)
+    }
+
     /// Counters of one forward (`None` for an unknown id).
     pub fn stats(&self, forward: ForwardId) -> Option<ForwardStats> {
         self.forward(forward).map(|f| f.stats)

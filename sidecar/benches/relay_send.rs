@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{Datapath, Out, TunnelPlan};
-use iotrelay_sidecar::run::{Outbox, SocketSink, Sockets};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
+use iotrelay_sidecar::sockets::{Outbox, SocketSink, Sockets};
 use tokio::net::UdpSocket;
 
 #[path = "../tests/common/mod.rs"]
@@ -131,17 +131,16 @@ fn main() {
             for _ in 0..rounds {
                 for (m, batched) in [false, true].into_iter().enumerate() {
                     let mut outbox = Outbox::new(batched);
-                    let ports = [7000u16];
                     let before = got.load(Ordering::Relaxed);
                     natt.writable().await.expect("writable");
                     let t0 = Instant::now();
                     for i in 0..n {
                         let l = if mixed { len + 4 * (i % 64) } else { len };
-                        let mut sink = SocketSink::new(&sockets, &ports, &mut outbox);
+                        let mut sink = SocketSink::new(&sockets, &mut outbox);
                         dp.handle_forward(
                             Duration::from_secs(1),
                             &mut rng,
-                            0,
+                            ForwardId(0),
                             clients[i % 16],
                             &payload[..l],
                             &mut sink,
@@ -151,7 +150,7 @@ fn main() {
                             natt.writable().await.expect("writable");
                         }
                     }
-                    SocketSink::new(&sockets, &ports, &mut outbox).flush();
+                    SocketSink::new(&sockets, &mut outbox).flush();
                     let dt = t0.elapsed();
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     lost[m] += n as u64 - (got.load(Ordering::Relaxed) - before).min(n as u64);

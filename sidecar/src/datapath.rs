@@ -1,7 +1,8 @@
 //! The owner of all protocol state: the IKE tunnels, the ESP SA tables and the UDP relay (sessions, allow-lists,
 //! idle expiry and per-forward counters are `iotrelay_relay::Relay`'s; this module only wires it to ESP). No
-//! sockets and no clock here: the I/O shell (`run.rs`) feeds datagrams and the time in, and gets datagrams out
-//! through a [`Sink`]. That keeps the 4500 demux, the SA switching and the relay testable without a network.
+//! sockets and no clock here: the owner loop (`run.rs`, over the sockets of `sockets/`) feeds datagrams and the
+//! time in, and gets datagrams out through a [`Sink`]. That keeps the 4500 demux, the SA switching and the relay
+//! testable without a network. A forward is known everywhere by its relay [`ForwardId`] (dense, one index).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -14,7 +15,8 @@ use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
 use iotrelay_ikev2::{
     ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Prefix, StartupAction, Tunnel, TunnelState,
 };
-use iotrelay_relay::{DropReason, ForwardConfig, ForwardId, InnerDrop, Ipv4Cidr, Relay};
+pub use iotrelay_relay::ForwardId;
+use iotrelay_relay::{DropReason, ForwardConfig, InnerDrop, Ipv4Cidr, Relay};
 
 use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
 use crate::gateway::{GatewayConfig, GatewayCounters};
@@ -36,8 +38,8 @@ const SCRATCH: usize = 65536 + 512;
 pub enum Out {
     /// From local port 500 or 4500 to the peer.
     Outside { local_port: u16, remote: SocketAddr },
-    /// From forward `index`'s listen socket back to a client.
-    Forward { index: usize, client: SocketAddrV4 },
+    /// From forward `forward`'s listen socket back to a client.
+    Forward { forward: ForwardId, client: SocketAddrV4 },
     /// Into the gateway's TUN device (gateway mode): an inner packet from the tunnel, or an ICMP error.
     Tun,
 }
@@ -47,7 +49,7 @@ pub trait Sink {
     fn send(&mut self, out: Out, data: &[u8]) -> bool;
     /// [`Sink::send`] of an ESP packet carrying a datagram of forward `forward`'s client: a sink that sends later
     /// (batching) reports a failed send of it against that forward (`queueFull`).
-    fn send_for(&mut self, forward: usize, out: Out, data: &[u8]) -> bool {
+    fn send_for(&mut self, forward: ForwardId, out: Out, data: &[u8]) -> bool {
         let _ = forward;
         self.send(out, data)
     }
@@ -104,7 +106,8 @@ struct TunnelSlot {
     selectors: (Vec<Ipv4Prefix>, Vec<Ipv4Prefix>),
 }
 
-/// A forward in spec order (the index used by [`Out::Forward`] and the status) and its handle in the relay.
+/// A forward in spec order (the order of the status) and its handle in the relay, the dense id every other place
+/// knows it by (ingress, sockets, [`Out::Forward`]).
 struct ForwardSlot {
     spec: ValidatedForward,
     id: ForwardId,
@@ -245,17 +248,14 @@ impl Datapath {
         self.generation += 1;
     }
 
-    /// The spec-order index of a relay forward.
-    fn forward_index(&self, id: ForwardId) -> Option<usize> {
-        self.forwards.iter().position(|f| f.id == id)
+    /// The forwards in spec order, with their ids.
+    pub fn forwards(&self) -> impl Iterator<Item = (ForwardId, &ValidatedForward)> {
+        self.forwards.iter().map(|f| (f.id, &f.spec))
     }
 
-    pub fn forwards(&self) -> impl Iterator<Item = &ValidatedForward> {
-        self.forwards.iter().map(|f| &f.spec)
-    }
-
-    pub fn set_listening(&mut self, index: usize, listening: bool) {
-        if let Some(f) = self.forwards.get_mut(index) {
+    /// Whether forward `id`'s listen socket is bound (reported in the status).
+    pub fn set_listening(&mut self, id: ForwardId, listening: bool) {
+        if let Some(f) = self.forwards.iter_mut().find(|f| f.id == id) {
             if f.listening != listening {
                 self.generation += 1;
             }
@@ -263,13 +263,12 @@ impl Datapath {
         }
     }
 
-    /// Counts `n` datagrams of forward `index` dropped outside the datapath: by its reader (`sourceNotAllowed`
-    /// before queueing, `queueFull` when the ingress lane was full) or by a failed send (`queueFull`).
-    pub fn count_forward_drops(&mut self, index: usize, reason: DropReason, n: u64) {
-        if let Some(f) = self.forwards.get(index)
-            && n > 0
-        {
-            self.relay.record_drops(f.id, reason, n);
+    /// Counts `n` datagrams of forward `id` dropped outside the datapath: by its reader (`sourceNotAllowed`
+    /// before queueing, `queueFull` when the ingress lane was full) or by a failed send (`queueFull`). Unknown ids
+    /// (a forward removed meanwhile) count nothing.
+    pub fn count_forward_drops(&mut self, id: ForwardId, reason: DropReason, n: u64) {
+        if n > 0 {
+            self.relay.record_drops(id, reason, n);
         }
     }
 
@@ -364,8 +363,7 @@ impl Datapath {
         }
         match self.relay.on_inner_packet(now, inner) {
             Ok(d) => {
-                let Some(index) = self.forward_index(d.forward) else { return };
-                if !sink.send(Out::Forward { index, client: d.client }, d.payload) {
+                if !sink.send(Out::Forward { forward: d.forward, client: d.client }, d.payload) {
                     self.relay.record_drop(d.forward, DropReason::QueueFull);
                 }
             }
@@ -384,18 +382,19 @@ impl Datapath {
         }
     }
 
-    /// A datagram from a client on forward `index`'s listen port.
+    /// A datagram from a client on forward `id`'s listen port.
     pub fn handle_forward(
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
-        index: usize,
+        id: ForwardId,
         client: SocketAddrV4,
         payload: &[u8],
         sink: &mut dyn Sink,
     ) {
         self.now = self.now.max(now);
-        let Some((id, target)) = self.forwards.get(index).map(|f| (f.id, f.spec.target)) else { return };
+        // The forward may have been removed by a reconfiguration after the datagram was queued.
+        let Some(target) = self.relay.config(id).map(|c| c.target) else { return };
         let Some(ti) = self.active_outbound(now) else {
             // Checked before the relay builds anything: no session, and packetsIn counts only tunnelled datagrams.
             let why =
@@ -420,7 +419,7 @@ impl Datapath {
         let mut failed = false;
         let mut seal_one = |pkt: &[u8], sa: &mut OutboundSa| match sa.seal(pkt, rng, scratch2) {
             Ok(len) => {
-                if sink.send_for(index, Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
+                if sink.send_for(id, Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
                     counters.packets_out += 1;
                     counters.bytes_out += pkt.len() as u64;
                 } else {

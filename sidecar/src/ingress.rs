@@ -18,13 +18,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::Notify;
 
 use crate::demux::Lane;
+use iotrelay_relay::ForwardId;
 
 /// Where a datagram was received.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Ike,
     NatT,
-    Forward(u16),
+    /// A forward's listen socket, tagged with the forward's id by its reader.
+    Forward(ForwardId),
 }
 
 /// One received datagram, its bytes copied at their exact length.
@@ -183,7 +185,7 @@ mod tests {
             ing.push(Lane::Established, Source::NatT, from(), &[0u8; 100]);
         }
         for _ in 0..5 {
-            ing.push(Lane::Forward, Source::Forward(7000), from(), &[0u8; 10]);
+            ing.push(Lane::Forward, Source::Forward(ForwardId(0)), from(), &[0u8; 10]);
         }
         let s = ing.stats();
         assert_eq!((s[0].depth, s[0].dropped_full, s[0].bytes), (3, 2, 3 * (100 + ENTRY_OVERHEAD)));
@@ -200,7 +202,7 @@ mod tests {
     fn established_lane_is_served_first_within_quotas() {
         let ing = Ingress::new(BUDGETS);
         for k in 0..100u8 {
-            ing.push(Lane::Forward, Source::Forward(7000), from(), &[k]);
+            ing.push(Lane::Forward, Source::Forward(ForwardId(0)), from(), &[k]);
             ing.push(Lane::Handshake, Source::Ike, from(), &[k]);
         }
         ing.push(Lane::Established, Source::NatT, from(), &[0xee]);

@@ -10,6 +10,8 @@ pub mod import_aws;
 pub mod ingress;
 pub mod kube;
 pub mod monitoring;
+pub mod publish;
 pub mod run;
+pub mod sockets;
 pub mod status;
 pub mod tun;

@@ -11,7 +11,7 @@ use iotrelay_api::validate::ValidatedForward;
 use iotrelay_bgp::Ipv4Prefix;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, Out, TunnelPlan};
+use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -165,7 +165,7 @@ impl Lab {
 
     fn client(&mut self) {
         let mut c = Capture::default();
-        self.relay.handle_forward(self.now, &mut self.rng, 0, CLIENT, b"admin", &mut c);
+        self.relay.handle_forward(self.now, &mut self.rng, ForwardId(0), CLIENT, b"admin", &mut c);
         self.deliver_from_relay(c);
         self.pump();
     }

@@ -10,7 +10,7 @@ use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4::{self, FLAG_DF};
 use iotrelay_ikev2::{Ipv4Prefix, StartupAction};
-use iotrelay_sidecar::datapath::{Datapath, Out, TunnelPlan};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 
 mod common;
@@ -169,7 +169,7 @@ fn packets_cross_both_ways_unchanged_next_to_a_forward() {
     p.aws_tun.clear();
     p.relay_tun.clear();
     let mut c = Capture::default();
-    p.relay.handle_forward(p.now, &mut p.rng, 0, CLIENT, b"status?", &mut c);
+    p.relay.handle_forward(p.now, &mut p.rng, ForwardId(0), CLIENT, b"status?", &mut c);
     p.deliver(c, true);
     p.pump();
     assert_eq!(p.aws_tun.len(), 1);

@@ -13,7 +13,7 @@ use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_ikev2::{Config, StartupAction};
 use iotrelay_sidecar::admin::{Published, render_metrics};
-use iotrelay_sidecar::datapath::{Datapath, Out, TunnelPlan};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use zeroize::Zeroizing;
@@ -73,7 +73,7 @@ fn relay_metrics(aws_psk: Option<&[u8]>) -> String {
     }
     // A client the forward does not allow: a forward drop with a reason.
     let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 99), 5555);
-    relay.handle_forward(now, &mut rng, 0, client, b"not allowed", &mut Capture::default());
+    relay.handle_forward(now, &mut rng, ForwardId(0), client, b"not allowed", &mut Capture::default());
 
     let (tunnels, forwards, drops) = relay.snapshot();
     let place = Place { node_name: Some("node-a".into()), outside_address: RELAY, public_identity: None };

@@ -2,9 +2,13 @@
 //! allow-list never reaches the ingress queues while an allowed client's datagrams all do, and a flood from an
 //! allowed source fills its lane only up to the byte budget, every excess datagram counted.
 
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
 use super::*;
 use crate::demux::Lane;
-use crate::ingress::Budget;
+use crate::ingress::{BUDGETS, Budget, QUOTAS};
 
 async fn forward_reader(budgets: [Budget; 3], allowed: &str) -> (Arc<Ingress>, Arc<ReaderDrops>, SocketAddr) {
     let socket = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
@@ -12,9 +16,8 @@ async fn forward_reader(budgets: [Budget; 3], allowed: &str) -> (Arc<Ingress>, A
     let sock = Sock::new(socket).unwrap();
     let ingress = Arc::new(Ingress::new(budgets));
     let drops = Arc::new(ReaderDrops::default());
-    let filter =
-        Filter::Forward { allowed: Arc::new(RwLock::new(vec![allowed.parse().unwrap()])), drops: drops.clone() };
-    spawn_reader(&sock, Source::Forward(addr.port()), ingress.clone(), filter);
+    let filter = Arc::new(RwLock::new(ForwardFilter { id: ForwardId(0), allowed: vec![allowed.parse().unwrap()] }));
+    spawn_reader(&sock, ingress.clone(), Filter::Forward { filter, drops: drops.clone() });
     (ingress, drops, addr)
 }
 
