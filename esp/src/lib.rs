@@ -3,7 +3,6 @@
 //! - [`classify`] demultiplexes what arrives on UDP 4500: NAT-T keepalive, IKE (behind the non-ESP marker), ESP.
 //! - [`OutboundSa::seal`] / [`InboundSa::open`] protect inner IPv4 packets in caller-provided buffers (no heap
 //!   allocation per packet); the anti-replay window is checked before the ICV and updated after it.
-//! - [`SaTable`] finds the inbound SA by SPI (both tunnels, old and new SAs during rekeys).
 //! - [`ipv4`] builds and parses the inner IPv4/UDP packets of the relay, with checksums; [`ipv4::Fragmenter`]
 //!   fragments inner packets to [`tunnel_mtu`] BEFORE encryption; [`ipv4::Reassembler`] reassembles inbound
 //!   fragments with bounded memory and time.
@@ -266,48 +265,6 @@ pub struct Opened<'a> {
     pub next_header: u8,
     /// The inner packet (without padding, pad length and next header).
     pub inner: &'a [u8],
-}
-
-/// The inbound SAs of a relay (both tunnels, old and new SAs during a rekey), looked up by SPI. A few entries:
-/// a linear scan, no hashing and no allocation per packet.
-#[derive(Default)]
-pub struct SaTable {
-    sas: Vec<InboundSa>,
-}
-
-impl SaTable {
-    pub fn new() -> Self {
-        SaTable::default()
-    }
-    /// Adds `sa`, replacing (and returning) one with the same SPI.
-    pub fn insert(&mut self, sa: InboundSa) -> Option<InboundSa> {
-        let old = self.remove(sa.spi());
-        self.sas.push(sa);
-        old
-    }
-    pub fn remove(&mut self, spi: u32) -> Option<InboundSa> {
-        let i = self.sas.iter().position(|s| s.spi() == spi)?;
-        Some(self.sas.swap_remove(i))
-    }
-    pub fn get_mut(&mut self, spi: u32) -> Option<&mut InboundSa> {
-        self.sas.iter_mut().find(|s| s.spi() == spi)
-    }
-    pub fn spis(&self) -> impl Iterator<Item = u32> + '_ {
-        self.sas.iter().map(InboundSa::spi)
-    }
-    pub fn len(&self) -> usize {
-        self.sas.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.sas.is_empty()
-    }
-    /// Finds the SA by the packet's SPI ([`EspError::UnknownSpi`] if none; [`EspError::Malformed`] if shorter
-    /// than an ESP header) and opens the packet with it: returns the SPI and the inner IPv4 packet.
-    pub fn open<'a>(&mut self, packet: &'a mut [u8]) -> Result<(u32, &'a [u8]), EspError> {
-        let Demux::Esp { spi } = classify(packet) else { return Err(EspError::Malformed) };
-        let sa = self.get_mut(spi).ok_or(EspError::UnknownSpi)?;
-        Ok((spi, sa.open(packet)?))
-    }
 }
 
 #[cfg(test)]

@@ -200,29 +200,6 @@ fn reassembler_and_parsers_survive_garbage() {
 }
 
 #[test]
-fn sa_table_routes_by_spi() {
-    let key = [3u8; 20];
-    let c = || SaCipher::new(Encr::AesGcm16_128, None, &key, &[]).unwrap();
-    let mut table = SaTable::new();
-    table.insert(InboundSa::new(1, c(), 1024));
-    table.insert(InboundSa::new(2, c(), 1024));
-    assert_eq!(table.len(), 2);
-    let inner = big(10);
-    let mut out = OutboundSa::new(2, c());
-    let mut buf = [0u8; 200];
-    let n = out.seal(&inner, &mut SeededRandom::new(1), &mut buf).unwrap();
-    let mut pkt = buf[..n].to_vec();
-    assert_eq!(table.open(&mut pkt.clone()).unwrap(), (2, &inner[..]));
-    assert_eq!(table.get_mut(2).unwrap().counters().0, 1);
-    assert_eq!(table.get_mut(1).unwrap().counters().0, 0);
-    pkt[3] = 9;
-    assert_eq!(table.open(&mut pkt), Err(EspError::UnknownSpi));
-    assert_eq!(table.open(&mut [0, 0, 0]), Err(EspError::Malformed));
-    assert!(table.remove(2).is_some());
-    assert_eq!(table.spis().collect::<Vec<_>>(), vec![1]);
-}
-
-#[test]
 fn open_packet_reports_next_header() {
     let key = [3u8; 20];
     let c = || SaCipher::new(Encr::AesGcm16_128, None, &key, &[]).unwrap();

@@ -215,13 +215,11 @@ fn set_forwards_keeps_unchanged_forwards_undisturbed() {
 #[test]
 fn end_to_end_through_esp_with_fragmentation() {
     use iotrelay_crypto::{Encr, Integ, SaCipher, SeededRandom};
-    use iotrelay_esp::{InboundSa, OutboundSa, SaTable, tunnel_mtu};
+    use iotrelay_esp::{InboundSa, OutboundSa, tunnel_mtu};
     let (encr, integ) = (Encr::AesCbc128, Some(Integ::HmacSha1_96));
     let c = || SaCipher::new(encr, integ, &[1; 16], &[2; 20]).unwrap();
     let (mut to_aws, mut from_aws) = (OutboundSa::new(0x100, c()), OutboundSa::new(0x200, c()));
-    let (mut aws_in, mut relay_in) = (SaTable::new(), SaTable::new());
-    aws_in.insert(InboundSa::new(0x100, c(), 1024));
-    relay_in.insert(InboundSa::new(0x200, c(), 1024));
+    let (mut aws_in, mut relay_in) = (InboundSa::new(0x100, c(), 1024), InboundSa::new(0x200, c(), 1024));
     let mtu = tunnel_mtu(encr, integ, 1500);
     let mut rng = SeededRandom::new(1);
     let (mut r, id) = relay();
@@ -244,7 +242,7 @@ fn end_to_end_through_esp_with_fragmentation() {
     let mut reasm = ipv4::Reassembler::default();
     let mut got = None;
     for pkt in wire.iter_mut().rev() {
-        let (_, plain) = aws_in.open(pkt).unwrap();
+        let plain = aws_in.open(pkt).unwrap();
         if let Some(d) = reasm.push(secs(1), plain).unwrap() {
             got = Some(d.to_vec());
         }
@@ -256,7 +254,7 @@ fn end_to_end_through_esp_with_fragmentation() {
     let mut esp = vec![0u8; 2000];
     let m = from_aws.seal(&answer, &mut rng, &mut esp).unwrap();
     // Relay side again.
-    let (_, plain) = relay_in.open(&mut esp[..m]).unwrap();
+    let plain = relay_in.open(&mut esp[..m]).unwrap();
     let mut reasm = ipv4::Reassembler::default();
     let pkt = reasm.push(secs(2), plain).unwrap().unwrap();
     let d = r.on_inner_packet(secs(2), pkt).unwrap();

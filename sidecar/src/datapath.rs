@@ -281,10 +281,6 @@ impl Datapath {
         }
     }
 
-    pub fn tunnel_names(&self) -> impl Iterator<Item = &str> {
-        self.tunnels.iter().map(|t| t.name.as_str())
-    }
-
     pub fn set_psk(&mut self, index: usize, psk: zeroize::Zeroizing<Vec<u8>>) {
         if let Some(t) = self.tunnels.get_mut(index) {
             t.engine.set_psk(psk);
