@@ -59,8 +59,10 @@ crds:                     ## regenerate crds/ and charts/iotrelay/files/crds/ fr
 	cargo run -q -p iotrelay-operator --bin crdgen -- --write
 
 bench:                    ## the whole path against the ceiling and the original setup -> BENCHMARKS.md (root, netns lab, ~15 min;
-                          ## BENCH_QUICK=1 ~3 min); then crypto suites and batched vs one-by-one sends through the relay
+                          ## BENCH_QUICK=1 ~3 min); then crypto suites, batched vs one-by-one sends through the relay, and
+                          ## IKE SAs per second of the responder
 	cargo build --release -p iotrelay-sidecar -p iotrelay-udpload
 	flock /tmp/iotrelay-lab.lock bench/run.sh
 	scripts/bench.sh
 	bench/sidecar-send.sh
+	cargo bench -q -p iotrelay-sidecar --bench ike_responder
