@@ -45,6 +45,8 @@ pub struct Published {
     pub not_peer: u64,
     /// Notices (Kubernetes Events) dropped because the writer's queue was full.
     pub notices_dropped: u64,
+    /// Fragmented replies from the tunnel dropped incomplete.
+    pub reassembly_dropped: u64,
     /// Gateway mode's counters (`None`: gateway mode off).
     pub gateway: Option<crate::gateway::GatewayCounters>,
 }
@@ -407,6 +409,13 @@ pub fn render_metrics(p: &Published) -> String {
         "events_dropped",
         "Notices for Kubernetes Events dropped because the writer's queue was full",
         notices,
+    );
+    let reassembly = Counter::<u64>::default();
+    reassembly.inc_by(p.reassembly_dropped);
+    reg.register(
+        "reassembly_dropped",
+        "Fragmented replies from the tunnel dropped incomplete (timed out, evicted, inconsistent)",
+        reassembly,
     );
 
     if let Some(g) = &p.gateway {

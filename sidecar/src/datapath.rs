@@ -33,6 +33,19 @@ const OUTBOUND_SWITCH_MAX_WAIT: Duration = Duration::from_secs(1);
 /// Scratch buffer size: an inner packet of up to 64 KiB plus ESP overhead.
 const SCRATCH: usize = 65536 + 512;
 
+/// Fragmented replies reassembled at once (64 KiB each, allocated up front); the oldest is dropped for a new one.
+const REASSEMBLY_SLOTS: usize = 4;
+/// A fragmented reply not completed this long after its first fragment is dropped.
+const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Whether `p` is an IPv4 UDP fragment addressed to `inside` (a fragmented reply to the relay).
+fn udp_fragment_to(inside: Ipv4Addr, p: &[u8]) -> bool {
+    ipv4::check_header(p).is_ok()
+        && p[9] == 17
+        && p[16..20] == inside.octets()
+        && u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0
+}
+
 /// Where a datagram leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Out {
@@ -151,6 +164,10 @@ pub struct Datapath {
     pub generation: u64,
     scratch: Box<[u8]>,
     scratch2: Box<[u8]>,
+    /// Fragmented replies from devices in progress ([`REASSEMBLY_SLOTS`] datagrams, allocated here), and the
+    /// last one completed.
+    reassembly: ipv4::Reassembler,
+    reassembled: Vec<u8>,
     /// Gateway mode (`spec.gateway`), and its counters.
     gateway: Option<GatewayConfig>,
     gw: GatewayCounters,
@@ -217,6 +234,8 @@ impl Datapath {
             generation: 1,
             scratch: vec![0u8; SCRATCH].into_boxed_slice(),
             scratch2: vec![0u8; SCRATCH].into_boxed_slice(),
+            reassembly: ipv4::Reassembler::new(REASSEMBLY_SLOTS, usize::from(u16::MAX), REASSEMBLY_TIMEOUT),
+            reassembled: Vec::new(),
             gateway: None,
             gw: GatewayCounters::default(),
             bgp: None,
@@ -287,6 +306,11 @@ impl Datapath {
         }
     }
 
+    /// Fragmented replies dropped incomplete (timed out, evicted for a newer one, or inconsistent).
+    pub fn reassembly_dropped(&self) -> u64 {
+        self.reassembly.dropped()
+    }
+
     pub fn take_notices(&mut self) -> Vec<Notice> {
         std::mem::take(&mut self.notices)
     }
@@ -352,6 +376,26 @@ impl Datapath {
         if self.bgp_inbound(ti, now, inner) {
             return;
         }
+        if udp_fragment_to(self.relay.inside_address(), inner) {
+            // A fragmented reply from a device: held (bounded slots and time) until complete, then relayed whole.
+            let mut whole = std::mem::take(&mut self.reassembled);
+            match self.reassembly.push(now, inner) {
+                Ok(Some(d)) => {
+                    whole.clear();
+                    whole.extend_from_slice(d);
+                    self.deliver_inner(now, ti, &whole, sink);
+                }
+                Ok(None) => {}
+                Err(_) => self.drops.malformed += 1,
+            }
+            self.reassembled = whole;
+            return;
+        }
+        self.deliver_inner(now, ti, inner, sink);
+    }
+
+    /// A whole inner packet from tunnel `ti`: a forward's reply to its client, or (gateway mode) for the host.
+    fn deliver_inner(&mut self, now: Duration, ti: usize, inner: &[u8], sink: &mut dyn Sink) {
         if self.gateway.is_some() && !self.relay.claims(inner) {
             // Gateway mode: everything that is not a forward's reply is for the host.
             self.gateway_inbound(ti, inner, sink);

@@ -94,6 +94,7 @@ impl Publisher {
                 ingress: self.ingress.stats(),
                 not_peer: self.ingress.early.not_peer.load(Ordering::Relaxed),
                 notices_dropped: self.notices_dropped,
+                reassembly_dropped: dp.reassembly_dropped(),
                 gateway: dp.gateway_on().then(|| dp.gateway_counters()),
             };
         }

@@ -356,3 +356,38 @@ fn per_source_session_limit_is_configurable_and_in_the_status_drops() {
     let f = &p.relay.snapshot().1[0];
     assert_eq!((f.sessions, f.drops.source_session_limit), (3, 2));
 }
+
+/// A device's reply larger than the tunnel's MTU arrives in IPv4 fragments (the aws side fragments it before
+/// sealing, as a VPC host's stack does); the relay reassembles them and the client gets the whole datagram. A
+/// reply whose last fragment never comes is held only until the reassembly timeout and then counted.
+#[test]
+fn fragmented_replies_are_reassembled() {
+    let mut p = Pair::new();
+    p.pump();
+    assert!(established(&p.relay));
+    p.client_to_relay(CLIENT, b"send me a lot");
+    let big: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    p.device_reply(&big);
+    assert!(p.aws.snapshot().0[0].child.packets_out >= 3, "the reply was not fragmented");
+    assert_eq!(p.relay_clients.len(), 1, "the fragmented reply did not arrive");
+    assert!(p.relay_clients[0] == (CLIENT, big.clone()), "the reply arrived altered");
+    assert_eq!(p.relay.snapshot().2, Default::default(), "datapath drops on the relay");
+
+    // Only the first fragment of a reply: nothing is delivered, and once the timeout passed the next fragmented
+    // reply evicts it and it is counted.
+    let mut c = Capture::default();
+    let device = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000);
+    p.aws.handle_forward(p.now, &mut p.rng, ForwardId(0), device, &big, &mut c);
+    let esp: Vec<_> = c.0.into_iter().filter(|(o, _)| matches!(o, Out::Outside { local_port: 4500, .. })).collect();
+    assert!(esp.len() >= 3);
+    let mut first = Capture::default();
+    first.0.push(esp[0].clone());
+    p.deliver(first, false);
+    assert_eq!(p.relay_clients.len(), 1, "an incomplete reply was delivered");
+    assert_eq!(p.relay.reassembly_dropped(), 0);
+    p.advance(Duration::from_secs(16));
+    p.device_reply(&big);
+    assert_eq!(p.relay_clients.len(), 2);
+    assert!(p.relay_clients[1].1 == big, "the second reply arrived altered");
+    assert_eq!(p.relay.reassembly_dropped(), 1);
+}
