@@ -10,55 +10,24 @@
 #![no_main]
 
 use iotrelay_crypto::SeededRandom;
-use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
-use iotrelay_ikev2::{Config, Identity, StartupAction, Tunnel};
+use iotrelay_ikev2::{StartupAction, Tunnel};
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use zeroize::Zeroizing;
 
-const INITIATOR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const RESPONDER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+mod common;
+use common::{INITIATOR, RESPONDER, settle};
 
-fn config(own: Ipv4Addr, startup: StartupAction) -> Config {
-    let mut c = Config::aws_defaults(Zeroizing::new(b"fuzz-psk".to_vec()), Identity::Ipv4(own));
-    // The initiator uses the first (cheapest) group, which keeps executions fast; modp1024 is the suite of the
-    // original report and of the golden strongSwan IKE_SA_INIT requests in the seed corpus.
-    c.ike_proposals = vec![IkeProposal::parse("aes128-sha1-curve25519-modp1024").expect("proposal")];
-    c.esp_proposals = vec![EspProposal::parse("aes128-sha1").expect("proposal")];
-    c.startup = startup;
-    c.cookie_threshold = 2;
-    // Short lifetimes and a slow DPD so a few simulated minutes (a few hundred timer events) reach CHILD and IKE
-    // rekeys, including collisions when both sides' timers fire close together.
+/// Short lifetimes so a few simulated minutes (a few hundred timer events) reach CHILD and IKE rekeys, including
+/// collisions when both sides' timers fire close together.
+fn tunnel(own: Ipv4Addr, peer: Ipv4Addr, startup: StartupAction, now: Duration) -> Tunnel {
+    let mut c = common::config(own, startup);
     c.ike_lifetime = Duration::from_secs(3600);
     c.ike_rekey_margin = Duration::from_secs(600);
     c.child_lifetime = Duration::from_secs(1200);
     c.child_rekey_margin = Duration::from_secs(300);
     c.rekey_fuzz = Duration::from_secs(60);
-    c.dpd_interval = Duration::from_secs(120);
-    c.dpd_timeout = Duration::from_secs(360);
-    c
-}
-
-fn tunnel(own: Ipv4Addr, peer: Ipv4Addr, startup: StartupAction, now: Duration) -> Tunnel {
-    Tunnel::new(
-        config(own, startup),
-        SocketAddr::new(IpAddr::V4(own), 500),
-        SocketAddr::new(IpAddr::V4(peer), 500),
-        now,
-    )
-}
-
-fn settle(t: &mut Tunnel) {
-    while let Some(e) = t.poll_event() {
-        if std::env::var_os("FUZZ_DEBUG").is_some() {
-            eprintln!("{e:?}");
-        }
-    }
-    if let Err(e) = t.check_invariants() {
-        panic!("engine invariant broken: {e}");
-    }
-    let _ = t.status();
+    common::tunnel(c, own, peer, now)
 }
 
 /// Hands every datagram `from` wants to send to `to`, unaltered; true if there was any.

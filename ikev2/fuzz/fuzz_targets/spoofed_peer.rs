@@ -10,50 +10,18 @@
 #![no_main]
 
 use iotrelay_crypto::SeededRandom;
-use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
-use iotrelay_ikev2::{Config, Identity, StartupAction, Tunnel, TunnelState};
+use iotrelay_ikev2::{StartupAction, Tunnel, TunnelState};
 use libfuzzer_sys::fuzz_target;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
-use zeroize::Zeroizing;
 
-const INITIATOR: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
-const RESPONDER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
+mod common;
+use common::{INITIATOR, RESPONDER, config, settle};
 
-fn config(own: Ipv4Addr, startup: StartupAction) -> Config {
-    let mut c = Config::aws_defaults(Zeroizing::new(b"fuzz-psk".to_vec()), Identity::Ipv4(own));
-    // The initiator uses the first (cheapest) group, which keeps executions fast; modp1024 is the suite of the
-    // original report and of the golden strongSwan IKE_SA_INIT requests in the seed corpus.
-    c.ike_proposals = vec![IkeProposal::parse("aes128-sha1-curve25519-modp1024").expect("proposal")];
-    c.esp_proposals = vec![EspProposal::parse("aes128-sha1").expect("proposal")];
-    c.startup = startup;
-    c.cookie_threshold = 2;
-    // The default lifetimes keep rekeys (which legitimately change SPIs) far beyond the 300 simulated seconds
-    // an input may span; DPD every 120 s keeps the real ends talking meanwhile.
-    c.dpd_interval = Duration::from_secs(120);
-    c.dpd_timeout = Duration::from_secs(360);
-    c
-}
-
+/// The default lifetimes keep rekeys (which legitimately change SPIs) far beyond the 300 simulated seconds an input
+/// may span.
 fn tunnel(own: Ipv4Addr, peer: Ipv4Addr, startup: StartupAction, now: Duration) -> Tunnel {
-    Tunnel::new(
-        config(own, startup),
-        SocketAddr::new(IpAddr::V4(own), 500),
-        SocketAddr::new(IpAddr::V4(peer), 500),
-        now,
-    )
-}
-
-fn settle(t: &mut Tunnel) {
-    while let Some(e) = t.poll_event() {
-        if std::env::var_os("FUZZ_DEBUG").is_some() {
-            eprintln!("{e:?}");
-        }
-    }
-    if let Err(e) = t.check_invariants() {
-        panic!("engine invariant broken: {e}");
-    }
-    let _ = t.status();
+    common::tunnel(config(own, startup), own, peer, now)
 }
 
 /// What an attacker must not change: state, IKE SPIs, CHILD_SA SPIs, and the peer's address.
