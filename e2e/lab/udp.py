@@ -4,8 +4,9 @@
   udp.py echo ADDR PORT [--log FILE]     the device: answer every datagram with b"echo:" + payload, forever;
                                          log "SRC_ADDR:SRC_PORT PAYLOAD" per datagram to FILE
   udp.py ask DST PORT PAYLOAD [TIMEOUT]  the IoT server: send PAYLOAD (up to 3 tries), exit 0 iff the echo returns
-  udp.py stream DST PORT SECONDS RATE    send RATE datagrams/s for SECONDS, each numbered; print a JSON line
-                                         {"sent", "received", "lost", "late"}; exit 0 iff nothing was lost
+  udp.py stream DST PORT SECONDS RATE    send RATE datagrams/s for SECONDS, each numbered TAG + N; print a JSON
+                                         line {"sent", "received", "lost", "late", "tag"}; exit 0 iff nothing
+                                         was lost
   udp.py raw DST PORT HEX [COUNT]        send COUNT datagrams with payload bytes.fromhex(HEX) (garbage tests)
   udp.py flood DST PORT SECONDS SIZE     send SIZE-octet datagrams as fast as possible for SECONDS; print a JSON
                                          line {"sent", "pps"}
@@ -87,7 +88,8 @@ def stream(dst, port, seconds, rate):
         drain()
         time.sleep(0.01)
     lost = sorted(set(range(n)) - got)
-    print(json.dumps({"sent": n, "received": len(got), "lost": len(lost), "first_lost": lost[:20], "late": late}))
+    print(json.dumps({"sent": n, "received": len(got), "lost": len(lost), "first_lost": lost[:20], "late": late,
+                      "tag": tag}))
     return 0 if not lost else 1
 
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use iotrelay_api::standalone::SecretValues;
 use iotrelay_api::validate::Identity as ApiIdentity;
 use iotrelay_api::{FieldError, IotRelaySpec, StartupAction as ApiStartup, ValidatedSpec, parse_duration, validate};
-use iotrelay_ikev2::{Config, Identity, StartupAction};
+use iotrelay_ikev2::{Config, Identity, Ipv4Prefix, StartupAction};
 use zeroize::Zeroizing;
 
 /// Env var that allows lifetimes below AWS's 900 s minimum. Test-only: rekeys can then be exercised in seconds.
@@ -114,6 +114,16 @@ fn margin(lifetime: Duration, default: Duration) -> Duration {
     default.max(AWS_EARLIEST_REKEY_BEFORE_EXPIRY + AHEAD_OF_AWS).min(lifetime - MIN_SA_USE)
 }
 
+/// Traffic selectors. An initiator offers `0.0.0.0/0 <-> 0.0.0.0/0`, what AWS accepts with its default tunnel
+/// options (a VPN connection whose local/remote network CIDRs are set refuses anything else). A responder in
+/// gateway mode (`startupAction: Add`: iotrelay standing in for AWS, whose `gateway.routes` are the peer's inside
+/// subnets it routes back) narrows the peer's side to those routes, one selector per route, as AWS narrows to a
+/// VPN connection's local network CIDR; its own side stays `0.0.0.0/0`. The relay then drops and counts what it
+/// would send from outside them (`outsideSelectors`), and this side drops what arrives from outside them.
+fn gateway_responder_ts(routes: &[iotrelay_api::Ipv4Cidr]) -> Vec<Ipv4Prefix> {
+    routes.iter().map(|r| Ipv4Prefix { addr: r.addr(), len: r.prefix_len() }).collect()
+}
+
 /// The engine configuration of one tunnel. `local` is the outside address IKE is sent from (used as the identity
 /// when neither `localIdentity` nor `localAddress` is set).
 pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -> Config {
@@ -136,6 +146,9 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
         ApiStartup::Start => StartupAction::Start,
         ApiStartup::Add => StartupAction::Add,
     };
+    if let (Some(g), ApiStartup::Add) = (&v.gateway, v.ike.startup_action) {
+        c.remote_ts = gateway_responder_ts(&g.routes);
+    }
     c.force_encap = true;
     c.initial_contact = true;
     c.cookie_threshold = v.ike.cookie_threshold;
@@ -150,7 +163,6 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
 pub(crate) mod tests {
     use super::*;
     use iotrelay_api::standalone::load_yaml;
-    use iotrelay_ikev2::Ipv4Prefix;
 
     pub const SAMPLE: &str = r#"
 apiVersion: iotrelay.dev/v1alpha1
@@ -229,6 +241,36 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         let (relay, _) = load_yaml(&bad).unwrap();
         let err = validate_spec(&relay.spec, false).unwrap_err().to_string();
         assert!(err.contains("spec.ike.halfOpenLimit: must be 1..64"), "{err}");
+    }
+
+    #[test]
+    fn gateway_responder_narrows_the_peer_side_to_its_routes() {
+        let any = Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
+        let p = |a: [u8; 4], len| Ipv4Prefix { addr: Ipv4Addr::from(a), len };
+        let routes = "  remoteSubnets: [\"100.120.0.0/16\", \"100.121.0.0/24\"]\n  gateway: {}\n";
+        let text = sample("8h", "1h", "7000")
+            .replace("  remoteSubnets: [\"100.64.0.0/16\"]\n", routes)
+            .replace("target: {address: 100.64.1.10", "target: {address: 100.120.1.10");
+        let (relay, _) = load_yaml(&text).unwrap();
+        let v = validate_spec(&relay.spec, false).unwrap();
+        let c = ike_config(&v, Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!(c.remote_ts, vec![p([100, 120, 0, 0], 16), p([100, 121, 0, 0], 24)], "one selector per route");
+        assert_eq!(c.local_ts, vec![any]);
+        // gateway.routes narrower than remoteSubnets: the routes.
+        let (relay, _) = load_yaml(&text.replace("gateway: {}", "gateway: {routes: [\"100.120.5.0/24\"]}")).unwrap();
+        let c =
+            ike_config(&validate_spec(&relay.spec, false).unwrap(), Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!(c.remote_ts, vec![p([100, 120, 5, 0], 24)]);
+        // An initiator (the relay facing AWS) offers 0/0 both ways, gateway mode or not.
+        let (relay, _) = load_yaml(&text.replace("startupAction: Add", "startupAction: Start")).unwrap();
+        let c =
+            ike_config(&validate_spec(&relay.spec, false).unwrap(), Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!((c.local_ts, c.remote_ts), (vec![any], vec![any]));
+        // A responder without gateway mode: 0/0 (the interop's AWS-initiated tunnels).
+        let (relay, _) = load_yaml(&sample("8h", "1h", "7000")).unwrap();
+        let c =
+            ike_config(&validate_spec(&relay.spec, false).unwrap(), Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!(c.remote_ts, vec![any]);
     }
 
     #[test]

@@ -566,7 +566,9 @@ impl Datapath {
             }
             Event::ChildSaInstalled(sa) => {
                 tracing::info!(tunnel = %name, inbound_spi = %format!("{:08x}", sa.inbound_spi),
-                    outbound_spi = %format!("{:08x}", sa.outbound_spi), proposal = %sa.proposal, "CHILD_SA installed");
+                    outbound_spi = %format!("{:08x}", sa.outbound_spi), proposal = %sa.proposal,
+                    local_ts = %crate::gateway::selectors_text(&sa.local_ts),
+                    remote_ts = %crate::gateway::selectors_text(&sa.remote_ts), "CHILD_SA installed");
                 self.install(ti, sa, false);
                 self.notices.push(Notice::SaEstablished { tunnel: name });
             }

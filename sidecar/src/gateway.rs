@@ -102,6 +102,11 @@ pub fn in_selectors(ts: &[Ipv4Prefix], ip: Ipv4Addr) -> bool {
     })
 }
 
+/// Traffic selectors as text for logs: `100.127.0.0/16,100.126.0.0/24`.
+pub fn selectors_text(ts: &[Ipv4Prefix]) -> String {
+    ts.iter().map(|p| format!("{}/{}", p.addr, p.len)).collect::<Vec<_>>().join(",")
+}
+
 /// Source and destination of an IPv4 packet whose header checks out.
 pub fn addresses(p: &[u8]) -> Option<(Ipv4Addr, Ipv4Addr)> {
     ipv4::check_header(p).ok()?;

@@ -49,7 +49,9 @@ fn refs(rel: &str) -> (String, BTreeSet<(String, String)>) {
 #[test]
 fn iotrelay_examples_load_and_validate() {
     let mut seen = 0;
-    for rel in ["one-tunnel.yaml", "two-tunnels.yaml", "nat-node.yaml", "several-forwards.yaml"] {
+    for rel in
+        ["one-tunnel.yaml", "two-tunnels.yaml", "nat-node.yaml", "several-forwards.yaml", "gateway-aws-side.yaml"]
+    {
         let text = read(&format!("examples/{rel}"));
         let (relay, secrets) = load_yaml(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
         let v = validate_spec(&relay.spec, false).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -64,10 +66,14 @@ fn iotrelay_examples_load_and_validate() {
                 assert!(relay.spec.local_address.is_some() && relay.spec.local_identity.is_some());
             }
             "several-forwards.yaml" => assert!(v.forwards.len() >= 3),
+            "gateway-aws-side.yaml" => {
+                assert!(v.gateway.is_some() && v.forwards.is_empty());
+                assert_eq!(v.ike.startup_action, iotrelay_api::StartupAction::Add);
+            }
             _ => unreachable!(),
         }
     }
-    assert_eq!(seen, 4);
+    assert_eq!(seen, 5);
 }
 
 #[test]
