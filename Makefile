@@ -6,7 +6,7 @@ export IOTRELAY_CACHE ?= /var/cache/iotrelay
 # The fuzz build (about 4.5 min cold on 2 cores) is cached there too; the workspace build stays in ./target.
 export FUZZ_TARGET_DIR ?= $(IOTRELAY_CACHE)/fuzz-target
 
-.PHONY: demo test deps deps-demo lint unit fuzz chart interop datapath gateway e2e build bench crds k8s-tools
+.PHONY: demo test deps deps-demo lint unit fuzz chart interop datapath gateway bgp e2e build bench crds k8s-tools
 
 demo: deps-demo           ## a local lab: AWS-like strongSwan peers, a relayed UDP admin packet, the status
 	e2e/demo.sh       # builds only the relay (cargo build --release -p iotrelay-sidecar)
@@ -50,6 +50,9 @@ datapath: build
 
 gateway: build             ## gateway mode (TUN) against strongSwan: ping, TCP, MTU, teardown
 	e2e/gateway/run.sh
+
+bgp: build                 ## dynamic routing against strongSwan + bird2: sessions, prefixes, failover, NOTIFICATION
+	e2e/bgp/run.sh
 
 e2e: build k8s-tools     ## Kubernetes e2e on a real node (node-deps: containerd, runc, CNI, kubelet, kube-proxy)
 	scripts/node-deps.sh

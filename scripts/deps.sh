@@ -14,7 +14,7 @@ case $what in demo|all) ;; *) echo "usage: scripts/deps.sh [demo|all]" >&2; exit
 
 apt_pkgs=(strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-extra-plugins
           iproute2 python3 python3-yaml jq curl procps)
-[ "$what" = all ] && apt_pkgs+=(iptables socat tcpdump iperf3 lua5.4 psmisc openssl iputils-ping)
+[ "$what" = all ] && apt_pkgs+=(iptables socat tcpdump iperf3 lua5.4 psmisc openssl iputils-ping bird2)
 missing=()
 for p in "${apt_pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

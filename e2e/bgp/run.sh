@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Issue 17, dynamic routing, in the lab of e2e/lab/lib.sh: strongSwan (kernel-libipsec) as the two AWS tunnel
+# endpoints and bird2 next to each, configured like AWS's side of a dynamic VPN connection (ASN 64512, hold time
+# 30 s, announcing the VPC 100.64.0.0/16, inside /30s 169.254.11.0/30 and 169.254.12.0/30 with AWS on .1):
+#
+#   relay namespace: iotrelay-sidecar standalone, spec.bgp {localAsn 65000}, no TUN, no kernel route:
+#                    BGP runs over the relay's userspace TCP inside ESP  ==ESP-in-UDP==>  awsN: charon, ipsec0
+#                    carries AWS's inside address 169.254.1N.1/30 (so .2, the relay, is bird's direct neighbour),
+#                    bird2 listens there on TCP 179.
+#
+# Cases: sessions Established on both tunnels (bird and the relay's status); the relay's 100.127.0.1/32 in bird's
+# table, plain on tunnel1 and prepended on tunnel2; the device unreachable (noRoute counted) until bird announces
+# the VPC, reachable after; a withdrawal stops the forward again (noRoute); failover: tunnel1's peer killed, bird on
+# aws2 now has our prefix without prepends; a broken peer's bad header answered with NOTIFICATION Message Header
+# Error / Connection Not Synchronized, then a reconnect. The AWS side's data plane keeps the lab's static route
+# into the tunnel (what we test is BGP, not bird's kernel routes).
+# Usage: e2e/bgp/run.sh [CASE-PREFIX...]
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=e2e/lab/lib.sh
+source "$HERE/../lab/lib.sh"
+# shellcheck source=e2e/lab/relay.sh
+source "$HERE/../lab/relay.sh"
+lab_need_root
+command -v bird > /dev/null || { echo "bird2 missing: run scripts/deps.sh" >&2; exit 2; }
+trap 'lab_exit $? relay_stop bird_stop_all lab_down' EXIT
+lab_traps
+ONLY=("$@")
+
+want() {
+  [ ${#ONLY[@]} -eq 0 ] && return 0
+  local p
+  for p in "${ONLY[@]}"; do [[ $1 == "$p"* || $p == "$1"* ]] && return 0; done
+  return 1
+}
+run() { if want "$1"; then lab_case "$@"; else lab_skip "$1"; fi; }
+
+aws_inside() { echo "169.254.1$1.1"; }
+relay_inside() { echo "169.254.1$1.2"; }
+bird_dir() { echo "$(lab_aws_dir "$1")/bird"; }
+birdc_n() { local i=$1; shift; birdc -s "$(bird_dir "$i")/bird.ctl" "$@"; }
+alive() { relay_alive || { lab_fail_why "relay not running: $(tail -2 "$LAB_DIR/relay.log" 2>/dev/null | tr '\n' ' ')"; return 1; }; }
+metric() { relay_curl "http://$RELAY_ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric_ge() { local v; v=$(metric "$1"); [ "${v:-0}" -ge "$2" ]; }
+
+# bird_start N: bird2 in awsN, on the AWS inside address carried by ipsec0, configured like AWS.
+bird_start() {
+  local i=$1 d
+  d=$(bird_dir "$i")
+  mkdir -p "$d"
+  ip -n "$LAB_ID-aws$i" addr replace "$(aws_inside "$i")/30" dev ipsec0
+  cat > "$d/bird.conf" <<EOF
+router id $(aws_inside "$i");
+log "$d/bird.log" all;
+protocol device { scan time 2; }
+# The VPC (the "VPC CIDR" AWS announces); disabled until a case enables it.
+protocol static vpc {
+  disabled;
+  ipv4;
+  route $LAB_VPC blackhole;
+}
+protocol bgp relay {
+  local $(aws_inside "$i") as 64512;
+  neighbor $(relay_inside "$i") as 65000;
+  hold time 30;
+  keepalive time 10;
+  connect retry time 5;
+  ipv4 {
+    import all;
+    export where proto = "vpc";
+    next hop self;
+  };
+}
+EOF
+  lab_bg "$LAB_ID-aws$i" "$d/bird.out" bird -f -c "$d/bird.conf" -s "$d/bird.ctl" -P "$d/bird.pid"
+  lab_wait 10 test -S "$d/bird.ctl" || { lab_fail_why "bird in aws$i did not start: $(cat "$d/bird.out")"; return 1; }
+}
+bird_stop() { [ -S "$(bird_dir "$1")/bird.ctl" ] && birdc_n "$1" down > /dev/null 2>&1; true; }
+bird_stop_all() { bird_stop 1; bird_stop 2; }
+bird_established() { birdc_n "$1" show protocols relay 2>/dev/null | grep -q Established; }
+# bird_path N: the AS path of bird N's route to the relay's inside address (empty if none).
+bird_path() { birdc_n "$1" show route "$LAB_INSIDE/32" all 2>/dev/null | awk '/BGP.as_path:/ {$1=""; print substr($0, 2)}'; }
+bird_path_is() { [ "$(bird_path "$1")" = "$2" ]; }
+relay_bgp() { relay_jq --arg t "tunnel$1" ".tunnels[]? | select(.name == \$t) | .bgp.$2 // empty"; }
+relay_bgp_is() { [ "$(relay_bgp "$1" "$2")" = "$3" ]; }
+noroute() { metric 'iotrelay_forward_drops_total{forward="admin",reason="noRoute"}'; }
+ask() { lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$1" 3; }
+
+start_bgp_relay() {
+  relay_yaml "$LAB_DIR/relay.yaml"
+  # Dynamic routing: an inside /30 per tunnel and spec.bgp (AWS's defaults otherwise).
+  sed -i -e "/peerAddress: $(lab_aws_addr 1)/a\\    insideCidr: 169.254.11.0/30" \
+    -e "/peerAddress: $(lab_aws_addr 2)/a\\    insideCidr: 169.254.12.0/30" \
+    -e "/^  remoteSubnets:/a\\  bgp: {localAsn: 65000}" "$LAB_DIR/relay.yaml"
+  relay_start "$LAB_DIR/relay.yaml" || return 1
+  lab_wait 30 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 30 s"; return 1; }
+  lab_wait 30 relay_tunnel_established tunnel2 || { lab_fail_why "tunnel2 not Established within 30 s"; return 1; }
+}
+
+sessions_established() {
+  alive || return 1
+  local i
+  for i in 1 2; do
+    lab_wait 40 bird_established "$i" \
+      || { lab_fail_why "bird on aws$i: $(birdc_n "$i" show protocols relay 2>&1 | tail -1)"; return 1; }
+    lab_wait 10 relay_bgp_is "$i" state Established \
+      || { lab_fail_why "relay tunnel$i bgp: $(relay_jq ".tunnels[$((i - 1))].bgp")"; return 1; }
+  done
+  [ "$(relay_condition Degraded)" = "False AllTunnelsEstablished" ] \
+    || lab_fail_why "Degraded: $(relay_condition Degraded)"
+}
+
+inside_address_in_bird() {
+  alive || return 1
+  lab_wait 10 bird_path_is 1 "65000" || { lab_fail_why "aws1: path to $LAB_INSIDE/32 is '$(bird_path 1)'"; return 1; }
+  lab_wait 10 bird_path_is 2 "65000 65000 65000" \
+    || lab_fail_why "aws2 (standby): path to $LAB_INSIDE/32 is '$(bird_path 2)', want 3 x 65000"
+}
+
+reachable_only_after_learned() {
+  alive || return 1
+  local before
+  # Nothing announced yet: the relay has no route to the device and counts the datagram.
+  relay_bgp_is 1 prefixesReceived 0 || { lab_fail_why "relay learned routes before any announcement"; return 1; }
+  ask before-announce && { lab_fail_why "the device answered before the VPC was announced"; return 1; }
+  lab_wait 5 metric_ge 'iotrelay_forward_drops_total{forward="admin",reason="noRoute"}' 1 \
+    || { lab_fail_why "noRoute not counted: $(noroute)"; return 1; }
+  lab_device_seen before-announce && { lab_fail_why "the device saw the datagram"; return 1; }
+  before=$(noroute)
+  birdc_n 1 enable vpc > /dev/null && birdc_n 2 enable vpc > /dev/null
+  lab_wait 15 relay_bgp_is 1 prefixesReceived 1 || { lab_fail_why "relay did not learn $LAB_VPC on tunnel1"; return 1; }
+  [ "$(relay_jq '.tunnels[0].bgp.received[0]')" = "$LAB_VPC" ] \
+    || { lab_fail_why "learned $(relay_jq '.tunnels[0].bgp.received')"; return 1; }
+  ask after-announce || { lab_fail_why "no echo from the device after the announcement"; return 1; }
+  [ "$(noroute)" = "$before" ] || lab_fail_why "noRoute grew after the announcement"
+}
+
+withdrawal_stops_forward() {
+  alive || return 1
+  local before
+  before=$(noroute)
+  birdc_n 1 disable vpc > /dev/null && birdc_n 2 disable vpc > /dev/null
+  lab_wait 15 relay_bgp_is 1 prefixesReceived 0 || { lab_fail_why "tunnel1 still has the VPC prefix"; return 1; }
+  lab_wait 15 relay_bgp_is 2 prefixesReceived 0 || { lab_fail_why "tunnel2 still has the VPC prefix"; return 1; }
+  ask after-withdraw && { lab_fail_why "the device answered after the withdrawal"; return 1; }
+  lab_wait 5 metric_ge 'iotrelay_forward_drops_total{forward="admin",reason="noRoute"}' $((before + 1)) \
+    || { lab_fail_why "noRoute did not grow: $(noroute)"; return 1; }
+  birdc_n 1 enable vpc > /dev/null && birdc_n 2 enable vpc > /dev/null
+  lab_wait 15 relay_bgp_is 1 prefixesReceived 1 || lab_fail_why "the VPC prefix did not come back"
+}
+
+failover_announcements() {
+  alive || return 1
+  # tunnel1's AWS endpoint vanishes (no DELETE): the relay's DPD gives up after ~30 s, tunnel2 becomes active
+  # and is announced without prepends; AWS (bird on aws2) then prefers it.
+  lab_aws_stop 1 KILL
+  # The VPC's data plane follows (the lab's VPC router is static: lib.sh's lab_fail_over, as in e2e/datapath).
+  lab_fail_over
+  lab_wait 60 bird_path_is 2 "65000" \
+    || { lab_fail_why "aws2 still has path '$(bird_path 2)'; relay: $(relay_jq -c '[.tunnels[] | {name, state, active, bgp: .bgp.state}]')"; return 1; }
+  [ "$(relay_bgp 1 state)" != Established ] || { lab_fail_why "tunnel1's session still Established"; return 1; }
+  relay_bgp_is 2 prepend 0 || { lab_fail_why "tunnel2 prepend $(relay_bgp 2 prepend)"; return 1; }
+  ask after-failover || lab_fail_why "no echo over tunnel2 after the failover"
+}
+
+malformed_answered_with_notification() {
+  alive || return 1
+  # bird on aws2 steps aside; a broken peer takes its address and port and sends a bad header for the relay's
+  # OPEN, twice (the relay reconnects after its backoff).
+  bird_stop 2
+  lab_wait 10 sh -c "! ip netns exec $LAB_ID-aws2 ss -Hltn 'sport = :179' | grep -q ." \
+    || { lab_fail_why "bird still listens on 179"; return 1; }
+  local log=$LAB_DIR/badpeer.log
+  : > "$log"
+  lab_bg "$LAB_ID-aws2" "$LAB_DIR/badpeer.out" python3 "$HERE/badpeer.py" "$(aws_inside 2)" 2 90 "$log"
+  lab_wait 90 sh -c "grep -c '^conn' '$log' | grep -qx 2" \
+    || { lab_fail_why "broken peer saw: $(tr '\n' ';' < "$log") $(cat "$LAB_DIR/badpeer.out")"; return 1; }
+  grep -q '^conn 1 open=yes notification=1/1 closed=yes' "$log" \
+    || { lab_fail_why "first connection: $(grep '^conn 1' "$log")"; return 1; }
+  grep -q '^conn 2 open=yes' "$log" || { lab_fail_why "no reconnect: $(grep '^conn 2' "$log")"; return 1; }
+  alive || return 1
+  [ "$(relay_jq '.tunnels[1].bgp.lastError')" != "" ] || lab_fail_why "tunnel2 bgp lastError empty"
+}
+
+lab_expect $(($(grep -c '^ *run [a-z]' "$0") + 1))
+lab_case lab-up lab_up || exit 1
+lab_aws_start 1 "$RELAY_PSK1"
+lab_aws_start 2 "$RELAY_PSK2"
+bird_start 1
+bird_start 2
+export RELAY_TUNNELS=2 RELAY_STARTUP=Start
+start_bgp_relay
+run bgp-sessions-established sessions_established
+run bgp-inside-address-in-bird inside_address_in_bird
+run bgp-reachable-only-after-learned reachable_only_after_learned
+run bgp-withdrawal-stops-forward withdrawal_stops_forward
+run bgp-failover-announcements failover_announcements
+run bgp-malformed-notification malformed_answered_with_notification
+relay_stop
+lab_summary
