@@ -10,7 +10,7 @@
 //! network namespace for it. Environment: BENCH_N (datagrams per round, default 100000), BENCH_ROUNDS (default
 //! 5), BENCH_LEN (payload octets, default 1200).
 
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket as StdUdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket as StdUdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -18,13 +18,13 @@ use std::time::{Duration, Instant};
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId, TunnelPlan};
 use iotrelay_sidecar::sockets::{Outbox, SocketSink, Sockets};
 use tokio::net::UdpSocket;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config};
+use common::{AWS, DEVICE, RELAY, RELAY_INSIDE, config, exchange};
 
 const FLUSH_EVERY: usize = 256;
 
@@ -57,25 +57,7 @@ fn established_relay(rng: &mut SeededRandom) -> Datapath {
     );
     let back = SocketAddrV4::new(RELAY_INSIDE, 1);
     let mut aws = Datapath::new(DEVICE, 1024, AWS, plan("r", RELAY, StartupAction::Add, AWS), forward(back), now, rng);
-    for _ in 0..50 {
-        let (mut a, mut b) = (Capture::default(), Capture::default());
-        relay.drain(&mut a);
-        aws.drain(&mut b);
-        if a.0.is_empty() && b.0.is_empty() {
-            break;
-        }
-        for (caps, src, dst) in [(a, RELAY, &mut aws), (b, AWS, &mut relay)] {
-            for (out, mut data) in caps.0 {
-                let Out::Outside { local_port, .. } = out else { continue };
-                let from = SocketAddr::new(src.into(), local_port);
-                if local_port == 4500 {
-                    dst.handle_udp4500(now, rng, from, &mut data, &mut Capture::default());
-                } else {
-                    dst.handle_udp500(now, rng, from, &data);
-                }
-            }
-        }
-    }
+    exchange(&mut relay, &mut aws, now, rng);
     assert!(relay.snapshot().0[0].active, "no CHILD_SA between the in-memory peers");
     relay
 }

@@ -6,20 +6,20 @@
 //! sample in that text.
 
 use std::collections::BTreeSet;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_ikev2::{Config, StartupAction};
 use iotrelay_sidecar::admin::{Published, render_metrics};
-use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId, TunnelPlan};
 use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use zeroize::Zeroizing;
 
 mod common;
-use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config};
+use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config, exchange};
 
 fn datapath(me: Ipv4Addr, inside: Ipv4Addr, peer: Ipv4Addr, cfg: Config, rng: &mut SeededRandom) -> Datapath {
     let forward = ValidatedForward {
@@ -51,26 +51,7 @@ fn relay_metrics(aws_psk: Option<&[u8]>) -> String {
     }
     let mut aws = datapath(AWS, DEVICE, RELAY, aws_cfg, &mut rng);
     let now = Duration::from_secs(1);
-    for _ in 0..50 {
-        let (mut a, mut b) = (Capture::default(), Capture::default());
-        relay.drain(&mut a);
-        aws.drain(&mut b);
-        if a.0.is_empty() && b.0.is_empty() {
-            break;
-        }
-        for (c, from, to) in [(a, RELAY, &mut aws), (b, AWS, &mut relay)] {
-            for (out, mut data) in c.0 {
-                if let Out::Outside { local_port, .. } = out {
-                    let src = SocketAddr::new(from.into(), local_port);
-                    if local_port == 4500 {
-                        to.handle_udp4500(now, &mut rng, src, &mut data, &mut Capture::default());
-                    } else {
-                        to.handle_udp500(now, &mut rng, src, &data);
-                    }
-                }
-            }
-        }
-    }
+    exchange(&mut relay, &mut aws, now, &mut rng);
     // A client the forward does not allow: a forward drop with a reason.
     let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 99), 5555);
     relay.handle_forward(now, &mut rng, ForwardId(0), client, b"not allowed", &mut Capture::default());

@@ -1,12 +1,14 @@
-//! Shared by the datapath pair test and the relay send bench: addresses of the two-`Datapath` lab, a sink that
-//! captures what a `Datapath` sends, and the IKE configuration both ends use.
+//! Shared by the datapath tests and benches: addresses of the two-`Datapath` lab, a sink that captures what a
+//! `Datapath` sends, the IKE configuration both ends use, and the IKE exchange that brings the two ends up.
 #![allow(dead_code)] // each user takes what it needs
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
 
+use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 use iotrelay_ikev2::{Config, Identity, StartupAction};
-use iotrelay_sidecar::datapath::{Out, Sink};
+use iotrelay_sidecar::datapath::{Datapath, Out, Sink};
 use zeroize::Zeroizing;
 
 pub const RELAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
@@ -31,4 +33,28 @@ pub fn config(startup: StartupAction, me: Ipv4Addr) -> Config {
     c.esp_proposals = vec![EspProposal::parse("aes128gcm16").expect("proposal")];
     c.startup = startup;
     c
+}
+
+/// Moves the datagrams `relay` (at [`RELAY`]) and `aws` (at [`AWS`]) send each other on 500/4500 until both are
+/// quiet (at most 50 rounds), all at time `now`; what they send elsewhere (clients, TUN) is dropped.
+pub fn exchange(relay: &mut Datapath, aws: &mut Datapath, now: Duration, rng: &mut SeededRandom) {
+    for _ in 0..50 {
+        let (mut a, mut b) = (Capture::default(), Capture::default());
+        relay.drain(&mut a);
+        aws.drain(&mut b);
+        if a.0.is_empty() && b.0.is_empty() {
+            return;
+        }
+        for (caps, src, dst) in [(a, RELAY, &mut *aws), (b, AWS, &mut *relay)] {
+            for (out, mut data) in caps.0 {
+                let Out::Outside { local_port, .. } = out else { continue };
+                let from = SocketAddr::new(src.into(), local_port);
+                if local_port == 4500 {
+                    dst.handle_udp4500(now, rng, from, &mut data, &mut Capture::default());
+                } else {
+                    dst.handle_udp500(now, rng, from, &data);
+                }
+            }
+        }
+    }
 }
