@@ -6,7 +6,7 @@
 # status was 0. An interrupted `make test` (SIGINT/SIGTERM) ends red.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-stages=(deps lint unit fuzz chart interop datapath gateway demo e2e)
+stages=(deps lint unit fuzz chart interop datapath gateway bgp demo e2e)
 [ $# -gt 0 ] && stages=("$@")
 passed=0 failed=0 failures=()
 summary=$(mktemp /tmp/iotrelay-summary.XXXXXX)
@@ -15,7 +15,7 @@ trap 'echo "=== interrupted: stages: $passed passed, $((failed + 1)) failed"; ex
 trap 'echo "=== terminated: stages: $passed passed, $((failed + 1)) failed"; exit 143' TERM
 # counted_ok STAGE: for a case suite, its summary says every expected case ran and none failed.
 counted_ok() {
-  case $1 in interop | datapath | gateway | e2e) ;; *) return 0 ;; esac
+  case $1 in interop | datapath | gateway | bgp | e2e) ;; *) return 0 ;; esac
   local line
   line=$(grep '^cases: ' "$summary" 2>/dev/null)
   [ -n "$line" ] || { echo "=== $1: no case summary (the suite ended before reporting)"; return 1; }
