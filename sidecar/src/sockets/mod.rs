@@ -1,5 +1,5 @@
 //! The socket layer: UDP 500 and 4500 on the outside address and one listen socket per forward, each with a
-//! reader task ([`reader`]: receive in batches, classify, queue in the [`Ingress`]), and the send side
+//! reader task (`reader.rs`: receive in batches, classify, queue in the [`Ingress`]), and the send side
 //! ([`outbox`]: GSO batches at the end of each owner pass). Forward sockets are kept by [`ForwardId`], the
 //! forward's dense id, so finding the socket of a reply is one index; a socket stays bound to its listen port
 //! across live reconfigurations (a renamed forward keeps it).
