@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use serde::Deserialize;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::spec::IotRelay;
 
@@ -98,17 +98,17 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
     let mut relay: Option<(usize, IotRelay)> = None;
     // Keyed by (namespace, name); a Secret without a namespace matches any IotRelay namespace.
     let mut secrets: BTreeMap<(Option<String>, String), KeyValues> = BTreeMap::new();
-    for (idx, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
+    let mut input = std::io::Cursor::new(text.as_bytes());
+    for (idx, value) in serde_saphyr::read_with_options::<_, serde_json::Value>(&mut input, yaml_options()).enumerate()
+    {
         let doc = idx + 1;
-        // Errors from serde_yaml name positions, not values; secret values are never echoed because Secret
-        // documents are parsed only into `SecretDoc` whose value types have no Display in errors.
-        let value =
-            serde_yaml::Value::deserialize(de).map_err(|e| LoadError::Yaml { doc, message: scrub(&e.to_string()) })?;
-        if value.is_null() {
-            continue; // empty document (e.g. a trailing `---`)
-        }
-        // Read from a borrow: a clone of the document would be a copy of its secret values that nobody wipes.
-        let tm = TypeMeta::deserialize(&value).map_err(|e| LoadError::Yaml { doc, message: scrub(&e.to_string()) })?;
+        // The parser's messages name a position and what was expected, never the input text (no snippet), and
+        // `scrub` keeps only the part before any quoted text; Secret documents are parsed only into `SecretDoc`
+        // whose errors are replaced by a fixed message.
+        let mut value = value.map_err(|e| LoadError::Yaml { doc, message: scrub(&e) })?;
+        // Read from a borrow: a clone of the document would be another copy of its secret values.
+        let tm = TypeMeta::deserialize(&value)
+            .map_err(|_| LoadError::Yaml { doc, message: "apiVersion and kind must be strings".into() })?;
         match tm.kind.as_deref() {
             Some("IotRelay") => {
                 if let Some(v) = tm.api_version.as_deref()
@@ -119,7 +119,7 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                         message: format!("apiVersion must be iotrelay.dev/v1alpha1, got {v:?}"),
                     });
                 }
-                let r: IotRelay = serde_yaml::from_value(value)
+                let r: IotRelay = serde_json::from_value(value)
                     .map_err(|e| LoadError::InvalidIotRelay { doc, message: e.to_string() })?;
                 if let Some((first, _)) = &relay {
                     return Err(LoadError::MultipleIotRelays { first: *first, second: doc });
@@ -127,7 +127,9 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
                 relay = Some((doc, r));
             }
             Some("Secret") => {
-                let s: SecretDoc = serde_yaml::from_value(value).map_err(|_| LoadError::InvalidSecret {
+                let parsed = SecretDoc::deserialize(&value);
+                wipe(&mut value);
+                let s = parsed.map_err(|_| LoadError::InvalidSecret {
                     doc,
                     name: String::new(),
                     message: "not a valid Secret (expected metadata.name and string maps data / stringData)".into(),
@@ -180,13 +182,38 @@ pub fn load_yaml(text: &str) -> Result<(IotRelay, SecretValues), LoadError> {
     Ok((relay, out))
 }
 
-/// serde_yaml syntax errors can quote a few characters of input near the error; keep only the location part.
-fn scrub(msg: &str) -> String {
-    match msg.find(" at line ") {
-        Some(i) => {
-            let head = msg[..i].split(':').next().unwrap_or("invalid YAML");
-            format!("{head}{}", &msg[i..])
-        }
-        None => "invalid YAML".into(),
+/// How standalone files are parsed: YAML 1.2 scalars as Kubernetes' own YAML 1.2 readers and the previous parser
+/// took them (`yes`, `0755`, `1_000` stay strings in untyped positions), duplicate keys refused, and no source
+/// snippet in errors (it would quote the lines around the error: a pre-shared key).
+fn yaml_options() -> serde_saphyr::Options {
+    let mut o = serde_saphyr::Options::default();
+    o.with_snippet = false;
+    o.crop_radius = 0;
+    o.strict_booleans = true;
+    o.leading_zero_numbers_as_strings = true;
+    o.underscored_numbers_as_strings = true;
+    o
+}
+
+/// A YAML error as the loader reports it: the parser's description up to any quoted text (a duplicate key or an
+/// unexpected character can be quoted there), and the position.
+fn scrub(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let end = [" at line ", "'", "\"", "`", ":"].iter().filter_map(|m| text.find(m)).min().unwrap_or(text.len());
+    let head = text[..end].trim();
+    let head = if head.is_empty() { "invalid YAML" } else { head };
+    match e.location() {
+        Some(l) => format!("{head} at line {}, column {}", l.line(), l.column()),
+        None => head.to_string(),
+    }
+}
+
+/// Overwrites every string of a parsed Secret document (the values and the copies of them it holds).
+fn wipe(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::String(s) => s.zeroize(),
+        serde_json::Value::Array(a) => a.iter_mut().for_each(wipe),
+        serde_json::Value::Object(o) => o.values_mut().for_each(wipe),
+        _ => {}
     }
 }

@@ -271,5 +271,5 @@ fn status_summary_columns() {
     assert_eq!(s.tunnels_up.as_deref(), Some("1/2"));
     assert_eq!(s.active_tunnel.as_deref(), Some("tunnel1"));
     assert_eq!(s.forwards_listening.as_deref(), Some("1/1"));
-    let _: IotRelay = serde_yaml::from_str(EXAMPLE.split("---").next().unwrap()).unwrap();
+    let _: IotRelay = serde_saphyr::from_str(EXAMPLE.split("---").next().unwrap()).unwrap();
 }

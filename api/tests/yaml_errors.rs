@@ -36,6 +36,8 @@ fn broken() -> Vec<(&'static str, String)> {
         ("bad tag", secret(&format!("stringData:\n  tunnel1: !<{PSK}> x\n"))),
         ("secret as a key", secret(&format!("stringData:\n  {PSK}: [\n"))),
         ("psk as a whole document", format!("{RELAY}{PSK}: \"\n")),
+        ("psk pasted as a document of its own", format!("{RELAY}{PSK}\n")),
+        ("psk in a list document", format!("{RELAY}- {PSK}\n")),
     ]
 }
 
