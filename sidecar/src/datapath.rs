@@ -3,6 +3,9 @@
 //! sockets and no clock here: the owner loop (`run.rs`, over the sockets of `sockets/`) feeds datagrams and the
 //! time in, and gets datagrams out through a [`Sink`]. That keeps the 4500 demux, the SA switching and the relay
 //! testable without a network. A forward is known everywhere by its relay [`ForwardId`] (dense, one index).
+//! The packet paths are in files of their own: ESP traffic (client datagrams out, replies in) `datapath_esp.rs`,
+//! gateway mode `datapath_gateway.rs`, BGP `datapath_bgp.rs`; this file holds the state, the tunnels' IKE side,
+//! SA installation, timers and the status snapshot.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -11,12 +14,12 @@ use std::time::Duration;
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_api::{DatapathDrops, ForwardDrops};
 use iotrelay_crypto::{RandomSource, SaCipher};
-use iotrelay_esp::{Demux, EspError, InboundSa, OutboundSa, ipv4};
+use iotrelay_esp::{Demux, InboundSa, OutboundSa, ipv4};
 use iotrelay_ikev2::{
     ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Prefix, StartupAction, Tunnel, TunnelState,
 };
 pub use iotrelay_relay::ForwardId;
-use iotrelay_relay::{DropReason, ForwardConfig, InnerDrop, Ipv4Cidr, Relay};
+use iotrelay_relay::{DropReason, ForwardConfig, Ipv4Cidr, Relay};
 
 use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
 use crate::gateway::{GatewayConfig, GatewayCounters};
@@ -37,14 +40,6 @@ const SCRATCH: usize = 65536 + 512;
 const REASSEMBLY_SLOTS: usize = 4;
 /// A fragmented reply not completed this long after its first fragment is dropped.
 const REASSEMBLY_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Whether `p` is an IPv4 UDP fragment addressed to `inside` (a fragmented reply to the relay).
-fn udp_fragment_to(inside: Ipv4Addr, p: &[u8]) -> bool {
-    ipv4::check_header(p).is_ok()
-        && p[9] == 17
-        && p[16..20] == inside.octets()
-        && u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0
-}
 
 /// Where a datagram leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -351,135 +346,6 @@ impl Datapath {
         }
     }
 
-    fn handle_esp(&mut self, now: Duration, spi: u32, data: &mut [u8], sink: &mut dyn Sink) {
-        let Some((ti, sa)) = self.inbound.get_mut(&spi) else {
-            self.drops.unknown_spi += 1;
-            return;
-        };
-        let ti = *ti;
-        let inner = match sa.open(data) {
-            Ok(inner) => inner,
-            Err(e) => {
-                self.count_esp_error(e);
-                return;
-            }
-        };
-        let t = &mut self.tunnels[ti];
-        if t.next_outbound.as_ref().is_some_and(|n| n.2 == spi) {
-            promote(t);
-        }
-        t.engine.note_inbound_traffic(now);
-        // ESP never moves `esp_remote` (so its source port is not even looked at): an on-path attacker could race
-        // a genuine packet from another port (the genuine one is then a replay); only authenticated IKE does.
-        t.counters.packets_in += 1;
-        t.counters.bytes_in += inner.len() as u64;
-        if self.bgp_inbound(ti, now, inner) {
-            return;
-        }
-        if udp_fragment_to(self.relay.inside_address(), inner) {
-            // A fragmented reply from a device: held (bounded slots and time) until complete, then relayed whole.
-            let mut whole = std::mem::take(&mut self.reassembled);
-            match self.reassembly.push(now, inner) {
-                Ok(Some(d)) => {
-                    whole.clear();
-                    whole.extend_from_slice(d);
-                    self.deliver_inner(now, ti, &whole, sink);
-                }
-                Ok(None) => {}
-                Err(_) => self.drops.malformed += 1,
-            }
-            self.reassembled = whole;
-            return;
-        }
-        self.deliver_inner(now, ti, inner, sink);
-    }
-
-    /// A whole inner packet from tunnel `ti`: a forward's reply to its client, or (gateway mode) for the host.
-    fn deliver_inner(&mut self, now: Duration, ti: usize, inner: &[u8], sink: &mut dyn Sink) {
-        if self.gateway.is_some() && !self.relay.claims(inner) {
-            // Gateway mode: everything that is not a forward's reply is for the host.
-            self.gateway_inbound(ti, inner, sink);
-            return;
-        }
-        match self.relay.on_inner_packet(now, inner) {
-            Ok(d) => {
-                if !sink.send(Out::Forward { forward: d.forward, client: d.client }, d.payload) {
-                    self.relay.record_drop(d.forward, DropReason::QueueFull);
-                }
-            }
-            // Not IPv4/UDP, or not from any forward's target: nothing to count it on.
-            Err(InnerDrop { forward: None, .. }) => self.drops.malformed += 1,
-            Err(InnerDrop { forward: Some(_), .. }) => {} // counted on the forward (noSession)
-        }
-    }
-
-    fn count_esp_error(&mut self, e: EspError) {
-        match e {
-            EspError::Replay => self.drops.replay += 1,
-            EspError::Integrity => self.drops.integrity += 1,
-            EspError::UnknownSpi => self.drops.unknown_spi += 1,
-            _ => self.drops.malformed += 1,
-        }
-    }
-
-    /// A datagram from a client on forward `id`'s listen port.
-    pub fn handle_forward(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        id: ForwardId,
-        client: SocketAddrV4,
-        payload: &[u8],
-        sink: &mut dyn Sink,
-    ) {
-        self.now = self.now.max(now);
-        // The forward may have been removed by a reconfiguration after the datagram was queued.
-        let Some(target) = self.relay.config(id).map(|c| c.target) else { return };
-        let Some(ti) = self.active_outbound(now) else {
-            // Checked before the relay builds anything: no session, and packetsIn counts only tunnelled datagrams.
-            let why =
-                if self.relay.source_allowed(id, client) { DropReason::NoTunnel } else { DropReason::SourceNotAllowed };
-            self.relay.record_drop(id, why);
-            return;
-        };
-        // Dynamic routing: only to targets inside a prefix AWS announces on an established session.
-        if !self.bgp_route_to(*target.ip()) {
-            let why =
-                if self.relay.source_allowed(id, client) { DropReason::NoRoute } else { DropReason::SourceNotAllowed };
-            self.relay.record_drop(id, why);
-            return;
-        }
-        // Allow-list, session (bounded table), inner IPv4/UDP packet; every refusal is counted by the relay.
-        let Ok(n) = self.relay.on_client_datagram(now, id, client, payload, &mut self.scratch) else { return };
-        let t = &mut self.tunnels[ti];
-        let Some((sa, mtu)) = t.outbound.as_mut() else { return };
-        let remote = t.esp_remote;
-        let counters = &mut t.counters;
-        let scratch2 = &mut self.scratch2;
-        let mut failed = false;
-        let mut seal_one = |pkt: &[u8], sa: &mut OutboundSa| match sa.seal(pkt, rng, scratch2) {
-            Ok(len) => {
-                if sink.send_for(id, Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
-                    counters.packets_out += 1;
-                    counters.bytes_out += pkt.len() as u64;
-                } else {
-                    failed = true;
-                }
-            }
-            Err(_) => failed = true,
-        };
-        let inner = &self.scratch[..n];
-        if n <= *mtu {
-            seal_one(inner, sa);
-        } else if !ipv4::fragment(inner, *mtu, |frag| seal_one(frag, sa)) {
-            self.relay.record_drop(id, DropReason::TooBig);
-            return;
-        }
-        if failed {
-            self.relay.record_drop(id, DropReason::QueueFull);
-        }
-    }
-
     /// Timers: engine timeouts, NAT-T keepalives, session expiry.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource, sink: &mut dyn Sink) {
         self.now = self.now.max(now);
@@ -709,6 +575,8 @@ impl Datapath {
 
 #[path = "datapath_bgp.rs"]
 mod bgp_path;
+#[path = "datapath_esp.rs"]
+mod esp_path;
 #[path = "datapath_gateway.rs"]
 mod gateway_path;
 pub use bgp_path::{BgpPlan, BgpSnapshot, BgpTunnelPlan};

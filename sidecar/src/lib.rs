@@ -3,11 +3,12 @@
 //!
 //! The path of one admin packet, in four files: [`sockets`] (`reader.rs`: a forward's listen socket receives it,
 //! checks the allow-list, queues it in the [`ingress`] tagged with the forward's id) → [`run`] (the owner loop
-//! takes it from the ingress) → [`datapath`] (`handle_forward`: the relay's session and inner IPv4/UDP packet,
-//! sealed with the tunnel's outbound ESP SA; on the way back `handle_esp` opens the device's reply and the relay
-//! finds the client) → [`sockets`] (`outbox.rs`: sent at the end of the pass, GSO-batched). Around it: [`demux`]
-//! (what a reader keeps), [`publish`] and [`status`] (the status), [`admin`] (HTTP), [`kube`] (in-cluster mode),
-//! [`config`] (spec to engine configuration), [`gateway`] and [`tun`] (gateway mode), [`import_aws`].
+//! takes it from the ingress) → [`datapath`] (`datapath_esp.rs`, `handle_forward`: the relay's session and inner
+//! IPv4/UDP packet, sealed with the tunnel's outbound ESP SA; on the way back `handle_esp` opens the device's
+//! reply and the relay finds the client) → [`sockets`] (`outbox.rs`: sent at the end of the pass, GSO-batched).
+//! Around it: [`demux`] (what a reader keeps), [`publish`] and [`status`] (the status), [`admin`] (HTTP),
+//! [`kube`] (in-cluster mode), [`config`] (spec to engine configuration), [`gateway`] and [`tun`] (gateway mode),
+//! [`import_aws`].
 
 pub mod admin;
 pub mod config;
