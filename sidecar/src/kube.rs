@@ -407,8 +407,9 @@ fn event_of(n: &Notice) -> KEvent {
         Notice::BgpEstablished { tunnel } => {
             (EventType::Normal, "BgpEstablished", tunnel, format!("tunnel {tunnel}: BGP session established"))
         }
+        // The reason says why (HoldTimerExpired, NotificationSent, ...), so one series has one note.
         Notice::BgpDown { tunnel, reason } => {
-            (EventType::Warning, "BgpDown", tunnel, format!("tunnel {tunnel}: BGP session down ({reason})"))
+            (EventType::Warning, *reason, tunnel, format!("tunnel {tunnel}: BGP session down ({reason})"))
         }
     };
     KEvent { type_, reason: reason.into(), note: Some(note), action: tunnel.clone(), secondary: None }
@@ -430,6 +431,10 @@ mod tests {
             notices.push(Notice::RekeyFailed { tunnel: tunnel.clone() });
             for reason in ["AuthenticationFailed", "Closed", "DeadPeer", "DeletedByPeer", "NoProposalChosen"] {
                 notices.push(Notice::SaLost { tunnel: tunnel.clone(), reason, permanent: false });
+            }
+            notices.push(Notice::BgpEstablished { tunnel: tunnel.clone() });
+            for reason in ["HoldTimerExpired", "NotificationSent", "NotificationReceived", "ConnectionClosed"] {
+                notices.push(Notice::BgpDown { tunnel: tunnel.clone(), reason });
             }
         }
         let events: Vec<KEvent> = notices.iter().map(event_of).collect();
