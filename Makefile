@@ -24,7 +24,7 @@ k8s-tools:                ## the Kubernetes control plane, kubectl and helm into
 	e2e/tools/build.sh
 
 build:
-	cargo build --release --bin iotrelay-sidecar --bin iotrelay-operator
+	cargo build --release --bin iotrelay-sidecar --bin iotrelay-operator --bin kubectl-iotrelay
 
 lint:
 	cargo fmt --all --check

@@ -8,6 +8,7 @@
 pub mod bgp;
 pub mod duration;
 pub mod net;
+pub mod rekey;
 mod schema;
 pub mod spec;
 pub mod standalone;
@@ -17,6 +18,7 @@ pub mod validate;
 pub use bgp::{BgpSpec, TunnelInside, ValidatedBgp};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use net::Ipv4Cidr;
+pub use rekey::{LastRekeyRequest, REKEY_ANNOTATION, RekeyRequest, RekeyResult};
 pub use spec::*;
 pub use status::*;
 pub use validate::{FieldError, ValidatedSpec, validate};

@@ -60,6 +60,10 @@ pub struct IotRelayStatus {
     /// Datapath-wide counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datapath: Option<DatapathStatus>,
+    /// The last rekey request (annotation `iotrelay.dev/rekey`, e.g. from `kubectl iotrelay rekey`) the relay
+    /// handled, and what it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_rekey_request: Option<crate::rekey::LastRekeyRequest>,
 }
 
 impl IotRelayStatus {
@@ -113,6 +117,16 @@ pub struct TunnelStatus {
     /// The BGP session with AWS inside this tunnel (dynamic routing, `spec.bgp`); unset with static routing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bgp: Option<BgpSessionStatus>,
+    /// IKE datagrams received from the tunnel's peer address since the relay started (answers, requests, DPD),
+    /// authenticated or not: 0 means AWS has never answered.
+    #[serde(default)]
+    pub ike_messages_in: u64,
+    /// CHILD_SA rekeys completed since the relay started (started by either side).
+    #[serde(default)]
+    pub child_rekeys: u64,
+    /// IKE SA rekeys completed since the relay started (started by either side).
+    #[serde(default)]
+    pub ike_rekeys: u64,
 }
 
 /// The BGP session inside one tunnel.

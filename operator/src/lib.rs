@@ -2,7 +2,8 @@
 //! its ServiceAccount, Role and RoleBinding, and reports `Reconciling` / `Stalled` / `observedGeneration`.
 //! Reads come from watch caches (`cache`), writes only when something changed (`memory`).
 //!
-//! Library with thin binaries (`iotrelay-operator`, `crdgen`). `admit`, `render` and `conditions` are pure.
+//! Library with thin binaries (`iotrelay-operator`, `crdgen`, the `kubectl-iotrelay` plugin). `admit`, `render`,
+//! `conditions` and `plugin` are pure.
 
 #![forbid(unsafe_code)]
 
@@ -13,6 +14,7 @@ pub mod crdgen;
 pub mod leader;
 pub mod memory;
 pub mod metrics;
+pub mod plugin;
 pub mod reconcile;
 pub mod render;
 pub mod run;

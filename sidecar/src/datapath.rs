@@ -314,6 +314,7 @@ impl Datapath {
     pub fn handle_udp500(&mut self, now: Duration, rng: &mut dyn RandomSource, from: SocketAddr, data: &[u8]) {
         self.now = self.now.max(now);
         if let Some(i) = self.tunnel_for(from) {
+            self.tunnels[i].counters.ike_messages_in += 1;
             self.tunnels[i].engine.handle_datagram(now, rng, IKE_PORT, from, data);
         }
     }
@@ -334,6 +335,7 @@ impl Datapath {
             Demux::Ike(msg) => {
                 if let Some(i) = self.tunnel_for(from) {
                     let t = &mut self.tunnels[i];
+                    t.counters.ike_messages_in += 1;
                     t.engine.handle_datagram(now, rng, NATT_PORT, from, msg);
                     // RFC 7296 §2.23: follow the peer's port only when the engine does, i.e. on an authenticated
                     // message; a spoofed or replayed datagram from another port leaves ESP where it was.

@@ -1,6 +1,7 @@
 //! In-cluster mode (issue 4 item 3): read the own IotRelay and its Secrets, run the relay, apply forward and PSK
 //! changes live, write `Ready`/`Degraded`/tunnels/forwards/datapath to `/status` with server-side apply (field
 //! manager `iotrelay-sidecar`), and emit Events for SA established / lost / rekey failed / authentication failed.
+//! Rekey requests made through the API (the `iotrelay.dev/rekey` annotation) are `kube_rekey`'s.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,7 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use futures::StreamExt as _;
-use iotrelay_api::{IotRelay, IotRelayStatus, SIDECAR_FIELD_MANAGER, ValidatedSpec};
+use iotrelay_api::{
+    IotRelay, IotRelayStatus, LastRekeyRequest, REKEY_ANNOTATION, SIDECAR_FIELD_MANAGER, ValidatedSpec,
+};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
@@ -145,7 +148,11 @@ pub async fn run_kube(name: String, namespace: String, admin: AdminOptions, allo
     let reporter = Reporter { controller: SIDECAR_FIELD_MANAGER.into(), instance: std::env::var("HOSTNAME").ok() };
     let obj_ref = relay.object_ref(&());
     let (live_tx, live_rx) = watch::channel(Vec::new());
-    tokio::spawn(write_status(relays.clone(), name.clone(), status_rx, live_rx));
+    // The live record of the last rekey request handled, so a restarted relay neither repeats nor erases it.
+    let (rekey_tx, rekey_rx) = watch::channel(relay.status.as_ref().and_then(|s| s.last_rekey_request.clone()));
+    let (annotation_tx, annotation_rx) = watch::channel(None);
+    tokio::spawn(write_status(relays.clone(), name.clone(), status_rx, live_rx, rekey_rx));
+    tokio::spawn(crate::kube_rekey::handle_requests(annotation_rx, shared.clone(), rekey_tx));
     tokio::spawn(emit_events(Recorder::new(client.clone(), reporter), obj_ref, notice_rx));
     tokio::spawn(watch_changes(
         relays.clone(),
@@ -154,7 +161,7 @@ pub async fn run_kube(name: String, namespace: String, admin: AdminOptions, allo
         spec.clone(),
         psks.clone(),
         allow_short,
-        Outputs { reconfigure: rc_tx, live: live_tx },
+        Outputs { reconfigure: rc_tx, live: live_tx, rekey_annotation: annotation_tx },
     ));
 
     // Set by the operator from the downward API (`spec.nodeName`).
@@ -181,6 +188,8 @@ struct Outputs {
     reconfigure: mpsc::Sender<Reconfigure>,
     /// The live object's status conditions, for [`write_status`] to notice an overwrite.
     live: watch::Sender<Vec<Condition>>,
+    /// The `iotrelay.dev/rekey` annotation, for `kube_rekey::handle_requests`.
+    rekey_annotation: watch::Sender<Option<String>>,
 }
 
 /// Watches the IotRelay (and re-reads its Secrets) and sends live changes: forwards and PSKs. A change of tunnel
@@ -194,7 +203,7 @@ async fn watch_changes(
     allow_short: bool,
     out: Outputs,
 ) {
-    let Outputs { reconfigure: tx, live } = out;
+    let Outputs { reconfigure: tx, live, rekey_annotation } = out;
     let cfg = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut stream = watcher::watcher(relays, cfg).boxed();
     let mut tick = tokio::time::interval(SECRET_POLL);
@@ -217,6 +226,12 @@ async fn watch_changes(
         }
         if let Some(r) = candidate {
             live.send_replace(r.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default());
+            let annotation = r.metadata.annotations.as_ref().and_then(|a| a.get(REKEY_ANNOTATION)).cloned();
+            rekey_annotation.send_if_modified(|v| {
+                let changed = *v != annotation;
+                *v = annotation;
+                changed
+            });
             match validate_spec(&r.spec, allow_short) {
                 Ok(new) => {
                     if new.forwards != spec.forwards {
@@ -283,6 +298,9 @@ fn without_counters(s: &IotRelayStatus) -> IotRelayStatus {
             (c.bytes_in, c.bytes_out, c.packets_in, c.packets_out) = (0, 0, 0, 0);
         }
     }
+    for t in &mut s.tunnels {
+        t.ike_messages_in = 0;
+    }
     for f in &mut s.forwards {
         (f.sessions, f.packets_in, f.packets_out) = (0, 0, 0);
         f.drops = Default::default();
@@ -311,15 +329,27 @@ async fn write_status(
     name: String,
     mut rx: watch::Receiver<IotRelayStatus>,
     mut live: watch::Receiver<Vec<Condition>>,
+    mut rekey: watch::Receiver<Option<LastRekeyRequest>>,
 ) {
     let pp = PatchParams::apply(SIDECAR_FIELD_MANAGER).force();
     let mut written: Option<IotRelayStatus> = None;
     let mut last_write = tokio::time::Instant::now() - COUNTER_WRITE_INTERVAL;
     let mut live_open = true;
+    let mut rekey_open = true;
     loop {
         let mut reassert = false;
         tokio::select! {
             r = rx.changed() => if r.is_err() { return },
+            // A new rekey record is written with the next status; none is written before the relay's first one.
+            r = rekey.changed(), if rekey_open => {
+                if r.is_err() {
+                    rekey_open = false;
+                    continue;
+                }
+                if written.is_none() {
+                    continue;
+                }
+            }
             r = live.changed(), if live_open => {
                 if r.is_err() {
                     live_open = false;
@@ -333,7 +363,9 @@ async fn write_status(
                 reassert = true;
             }
         }
-        let status = rx.borrow_and_update().clone();
+        let mut status = rx.borrow_and_update().clone();
+        // The relay loop builds everything but the rekey record; this writer owns both (one field manager).
+        status.last_rekey_request = rekey.borrow_and_update().clone();
         let state_changed =
             reassert || written.as_ref().is_none_or(|w| without_counters(w) != without_counters(&status));
         if !state_changed {

@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod import_aws;
 pub mod ingress;
 pub mod kube;
+pub mod kube_rekey;
 pub mod monitoring;
 pub mod publish;
 pub mod run;

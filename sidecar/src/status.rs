@@ -14,13 +14,15 @@ use crate::datapath::BgpSnapshot;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
-/// Per-tunnel ESP traffic counters kept by the datapath (inner bytes/packets, over the tunnel's life).
+/// Per-tunnel traffic counters kept by the datapath over the tunnel's life: ESP inner bytes/packets, and IKE
+/// datagrams from the peer's address (`status.tunnels[].ikeMessagesIn`: is AWS answering at all).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ChildCounters {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub packets_in: u64,
     pub packets_out: u64,
+    pub ike_messages_in: u64,
 }
 
 /// What status needs from one tunnel.
@@ -140,6 +142,9 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
             sessions_established: b.sessions_established,
             last_error: b.last_error.clone().unwrap_or_default(),
         }),
+        ike_messages_in: t.child.ike_messages_in,
+        child_rekeys: e.counters.child_rekeys,
+        ike_rekeys: e.counters.ike_rekeys,
     }
 }
 
@@ -351,12 +356,20 @@ mod tests {
         let mut down = engine(TunnelState::Connecting);
         down.last_error = Some("peer did not answer (dead peer detection)".into());
         down.last_down_reason = Some(DownReason::DeadPeer);
+        let mut up = established();
+        (up.counters.child_rekeys, up.counters.ike_rekeys) = (2, 1);
         let tunnels = vec![
             TunnelSnapshot {
                 name: "tunnel1".into(),
-                engine: established(),
+                engine: up,
                 active: true,
-                child: ChildCounters { bytes_in: 100, bytes_out: 200, packets_in: 1, packets_out: 2 },
+                child: ChildCounters {
+                    bytes_in: 100,
+                    bytes_out: 200,
+                    packets_in: 1,
+                    packets_out: 2,
+                    ike_messages_in: 7,
+                },
                 bgp: None,
             },
             TunnelSnapshot {

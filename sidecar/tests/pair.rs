@@ -391,3 +391,29 @@ fn fragmented_replies_are_reassembled() {
     assert!(p.relay_clients[1].1 == big, "the second reply arrived altered");
     assert_eq!(p.relay.reassembly_dropped(), 1);
 }
+
+/// `status.tunnels[].ikeMessagesIn` counts IKE datagrams from the tunnel's peer on 500 and 4500 (what `kubectl
+/// iotrelay diagnose` reads as "AWS answering"); keepalives, ESP and IKE from other addresses are not counted. A
+/// CHILD_SA rekey adds the peer's answer and one completed rekey.
+#[test]
+fn ike_messages_from_the_peer_are_counted() {
+    let mut p = Pair::new();
+    p.pump();
+    assert!(established(&p.relay));
+    let ike_in = |p: &Pair| p.relay.snapshot().0[0].child.ike_messages_in;
+    let answered = ike_in(&p);
+    assert!(answered >= 2, "IKE_SA_INIT and IKE_AUTH answers: {answered}");
+    let rng = &mut SeededRandom::new(3);
+    let mut sink = Capture::default();
+    p.relay.handle_udp4500(p.now, rng, SocketAddr::new(AWS.into(), 4500), &mut [0xff], &mut sink);
+    let stranger = SocketAddr::new(Ipv4Addr::new(192, 0, 2, 99).into(), 500);
+    p.relay.handle_udp500(p.now, rng, stranger, &[0; 28]);
+    p.client_to_relay(CLIENT, b"esp");
+    assert_eq!(ike_in(&p), answered, "only IKE from the peer counts");
+    p.relay.handle_udp500(p.now, rng, SocketAddr::new(AWS.into(), 500), &[0; 28]);
+    assert_eq!(ike_in(&p), answered + 1, "IKE from the peer's address counts, authenticated or not");
+    p.relay.rekey(0, false, p.now, &mut SeededRandom::new(9));
+    p.pump();
+    assert_eq!(ike_in(&p), answered + 2, "the CREATE_CHILD_SA answer");
+    assert_eq!(p.relay.snapshot().0[0].engine.counters.child_rekeys, 1);
+}
