@@ -1,20 +1,24 @@
 //! Watch caches (reflector stores) of everything reconcile reads except Secrets: the children (ServiceAccount,
 //! Role, RoleBinding, Deployment) and the relay pods, all selected by the `managed-by` label the operator puts on
-//! them and kept without `managedFields` (the bulk of a small object). A change of a cached object, or its
-//! deletion, wakes the IotRelay that owns it (children by their controller owner reference, pods through their
-//! Deployment), so a relay whose pod is Pending is looked at again when something happens, not on a timer.
+//! them. Each object is trimmed to what reconcile reads before it is stored (no `managedFields`, annotations, pod
+//! spec, Deployment spec or Role rules: with 1000 relays the full objects were most of the operator's memory).
+//! A change of a cached object that reconcile would see (its [`wake_key`]), or its deletion, wakes the IotRelay that
+//! owns it (children by their controller owner reference, pods through their Deployment), so a relay whose pod is
+//! Pending is looked at again when something happens, not on a timer, and not for every status heartbeat of its
+//! Deployment or pod.
 //!
 //! Secrets are not cached: watching them would need `list`/`watch` on every Secret of the cluster, which the
 //! operator deliberately does not hold (it only `get`s the Secrets an IotRelay names).
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Pod, PodStatus, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -22,8 +26,9 @@ use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use iotrelay_api::IotRelay;
+use iotrelay_api::{IotRelay, IotRelayStatus};
 
+use crate::reconcile::{pod_outcome, replica_failure};
 use crate::render::RELAY_LABEL;
 
 /// Label selector of every object the operator creates (children and, through the pod template, relay pods).
@@ -119,6 +124,30 @@ pub fn relay_change(r: &IotRelay) -> Option<u64> {
     Some(h.finish())
 }
 
+/// What the IotRelay cache keeps: the object without what the operator never reads. Out go the relay's status
+/// fields (tunnels, forwards, counters: only `observedGeneration` and the conditions are read), the
+/// `last-applied-configuration` annotation of `kubectl apply` (a second copy of the spec), and the managed fields of
+/// everything but the status conditions (the Ready handover reads who owns which condition field).
+pub fn trim_relay(r: &mut IotRelay) {
+    if let Some(a) = r.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+    if let Some(mf) = r.metadata.managed_fields.as_mut() {
+        mf.retain(|e| e.subresource.as_deref() == Some("status"));
+        for e in mf.iter_mut() {
+            let conditions = e.fields_v1.as_ref().and_then(|f| f.0.get("f:status")?.get("f:conditions").cloned());
+            e.fields_v1 = conditions.map(|c| FieldsV1(serde_json::json!({ "f:status": { "f:conditions": c } })));
+        }
+    }
+    if let Some(s) = r.status.take() {
+        r.status = Some(IotRelayStatus {
+            observed_generation: s.observed_generation,
+            conditions: s.conditions,
+            ..Default::default()
+        });
+    }
+}
+
 /// The IotRelay that controls an object (its controller owner reference), if any.
 pub fn owning_relay(meta: &ObjectMeta) -> Option<ObjectRef<IotRelay>> {
     let api_version = format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION);
@@ -137,6 +166,83 @@ fn pod_relay(pod: &Pod, deployments: &Store<Deployment>) -> Option<ObjectRef<Iot
     owning_relay(deployments.get(&ObjectRef::new(child).within(ns))?.meta())
 }
 
+/// How a cached kind is stored and when a change of it matters to reconcile.
+pub trait Cached {
+    /// Drops what reconcile never reads (kept: name, namespace, labels, owner references, generation,
+    /// resourceVersion, deletion timestamp, and per kind what is listed below).
+    fn trim(&mut self);
+    /// Changes when something reconcile reads from this object changes (including our own writes to it).
+    fn wake_key(&self) -> u64;
+}
+
+fn trim_meta(m: &mut ObjectMeta, keep_labels: bool) {
+    m.managed_fields = None;
+    m.annotations = None;
+    m.finalizers = None;
+    if !keep_labels {
+        m.labels = None;
+    }
+}
+
+fn hash_of(v: impl Hash) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+/// Children other than the Deployment: their version is all reconcile compares (someone changed it, or we did).
+macro_rules! cached_by_version {
+    ($($k:ty => |$o:ident| $trim:expr),* $(,)?) => {$(
+        impl Cached for $k {
+            fn trim(&mut self) {
+                trim_meta(&mut self.metadata, false);
+                let $o = self;
+                $trim;
+            }
+            fn wake_key(&self) -> u64 {
+                hash_of((&self.metadata.resource_version, self.metadata.deletion_timestamp.is_some()))
+            }
+        }
+    )*};
+}
+cached_by_version! {
+    ServiceAccount => |o| { o.secrets = None; o.image_pull_secrets = None },
+    Role => |o| o.rules = None,
+    RoleBinding => |o| o.subjects = None,
+}
+
+/// A Deployment: its generation (a spec change by anyone) and what [`crate::reconcile`] reads of its status.
+impl Cached for Deployment {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata, false);
+        self.spec = None;
+    }
+    fn wake_key(&self) -> u64 {
+        let status = self.status.as_ref();
+        let available = status.and_then(|s| s.available_replicas).unwrap_or(0) > 0;
+        let failure = status.and_then(replica_failure).map(|o| format!("{o:?}"));
+        hash_of((self.metadata.generation, self.metadata.deletion_timestamp.is_some(), available, failure))
+    }
+}
+
+/// A relay pod: its labels (to find it) and the status [`pod_outcome`] reads.
+impl Cached for Pod {
+    fn trim(&mut self) {
+        trim_meta(&mut self.metadata, true);
+        self.metadata.owner_references = None;
+        self.spec = None;
+        self.status = self.status.take().map(|s| PodStatus {
+            phase: s.phase,
+            conditions: s.conditions,
+            container_statuses: s.container_statuses,
+            ..Default::default()
+        });
+    }
+    fn wake_key(&self) -> u64 {
+        hash_of(format!("{:?}", pod_outcome(std::slice::from_ref(self))))
+    }
+}
+
 fn watch<K>(
     client: &Client,
     namespace: Option<&str>,
@@ -144,7 +250,7 @@ fn watch<K>(
     owner: impl Fn(&K) -> Option<ObjectRef<IotRelay>> + Send + 'static,
 ) -> Store<K>
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Cached,
     K: Clone + DeserializeOwned + Debug + Send + Sync + 'static,
 {
     let api: Api<K> = match namespace {
@@ -154,25 +260,60 @@ where
     let (reader, writer) = reflector::store();
     let stream = watcher(api, watcher::Config::default().labels(MANAGED_BY_SELECTOR).any_semantic())
         .default_backoff()
-        .modify(|o: &mut K| o.managed_fields_mut().clear())
-        .reflect(writer)
-        .touched_objects();
+        .modify(K::trim)
+        .reflect(writer);
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
+        let mut wakes = Wakes::default();
         while let Some(item) = stream.next().await {
-            match item {
-                Ok(obj) => {
-                    if let Some(r) = owner(&obj)
-                        && tx.send(r).await.is_err()
-                    {
-                        return;
-                    }
+            let woken = match &item {
+                Ok(event) => wakes.on(event).and_then(&owner),
+                Err(e) => {
+                    warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying");
+                    None
                 }
-                Err(e) => warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying"),
+            };
+            if let Some(r) = woken
+                && tx.send(r).await.is_err()
+            {
+                return;
             }
         }
     });
     reader
+}
+
+/// The last [`Cached::wake_key`] seen per object of one watch, to tell which events matter.
+#[derive(Default)]
+struct Wakes {
+    keys: HashMap<(Option<String>, String), u64>,
+    /// The first complete list was seen: objects listed before it wake nobody (every IotRelay gets a pass at
+    /// start anyway), objects a later relist brings back wake their IotRelay if they changed meanwhile.
+    listed: bool,
+}
+
+impl Wakes {
+    /// The object whose IotRelay an event wakes, if any.
+    fn on<'e, K: Resource + Cached>(&mut self, event: &'e watcher::Event<K>) -> Option<&'e K> {
+        let id = |o: &K| (o.meta().namespace.clone(), o.meta().name.clone().unwrap_or_default());
+        match event {
+            watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
+                let key = o.wake_key();
+                let before = self.keys.insert(id(o), key);
+                let initial = matches!(event, watcher::Event::InitApply(_)) && !self.listed;
+                (before != Some(key) && !initial).then_some(o)
+            }
+            watcher::Event::Delete(o) => {
+                self.keys.remove(&id(o));
+                Some(o)
+            }
+            watcher::Event::Init => None,
+            watcher::Event::InitDone => {
+                self.listed = true;
+                None
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -192,6 +333,109 @@ mod tests {
         json!({"conditions": [{"type": "Ready", "status": "True", "reason": "TunnelEstablished", "message": "up",
             "lastTransitionTime": since}],
             "forwards": [{"name": "admin", "listening": true, "sessions": 1, "packetsIn": packets, "packetsOut": packets}]})
+    }
+
+    fn deployment(v: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({"metadata": {"name": "iotrelay-a", "namespace": "iot", "generation": 1,
+            "ownerReferences": [{"apiVersion": "iotrelay.dev/v1alpha1", "kind": "IotRelay", "name": "a", "uid": "u1",
+                "controller": true}],
+            "managedFields": [{"manager": "x"}], "annotations": {"deployment.kubernetes.io/revision": "1"}},
+            "spec": {"selector": {}, "template": {"spec": {"containers": [{"name": "relay"}]}}},
+            "status": v}))
+        .unwrap()
+    }
+
+    #[test]
+    fn deployment_heartbeats_do_not_wake_but_availability_and_failures_do() {
+        let base = deployment(json!({"observedGeneration": 1, "replicas": 1, "unavailableReplicas": 1}));
+        let key = base.wake_key();
+        let beat = deployment(json!({"observedGeneration": 2, "replicas": 1, "updatedReplicas": 1,
+            "conditions": [{"type": "Progressing", "status": "True", "reason": "NewReplicaSetCreated"}]}));
+        assert_eq!(key, beat.wake_key(), "rollout bookkeeping is not read by reconcile");
+        assert_ne!(key, deployment(json!({"availableReplicas": 1})).wake_key(), "the pod became available");
+        let failed = deployment(json!({"conditions": [{"type": "ReplicaFailure", "status": "True",
+            "reason": "FailedCreate", "message": "exceeded quota"}]}));
+        assert_ne!(key, failed.wake_key(), "the pod cannot be created");
+        let mut trimmed = failed.clone();
+        trimmed.trim();
+        assert_eq!(trimmed.wake_key(), failed.wake_key(), "trimming keeps what the key reads");
+        assert!(trimmed.spec.is_none() && trimmed.metadata.managed_fields.is_none());
+        assert!(trimmed.metadata.annotations.is_none());
+        assert_eq!(owning_relay(&trimmed.metadata), Some(ObjectRef::new("a").within("iot")), "owner kept");
+    }
+
+    fn pod(status: serde_json::Value) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "iot",
+            "labels": {RELAY_LABEL: "iotrelay-a"}}, "spec": {"containers": [{"name": "relay"}]}, "status": status}))
+        .unwrap()
+    }
+
+    #[test]
+    fn pod_wakes_only_for_what_its_outcome_reads() {
+        let unschedulable = |t: &str| {
+            pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/1 nodes are available", "lastProbeTime": t}]}))
+        };
+        let p = unschedulable("2026-01-01T00:00:00Z");
+        assert_eq!(p.wake_key(), unschedulable("2026-01-01T00:05:00Z").wake_key(), "a retry of the scheduler");
+        assert_ne!(p.wake_key(), pod(json!({"phase": "Pending"})).wake_key());
+        let mut t = p.clone();
+        t.trim();
+        assert!(t.spec.is_none());
+        assert_eq!(t.wake_key(), p.wake_key());
+        assert_eq!(t.labels().get(RELAY_LABEL).map(String::as_str), Some("iotrelay-a"), "found by its label");
+    }
+
+    #[test]
+    fn wakes_skip_the_first_list_and_unchanged_objects_but_not_deletions() {
+        let mut w = Wakes::default();
+        let p = pod(json!({"phase": "Pending"}));
+        assert!(w.on(&watcher::Event::InitApply(p.clone())).is_none(), "initial list: every relay gets a pass anyway");
+        assert!(w.on(&watcher::Event::<Pod>::InitDone).is_none());
+        assert!(w.on(&watcher::Event::Apply(p.clone())).is_none(), "nothing reconcile reads changed");
+        let running = pod(json!({"phase": "Running", "containerStatuses": [{"name": "relay", "image": "i",
+            "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]}));
+        assert!(w.on(&watcher::Event::Apply(running.clone())).is_some(), "the pod runs");
+        assert!(w.on(&watcher::Event::InitApply(running.clone())).is_none(), "a relist of an unchanged object");
+        assert!(w.on(&watcher::Event::Delete(running)).is_some(), "a deletion always wakes");
+    }
+
+    #[test]
+    fn trimmed_relay_keeps_what_reconcile_reads() {
+        use crate::conditions::sole_owned_condition_fields;
+        let mut r = relay(ready("2026-01-01T00:00:00Z", 7));
+        r.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration".to_string(), "{...}".to_string()),
+                ("iotrelay.dev/rekey".to_string(), "1".to_string()),
+            ]
+            .into(),
+        );
+        r.metadata.managed_fields = Some(
+            serde_json::from_value(json!([
+                {"manager": "kubectl", "operation": "Apply", "fieldsV1": {"f:spec": {"f:tunnels": {}}}},
+                {"manager": "iotrelay-operator", "operation": "Apply", "subresource": "status",
+                 "fieldsV1": {"f:status": {"f:observedGeneration": {}, "f:conditions": {"k:{\"type\":\"Ready\"}":
+                    {".": {}, "f:type": {}, "f:status": {}, "f:reason": {}}}}}},
+                {"manager": "iotrelay-sidecar", "operation": "Apply", "subresource": "status",
+                 "fieldsV1": {"f:status": {"f:forwards": {}, "f:conditions": {"k:{\"type\":\"Ready\"}":
+                    {".": {}, "f:type": {}, "f:status": {}}}}}}
+            ]))
+            .unwrap(),
+        );
+        let owned = |r: &IotRelay| {
+            sole_owned_condition_fields(r.metadata.managed_fields.as_deref().unwrap(), "iotrelay-operator", "Ready")
+        };
+        let before = owned(&r);
+        let mut t = r.clone();
+        trim_relay(&mut t);
+        assert_eq!(owned(&t), before, "the Ready handover reads the same owners");
+        assert_eq!(before.len(), 1, "only the reason is the operator's alone: {before:?}");
+        assert_eq!(t.metadata.managed_fields.as_ref().unwrap().len(), 2, "the spec manager's entry is dropped");
+        let s = t.status.as_ref().unwrap();
+        assert!(s.forwards.is_empty() && s.conditions.len() == 1, "counters dropped, conditions kept");
+        let a = t.metadata.annotations.as_ref().unwrap();
+        assert!(a.contains_key("iotrelay.dev/rekey") && a.len() == 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use futures::StreamExt;
-use kube::runtime::controller::Controller;
+use kube::runtime::controller::{self, Controller};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 
 use iotrelay_api::IotRelay;
 
-use crate::cache::{Caches, relay_change};
+use crate::cache::{Caches, relay_change, trim_relay};
 use crate::leader::{self, LeaseConfig};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, error_policy, reconcile};
@@ -102,6 +102,11 @@ impl Settings {
 
 /// Name of the leader-election Lease in the operator's namespace.
 pub const LEASE_NAME: &str = "iotrelay-operator-leader";
+
+/// Reconcile passes running at once. Unbounded (kube's default), a start with 1000 IotRelays ran 1000 passes at
+/// once, each with its own connections to the API server; a pass is mostly waiting for the API server, so a few
+/// dozen keep it busy without that.
+pub const CONCURRENCY: u16 = 32;
 
 /// How often the memory of deleted IotRelays is dropped.
 pub const MEMORY_SWEEP: Duration = Duration::from_secs(60);
@@ -203,6 +208,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     // Status writes that change no condition (the relay's traffic counters) do not start a pass.
     let relay_stream = watcher(relays, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(trim_relay)
         .reflect(relay_writer)
         .applied_objects()
         .predicate_filter(relay_change, Default::default());
@@ -225,6 +231,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         _ = stopped() => return Ok(()),
     }
     let controller = Controller::for_stream(relay_stream, relay_store)
+        .with_config(controller::Config::default().concurrency(CONCURRENCY))
         .reconcile_on(tokio_stream_from(wake))
         .graceful_shutdown_on(stopped())
         .run(reconcile, error_policy, ctx)
