@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# The configurations of the network bench (sourced by bench/run.sh after e2e/lab/lib.sh and e2e/lab/relay.sh).
+# The configurations of the network bench (sourced by bench/run.sh after e2e/lab/lib.sh, relay.sh, iotrelay_aws.sh).
 # Every configuration gets a lab of its own (e2e/lab/lib.sh's topology, LAB_ID $BENCH_ID-<cfg>): all are built
 # first and stay idle while another one is measured, so the rounds can alternate between them cheaply.
 #
@@ -11,7 +11,8 @@
 #   orig-SUITE   the original setup: strongSwan (kernel-libipsec) + iptables DNAT/SNAT on the relay host,
 #                strongSwan (kernel-libipsec) configured like an AWS tunnel on the AWS side
 #   relay-SUITE  iotrelay on the relay host, strongSwan as the AWS side
-#   both-SUITE   iotrelay on both ends: the AWS side is iotrelay in gateway mode as a responder (TUN into the VPC)
+#   both-SUITE   iotrelay on both ends: the AWS side is iotrelay in gateway mode as a responder (TUN into the VPC,
+#                e2e/lab/iotrelay_aws.sh)
 # SUITE: gcm (AES-GCM-128, ecp256) or cbc (AES-CBC-128 + HMAC-SHA1-96, modp1024: AWS's default, the original's).
 #   load-SUITE   memory under load, not alternated: iotrelay with two tunnels (strongSwan on aws1 and aws2) and
 #                BENCH_FORWARDS forwards (ports 9100.., all to the device's echo), for bench/run.sh's rss_load
@@ -135,40 +136,6 @@ stringData: {tunnel1: "$BENCH_PSK"}
 EOF
 }
 
-# bench_aws_gateway_yaml FILE SUITE: iotrelay as the AWS side, gateway mode, responder (docs/gateway.md).
-bench_aws_gateway_yaml() {
-  cat > "$1" <<EOF
-apiVersion: iotrelay.dev/v1alpha1
-kind: IotRelay
-metadata: {name: aws, namespace: default}
-spec:
-  insideAddress: 100.64.255.1
-  remoteSubnets: ["$LAB_INSIDE_PREFIX"]
-  tunnels:
-  - {name: relay, peerAddress: $LAB_RELAY_PUBLIC, preSharedKeySecretRef: {name: vpn, key: psk}}
-  ike: {proposals: ["$(suite_ike "$2")"], startupAction: Add}
-  esp: {proposals: ["$(suite_esp "$2")"], replayWindow: 1024}
-  gateway: {}
----
-apiVersion: v1
-kind: Secret
-metadata: {name: vpn, namespace: default}
-stringData: {psk: "$BENCH_PSK"}
-EOF
-}
-
-# bench_aws_gateway_start SUITE: iotrelay in gateway mode in the aws1 namespace; its admin port is 127.0.0.1:9464
-# there (the namespace's own loopback).
-bench_aws_gateway_start() {
-  bench_aws_gateway_yaml "$LAB_DIR/aws.yaml" "$1"
-  lab_bg "$LAB_ID-aws1" "$LAB_DIR/aws-relay.log" env RUST_LOG=info "$IOTRELAY_SIDECAR" standalone \
-    --file "$LAB_DIR/aws.yaml" --admin-addr "$RELAY_ADMIN"
-  echo "$LAB_PID" > "$LAB_DIR/aws-relay.pid"
-  lab_wait 15 bench_aws_status_ok || { lab_log "AWS-side iotrelay did not answer: $(tail -3 "$LAB_DIR/aws-relay.log")"; return 1; }
-}
-
-bench_aws_status_ok() { ip netns exec "$LAB_ID-aws1" curl -fsS --max-time 2 "http://$RELAY_ADMIN/status" > /dev/null 2>&1; }
-
 # bench_first_echo: from the IoT server, one datagram every 5 ms through the relay to the device's echo, until the
 # first answer (at most 30 s); prints the udpload ping line (first_ms: from its start to the first answer).
 bench_first_echo() {
@@ -214,7 +181,8 @@ bench_up() {
       if [ "$kind" = relay ]; then
         lab_aws_start 1 "$BENCH_PSK" || return 1
       else
-        bench_aws_gateway_start "$suite" || return 1
+        AWS_IOTRELAY_IKE=$(suite_ike "$suite") AWS_IOTRELAY_ESP=$(suite_esp "$suite") \
+          iotrelay_aws_start 1 "$BENCH_PSK" || { lab_log "AWS side: $LAB_WHY"; return 1; }
       fi
       bench_relay_yaml "$LAB_DIR/relay.yaml" "$suite"
       bench_first_echo > "$LAB_DIR/first.out" &
@@ -244,6 +212,6 @@ bench_up() {
 bench_down() {
   bench_lab "$1"
   relay_stop
-  [ -f "$LAB_DIR/aws-relay.pid" ] && kill "$(cat "$LAB_DIR/aws-relay.pid")" 2>/dev/null
+  iotrelay_aws_stop 1
   lab_down
 }

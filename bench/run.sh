@@ -24,6 +24,8 @@ REPO=$(cd "$HERE/.." && pwd)
 source "$REPO/e2e/lab/lib.sh"
 # shellcheck source=e2e/lab/relay.sh
 source "$REPO/e2e/lab/relay.sh"
+# shellcheck source=e2e/lab/iotrelay_aws.sh
+source "$REPO/e2e/lab/iotrelay_aws.sh"
 # shellcheck source=bench/lab.sh
 source "$HERE/lab.sh"
 lab_need_root
