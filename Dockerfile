@@ -35,15 +35,19 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cargo build --release --locked --target "$target" --bin iotrelay-operator --bin iotrelay-sidecar \
  && mkdir /out \
  && cp "target/$target/release/iotrelay-operator" "target/$target/release/iotrelay-sidecar" /out/ \
- && setcap cap_net_bind_service=+ep /out/iotrelay-sidecar
+ && setcap cap_net_bind_service,cap_net_admin=+p /out/iotrelay-sidecar
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/iotrelay-operator /out/iotrelay-sidecar /usr/local/bin/
 # Both run as nonroot (65532; the chart and the operator's relay pod spec set it too). The relay binds UDP 500 (and
-# forward ports below 1024): a non-root process keeps no capability across exec unless the binary carries it as a
-# file capability, hence setcap in the build stage (COPY --from keeps the security.capability xattr with BuildKit;
-# an image builder that drops xattrs gives relays that cannot bind UDP 500). Under no_new_privs
-# (allowPrivilegeEscalation: false) the kernel grants the file capability only when the container's capability
-# sets hold it too: the relay pod adds NET_BIND_SERVICE and drops everything else (docs/kubernetes.md).
+# forward ports below 1024) and, in gateway mode only, creates a TUN device and routes: a non-root process keeps no
+# capability across exec unless the binary carries it as a file capability, hence setcap in the build stage
+# (COPY --from keeps the security.capability xattr with BuildKit; an image builder that drops xattrs gives relays
+# that cannot bind UDP 500). The capabilities are permitted only, without the effective bit: the relay raises
+# cap_net_bind_service itself, and cap_net_admin only in gateway mode, dropping it otherwise. (With the effective
+# bit the kernel would refuse to exec the binary in every pod whose bounding set lacks one of them, i.e. every
+# relay without gateway mode.) Under no_new_privs (allowPrivilegeEscalation: false) the kernel grants a file
+# capability only when the container's capability sets hold it too: the relay pod adds NET_BIND_SERVICE, and
+# NET_ADMIN only in gateway mode, and drops everything else (docs/kubernetes.md).
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/iotrelay-operator"]

@@ -134,7 +134,7 @@ def dockerfile_final_stage(path):
     return copies, user, entry, env, workdir
 
 
-CAP_NUMBERS = {"cap_net_bind_service": 10}
+CAP_NUMBERS = {"cap_net_bind_service": 10, "cap_net_admin": 12}
 
 
 def file_caps(path):

@@ -269,8 +269,11 @@ fn pod_spec(
             ..Default::default()
         });
     }
-    // Gateway mode (spec.gateway) only: the TUN device node; NET_ADMIN is added below.
+    // Gateway mode (spec.gateway) only: the TUN device node; NET_ADMIN is added below, and the relay keeps
+    // CAP_NET_ADMIN only when told it runs for gateway mode (it settles its capabilities before reading the
+    // IotRelay; iotrelay-sidecar's `privileges`).
     if spec.gateway.is_some() {
+        envs.push(env("IOTRELAY_GATEWAY", "true".into()));
         volumes.push(Volume {
             name: "dev-net-tun".into(),
             host_path: Some(HostPathVolumeSource { path: "/dev/net/tun".into(), type_: Some("CharDevice".into()) }),

@@ -65,6 +65,11 @@ fn net_admin_and_tun_only_in_gateway_mode() {
     let plain = render_relay(&relay("plant-7.input.yaml"));
     assert_eq!(caps(&plain), (vec!["NET_BIND_SERVICE".to_string()], Some(false), Some(RELAY_UID)));
     assert!(!tun_mounted(&plain), "no TUN device without gateway mode");
+    assert_eq!(
+        env(relay_container(&plain), "IOTRELAY_GATEWAY"),
+        None,
+        "the relay is told gateway mode only in gateway mode"
+    );
     let mut r = relay("plant-7.input.yaml");
     r.spec.gateway = Some(Default::default());
     let gw = render_relay(&r);
@@ -73,6 +78,7 @@ fn net_admin_and_tun_only_in_gateway_mode() {
         (vec!["NET_BIND_SERVICE".to_string(), "NET_ADMIN".to_string()], Some(false), Some(RELAY_UID))
     );
     assert!(tun_mounted(&gw));
+    assert_eq!(env(relay_container(&gw), "IOTRELAY_GATEWAY").as_deref(), Some("true"));
     let sc = relay_container(&gw).security_context.clone().unwrap();
     assert_eq!(sc.privileged, Some(false));
     assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));

@@ -29,6 +29,15 @@ use crate::status::Owner;
 
 /// The node the pod runs on, for `status.nodeName`.
 pub const NODE_NAME_ENV: &str = "IOTRELAY_NODE_NAME";
+/// `true` in a relay pod the operator rendered for gateway mode (next to `NET_ADMIN` and `/dev/net/tun`): the
+/// relay keeps `CAP_NET_ADMIN` only then. Read before the IotRelay is, because capabilities are settled before the
+/// runtime's threads start (`crate::privileges`); [`run_kube`] then checks that the IotRelay agrees.
+pub const GATEWAY_ENV: &str = "IOTRELAY_GATEWAY";
+
+/// Whether the pod was started for gateway mode ([`GATEWAY_ENV`]).
+pub fn gateway_from_env() -> bool {
+    std::env::var(GATEWAY_ENV).is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"))
+}
 
 /// Counter-only status changes are written at most this often.
 const COUNTER_WRITE_INTERVAL: Duration = Duration::from_secs(10);
@@ -121,7 +130,14 @@ async fn load(
     }
 }
 
-pub async fn run_kube(name: String, namespace: String, admin: AdminOptions, allow_short: bool) -> anyhow::Result<()> {
+/// `gateway`: whether the pod was started for gateway mode ([`gateway_from_env`]); the IotRelay must agree.
+pub async fn run_kube(
+    name: String,
+    namespace: String,
+    admin: AdminOptions,
+    allow_short: bool,
+    gateway: bool,
+) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("reading the in-cluster Kubernetes configuration")?;
     let relays: Api<IotRelay> = Api::namespaced(client.clone(), &namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &namespace);
@@ -135,6 +151,16 @@ pub async fn run_kube(name: String, namespace: String, admin: AdminOptions, allo
     crate::admin::start(&admin, shared.clone()).await?;
 
     let (relay, spec, psks) = load(&relays, &secrets, &name, allow_short).await;
+    // A pod rendered before spec.gateway was added or removed: the operator replaces it (the pod template
+    // differs), so this one stops rather than run without the capability or with one it should not hold.
+    if spec.gateway.is_some() != gateway {
+        anyhow::bail!(
+            "spec.gateway is {} but this pod was started {} gateway mode ({GATEWAY_ENV}): waiting for the operator \
+             to replace the pod",
+            if spec.gateway.is_some() { "set" } else { "not set" },
+            if gateway { "for" } else { "without" }
+        );
+    }
     if has_short_lifetimes(&spec) {
         tracing::warn!("IOTRELAY_UNSAFE_SHORT_LIFETIMES is set: lifetimes below AWS's 900 s minimum (test only)");
     }

@@ -8,7 +8,7 @@
 //! reply and the relay finds the client) → [`sockets`] (`outbox.rs`: sent at the end of the pass, GSO-batched).
 //! Around it: [`demux`] (what a reader keeps), [`publish`] and [`status`] (the status), [`admin`] (HTTP),
 //! [`kube`] (in-cluster mode), [`config`] (spec to engine configuration), [`gateway`] and [`tun`] (gateway mode),
-//! [`import_aws`].
+//! [`privileges`] (capabilities), [`import_aws`].
 
 pub mod admin;
 pub mod config;
@@ -20,6 +20,7 @@ pub mod ingress;
 pub mod kube;
 pub mod kube_rekey;
 pub mod monitoring;
+pub mod privileges;
 pub mod publish;
 pub mod run;
 pub mod sockets;

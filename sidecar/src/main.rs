@@ -93,6 +93,32 @@ fn allow_short_lifetimes() -> bool {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs(cli.log_format);
+    // Whether gateway mode is on decides the capabilities the relay keeps; they are set before the runtime starts
+    // its threads, which then all hold the same sets (iotrelay_sidecar::privileges).
+    let (mode, gateway) = match cli.mode {
+        Mode::Standalone { file, admin_addr, http } => match load_standalone(&file) {
+            Ok(loaded) => {
+                let gateway = loaded.spec.gateway.is_some();
+                (Run::Standalone(Box::new(loaded), admin_addr, http), gateway)
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        },
+        Mode::Kube { name, namespace, admin_addr, admin_port, http } => {
+            (Run::Kube { name, namespace, admin_addr, admin_port, http }, iotrelay_sidecar::kube::gateway_from_env())
+        }
+        // YAML on stdout or one error line on stderr; it logs nothing.
+        Mode::ImportAws(args) => return iotrelay_sidecar::import_aws::main(args),
+    };
+    match iotrelay_sidecar::privileges::adopt(gateway) {
+        Ok(caps) => tracing::info!(gateway, effective = ?caps.effective, "capabilities"),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::from(2);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -100,23 +126,21 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let r = match cli.mode {
-        Mode::Standalone { file, admin_addr, http } => {
+    let r = match mode {
+        Run::Standalone(loaded, admin_addr, http) => {
             let opts =
                 AdminOptions { admin_addr, metrics_addr: http.metrics_addr, rekey_token_file: http.rekey_token_file };
-            rt.block_on(standalone(file, opts))
+            rt.block_on(standalone(*loaded, opts))
         }
-        Mode::Kube { name, namespace, admin_addr, admin_port, http } => {
+        Run::Kube { name, namespace, admin_addr, admin_port, http } => {
             let mut metrics_addr = http.metrics_addr.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 9464)));
             if let Some(p) = admin_port {
                 metrics_addr.set_port(p);
             }
             let opts =
                 AdminOptions { admin_addr, metrics_addr: Some(metrics_addr), rekey_token_file: http.rekey_token_file };
-            rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, opts, allow_short_lifetimes()))
+            rt.block_on(iotrelay_sidecar::kube::run_kube(name, namespace, opts, allow_short_lifetimes(), gateway))
         }
-        // YAML on stdout or one error line on stderr; it logs nothing.
-        Mode::ImportAws(args) => return iotrelay_sidecar::import_aws::main(args),
     };
     // Do not wait for reader tasks blocked in recv.
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -129,10 +153,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn standalone(file: PathBuf, admin: AdminOptions) -> anyhow::Result<()> {
+/// What `main` runs once the capabilities are set.
+enum Run {
+    Standalone(Box<Loaded>, SocketAddr, HttpArgs),
+    Kube { name: String, namespace: String, admin_addr: SocketAddr, admin_port: Option<u16>, http: HttpArgs },
+}
+
+/// A standalone relay's validated configuration, read before the runtime starts.
+struct Loaded {
+    spec: iotrelay_api::validate::ValidatedSpec,
+    psks: Vec<zeroize::Zeroizing<Vec<u8>>>,
+    generation: Option<i64>,
+}
+
+fn load_standalone(file: &std::path::Path) -> anyhow::Result<Loaded> {
     // The file holds the PSKs: its text is wiped when dropped.
     let text = zeroize::Zeroizing::new(
-        std::fs::read_to_string(&file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?,
+        std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("reading {}: {e}", file.display()))?,
     );
     let (relay, secrets) =
         iotrelay_api::standalone::load_yaml(&text).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
@@ -152,6 +189,10 @@ async fn standalone(file: PathBuf, admin: AdminOptions) -> anyhow::Result<()> {
         forwards = spec.forwards.len(),
         "configuration loaded"
     );
+    Ok(Loaded { spec, psks, generation: relay.metadata.generation })
+}
+
+async fn standalone(loaded: Loaded, admin: AdminOptions) -> anyhow::Result<()> {
     let (cmd_tx, cmd_rx) = mpsc::channel(16);
     let shared = Arc::new(Shared {
         published: Mutex::new(Published::default()),
@@ -159,6 +200,7 @@ async fn standalone(file: PathBuf, admin: AdminOptions) -> anyhow::Result<()> {
         rekey_token_file: admin.rekey_token_file.clone(),
     });
     iotrelay_sidecar::admin::start(&admin, shared.clone()).await?;
-    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::Standalone, node_name: None };
+    let Loaded { spec, psks, generation } = loaded;
+    let rs = RunSpec { spec, psks, generation, owner: Owner::Standalone, node_name: None };
     run(rs, shared, cmd_rx, None).await
 }
