@@ -1,4 +1,4 @@
-//! Status types: written by the relay (Ready, Degraded, tunnels, forwards, datapath, summary columns) and by the
+//! Status types: written by the relay (Ready, Degraded, tunnels, forwards, datapath, gateway, summary columns) and by the
 //! operator (Reconciling, Stalled, observedGeneration). The same JSON is served at the standalone `/status`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -64,6 +64,9 @@ pub struct IotRelayStatus {
     /// handled, and what it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_rekey_request: Option<crate::rekey::LastRekeyRequest>,
+    /// Gateway mode's counters (`spec.gateway`); absent without gateway mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<GatewayStatus>,
 }
 
 impl IotRelayStatus {
@@ -277,6 +280,56 @@ pub struct DatapathStatus {
     /// ESP packets dropped, by reason.
     #[serde(default)]
     pub drops: DatapathDrops,
+}
+
+/// Gateway mode's packet counters, since the relay started.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayStatus {
+    /// Packets the host routed into the TUN device that were sent into the tunnel (a packet fragmented before
+    /// encryption counts once).
+    #[serde(default)]
+    pub packets_to_tunnel: u64,
+    /// Packets from the tunnel written to the TUN device.
+    #[serde(default)]
+    pub packets_to_device: u64,
+    /// Packets larger than the MTU without DF, fragmented before encryption.
+    #[serde(default)]
+    pub fragmented: u64,
+    /// TCP SYNs (both directions) whose MSS option was lowered to the MTU - 40.
+    #[serde(default)]
+    pub mss_clamped: u64,
+    /// Packets dropped, by reason.
+    #[serde(default)]
+    pub drops: GatewayDrops,
+}
+
+/// Gateway mode's drop counters.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayDrops {
+    /// From the device: not a valid IPv4 packet (e.g. IPv6 the host sent to the device).
+    #[serde(default)]
+    pub not_ipv4: u64,
+    /// From the device: no tunnel has a CHILD_SA.
+    #[serde(default)]
+    pub no_tunnel: u64,
+    /// From the device: source outside the negotiated local traffic selectors, or destination outside the peer's
+    /// selectors or `remoteSubnets`; never sent.
+    #[serde(default)]
+    pub outside_selectors: u64,
+    /// From the device: larger than the MTU with DF set; each is answered with ICMP "fragmentation needed".
+    #[serde(default)]
+    pub too_big: u64,
+    /// From the tunnel: source outside the peer's traffic selectors or `remoteSubnets` (anti-spoofing).
+    #[serde(default)]
+    pub spoofed_source: u64,
+    /// From the tunnel: not a valid IPv4 packet.
+    #[serde(default)]
+    pub malformed: u64,
+    /// Encrypting or queueing for the tunnel failed, or the device did not take the packet.
+    #[serde(default)]
+    pub send_failed: u64,
 }
 
 /// ESP drop counters.

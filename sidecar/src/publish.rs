@@ -75,6 +75,7 @@ impl Publisher {
             &tunnels,
             &forwards,
             drops.clone(),
+            dp.gateway_on().then(|| dp.gateway_counters()).as_ref(),
             &self.wall,
             Time(Timestamp::now()),
             &self.conditions,

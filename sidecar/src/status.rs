@@ -5,12 +5,13 @@ use std::time::Duration;
 
 use iotrelay_api::status::condition;
 use iotrelay_api::{
-    BgpSessionStatus, ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, IkeSaStatus,
-    IotRelayStatus, TunnelState as ApiState, TunnelStatus as ApiTunnel,
+    BgpSessionStatus, ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, GatewayDrops,
+    GatewayStatus, IkeSaStatus, IotRelayStatus, TunnelState as ApiState, TunnelStatus as ApiTunnel,
 };
 use iotrelay_ikev2::{TunnelState, TunnelStatus};
 
 use crate::datapath::BgpSnapshot;
+use crate::gateway::{GatewayCounters, GatewayDrop};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 
@@ -169,6 +170,7 @@ pub fn build_status(
     tunnels: &[TunnelSnapshot],
     forwards: &[ForwardSnapshot],
     datapath: DatapathDrops,
+    gateway: Option<&GatewayCounters>,
     clock: &WallClock,
     now: Time,
     previous: &[Condition],
@@ -263,10 +265,31 @@ pub fn build_status(
         tunnels: api_tunnels,
         forwards: api_forwards,
         datapath: Some(DatapathStatus { drops: datapath }),
+        gateway: gateway.map(gateway_status),
         ..Default::default()
     };
     s.summarize();
     s
+}
+
+/// `status.gateway` from the datapath's gateway counters (the same numbers as `iotrelay_gateway_*`).
+pub fn gateway_status(c: &GatewayCounters) -> GatewayStatus {
+    let d = |why| c.drops_of(why);
+    GatewayStatus {
+        packets_to_tunnel: c.to_tunnel,
+        packets_to_device: c.to_device,
+        fragmented: c.fragmented,
+        mss_clamped: c.mss_clamped,
+        drops: GatewayDrops {
+            not_ipv4: d(GatewayDrop::NotIpv4),
+            no_tunnel: d(GatewayDrop::NoTunnel),
+            outside_selectors: d(GatewayDrop::OutsideSelectors),
+            too_big: d(GatewayDrop::TooBig),
+            spoofed_source: d(GatewayDrop::SpoofedSource),
+            malformed: d(GatewayDrop::Malformed),
+            send_failed: d(GatewayDrop::SendFailed),
+        },
+    }
 }
 
 /// `/readyz`: Ok once a tunnel has an installed CHILD_SA and every forward listens, else the reason.
@@ -387,6 +410,7 @@ mod tests {
             &tunnels,
             &[forward()],
             DatapathDrops { replay: 2, ..Default::default() },
+            None,
             &clock(),
             now(),
             &[],
@@ -417,6 +441,7 @@ mod tests {
             &tunnels,
             &[forward()],
             Default::default(),
+            None,
             &clock(),
             now(),
             &[],
@@ -434,6 +459,7 @@ mod tests {
             &tunnels,
             &[forward()],
             Default::default(),
+            None,
             &clock(),
             now(),
             &[],
@@ -454,7 +480,18 @@ mod tests {
                 child: Default::default(),
                 bgp: None,
             }];
-            build_status(Owner::InCluster, None, &place(), &t, &[forward()], Default::default(), &clock(), now(), &[])
+            build_status(
+                Owner::InCluster,
+                None,
+                &place(),
+                &t,
+                &[forward()],
+                Default::default(),
+                None,
+                &clock(),
+                now(),
+                &[],
+            )
         };
         let s = one(Some(true));
         assert_eq!((s.nat_detected, s.node_name.as_deref()), (Some(true), Some("node-a")));
@@ -482,6 +519,7 @@ mod tests {
             &t,
             &[forward()],
             Default::default(),
+            None,
             &clock(),
             now(),
             &[],
@@ -499,7 +537,7 @@ mod tests {
             bgp: None,
         }];
         let b = |f: &[ForwardSnapshot], now: Time, prev: &[Condition]| {
-            build_status(Owner::Standalone, None, &place(), &tunnels, f, Default::default(), &clock(), now, prev)
+            build_status(Owner::Standalone, None, &place(), &tunnels, f, Default::default(), None, &clock(), now, prev)
         };
         let first = b(&[forward()], now(), &[]);
         let later = Time("2026-11-28T21:00:00Z".parse().unwrap());
@@ -511,5 +549,52 @@ mod tests {
         let r = third.condition("Ready").unwrap();
         assert_eq!((r.status.as_str(), r.last_transition_time.clone()), ("False", later));
         assert!(readiness(&third).unwrap_err().contains("ForwardNotListening"));
+    }
+
+    /// Every gateway counter lands in its own status field (distinct values, so a swap shows), and a relay
+    /// without gateway mode has no `status.gateway`.
+    #[test]
+    fn gateway_counters_in_status() {
+        let mut c =
+            GatewayCounters { to_tunnel: 11, to_device: 12, fragmented: 13, mss_clamped: 14, ..Default::default() };
+        for (n, why) in GatewayDrop::ALL.into_iter().enumerate() {
+            for _ in 0..=n {
+                c.drop(why);
+            }
+        }
+        let t = vec![TunnelSnapshot {
+            name: "tunnel1".into(),
+            engine: established(),
+            active: true,
+            child: Default::default(),
+            bgp: None,
+        }];
+        let b = |g| {
+            build_status(
+                Owner::InCluster,
+                None,
+                &place(),
+                &t,
+                &[forward()],
+                Default::default(),
+                g,
+                &clock(),
+                now(),
+                &[],
+            )
+        };
+        let got = serde_json::to_value(b(Some(&c)).gateway).unwrap();
+        let want = serde_json::json!({
+            "packetsToTunnel": 11, "packetsToDevice": 12, "fragmented": 13, "mssClamped": 14,
+            "drops": {"notIpv4": 1, "noTunnel": 2, "outsideSelectors": 3, "tooBig": 4, "spoofedSource": 5,
+                      "malformed": 6, "sendFailed": 7},
+        });
+        assert_eq!(got, want);
+        // The status field names are the metric's reason labels.
+        for why in GatewayDrop::ALL {
+            assert!(got["drops"].get(why.name()).is_some(), "no status.gateway.drops.{}", why.name());
+        }
+        let off = serde_json::to_value(b(None)).unwrap();
+        assert!(off.get("gateway").is_none(), "status.gateway without gateway mode: {off}");
     }
 }

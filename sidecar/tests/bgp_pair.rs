@@ -179,7 +179,7 @@ impl Lab {
         let place = Place { node_name: None, outside_address: RELAY, public_identity: None };
         let clock = WallClock { origin: "2026-11-30T12:00:00Z".parse().unwrap() };
         let now = Time("2026-11-30T12:00:00Z".parse().unwrap());
-        build_status(Owner::Standalone, None, &place, &t, &f, d, &clock, now, &[])
+        build_status(Owner::Standalone, None, &place, &t, &f, d, None, &clock, now, &[])
     }
 }
 

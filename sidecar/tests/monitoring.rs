@@ -60,7 +60,8 @@ fn relay_metrics(aws_psk: Option<&[u8]>) -> String {
     let place = Place { node_name: Some("node-a".into()), outside_address: RELAY, public_identity: None };
     let clock = WallClock { origin: "2026-11-28T20:00:00Z".parse().unwrap() };
     let now = Time("2026-11-28T20:00:05Z".parse().unwrap());
-    let status = build_status(Owner::InCluster, None, &place, &tunnels, &forwards, drops.clone(), &clock, now, &[]);
+    let status =
+        build_status(Owner::InCluster, None, &place, &tunnels, &forwards, drops.clone(), None, &clock, now, &[]);
     render_metrics(&Published { status, tunnels, forwards, datapath: drops, ..Default::default() })
 }
 
