@@ -8,7 +8,8 @@ group: its primary group in the image). Capabilities (not
 privileged): the runtime's default set (containerd's), minus `drop` (ALL = everything), plus `add`; that is the
 bounding set exactly, and for uid 0 also the permitted and effective sets. A non-root process never holds more
 than that in any set (Kubernetes does not raise ambient capabilities). allowPrivilegeEscalation false means
-NoNewPrivs 1; a RuntimeDefault seccomp profile means Seccomp 2 (filter). Prints a one-line summary; exit 1 with
+NoNewPrivs 1; a RuntimeDefault seccomp profile means Seccomp 2 (filter). With --effective, the effective set
+must be exactly the given capabilities (a non-root relay raises them itself). Prints a one-line summary; exit 1 with
 the differences otherwise.
 """
 import argparse
@@ -40,6 +41,8 @@ def main():
     ap.add_argument("container")
     ap.add_argument("status")
     ap.add_argument("--image-user", default="65532:65532")
+    ap.add_argument("--effective", help="the effective set must be exactly these (comma-separated, e.g. "
+                    "NET_BIND_SERVICE,NET_ADMIN): what the relay raised from its file capabilities")
     a = ap.parse_args()
     pod = json.load(sys.stdin)
     spec = pod["spec"]
@@ -80,6 +83,10 @@ def main():
         for k in ("CapPrm", "CapEff", "CapAmb"):
             if not got[k] <= want:
                 errs.append(f"{k} holds {sorted(got[k] - want)} beyond the pod spec's {sorted(want)}")
+        if a.effective is not None:
+            eff = {norm(x) for x in a.effective.split(",") if x}
+            if got["CapEff"] != eff:
+                errs.append(f"effective set {sorted(got['CapEff'])}, want exactly {sorted(eff)}")
         summary = "caps " + ",".join(sorted(want)) + f" (effective {','.join(sorted(got['CapEff'])) or 'none'})"
     if sc.get("allowPrivilegeEscalation") is False and st.get("NoNewPrivs") != "1":
         errs.append(f"NoNewPrivs {st.get('NoNewPrivs')} with allowPrivilegeEscalation false")
