@@ -203,13 +203,15 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
 async fn apply(ctx: &Context, me: &ObjectRef<IotRelay>, ns: &str, c: &Children) -> Result<(), Error> {
     let pp = PatchParams::apply(OPERATOR_FIELD_MANAGER).force();
     let cache = &ctx.caches;
-    // The ServiceAccount and its RBAC at once (the API server takes them in any order), then the Deployment: a pod
-    // naming a ServiceAccount that does not exist yet is refused, which would show as a passing FailedCreate.
+    // The ServiceAccount and the Role at once, then the RoleBinding: the API server refuses a RoleBinding to a Role
+    // it cannot find yet (its escalation check reads the Role), and `try_join!` would drop the Role's request on
+    // that refusal, so the two would never both be written. The Deployment last: a pod naming a ServiceAccount that
+    // does not exist yet is refused, which would show as a passing FailedCreate.
     futures::try_join!(
         apply_one(ctx, me, ns, &c.service_account, &pp, |r| cache.service_accounts.get(r)),
         apply_one(ctx, me, ns, &c.role, &pp, |r| cache.roles.get(r)),
-        apply_one(ctx, me, ns, &c.role_binding, &pp, |r| cache.role_bindings.get(r)),
     )?;
+    apply_one(ctx, me, ns, &c.role_binding, &pp, |r| cache.role_bindings.get(r)).await?;
     apply_one(ctx, me, ns, &c.deployment, &pp, |r| cache.deployments.get(r)).await?;
     Ok(())
 }

@@ -381,3 +381,57 @@ fn backoff_is_capped() {
     assert_eq!(backoff(3), Duration::from_secs(4));
     assert_eq!(backoff(50), Duration::from_secs(300));
 }
+
+/// As the real API server: a RoleBinding to a Role that does not exist yet is refused (the RBAC escalation check
+/// looks the Role up), and each answer takes a while, so requests sent at once overlap. The Role must be written
+/// (answered) before its RoleBinding is sent, and the ServiceAccount before the Deployment.
+#[tokio::test(start_paused = true)]
+async fn rbac_children_are_applied_in_dependency_order() {
+    let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let written: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+    let (w, r) = (written.clone(), refused.clone());
+    tokio::spawn(async move {
+        while let Some((req, send)) = handle.next_request().await {
+            let (parts, body) = req.into_parts();
+            let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let path = parts.uri.path().to_string();
+            let kind = body["kind"].as_str().unwrap_or_default().to_string();
+            let needs = match kind.as_str() {
+                "RoleBinding" => Some("Role"),
+                "Deployment" => Some("ServiceAccount"),
+                _ => None,
+            };
+            let (w, r) = (w.clone(), r.clone());
+            tokio::spawn(async move {
+                let missing = needs.filter(|n| !w.lock().unwrap().iter().any(|k| k == n));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let (code, reply) = match missing {
+                    Some(n) if parts.method == Method::PATCH => {
+                        r.lock().unwrap().push(format!("{kind} before its {n}"));
+                        (404, status(404, "NotFound"))
+                    }
+                    _ => healthy(&parts.method, &path, &body),
+                };
+                if parts.method == Method::PATCH && code == 200 && !kind.is_empty() {
+                    w.lock().unwrap().push(kind);
+                }
+                let resp = Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap();
+                send.send_response(resp);
+            });
+        }
+    });
+    let c = ctx_with(Client::new(svc, "default"), None, vec![]);
+    let result = reconcile(Arc::new(relay()), c).await;
+    assert_eq!(refused.lock().unwrap().clone(), Vec::<String>::new(), "written: {:?}", written.lock().unwrap());
+    result.expect("a healthy cluster");
+    let written = written.lock().unwrap().clone();
+    for kind in ["ServiceAccount", "Role", "RoleBinding", "Deployment"] {
+        assert!(written.iter().any(|k| k == kind), "{kind} not written: {written:?}");
+    }
+}
