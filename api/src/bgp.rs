@@ -31,6 +31,11 @@ const AS_TRANS: i64 = 23456;
         "rule": "!has(self.holdTime) || duration(self.holdTime) == duration('0s') || (duration(self.holdTime) >= duration('3s') && duration(self.holdTime) <= duration('65535s'))",
         "message": "holdTime must be 0s or between 3s and 65535s",
         "fieldPath": ".holdTime"
+    },
+    {
+        "rule": "!has(self.failbackDelay) || duration(self.failbackDelay) <= duration('3600s')",
+        "message": "failbackDelay must be between 0s and 3600s",
+        "fieldPath": ".failbackDelay"
     }
 ]))]
 pub struct BgpSpec {
@@ -59,11 +64,19 @@ pub struct BgpSpec {
     pub announce: Option<Vec<String>>,
 
     /// Extra copies of `localAsn` in the AS path announced on the standby tunnel (every tunnel but the one carrying
-    /// traffic, i.e. the first established in `tunnels` order), so that AWS sends return traffic on the same
-    /// tunnel as the relay. 0..10, default 2.
+    /// traffic: the first in `tunnels` order with its CHILD_SA and BGP session up, subject to `failbackDelay`), so
+    /// that AWS sends return traffic on the same tunnel as the relay. 0..10, default 2.
     #[serde(default = "default_standby_prepend")]
     #[schemars(range(min = 0, max = 10))]
     pub standby_prepend: i32,
+
+    /// How long a tunnel that lost its CHILD_SA or its BGP session must then stay up with its session Established,
+    /// without interruption, before it is preferred again (announced plain, carrying traffic) over a tunnel later
+    /// in `tunnels` order: a flapping tunnel never takes traffic back. Losing the preferred tunnel moves traffic at
+    /// once, whatever this says. 0s..3600s, default 60s.
+    #[serde(default = "default_failback_delay")]
+    #[schemars(schema_with = "crate::schema::duration")]
+    pub failback_delay: String,
 }
 
 fn default_aws_asn() -> i64 {
@@ -75,6 +88,11 @@ fn default_hold_time() -> String {
 fn default_standby_prepend() -> i32 {
     2
 }
+fn default_failback_delay() -> String {
+    "60s".into()
+}
+/// The longest `failbackDelay`.
+const MAX_FAILBACK_DELAY: Duration = Duration::from_secs(3600);
 
 /// `spec.bgp` with parsed values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +103,7 @@ pub struct ValidatedBgp {
     /// `announce`, or `insideAddress/32` when unset.
     pub announce: Vec<Ipv4Cidr>,
     pub standby_prepend: u8,
+    pub failback_delay: Duration,
 }
 
 /// A tunnel's inside addresses (AWS's "inside IPv4 CIDR", a /30 in 169.254.0.0/16): AWS's side is the first host,
@@ -164,11 +183,23 @@ pub(crate) fn validate_bgp(e: &mut Errors, b: &BgpSpec, inside_address: Option<I
             None
         }
     };
+    let failback_delay = match parse_duration(&b.failback_delay) {
+        Ok(d) if d <= MAX_FAILBACK_DELAY => Some(d),
+        Ok(_) => {
+            e.push("spec.bgp.failbackDelay", "failbackDelay must be between 0s and 3600s");
+            None
+        }
+        Err(err) => {
+            e.push("spec.bgp.failbackDelay", err.to_string());
+            None
+        }
+    };
     Some(ValidatedBgp {
         local_asn: local_asn?,
         aws_asn: aws_asn?,
         hold_time: hold_time?,
         announce: announce?,
         standby_prepend: standby_prepend?,
+        failback_delay: failback_delay?,
     })
 }

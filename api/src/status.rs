@@ -151,6 +151,11 @@ pub struct BgpSessionStatus {
     /// AS-path prepends on our announcements here: 0 on the active tunnel, `spec.bgp.standbyPrepend` on the others.
     #[serde(default)]
     pub prepend: u8,
+    /// Set while this tunnel, lost earlier and usable again, waits out `spec.bgp.failbackDelay` before it takes
+    /// traffic and the plain announcement back from a tunnel later in order: when that happens, unless it is lost
+    /// again before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_at: Option<Time>,
     /// The learned prefixes in address order (at most 32 listed; `prefixesReceived` counts all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub received: Vec<String>,

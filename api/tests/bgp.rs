@@ -31,7 +31,7 @@ fn defaults_match_aws() {
     let b = v.bgp.expect("bgp");
     assert_eq!((b.local_asn, b.aws_asn, b.hold_time), (65000, 64512, Duration::from_secs(30)));
     assert_eq!(b.announce.iter().map(|c| c.to_string()).collect::<Vec<_>>(), vec![format!("{}/32", v.inside_address)]);
-    assert_eq!(b.standby_prepend, 2);
+    assert_eq!((b.standby_prepend, b.failback_delay), (2, Duration::from_secs(60)));
     let t = v.tunnels[0].inside.expect("inside");
     assert_eq!((t.aws.to_string(), t.local.to_string()), ("169.254.10.41".into(), "169.254.10.42".into()));
 }
@@ -49,7 +49,8 @@ fn without_bgp_nothing_changes_on_the_wire() {
 fn four_octet_asns_hold_time_zero_and_an_announce_list_are_accepted() {
     let mut v = dynamic();
     v["bgp"] = json!({"localAsn": 4200000000u32, "awsAsn": 4200000001u32, "holdTime": "0s",
-                      "announce": ["100.127.0.1/32", "192.0.2.0/24"], "standbyPrepend": 0});
+                      "announce": ["100.127.0.1/32", "192.0.2.0/24"], "standbyPrepend": 0,
+                      "failbackDelay": "0s"});
     let spec: IotRelaySpec = serde_json::from_value(v).unwrap();
     let b = validate(&spec).unwrap().bgp.unwrap();
     assert_eq!(
@@ -71,6 +72,10 @@ fn rejects_each_rule_with_its_path() {
         ("spec.bgp.holdTime: holdTime must be 0s or between 3s and 65535s", |v| v["bgp"]["holdTime"] = json!("2s")),
         ("spec.bgp.holdTime: holdTime must be 0s or between 3s and 65535s", |v| v["bgp"]["holdTime"] = json!("19h")),
         ("spec.bgp.holdTime: invalid duration", |v| v["bgp"]["holdTime"] = json!("30")),
+        ("spec.bgp.failbackDelay: failbackDelay must be between 0s and 3600s", |v| {
+            v["bgp"]["failbackDelay"] = json!("3601s")
+        }),
+        ("spec.bgp.failbackDelay: invalid duration", |v| v["bgp"]["failbackDelay"] = json!("60")),
         ("spec.bgp.announce: must have 1..100 items", |v| v["bgp"]["announce"] = json!([])),
         ("spec.bgp.announce: must have 1..100 items", |v| {
             v["bgp"]["announce"] = (0..101).map(|i| format!("10.0.{i}.0/24")).collect::<Vec<_>>().into()

@@ -82,6 +82,7 @@ fn rejects_each_rule() {
         ("localAsn must differ from awsAsn", |v| dynamic(v)["bgp"] = json!({"localAsn": 65001, "awsAsn": 65001})),
         ("holdTime must be 0s or between 3s and 65535s", |v| dynamic(v)["bgp"]["holdTime"] = json!("2s")),
         ("holdTime must be 0s or between 3s and 65535s", |v| dynamic(v)["bgp"]["holdTime"] = json!("19h")),
+        ("failbackDelay must be between 0s and 3600s", |v| dynamic(v)["bgp"]["failbackDelay"] = json!("61m")),
         ("host bits zero", |v| dynamic(v)["bgp"]["announce"] = json!(["100.127.0.1/24"])),
         ("must be a /30 inside 169.254.0.0/16", |v| dynamic(v)["tunnels"][0]["insideCidr"] = json!("169.254.10.40/29")),
         ("must be a /30 inside 169.254.0.0/16", |v| dynamic(v)["tunnels"][0]["insideCidr"] = json!("10.0.0.0/30")),
@@ -116,7 +117,8 @@ fn dynamic(v: &mut Value) -> &mut Value {
 #[test]
 fn accepts_dynamic_routing() {
     let mut v = example();
-    dynamic(&mut v)["bgp"] = json!({"localAsn": 4200000000u32, "holdTime": "0s", "announce": ["100.127.0.1/32"]});
+    dynamic(&mut v)["bgp"] = json!({"localAsn": 4200000000u32, "holdTime": "0s", "announce": ["100.127.0.1/32"],
+                                     "failbackDelay": "1h"});
     assert_eq!(errors(&v), Vec::<String>::new());
     let spec: iotrelay_api::IotRelaySpec = serde_json::from_value(v["spec"].clone()).unwrap();
     assert!(iotrelay_api::validate(&spec).is_ok(), "CEL accepts but validate() rejects");
@@ -146,6 +148,7 @@ fn every_rule_has_a_case() {
         "23456 (AS_TRANS) is not a real AS number",
         "localAsn must differ from awsAsn (AWS peers over external BGP)",
         "holdTime must be 0s or between 3s and 65535s",
+        "failbackDelay must be between 0s and 3600s",
         "must be a /30 inside 169.254.0.0/16",
         "tunnel insideCidr values must be unique",
         "tunnels[].insideCidr is required with bgp",

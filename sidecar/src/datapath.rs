@@ -496,7 +496,7 @@ impl Datapath {
                 promote(t);
             }
         }
-        self.tunnels.iter().position(|t| t.outbound.is_some())
+        self.bgp_preferred()
     }
 
     fn tunnel_for(&self, from: SocketAddr) -> Option<usize> {
@@ -534,7 +534,7 @@ impl Datapath {
     }
 
     pub fn snapshot(&self) -> (Vec<TunnelSnapshot>, Vec<ForwardSnapshot>, DatapathDrops) {
-        let active = self.tunnels.iter().position(|t| t.outbound.is_some());
+        let active = self.bgp_preferred();
         let tunnels = self
             .tunnels
             .iter()

@@ -1,10 +1,10 @@
 //! Dynamic routing in the [`Datapath`] (`spec.bgp`): one BGP [`Session`] per tunnel, over the userspace TCP
 //! stack inside that tunnel. Inner packets from AWS's inside address to ours go to the tunnel's session; what the
 //! session sends is sealed on that tunnel's own outbound SA (never on another tunnel). A session runs while its
-//! tunnel has a CHILD_SA and stops (routes withdrawn) when it loses it. The active tunnel (the one carrying
-//! outbound traffic) is announced plain, the others with `standbyPrepend` prepends, so AWS returns traffic on the
-//! tunnel we send on. The learned prefixes are the relay's remote subnets: a forward whose target lies in none of
-//! them is dropped and counted (`noRoute`).
+//! tunnel has a CHILD_SA and stops (routes withdrawn) when it loses it. The preferred tunnel (the one carrying
+//! outbound traffic, chosen here with failback damping: [`Datapath::bgp_preferred`]) is announced plain, the others
+//! with `standbyPrepend` prepends, so AWS returns traffic on the tunnel we send on. The learned prefixes are the
+//! relay's remote subnets: a forward whose target lies in none of them is dropped and counted (`noRoute`).
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -39,6 +39,8 @@ pub struct BgpPlan {
     pub hold_time: u16,
     pub announce: Vec<Ipv4Prefix>,
     pub standby_prepend: u8,
+    /// How long a tunnel that was lost must be usable again before it is preferred again (`failbackDelay`).
+    pub failback_delay: Duration,
     /// Per tunnel, in spec order; `None`: no session on that tunnel.
     pub tunnels: Vec<Option<BgpTunnelPlan>>,
     /// Wait for the peer to connect (a test peer standing in for AWS) instead of connecting.
@@ -55,6 +57,7 @@ impl BgpPlan {
             hold_time: u16::try_from(b.hold_time.as_secs()).unwrap_or(u16::MAX),
             announce: b.announce.iter().filter_map(|c| Ipv4Prefix::new(c.addr(), c.prefix_len())).collect(),
             standby_prepend: b.standby_prepend,
+            failback_delay: b.failback_delay,
             tunnels: spec
                 .tunnels
                 .iter()
@@ -73,6 +76,22 @@ pub(super) struct BgpTunnel {
     running: bool,
     prepend: u8,
     last_error: Option<String>,
+    /// Since when the tunnel is usable (CHILD_SA and session Established) without interruption.
+    usable_since: Option<Duration>,
+    /// The tunnel was usable once and then lost it: it must stay usable for `failback_delay` before it is
+    /// preferred again.
+    was_lost: bool,
+}
+
+impl BgpTunnel {
+    /// Whether the tunnel may take traffic back from a tunnel later in order at `now`.
+    fn eligible(&self, now: Duration, delay: Duration) -> bool {
+        self.usable_since.is_some_and(|t| !self.was_lost || now >= t + delay)
+    }
+    /// When it becomes eligible, if it is usable and waiting for the failback delay.
+    fn eligible_at(&self, delay: Duration) -> Option<Duration> {
+        self.usable_since.filter(|_| self.was_lost).map(|t| t + delay)
+    }
 }
 
 /// All sessions of the relay.
@@ -80,6 +99,9 @@ pub(super) struct BgpState {
     tunnels: Vec<Option<BgpTunnel>>,
     announce: Vec<Ipv4Prefix>,
     standby_prepend: u8,
+    failback_delay: Duration,
+    /// The tunnel announced plain and carrying traffic; `None` while no tunnel is usable.
+    preferred: Option<usize>,
 }
 
 /// What status needs from one tunnel's session.
@@ -91,6 +113,8 @@ pub struct BgpSnapshot {
     pub prefixes_received: u64,
     pub prefixes_announced: u64,
     pub prepend: u8,
+    /// The tunnel lost its session or CHILD_SA and is usable again: it is preferred again at this time.
+    pub failback_at: Option<Duration>,
     pub received: Vec<String>,
     pub sessions_established: u64,
     pub last_error: Option<String>,
@@ -138,9 +162,17 @@ impl Datapath {
                 running: false,
                 prepend: plan.standby_prepend,
                 last_error: None,
+                usable_since: None,
+                was_lost: false,
             }));
         }
-        self.bgp = Some(BgpState { tunnels, announce: plan.announce, standby_prepend: plan.standby_prepend });
+        self.bgp = Some(BgpState {
+            tunnels,
+            announce: plan.announce,
+            standby_prepend: plan.standby_prepend,
+            failback_delay: plan.failback_delay,
+            preferred: None,
+        });
         self.generation += 1;
         self.bgp_sync();
         Ok(())
@@ -205,7 +237,23 @@ impl Datapath {
     pub(super) fn bgp_poll_timeout(&mut self) -> Option<Duration> {
         let now = self.now;
         let b = self.bgp.as_mut()?;
-        b.tunnels.iter_mut().flatten().filter_map(|t| t.session.poll_timeout().map(|d| d.max(now))).min()
+        let delay = b.failback_delay;
+        let failback = b.tunnels[..b.preferred.unwrap_or(0)]
+            .iter()
+            .flatten()
+            .filter_map(|t| t.eligible_at(delay))
+            .filter(|&at| at > now)
+            .min();
+        let sessions =
+            b.tunnels.iter_mut().flatten().filter_map(|t| t.session.poll_timeout().map(|d| d.max(now))).min();
+        sessions.into_iter().chain(failback).min()
+    }
+
+    /// The tunnel that carries outbound traffic: with BGP the preferred one (see [`Datapath::bgp_sync`]) while it
+    /// has a CHILD_SA; otherwise, and without BGP, the first tunnel with a CHILD_SA.
+    pub(super) fn bgp_preferred(&self) -> Option<usize> {
+        let p = self.bgp.as_ref().and_then(|b| b.preferred).filter(|&p| self.tunnels[p].outbound.is_some());
+        p.or_else(|| self.tunnels.iter().position(|t| t.outbound.is_some()))
     }
 
     /// Session timers, then every packet the sessions queued, sealed on their own tunnels.
@@ -249,11 +297,16 @@ impl Datapath {
         }
     }
 
-    /// Starts and stops sessions with their tunnels' CHILD_SAs, moves the prepends to the active tunnel, and turns
-    /// session events into logs and notices. Call after every input (from `drain`).
+    /// Starts and stops sessions with their tunnels' CHILD_SAs, turns session events into logs and notices, picks
+    /// the preferred tunnel and moves the prepends to it. Call after every input (from `drain`) and timer.
+    ///
+    /// A tunnel is *usable* while it has a CHILD_SA and its session is Established. The preferred tunnel stays
+    /// preferred while it is usable; when it is not, the first usable tunnel in `tunnels` order takes over at once.
+    /// A tunnel earlier in order takes the preference back only when it is eligible: usable, and, if it was lost
+    /// before (failback), usable without interruption for `failback_delay`. A tunnel that flaps faster than that
+    /// never takes traffic back. While no tunnel is usable, the first one with a CHILD_SA is announced plain.
     pub(super) fn bgp_sync(&mut self) {
         let now = self.now;
-        let active = self.tunnels.iter().position(|t| t.outbound.is_some());
         let Some(b) = self.bgp.as_mut() else { return };
         let mut changed = false;
         for (ti, slot) in b.tunnels.iter_mut().enumerate() {
@@ -268,16 +321,6 @@ impl Datapath {
                 bt.running = false;
                 bt.session.stop(now);
                 bt.last_error = Some("tunnel down: session stopped".into());
-                changed = true;
-            }
-            let prepend = if Some(ti) == active { 0 } else { b.standby_prepend };
-            if prepend != bt.prepend {
-                bt.prepend = prepend;
-                let a = Announce { prefixes: b.announce.clone(), prepend, med: None };
-                if let Err(e) = bt.session.set_announce(now, a) {
-                    tracing::warn!(tunnel = %name, error = %e, "BGP announcement refused");
-                }
-                tracing::info!(tunnel = %name, prepend, "BGP announcements: AS-path prepends changed");
                 changed = true;
             }
             while let Some(ev) = bt.session.poll_event() {
@@ -300,6 +343,46 @@ impl Datapath {
                     }
                 }
             }
+            let usable = bt.running && bt.session.state() == State::Established;
+            match (usable, bt.usable_since) {
+                (true, None) => bt.usable_since = Some(now),
+                (false, Some(_)) => {
+                    bt.usable_since = None;
+                    bt.was_lost = true;
+                }
+                _ => {}
+            }
+        }
+        let delay = b.failback_delay;
+        let usable = |ti: usize| b.tunnels[ti].as_ref().is_some_and(|t| t.usable_since.is_some());
+        let eligible = |ti: usize| b.tunnels[ti].as_ref().is_some_and(|t| t.eligible(now, delay));
+        let preferred = match b.preferred.filter(|&p| usable(p)) {
+            Some(p) => (0..p).find(|&ti| eligible(ti)).or(Some(p)),
+            None => {
+                (0..b.tunnels.len()).find(|&ti| eligible(ti)).or_else(|| (0..b.tunnels.len()).find(|&ti| usable(ti)))
+            }
+        };
+        if preferred != b.preferred {
+            let name = |p: Option<usize>| p.map(|p| self.tunnels[p].name.as_str());
+            tracing::info!(from = ?name(b.preferred), to = ?name(preferred), "BGP: preferred tunnel changed");
+            b.preferred = preferred;
+            changed = true;
+        }
+        // Announced plain: the preferred tunnel; while no tunnel is usable, the first with a CHILD_SA.
+        let plain = b.preferred.or_else(|| self.tunnels.iter().position(|t| t.outbound.is_some()));
+        for (ti, slot) in b.tunnels.iter_mut().enumerate() {
+            let Some(bt) = slot.as_mut() else { continue };
+            let prepend = if Some(ti) == plain { 0 } else { b.standby_prepend };
+            if prepend != bt.prepend {
+                bt.prepend = prepend;
+                let name = &self.tunnels[ti].name;
+                let a = Announce { prefixes: b.announce.clone(), prepend, med: None };
+                if let Err(e) = bt.session.set_announce(now, a) {
+                    tracing::warn!(tunnel = %name, error = %e, "BGP announcement refused");
+                }
+                tracing::info!(tunnel = %name, prepend, "BGP announcements: AS-path prepends changed");
+                changed = true;
+            }
         }
         if changed {
             self.generation += 1;
@@ -320,6 +403,10 @@ impl Datapath {
             prefixes_received: sp.routes().len() as u64,
             prefixes_announced: sp.announced().count() as u64,
             prepend: bt.prepend,
+            failback_at: {
+                let b = self.bgp.as_ref()?;
+                bt.eligible_at(b.failback_delay).filter(|&at| at > self.now && b.preferred.is_some_and(|p| p > ti))
+            },
             received: sp.routes().iter().take(STATUS_PREFIXES).map(|r| r.prefix.to_string()).collect(),
             sessions_established: c.sessions_established,
             last_error,

@@ -139,6 +139,7 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
             prefixes_received: b.prefixes_received,
             prefixes_announced: b.prefixes_announced,
             prepend: b.prepend,
+            failback_at: b.failback_at.map(|d| clock.at(d)),
             received: b.received.clone(),
             sessions_established: b.sessions_established,
             last_error: b.last_error.clone().unwrap_or_default(),
@@ -205,6 +206,12 @@ pub fn build_status(
     let stalled_msg =
         |t: &TunnelSnapshot| format!("tunnel {}: {}", t.name, t.engine.last_error.clone().unwrap_or_default());
 
+    let bgp_on = tunnels.iter().any(|t| t.bgp.is_some());
+    let bgp_up: Vec<&str> = tunnels
+        .iter()
+        .filter(|t| t.engine.state == TunnelState::Established && t.bgp.as_ref().is_some_and(|b| b.established))
+        .map(|t| t.name.as_str())
+        .collect();
     let ready = if up.is_empty() {
         match stalled {
             Some((t, r)) => cond(condition::READY, false, r.reason(), stalled_msg(t)),
@@ -215,6 +222,12 @@ pub fn build_status(
     } else if !not_listening.is_empty() {
         let msg = format!("forwards not listening: {}", not_listening.join(", "));
         cond(condition::READY, false, "ForwardNotListening", msg)
+    } else if bgp_on && bgp_up.is_empty() {
+        // Dynamic routing: AWS routes nothing into a tunnel until its BGP session is Established.
+        let msg = "no established tunnel has an Established BGP session: AWS routes nothing to the relay".into();
+        cond(condition::READY, false, "NoBgpSessionEstablished", msg)
+    } else if bgp_on {
+        cond(condition::READY, true, "TunnelEstablished", format!("established with BGP: {}", bgp_up.join(", ")))
     } else {
         cond(condition::READY, true, "TunnelEstablished", format!("established: {}", up.join(", ")))
     };

@@ -2,7 +2,9 @@
 //! BGP (AS 65000, connecting), and two "AWS" `Datapath`s, one per tunnel, each with a passive BGP session (AS
 //! 64512) announcing the VPC. The BGP TCP connections run inside the ESP tunnels (userspace TCP on both ends).
 //! Forwards are gated on learned prefixes (`noRoute`), announcements carry prepends on the standby tunnel and move
-//! when the active tunnel dies, and the status says `Degraded` when a tunnel is up without its BGP session.
+//! when the active tunnel dies (its IKE or its BGP session), come back only after the tunnel was stable for
+//! `failbackDelay` (never while it flaps), and the status says `Degraded` when a tunnel is up without its BGP
+//! session and `Ready=False` when no tunnel has one.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -29,6 +31,24 @@ fn p(s: &str) -> Ipv4Prefix {
 /// Tunnel `k`'s inside /30 169.254.(10+k).0/30: AWS .1, relay .2.
 fn inside(k: u8, aws: bool) -> Ipv4Addr {
     Ipv4Addr::new(169, 254, 10 + k, if aws { 1 } else { 2 })
+}
+
+/// The relay's `failbackDelay`.
+const FAILBACK: Duration = Duration::from_secs(60);
+
+/// AWS endpoint `k`'s BGP: passive, AS 64512, announcing nothing until a test says so.
+fn aws_plan(k: usize) -> BgpPlan {
+    let k = k as u8;
+    BgpPlan {
+        local_as: 64512,
+        peer_as: 65000,
+        hold_time: 30,
+        announce: vec![],
+        standby_prepend: 0,
+        failback_delay: Duration::ZERO,
+        tunnels: vec![Some(BgpTunnelPlan { local: inside(k, true), peer: inside(k, false) })],
+        passive: true,
+    }
 }
 
 struct Lab {
@@ -63,10 +83,12 @@ impl Lab {
             hold_time: 30,
             announce: vec![p("100.127.0.1/32")],
             standby_prepend: 2,
+            failback_delay: FAILBACK,
             tunnels: (0..2).map(|k| Some(BgpTunnelPlan { local: inside(k, false), peer: inside(k, true) })).collect(),
             passive: false,
         };
         relay.set_bgp(plan, &mut rng).unwrap();
+        relay.set_listening(ForwardId(0), true);
         let aws = [AWS1, AWS2]
             .iter()
             .enumerate()
@@ -74,17 +96,7 @@ impl Lab {
                 let t = TunnelPlan { name: "relay".into(), peer: RELAY, config: config(StartupAction::Add, *a) };
                 let mut d = Datapath::new(DEVICE, 1024, *a, vec![t], vec![], now, &mut rng);
                 if aws_bgp {
-                    let k = k as u8;
-                    let plan = BgpPlan {
-                        local_as: 64512,
-                        peer_as: 65000,
-                        hold_time: 30,
-                        announce: vec![],
-                        standby_prepend: 0,
-                        tunnels: vec![Some(BgpTunnelPlan { local: inside(k, true), peer: inside(k, false) })],
-                        passive: true,
-                    };
-                    d.set_bgp(plan, &mut rng).unwrap();
+                    d.set_bgp(aws_plan(k), &mut rng).unwrap();
                 }
                 d
             })
@@ -174,6 +186,26 @@ impl Lab {
         self.relay.snapshot().0[ti].bgp.as_ref().unwrap().state.clone()
     }
 
+    /// The AS paths AWS 1 and 2 have for our inside address (empty: no route).
+    fn paths(&self) -> Vec<Vec<u32>> {
+        self.aws.iter().map(|a| a.bgp_routes(0).first().map(|r| r.as_path.clone()).unwrap_or_default()).collect()
+    }
+
+    /// The tunnel the relay sends on.
+    fn active(&self) -> Option<usize> {
+        self.relay.snapshot().0.iter().position(|t| t.active)
+    }
+
+    /// Runs the clock until `f` holds (500 ms steps), at most `max`; the time it took.
+    fn run_until(&mut self, max: Duration, f: impl Fn(&Lab) -> bool) -> Duration {
+        let start = self.now;
+        while !f(self) {
+            assert!(self.now - start < max, "condition not reached within {max:?}");
+            self.run_for(Duration::from_millis(500));
+        }
+        self.now - start
+    }
+
     fn status(&self) -> iotrelay_api::IotRelayStatus {
         let (t, f, d) = self.relay.snapshot();
         let place = Place { node_name: None, outside_address: RELAY, public_identity: None };
@@ -259,7 +291,95 @@ fn tunnel_up_without_bgp_session_is_degraded() {
     let s = lab.status();
     let d = s.condition("Degraded").unwrap();
     assert_eq!((d.status.as_str(), d.reason.as_str()), ("True", "BgpSessionDown"));
+    // AWS routes nothing into a tunnel without its session: not Ready.
+    assert_eq!(s.condition("Ready").unwrap().reason, "NoBgpSessionEstablished");
+    assert_eq!(s.condition("Ready").unwrap().status, "False");
     assert!(d.message.contains("tunnel1") && d.message.contains("tunnel2"), "{}", d.message);
     lab.client();
     assert_eq!(lab.relay.snapshot().1[0].drops.no_route, 1);
+}
+
+const PLAIN: [u32; 1] = [65000];
+const PREPENDED: [u32; 3] = [65000, 65000, 65000];
+
+#[test]
+fn bgp_loss_fails_over_at_once_and_failback_waits_for_a_stable_tunnel() {
+    let mut lab = Lab::new(true);
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.paths(), vec![PLAIN.to_vec(), PREPENDED.to_vec()]);
+    assert_eq!(lab.active(), Some(0));
+    let r = lab.status().condition("Ready").cloned().unwrap();
+    assert_eq!((r.status.as_str(), r.message.as_str()), ("True", "established with BGP: tunnel1, tunnel2"));
+
+    // AWS1's BGP speaker restarts (its IKE and CHILD_SA stay): the relay's tunnel1 session is reset. Traffic and
+    // the plain announcement move to tunnel2 in the same pass.
+    lab.aws[0].set_bgp(aws_plan(0), &mut lab.rng).unwrap();
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(0) != "Established");
+    assert_eq!(lab.active(), Some(1), "traffic moved to tunnel2");
+    assert_eq!(lab.paths()[1], PLAIN, "tunnel2 announced plain");
+    let d = lab.status().condition("Degraded").cloned().unwrap();
+    assert_eq!((d.reason.as_str(), d.message.contains("tunnel1")), ("BgpSessionDown", true));
+
+    // The session reconnects (after the 5 s backoff): tunnel1 is usable again but stays standby, prepended, and
+    // the status says when it takes traffic back.
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(0) == "Established");
+    let back = lab.now;
+    assert_eq!(lab.paths(), vec![PREPENDED.to_vec(), PLAIN.to_vec()]);
+    assert_eq!(lab.active(), Some(1));
+    let s = lab.status();
+    let at = s.tunnels[0].bgp.as_ref().unwrap().failback_at.clone().expect("failbackAt set");
+    let clock = WallClock { origin: "2026-11-30T12:00:00Z".parse().unwrap() };
+    assert_eq!(at, clock.at(back + FAILBACK));
+
+    // It flaps again 30 s later: the clock starts over from its next re-establishment.
+    lab.run_for(Duration::from_secs(30));
+    assert_eq!(lab.active(), Some(1));
+    lab.aws[0].set_bgp(aws_plan(0), &mut lab.rng).unwrap();
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(0) != "Established");
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(0) == "Established");
+    let back = lab.now;
+    assert!(lab.status().tunnels[0].bgp.as_ref().unwrap().failback_at.is_some());
+    // Where the first re-establishment's delay would have ended, tunnel2 still carries traffic.
+    lab.run_for(FAILBACK - Duration::from_secs(1));
+    assert_eq!((lab.active(), lab.paths()[0].clone()), (Some(1), PREPENDED.to_vec()), "failback before the delay");
+    // Exactly when the delay has passed since the last re-establishment, traffic and the plain path move back.
+    lab.run_for(back + FAILBACK - lab.now);
+    assert_eq!(lab.active(), Some(0), "no failback after the delay");
+    assert_eq!(lab.paths(), vec![PLAIN.to_vec(), PREPENDED.to_vec()]);
+    let s = lab.status();
+    assert!(s.tunnels[0].bgp.as_ref().unwrap().failback_at.is_none());
+    assert_eq!(s.tunnels[0].bgp.as_ref().unwrap().sessions_established, 3);
+    assert_eq!(s.condition("Degraded").unwrap().reason, "AllTunnelsEstablished");
+}
+
+#[test]
+fn ike_loss_fails_over_and_the_tunnel_that_comes_back_waits_before_failback() {
+    let mut lab = Lab::new(true);
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(lab.active(), Some(0));
+    // Tunnel1's AWS endpoint vanishes until DPD takes the tunnel down: tunnel2 takes over.
+    lab.dead[0] = true;
+    lab.run_until(Duration::from_secs(90), |l| l.active() == Some(1));
+    assert_eq!(lab.paths()[1], PLAIN);
+    // It is back: the relay re-establishes tunnel1, then its session; tunnel1 waits out the delay.
+    lab.dead[0] = false;
+    lab.run_until(Duration::from_secs(180), |l| l.bgp_state(0) == "Established");
+    let back = lab.now;
+    assert_eq!(lab.paths(), vec![PREPENDED.to_vec(), PLAIN.to_vec()]);
+    let waited = lab.run_until(FAILBACK + Duration::from_secs(1), |l| l.active() == Some(0));
+    assert!(lab.now >= back + FAILBACK, "failback after {waited:?}");
+    assert_eq!(lab.paths(), vec![PLAIN.to_vec(), PREPENDED.to_vec()]);
+}
+
+#[test]
+fn losing_the_standby_moves_nothing() {
+    let mut lab = Lab::new(true);
+    lab.run_for(Duration::from_secs(2));
+    // The standby's session resets: nothing moves (tunnel1 stays preferred).
+    lab.aws[1].set_bgp(aws_plan(1), &mut lab.rng).unwrap();
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(1) != "Established");
+    assert_eq!((lab.active(), lab.paths()[0].clone()), (Some(0), PLAIN.to_vec()));
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(1) == "Established");
+    assert_eq!(lab.paths(), vec![PLAIN.to_vec(), PREPENDED.to_vec()]);
+    assert!(lab.status().tunnels[1].bgp.as_ref().unwrap().failback_at.is_none());
 }

@@ -63,6 +63,7 @@ tc reject-gateway-route-outside-remote-subnets t_reject routes 'spec.gateway={"r
 tc reject-bgp-without-inside-cidr t_reject insideCidr 'spec.bgp={"localAsn":65000}'
 tc reject-bgp-local-asn-is-aws-asn t_reject localAsn 'spec.bgp={"localAsn":64512}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
 tc reject-bgp-hold-time-2s t_reject holdTime 'spec.bgp={"localAsn":65000,"holdTime":"2s"}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
+tc reject-bgp-failback-delay-over-1h t_reject failbackDelay 'spec.bgp={"localAsn":65000,"failbackDelay":"2h"}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
 tc reject-bgp-as-trans t_reject 23456 'spec.bgp={"localAsn":65000,"awsAsn":23456}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
 tc reject-bgp-local-as-trans t_reject 23456 'spec.bgp={"localAsn":23456}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.11.0/30'
 tc reject-duplicate-inside-cidr t_reject insideCidr 'spec.bgp={"localAsn":65000}' 'spec.tunnels.0.insideCidr=169.254.10.0/30' 'spec.tunnels.1.insideCidr=169.254.10.0/30'

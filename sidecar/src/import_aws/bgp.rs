@@ -63,6 +63,7 @@ pub fn import(tunnels: &[AwsTunnel]) -> Result<Option<Imported>, ImportError> {
         hold_time: iotrelay_api::format_duration(std::time::Duration::from_secs(hold)),
         announce: None,
         standby_prepend: 2,
+        failback_delay: "60s".into(),
     };
     Ok(Some(Imported { spec, inside_cidrs, origins }))
 }

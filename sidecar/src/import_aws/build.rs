@@ -309,11 +309,12 @@ fn render(o: &Options, secret_name: &str, spec: &IotRelaySpec, psks: &[Zeroizing
         }
     }
     if let Some(b) = &spec.bgp {
-        w("  bgp:   # the VPN connection uses dynamic routing; the relay does not run BGP yet (docs/bgp.md)".into());
+        w("  bgp:   # the VPN connection uses dynamic routing: a BGP session per tunnel (docs/bgp.md)".into());
         w(format!("    localAsn: {}", b.local_asn));
         w(format!("    awsAsn: {}", b.aws_asn));
         w(format!("    holdTime: {}", q(&b.hold_time)));
         w(format!("    standbyPrepend: {}", b.standby_prepend));
+        w(format!("    failbackDelay: {}", q(&b.failback_delay)));
     }
     w("  ike:".into());
     w(format!("    proposals: {}", list(&spec.ike.proposals)));
