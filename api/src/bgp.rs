@@ -9,8 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::duration::parse_duration;
-use crate::net::Ipv4Cidr;
 use crate::validate::Errors;
+use iotrelay_types::Ipv4Cidr;
 
 /// AWS accepts at most this many prefixes from a customer gateway per BGP session.
 pub const MAX_ANNOUNCED_PREFIXES: usize = 100;

@@ -7,7 +7,6 @@
 
 pub mod bgp;
 pub mod duration;
-pub mod net;
 pub mod rekey;
 mod schema;
 pub mod spec;
@@ -17,7 +16,7 @@ pub mod validate;
 
 pub use bgp::{BgpSpec, TunnelInside, ValidatedBgp};
 pub use duration::{DurationError, format_duration, parse_duration};
-pub use net::Ipv4Cidr;
+pub use iotrelay_types::{CidrError, Identity, Ipv4Cidr};
 pub use rekey::{LastRekeyRequest, REKEY_ANNOTATION, RekeyRequest, RekeyResult};
 pub use spec::*;
 pub use status::*;

@@ -260,15 +260,7 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// Who initiates the IKE SA.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-pub enum StartupAction {
-    /// The relay initiates and keeps the tunnel up (recommended).
-    #[default]
-    Start,
-    /// The relay waits for AWS to initiate (AWS tunnel option "startup action: start").
-    Add,
-}
+pub use iotrelay_types::StartupAction;
 
 /// Log output format.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]

@@ -85,17 +85,7 @@ impl IotRelayStatus {
     }
 }
 
-/// State of a tunnel.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
-pub enum TunnelState {
-    /// IKE/CHILD SA negotiation in progress.
-    #[default]
-    Connecting,
-    /// IKE SA and CHILD_SA established.
-    Established,
-    /// Not established and not trying right now (backoff, or failed permanently).
-    Down,
-}
+pub use iotrelay_types::TunnelState;
 
 /// Status of one tunnel.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -250,33 +240,7 @@ pub struct ForwardStatus {
     pub drops: ForwardDrops,
 }
 
-/// Drop counters of a forward.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ForwardDrops {
-    /// Sender not in `allowedSources`.
-    #[serde(default)]
-    pub source_not_allowed: u64,
-    /// No tunnel established.
-    #[serde(default)]
-    pub no_tunnel: u64,
-    /// Reply with no matching session.
-    #[serde(default)]
-    pub no_session: u64,
-    /// Packet larger than the tunnel can carry.
-    #[serde(default)]
-    pub too_big: u64,
-    /// Internal queue full (also: the relay's session table full).
-    #[serde(default)]
-    pub queue_full: u64,
-    /// New session refused: the sender's IP address already holds `maxSessionsPerSource` sessions.
-    #[serde(default)]
-    pub source_session_limit: u64,
-    /// Dynamic routing (`spec.bgp`) only: the target is in no prefix AWS currently announces on an established
-    /// BGP session (not yet learned, or withdrawn).
-    #[serde(default)]
-    pub no_route: u64,
-}
+pub use iotrelay_types::ForwardDrops;
 
 /// Datapath-wide state.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

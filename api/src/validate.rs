@@ -10,8 +10,8 @@ use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 
 use crate::bgp::{TunnelInside, ValidatedBgp, tunnel_inside, validate_bgp};
 use crate::duration::parse_duration;
-use crate::net::{CidrError, Ipv4Cidr};
 use crate::spec::{IotRelaySpec, LogFormat, SecretKeyRef, StartupAction};
+use iotrelay_types::{CidrError, Ipv4Cidr};
 
 /// One problem, e.g. `spec.forwards[0].target.port: must be 1..65535`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -28,14 +28,8 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// The local IKE identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    /// ID_IPV4_ADDR.
-    Ipv4(Ipv4Addr),
-    /// ID_FQDN.
-    Fqdn(String),
-}
+/// The local IKE identity: `Ipv4` or `Fqdn` from `spec.localIdentity`.
+pub use iotrelay_types::Identity;
 
 /// A tunnel with parsed values.
 #[derive(Debug, Clone, PartialEq, Eq)]

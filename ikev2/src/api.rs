@@ -8,31 +8,14 @@
 use iotrelay_crypto::kdf::KeyMaterial;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 use iotrelay_crypto::{Encr, Integ};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
-/// An IPv4 prefix used for traffic selectors (`0.0.0.0/0` by default on both sides).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ipv4Prefix {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-/// The IKE identity (RFC 7296 §3.5). AWS expects ID_IPV4_ADDR of the customer gateway's public address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Identity {
-    Ipv4(Ipv4Addr),
-    Fqdn(String),
-    KeyId(Vec<u8>),
-}
-
-/// Who starts the IKE SA. `Start`: we initiate (and re-initiate after a failure); `Add`: we wait for the peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StartupAction {
-    Start,
-    Add,
-}
+/// Traffic selectors are IPv4 networks (`0.0.0.0/0` by default on both sides); the identity, the startup action
+/// (`Start`: we initiate, and re-initiate after a failure; `Add`: we wait for the peer) and the tunnel's state
+/// are the types the spec and the status use too.
+pub use iotrelay_types::{Identity, Ipv4Cidr, StartupAction, TunnelState};
 
 /// Retransmission of requests: timeout `initial * multiplier^n`, capped at `max_timeout`, at most `max_tries`
 /// sends in all; then the exchange (and the IKE SA) is given up.
@@ -64,8 +47,8 @@ pub struct Config {
     /// Declare the peer dead when a DPD (or any request) stays unanswered this long.
     pub dpd_timeout: Duration,
     pub retransmit: RetransmitConfig,
-    pub local_ts: Vec<Ipv4Prefix>,
-    pub remote_ts: Vec<Ipv4Prefix>,
+    pub local_ts: Vec<Ipv4Cidr>,
+    pub remote_ts: Vec<Ipv4Cidr>,
     pub startup: StartupAction,
     /// Fake NAT detection so both sides move to UDP 4500 and ESP is always UDP-encapsulated (RFC 7296 §2.23).
     pub force_encap: bool,
@@ -118,8 +101,8 @@ pub struct ChildSa {
     pub outbound_keys: KeyMaterial,
     /// e.g. `AES_CBC-128/HMAC_SHA1_96` (plus `/MODP_1024` when PFS was used), as strongSwan prints it.
     pub proposal: String,
-    pub local_ts: Vec<Ipv4Prefix>,
-    pub remote_ts: Vec<Ipv4Prefix>,
+    pub local_ts: Vec<Ipv4Cidr>,
+    pub remote_ts: Vec<Ipv4Cidr>,
     pub established_at: Duration,
     pub rekey_at: Duration,
 }
@@ -220,14 +203,6 @@ pub enum Event {
         inbound_spi: u32,
         outbound_spi: u32,
     },
-}
-
-/// Tunnel state for status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TunnelState {
-    Connecting,
-    Established,
-    Down,
 }
 
 /// Counters, monotonic over the tunnel's life.
@@ -370,8 +345,8 @@ impl Config {
                 max_timeout: Duration::from_secs(10),
                 max_tries: 5,
             },
-            local_ts: vec![Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }],
-            remote_ts: vec![Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }],
+            local_ts: vec![Ipv4Cidr::ANY],
+            remote_ts: vec![Ipv4Cidr::ANY],
             startup: StartupAction::Start,
             force_encap: true,
             // The AWS endpoint has at most one IKE_SA_INIT of its own in flight per tunnel.
@@ -382,15 +357,5 @@ impl Config {
             // 1280-octet IPv4 packets: minus 20 (IP), 8 (UDP) and 4 (non-ESP marker), as strongSwan's default.
             fragment_size: 1248,
         }
-    }
-}
-
-impl Ipv4Prefix {
-    /// First and last address of the prefix.
-    pub fn range(&self) -> (Ipv4Addr, Ipv4Addr) {
-        let len = self.len.min(32) as u32;
-        let mask: u32 = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        let start = u32::from(self.addr) & mask;
-        (Ipv4Addr::from(start), Ipv4Addr::from(start | !mask))
     }
 }

@@ -92,15 +92,15 @@ fn invalid_ke_payload_is_retried_with_the_requested_group() {
 #[test]
 fn traffic_selectors_are_narrowed_and_disjoint_ones_refused() {
     let mut a = cfg("psk-psk-psk", "aes128-sha1-modp1024", "aes128-sha1", A, StartupAction::Start);
-    a.local_ts = vec![Ipv4Prefix { addr: Ipv4Addr::new(100, 127, 0, 1), len: 32 }];
+    a.local_ts = vec![Ipv4Cidr::host(Ipv4Addr::new(100, 127, 0, 1))];
     let mut b = cfg("psk-psk-psk", "aes128-sha1-modp1024", "aes128-sha1", B, StartupAction::Add);
-    b.local_ts = vec![Ipv4Prefix { addr: Ipv4Addr::new(100, 64, 0, 0), len: 16 }];
+    b.local_ts = vec!["100.64.0.0/16".parse().unwrap()];
     let mut p = Pair::new(a.clone(), b);
     p.connect();
     p.run(Duration::from_secs(5));
     p.assert_matching_child();
     let mut b2 = cfg("psk-psk-psk", "aes128-sha1-modp1024", "aes128-sha1", B, StartupAction::Add);
-    b2.remote_ts = vec![Ipv4Prefix { addr: Ipv4Addr::new(10, 0, 0, 0), len: 8 }];
+    b2.remote_ts = vec!["10.0.0.0/8".parse().unwrap()];
     let mut p = Pair::new(a, b2);
     p.connect();
     p.run(Duration::from_secs(5));

@@ -32,10 +32,9 @@
 pub mod sessions;
 
 use iotrelay_esp::ipv4::{self, Ipv4Error};
+pub use iotrelay_types::{ForwardDrops, Ipv4Cidr};
 use sessions::{Refused, SessionTable};
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddrV4};
-use std::str::FromStr;
 use std::time::Duration;
 
 /// Default bound on the session table (all forwards together).
@@ -44,48 +43,6 @@ pub const DEFAULT_MAX_SESSIONS: usize = 4096;
 pub const DEFAULT_MAX_SESSIONS_PER_SOURCE: usize = DEFAULT_MAX_SESSIONS / 8;
 /// Lowest inside port picked when the client's own port is taken.
 pub const FIRST_DYNAMIC_PORT: u16 = 1024;
-
-/// An IPv4 prefix, e.g. `203.0.113.0/24`. Host bits are ignored by [`Ipv4Cidr::contains`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Ipv4Cidr {
-    pub addr: Ipv4Addr,
-    pub prefix_len: u8,
-}
-
-impl Ipv4Cidr {
-    /// `None` if `prefix_len > 32`.
-    pub fn new(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
-        (prefix_len <= 32).then_some(Ipv4Cidr { addr, prefix_len })
-    }
-    fn mask(self) -> u32 {
-        if self.prefix_len == 0 { 0 } else { u32::MAX << (32 - u32::from(self.prefix_len.min(32))) }
-    }
-    pub fn contains(self, ip: Ipv4Addr) -> bool {
-        (u32::from(ip) ^ u32::from(self.addr)) & self.mask() == 0
-    }
-}
-
-/// Why a CIDR string was rejected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid IPv4 CIDR (expected a.b.c.d/len)")]
-pub struct CidrParseError;
-
-impl FromStr for Ipv4Cidr {
-    type Err = CidrParseError;
-    /// `a.b.c.d/len`; a bare address means `/32`.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s.split_once('/').unwrap_or((s, "32"));
-        let addr = a.parse().map_err(|_| CidrParseError)?;
-        let len = l.parse().map_err(|_| CidrParseError)?;
-        Ipv4Cidr::new(addr, len).ok_or(CidrParseError)
-    }
-}
-
-impl fmt::Display for Ipv4Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
 
 /// One UDP forward (`spec.forwards[]`): the same field names as `iotrelay_api::ValidatedForward`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,18 +87,6 @@ pub enum DropReason {
     /// Not a valid IPv4/UDP packet for this relay (no forward counter).
     #[error("malformed inner packet")]
     Malformed,
-}
-
-/// `status.forwards[].drops`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ForwardDrops {
-    pub source_not_allowed: u64,
-    pub no_tunnel: u64,
-    pub no_session: u64,
-    pub too_big: u64,
-    pub queue_full: u64,
-    pub source_limit: u64,
-    pub no_route: u64,
 }
 
 /// `status.forwards[]` counters of one forward (`listening` is the sidecar's to report).
@@ -351,7 +296,7 @@ impl Relay {
                 DropReason::NoSession => &mut d.no_session,
                 DropReason::TooBig => &mut d.too_big,
                 DropReason::QueueFull => &mut d.queue_full,
-                DropReason::SourceLimit => &mut d.source_limit,
+                DropReason::SourceLimit => &mut d.source_session_limit,
                 DropReason::NoRoute => &mut d.no_route,
                 DropReason::Malformed => return,
             };

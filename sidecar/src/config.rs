@@ -4,9 +4,8 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use iotrelay_api::standalone::SecretValues;
-use iotrelay_api::validate::Identity as ApiIdentity;
-use iotrelay_api::{FieldError, IotRelaySpec, StartupAction as ApiStartup, ValidatedSpec, parse_duration, validate};
-use iotrelay_ikev2::{Config, Identity, Ipv4Prefix, StartupAction};
+use iotrelay_api::{FieldError, IotRelaySpec, ValidatedSpec, parse_duration, validate};
+use iotrelay_ikev2::{Config, Identity, StartupAction};
 use zeroize::Zeroizing;
 
 /// Env var that allows lifetimes below AWS's 900 s minimum. Test-only: rekeys can then be exercised in seconds.
@@ -114,24 +113,10 @@ fn margin(lifetime: Duration, default: Duration) -> Duration {
     default.max(AWS_EARLIEST_REKEY_BEFORE_EXPIRY + AHEAD_OF_AWS).min(lifetime - MIN_SA_USE)
 }
 
-/// Traffic selectors. An initiator offers `0.0.0.0/0 <-> 0.0.0.0/0`, what AWS accepts with its default tunnel
-/// options (a VPN connection whose local/remote network CIDRs are set refuses anything else). A responder in
-/// gateway mode (`startupAction: Add`: iotrelay standing in for AWS, whose `gateway.routes` are the peer's inside
-/// subnets it routes back) narrows the peer's side to those routes, one selector per route, as AWS narrows to a
-/// VPN connection's local network CIDR; its own side stays `0.0.0.0/0`. The relay then drops and counts what it
-/// would send from outside them (`outsideSelectors`), and this side drops what arrives from outside them.
-fn gateway_responder_ts(routes: &[iotrelay_api::Ipv4Cidr]) -> Vec<Ipv4Prefix> {
-    routes.iter().map(|r| Ipv4Prefix { addr: r.addr(), len: r.prefix_len() }).collect()
-}
-
 /// The engine configuration of one tunnel. `local` is the outside address IKE is sent from (used as the identity
 /// when neither `localIdentity` nor `localAddress` is set).
 pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -> Config {
-    let id = match &v.local_identity {
-        Some(ApiIdentity::Ipv4(a)) => Identity::Ipv4(*a),
-        Some(ApiIdentity::Fqdn(s)) => Identity::Fqdn(s.clone()),
-        None => Identity::Ipv4(local),
-    };
+    let id = v.local_identity.clone().unwrap_or(Identity::Ipv4(local));
     let mut c = Config::aws_defaults(psk, id);
     c.ike_proposals = v.ike.proposals.clone();
     c.esp_proposals = v.esp.proposals.clone();
@@ -142,12 +127,16 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
     c.rekey_fuzz = c.rekey_fuzz.min(v.esp.lifetime.mul_f64(0.1));
     c.dpd_interval = v.ike.dpd_interval;
     c.dpd_timeout = v.ike.dpd_timeout;
-    c.startup = match v.ike.startup_action {
-        ApiStartup::Start => StartupAction::Start,
-        ApiStartup::Add => StartupAction::Add,
-    };
-    if let (Some(g), ApiStartup::Add) = (&v.gateway, v.ike.startup_action) {
-        c.remote_ts = gateway_responder_ts(&g.routes);
+    c.startup = v.ike.startup_action;
+    if let (Some(g), StartupAction::Add) = (&v.gateway, v.ike.startup_action) {
+        // Traffic selectors. An initiator offers `0.0.0.0/0 <-> 0.0.0.0/0`, what AWS accepts with its default tunnel
+        // options (a VPN connection whose local/remote network CIDRs are set refuses anything else). A responder in
+        // gateway mode (`startupAction: Add`: iotrelay standing in for AWS, whose `gateway.routes` are the peer's
+        // inside subnets it routes back) narrows the peer's side to those routes, one selector per route, as AWS
+        // narrows to a VPN connection's local network CIDR; its own side stays `0.0.0.0/0`. The relay then drops and
+        // counts what it would send from outside them (`outsideSelectors`), and this side drops what arrives from
+        // outside them.
+        c.remote_ts = g.routes.clone();
     }
     c.force_encap = true;
     c.initial_contact = true;
@@ -163,6 +152,7 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
 pub(crate) mod tests {
     use super::*;
     use iotrelay_api::standalone::load_yaml;
+    use iotrelay_ikev2::Ipv4Cidr;
 
     pub const SAMPLE: &str = r#"
 apiVersion: iotrelay.dev/v1alpha1
@@ -216,7 +206,7 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         assert_eq!(c.ike_proposals.len(), 1);
         assert_eq!(c.esp_proposals.len(), 1);
         assert!(c.force_encap && c.initial_contact);
-        let any = Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
+        let any = Ipv4Cidr::ANY;
         assert_eq!(c.local_ts, vec![any]);
         assert_eq!(c.remote_ts, vec![any]);
         assert_eq!(c.child_rekey_margin, Duration::from_secs(10 * 60));
@@ -245,8 +235,8 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
 
     #[test]
     fn gateway_responder_narrows_the_peer_side_to_its_routes() {
-        let any = Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 };
-        let p = |a: [u8; 4], len| Ipv4Prefix { addr: Ipv4Addr::from(a), len };
+        let any = Ipv4Cidr::ANY;
+        let p = |a: [u8; 4], len| Ipv4Cidr::new(Ipv4Addr::from(a), len).unwrap();
         let routes = "  remoteSubnets: [\"100.120.0.0/16\", \"100.121.0.0/24\"]\n  gateway: {}\n";
         let text = sample("8h", "1h", "7000")
             .replace("  remoteSubnets: [\"100.64.0.0/16\"]\n", routes)

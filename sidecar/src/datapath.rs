@@ -11,15 +11,13 @@ use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use iotrelay_api::DatapathDrops;
 use iotrelay_api::validate::ValidatedForward;
-use iotrelay_api::{DatapathDrops, ForwardDrops};
 use iotrelay_crypto::{RandomSource, SaCipher};
 use iotrelay_esp::{Demux, InboundSa, OutboundSa, ipv4};
-use iotrelay_ikev2::{
-    ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Prefix, StartupAction, Tunnel, TunnelState,
-};
+use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Cidr, StartupAction, Tunnel, TunnelState};
 pub use iotrelay_relay::ForwardId;
-use iotrelay_relay::{DropReason, ForwardConfig, Ipv4Cidr, Relay};
+use iotrelay_relay::{DropReason, ForwardConfig, Relay};
 
 use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
 use crate::gateway::{GatewayConfig, GatewayCounters};
@@ -111,7 +109,7 @@ struct TunnelSlot {
     /// When the installed CHILD_SA is due for a rekey (to tell a failed rekey from other losses).
     child_rekey_at: Option<Duration>,
     /// The installed CHILD_SA's negotiated traffic selectors (ours, the peer's); empty before the first one.
-    selectors: (Vec<Ipv4Prefix>, Vec<Ipv4Prefix>),
+    selectors: (Vec<Ipv4Cidr>, Vec<Ipv4Cidr>),
 }
 
 /// A forward in spec order (the order of the status) and its handle in the relay, the dense id every other place
@@ -122,16 +120,11 @@ struct ForwardSlot {
     listening: bool,
 }
 
-/// A forward's `allowedSources` as the relay's prefixes.
-pub fn allowed_cidrs(f: &ValidatedForward) -> Vec<Ipv4Cidr> {
-    f.allowed_sources.iter().map(|c| Ipv4Cidr { addr: c.addr(), prefix_len: c.prefix_len() }).collect()
-}
-
 fn forward_config(f: &ValidatedForward) -> ForwardConfig {
     ForwardConfig {
         name: f.name.clone(),
         listen_port: f.listen_port,
-        allowed_sources: allowed_cidrs(f),
+        allowed_sources: f.allowed_sources.clone(),
         target: f.target,
         idle_timeout: f.idle_timeout,
     }
@@ -559,15 +552,7 @@ impl Datapath {
                     sessions: s.sessions,
                     packets_in: s.packets_in,
                     packets_out: s.packets_out,
-                    drops: ForwardDrops {
-                        source_not_allowed: s.drops.source_not_allowed,
-                        no_tunnel: s.drops.no_tunnel,
-                        no_session: s.drops.no_session,
-                        too_big: s.drops.too_big,
-                        queue_full: s.drops.queue_full,
-                        source_session_limit: s.drops.source_limit,
-                        no_route: s.drops.no_route,
-                    },
+                    drops: s.drops,
                 }
             })
             .collect();

@@ -7,7 +7,6 @@ use std::net::Ipv4Addr;
 
 use iotrelay_api::Ipv4Cidr;
 use iotrelay_esp::ipv4::{self, FLAG_DF, FLAG_MF, IPV4_HEADER_LEN};
-use iotrelay_ikev2::Ipv4Prefix;
 
 const PROTO_ICMP: u8 = 1;
 const PROTO_TCP: u8 = 6;
@@ -95,16 +94,13 @@ pub struct GatewayConfig {
 }
 
 /// Whether `ip` lies in one of the traffic selectors.
-pub fn in_selectors(ts: &[Ipv4Prefix], ip: Ipv4Addr) -> bool {
-    ts.iter().any(|p| {
-        let (a, b) = p.range();
-        (u32::from(a)..=u32::from(b)).contains(&u32::from(ip))
-    })
+pub fn in_selectors(ts: &[Ipv4Cidr], ip: Ipv4Addr) -> bool {
+    ts.iter().any(|p| p.contains(ip))
 }
 
 /// Traffic selectors as text for logs: `100.127.0.0/16,100.126.0.0/24`.
-pub fn selectors_text(ts: &[Ipv4Prefix]) -> String {
-    ts.iter().map(|p| format!("{}/{}", p.addr, p.len)).collect::<Vec<_>>().join(",")
+pub fn selectors_text(ts: &[Ipv4Cidr]) -> String {
+    ts.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
 }
 
 /// Source and destination of an IPv4 packet whose header checks out.
@@ -294,9 +290,9 @@ mod tests {
 
     #[test]
     fn selectors_contain() {
-        let ts = [Ipv4Prefix { addr: "100.64.0.0".parse().unwrap(), len: 16 }];
+        let ts = ["100.64.0.0/16".parse().unwrap()];
         assert!(in_selectors(&ts, "100.64.255.1".parse().unwrap()));
         assert!(!in_selectors(&ts, "100.65.0.1".parse().unwrap()));
-        assert!(in_selectors(&[Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }], Ipv4Addr::BROADCAST));
+        assert!(in_selectors(&[Ipv4Cidr::ANY], Ipv4Addr::BROADCAST));
     }
 }

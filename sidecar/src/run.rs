@@ -162,7 +162,7 @@ pub async fn run(
     }
 
     let public_identity = match spec.local_identity {
-        Some(iotrelay_api::validate::Identity::Ipv4(a)) => Some(a),
+        Some(iotrelay_api::Identity::Ipv4(a)) => Some(a),
         _ => None,
     };
     let place = Place { node_name: rs.node_name.clone(), outside_address: local, public_identity };

@@ -6,9 +6,9 @@ use std::time::Duration;
 use iotrelay_api::status::condition;
 use iotrelay_api::{
     BgpSessionStatus, ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, GatewayDrops,
-    GatewayStatus, IkeSaStatus, IotRelayStatus, TunnelState as ApiState, TunnelStatus as ApiTunnel,
+    GatewayStatus, IkeSaStatus, IotRelayStatus, TunnelState, TunnelStatus as ApiTunnel,
 };
-use iotrelay_ikev2::{TunnelState, TunnelStatus};
+use iotrelay_ikev2::TunnelStatus;
 
 use crate::datapath::BgpSnapshot;
 use crate::gateway::{GatewayCounters, GatewayDrop};
@@ -95,11 +95,6 @@ pub enum Owner {
 
 fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
     let e = &t.engine;
-    let state = match e.state {
-        TunnelState::Connecting => ApiState::Connecting,
-        TunnelState::Established => ApiState::Established,
-        TunnelState::Down => ApiState::Down,
-    };
     let ike_sa = match (e.ike_local_spi, e.ike_remote_spi) {
         (Some(l), Some(r)) => Some(IkeSaStatus {
             local_spi: format!("{l:016x}"),
@@ -128,7 +123,7 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
     };
     ApiTunnel {
         name: t.name.clone(),
-        state,
+        state: e.state,
         active: t.active,
         ike_sa,
         child_sa,
@@ -189,14 +184,14 @@ pub fn build_status(
             sessions: f.sessions,
             packets_in: f.packets_in,
             packets_out: f.packets_out,
-            drops: f.drops.clone(),
+            drops: f.drops,
         })
         .collect();
 
     let up: Vec<&str> =
-        api_tunnels.iter().filter(|t| t.state == ApiState::Established).map(|t| t.name.as_str()).collect();
+        api_tunnels.iter().filter(|t| t.state == TunnelState::Established).map(|t| t.name.as_str()).collect();
     let down: Vec<&str> =
-        api_tunnels.iter().filter(|t| t.state != ApiState::Established).map(|t| t.name.as_str()).collect();
+        api_tunnels.iter().filter(|t| t.state != TunnelState::Established).map(|t| t.name.as_str()).collect();
     let not_listening: Vec<&str> = api_forwards.iter().filter(|f| !f.listening).map(|f| f.name.as_str()).collect();
     // A tunnel that failed in a way only a configuration change can fix.
     let stalled = tunnels

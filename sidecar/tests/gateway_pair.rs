@@ -9,7 +9,7 @@ use std::time::Duration;
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4::{self, FLAG_DF};
-use iotrelay_ikev2::{Ipv4Prefix, StartupAction};
+use iotrelay_ikev2::{Ipv4Cidr, StartupAction};
 use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 
@@ -33,7 +33,7 @@ struct Pair {
 
 impl Pair {
     /// `aws_local_ts`: what the AWS side's selectors allow on its side (the relay's TSr is narrowed to it).
-    fn new(aws_local_ts: Vec<Ipv4Prefix>) -> Pair {
+    fn new(aws_local_ts: Vec<Ipv4Cidr>) -> Pair {
         let mut rng = SeededRandom::new(12);
         let now = Duration::ZERO;
         let forward = ValidatedForward {
@@ -149,8 +149,8 @@ fn packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, total: usize, df: bool) -> Ve
     p
 }
 
-fn any() -> Vec<Ipv4Prefix> {
-    vec![Ipv4Prefix { addr: Ipv4Addr::UNSPECIFIED, len: 0 }]
+fn any() -> Vec<Ipv4Cidr> {
+    vec![Ipv4Cidr::ANY]
 }
 
 #[test]
@@ -184,7 +184,7 @@ fn packets_cross_both_ways_unchanged_next_to_a_forward() {
 #[test]
 fn selectors_and_spoofed_sources_are_dropped_and_counted() {
     // The AWS side allows only 100.64.1.0/24 on its side: the relay's TSr is narrowed to it.
-    let mut p = Pair::new(vec![Ipv4Prefix { addr: Ipv4Addr::new(100, 64, 1, 0), len: 24 }]);
+    let mut p = Pair::new(vec!["100.64.1.0/24".parse().unwrap()]);
     // Inside remoteSubnets but outside the negotiated selectors; and outside remoteSubnets altogether.
     p.relay_host_sends(packet(RELAY_INSIDE, Ipv4Addr::new(100, 64, 2, 5), 1, 84, false));
     p.relay_host_sends(packet(RELAY_INSIDE, Ipv4Addr::new(198, 51, 100, 99), 1, 84, false));

@@ -246,7 +246,7 @@ pub(super) fn suite_proposal_esp(s: &EspSuite, number: u8, spi: u32) -> Payload 
     sa_payload(number, ProtocolId::ESP, &spi.to_be_bytes(), std::iter::once(t))
 }
 
-pub(super) fn ts_payload(prefixes: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
+pub(super) fn ts_payload(prefixes: &[Ipv4Cidr]) -> Vec<TrafficSelector> {
     prefixes
         .iter()
         .map(|p| {
@@ -265,19 +265,20 @@ pub(super) fn ts_payload(prefixes: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
 
 /// Largest prefixes covering exactly the range [a, b] would be exact; we only need the common cases: a range
 /// that is a prefix maps back to it; other ranges are approximated by their covering start address /32 ... /0.
-pub(super) fn range_to_prefix(a: Ipv4Addr, b: Ipv4Addr) -> Ipv4Prefix {
+pub(super) fn range_to_prefix(a: Ipv4Addr, b: Ipv4Addr) -> Ipv4Cidr {
     let (a32, b32) = (u32::from(a), u32::from(b));
     for len in 0..=32u8 {
-        let p = Ipv4Prefix { addr: a, len };
+        // Host bits set: `a` does not start a network this long.
+        let Ok(p) = Ipv4Cidr::new(a, len) else { continue };
         let (s, e) = p.range();
         if u32::from(s) == a32 && u32::from(e) == b32 {
             return p;
         }
     }
-    Ipv4Prefix { addr: a, len: 32 }
+    Ipv4Cidr::host(a)
 }
 
-pub(super) fn ts_to_prefixes(ts: &[TrafficSelector]) -> Vec<Ipv4Prefix> {
+pub(super) fn ts_to_prefixes(ts: &[TrafficSelector]) -> Vec<Ipv4Cidr> {
     ts.iter()
         .filter_map(|t| match (t.start_addr, t.end_addr) {
             (IpAddr::V4(a), IpAddr::V4(b)) => Some(range_to_prefix(a, b)),
@@ -287,7 +288,7 @@ pub(super) fn ts_to_prefixes(ts: &[TrafficSelector]) -> Vec<Ipv4Prefix> {
 }
 
 /// Responder narrowing (RFC 7296 §2.9): intersect each of the peer's IPv4 selectors with each of ours.
-pub(super) fn narrow(theirs: &[TrafficSelector], ours: &[Ipv4Prefix]) -> Vec<TrafficSelector> {
+pub(super) fn narrow(theirs: &[TrafficSelector], ours: &[Ipv4Cidr]) -> Vec<TrafficSelector> {
     let mut out = Vec::new();
     for t in theirs {
         let (IpAddr::V4(ta), IpAddr::V4(tb)) = (t.start_addr, t.end_addr) else { continue };
@@ -311,7 +312,7 @@ pub(super) fn narrow(theirs: &[TrafficSelector], ours: &[Ipv4Prefix]) -> Vec<Tra
 }
 
 impl Tunnel {
-    pub(super) fn local_ts(&self) -> Vec<Ipv4Prefix> {
+    pub(super) fn local_ts(&self) -> Vec<Ipv4Cidr> {
         self.cfg.local_ts.clone()
     }
 }

@@ -68,8 +68,8 @@ pub(super) struct FirstChild {
     pub(super) inbound_spi: u32,
     pub(super) outbound_spi: u32,
     pub(super) suite: EspSuite,
-    pub(super) local_ts: Vec<Ipv4Prefix>,
-    pub(super) remote_ts: Vec<Ipv4Prefix>,
+    pub(super) local_ts: Vec<Ipv4Cidr>,
+    pub(super) remote_ts: Vec<Ipv4Cidr>,
 }
 
 /// What a key exchange settled for a new IKE SA: its SPIs, suite and keys.
@@ -178,8 +178,8 @@ pub(super) struct Child {
     pub(super) suite: EspSuite,
     pub(super) established_at: Duration,
     pub(super) rekey_at: Duration,
-    pub(super) local_ts: Vec<Ipv4Prefix>,
-    pub(super) remote_ts: Vec<Ipv4Prefix>,
+    pub(super) local_ts: Vec<Ipv4Cidr>,
+    pub(super) remote_ts: Vec<Ipv4Cidr>,
 }
 
 pub(super) struct OldInbound {
@@ -301,8 +301,8 @@ impl Tunnel {
         ni: &[u8],
         nr: &[u8],
         we_initiated: bool,
-        local_ts: Vec<Ipv4Prefix>,
-        remote_ts: Vec<Ipv4Prefix>,
+        local_ts: Vec<Ipv4Cidr>,
+        remote_ts: Vec<Ipv4Cidr>,
     ) -> Option<ChildSa> {
         let sa = self.ike.as_ref()?;
         let ike_suite = sa.suite?;

@@ -17,7 +17,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
-use crate::datapath::{Datapath, allowed_cidrs};
+use crate::datapath::Datapath;
 use crate::demux::Known;
 use crate::ingress::Ingress;
 pub use outbox::{Outbox, SocketSink};
@@ -121,7 +121,7 @@ impl Sockets {
     pub async fn bind_forwards(&mut self, dp: &mut Datapath, ingress: &Arc<Ingress>) {
         let mut by_port: HashMap<u16, ForwardSocket> = self.forwards.drain(..).flatten().map(|f| (f.port, f)).collect();
         let wanted: Vec<(ForwardId, u16, Vec<Ipv4Cidr>)> =
-            dp.forwards().map(|(id, f)| (id, f.listen_port, allowed_cidrs(f))).collect();
+            dp.forwards().map(|(id, f)| (id, f.listen_port, f.allowed_sources.clone())).collect();
         for (id, port, allowed) in wanted {
             let socket = match by_port.remove(&port) {
                 Some(f) => {

@@ -1,11 +1,12 @@
-//! IPv4 CIDR parsing without extra dependencies.
+//! [`Ipv4Cidr`]: an IPv4 network in canonical form, for allow-lists, routes, BGP announcements and IKE traffic
+//! selectors alike.
 
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
 /// An IPv4 network in canonical form (host bits zero), e.g. `100.64.0.0/16`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ipv4Cidr {
     addr: Ipv4Addr,
     prefix_len: u8,
@@ -33,6 +34,10 @@ impl Ipv4Cidr {
         }
         Ok(c)
     }
+    /// The network of one address, `addr/32`.
+    pub const fn host(addr: Ipv4Addr) -> Self {
+        Ipv4Cidr { addr, prefix_len: 32 }
+    }
     pub fn addr(&self) -> Ipv4Addr {
         self.addr
     }
@@ -46,6 +51,11 @@ impl Ipv4Cidr {
     /// Whether `other` lies wholly inside this network.
     pub fn contains_cidr(&self, other: &Ipv4Cidr) -> bool {
         other.prefix_len >= self.prefix_len && self.contains(other.addr)
+    }
+    /// First and last address of the network.
+    pub fn range(&self) -> (Ipv4Addr, Ipv4Addr) {
+        let start = u32::from(self.addr);
+        (self.addr, Ipv4Addr::from(start | !mask(self.prefix_len)))
     }
     /// The whole IPv4 space, `0.0.0.0/0`.
     pub const ANY: Ipv4Cidr = Ipv4Cidr { addr: Ipv4Addr::UNSPECIFIED, prefix_len: 0 };
@@ -90,6 +100,10 @@ mod tests {
         assert!(c.contains_cidr(&c));
         assert!(!c.contains_cidr(&"100.0.0.0/8".parse().unwrap()));
         assert!(!c.contains_cidr(&"100.65.0.0/24".parse().unwrap()));
+        assert_eq!(c.range(), ("100.64.0.0".parse().unwrap(), "100.64.255.255".parse().unwrap()));
+        assert_eq!(h.range(), (h.addr(), h.addr()));
+        assert_eq!(Ipv4Cidr::host(h.addr()), h);
+        assert_eq!(Ipv4Cidr::ANY.range(), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
     }
 
     #[test]
