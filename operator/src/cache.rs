@@ -5,7 +5,8 @@
 //! A change of a cached object that reconcile would see (its [`wake_key`]), or its deletion, wakes the IotRelay that
 //! owns it (children by their controller owner reference, pods through their Deployment), so a relay whose pod is
 //! Pending is looked at again when something happens, not on a timer, and not for every status heartbeat of its
-//! Deployment or pod.
+//! Deployment or pod. The event of a child the operator itself just wrote (the version its write returned, see
+//! [`Memory::wrote`]) wakes nobody either: the pass that wrote it already knows.
 //!
 //! Secrets are not cached: watching them would need `list`/`watch` on every Secret of the cluster, which the
 //! operator deliberately does not hold (it only `get`s the Secrets an IotRelay names).
@@ -28,6 +29,7 @@ use tracing::warn;
 
 use iotrelay_api::{IotRelay, IotRelayStatus};
 
+use crate::memory::{Memory, child_key, live_version};
 use crate::reconcile::{pod_outcome, replica_failure};
 use crate::render::RELAY_LABEL;
 
@@ -44,6 +46,8 @@ pub struct Caches {
     pub role_bindings: Store<RoleBinding>,
     pub deployments: Store<Deployment>,
     pub pods: Store<Pod>,
+    /// What the reconcile passes wrote (shared with them): the watches do not wake a relay for its own writes.
+    pub memory: Memory,
 }
 
 /// Writers for [`Caches`] built by hand (tests).
@@ -64,7 +68,7 @@ impl Caches {
         let (deployments, d) = reflector::store();
         let (pods, p) = reflector::store();
         (
-            Caches { service_accounts, roles, role_bindings, deployments, pods },
+            Caches { service_accounts, roles, role_bindings, deployments, pods, memory: Memory::default() },
             Writers { service_accounts: sa, roles: r, role_bindings: rb, deployments: d, pods: p },
         )
     }
@@ -73,14 +77,17 @@ impl Caches {
     /// IotRelays whose children or pod changed.
     pub fn start(client: &Client, namespace: Option<&str>) -> (Caches, mpsc::Receiver<ObjectRef<IotRelay>>) {
         let (tx, rx) = mpsc::channel(WAKE_QUEUE);
-        let deployments = watch(client, namespace, tx.clone(), |d: &Deployment| owning_relay(d.meta()));
+        let memory = Memory::default();
+        let m = &memory;
+        let deployments = watch(client, namespace, tx.clone(), m, |d: &Deployment| owning_relay(d.meta()));
         let by_deployment = deployments.clone();
         let caches = Caches {
-            service_accounts: watch(client, namespace, tx.clone(), |o: &ServiceAccount| owning_relay(o.meta())),
-            roles: watch(client, namespace, tx.clone(), |o: &Role| owning_relay(o.meta())),
-            role_bindings: watch(client, namespace, tx.clone(), |o: &RoleBinding| owning_relay(o.meta())),
-            pods: watch(client, namespace, tx, move |p: &Pod| pod_relay(p, &by_deployment)),
+            service_accounts: watch(client, namespace, tx.clone(), m, |o: &ServiceAccount| owning_relay(o.meta())),
+            roles: watch(client, namespace, tx.clone(), m, |o: &Role| owning_relay(o.meta())),
+            role_bindings: watch(client, namespace, tx.clone(), m, |o: &RoleBinding| owning_relay(o.meta())),
+            pods: watch(client, namespace, tx, m, move |p: &Pod| pod_relay(p, &by_deployment)),
             deployments,
+            memory: memory.clone(),
         };
         (caches, rx)
     }
@@ -173,6 +180,9 @@ pub trait Cached {
     fn trim(&mut self);
     /// Changes when something reconcile reads from this object changes (including our own writes to it).
     fn wake_key(&self) -> u64;
+    /// The wake key is the object's version alone, so a change of it that leaves the version our own write
+    /// returned is that write (for the other kinds only a first sighting can be told apart that way).
+    const KEYED_BY_VERSION: bool;
 }
 
 fn trim_meta(m: &mut ObjectMeta, keep_labels: bool) {
@@ -202,6 +212,7 @@ macro_rules! cached_by_version {
             fn wake_key(&self) -> u64 {
                 hash_of((&self.metadata.resource_version, self.metadata.deletion_timestamp.is_some()))
             }
+            const KEYED_BY_VERSION: bool = true;
         }
     )*};
 }
@@ -223,6 +234,7 @@ impl Cached for Deployment {
         let failure = status.and_then(replica_failure).map(|o| format!("{o:?}"));
         hash_of((self.metadata.generation, self.metadata.deletion_timestamp.is_some(), available, failure))
     }
+    const KEYED_BY_VERSION: bool = false;
 }
 
 /// A relay pod: its labels (to find it) and the status [`pod_outcome`] reads.
@@ -241,12 +253,14 @@ impl Cached for Pod {
     fn wake_key(&self) -> u64 {
         hash_of(format!("{:?}", pod_outcome(std::slice::from_ref(self))))
     }
+    const KEYED_BY_VERSION: bool = false;
 }
 
 fn watch<K>(
     client: &Client,
     namespace: Option<&str>,
     tx: mpsc::Sender<ObjectRef<IotRelay>>,
+    memory: &Memory,
     owner: impl Fn(&K) -> Option<ObjectRef<IotRelay>> + Send + 'static,
 ) -> Store<K>
 where
@@ -262,12 +276,13 @@ where
         .default_backoff()
         .modify(K::trim)
         .reflect(writer);
+    let memory = memory.clone();
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         let mut wakes = Wakes::default();
         while let Some(item) = stream.next().await {
             let woken = match &item {
-                Ok(event) => wakes.on(event).and_then(&owner),
+                Ok(event) => wakes.relay_to_wake(event, &owner, &memory),
                 Err(e) => {
                     warn!(kind = K::kind(&()).as_ref(), error = %e, "watch failed; retrying");
                     None
@@ -293,19 +308,34 @@ struct Wakes {
 }
 
 impl Wakes {
-    /// The object whose IotRelay an event wakes, if any.
-    fn on<'e, K: Resource + Cached>(&mut self, event: &'e watcher::Event<K>) -> Option<&'e K> {
+    /// The IotRelay an event wakes, if any: not for the operator's own write of a child.
+    fn relay_to_wake<K: Resource<DynamicType = ()> + Cached>(
+        &mut self,
+        event: &watcher::Event<K>,
+        owner: impl Fn(&K) -> Option<ObjectRef<IotRelay>>,
+        memory: &Memory,
+    ) -> Option<ObjectRef<IotRelay>> {
+        let (o, maybe_ours) = self.on(event)?;
+        let r = owner(o)?;
+        let ours = maybe_ours && memory.wrote(&r, &child_key(o), live_version(o).as_deref());
+        (!ours).then_some(r)
+    }
+
+    /// The object whose IotRelay an event wakes, if any, and whether the change may be the operator's own write
+    /// (to be looked up in its [`Memory`]): an object seen for the first time, or a version-keyed one that changed.
+    fn on<'e, K: Resource + Cached>(&mut self, event: &'e watcher::Event<K>) -> Option<(&'e K, bool)> {
         let id = |o: &K| (o.meta().namespace.clone(), o.meta().name.clone().unwrap_or_default());
         match event {
             watcher::Event::Apply(o) | watcher::Event::InitApply(o) => {
                 let key = o.wake_key();
                 let before = self.keys.insert(id(o), key);
                 let initial = matches!(event, watcher::Event::InitApply(_)) && !self.listed;
-                (before != Some(key) && !initial).then_some(o)
+                let maybe_ours = before.is_none() || K::KEYED_BY_VERSION;
+                (before != Some(key) && !initial).then_some((o, maybe_ours))
             }
             watcher::Event::Delete(o) => {
                 self.keys.remove(&id(o));
-                Some(o)
+                Some((o, false))
             }
             watcher::Event::Init => None,
             watcher::Event::InitDone => {
@@ -398,6 +428,37 @@ mod tests {
         assert!(w.on(&watcher::Event::Apply(running.clone())).is_some(), "the pod runs");
         assert!(w.on(&watcher::Event::InitApply(running.clone())).is_none(), "a relist of an unchanged object");
         assert!(w.on(&watcher::Event::Delete(running)).is_some(), "a deletion always wakes");
+    }
+
+    #[test]
+    fn own_writes_of_children_wake_nobody() {
+        let memory = Memory::default();
+        let me = ObjectRef::<IotRelay>::new("a").within("iot");
+        let role = |version: &str| -> Role {
+            serde_json::from_value(json!({"metadata": {"name": "iotrelay-a", "namespace": "iot",
+                "resourceVersion": version, "ownerReferences": [{"apiVersion": "iotrelay.dev/v1alpha1",
+                "kind": "IotRelay", "name": "a", "uid": "u1", "controller": true}]}}))
+            .unwrap()
+        };
+        let owner = |o: &Role| owning_relay(o.meta());
+        let mut w = Wakes { listed: true, ..Default::default() };
+        memory.child_written(&me, "Role/iotrelay-a", 1, Some("5".into()));
+        assert_eq!(w.relay_to_wake(&watcher::Event::Apply(role("5")), owner, &memory), None, "our create");
+        assert_eq!(w.relay_to_wake(&watcher::Event::Apply(role("6")), owner, &memory), Some(me.clone()), "edited");
+        memory.child_written(&me, "Role/iotrelay-a", 1, Some("7".into()));
+        assert_eq!(w.relay_to_wake(&watcher::Event::Apply(role("7")), owner, &memory), None, "our repair");
+        assert_eq!(w.relay_to_wake(&watcher::Event::Delete(role("7")), owner, &memory), Some(me.clone()));
+
+        // A Deployment: our create wakes nobody, its pod becoming available at the same generation does.
+        let owner = |o: &Deployment| owning_relay(o.meta());
+        let mut w = Wakes { listed: true, ..Default::default() };
+        memory.child_written(&me, "Deployment/iotrelay-a", 1, Some("g1".into()));
+        let created = deployment(json!({"replicas": 1}));
+        assert_eq!(w.relay_to_wake(&watcher::Event::Apply(created), owner, &memory), None, "our create");
+        let available = deployment(json!({"availableReplicas": 1}));
+        assert_eq!(w.relay_to_wake(&watcher::Event::Apply(available), owner, &memory), Some(me.clone()));
+        let other = ObjectRef::<IotRelay>::new("b").within("iot");
+        assert!(!memory.wrote(&other, "Deployment/iotrelay-a", Some("g1")), "per IotRelay");
     }
 
     #[test]

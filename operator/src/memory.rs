@@ -7,8 +7,9 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use kube::Resource;
 use kube::runtime::reflector::ObjectRef;
 
 use iotrelay_api::IotRelay;
@@ -20,12 +21,31 @@ struct Entry {
     children: HashMap<String, (u64, String)>,
     /// Hash of the last status patch written.
     status: Option<u64>,
+    /// [`crate::cache::relay_change`] of the IotRelay as our last status write left it.
+    status_left: Option<u64>,
 }
 
-/// Per-IotRelay memory, shared by the reconcile passes.
-#[derive(Debug, Default)]
+/// Per-IotRelay memory, shared by the reconcile passes and the watch caches (a clone shares the same entries).
+#[derive(Debug, Default, Clone)]
 pub struct Memory {
-    entries: Mutex<HashMap<ObjectRef<IotRelay>, Entry>>,
+    entries: Arc<Mutex<HashMap<ObjectRef<IotRelay>, Entry>>>,
+}
+
+/// The version of a live child that tells whether someone changed it: the generation where the API server keeps
+/// one (a Deployment: status updates do not count), else the resourceVersion.
+pub fn live_version<K: Resource>(obj: &K) -> Option<String> {
+    match obj.meta().generation {
+        Some(g) => Some(format!("g{g}")),
+        None => obj.meta().resource_version.clone(),
+    }
+}
+
+/// The key a child is remembered by: `Kind/name`.
+pub fn child_key<K: Resource>(obj: &K) -> String
+where
+    K::DynamicType: Default,
+{
+    format!("{}/{}", K::kind(&K::DynamicType::default()), obj.meta().name.as_deref().unwrap_or_default())
 }
 
 /// Hash of `value`'s JSON form (stable within one process, which is all the memory needs).
@@ -61,6 +81,14 @@ impl Memory {
         self.with(r, |e| e.children.get(child).is_some_and(|(h, v)| *h == hash && v == live)).unwrap_or(false)
     }
 
+    /// True when the live `child` is the version our last write of it left (its watch event then tells the
+    /// operator nothing it does not know). Looks only: an unknown IotRelay gets no entry.
+    pub fn wrote(&self, r: &ObjectRef<IotRelay>, child: &str, live_version: Option<&str>) -> bool {
+        let Some(live) = live_version else { return false };
+        let Ok(map) = self.entries.lock() else { return false };
+        map.get(r).and_then(|e| e.children.get(child)).is_some_and(|(_, v)| v == live)
+    }
+
     /// Records a write of `child`.
     pub fn child_written(&self, r: &ObjectRef<IotRelay>, child: &str, hash: u64, version: Option<String>) {
         self.with(r, |e| match version {
@@ -81,6 +109,17 @@ impl Memory {
     /// Records a status write.
     pub fn status_written(&self, r: &ObjectRef<IotRelay>, hash: u64) {
         self.with(r, |e| e.status = Some(hash));
+    }
+
+    /// Records what the IotRelay looked like after our status write (its [`crate::cache::relay_change`] key).
+    pub fn status_left(&self, r: &ObjectRef<IotRelay>, key: u64) {
+        self.with(r, |e| e.status_left = Some(key));
+    }
+
+    /// True when the IotRelay is as our last status write left it (its watch event is that write). Looks only.
+    pub fn left_by_own_status(&self, r: &ObjectRef<IotRelay>, key: u64) -> bool {
+        let Ok(map) = self.entries.lock() else { return false };
+        map.get(r).is_some_and(|e| e.status_left == Some(key))
     }
 
     /// Forgets every IotRelay for which `exists` is false.
@@ -129,5 +168,9 @@ mod tests {
         assert!(!m.child_unchanged(&r, "Role/x", 2, Some("5")), "rendered differently");
         assert!(!m.child_unchanged(&r, "Role/x", 1, Some("6")), "someone else changed it");
         assert!(!m.child_unchanged(&r, "Role/x", 1, None), "deleted");
+        assert!(m.wrote(&r, "Role/x", Some("5")) && !m.wrote(&r, "Role/x", Some("6")));
+        let other = ObjectRef::<IotRelay>::new("b").within("iot");
+        assert!(!m.wrote(&other, "Role/x", Some("5")));
+        assert_eq!(m.len(), 1, "a lookup creates no entry");
     }
 }

@@ -19,9 +19,9 @@ use tracing::{Instrument, info, warn};
 use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, condition, validate};
 
 use crate::admit::admit;
-use crate::cache::Caches;
+use crate::cache::{Caches, relay_change, trim_relay};
 use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields};
-use crate::memory::{Memory, hash_json};
+use crate::memory::{Memory, child_key, hash_json, live_version};
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::render::{Children, RenderConfig, RenderError, render};
 
@@ -74,7 +74,8 @@ impl Context {
         reporter: Reporter,
         caches: Caches,
     ) -> Self {
-        Context { client, config, metrics, reporter, caches, memory: Memory::default() }
+        let memory = caches.memory.clone();
+        Context { client, config, metrics, reporter, caches, memory }
     }
 
     /// 1 s, 2 s, 4 s ... capped at 5 min.
@@ -216,15 +217,6 @@ async fn apply(ctx: &Context, me: &ObjectRef<IotRelay>, ns: &str, c: &Children) 
     Ok(())
 }
 
-/// The version of a live child that tells whether someone changed it: the generation where the API server keeps
-/// one (a Deployment: status updates do not count), else the resourceVersion.
-fn live_version<K: Resource>(obj: &K) -> Option<String> {
-    match obj.meta().generation {
-        Some(g) => Some(format!("g{g}")),
-        None => obj.meta().resource_version.clone(),
-    }
-}
-
 async fn apply_one<K>(
     ctx: &Context,
     me: &ObjectRef<IotRelay>,
@@ -243,7 +235,7 @@ where
     value["apiVersion"] = json!(K::api_version(&dt));
     value["kind"] = json!(K::kind(&dt));
     let name = obj.meta().name.clone().unwrap_or_default();
-    let key = format!("{}/{name}", K::kind(&dt));
+    let key = child_key(obj);
     let hash = hash_json(&value);
     let live = cached(&ObjectRef::new_with(&name, dt).within(ns));
     if ctx.memory.child_unchanged(me, &key, hash, live.as_deref().and_then(live_version).as_deref()) {
@@ -396,9 +388,14 @@ async fn update_status(
         return Ok(());
     }
     let api: Api<IotRelay> = Api::namespaced(ctx.client.clone(), ns);
-    api.patch_status(&relay.name_any(), &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
+    let mut written = api
+        .patch_status(&relay.name_any(), &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
         .await?;
     ctx.memory.status_written(me, hash);
+    trim_relay(&mut written);
+    if let Some(key) = relay_change(&written) {
+        ctx.memory.status_left(me, key);
+    }
     Ok(())
 }
 

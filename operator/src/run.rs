@@ -211,7 +211,17 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         .modify(trim_relay)
         .reflect(relay_writer)
         .applied_objects()
-        .predicate_filter(relay_change, Default::default());
+        .predicate_filter(relay_change, Default::default())
+        .filter({
+            // The event of the operator's own status write: the pass that wrote it already knows.
+            let memory = caches.memory.clone();
+            move |r| {
+                let ours = r.as_ref().is_ok_and(|r| {
+                    relay_change(r).is_some_and(|k| memory.left_by_own_status(&ObjectRef::from_obj(r), k))
+                });
+                std::future::ready(!ours)
+            }
+        });
     let reporter = Reporter { controller: "iotrelay-operator".into(), instance: Some(settings.identity.clone()) };
     let ctx =
         Arc::new(Context::new(client.clone(), settings.render.clone(), metrics.clone(), reporter, caches.clone()));
