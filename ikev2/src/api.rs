@@ -295,30 +295,63 @@ impl DropCounts {
     }
 }
 
-/// A snapshot for `/status`.
+/// A snapshot for `/status`, nested as the status is: the sidecar maps it, field for field.
 #[derive(Debug, Clone)]
 pub struct TunnelStatus {
     pub state: TunnelState,
-    pub ike_local_spi: Option<u64>,
-    pub ike_remote_spi: Option<u64>,
-    pub ike_proposal: Option<String>,
-    pub ike_established_at: Option<Duration>,
-    pub ike_rekey_at: Option<Duration>,
-    pub child_inbound_spi: Option<u32>,
-    pub child_outbound_spi: Option<u32>,
-    pub child_proposal: Option<String>,
-    pub child_established_at: Option<Duration>,
-    pub child_rekey_at: Option<Duration>,
-    /// When the IKE SA's and the CHILD_SA's lifetimes end (established + configured lifetime): the peer deletes
-    /// them then unless they were rekeyed.
-    pub ike_expires_at: Option<Duration>,
-    pub child_expires_at: Option<Duration>,
-    /// Whether a NAT rewrites our address on the way to the peer (RFC 7296 §2.23); `None` until established.
-    pub nat_detected: Option<bool>,
+    /// The established IKE SA; `None` while there is none (or it is still being negotiated).
+    pub ike: Option<IkeSaInfo>,
+    /// The installed CHILD_SA.
+    pub child: Option<ChildSaInfo>,
     /// The last failure, e.g. `peer sent AUTHENTICATION_FAILED`; never contains secrets.
     pub last_error: Option<String>,
     pub last_down_reason: Option<DownReason>,
     pub counters: Counters,
+}
+
+/// The established IKE SA of a [`TunnelStatus`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IkeSaInfo {
+    pub local_spi: u64,
+    pub remote_spi: u64,
+    /// e.g. `AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024`, as strongSwan prints it.
+    pub proposal: String,
+    pub established_at: Duration,
+    pub rekey_at: Duration,
+    /// When its lifetime ends (established + configured lifetime): the peer deletes it then unless it was rekeyed.
+    pub expires_at: Duration,
+    /// Whether a NAT rewrites our address on the way to the peer (RFC 7296 §2.23).
+    pub nat_detected: bool,
+}
+
+/// The installed CHILD_SA of a [`TunnelStatus`] (its keys go to the datapath through [`Event`], never here).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChildSaInfo {
+    pub inbound_spi: u32,
+    pub outbound_spi: u32,
+    /// e.g. `AES_CBC-128/HMAC_SHA1_96`.
+    pub proposal: String,
+    pub established_at: Duration,
+    pub rekey_at: Duration,
+    /// When its lifetime ends (established + configured lifetime): the peer deletes it then unless it was rekeyed.
+    pub expires_at: Duration,
+}
+
+impl TunnelStatus {
+    /// The SPIs that name the current SAs, for tests and logs: ours and the peer's IKE SPI, the CHILD_SA's
+    /// inbound and outbound SPI.
+    pub fn ike_local_spi(&self) -> Option<u64> {
+        self.ike.as_ref().map(|s| s.local_spi)
+    }
+    pub fn ike_remote_spi(&self) -> Option<u64> {
+        self.ike.as_ref().map(|s| s.remote_spi)
+    }
+    pub fn child_inbound_spi(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.inbound_spi)
+    }
+    pub fn child_outbound_spi(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.outbound_spi)
+    }
 }
 
 impl Config {

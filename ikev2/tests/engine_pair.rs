@@ -24,7 +24,7 @@ fn every_required_suite_establishes_with_matching_keys() {
         assert_eq!((p.a.dp.established, p.b.dp.established), (1, 1), "{ike}");
         p.assert_matching_child();
         let st = p.a.t.status();
-        assert!(st.ike_proposal.unwrap().contains("PRF_"), "{ike}");
+        assert!(st.ike.unwrap().proposal.contains("PRF_"), "{ike}");
     }
 }
 
@@ -34,7 +34,7 @@ fn every_dh_group_establishes() {
         let tok = iotrelay_crypto::proposal::dh_token(g);
         let p = established_pair(&format!("aes128-sha256-{tok}"), "aes128gcm16");
         p.assert_matching_child();
-        assert!(p.a.t.status().ike_proposal.unwrap().ends_with(g.strongswan_name()));
+        assert!(p.a.t.status().ike.unwrap().proposal.ends_with(g.strongswan_name()));
     }
 }
 
@@ -86,7 +86,7 @@ fn invalid_ke_payload_is_retried_with_the_requested_group() {
     p.connect();
     p.run(Duration::from_secs(5));
     p.assert_matching_child();
-    assert!(p.a.t.status().ike_proposal.unwrap().ends_with("MODP_2048"));
+    assert!(p.a.t.status().ike.unwrap().proposal.ends_with("MODP_2048"));
 }
 
 #[test]
@@ -241,8 +241,8 @@ fn simultaneous_ike_rekey_keeps_one_ike_sa_and_the_child() {
     p.b.t.rekey_ike(now, &mut p.rng);
     p.run(Duration::from_secs(60));
     let after = p.a.t.status();
-    assert_ne!(before.ike_local_spi, after.ike_local_spi);
-    assert_eq!(before.child_inbound_spi, after.child_inbound_spi);
+    assert_ne!(before.ike_local_spi(), after.ike_local_spi());
+    assert_eq!(before.child_inbound_spi(), after.child_inbound_spi());
     p.assert_matching_child();
     for side in [&p.a, &p.b] {
         let c = side.t.status().counters;
@@ -264,8 +264,8 @@ fn ike_rekey_from_either_side_keeps_the_child() {
         }
         p.run(Duration::from_secs(20));
         let after = p.a.t.status();
-        assert_ne!(before.ike_local_spi, after.ike_local_spi, "new IKE SPIs");
-        assert_eq!(before.child_outbound_spi, after.child_outbound_spi, "CHILD_SA unaffected");
+        assert_ne!(before.ike_local_spi(), after.ike_local_spi(), "new IKE SPIs");
+        assert_eq!(before.child_outbound_spi(), after.child_outbound_spi(), "CHILD_SA unaffected");
         p.assert_matching_child();
         // The rekeyed SA works: a CHILD rekey over it succeeds, and DPD keeps it up.
         let now = p.now;
@@ -281,7 +281,10 @@ fn ike_rekey_from_either_side_keeps_the_child() {
 fn nat_is_detected_only_on_the_side_behind_it_and_survives_an_ike_rekey() {
     let (ike, esp) = ("aes128-sha1-modp2048", "aes128-sha1");
     let p = established_pair(ike, esp);
-    assert_eq!((p.a.t.status().nat_detected, p.b.t.status().nat_detected), (Some(false), Some(false)));
+    assert_eq!(
+        (p.a.t.status().ike.map(|s| s.nat_detected), p.b.t.status().ike.map(|s| s.nat_detected)),
+        (Some(false), Some(false))
+    );
     // `a` sits behind a NAT (192.0.2.2 rewritten to A), once as initiator and once as responder.
     for a_starts in [true, false] {
         let (sa, sb) = if a_starts {
@@ -294,7 +297,7 @@ fn nat_is_detected_only_on_the_side_behind_it_and_survives_an_ike_rekey() {
             cfg("secret-psk_1", ike, esp, B, sb),
             Ipv4Addr::new(192, 0, 2, 2),
         );
-        assert_eq!(p.a.t.status().nat_detected, None, "unknown before IKE_SA_INIT");
+        assert_eq!(p.a.t.status().ike.map(|s| s.nat_detected), None, "unknown before IKE_SA_INIT");
         let now = p.now;
         if a_starts {
             p.a.t.connect(now, &mut p.rng);
@@ -303,11 +306,14 @@ fn nat_is_detected_only_on_the_side_behind_it_and_survives_an_ike_rekey() {
         }
         p.run(Duration::from_secs(5));
         p.assert_matching_child();
-        assert_eq!((p.a.t.status().nat_detected, p.b.t.status().nat_detected), (Some(true), Some(false)));
+        assert_eq!(
+            (p.a.t.status().ike.map(|s| s.nat_detected), p.b.t.status().ike.map(|s| s.nat_detected)),
+            (Some(true), Some(false))
+        );
         let now = p.now;
         p.a.t.rekey_ike(now, &mut p.rng);
         p.run(Duration::from_secs(20));
-        assert_eq!(p.a.t.status().nat_detected, Some(true), "kept by the rekeyed IKE SA");
+        assert_eq!(p.a.t.status().ike.map(|s| s.nat_detected), Some(true), "kept by the rekeyed IKE SA");
     }
 }
 
@@ -329,10 +335,12 @@ fn lifetimes_drive_rekeys_before_expiry() {
     assert!(c.child_rekeys >= 4, "{c:?}");
     assert!(c.ike_rekeys >= 1, "{c:?}");
     // The current SAs expire one lifetime after they were established, and are rekeyed before.
-    let (est, rekey, exp) = (s.child_established_at.unwrap(), s.child_rekey_at.unwrap(), s.child_expires_at.unwrap());
+    let child = s.child.expect("CHILD_SA");
+    let (est, rekey, exp) = (child.established_at, child.rekey_at, child.expires_at);
     assert_eq!(exp, est + Duration::from_secs(120));
     assert!(rekey < exp, "CHILD_SA rekey {rekey:?} not before expiry {exp:?}");
-    let (est, rekey, exp) = (s.ike_established_at.unwrap(), s.ike_rekey_at.unwrap(), s.ike_expires_at.unwrap());
+    let ike = s.ike.expect("IKE SA");
+    let (est, rekey, exp) = (ike.established_at, ike.rekey_at, ike.expires_at);
     assert_eq!(exp, est + Duration::from_secs(400));
     assert!(rekey < exp, "IKE SA rekey {rekey:?} not before expiry {exp:?}");
 }
@@ -479,8 +487,8 @@ fn child_and_ike_rekey_at_once_both_complete() {
         i.t.rekey_ike(now, &mut p.rng);
         p.run(Duration::from_secs(60));
         let after = p.a.t.status();
-        assert_ne!(before.ike_local_spi, after.ike_local_spi, "the IKE rekey did not complete");
-        assert_ne!(before.child_inbound_spi, after.child_inbound_spi, "the CHILD rekey did not complete");
+        assert_ne!(before.ike_local_spi(), after.ike_local_spi(), "the IKE rekey did not complete");
+        assert_ne!(before.child_inbound_spi(), after.child_inbound_spi(), "the CHILD rekey did not complete");
         p.assert_matching_child();
         for side in [&p.a, &p.b] {
             assert!(side.dp.down.is_empty(), "a tunnel went down");

@@ -278,7 +278,10 @@ fn malformed_requests_leave_an_established_ike_sa_alone() {
     }
     let after = n.b.status();
     assert_eq!(after.state, TunnelState::Established);
-    assert_eq!((after.ike_local_spi, after.child_inbound_spi), (before.ike_local_spi, before.child_inbound_spi));
+    assert_eq!(
+        (after.ike_local_spi(), after.child_inbound_spi()),
+        (before.ike_local_spi(), before.child_inbound_spi())
+    );
     n.run(Duration::from_secs(60));
     assert!(n.a_down.is_empty(), "{:?}", n.a_down);
 }

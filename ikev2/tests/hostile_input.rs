@@ -20,12 +20,12 @@ fn spis(p: &Pair) -> [Option<u64>; 6] {
     let (a, b) = (p.a.t.status(), p.b.t.status());
     let c = |v: Option<u32>| v.map(u64::from);
     [
-        a.ike_local_spi,
-        b.ike_local_spi,
-        c(a.child_inbound_spi),
-        c(a.child_outbound_spi),
-        c(b.child_inbound_spi),
-        c(b.child_outbound_spi),
+        a.ike_local_spi(),
+        b.ike_local_spi(),
+        c(a.child_inbound_spi()),
+        c(a.child_outbound_spi()),
+        c(b.child_inbound_spi()),
+        c(b.child_outbound_spi()),
     ]
 }
 
@@ -305,7 +305,7 @@ fn every_drop_is_counted_with_its_reason() {
     let before = spis(&p);
     let status = p.b.t.status();
     // b answered a's IKE_SA_INIT: SPIi is a's, SPIr is b's.
-    let (spi_i, spi_r) = (status.ike_remote_spi.expect("up"), status.ike_local_spi.expect("up"));
+    let (spi_i, spi_r) = (status.ike_remote_spi().expect("up"), status.ike_local_spi().expect("up"));
     let base = status.counters;
     let informational = |spi_i, spi_r, flags, message_id| {
         let exchange = ExchangeType::INFORMATIONAL;

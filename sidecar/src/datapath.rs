@@ -284,7 +284,7 @@ impl Datapath {
         Known {
             peers: self.tunnels.iter().map(|t| t.peer).collect(),
             esp_spis: self.inbound.keys().copied().collect(),
-            ike_spis: self.tunnels.iter().filter_map(|t| t.engine.status().ike_local_spi).collect(),
+            ike_spis: self.tunnels.iter().filter_map(|t| t.engine.status().ike_local_spi()).collect(),
         }
     }
 

@@ -95,32 +95,26 @@ pub enum Owner {
 
 fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
     let e = &t.engine;
-    let ike_sa = match (e.ike_local_spi, e.ike_remote_spi) {
-        (Some(l), Some(r)) => Some(IkeSaStatus {
-            local_spi: format!("{l:016x}"),
-            remote_spi: format!("{r:016x}"),
-            proposal: e.ike_proposal.clone().unwrap_or_default(),
-            established_at: e.ike_established_at.map(|d| clock.at(d)),
-            rekey_at: e.ike_rekey_at.map(|d| clock.at(d)),
-            expires_at: e.ike_expires_at.map(|d| clock.at(d)),
-        }),
-        _ => None,
-    };
-    let child_sa = match (e.child_inbound_spi, e.child_outbound_spi) {
-        (Some(i), Some(o)) => Some(ChildSaStatus {
-            inbound_spi: format!("{i:08x}"),
-            outbound_spi: format!("{o:08x}"),
-            proposal: e.child_proposal.clone().unwrap_or_default(),
-            established_at: e.child_established_at.map(|d| clock.at(d)),
-            rekey_at: e.child_rekey_at.map(|d| clock.at(d)),
-            expires_at: e.child_expires_at.map(|d| clock.at(d)),
-            bytes_in: t.child.bytes_in,
-            bytes_out: t.child.bytes_out,
-            packets_in: t.child.packets_in,
-            packets_out: t.child.packets_out,
-        }),
-        _ => None,
-    };
+    let ike_sa = e.ike.as_ref().map(|s| IkeSaStatus {
+        local_spi: format!("{:016x}", s.local_spi),
+        remote_spi: format!("{:016x}", s.remote_spi),
+        proposal: s.proposal.clone(),
+        established_at: Some(clock.at(s.established_at)),
+        rekey_at: Some(clock.at(s.rekey_at)),
+        expires_at: Some(clock.at(s.expires_at)),
+    });
+    let child_sa = e.child.as_ref().map(|c| ChildSaStatus {
+        inbound_spi: format!("{:08x}", c.inbound_spi),
+        outbound_spi: format!("{:08x}", c.outbound_spi),
+        proposal: c.proposal.clone(),
+        established_at: Some(clock.at(c.established_at)),
+        rekey_at: Some(clock.at(c.rekey_at)),
+        expires_at: Some(clock.at(c.expires_at)),
+        bytes_in: t.child.bytes_in,
+        bytes_out: t.child.bytes_out,
+        packets_in: t.child.packets_in,
+        packets_out: t.child.packets_out,
+    });
     ApiTunnel {
         name: t.name.clone(),
         state: e.state,
@@ -173,7 +167,8 @@ pub fn build_status(
 ) -> IotRelayStatus {
     let api_tunnels: Vec<ApiTunnel> = tunnels.iter().map(|t| tunnel_status(t, clock)).collect();
     // Known once a tunnel is established; a NAT on any of them means the outside address is not public.
-    let nat_detected = tunnels.iter().filter_map(|t| t.engine.nat_detected).reduce(|a, b| a || b);
+    let nat_detected =
+        tunnels.iter().filter_map(|t| t.engine.ike.as_ref().map(|s| s.nat_detected)).reduce(|a, b| a || b);
     let host = place.client_host(nat_detected == Some(true));
     let api_forwards: Vec<ForwardStatus> = forwards
         .iter()
@@ -312,24 +307,13 @@ pub fn readiness(status: &IotRelayStatus) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iotrelay_ikev2::{Counters, DownReason};
+    use iotrelay_ikev2::{ChildSaInfo, Counters, DownReason, IkeSaInfo};
 
     fn engine(state: TunnelState) -> TunnelStatus {
         TunnelStatus {
             state,
-            ike_local_spi: None,
-            ike_remote_spi: None,
-            ike_proposal: None,
-            ike_established_at: None,
-            ike_rekey_at: None,
-            child_inbound_spi: None,
-            child_outbound_spi: None,
-            child_proposal: None,
-            child_established_at: None,
-            child_rekey_at: None,
-            ike_expires_at: None,
-            child_expires_at: None,
-            nat_detected: None,
+            ike: None,
+            child: None,
             last_error: None,
             last_down_reason: None,
             counters: Counters::default(),
@@ -338,19 +322,23 @@ mod tests {
 
     fn established() -> TunnelStatus {
         let mut e = engine(TunnelState::Established);
-        e.ike_local_spi = Some(0x8035ad4451a597a3);
-        e.ike_remote_spi = Some(0x0a77882f005cd577);
-        e.ike_proposal = Some("AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024".into());
-        e.ike_established_at = Some(Duration::from_secs(1));
-        e.ike_rekey_at = Some(Duration::from_secs(27000));
-        e.child_inbound_spi = Some(0xc2da9d90);
-        e.child_outbound_spi = Some(0x07dcbf75);
-        e.child_proposal = Some("AES_CBC-128/HMAC_SHA1_96".into());
-        e.child_established_at = Some(Duration::from_millis(2500));
-        e.child_rekey_at = Some(Duration::from_secs(3000));
-        e.ike_expires_at = Some(Duration::from_secs(28801));
-        e.child_expires_at = Some(Duration::from_millis(3602500));
-        e.nat_detected = Some(false);
+        e.ike = Some(IkeSaInfo {
+            local_spi: 0x8035ad4451a597a3,
+            remote_spi: 0x0a77882f005cd577,
+            proposal: "AES_CBC-128/HMAC_SHA1_96/PRF_HMAC_SHA1/MODP_1024".into(),
+            established_at: Duration::from_secs(1),
+            rekey_at: Duration::from_secs(27000),
+            expires_at: Duration::from_secs(28801),
+            nat_detected: false,
+        });
+        e.child = Some(ChildSaInfo {
+            inbound_spi: 0xc2da9d90,
+            outbound_spi: 0x07dcbf75,
+            proposal: "AES_CBC-128/HMAC_SHA1_96".into(),
+            established_at: Duration::from_millis(2500),
+            rekey_at: Duration::from_secs(3000),
+            expires_at: Duration::from_millis(3602500),
+        });
         e
     }
 
@@ -480,7 +468,11 @@ mod tests {
     fn where_to_send_follows_nat_detection() {
         let one = |nat: Option<bool>| {
             let mut e = established();
-            e.nat_detected = nat;
+            match nat {
+                Some(nat) => e.ike.iter_mut().for_each(|s| s.nat_detected = nat),
+                // Unknown until an IKE SA is established.
+                None => e.ike = None,
+            }
             let t = vec![TunnelSnapshot {
                 name: "tunnel1".into(),
                 engine: e,
@@ -512,7 +504,7 @@ mod tests {
         let mut no_public = place();
         no_public.public_identity = None;
         let mut e = established();
-        e.nat_detected = Some(true);
+        e.ike.iter_mut().for_each(|s| s.nat_detected = true);
         let t = vec![TunnelSnapshot {
             name: "tunnel1".into(),
             engine: e,

@@ -177,10 +177,10 @@ fn round_trip_rekey_and_close() {
     assert_eq!(p.relay.snapshot().1[0].drops.source_not_allowed, 1);
 
     // CHILD_SA rekey: new SPIs, traffic continues in both directions, old inbound deleted after the grace time.
-    let old = p.relay.snapshot().0[0].engine.child_inbound_spi;
+    let old = p.relay.snapshot().0[0].engine.child_inbound_spi();
     p.relay.rekey(0, false, p.now, &mut SeededRandom::new(9));
     p.pump();
-    let new = p.relay.snapshot().0[0].engine.child_inbound_spi;
+    let new = p.relay.snapshot().0[0].engine.child_inbound_spi();
     assert!(new.is_some() && new != old, "CHILD_SA not rekeyed");
     p.client_to_relay(CLIENT, b"after rekey");
     // The aws side decrypted it on the new SA (ESP packets in: 2).
@@ -192,7 +192,7 @@ fn round_trip_rekey_and_close() {
     p.device_reply(b"later reply");
     assert_eq!(p.relay_clients.len(), 3);
     assert_eq!(p.aws.snapshot().0[0].child.packets_in, 3);
-    assert_ne!(p.relay.snapshot().0[0].engine.child_outbound_spi, None);
+    assert_ne!(p.relay.snapshot().0[0].engine.child_outbound_spi(), None);
     let (_, _, dp) = p.relay.snapshot();
     assert_eq!(dp, Default::default(), "datapath drops on the relay: {dp:?}");
 
@@ -200,7 +200,7 @@ fn round_trip_rekey_and_close() {
     p.relay.close_all(p.now, &mut SeededRandom::new(10));
     p.pump();
     assert!(!p.relay.closing(), "DELETE not acknowledged");
-    assert!(p.aws.snapshot().0[0].engine.child_inbound_spi.is_none(), "aws side kept the CHILD_SA");
+    assert!(p.aws.snapshot().0[0].engine.child_inbound_spi().is_none(), "aws side kept the CHILD_SA");
 }
 
 #[test]
@@ -218,7 +218,7 @@ fn hostile_datagrams_on_4500_are_counted() {
     // Unknown SPI.
     p.relay.handle_udp4500(p.now, rng, from, &mut [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0], &mut sink);
     // Known SPI, bad ICV.
-    let spi = p.relay.snapshot().0[0].engine.child_inbound_spi.unwrap();
+    let spi = p.relay.snapshot().0[0].engine.child_inbound_spi().unwrap();
     let mut forged = spi.to_be_bytes().to_vec();
     forged.extend_from_slice(&[0, 0, 0, 1]);
     forged.extend_from_slice(&[0x55; 64]);
@@ -274,7 +274,7 @@ fn only_authenticated_ike_moves_the_peer_port() {
     assert_eq!(esp_destination(&mut p), home);
     let spoofed = SocketAddr::new(AWS.into(), 31337);
     let st = p.relay.snapshot().0[0].engine.clone();
-    let (spi_i, spi_r) = (st.ike_local_spi.unwrap(), st.ike_remote_spi.unwrap());
+    let (spi_i, spi_r) = (st.ike_local_spi().unwrap(), st.ike_remote_spi().unwrap());
     let rng = &mut SeededRandom::new(5);
 
     // 1. IKE with the SA's real SPIs (INFORMATIONAL request, next message id) but a garbage SK payload.

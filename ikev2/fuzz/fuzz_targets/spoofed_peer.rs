@@ -29,7 +29,7 @@ type TunnelId = (TunnelState, Option<u64>, Option<u64>, Option<u32>, Option<u32>
 
 fn tunnel_id(t: &Tunnel) -> TunnelId {
     let s = t.status();
-    (s.state, s.ike_local_spi, s.ike_remote_spi, s.child_inbound_spi, s.child_outbound_spi, t.peer_address())
+    (s.state, s.ike_local_spi(), s.ike_remote_spi(), s.child_inbound_spi(), s.child_outbound_spi(), t.peer_address())
 }
 
 /// The SPIs (IKE header octets 0..16) an on-path observer learns: of the established IKE SA (in header order:
@@ -68,8 +68,8 @@ fn spoofed(mut rest: &[u8], rng: &mut SeededRandom) {
     assert_eq!(before.0.0, TunnelState::Established, "setup failed");
     let s = init.status();
     let mut spis = [0u8; 16];
-    spis[..8].copy_from_slice(&s.ike_local_spi.unwrap_or(0).to_be_bytes());
-    spis[8..].copy_from_slice(&s.ike_remote_spi.unwrap_or(0).to_be_bytes());
+    spis[..8].copy_from_slice(&s.ike_local_spi().unwrap_or(0).to_be_bytes());
+    spis[8..].copy_from_slice(&s.ike_remote_spi().unwrap_or(0).to_be_bytes());
     seen.established = [spis; 2];
     let end = now + Duration::from_secs(300);
     let mut dgram = Vec::new();

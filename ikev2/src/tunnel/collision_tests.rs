@@ -194,18 +194,18 @@ fn collide(seed: u64, kind: Kind, order: Order) -> bool {
     let (a, b) = (lab.a.status(), lab.b.status());
     assert_eq!(a.state, TunnelState::Established);
     assert_eq!(b.state, TunnelState::Established);
-    assert_eq!(a.ike_local_spi, b.ike_remote_spi);
-    assert_eq!(a.ike_remote_spi, b.ike_local_spi);
-    assert_eq!(a.child_inbound_spi, b.child_outbound_spi);
-    assert_eq!(a.child_outbound_spi, b.child_inbound_spi);
+    assert_eq!(a.ike_local_spi(), b.ike_remote_spi());
+    assert_eq!(a.ike_remote_spi(), b.ike_local_spi());
+    assert_eq!(a.child_inbound_spi(), b.child_outbound_spi());
+    assert_eq!(a.child_outbound_spi(), b.child_inbound_spi());
     match kind {
         Kind::Child => {
-            assert_ne!(a.child_inbound_spi, before_a.child_inbound_spi, "CHILD_SA not rekeyed");
-            assert_eq!(a.ike_local_spi, before_a.ike_local_spi);
+            assert_ne!(a.child_inbound_spi(), before_a.child_inbound_spi(), "CHILD_SA not rekeyed");
+            assert_eq!(a.ike_local_spi(), before_a.ike_local_spi());
         }
         Kind::Ike => {
-            assert_ne!(a.ike_local_spi, before_a.ike_local_spi, "IKE SA not rekeyed");
-            assert_eq!(a.child_inbound_spi, before_a.child_inbound_spi, "the CHILD_SA moves to the new IKE SA");
+            assert_ne!(a.ike_local_spi(), before_a.ike_local_spi(), "IKE SA not rekeyed");
+            assert_eq!(a.child_inbound_spi(), before_a.child_inbound_spi(), "the CHILD_SA moves to the new IKE SA");
         }
     }
     let _ = before_b;
@@ -224,7 +224,7 @@ fn collide(seed: u64, kind: Kind, order: Order) -> bool {
     let now = lab.now;
     lab.a.rekey_child(now, &mut lab.rng);
     lab.settle();
-    assert_eq!(lab.a.status().child_inbound_spi, lab.b.status().child_outbound_spi);
+    assert_eq!(lab.a.status().child_inbound_spi(), lab.b.status().child_outbound_spi());
     let collisions = usize::from(order != Order::Late || kind == Kind::Child);
     assert_eq!(lab.a.counters.rekey_collisions as usize, collisions);
     assert_eq!(lab.b.counters.rekey_collisions, 1, "b sees a collision in every order");

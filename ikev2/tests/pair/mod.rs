@@ -208,8 +208,8 @@ impl Pair {
         let (sa, sb) = (self.a.t.status(), self.b.t.status());
         assert_eq!(sa.state, TunnelState::Established);
         assert_eq!(sb.state, TunnelState::Established);
-        assert_eq!(sa.ike_local_spi, sb.ike_remote_spi);
-        assert_eq!(sa.child_outbound_spi, sb.child_inbound_spi);
+        assert_eq!(sa.ike_local_spi(), sb.ike_remote_spi());
+        assert_eq!(sa.child_outbound_spi(), sb.child_inbound_spi());
     }
 }
 
