@@ -15,6 +15,35 @@ pub mod condition {
     pub const RECONCILING: &str = "Reconciling";
     /// kstatus: cannot progress without a change (bad config, missing Secret, authentication failed, ...).
     pub const STALLED: &str = "Stalled";
+
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    /// A condition of `type_`, `True` when `status`. Its `lastTransitionTime` is the one of `previous`'s condition
+    /// of that type while the status is unchanged, else `now`. The one way both writers (relay and operator)
+    /// build a condition.
+    pub fn new(
+        type_: &str,
+        status: bool,
+        reason: &str,
+        message: impl Into<String>,
+        generation: Option<i64>,
+        previous: &[Condition],
+        now: &Time,
+    ) -> Condition {
+        let status = if status { "True" } else { "False" }.to_string();
+        let last_transition_time = match previous.iter().find(|c| c.type_ == type_) {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        Condition {
+            type_: type_.to_string(),
+            status,
+            reason: reason.to_string(),
+            message: message.into(),
+            observed_generation: generation,
+            last_transition_time,
+        }
+    }
 }
 
 /// Observed state of an IotRelay.

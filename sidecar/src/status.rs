@@ -139,17 +139,6 @@ fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
     }
 }
 
-fn cond(type_: &str, ok: bool, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if ok { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: None,
-        last_transition_time: Time(Timestamp::UNIX_EPOCH),
-    }
-}
-
 /// Builds the status. `previous` supplies `lastTransitionTime` for conditions whose status did not change; `now`
 /// is used for the ones that did.
 #[allow(clippy::too_many_arguments)]
@@ -165,6 +154,9 @@ pub fn build_status(
     now: Time,
     previous: &[Condition],
 ) -> IotRelayStatus {
+    let cond = |type_, ok, reason: &str, message: String| {
+        condition::new(type_, ok, reason, message, generation, previous, &now)
+    };
     let api_tunnels: Vec<ApiTunnel> = tunnels.iter().map(|t| tunnel_status(t, clock)).collect();
     // Known once a tunnel is established; a NAT on any of them means the outside address is not public.
     let nat_detected =
@@ -250,14 +242,6 @@ pub fn build_status(
         };
         conditions.push(reconciling);
         conditions.push(stalled_c);
-    }
-    for c in &mut conditions {
-        c.observed_generation = generation;
-        c.last_transition_time = previous
-            .iter()
-            .find(|p| p.type_ == c.type_ && p.status == c.status)
-            .map(|p| p.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
     }
     let mut s = IotRelayStatus {
         observed_generation: if owner == Owner::Standalone { generation } else { None },
