@@ -52,24 +52,22 @@ impl Tunnel {
         &mut self,
         i: usize,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
     ) {
-        if h.is_response() {
+        if req.h.is_response() {
             // The answer to our DELETE of this IKE SA: it is gone on both sides.
             self.retiring.remove(i);
             return;
         }
         // A DELETE is answered with nothing. A rekey of this SA crossed ours, which completed first: the peer
         // waits (§2.25); with a collision on its side it keeps our new SA.
-        let answer = if h.exchange == ExchangeType::CREATE_CHILD_SA {
+        let answer = if req.h.exchange == ExchangeType::CREATE_CHILD_SA {
             vec![notify(NotifyType::TEMPORARY_FAILURE, vec![])]
         } else {
             vec![]
         };
-        self.respond_on(Which::Retiring(i), rng, h, answer, local_port, remote);
+        self.respond_on(Which::Retiring(i), rng, req, answer);
         if deletes_ike(&payloads) {
             self.retiring.remove(i);
         }
@@ -78,19 +76,12 @@ impl Tunnel {
     /// A message on the IKE SA the peer's colliding rekey created, before our own rekey completed. A DELETE means
     /// the peer resolved the collision first and closes its SA; anything else waits (the peer retransmits, and by
     /// then the SA is either current or gone).
-    pub(super) fn handle_collision_sa(
-        &mut self,
-        rng: &mut dyn RandomSource,
-        h: Header,
-        payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
-    ) {
-        if h.is_response() || !deletes_ike(&payloads) {
+    pub(super) fn handle_collision_sa(&mut self, rng: &mut dyn RandomSource, req: Request, payloads: Vec<Payload>) {
+        if req.h.is_response() || !deletes_ike(&payloads) {
             return;
         }
         let Some(c) = self.ike_collision.as_mut() else { return };
         c.deleted_by_peer = true;
-        self.respond_on(Which::Collision, rng, h, vec![], local_port, remote);
+        self.respond_on(Which::Collision, rng, req, vec![]);
     }
 }

@@ -278,20 +278,18 @@ impl Tunnel {
         now: Duration,
         rng: &mut dyn RandomSource,
         i: usize,
-        h: Header,
+        req: Request,
         payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
     ) {
         let which = Which::HalfOpen(i);
-        if h.exchange != ExchangeType::IKE_AUTH {
+        if req.h.exchange != ExchangeType::IKE_AUTH {
             self.dropped(DropReason::UnexpectedExchange);
             return;
         }
         match self.half_open_auth(i, &payloads) {
             None => return,
             Some(Err((ty, reason, message))) => {
-                self.respond_on(which, rng, h, vec![notify(ty, vec![])], local_port, remote);
+                self.respond_on(which, rng, req, vec![notify(ty, vec![])]);
                 self.half_open.remove(i);
                 self.note_refused(reason, message);
                 return;
@@ -317,9 +315,9 @@ impl Tunnel {
         };
         if let Some(err) = child_error {
             resp.push(notify(err, vec![]));
-            self.respond_on(which, rng, h, resp, local_port, remote);
+            self.respond_on(which, rng, req, resp);
             let sa = self.half_open.remove(i);
-            self.adopt(sa, local_port, remote);
+            self.adopt(sa, req.local_port, req.remote);
             let what = if err == NotifyType::NO_PROPOSAL_CHOSEN {
                 "ESP proposals match none of ours"
             } else {
@@ -333,9 +331,9 @@ impl Tunnel {
         resp.push(suite_proposal_esp(&suite, number, inbound_spi));
         resp.push(Payload::TsI(tsi_n.clone()));
         resp.push(Payload::TsR(tsr_n.clone()));
-        self.respond_on(which, rng, h, resp, local_port, remote);
+        self.respond_on(which, rng, req, resp);
         let sa = self.half_open.remove(i);
-        self.adopt(sa, local_port, remote);
+        self.adopt(sa, req.local_port, req.remote);
         if let Some(sa) = self.ike.as_mut() {
             sa.peer_initial_contact = initial_contact;
         }

@@ -8,21 +8,17 @@ impl Tunnel {
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
     ) {
         let Some(state) = self.ike.as_ref().map(|s| s.state) else { return };
         // Requests only on an established SA: before the peer's AUTH verified, nothing it asks for (a DELETE
         // included) is acted on. (The responder's IKE_AUTH is handled on the half-open table.)
-        match (h.exchange, state) {
+        match (req.h.exchange, state) {
             (ExchangeType::CREATE_CHILD_SA, IkeState::Established) => {
-                self.respond_create_child(now, rng, h, payloads, local_port, remote)
+                self.respond_create_child(now, rng, req, payloads)
             }
-            (ExchangeType::INFORMATIONAL, IkeState::Established) => {
-                self.respond_informational(now, rng, h, payloads, local_port, remote)
-            }
+            (ExchangeType::INFORMATIONAL, IkeState::Established) => self.respond_informational(now, rng, req, payloads),
             _ => {
                 self.dropped(DropReason::UnexpectedExchange);
             }
@@ -43,10 +39,8 @@ impl Tunnel {
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
     ) {
         let mut resp = Vec::new();
         let mut delete_ike = false;
@@ -82,7 +76,7 @@ impl Tunnel {
                 }
             }
         }
-        self.send_response(rng, h, if delete_ike { vec![] } else { resp }, local_port, remote);
+        self.send_response(rng, req, if delete_ike { vec![] } else { resp });
         if delete_ike && self.ike_collision.as_ref().is_some_and(|c| !c.deleted_by_peer) {
             // Our IKE rekey collided with the peer's, and the peer, having resolved it in favour of its new IKE SA,
             // deletes the old one. That SA takes over; the answer to our rekey (if it still comes) finds the old SA

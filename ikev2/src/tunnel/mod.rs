@@ -180,9 +180,10 @@ impl Tunnel {
                 return;
             }
         };
+        let req = Request { h, local_port, remote };
         if let Which::HalfOpen(i) = which {
             // Keys from an unauthenticated IKE_SA_INIT prove nothing yet: only the AUTH inside may.
-            self.respond_auth(now, rng, i, h, payloads, local_port, remote);
+            self.respond_auth(now, rng, i, req, payloads);
             return;
         }
         self.last_recv = now;
@@ -193,9 +194,9 @@ impl Tunnel {
         }
         match which {
             Which::Current if h.is_response() => self.handle_response(now, rng, h, payloads),
-            Which::Current => self.handle_request(now, rng, h, payloads, local_port, remote),
-            Which::Retiring(i) => self.handle_retiring(i, rng, h, payloads, local_port, remote),
-            Which::Collision => self.handle_collision_sa(rng, h, payloads, local_port, remote),
+            Which::Current => self.handle_request(now, rng, req, payloads),
+            Which::Retiring(i) => self.handle_retiring(i, rng, req, payloads),
+            Which::Collision => self.handle_collision_sa(rng, req, payloads),
             Which::HalfOpen(_) => {}
         }
     }

@@ -56,10 +56,8 @@ impl Tunnel {
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
     ) {
         let proposals = payload_sa(&payloads).unwrap_or_default();
         let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
@@ -70,16 +68,14 @@ impl Tunnel {
         let answered = match checked {
             Ok((collision, ni)) if is_ike => {
                 let ke = payload_ke(&payloads);
-                self.respond_ike_rekey(now, rng, h, proposals, ni, ke, local_port, remote, collision);
+                self.respond_ike_rekey(now, rng, req, proposals, ni, ke, collision);
                 return;
             }
-            Ok((collision, ni)) => {
-                self.respond_child_rekey(now, rng, h, &payloads, &proposals, ni, collision, local_port, remote)
-            }
+            Ok((collision, ni)) => self.respond_child_rekey(now, rng, req, &payloads, &proposals, ni, collision),
             Err(refusal) => Err(refusal),
         };
         if let Err((ty, data)) = answered {
-            self.send_response(rng, h, vec![notify(ty, data)], local_port, remote);
+            self.send_response(rng, req, vec![notify(ty, data)]);
         }
     }
 
@@ -128,13 +124,11 @@ impl Tunnel {
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         payloads: &[Payload],
         proposals: &[wire::Proposal],
         ni: Vec<u8>,
         collision: bool,
-        local_port: u16,
-        remote: SocketAddr,
     ) -> Result<(), Refusal> {
         let late = self.child_rekey_target(payloads, collision)?;
         let (number, outbound_spi, suite) =
@@ -159,7 +153,7 @@ impl Tunnel {
         resp.extend(dh_pub);
         resp.push(Payload::TsI(ts_payload(&remote_ts)));
         resp.push(Payload::TsR(ts_payload(&local_ts)));
-        self.send_response(rng, h, resp, local_port, remote);
+        self.send_response(rng, req, resp);
         let grace = self.cfg.old_inbound_grace;
         if let Some(rec) = &late {
             self.counters.rekey_collisions += 1;
@@ -205,20 +199,18 @@ impl Tunnel {
         &mut self,
         now: Duration,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         proposals: Vec<wire::Proposal>,
         ni: Vec<u8>,
         ke: Option<(u16, Vec<u8>)>,
-        local_port: u16,
-        remote: SocketAddr,
         collision: bool,
     ) {
         let Some((group, ke_data)) = ke else {
-            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            self.send_response(rng, req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
         let Some((number, suite)) = select_ike(&self.cfg.ike_proposals, &proposals, Some(group)) else {
-            self.send_response(rng, h, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])], local_port, remote);
+            self.send_response(rng, req, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])]);
             return;
         };
         let peer_spi = proposals
@@ -227,22 +219,20 @@ impl Tunnel {
             .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
             .map(u64::from_be_bytes);
         let Some(peer_spi) = peer_spi.filter(|s| *s != 0 && nonce_fits(&ni, suite.prf)) else {
-            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            self.send_response(rng, req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
         if suite.dh.id() != group {
             self.send_response(
                 rng,
-                h,
+                req,
                 vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())],
-                local_port,
-                remote,
             );
             return;
         }
         let dh = suite.dh.generate(rng);
         let Ok(g_ir) = dh.shared_secret(&ke_data) else {
-            self.send_response(rng, h, vec![notify(NotifyType::INVALID_SYNTAX, vec![])], local_port, remote);
+            self.send_response(rng, req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
         let Some(old) = self.ike.as_ref() else { return };
@@ -256,7 +246,7 @@ impl Tunnel {
             Payload::Nonce(nr.clone()),
             Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() },
         ];
-        self.send_response(rng, h, resp, local_port, remote);
+        self.send_response(rng, req, resp);
         let new = self.rekeyed_sa(now, rng, false, peer_spi, our_spi, suite, keys);
         if collision {
             // Ours is in flight on the old IKE SA: which new SA survives is known when it completes.

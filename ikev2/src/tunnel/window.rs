@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// A request from the peer as it arrived: its header (exchange, message ID, SPIs) and the path it came on,
+/// which its answer takes (the peer's address and port, and our port, 500 or 4500).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Request {
+    pub(super) h: Header,
+    pub(super) local_port: u16,
+    pub(super) remote: SocketAddr,
+}
+
 pub(super) enum Req {
     Init,
     Auth,
@@ -51,34 +60,27 @@ impl Tunnel {
         sa.pending = Some(Pending::new(id, datagrams, now, now + initial, req));
     }
 
-    pub(super) fn send_response(
-        &mut self,
-        rng: &mut dyn RandomSource,
-        h: Header,
-        payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
-    ) {
-        self.respond_on(Which::Current, rng, h, payloads, local_port, remote);
+    /// Answers `req` on the current IKE SA (see [`Tunnel::respond_on`]).
+    pub(super) fn send_response(&mut self, rng: &mut dyn RandomSource, req: Request, payloads: Vec<Payload>) {
+        self.respond_on(Which::Current, rng, req, payloads);
     }
 
-    /// Answers request `h` on the IKE SA `which`, and caches the answer for retransmissions of the request.
+    /// Answers `req` on the IKE SA `which`, by the path it came on, and caches the answer for retransmissions of
+    /// the request.
     pub(super) fn respond_on(
         &mut self,
         which: Which,
         rng: &mut dyn RandomSource,
-        h: Header,
+        req: Request,
         payloads: Vec<Payload>,
-        local_port: u16,
-        remote: SocketAddr,
     ) {
         let fragment_size = self.cfg.fragment_size;
         let Some(sa) = self.sa_mut(which) else { return };
-        let datagrams = encrypt_all(sa, h.exchange, true, h.message_id, &payloads, fragment_size, rng);
-        sa.peer_next_id = h.message_id.wrapping_add(1);
-        sa.last_response = Some((h.message_id, datagrams.clone()));
+        let datagrams = encrypt_all(sa, req.h.exchange, true, req.h.message_id, &payloads, fragment_size, rng);
+        sa.peer_next_id = req.h.message_id.wrapping_add(1);
+        sa.last_response = Some((req.h.message_id, datagrams.clone()));
         for data in datagrams {
-            self.transmits.push_back(Transmit { local_port, remote, data });
+            self.transmits.push_back(Transmit { local_port: req.local_port, remote: req.remote, data });
         }
     }
 
