@@ -217,7 +217,8 @@ pub struct GatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 576, max = 1446))]
     pub mtu: Option<i32>,
-    /// IPv4 CIDRs routed into the TUN interface, each inside `remoteSubnets`. Default: `remoteSubnets`.
+    /// IPv4 CIDRs routed into the TUN interface, each inside `remoteSubnets`. Default: `remoteSubnets`; with `bgp`,
+    /// none: the prefixes AWS announces are routed (added and removed as they are announced and withdrawn).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::cidr_list")]
     pub routes: Option<Vec<String>>,

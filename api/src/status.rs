@@ -297,6 +297,16 @@ pub struct GatewayStatus {
     /// TCP SYNs (both directions) whose MSS option was lowered to the MTU - 40.
     #[serde(default)]
     pub mss_clamped: u64,
+    /// With `spec.bgp`: prefixes AWS announces that are routed through the TUN device now (at most 1000).
+    #[serde(default)]
+    pub bgp_routes: u64,
+    /// With `spec.bgp`: learned prefixes not routed through the device now: beyond the bound of 1000, or covering
+    /// a tunnel's peer address (e.g. `0.0.0.0/0`: it would route the tunnel itself into the device).
+    #[serde(default)]
+    pub bgp_routes_refused: u64,
+    /// Route changes (BGP routes added or removed) the kernel refused; retried on the next change.
+    #[serde(default)]
+    pub route_errors: u64,
     /// Packets dropped, by reason.
     #[serde(default)]
     pub drops: GatewayDrops,

@@ -78,7 +78,7 @@ pub struct ValidatedGateway {
     pub interface: String,
     /// `mtu` when set; `None`: derived from the negotiated ESP suite.
     pub mtu: Option<u16>,
-    /// `routes`, or `remoteSubnets` when unset.
+    /// `routes`; when unset, `remoteSubnets`, or none with `spec.bgp` (the learned prefixes are routed then).
     pub routes: Vec<Ipv4Cidr>,
 }
 
@@ -443,6 +443,8 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             }
         });
         let routes = match &g.routes {
+            // With BGP the routes are the prefixes AWS announces, added and removed at run time.
+            None if spec.bgp.is_some() => Vec::new(),
             None => remote.clone(),
             Some(list) => {
                 let routes = e.cidrs("spec.gateway.routes", list);

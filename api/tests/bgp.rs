@@ -108,3 +108,20 @@ fn rejects_each_rule_with_its_path() {
     }
     assert_eq!(errors(dynamic()), Vec::<String>::new());
 }
+
+#[test]
+fn gateway_with_bgp_configures_no_static_routes_unless_listed() {
+    let mut v = dynamic();
+    v["gateway"] = json!({});
+    let spec: IotRelaySpec = serde_json::from_value(v.clone()).unwrap();
+    assert!(validate(&spec).unwrap().gateway.unwrap().routes.is_empty(), "learned prefixes only");
+    v["gateway"] = json!({"routes": [v["remoteSubnets"][0]]});
+    let spec: IotRelaySpec = serde_json::from_value(v).unwrap();
+    assert_eq!(validate(&spec).unwrap().gateway.unwrap().routes.len(), 1);
+    // Without BGP the default stays remoteSubnets.
+    let mut spec: IotRelaySpec = serde_json::from_value(dynamic()).unwrap();
+    spec.bgp = None;
+    spec.tunnels.iter_mut().for_each(|t| t.inside_cidr = None);
+    spec.gateway = Some(Default::default());
+    assert_eq!(validate(&spec).unwrap().gateway.unwrap().routes.len(), spec.remote_subnets.len());
+}

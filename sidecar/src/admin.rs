@@ -434,6 +434,19 @@ pub fn render_metrics(p: &Published) -> String {
         let mss = Counter::<u64>::default();
         mss.inc_by(g.mss_clamped);
         reg.register("gateway_mss_clamped", "TCP SYNs whose MSS option the gateway lowered", mss);
+        let routes = Gauge::<i64>::default();
+        routes.set(i64::try_from(g.bgp_routes).unwrap_or(i64::MAX));
+        reg.register("gateway_bgp_routes", "Prefixes learned over BGP routed through the device now", routes);
+        let refused = Gauge::<i64>::default();
+        refused.set(i64::try_from(g.bgp_routes_refused).unwrap_or(i64::MAX));
+        reg.register(
+            "gateway_bgp_routes_refused",
+            "Learned prefixes not routed: beyond the bound or covering a tunnel peer",
+            refused,
+        );
+        let route_errors = Counter::<u64>::default();
+        route_errors.inc_by(g.route_errors);
+        reg.register("gateway_route_errors", "Route changes through the device the kernel refused", route_errors);
     }
 
     let mut out = String::new();

@@ -4,7 +4,7 @@
 //! time in, and gets datagrams out through a [`Sink`]. That keeps the 4500 demux, the SA switching and the relay
 //! testable without a network. A forward is known everywhere by its relay [`ForwardId`] (dense, one index).
 //! The packet paths are in files of their own: ESP traffic (client datagrams out, replies in) `datapath_esp.rs`,
-//! gateway mode `datapath_gateway.rs`, BGP `datapath_bgp.rs`; this file holds the state, the tunnels' IKE side,
+//! gateway mode `datapath_gateway.rs`, BGP `datapath_bgp.rs` (and its gateway routes `datapath_bgp_routes.rs`); this file holds the state, the tunnels' IKE side,
 //! SA installation, timers and the status snapshot.
 
 use std::collections::HashMap;
@@ -562,8 +562,11 @@ impl Datapath {
 
 #[path = "datapath_bgp.rs"]
 mod bgp_path;
+#[path = "datapath_bgp_routes.rs"]
+mod bgp_routes;
 #[path = "datapath_esp.rs"]
 mod esp_path;
 #[path = "datapath_gateway.rs"]
 mod gateway_path;
 pub use bgp_path::{BgpPlan, BgpSnapshot, BgpTunnelPlan};
+pub use bgp_routes::{MAX_GATEWAY_BGP_ROUTES, gateway_routes};

@@ -70,10 +70,10 @@ impl BgpPlan {
 
 /// One tunnel's session and what the datapath keeps about it.
 pub(super) struct BgpTunnel {
-    session: Session,
+    pub(super) session: Session,
     plan: BgpTunnelPlan,
     /// The session runs (the tunnel has a CHILD_SA).
-    running: bool,
+    pub(super) running: bool,
     prepend: u8,
     last_error: Option<String>,
     /// Since when the tunnel is usable (CHILD_SA and session Established) without interruption.
@@ -96,12 +96,15 @@ impl BgpTunnel {
 
 /// All sessions of the relay.
 pub(super) struct BgpState {
-    tunnels: Vec<Option<BgpTunnel>>,
+    pub(super) tunnels: Vec<Option<BgpTunnel>>,
     announce: Vec<Ipv4Prefix>,
     standby_prepend: u8,
     failback_delay: Duration,
     /// The tunnel announced plain and carrying traffic; `None` while no tunnel is usable.
     preferred: Option<usize>,
+    /// Gateway mode: the learned prefixes routed through the TUN device, and their version.
+    pub(super) gateway_routes: Vec<Ipv4Prefix>,
+    pub(super) gateway_routes_version: u64,
 }
 
 /// What status needs from one tunnel's session.
@@ -172,6 +175,8 @@ impl Datapath {
             standby_prepend: plan.standby_prepend,
             failback_delay: plan.failback_delay,
             preferred: None,
+            gateway_routes: Vec::new(),
+            gateway_routes_version: 0,
         });
         self.generation += 1;
         self.bgp_sync();
@@ -386,6 +391,7 @@ impl Datapath {
         }
         if changed {
             self.generation += 1;
+            self.bgp_routes_update();
         }
     }
 

@@ -49,7 +49,7 @@ impl Datapath {
             self.gw.drop(GatewayDrop::NotIpv4);
             return;
         };
-        let in_remote = gw.remote_subnets.iter().any(|c| c.contains(dst));
+        let in_remote = self.gateway_remote(dst);
         let configured = gw.mtu;
         let Some(ti) = self.active_outbound(now) else {
             self.gw.drop(GatewayDrop::NoTunnel);
@@ -114,13 +114,15 @@ impl Datapath {
     /// An inner packet from tunnel `ti` that no forward claims: to the TUN device if its source lies in the
     /// peer's selectors and `remoteSubnets` (else it is spoofed: dropped and counted).
     pub(super) fn gateway_inbound(&mut self, ti: usize, inner: &[u8], sink: &mut dyn Sink) {
-        let Some(gw) = self.gateway.as_ref() else { return };
+        if self.gateway.is_none() {
+            return;
+        }
         let (Some((src, _)), Ok((_, total))) = (addresses(inner), check_header(inner)) else {
             self.gw.drop(GatewayDrop::Malformed);
             return;
         };
         let remote_ts = &self.tunnels[ti].selectors.1;
-        if !in_selectors(remote_ts, src) || !gw.remote_subnets.iter().any(|c| c.contains(src)) {
+        if !in_selectors(remote_ts, src) || !self.gateway_remote(src) {
             self.gw.drop(GatewayDrop::SpoofedSource);
             return;
         }

@@ -72,6 +72,12 @@ pub struct GatewayCounters {
     pub fragmented: u64,
     /// TCP SYNs whose MSS option was lowered.
     pub mss_clamped: u64,
+    /// With BGP: learned prefixes routed through the device now (gauge).
+    pub bgp_routes: u64,
+    /// With BGP: learned prefixes not routed now: beyond the bound or covering a tunnel peer's address (gauge).
+    pub bgp_routes_refused: u64,
+    /// Route changes the device could not make (netlink errors).
+    pub route_errors: u64,
     pub drops: [u64; GatewayDrop::ALL.len()],
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use iotrelay_api::validate::ValidatedForward;
-use iotrelay_api::{IotRelayStatus, ValidatedSpec};
+use iotrelay_api::{IotRelayStatus, Ipv4Cidr, ValidatedSpec};
 use iotrelay_crypto::RandomSource;
 use k8s_openapi::jiff::Timestamp;
 use tokio::net::UdpSocket;
@@ -152,6 +152,7 @@ pub async fn run(
         dp.set_bgp(plan, &mut rng).map_err(anyhow::Error::msg).context("setting up BGP")?;
     }
     let mut tun_buf = vec![0u8; TUN_BUF];
+    let (mut routes_version, mut routes_failed) = (0u64, false);
     dp.set_max_sessions_per_source(spec.max_sessions_per_source);
     sockets.bind_forwards(&mut dp, &ingress).await;
     {
@@ -253,6 +254,17 @@ pub async fn run(
         if let (Some(t), Some(mtu), None) = (tun.as_mut(), dp.gateway_mtu(), spec.gateway.as_ref().and_then(|g| g.mtu))
         {
             t.set_mtu(mtu).await;
+        }
+        // Gateway mode with BGP: the learned prefixes are the device's routes, as they come and go.
+        if let (Some(t), Some((v, routes))) = (tun.as_mut(), dp.gateway_bgp_routes())
+            && (v != routes_version || routes_failed)
+        {
+            let wanted: Vec<Ipv4Cidr> =
+                routes.iter().filter_map(|p| Ipv4Cidr::new(p.addr(), p.prefix_len()).ok()).collect();
+            routes_version = v;
+            let failed = t.sync_routes(&wanted).await;
+            routes_failed = failed > 0;
+            dp.count_gateway_route_errors(failed);
         }
         publisher.publish(&dp, &shared, hooks.as_ref().map(|h| &h.status), false);
     }

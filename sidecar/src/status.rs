@@ -267,6 +267,9 @@ pub fn gateway_status(c: &GatewayCounters) -> GatewayStatus {
         packets_to_device: c.to_device,
         fragmented: c.fragmented,
         mss_clamped: c.mss_clamped,
+        bgp_routes: c.bgp_routes,
+        bgp_routes_refused: c.bgp_routes_refused,
+        route_errors: c.route_errors,
         drops: GatewayDrops {
             not_ipv4: d(GatewayDrop::NotIpv4),
             no_tunnel: d(GatewayDrop::NoTunnel),
@@ -539,8 +542,16 @@ mod tests {
     /// without gateway mode has no `status.gateway`.
     #[test]
     fn gateway_counters_in_status() {
-        let mut c =
-            GatewayCounters { to_tunnel: 11, to_device: 12, fragmented: 13, mss_clamped: 14, ..Default::default() };
+        let mut c = GatewayCounters {
+            to_tunnel: 11,
+            to_device: 12,
+            fragmented: 13,
+            mss_clamped: 14,
+            bgp_routes: 15,
+            bgp_routes_refused: 16,
+            route_errors: 17,
+            ..Default::default()
+        };
         for (n, why) in GatewayDrop::ALL.into_iter().enumerate() {
             for _ in 0..=n {
                 c.drop(why);
@@ -570,6 +581,7 @@ mod tests {
         let got = serde_json::to_value(b(Some(&c)).gateway).unwrap();
         let want = serde_json::json!({
             "packetsToTunnel": 11, "packetsToDevice": 12, "fragmented": 13, "mssClamped": 14,
+            "bgpRoutes": 15, "bgpRoutesRefused": 16, "routeErrors": 17,
             "drops": {"notIpv4": 1, "noTunnel": 2, "outsideSelectors": 3, "tooBig": 4, "spoofedSource": 5,
                       "malformed": 6, "sendFailed": 7},
         });

@@ -1,6 +1,7 @@
 //! The gateway's TUN device and its routes (I/O): created on start with `insideAddress` (a leftover device of the
 //! same name, e.g. from a relay that was SIGKILLed while the device was persistent, is removed first), routes
-//! added through rtnetlink, and all of it removed on stop. The device is not persistent: if the process dies
+//! added through rtnetlink (the configured ones at start; with BGP, the learned ones as they come and go:
+//! [`GatewayDevice::sync_routes`]), and all of it removed on stop. The device is not persistent: if the process dies
 //! however it dies, the kernel removes the device and its routes when the last descriptor closes.
 //!
 //! tun-rs opens `/dev/net/tun` and configures the device (TUNSETIFF, address, MTU, up) without `unsafe` in this
@@ -28,8 +29,19 @@ pub struct GatewayDevice {
     index: u32,
     mtu: u16,
     routes: Vec<Ipv4Cidr>,
+    /// Learned over BGP, added at run time (never one of `routes`).
+    learned: Vec<Ipv4Cidr>,
     inside: Ipv4Addr,
     netlink: Handle,
+}
+
+/// A route through device `index` with `inside` as the preferred source.
+fn route_msg(r: &Ipv4Cidr, index: u32, inside: Ipv4Addr) -> rtnetlink::packet_route::route::RouteMessage {
+    RouteMessageBuilder::<Ipv4Addr>::new()
+        .destination_prefix(r.addr(), r.prefix_len())
+        .output_interface(index)
+        .pref_source(inside)
+        .build()
 }
 
 /// Finds a link by name: `Some((index, is_tun))`.
@@ -79,14 +91,9 @@ impl GatewayDevice {
             .build_async()
             .with_context(|| format!("creating TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)"))?;
         let index = dev.if_index().with_context(|| format!("index of {name}"))?;
-        let mut d = GatewayDevice { dev, name, index, mtu, routes: Vec::new(), inside, netlink };
+        let mut d = GatewayDevice { dev, name, index, mtu, routes: Vec::new(), learned: Vec::new(), inside, netlink };
         for r in &cfg.routes {
-            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(r.addr(), r.prefix_len())
-                .output_interface(index)
-                .pref_source(inside)
-                .build();
-            if let Err(e) = d.netlink.route().add(msg).execute().await {
+            if let Err(e) = d.netlink.route().add(route_msg(r, index, inside)).execute().await {
                 let interface = d.name.clone();
                 d.close().await;
                 return Err(e).with_context(|| format!("adding route {r} via {interface}"));
@@ -131,17 +138,47 @@ impl GatewayDevice {
         }
     }
 
+    /// Makes the learned routes through the device `wanted` (minus the configured ones, which stay): adds what is
+    /// new, removes what is gone. Returns how many changes failed (they are retried on the next call).
+    pub async fn sync_routes(&mut self, wanted: &[Ipv4Cidr]) -> u64 {
+        let mut failed = 0;
+        let gone: Vec<Ipv4Cidr> = self.learned.iter().filter(|r| !wanted.contains(r)).copied().collect();
+        for r in gone {
+            match self.netlink.route().del(route_msg(&r, self.index, self.inside)).execute().await {
+                Ok(()) => tracing::info!(route = %r, interface = %self.name, "BGP route removed"),
+                // ESRCH: already gone.
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -3 => {}
+                Err(e) => {
+                    tracing::warn!(route = %r, error = %e, "cannot remove a BGP route");
+                    failed += 1;
+                    continue;
+                }
+            }
+            self.learned.retain(|l| *l != r);
+        }
+        let new: Vec<Ipv4Cidr> =
+            wanted.iter().filter(|r| !self.routes.contains(r) && !self.learned.contains(r)).copied().collect();
+        for r in &new {
+            match self.netlink.route().add(route_msg(r, self.index, self.inside)).execute().await {
+                Ok(()) => {
+                    tracing::info!(route = %r, interface = %self.name, "BGP route added");
+                    self.learned.push(*r);
+                }
+                Err(e) => {
+                    tracing::warn!(route = %r, error = %e, "cannot add a BGP route");
+                    failed += 1;
+                }
+            }
+        }
+        failed
+    }
+
     /// Removes the routes and the device (closing it removes a non-persistent device; a device that is still
     /// there afterwards is deleted).
     pub async fn close(self) {
-        let GatewayDevice { dev, name, index, routes, inside, netlink, .. } = self;
-        for r in &routes {
-            let msg = RouteMessageBuilder::<Ipv4Addr>::new()
-                .destination_prefix(r.addr(), r.prefix_len())
-                .output_interface(index)
-                .pref_source(inside)
-                .build();
-            if let Err(e) = netlink.route().del(msg).execute().await {
+        let GatewayDevice { dev, name, index, routes, learned, inside, netlink, .. } = self;
+        for r in routes.iter().chain(&learned) {
+            if let Err(e) = netlink.route().del(route_msg(r, index, inside)).execute().await {
                 tracing::debug!(route = %r, error = %e, "route already gone");
             }
         }

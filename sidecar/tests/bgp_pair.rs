@@ -12,8 +12,10 @@ use std::time::Duration;
 use iotrelay_api::validate::ValidatedForward;
 use iotrelay_bgp::Ipv4Prefix;
 use iotrelay_crypto::SeededRandom;
+use iotrelay_esp::ipv4;
 use iotrelay_ikev2::StartupAction;
 use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, ForwardId, Out, TunnelPlan};
+use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
@@ -211,7 +213,8 @@ impl Lab {
         let place = Place { node_name: None, outside_address: RELAY, public_identity: None };
         let clock = WallClock { origin: "2026-11-30T12:00:00Z".parse().unwrap() };
         let now = Time("2026-11-30T12:00:00Z".parse().unwrap());
-        build_status(Owner::Standalone, None, &place, &t, &f, d, None, &clock, now, &[])
+        let g = self.relay.gateway_on().then(|| self.relay.gateway_counters());
+        build_status(Owner::Standalone, None, &place, &t, &f, d, g.as_ref(), &clock, now, &[])
     }
 }
 
@@ -382,4 +385,66 @@ fn losing_the_standby_moves_nothing() {
     lab.run_until(Duration::from_secs(15), |l| l.bgp_state(1) == "Established");
     assert_eq!(lab.paths(), vec![PLAIN.to_vec(), PREPENDED.to_vec()]);
     assert!(lab.status().tunnels[1].bgp.as_ref().unwrap().failback_at.is_none());
+}
+
+/// An ICMP echo request of 84 octets from the relay's host to `dst`.
+fn ping(dst: Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0u8; 84];
+    p[0] = 0x45;
+    p[2..4].copy_from_slice(&84u16.to_be_bytes());
+    p[8] = 64;
+    p[9] = 1;
+    p[12..16].copy_from_slice(&RELAY_INSIDE.octets());
+    p[16..20].copy_from_slice(&dst.octets());
+    let c = ipv4::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p[20] = 8;
+    p
+}
+
+#[test]
+fn gateway_mode_routes_are_the_learned_prefixes() {
+    let mut lab = Lab::new(true);
+    let remote = vec!["100.64.0.0/16".parse().unwrap()];
+    lab.relay.set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: remote }));
+    lab.run_for(Duration::from_secs(2));
+    let routes = |l: &Lab| l.relay.gateway_bgp_routes().map(|(v, r)| (v, r.to_vec())).unwrap();
+    let (v0, r) = routes(&lab);
+    assert!(r.is_empty());
+    let tun = |l: &mut Lab| {
+        let mut c = Capture::default();
+        let (now, mut pkt) = (l.now, ping(DEVICE));
+        l.relay.handle_tun(now, &mut l.rng, &mut pkt, &mut c);
+        l.relay.gateway_counters()
+    };
+    // Nothing learned: the host's packet to the VPC is not sent (even though remoteSubnets covers it).
+    let g = tun(&mut lab);
+    assert_eq!((g.to_tunnel, g.drops_of(GatewayDrop::OutsideSelectors)), (0, 1));
+
+    // AWS announces the VPC on both tunnels, a second prefix on tunnel2 and a default route (it covers the tunnel
+    // peers: refused, counted).
+    lab.aws[0].set_bgp_announce(vec![p("100.64.0.0/16"), p("0.0.0.0/0")]);
+    lab.aws[1].set_bgp_announce(vec![p("100.64.0.0/16"), p("100.65.0.0/16")]);
+    lab.pump();
+    let (v1, r) = routes(&lab);
+    assert!(v1 > v0);
+    assert_eq!(r, vec![p("100.64.0.0/16"), p("100.65.0.0/16")]);
+    let g = tun(&mut lab);
+    assert_eq!((g.to_tunnel, g.bgp_routes, g.bgp_routes_refused), (1, 2, 1));
+    let s = lab.status();
+    let gs = s.gateway.as_ref().expect("status.gateway");
+    assert_eq!((gs.bgp_routes, gs.bgp_routes_refused), (2, 1));
+
+    // Tunnel2's session resets: what only it announced is withdrawn from the routes, the VPC stays (tunnel1).
+    lab.aws[1].set_bgp(aws_plan(1), &mut lab.rng).unwrap();
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(1) != "Established");
+    let (v2, r) = routes(&lab);
+    assert_eq!((v2 > v1, r), (true, vec![p("100.64.0.0/16")]));
+
+    // AWS withdraws everything: no routes, the packet is dropped again.
+    lab.aws[0].set_bgp_announce(vec![]);
+    lab.pump();
+    assert!(routes(&lab).1.is_empty());
+    let g = tun(&mut lab);
+    assert_eq!((g.to_tunnel, g.drops_of(GatewayDrop::OutsideSelectors), g.bgp_routes), (1, 2, 0));
 }
