@@ -113,7 +113,7 @@ pub(super) fn encrypt_all(
     }
     // Room for plaintext in one fragment: the datagram minus header, SKF header, IV, ICV and worst-case padding.
     let c = &keys.out;
-    let overhead = HEADER_LEN + GENERIC_HEADER_LEN + 4 + c.iv_len() + c.icv_len() + c.block_size().max(1);
+    let overhead = HEADER_LEN + wire::encrypted_header_len(true) + c.iv_len() + c.icv_len() + c.block_size().max(1);
     let room = fragment_size.saturating_sub(overhead).max(MIN_FRAGMENT_PLAINTEXT);
     let chunks: Vec<&[u8]> = plain.chunks(room).collect();
     let total = u16::try_from(chunks.len()).unwrap_or(u16::MAX);
@@ -174,9 +174,9 @@ pub(super) fn seal(
     padded.resize(plain.len() + pad, 0);
     padded.push(pad as u8);
     let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
-    let frag_len = if fragment.is_some() { 4 } else { 0 };
-    let body_len = iv_len + padded.len() + icv_len;
-    let total = HEADER_LEN + GENERIC_HEADER_LEN + frag_len + body_len;
+    let sk_header_len = wire::encrypted_header_len(fragment.is_some());
+    let sk_len = sk_header_len + iv_len + padded.len() + icv_len;
+    let total = HEADER_LEN + sk_len;
     let mut out = vec![0u8; total];
     let mut fl = if initiator { flags::INITIATOR } else { 0 };
     if response {
@@ -193,14 +193,8 @@ pub(super) fn seal(
         length: total as u32,
     };
     header.emit(&mut out[..HEADER_LEN]);
-    out[HEADER_LEN] = first.0;
-    out[HEADER_LEN + 2..HEADER_LEN + 4]
-        .copy_from_slice(&((GENERIC_HEADER_LEN + frag_len + body_len) as u16).to_be_bytes());
-    if let Some((number, of)) = fragment {
-        out[HEADER_LEN + 4..HEADER_LEN + 6].copy_from_slice(&number.to_be_bytes());
-        out[HEADER_LEN + 6..HEADER_LEN + 8].copy_from_slice(&of.to_be_bytes());
-    }
-    let aad_end = HEADER_LEN + GENERIC_HEADER_LEN + frag_len;
+    let aad_end = HEADER_LEN + sk_header_len;
+    wire::emit_encrypted_header(&mut out[HEADER_LEN..aad_end], first, sk_len as u16, fragment);
     rng.fill_bytes(&mut out[aad_end..aad_end + iv_len]);
     let (aad, rest) = out.split_at_mut(aad_end);
     let (iv, rest) = rest.split_at_mut(iv_len);

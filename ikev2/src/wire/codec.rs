@@ -121,7 +121,9 @@ fn parse_body(
             let b = fixed("CP header")?;
             Payload::Cp { cfg_type: b.first_u8(), data: b.data().to_vec() }
         }
-        PayloadType::SK => Payload::Sk { next_inner: next, body: body.to_vec(), aad_len: offset + GENERIC_HEADER_LEN },
+        PayloadType::SK => {
+            Payload::Sk { next_inner: next, body: body.to_vec(), aad_len: offset + encrypted_header_len(false) }
+        }
         PayloadType::SKF => {
             let b = fixed("SKF header")?;
             let (number, total) = (b.first_u16(), b.second_u16());
@@ -136,7 +138,7 @@ fn parse_body(
                 number,
                 total,
                 body: b.data().to_vec(),
-                aad_len: offset + GENERIC_HEADER_LEN + 4,
+                aad_len: offset + encrypted_header_len(true),
             }
         }
         _ if critical => return Err(WireError::UnsupportedCriticalPayload(ty.0)),

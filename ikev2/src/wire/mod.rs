@@ -16,6 +16,27 @@ pub use codepoints::*;
 pub const HEADER_LEN: usize = 28;
 /// Length of a generic payload header (RFC 7296 §3.2).
 pub const GENERIC_HEADER_LEN: usize = 4;
+/// Length of the fragment number and total that follow an SKF payload's generic header (RFC 7383 §2.5).
+pub const SKF_FIELDS_LEN: usize = 4;
+
+/// Octets of an SK payload's (RFC 7296 §3.14) or, with a fragment, an SKF payload's header: what precedes the IV
+/// and is authenticated with the IKE header.
+pub const fn encrypted_header_len(fragment: bool) -> usize {
+    if fragment { GENERIC_HEADER_LEN + SKF_FIELDS_LEN } else { GENERIC_HEADER_LEN }
+}
+
+/// Writes an SK payload's header, or with `fragment` (number, total) an SKF payload's, into `out`
+/// ([`encrypted_header_len`] octets): `first` is the type of the first inner payload, `payload_len` the length of
+/// the whole payload (this header, IV, ciphertext and ICV). The payload is always the last of its message.
+pub fn emit_encrypted_header(out: &mut [u8], first: PayloadType, payload_len: u16, fragment: Option<(u16, u16)>) {
+    out[0] = first.0;
+    out[1] = 0;
+    out[2..4].copy_from_slice(&payload_len.to_be_bytes());
+    if let Some((number, total)) = fragment {
+        out[4..6].copy_from_slice(&number.to_be_bytes());
+        out[6..8].copy_from_slice(&total.to_be_bytes());
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
