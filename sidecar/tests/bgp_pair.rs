@@ -9,7 +9,6 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_api::validate::ValidatedForward;
 use iotrelay_bgp::Ipv4Prefix;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4;
@@ -20,7 +19,7 @@ use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 mod common;
-use common::{Capture, DEVICE, RELAY, RELAY_INSIDE, config};
+use common::{Capture, DEVICE, RELAY, RELAY_INSIDE, admin_forward, config};
 
 const AWS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const AWS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
@@ -66,13 +65,7 @@ impl Lab {
     fn new(aws_bgp: bool) -> Lab {
         let mut rng = SeededRandom::new(17);
         let now = Duration::ZERO;
-        let forward = ValidatedForward {
-            name: "admin".into(),
-            listen_port: 7000,
-            allowed_sources: vec!["203.0.113.10/32".parse().unwrap()],
-            target: SocketAddrV4::new(DEVICE, 7000),
-            idle_timeout: Duration::from_secs(60),
-        };
+        let forward = admin_forward();
         let tunnels = [("tunnel1", AWS1), ("tunnel2", AWS2)].map(|(n, a)| TunnelPlan {
             name: n.into(),
             peer: a,

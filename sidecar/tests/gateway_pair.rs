@@ -6,7 +6,6 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4::{self, FLAG_DF};
 use iotrelay_ikev2::{Ipv4Cidr, StartupAction};
@@ -14,7 +13,7 @@ use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 
 mod common;
-use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config};
+use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, admin_forward, config};
 
 /// The AWS side's own address inside its VPC (its TUN address).
 const AWS_INSIDE: Ipv4Addr = Ipv4Addr::new(100, 64, 255, 1);
@@ -36,13 +35,7 @@ impl Pair {
     fn new(aws_local_ts: Vec<Ipv4Cidr>) -> Pair {
         let mut rng = SeededRandom::new(12);
         let now = Duration::ZERO;
-        let forward = ValidatedForward {
-            name: "admin".into(),
-            listen_port: 7000,
-            allowed_sources: vec!["203.0.113.10/32".parse().unwrap()],
-            target: SocketAddrV4::new(DEVICE, 7000),
-            idle_timeout: Duration::from_secs(60),
-        };
+        let forward = admin_forward();
         let mut relay = Datapath::new(
             RELAY_INSIDE,
             1024,

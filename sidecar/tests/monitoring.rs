@@ -9,7 +9,6 @@ use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_ikev2::{Config, StartupAction};
 use iotrelay_sidecar::admin::{Published, render_metrics};
@@ -19,16 +18,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use zeroize::Zeroizing;
 
 mod common;
-use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config, exchange};
+use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, admin_forward, config, exchange};
 
 fn datapath(me: Ipv4Addr, inside: Ipv4Addr, peer: Ipv4Addr, cfg: Config, rng: &mut SeededRandom) -> Datapath {
-    let forward = ValidatedForward {
-        name: "admin".into(),
-        listen_port: 7000,
-        allowed_sources: vec!["203.0.113.10/32".parse().unwrap()],
-        target: SocketAddrV4::new(DEVICE, 7000),
-        idle_timeout: Duration::from_secs(60),
-    };
+    let forward = admin_forward();
     Datapath::new(
         inside,
         1024,

@@ -1,10 +1,11 @@
 //! Shared by the datapath tests and benches: addresses of the two-`Datapath` lab, a sink that captures what a
-//! `Datapath` sends, the IKE configuration both ends use, and the IKE exchange that brings the two ends up.
+//! `Datapath` sends, the relay's `admin` forward, the IKE configuration both ends use, and the IKE exchange that brings the two ends up.
 #![allow(dead_code)] // each user takes what it needs
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 use iotrelay_ikev2::{Config, Identity, StartupAction};
@@ -23,6 +24,17 @@ impl Sink for Capture {
     fn send(&mut self, out: Out, data: &[u8]) -> bool {
         self.0.push((out, data.to_vec()));
         true
+    }
+}
+
+/// The relay's one forward in these labs: `admin`, port 7000, from 203.0.113.10 only, to [`DEVICE`]:7000.
+pub fn admin_forward() -> ValidatedForward {
+    ValidatedForward {
+        name: "admin".into(),
+        listen_port: 7000,
+        allowed_sources: vec!["203.0.113.10/32".parse().unwrap()],
+        target: SocketAddrV4::new(DEVICE, 7000),
+        idle_timeout: Duration::from_secs(60),
     }
 }
 
