@@ -2,7 +2,7 @@
 # Runs every fuzz target for a bounded time from its committed seed corpus; fails on a crash or a broken oracle.
 #   ikev2/fuzz: the IKEv2 codec and engine (FUZZ_SECONDS each, default 16)
 #   fuzz/:      the datapath: ESP decapsulation + replay window, inner IPv4 reassembly, the relay's sessions, the
-#               sidecar's 500/4500 demux, the BGP speaker (FUZZ_DATAPATH_SECONDS each, default 8)
+#               sidecar's 500/4500 demux, the BGP speaker, the TUN offloads (FUZZ_DATAPATH_SECONDS each, default 8)
 #
 # Stable Rust: cargo-fuzz's default AddressSanitizer build needs `-Zsanitizer`, i.e. nightly. With `-s none` it
 # passes only stable flags (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*, --cfg fuzzing), so the
@@ -19,7 +19,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${FUZZ_SECONDS:-16}
 targets=${FUZZ_TARGETS-"parse_message parse_payloads reassembler responder_datagrams spoofed_peer authenticated_peer"}
 dsecs=${FUZZ_DATAPATH_SECONDS:-8}
-dtargets=${FUZZ_DATAPATH_TARGETS-"esp_replay ipv4_reassembly relay_sessions sidecar_demux bgp_speaker"}
+dtargets=${FUZZ_DATAPATH_TARGETS-"esp_replay ipv4_reassembly relay_sessions sidecar_demux bgp_speaker tun_offload"}
 command -v cargo-fuzz >/dev/null 2>&1 || { echo "fuzz: cargo-fuzz missing (scripts/fuzz-deps.sh)" >&2; exit 1; }
 work=$(mktemp -d /tmp/iotrelay-fuzz.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -21,7 +21,8 @@
 #
 # Cases: both ends hold the same SA pair; a UDP forward from the IoT server reaches the device and its answer
 # returns; the AWS side narrows the relay's selectors to its routes (100.127.0.0/16 <-> 0/0), so a packet the relay
-# host sends from another source is dropped and counted by the relay (outsideSelectors), never sent; a 4 MiB TCP transfer each way (relay host -> device, device -> relay host) with SHA-256 compared; two
+# host sends from another source is dropped and counted by the relay (outsideSelectors), never sent; a 4 MiB TCP transfer each way (relay host -> device, device -> relay host) with SHA-256 compared, carried by the
+# relay's TUN offloads (super-packets read whole, segments coalesced into fewer writes); two
 # steady UDP streams (IoT server through the forward, relay host through the TUN; 50/s each for 45 s) counted
 # exactly at the device and back while the relay rekeys by lifetime and the AWS side rekeys its CHILD_SA twice and
 # its IKE SA once: nothing lost, and both ends' rekey counters show the rekeys.
@@ -215,10 +216,24 @@ tcp_copy() {
     || { lab_fail_why "$4: checksum differs (got $(stat -c %s "$got") of $(stat -c %s "$sent") octets)"; return 1; }
 }
 
+# The relay's TUN offloads carry the transfers: its device is open with them, the host's TCP super-packets are
+# read whole (more packets than reads) and the decrypted segments are coalesced (more packets than writes).
+offload_used() {
+  local r w pr pw
+  [ "$(metric iotrelay_gateway_tun_offload)" -ge 1 ] || { lab_fail_why "the relay's TUN has no offloads"; return 1; }
+  r=$(metric 'iotrelay_gateway_tun_syscalls_total{op="read"}') pr=$(metric 'iotrelay_gateway_tun_packets_total{op="read"}')
+  w=$(metric 'iotrelay_gateway_tun_syscalls_total{op="write"}') pw=$(metric 'iotrelay_gateway_tun_packets_total{op="write"}')
+  [ "${pr:-0}" -gt "${r:-0}" ] && [ "${pw:-0}" -gt "${w:-0}" ] \
+    || { lab_fail_why "no batching on the device: read $pr packets in $r reads, wrote $pw in $w writes"; return 1; }
+}
+
 pair_tcp() {
   alive && aws_alive || return 1
   tcp_copy "$LAB_NS_RELAY" "$LAB_NS_VPC" "$LAB_DEVICE" to-device || return 1
-  tcp_copy "$LAB_NS_VPC" "$LAB_NS_RELAY" "$LAB_INSIDE" from-device
+  tcp_copy "$LAB_NS_VPC" "$LAB_NS_RELAY" "$LAB_INSIDE" from-device || return 1
+  # Published once a second.
+  sleep 1.5
+  offload_used
 }
 
 # The device's log: how many distinct datagrams of stream TAG it received.

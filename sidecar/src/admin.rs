@@ -255,6 +255,11 @@ struct DirLabels {
     direction: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OpLabels {
+    op: &'static str,
+}
+
 /// The BGP session metrics (dynamic routing only; no series for tunnels without a session).
 fn register_bgp(reg: &mut Registry, p: &Published) {
     let established = Family::<TunnelLabels, Gauge>::default();
@@ -447,6 +452,26 @@ pub fn render_metrics(p: &Published) -> String {
         let route_errors = Counter::<u64>::default();
         route_errors.inc_by(g.route_errors);
         reg.register("gateway_route_errors", "Route changes through the device the kernel refused", route_errors);
+        let d = &g.device;
+        let offload = Gauge::<i64>::default();
+        offload.set(i64::from(d.offload) + i64::from(d.offload && d.uso));
+        reg.register(
+            "gateway_tun_offload",
+            "The TUN device's offloads: 0 none (a packet per system call), 1 TCP (TSO and coalesced writes), 2 TCP and UDP",
+            offload,
+        );
+        let syscalls = Family::<OpLabels, Counter>::default();
+        syscalls.get_or_create(&OpLabels { op: "read" }).inc_by(d.reads);
+        syscalls.get_or_create(&OpLabels { op: "write" }).inc_by(d.writes);
+        reg.register("gateway_tun_syscalls", "Reads and writes on the TUN device", syscalls);
+        let packets = Family::<OpLabels, Counter>::default();
+        packets.get_or_create(&OpLabels { op: "read" }).inc_by(d.packets_read);
+        packets.get_or_create(&OpLabels { op: "write" }).inc_by(d.packets_written);
+        reg.register(
+            "gateway_tun_packets",
+            "IPv4 packets those reads and writes carried (after segmenting / before coalescing)",
+            packets,
+        );
     }
 
     let mut out = String::new();

@@ -30,6 +30,16 @@ impl Datapath {
         self.gw
     }
 
+    /// Counts `n` gateway drops the owner loop saw at the device (frames it refused, writes it did not take).
+    pub fn count_gateway_drops(&mut self, why: GatewayDrop, n: u64) {
+        self.gw.drops[why as usize] += n;
+    }
+
+    /// The device's I/O counters, as the owner loop keeps them.
+    pub fn set_tun_io(&mut self, io: crate::gateway::TunIo) {
+        self.gw.device = io;
+    }
+
     /// The inner MTU in force: `gateway.mtu` when set, never more than the active tunnel's suite allows; `None`
     /// when gateway mode is off or no tunnel has a CHILD_SA.
     pub fn gateway_mtu(&self) -> Option<u16> {

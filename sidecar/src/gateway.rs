@@ -79,6 +79,25 @@ pub struct GatewayCounters {
     /// Route changes the device could not make (netlink errors).
     pub route_errors: u64,
     pub drops: [u64; GatewayDrop::ALL.len()],
+    /// The device's system calls and offload mode (the owner loop's, through `Datapath::set_tun_io`).
+    pub device: TunIo,
+}
+
+/// The TUN device's I/O, for `/metrics` (written by the owner loop only).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TunIo {
+    /// The device was opened with `IFF_VNET_HDR` and TSO (TCP super-packets in both directions).
+    pub offload: bool,
+    /// The kernel also accepted UDP segmentation offload (USO).
+    pub uso: bool,
+    /// Read system calls that returned a frame.
+    pub reads: u64,
+    /// Packets those reads held (more than `reads` when the host handed super-packets).
+    pub packets_read: u64,
+    /// Write system calls the device took.
+    pub writes: u64,
+    /// Packets those writes held (more than `writes` when segments were coalesced).
+    pub packets_written: u64,
 }
 
 impl GatewayCounters {

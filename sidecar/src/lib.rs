@@ -7,7 +7,8 @@
 //! IPv4/UDP packet, sealed with the tunnel's outbound ESP SA; on the way back `handle_esp` opens the device's
 //! reply and the relay finds the client) → [`sockets`] (`outbox.rs`: sent at the end of the pass, GSO-batched).
 //! Around it: [`demux`] (what a reader keeps), [`publish`] and [`status`] (the status), [`admin`] (HTTP),
-//! [`kube`] (in-cluster mode), [`config`] (spec to engine configuration), [`gateway`] and [`tun`] (gateway mode),
+//! [`kube`] (in-cluster mode), [`config`] (spec to engine configuration), [`gateway`] and [`tun`] (gateway mode;
+//! [`tun_gso`] and [`tun_gro`]: the device's offloads, segmenting what it reads and coalescing what it writes),
 //! [`privileges`] (capabilities), [`import_aws`].
 
 pub mod admin;
@@ -26,3 +27,5 @@ pub mod run;
 pub mod sockets;
 pub mod status;
 pub mod tun;
+pub mod tun_gro;
+pub mod tun_gso;

@@ -21,11 +21,14 @@ use zeroize::Zeroizing;
 use crate::admin::{Command, Shared};
 use crate::datapath::{Datapath, IKE_PORT, NATT_PORT, Notice, TunnelPlan};
 use crate::demux::Known;
+use crate::gateway::GatewayDrop;
 use crate::ingress::{BUDGETS, Datagram, Ingress, QUOTAS, Source};
 use crate::publish::Publisher;
+use crate::sockets::outbox::TunSide;
 use crate::sockets::{Outbox, SocketSink, Sockets};
 use crate::status::{Owner, Place, WallClock};
-use crate::tun::{GatewayDevice, TUN_BATCH, TUN_BUF};
+use crate::tun::{GatewayDevice, TunIo, TunReader};
+use crate::tun_gro::TunOutbox;
 use iotrelay_relay::DropReason;
 
 /// How long shutdown waits for DELETE answers.
@@ -151,8 +154,17 @@ pub async fn run(
     if let Some(plan) = crate::datapath::BgpPlan::from_spec(spec) {
         dp.set_bgp(plan, &mut rng).map_err(anyhow::Error::msg).context("setting up BGP")?;
     }
-    let mut tun_buf = vec![0u8; TUN_BUF];
     let (mut routes_version, mut routes_failed) = (0u64, false);
+    // Gateway mode's device I/O: its buffers are taken once, here (nothing is allocated per packet).
+    let mut tun_rx = TunReader::default();
+    let mut tun_tx = TunOutbox::new(tun.as_ref().is_some_and(GatewayDevice::vnet));
+    let mut tun_io = tun.as_ref().map_or_else(TunIo::default, GatewayDevice::io_mode);
+    let mut tun_failed = 0u64;
+    macro_rules! tun_side {
+        () => {
+            tun.as_ref().map(|dev| TunSide { dev, outbox: &mut tun_tx, io: &mut tun_io, failed: &mut tun_failed })
+        };
+    }
     dp.set_max_sessions_per_source(spec.max_sessions_per_source);
     sockets.bind_forwards(&mut dp, &ingress).await;
     {
@@ -214,7 +226,7 @@ pub async fn run(
             }
             _ = ingress.ready() => {
                 // A bounded batch, established lane first; timers and sends run after it (end_pass).
-                let mut sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun.as_ref());
+                let mut sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun_side!());
                 let t = now();
                 ingress.pop_batch(&mut batch, QUOTAS);
                 for d in batch.drain(..) {
@@ -225,16 +237,24 @@ pub async fn run(
             _ = tokio::time::sleep_until(deadline) => {}
         }
         // One pass's datagrams leave together (GSO runs); failed sends count as queueFull on their forward.
-        let mut sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun.as_ref());
+        let mut refused = 0;
+        let mut sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun_side!());
         if let Some(t) = tun.as_ref() {
-            // Gateway: a bounded batch from the device each pass (non-blocking reads into one reused buffer).
+            // Gateway: a bounded batch of reads from the device each pass (non-blocking, into reused buffers; a
+            // super-packet's segments one by one), encrypted into the pass's batched sends.
             let at = now();
-            for _ in 0..TUN_BATCH {
-                let Ok(n) = t.try_recv(&mut tun_buf) else { break };
-                dp.handle_tun(at, &mut rng, &mut tun_buf[..n], &mut sink);
-            }
+            let mut rx_io = TunIo::default();
+            refused = tun_rx.read_batch(t, &mut rx_io, &mut |p| dp.handle_tun(at, &mut rng, p, &mut sink));
+            tun_io.reads += rx_io.reads;
+            tun_io.packets_read += rx_io.packets_read;
+            sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun_side!());
         }
         end_pass(&mut dp, now(), &mut rng, &mut sink, &known, &mut known_gen);
+        if tun.is_some() {
+            dp.count_gateway_drops(GatewayDrop::NotIpv4, refused);
+            dp.count_gateway_drops(GatewayDrop::SendFailed, std::mem::take(&mut tun_failed));
+            dp.set_tun_io(tun_io);
+        }
         for i in outbox.take_failed() {
             dp.count_forward_drops(i, DropReason::QueueFull, 1);
         }

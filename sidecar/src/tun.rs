@@ -6,6 +6,13 @@
 //!
 //! tun-rs opens `/dev/net/tun` and configures the device (TUNSETIFF, address, MTU, up) without `unsafe` in this
 //! crate; rtnetlink speaks netlink for routes, link lookup and deletion (no `ip` commands).
+//!
+//! Offloads: the device is opened with `IFF_VNET_HDR` and `TUNSETOFFLOAD` (`TUN_F_CSUM|TUN_F_TSO4|TUN_F_TSO6`, and
+//! `TUN_F_USO4|TUN_F_USO6` where the kernel accepts them; tun-rs's `offload`), so one read returns a TCP or UDP
+//! super-packet of up to 64 KiB ([`TunReader`] segments it with `crate::tun_gso`) and one write can carry many
+//! coalesced TCP segments (`crate::tun_gro`). Where the kernel refuses, or with `IOTRELAY_TUN_OFFLOAD=off`, the
+//! device is opened plain: one packet per read and per write. The mode is logged and exported
+//! (`iotrelay_gateway_tun_offload`).
 
 use std::io;
 use std::net::Ipv4Addr;
@@ -17,14 +24,27 @@ use iotrelay_api::validate::{GATEWAY_MAX_MTU, ValidatedGateway};
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
-/// Most packets read from the device in one pass of the owner loop.
+pub use crate::gateway::TunIo;
+use crate::tun_gso::{IP_MAX, VNET_HDR_LEN, VnetHdr, segment};
+
+/// Most reads from the device in one pass of the owner loop (each one packet, or a super-packet with offloads).
 pub const TUN_BATCH: usize = 64;
-/// Read buffer: the largest packet the device can hand us (its MTU is at most 1446; a little slack).
-pub const TUN_BUF: usize = 2048;
+/// Read buffer: a `virtio_net_hdr` and the largest (super-)packet the device can hand us.
+pub const TUN_BUF: usize = VNET_HDR_LEN + IP_MAX + 1;
+/// `IOTRELAY_TUN_OFFLOAD=off` (or `0`, `false`) opens the device without offloads.
+pub const TUN_OFFLOAD_ENV: &str = "IOTRELAY_TUN_OFFLOAD";
+
+/// Whether the environment turns the offloads off.
+fn offload_wanted() -> bool {
+    !std::env::var(TUN_OFFLOAD_ENV)
+        .is_ok_and(|v| ["off", "0", "false", "no"].contains(&v.to_ascii_lowercase().as_str()))
+}
 
 /// The open device, its routes, and the netlink handle that removes them.
 pub struct GatewayDevice {
     dev: tun_rs::AsyncDevice,
+    vnet: bool,
+    uso: bool,
     name: String,
     index: u32,
     mtu: u16,
@@ -62,6 +82,48 @@ async fn find_link(h: &Handle, name: &str) -> anyhow::Result<Option<(u32, bool)>
     }
 }
 
+/// The read side: one preallocated buffer for a frame and one for the segment being built.
+pub struct TunReader {
+    frame: Box<[u8]>,
+    scratch: Box<[u8]>,
+}
+
+impl Default for TunReader {
+    fn default() -> Self {
+        TunReader { frame: vec![0u8; TUN_BUF].into_boxed_slice(), scratch: vec![0u8; IP_MAX].into_boxed_slice() }
+    }
+}
+
+impl TunReader {
+    /// Reads up to [`TUN_BATCH`] frames without blocking and hands every IPv4 packet they hold to `packet` (a
+    /// super-packet's segments one by one, each in the same buffer). Returns the frames read and how many of them
+    /// were refused (see [`crate::tun_gso::OffloadError`]); counts into `io`.
+    pub fn read_batch(&mut self, dev: &GatewayDevice, io: &mut TunIo, packet: &mut dyn FnMut(&mut [u8])) -> u64 {
+        let mut refused = 0;
+        for _ in 0..TUN_BATCH {
+            let Ok(n) = dev.dev.try_recv(&mut self.frame) else { break };
+            io.reads += 1;
+            if !dev.vnet {
+                io.packets_read += 1;
+                packet(&mut self.frame[..n]);
+                continue;
+            }
+            let Some((hdr, at)) = VnetHdr::parse(&self.frame[..n]) else {
+                refused += 1;
+                continue;
+            };
+            match segment(&hdr, &mut self.frame[at..n], &mut self.scratch, packet) {
+                Ok(k) => io.packets_read += k as u64,
+                Err(e) => {
+                    tracing::debug!(error = ?e, ?hdr, "TUN frame refused");
+                    refused += 1;
+                }
+            }
+        }
+        refused
+    }
+}
+
 impl GatewayDevice {
     /// Creates the device `cfg.interface` with `inside`/32, MTU `cfg.mtu` (default 1446, lowered to the suite's
     /// once a CHILD_SA is installed: [`GatewayDevice::set_mtu`]) and a route for each of `cfg.routes` with
@@ -83,15 +145,39 @@ impl GatewayDevice {
             None => {}
         }
         let mtu = cfg.mtu.unwrap_or(GATEWAY_MAX_MTU);
-        let dev = tun_rs::DeviceBuilder::new()
-            .name(&name)
-            .mtu(mtu)
-            .ipv4(inside, 32, None)
-            .packet_information(false)
-            .build_async()
-            .with_context(|| format!("creating TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)"))?;
+        let build = |offload: bool| {
+            tun_rs::DeviceBuilder::new()
+                .name(&name)
+                .mtu(mtu)
+                .ipv4(inside, 32, None)
+                .packet_information(false)
+                .offload(offload)
+                .build_async()
+        };
+        let dev = match offload_wanted().then(|| build(true)) {
+            Some(Ok(dev)) => Ok(dev),
+            Some(Err(e)) => {
+                // The failed device was never persistent: closing it removed it.
+                tracing::warn!(interface = %name, error = %e, "TUN offloads refused; one packet per read and write");
+                build(false)
+            }
+            None => build(false),
+        }
+        .with_context(|| format!("creating TUN device {name} (needs CAP_NET_ADMIN and /dev/net/tun)"))?;
+        let (vnet, uso) = (dev.tcp_gso(), dev.udp_gso());
         let index = dev.if_index().with_context(|| format!("index of {name}"))?;
-        let mut d = GatewayDevice { dev, name, index, mtu, routes: Vec::new(), learned: Vec::new(), inside, netlink };
+        let mut d = GatewayDevice {
+            dev,
+            vnet,
+            uso,
+            name,
+            index,
+            mtu,
+            routes: Vec::new(),
+            learned: Vec::new(),
+            inside,
+            netlink,
+        };
         for r in &cfg.routes {
             if let Err(e) = d.netlink.route().add(route_msg(r, index, inside)).execute().await {
                 let interface = d.name.clone();
@@ -100,7 +186,7 @@ impl GatewayDevice {
             }
             d.routes.push(*r);
         }
-        tracing::info!(interface = %d.name, %inside, mtu, routes = ?d.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "gateway device up");
+        tracing::info!(interface = %d.name, %inside, mtu, offload = d.vnet, uso = d.uso, routes = ?d.routes.iter().map(|r| r.to_string()).collect::<Vec<_>>(), "gateway device up");
         Ok(d)
     }
 
@@ -113,14 +199,20 @@ impl GatewayDevice {
         self.dev.readable().await
     }
 
-    /// Reads one packet without blocking (`WouldBlock` when there is none).
-    pub fn try_recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.dev.try_recv(buf)
+    /// Whether reads and writes carry a `virtio_net_hdr` (offloads on).
+    pub fn vnet(&self) -> bool {
+        self.vnet
     }
 
-    /// Writes one packet without blocking; false when the device did not take it.
-    pub fn try_send(&self, packet: &[u8]) -> bool {
-        self.dev.try_send(packet).is_ok()
+    /// The offload mode, for [`TunIo`].
+    pub fn io_mode(&self) -> TunIo {
+        TunIo { offload: self.vnet, uso: self.uso, ..TunIo::default() }
+    }
+
+    /// Writes one frame (with its `virtio_net_hdr` when offloads are on) without blocking; false when the device
+    /// did not take it.
+    pub fn try_send(&self, frame: &[u8]) -> bool {
+        self.dev.try_send(frame).is_ok()
     }
 
     /// Sets the device MTU (the negotiated suite's inner MTU when `gateway.mtu` is unset).

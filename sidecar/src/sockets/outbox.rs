@@ -9,7 +9,8 @@ use iotrelay_relay::ForwardId;
 use super::reader::BUF_LEN;
 use super::{SockKey, Sockets};
 use crate::datapath::{NATT_PORT, Out, Sink};
-use crate::tun::GatewayDevice;
+use crate::tun::{GatewayDevice, TunIo};
+use crate::tun_gro::TunOutbox;
 
 /// Most datagrams in one GSO send (the kernel's UDP_MAX_SEGMENTS is 64 before Linux 6.9).
 pub(crate) const GSO_MAX_SEGMENTS: usize = 64;
@@ -145,8 +146,36 @@ impl Outbox {
 pub struct SocketSink<'a> {
     sockets: &'a Sockets,
     outbox: &'a mut Outbox,
-    /// Gateway mode's TUN device: inner packets are written to it at once (one write each, non-blocking).
-    tun: Option<&'a GatewayDevice>,
+    /// Gateway mode's TUN device and its outbox: inner packets are queued (consecutive TCP segments of one flow
+    /// coalesced when the device has offloads) and written at [`SocketSink::flush`], non-blocking.
+    tun: Option<TunSide<'a>>,
+}
+
+/// The device, its outbox and its I/O counters, for the time of one sink.
+pub struct TunSide<'a> {
+    pub dev: &'a GatewayDevice,
+    pub outbox: &'a mut TunOutbox,
+    pub io: &'a mut TunIo,
+    /// Packets the device refused at a flush (the datapath counts them as `sendFailed`).
+    pub failed: &'a mut u64,
+}
+
+impl TunSide<'_> {
+    fn flush(&mut self) {
+        let dev = self.dev;
+        let f = self.outbox.flush(&mut |frame| dev.try_send(frame));
+        self.io.writes += f.writes;
+        self.io.packets_written += f.packets;
+        *self.failed += f.failed;
+    }
+
+    fn push(&mut self, p: &[u8]) -> bool {
+        if self.outbox.push(p) {
+            return true;
+        }
+        self.flush();
+        self.outbox.push(p)
+    }
 }
 
 impl<'a> SocketSink<'a> {
@@ -155,14 +184,17 @@ impl<'a> SocketSink<'a> {
     }
 
     /// With gateway mode's device.
-    pub fn with_tun(mut self, tun: Option<&'a GatewayDevice>) -> Self {
+    pub fn with_tun(mut self, tun: Option<TunSide<'a>>) -> Self {
         self.tun = tun;
         self
     }
 
-    /// Sends what the outbox holds.
+    /// Sends what the outbox holds and writes what the device's outbox holds.
     pub fn flush(&mut self) {
         self.outbox.flush(self.sockets);
+        if let Some(t) = self.tun.as_mut() {
+            t.flush();
+        }
     }
 
     fn queue(&mut self, out: Out, data: &[u8], tag: Option<ForwardId>) -> bool {
@@ -170,7 +202,7 @@ impl<'a> SocketSink<'a> {
             Out::Outside { local_port: NATT_PORT, remote } => (SockKey::NatT, remote),
             Out::Outside { remote, .. } => (SockKey::Ike, remote),
             Out::Forward { forward, client } => (SockKey::Forward(forward), SocketAddr::V4(client)),
-            Out::Tun => return self.tun.is_some_and(|t| t.try_send(data)),
+            Out::Tun => return self.tun.as_mut().is_some_and(|t| t.push(data)),
         };
         self.outbox.push(self.sockets, key, to, data, tag)
     }
