@@ -28,6 +28,7 @@ build:
 
 lint:
 	cargo fmt --all --check
+	@if grep -qx 'name = "serde_yaml"' Cargo.lock; then echo 'lint: serde_yaml is archived and unmaintained; use serde-saphyr (Cargo.lock)'; exit 1; fi
 	cargo clippy --workspace --all-targets -- -D warnings
 
 unit:

@@ -12,7 +12,7 @@ fn schema() -> Value {
 fn example() -> Value {
     let text = include_str!("golden/plant-7.input.yaml");
     let doc = text.split("\n---\n").next().unwrap();
-    serde_yaml::from_str(doc).unwrap()
+    serde_saphyr::from_str(doc).unwrap()
 }
 
 fn errors(obj: &Value) -> Vec<String> {

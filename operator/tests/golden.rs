@@ -87,13 +87,13 @@ fn net_admin_and_tun_only_in_gateway_mode() {
 #[test]
 fn plant_7_children_match_golden() {
     let c = render_relay(&relay("plant-7.input.yaml"));
-    check("plant-7.deployment.yaml", serde_yaml::to_string(&c.deployment).unwrap());
+    check("plant-7.deployment.yaml", iotrelay_operator::crdgen::to_yaml(&c.deployment).unwrap());
     check(
         "plant-7.rbac.yaml",
         [
-            serde_yaml::to_string(&c.service_account).unwrap(),
-            serde_yaml::to_string(&c.role).unwrap(),
-            serde_yaml::to_string(&c.role_binding).unwrap(),
+            iotrelay_operator::crdgen::to_yaml(&c.service_account).unwrap(),
+            iotrelay_operator::crdgen::to_yaml(&c.role).unwrap(),
+            iotrelay_operator::crdgen::to_yaml(&c.role_binding).unwrap(),
         ]
         .join("---\n"),
     );

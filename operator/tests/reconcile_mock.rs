@@ -60,7 +60,7 @@ fn status(code: u16, reason: &str) -> Value {
 
 fn relay() -> IotRelay {
     let text = include_str!("golden/plant-7.input.yaml");
-    let mut r: IotRelay = serde_yaml::from_str(text.split("\n---\n").next().unwrap()).unwrap();
+    let mut r: IotRelay = serde_saphyr::from_str(text.split("\n---\n").next().unwrap()).unwrap();
     r.metadata.uid = Some("00000000-0000-0000-0000-000000000007".into());
     r.metadata.generation = Some(2);
     r.metadata.resource_version = Some("10".into());

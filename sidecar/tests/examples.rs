@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use iotrelay_api::standalone::load_yaml;
 use iotrelay_sidecar::config::{tunnel_psks, validate_spec};
-use serde_yaml::Value;
+use serde_json::Value;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -21,10 +21,7 @@ fn read(rel: &str) -> String {
 }
 
 fn docs(rel: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(&read(rel))
-        .map(|d| serde::Deserialize::deserialize(d).unwrap_or_else(|e| panic!("{rel}: {e}")))
-        .filter(|v: &Value| !v.is_null())
-        .collect()
+    serde_saphyr::from_multiple(&read(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
 
 fn s<'a>(v: &'a Value, path: &str) -> &'a str {
@@ -110,7 +107,7 @@ fn external_secret_writes_the_referenced_secret() {
     assert_eq!(s(es, "spec.secretStoreRef.kind"), "SecretStore");
     assert!(!s(es, "spec.refreshInterval").is_empty());
     let target = s(es, "spec.target.name").to_string();
-    let data = get(es, "spec.data").as_sequence().expect("spec.data list");
+    let data = get(es, "spec.data").as_array().expect("spec.data list");
     let keys: BTreeSet<(String, String)> = data
         .iter()
         .map(|d| {
@@ -125,14 +122,13 @@ fn external_secret_writes_the_referenced_secret() {
 
 /// Top-level keys of the chart's values.yaml.
 fn chart_values() -> BTreeSet<String> {
-    let v: Value = serde_yaml::from_str(&read("charts/iotrelay/values.yaml")).unwrap();
-    v.as_mapping().unwrap().keys().map(|k| k.as_str().unwrap().to_string()).collect()
+    let v: Value = serde_saphyr::from_str(&read("charts/iotrelay/values.yaml")).unwrap();
+    v.as_object().unwrap().keys().cloned().collect()
 }
 
 fn assert_known_values(v: &Value, what: &str) {
     let known = chart_values();
-    for k in v.as_mapping().expect("values map").keys() {
-        let k = k.as_str().unwrap();
+    for k in v.as_object().expect("values map").keys() {
         assert!(known.contains(k), "{what}: {k:?} is not a value of charts/iotrelay");
     }
 }
@@ -147,7 +143,7 @@ fn argocd_application_points_at_the_chart() {
     assert!(!s(app, "spec.project").is_empty());
     assert!(!s(app, "spec.destination.server").is_empty());
     assert!(!s(app, "spec.destination.namespace").is_empty());
-    let sources = get(app, "spec.sources").as_sequence().expect("spec.sources");
+    let sources = get(app, "spec.sources").as_array().expect("spec.sources");
     for src in sources {
         assert!(!s(src, "repoURL").is_empty() && !s(src, "targetRevision").is_empty() && !s(src, "path").is_empty());
     }
