@@ -27,7 +27,7 @@ RUN case "$TARGETARCH" in \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# The linker and the C parts (ring) use the target's gcc.
+# The linker and the C parts (ring, AWS-LC) use the target's gcc.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,id=iotrelay-target-${TARGETARCH} \
     read -r target _ gcc < /cross \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crypto benchmarks for the ESP hot path (1400-octet packets): RustCrypto against ring for AES-GCM and HMAC, and
+# Crypto benchmarks for the ESP hot path (1400-octet packets): RustCrypto against ring and aws-lc-rs (AES-GCM, AES-CBC, HMAC), and
 # SaCipher for every suite. Prints ns/op, MB/s and, per group, the ratio to that group's baseline line measured in
 # the same run (so a busy machine skews both sides alike). Extra arguments: a group filter (substring), e.g.
 #   scripts/bench.sh hmac        BENCH_MS=500 BENCH_ROUNDS=9 scripts/bench.sh

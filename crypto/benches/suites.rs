@@ -1,4 +1,4 @@
-//! Measures the per-packet primitives of the ESP hot path on 1400-octet packets, RustCrypto against `ring`,
+//! Measures the per-packet primitives of the ESP hot path on 1400-octet packets, RustCrypto against `ring` and `aws-lc-rs`,
 //! plus [`SaCipher`] for every suite. A plain bench binary (no criterion): `cargo bench -p iotrelay-crypto`
 //! or `scripts/bench.sh`. The two sides of each comparison run interleaved, round by round, and the fastest round
 //! counts, so a busy shared machine disturbs both alike; the ratio column is time / time of the line's baseline,
@@ -89,7 +89,10 @@ fn main() {
         };
         let alg = if key_len == 16 { &ring::aead::AES_128_GCM } else { &ring::aead::AES_256_GCM };
         let rk = ring::aead::LessSafeKey::new(ring::aead::UnboundKey::new(alg, &key).unwrap());
+        let lalg = if key_len == 16 { &aws_lc_rs::aead::AES_128_GCM } else { &aws_lc_rs::aead::AES_256_GCM };
+        let lk = aws_lc_rs::aead::LessSafeKey::new(aws_lc_rs::aead::UnboundKey::new(lalg, &key).unwrap());
         let mut buf2 = buf.clone();
+        let mut buf3 = buf.clone();
         let ns = b.compare(&mut [
             &mut || {
                 black_box(rc(black_box(&mut buf)));
@@ -99,8 +102,14 @@ fn main() {
                 let tag = rk.seal_in_place_separate_tag(n, ring::aead::Aad::from(&aad), black_box(&mut buf2)).unwrap();
                 black_box(tag.as_ref()[0]);
             },
+            &mut || {
+                let n = aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce);
+                let tag =
+                    lk.seal_in_place_separate_tag(n, aws_lc_rs::aead::Aad::from(&aad), black_box(&mut buf3)).unwrap();
+                black_box(tag.as_ref()[0]);
+            },
         ]);
-        report(name, &["RustCrypto aes-gcm (baseline)", "ring"], &ns);
+        report(name, &["RustCrypto aes-gcm (baseline)", "ring", "aws-lc-rs"], &ns);
     }
 
     if want("aes-gcm-128 open") {
@@ -111,7 +120,11 @@ fn main() {
         let mut ct = plain.clone();
         let tag = c.encrypt_in_place_detached((&nonce).into(), &aad, &mut ct).unwrap();
         let mut work = ct.clone();
+        let lk = aws_lc_rs::aead::LessSafeKey::new(
+            aws_lc_rs::aead::UnboundKey::new(&aws_lc_rs::aead::AES_128_GCM, &key).unwrap(),
+        );
         let mut work2 = ct.clone();
+        let mut work3 = ct.clone();
         let ns = b.compare(&mut [
             &mut || {
                 work.copy_from_slice(&ct);
@@ -123,16 +136,57 @@ fn main() {
                 let t = ring::aead::Tag::try_from(&tag[..]).unwrap();
                 rk.open_in_place_separate_tag(n, ring::aead::Aad::from(&aad), t, black_box(&mut work2), 0..).unwrap();
             },
+            &mut || {
+                work3.copy_from_slice(&ct);
+                let n = aws_lc_rs::aead::Nonce::assume_unique_for_key(nonce);
+                lk.open_in_place_separate_tag(
+                    n,
+                    aws_lc_rs::aead::Aad::from(&aad),
+                    tag.as_slice(),
+                    black_box(&mut work3),
+                )
+                .unwrap();
+            },
         ]);
-        report("aes-gcm-128 open (incl. 1400-octet copy)", &["RustCrypto aes-gcm (baseline)", "ring"], &ns);
+        report(
+            "aes-gcm-128 open (incl. 1400-octet copy)",
+            &["RustCrypto aes-gcm (baseline)", "ring", "aws-lc-rs"],
+            &ns,
+        );
+    }
+
+    if want("aes-cbc-128 encrypt") {
+        use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::NoPadding};
+        let key = [0x42u8; 16];
+        let iv = [0x33u8; 16];
+        let mut b1 = vec![0x5au8; 1408];
+        let mut b2 = b1.clone();
+        let lk = aws_lc_rs::cipher::EncryptingKey::cbc(
+            aws_lc_rs::cipher::UnboundCipherKey::new(&aws_lc_rs::cipher::AES_128, &key).unwrap(),
+        )
+        .unwrap();
+        let ns = b.compare(&mut [
+            &mut || {
+                let n = b1.len();
+                cbc::Encryptor::<aes::Aes128>::new(&key.into(), &iv.into())
+                    .encrypt_padded_mut::<NoPadding>(black_box(&mut b1), n)
+                    .unwrap();
+            },
+            &mut || {
+                let ctx = aws_lc_rs::cipher::EncryptionContext::Iv128(iv.into());
+                lk.less_safe_encrypt(black_box(&mut b2), ctx).unwrap();
+            },
+        ]);
+        report("aes-cbc-128 encrypt (1408 octets)", &["RustCrypto aes+cbc (baseline)", "aws-lc-rs"], &ns);
     }
 
     macro_rules! hmac_group {
-        ($name:expr, $h:ty, $ring:expr) => {
+        ($name:expr, $h:ty, $ring:expr, $lc:expr) => {
             if want($name) {
                 let key = [0x0bu8; 32];
                 let keyed = <hmac::Hmac<$h> as Mac>::new_from_slice(&key).unwrap();
                 let rk = ring::hmac::Key::new($ring, &key);
+                let lk = aws_lc_rs::hmac::Key::new($lc, &key);
                 let ns = b.compare(&mut [
                     &mut || {
                         let mut m = keyed.clone();
@@ -146,15 +200,26 @@ fn main() {
                         m.update(black_box(&buf));
                         black_box(m.sign());
                     },
+                    &mut || {
+                        let mut m = aws_lc_rs::hmac::Context::with_key(&lk);
+                        m.update(&aad);
+                        m.update(black_box(&buf));
+                        black_box(m.sign());
+                    },
                 ]);
-                report($name, &["RustCrypto hmac (baseline)", "ring"], &ns);
+                report($name, &["RustCrypto hmac (baseline)", "ring", "aws-lc-rs"], &ns);
             }
         };
     }
-    hmac_group!("hmac-sha1", sha1::Sha1, ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY);
-    hmac_group!("hmac-sha256", sha2::Sha256, ring::hmac::HMAC_SHA256);
-    hmac_group!("hmac-sha384", sha2::Sha384, ring::hmac::HMAC_SHA384);
-    hmac_group!("hmac-sha512", sha2::Sha512, ring::hmac::HMAC_SHA512);
+    hmac_group!(
+        "hmac-sha1",
+        sha1::Sha1,
+        ring::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        aws_lc_rs::hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY
+    );
+    hmac_group!("hmac-sha256", sha2::Sha256, ring::hmac::HMAC_SHA256, aws_lc_rs::hmac::HMAC_SHA256);
+    hmac_group!("hmac-sha384", sha2::Sha384, ring::hmac::HMAC_SHA384, aws_lc_rs::hmac::HMAC_SHA384);
+    hmac_group!("hmac-sha512", sha2::Sha512, ring::hmac::HMAC_SHA512, aws_lc_rs::hmac::HMAC_SHA512);
 
     if want("SaCipher") {
         // Every suite end to end (seal), relative to AES-GCM-16-128.
