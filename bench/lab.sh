@@ -13,6 +13,8 @@
 #   relay-SUITE  iotrelay on the relay host, strongSwan as the AWS side
 #   both-SUITE   iotrelay on both ends: the AWS side is iotrelay in gateway mode as a responder (TUN into the VPC,
 #                e2e/lab/iotrelay_aws.sh)
+#   base-SUITE   both-SUITE with another build of iotrelay on both ends ($BENCH_BASE_SIDECAR, e.g. main's before a
+#                datapath change), so a change is measured against what it replaces in the same alternating rounds
 # SUITE: gcm (AES-GCM-128, ecp256) or cbc (AES-CBC-128 + HMAC-SHA1-96, modp1024: AWS's default, the original's).
 #   load-SUITE   memory under load, not alternated: iotrelay with two tunnels (strongSwan on aws1 and aws2) and
 #                BENCH_FORWARDS forwards (ports 9100.., all to the device's echo), for bench/run.sh's rss_load
@@ -147,6 +149,13 @@ bench_first_echo() {
 # through the tunnel) for the configurations that have a tunnel.
 bench_up() {
   local cfg=$1 kind=${1%-*} suite=${1#*-} first="" n ns
+  if [ "$kind" = base ]; then
+    [ -x "${BENCH_BASE_SIDECAR:-}" ] || { lab_log "base: BENCH_BASE_SIDECAR is not an executable"; return 1; }
+    # relay_start and iotrelay_aws_start (called below) start $IOTRELAY_SIDECAR: the base build, for this lab.
+    # shellcheck disable=SC2034 # read by relay_start and iotrelay_aws_start
+    local IOTRELAY_SIDECAR=$BENCH_BASE_SIDECAR
+    kind=both
+  fi
   bench_lab "$cfg"
   lab_up || return 1
   lab_bg "$LAB_NS_VPC" "$LAB_DIR/echo-bench.log" "$UDPLOAD" echo --bind "$LAB_DEVICE:$BENCH_ECHO_PORT"

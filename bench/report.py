@@ -16,7 +16,8 @@ import sys
 KINDS = {"ceiling": "(a) ceiling: kernel DNAT+SNAT, no encryption",
          "orig": "(b) original: strongSwan (kernel-libipsec) + iptables",
          "relay": "(c) iotrelay relay, strongSwan as AWS side",
-         "both": "(d) iotrelay on both ends (AWS side: gateway mode)"}
+         "both": "(d) iotrelay on both ends (AWS side: gateway mode)",
+         "base": "(d) with the base build (BENCH_BASE_SIDECAR) on both ends"}
 SUITES = {"gcm": "AES-GCM-128", "cbc": "AES-CBC-128 + HMAC-SHA1"}
 MARK = "<!-- analysis -->"
 
@@ -171,7 +172,7 @@ def main():
         p("|---|" + "---|---|" * len(sizes))
         for cfg in up:
             kind, _, suite = cfg.partition("-")
-            if kind not in ("relay", "both"):
+            if kind not in ("relay", "both", "base"):
                 continue
             cells = []
             for s in sizes:
@@ -181,6 +182,21 @@ def main():
                     ratios[(title, cfg, s, base.split("-")[0])] = med(rs)
                     cells.append(spread(rs, ratio))
             p("| %s | %s |" % (label(cfg), " | ".join(cells)))
+    bases = [c for c in up if c.startswith("base-") and "both-" + c[5:] in up]
+    if bases:
+        p("")
+        p("This build against the base build (BENCH_BASE_SIDECAR), each round's (d) figure divided by the same "
+          "round's base figure, median (min..max):")
+        p("")
+        p("| suite | " + " | ".join("%d B at <= 1 %% loss | %d B most delivered" % (s, s) for s in sizes) + " |")
+        p("|---|" + "---|---|" * len(sizes))
+        for b in bases:
+            cells = []
+            for s in sizes:
+                for metric in (best, {k: dict(enumerate(v)) for k, v in peak.items()}):
+                    mine, ref = metric.get(("both-" + b[5:], s), {}), metric.get((b, s), {})
+                    cells.append(spread([mine[k] / ref[k] for k in mine if ref.get(k)], ratio))
+            p("| %s | %s |" % (SUITES.get(b[5:], b[5:]), " | ".join(cells)))
     p("")
     p("## Targets (issue 13)")
     p("")

@@ -17,6 +17,8 @@
 #   BENCH_QUICK=1 ...   one round, 1 s probes, one search probe (a smoke run, ~3 min)
 #   BENCH_ROUNDS=3 BENCH_SECS=2 BENCH_PROBES=3 BENCH_SIZES="64 1400" BENCH_CONFIGS="ceiling orig-gcm ..."
 #   BENCH_OUT=BENCHMARKS.md (where the report goes), BENCH_RESULTS=FILE (keep the raw records)
+#   BENCH_BASE_SIDECAR=PATH BENCH_CONFIGS="ceiling base-gcm both-gcm ..."   a datapath change against the build it
+#     replaces (base-SUITE: (d) with that binary on both ends), alternating in the same rounds
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
@@ -70,7 +72,7 @@ metric_sum() { awk -v p="$1" 'index($0, p) == 1 { s += $NF } END { printf "%d", 
 # snap KIND: the counters that say where datagrams went, as `key=value ...`. Read through /proc/PID/net of a
 # process in each namespace (bench_up's anchors): no process per namespace and probe.
 snap() {
-  local kind=$1 n a b rest m s=0
+  local kind=${1/#base/both} n a b rest m s=0
   for n in iot relay aws1 vpc; do
     # shellcheck disable=SC2016 # awk's own variables
     awk -v n="$n" '/^Udp:/ { if (!h) { for (i = 2; i <= NF; i++) k[i] = $i; h = 1 } else {
@@ -238,7 +240,7 @@ rss_kib() { awk -v k="$2" '$1 == k":" { print $2 }' "/proc/$1/status" 2>/dev/nul
 relay_rss() { # CFG WHEN: the relay's (and the AWS-side iotrelay's) resident memory now and at peak
   local cfg=$1 kind=${1%-*} pid
   bench_lab "$cfg"
-  [ "$kind" = relay ] || [ "$kind" = both ] || [ "$kind" = load ] || return 0
+  [ "$kind" = relay ] || [ "$kind" = both ] || [ "$kind" = base ] || [ "$kind" = load ] || return 0
   pid=$(cat "$LAB_DIR/relay.pid" 2>/dev/null) || return 0
   record "cfg=$cfg what=rss when=$2 rss_kib=$(rss_kib "$pid" VmRSS) hwm_kib=$(rss_kib "$pid" VmHWM)"
 }
@@ -289,7 +291,7 @@ for cfg in $LOAD_CONFIGS; do
 done
 if [ "${BENCH_PROFILE:-1}" = 1 ]; then
   for cfg in "${UP[@]}"; do
-    case $cfg in both-*) for size in $SIZES; do profile "$cfg" "$size"; done ;; esac
+    case $cfg in both-* | base-*) for size in $SIZES; do profile "$cfg" "$size"; done ;; esac
   done
 fi
 
