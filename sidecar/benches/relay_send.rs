@@ -121,7 +121,6 @@ fn main() {
                         let mut sink = SocketSink::new(&sockets, &mut outbox);
                         dp.handle_forward(
                             Duration::from_secs(1),
-                            &mut rng,
                             ForwardId(0),
                             clients[i % 16],
                             &payload[..l],

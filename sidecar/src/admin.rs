@@ -49,6 +49,8 @@ pub struct Published {
     pub reassembly_dropped: u64,
     /// Gateway mode's counters (`None`: gateway mode off).
     pub gateway: Option<crate::gateway::GatewayCounters>,
+    /// Datagrams the kernel dropped on each socket because its receive queue was full.
+    pub socket_drops: Vec<(crate::sockets::SocketName, u64)>,
 }
 
 pub struct Shared {
@@ -246,6 +248,12 @@ struct LaneLabels {
     lane: &'static str,
 }
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SocketLabels {
+    socket: &'static str,
+    /// The forward's name for a forward's listen socket, empty otherwise.
+    forward: String,
+}
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabels {
     reason: &'static str,
 }
@@ -405,6 +413,20 @@ pub fn render_metrics(p: &Published) -> String {
     reg.register("ingress_queued", "Received datagrams queued for the owner task, by lane", lane_queued);
     reg.register("ingress_queued_bytes", "Bytes waiting in the ingress lane now", lane_bytes);
     reg.register("ingress_budget_bytes", "Byte bound of the ingress lane", lane_budget);
+    let socket_drops = Family::<SocketLabels, Counter>::default();
+    for (name, n) in &p.socket_drops {
+        let (socket, forward) = match name {
+            crate::sockets::SocketName::Ike => ("udp500", String::new()),
+            crate::sockets::SocketName::NatT => ("udp4500", String::new()),
+            crate::sockets::SocketName::Forward(f) => ("forward", f.clone()),
+        };
+        socket_drops.get_or_create(&SocketLabels { socket, forward }).inc_by(*n);
+    }
+    reg.register(
+        "socket_receive_drops",
+        "Datagrams the kernel dropped on the relay's socket because its receive queue was full (SO_RXQ_OVFL)",
+        socket_drops,
+    );
     let not_peer = Counter::<u64>::default();
     not_peer.inc_by(p.not_peer);
     reg.register("ingress_not_peer_drops", "Datagrams on UDP 500/4500 from no tunnel's peer, dropped", not_peer);

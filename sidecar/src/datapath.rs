@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use iotrelay_api::DatapathDrops;
 use iotrelay_api::validate::ValidatedForward;
-use iotrelay_crypto::{RandomSource, SaCipher};
+use iotrelay_crypto::{ChaChaRandom, RandomSource, SaCipher};
 use iotrelay_esp::{Demux, InboundSa, OutboundSa, ipv4};
 use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Cidr, StartupAction, Tunnel, TunnelState};
 pub use iotrelay_relay::ForwardId;
@@ -110,6 +110,9 @@ struct TunnelSlot {
     child_rekey_at: Option<Duration>,
     /// The installed CHILD_SA's negotiated traffic selectors (ours, the peer's); empty before the first one.
     selectors: (Vec<Ipv4Cidr>, Vec<Ipv4Cidr>),
+    /// The tunnel's CBC IVs (16 unpredictable octets per ESP packet): a ChaCha20 CSPRNG seeded from the relay's
+    /// random source when the tunnel is created, instead of a `getrandom` syscall per packet.
+    iv_rng: ChaChaRandom,
 }
 
 /// A forward in spec order (the order of the status) and its handle in the relay, the dense id every other place
@@ -207,6 +210,7 @@ impl Datapath {
                     next_keepalive: now + KEEPALIVE_INTERVAL,
                     child_rekey_at: None,
                     selectors: (Vec::new(), Vec::new()),
+                    iv_rng: ChaChaRandom::seeded_from(rng),
                 }
             })
             .collect();

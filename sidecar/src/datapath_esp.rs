@@ -5,8 +5,7 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_crypto::RandomSource;
-use iotrelay_esp::{EspError, OutboundSa, ipv4};
+use iotrelay_esp::{EspError, ipv4};
 use iotrelay_relay::{DropReason, InnerDrop};
 
 use super::{Datapath, ForwardId, NATT_PORT, Out, Sink, promote};
@@ -95,7 +94,6 @@ impl Datapath {
     pub fn handle_forward(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         id: ForwardId,
         client: SocketAddrV4,
         payload: &[u8],
@@ -118,31 +116,44 @@ impl Datapath {
             self.relay.record_drop(id, why);
             return;
         }
+        // The inner packet is built once, behind room for the ESP header and IV, and sealed where it lies.
+        let Some(head) = self.tunnels[ti].outbound.as_ref().map(|(sa, _)| sa.headroom()) else { return };
         // Allow-list, session (bounded table), inner IPv4/UDP packet; every refusal is counted by the relay.
-        let Ok(n) = self.relay.on_client_datagram(now, id, client, payload, &mut self.scratch) else { return };
+        let Ok(n) = self.relay.on_client_datagram(now, id, client, payload, &mut self.scratch[head..]) else {
+            return;
+        };
         let t = &mut self.tunnels[ti];
         let Some((sa, mtu)) = t.outbound.as_mut() else { return };
         let remote = t.esp_remote;
         let counters = &mut t.counters;
-        let scratch2 = &mut self.scratch2;
+        let iv_rng = &mut t.iv_rng;
         let mut failed = false;
-        let mut seal_one = |pkt: &[u8], sa: &mut OutboundSa| match sa.seal(pkt, rng, scratch2) {
+        let mut send = |sealed: Result<usize, EspError>, buf: &[u8], inner_len: usize| match sealed {
             Ok(len) => {
-                if sink.send_for(id, Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
+                if sink.send_for(id, Out::Outside { local_port: NATT_PORT, remote }, &buf[..len]) {
                     counters.packets_out += 1;
-                    counters.bytes_out += pkt.len() as u64;
+                    counters.bytes_out += inner_len as u64;
                 } else {
                     failed = true;
                 }
             }
             Err(_) => failed = true,
         };
-        let inner = &self.scratch[..n];
         if n <= *mtu {
-            seal_one(inner, sa);
-        } else if !ipv4::fragment(inner, *mtu, |frag| seal_one(frag, sa)) {
-            self.relay.record_drop(id, DropReason::TooBig);
-            return;
+            let sealed = sa.seal_in_place(&mut self.scratch, n, iv_rng);
+            send(sealed, &self.scratch, n);
+        } else {
+            // Fragments are sealed by copy into the second buffer (rare: only payloads above the tunnel MTU).
+            let scratch2 = &mut self.scratch2;
+            let inner = &self.scratch[head..head + n];
+            let whole = ipv4::fragment(inner, *mtu, |frag| {
+                let sealed = sa.seal(frag, iv_rng, scratch2);
+                send(sealed, scratch2, frag.len());
+            });
+            if !whole {
+                self.relay.record_drop(id, DropReason::TooBig);
+                return;
+            }
         }
         if failed {
             self.relay.record_drop(id, DropReason::QueueFull);

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use crate::admin::{Published, Shared};
 use crate::datapath::Datapath;
 use crate::ingress::Ingress;
+use crate::sockets::Sockets;
 use crate::status::{Owner, Place, WallClock, build_status};
 
 /// How often counters are republished when nothing else changed.
@@ -59,6 +60,7 @@ impl Publisher {
     pub fn publish(
         &mut self,
         dp: &Datapath,
+        sockets: &Sockets,
         shared: &Shared,
         to_cluster: Option<&watch::Sender<IotRelayStatus>>,
         force: bool,
@@ -97,6 +99,7 @@ impl Publisher {
                 notices_dropped: self.notices_dropped,
                 reassembly_dropped: dp.reassembly_dropped(),
                 gateway: dp.gateway_on().then(|| dp.gateway_counters()),
+                socket_drops: sockets.receive_queue_drops(dp),
             };
         }
     }

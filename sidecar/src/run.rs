@@ -180,7 +180,7 @@ pub async fn run(
     };
     let place = Place { node_name: rs.node_name.clone(), outside_address: local, public_identity };
     let mut publisher = Publisher::new(place, rs.owner, rs.generation, wall, ingress.clone());
-    publisher.publish(&dp, &shared, hooks.as_ref().map(|h| &h.status), true);
+    publisher.publish(&dp, &sockets, &shared, hooks.as_ref().map(|h| &h.status), true);
 
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;
@@ -220,7 +220,7 @@ pub async fn run(
                     }
                     Reconfigure::Generation(g) => {
                         publisher.generation = g;
-                        publisher.publish(&dp, &shared, hooks.as_ref().map(|h| &h.status), true);
+                        publisher.publish(&dp, &sockets, &shared, hooks.as_ref().map(|h| &h.status), true);
                     }
                 }
             }
@@ -229,9 +229,10 @@ pub async fn run(
                 let mut sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun_side!());
                 let t = now();
                 ingress.pop_batch(&mut batch, QUOTAS);
-                for d in batch.drain(..) {
+                for d in &mut batch {
                     handle_input(&mut dp, t, &mut rng, d, &mut sink);
                 }
+                ingress.recycle(&mut batch);
             }
             Ok(()) = async { match tun.as_ref() { Some(t) => t.readable().await, None => std::future::pending().await } } => {}
             _ = tokio::time::sleep_until(deadline) => {}
@@ -286,7 +287,7 @@ pub async fn run(
             routes_failed = failed > 0;
             dp.count_gateway_route_errors(failed);
         }
-        publisher.publish(&dp, &shared, hooks.as_ref().map(|h| &h.status), false);
+        publisher.publish(&dp, &sockets, &shared, hooks.as_ref().map(|h| &h.status), false);
     }
 
     // Shutdown: DELETE for every IKE SA, wait briefly for the answers.
@@ -304,16 +305,17 @@ pub async fn run(
                 let mut sink = SocketSink::new(&sockets, &mut outbox);
                 let t = now();
                 ingress.pop_batch(&mut batch, QUOTAS);
-                for d in batch.drain(..) {
+                for d in &mut batch {
                     handle_input(&mut dp, t, &mut rng, d, &mut sink);
                 }
+                ingress.recycle(&mut batch);
             }
             _ = tokio::time::sleep_until(next) => {}
         }
         let mut sink = SocketSink::new(&sockets, &mut outbox);
         end_pass(&mut dp, now(), &mut rng, &mut sink, &known, &mut known_gen);
     }
-    publisher.publish(&dp, &shared, hooks.as_ref().map(|h| &h.status), true);
+    publisher.publish(&dp, &sockets, &shared, hooks.as_ref().map(|h| &h.status), true);
     tracing::info!(acknowledged = !dp.closing(), "tunnels closed");
     if let Some(t) = tun.take() {
         t.close().await;
@@ -351,13 +353,13 @@ fn publish_known(dp: &Datapath, known: &RwLock<Known>, known_gen: &mut u64) {
 }
 
 /// One datagram from the ingress, to the datapath.
-fn handle_input(dp: &mut Datapath, now: Duration, rng: &mut OsRandom, mut d: Datagram, sink: &mut SocketSink<'_>) {
+fn handle_input(dp: &mut Datapath, now: Duration, rng: &mut OsRandom, d: &mut Datagram, sink: &mut SocketSink<'_>) {
     match d.source {
         Source::Ike => dp.handle_udp500(now, rng, d.from, &d.data),
         Source::NatT => dp.handle_udp4500(now, rng, d.from, &mut d.data, sink),
         Source::Forward(id) => {
             if let SocketAddr::V4(client) = d.from {
-                dp.handle_forward(now, rng, id, client, &d.data, sink);
+                dp.handle_forward(now, id, client, &d.data, sink);
             }
         }
     }

@@ -172,7 +172,7 @@ impl Lab {
 
     fn client(&mut self) {
         let mut c = Capture::default();
-        self.relay.handle_forward(self.now, &mut self.rng, ForwardId(0), CLIENT, b"admin", &mut c);
+        self.relay.handle_forward(self.now, ForwardId(0), CLIENT, b"admin", &mut c);
         self.deliver_from_relay(c);
         self.pump();
     }

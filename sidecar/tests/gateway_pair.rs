@@ -162,7 +162,7 @@ fn packets_cross_both_ways_unchanged_next_to_a_forward() {
     p.aws_tun.clear();
     p.relay_tun.clear();
     let mut c = Capture::default();
-    p.relay.handle_forward(p.now, &mut p.rng, ForwardId(0), CLIENT, b"status?", &mut c);
+    p.relay.handle_forward(p.now, ForwardId(0), CLIENT, b"status?", &mut c);
     p.deliver(c, true);
     p.pump();
     assert_eq!(p.aws_tun.len(), 1);

@@ -47,7 +47,7 @@ fn relay_metrics(aws_psk: Option<&[u8]>) -> String {
     exchange(&mut relay, &mut aws, now, &mut rng);
     // A client the forward does not allow: a forward drop with a reason.
     let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 99), 5555);
-    relay.handle_forward(now, &mut rng, ForwardId(0), client, b"not allowed", &mut Capture::default());
+    relay.handle_forward(now, ForwardId(0), client, b"not allowed", &mut Capture::default());
 
     let (tunnels, forwards, drops) = relay.snapshot();
     let place = Place { node_name: Some("node-a".into()), outside_address: RELAY, public_identity: None };

@@ -121,7 +121,7 @@ impl Pair {
     /// A client datagram into the relay's forward; returns what was sent to the outside.
     fn client_to_relay(&mut self, client: SocketAddrV4, payload: &[u8]) {
         let mut c = Capture::default();
-        self.relay.handle_forward(self.now, &mut self.rng, ForwardId(0), client, payload, &mut c);
+        self.relay.handle_forward(self.now, ForwardId(0), client, payload, &mut c);
         self.deliver(c, true);
         self.pump();
     }
@@ -131,7 +131,6 @@ impl Pair {
         let mut c = Capture::default();
         self.aws.handle_forward(
             self.now,
-            &mut self.rng,
             ForwardId(0),
             SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000),
             payload,
@@ -252,7 +251,7 @@ fn idle_sessions_expire_through_the_timers() {
 /// Where the relay sends ESP now: the outside destination of a freshly relayed client datagram.
 fn esp_destination(p: &mut Pair) -> SocketAddr {
     let mut c = Capture::default();
-    p.relay.handle_forward(p.now, &mut p.rng, ForwardId(0), CLIENT, b"where to?", &mut c);
+    p.relay.handle_forward(p.now, ForwardId(0), CLIENT, b"where to?", &mut c);
     let dst = c.0.iter().find_map(|(o, _)| match o {
         Out::Outside { local_port: 4500, remote } => Some(*remote),
         _ => None,
@@ -308,14 +307,7 @@ fn only_authenticated_ike_moves_the_peer_port() {
     // 3. A genuine ESP packet from the peer, delivered from another port (an on-path race): accepted, but ESP
     // keeps going home.
     let mut c = Capture::default();
-    p.aws.handle_forward(
-        p.now,
-        &mut p.rng,
-        ForwardId(0),
-        SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000),
-        b"r",
-        &mut c,
-    );
+    p.aws.handle_forward(p.now, ForwardId(0), SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000), b"r", &mut c);
     for (o, mut d) in c.0 {
         if let Out::Outside { local_port: 4500, .. } = o {
             let mut sink = Capture::default();
@@ -377,7 +369,7 @@ fn fragmented_replies_are_reassembled() {
     // reply evicts it and it is counted.
     let mut c = Capture::default();
     let device = SocketAddrV4::new(Ipv4Addr::new(192, 0, 2, 50), 7000);
-    p.aws.handle_forward(p.now, &mut p.rng, ForwardId(0), device, &big, &mut c);
+    p.aws.handle_forward(p.now, ForwardId(0), device, &big, &mut c);
     let esp: Vec<_> = c.0.into_iter().filter(|(o, _)| matches!(o, Out::Outside { local_port: 4500, .. })).collect();
     assert!(esp.len() >= 3);
     let mut first = Capture::default();

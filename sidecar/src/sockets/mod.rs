@@ -9,6 +9,7 @@ pub(crate) mod reader;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
@@ -40,6 +41,14 @@ impl Sock {
         Ok(Sock { socket, state: Arc::new(state) })
     }
 
+    /// The datagrams the kernel dropped on this socket because its receive queue was full, since it was opened:
+    /// the socket's `sk_drops`, the counter `SO_RXQ_OVFL` reports with each datagram, read here once per status
+    /// publication with `getsockopt(SO_MEMINFO)` (quinn-udp's receive path does not pass that control message
+    /// on). `None` where the kernel does not report it.
+    pub fn receive_queue_drops(&self) -> Option<u64> {
+        receive_queue_drops(self.socket.as_fd())
+    }
+
     /// Most datagrams one `send` may carry.
     fn max_segments(&self) -> usize {
         self.state.max_gso_segments().clamp(1, outbox::GSO_MAX_SEGMENTS)
@@ -51,6 +60,31 @@ impl Sock {
         let t = quinn_udp::Transmit { destination: to, ecn: None, contents, segment_size: segment, src_ip: None };
         self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&*self.socket).into(), &t))
     }
+}
+
+#[allow(unsafe_code)] // one getsockopt: the kernel fills a fixed array whose size we pass
+fn receive_queue_drops(fd: BorrowedFd<'_>) -> Option<u64> {
+    const DROPS: usize = libc::SK_MEMINFO_DROPS as usize;
+    let mut info = [0u32; DROPS + 1];
+    let mut len = std::mem::size_of_val(&info) as libc::socklen_t;
+    // SAFETY: `info` is valid for writes of `len` octets and the kernel writes at most `len`; `fd` is a live
+    // socket for the duration of the call.
+    let r = unsafe {
+        libc::getsockopt(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_MEMINFO, info.as_mut_ptr().cast(), &mut len)
+    };
+    (r == 0 && len as usize == std::mem::size_of_val(&info)).then(|| u64::from(info[DROPS]))
+}
+
+/// Which socket a kernel receive-queue drop count belongs to (the `socket` and `forward` labels of
+/// `iotrelay_socket_receive_drops`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SocketName {
+    /// UDP 500.
+    Ike,
+    /// UDP 4500 (ESP and IKE after NAT-T).
+    NatT,
+    /// A forward's listen socket.
+    Forward(String),
 }
 
 /// A forward's listen socket and its reader.
@@ -102,6 +136,20 @@ impl Sockets {
 
     fn forward(&self, id: ForwardId) -> Option<&ForwardSocket> {
         self.forwards.get(id.0).and_then(Option::as_ref)
+    }
+
+    /// Each socket's kernel receive-queue drops ([`Sock::receive_queue_drops`]); forwards named as in `dp`.
+    pub fn receive_queue_drops(&self, dp: &Datapath) -> Vec<(SocketName, u64)> {
+        let mut out = Vec::with_capacity(2 + self.forwards.len());
+        for (name, sock) in [(SocketName::Ike, &self.ike), (SocketName::NatT, &self.natt)] {
+            out.extend(sock.receive_queue_drops().map(|n| (name, n)));
+        }
+        for (id, f) in dp.forwards() {
+            if let Some(n) = self.forward(id).and_then(|s| s.sock.receive_queue_drops()) {
+                out.push((SocketName::Forward(f.name.clone()), n));
+            }
+        }
+        out
     }
 
     /// Takes what the forward readers dropped since the last call: (forward, `queueFull`, `sourceNotAllowed`).

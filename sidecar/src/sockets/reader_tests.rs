@@ -73,9 +73,9 @@ async fn allowed_flood_is_bounded_by_the_byte_budget() {
     for _ in 0..2000 {
         let _ = sender.send_to(&big, addr);
     }
-    // Nobody consumes: the lane fills to its byte budget (45 datagrams of 1400 + overhead), the rest is counted
+    // Nobody consumes: the lane fills to its byte budget (30 datagrams in 2048-octet buffers + overhead), the rest is counted
     // as queueFull on the forward.
-    let per = 1400 + crate::ingress::ENTRY_OVERHEAD;
+    let per = crate::ingress::charge(1400);
     wait_for("the lane to fill", || ingress.stats()[Lane::Forward as usize].depth == budget.bytes / per).await;
     wait_for("the excess to be counted", || drops.queue_full.load(Ordering::Relaxed) > 0).await;
     let s = ingress.stats()[Lane::Forward as usize];

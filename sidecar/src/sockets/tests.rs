@@ -88,3 +88,25 @@ async fn forward_sockets_follow_reconfiguration() {
     sockets.bind_forwards(&mut dp, &ingress).await;
     assert!(sockets.forwards.iter().all(Option::is_none));
 }
+
+#[test]
+fn receive_queue_drops_are_the_kernels_count() {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    // The smallest receive buffer the kernel allows holds a couple of these datagrams; nobody reads.
+    rustix::net::sockopt::set_socket_recv_buffer_size(&rx, 1).unwrap();
+    let tx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    assert_eq!(receive_queue_drops(rx.as_fd()), Some(0));
+    for _ in 0..200 {
+        tx.send_to(&[0u8; 1000], rx.local_addr().unwrap()).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut drops = 0;
+    while std::time::Instant::now() < deadline {
+        drops = receive_queue_drops(rx.as_fd()).unwrap();
+        if drops >= 190 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!((190..=200).contains(&drops), "{drops} of 200 datagrams counted as dropped");
+}
