@@ -52,7 +52,7 @@ datapath: build
 gateway: build             ## gateway mode (TUN) against strongSwan: ping, TCP, MTU, teardown
 	e2e/gateway/run.sh
 
-bgp: build                 ## dynamic routing against strongSwan + bird2: sessions, prefixes, failover, NOTIFICATION
+bgp: build                 ## dynamic routing against strongSwan + bird2: sessions, prefixes, failover, failback, NOTIFICATION
 	e2e/bgp/run.sh
 
 e2e: build k8s-tools     ## Kubernetes e2e on a real node (node-deps: containerd, runc, CNI, kubelet, kube-proxy)

@@ -11,7 +11,10 @@
 # Cases: sessions Established on both tunnels (bird and the relay's status); the relay's 100.127.0.1/32 in bird's
 # table, plain on tunnel1 and prepended on tunnel2; the device unreachable (noRoute counted) until bird announces
 # the VPC, reachable after; a withdrawal stops the forward again (noRoute); failover: tunnel1's peer killed, bird on
-# aws2 now has our prefix without prepends; a broken peer's bad header answered with NOTIFICATION Message Header
+# aws2 now has our prefix without prepends; failback: aws1 back, tunnel1 stays prepended (status failbackAt) until
+# it has been up for failbackDelay, then aws1 has the plain path and aws2 the prepended one; a BGP-only loss (bird
+# on aws1 shuts its session, the tunnel stays up) moves the plain path to aws2 at once, Degraded BgpSessionDown,
+# and the session that comes back waits again; a broken peer's bad header answered with NOTIFICATION Message Header
 # Error / Connection Not Synchronized, then a reconnect. The AWS side's data plane keeps the lab's static route
 # into the tunnel (what we test is BGP, not bird's kernel routes).
 # Usage: e2e/bgp/run.sh [CASE-PREFIX...]
@@ -91,7 +94,7 @@ start_bgp_relay() {
   # Dynamic routing: an inside /30 per tunnel and spec.bgp (AWS's defaults otherwise).
   sed -i -e "/peerAddress: $(lab_aws_addr 1)/a\\    insideCidr: 169.254.11.0/30" \
     -e "/peerAddress: $(lab_aws_addr 2)/a\\    insideCidr: 169.254.12.0/30" \
-    -e "/^  remoteSubnets:/a\\  bgp: {localAsn: 65000}" "$LAB_DIR/relay.yaml"
+    -e "/^  remoteSubnets:/a\\  bgp: {localAsn: 65000, failbackDelay: $FAILBACK_DELAY}" "$LAB_DIR/relay.yaml"
   relay_start "$LAB_DIR/relay.yaml" || return 1
   lab_wait 30 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 30 s"; return 1; }
   lab_wait 30 relay_tunnel_established tunnel2 || { lab_fail_why "tunnel2 not Established within 30 s"; return 1; }
@@ -163,6 +166,57 @@ failover_announcements() {
   ask after-failover || lab_fail_why "no echo over tunnel2 after the failover"
 }
 
+# to_secs TIME: seconds since the epoch of an RFC 3339 time.
+to_secs() { date -u -d "$1" +%s; }
+
+# failback_waits: tunnel1's session is Established again while tunnel2 is preferred. tunnel1 stays prepended, with
+# a failbackAt, until that time; then the plain path and the traffic move back to it.
+failback_waits() {
+  local fb
+  lab_wait 30 bird_path_is 1 "65000 65000 65000" \
+    || { lab_fail_why "aws1: path '$(bird_path 1)' while tunnel1 waits, want 3 x 65000"; return 1; }
+  bird_path_is 2 "65000" || { lab_fail_why "aws2 lost the plain path: '$(bird_path 2)'"; return 1; }
+  fb=$(relay_bgp 1 failbackAt)
+  [ -n "$fb" ] || { lab_fail_why "tunnel1 has no failbackAt: $(relay_jq -c '.tunnels[0].bgp')"; return 1; }
+  [ "$(relay_jq '.tunnels[1].active')" = true ] || { lab_fail_why "tunnel2 not active while tunnel1 waits"; return 1; }
+  lab_wait $((FAILBACK_SECS + 15)) bird_path_is 1 "65000" \
+    || { lab_fail_why "aws1 path still '$(bird_path 1)' after failbackAt $fb"; return 1; }
+  [ "$(date -u +%s)" -ge "$(to_secs "$fb")" ] || { lab_fail_why "failback before failbackAt $fb"; return 1; }
+  lab_wait 10 bird_path_is 2 "65000 65000 65000" || { lab_fail_why "aws2 path '$(bird_path 2)' after failback"; return 1; }
+  [ "$(relay_jq '.tunnels[0].active')" = true ] || { lab_fail_why "tunnel1 not active after failback"; return 1; }
+  [ -z "$(relay_bgp 1 failbackAt)" ] || lab_fail_why "failbackAt still set after failback"
+}
+
+failback_after_delay() {
+  alive || return 1
+  # aws1 comes back (charon, then bird on its new ipsec0): the relay re-establishes tunnel1 and its session.
+  bird_stop 1
+  lab_aws_start 1 "$RELAY_PSK1" || { lab_fail_why "aws1 did not restart"; return 1; }
+  bird_start 1 || return 1
+  lab_wait 120 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not re-established"; return 1; }
+  lab_wait 60 bird_established 1 || { lab_fail_why "bird on aws1: $(birdc_n 1 show protocols relay 2>&1 | tail -1)"; return 1; }
+  failback_waits || return 1
+  lab_fail_back
+  ask after-failback || lab_fail_why "no echo over tunnel1 after the failback"
+}
+
+bgp_loss_fails_over() {
+  alive || return 1
+  local before
+  before=$(relay_bgp 1 sessionsEstablished)
+  # bird on aws1 shuts the session down (NOTIFICATION Cease); tunnel1's IKE and CHILD_SA stay up.
+  birdc_n 1 disable relay > /dev/null
+  lab_wait 10 bird_path_is 2 "65000" || { lab_fail_why "aws2 path '$(bird_path 2)' after tunnel1's session ended"; return 1; }
+  relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1's CHILD_SA went down too"; return 1; }
+  [ "$(relay_jq '.tunnels[1].active')" = true ] || { lab_fail_why "tunnel2 not active"; return 1; }
+  [ "$(relay_condition Degraded)" = "True BgpSessionDown" ] \
+    || { lab_fail_why "Degraded: $(relay_condition Degraded)"; return 1; }
+  birdc_n 1 enable relay > /dev/null
+  lab_wait 60 relay_bgp_is 1 sessionsEstablished $((before + 1)) \
+    || { lab_fail_why "tunnel1's session did not come back: $(relay_jq -c '.tunnels[0].bgp')"; return 1; }
+  failback_waits
+}
+
 malformed_answered_with_notification() {
   alive || return 1
   # bird on aws2 steps aside; a broken peer takes its address and port and sends a bad header for the relay's
@@ -189,12 +243,17 @@ lab_aws_start 2 "$RELAY_PSK2"
 bird_start 1
 bird_start 2
 export RELAY_TUNNELS=2 RELAY_STARTUP=Start
+# spec.bgp.failbackDelay: short, so the failback cases take seconds (IOTRELAY_BGP_FAILBACK overrides it).
+FAILBACK_SECS=${IOTRELAY_BGP_FAILBACK:-20}
+FAILBACK_DELAY=${FAILBACK_SECS}s
 start_bgp_relay
 run bgp-sessions-established sessions_established
 run bgp-inside-address-in-bird inside_address_in_bird
 run bgp-reachable-only-after-learned reachable_only_after_learned
 run bgp-withdrawal-stops-forward withdrawal_stops_forward
 run bgp-failover-announcements failover_announcements
+run bgp-failback-after-delay failback_after_delay
+run bgp-session-loss-fails-over bgp_loss_fails_over
 run bgp-malformed-notification malformed_answered_with_notification
 relay_stop
 lab_summary
