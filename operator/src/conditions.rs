@@ -18,6 +18,7 @@ pub enum Outcome {
     PodAvailable,
 }
 
+/// A condition built by [`condition::new`] against the old status (one builder for the relay and the operator).
 fn cond(
     type_: &str,
     status: bool,
@@ -27,19 +28,7 @@ fn cond(
     old: &IotRelayStatus,
     now: &Time,
 ) -> Condition {
-    let status = if status { "True" } else { "False" }.to_string();
-    let last_transition_time = match old.condition(type_) {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now.clone(),
-    };
-    Condition {
-        type_: type_.to_string(),
-        status,
-        reason: reason.to_string(),
-        message: message.to_string(),
-        observed_generation: generation,
-        last_transition_time,
-    }
+    condition::new(type_, status, reason, message, generation, &old.conditions, now)
 }
 
 /// The operator's conditions for `outcome`. `lastTransitionTime` is kept when a condition's status is unchanged.

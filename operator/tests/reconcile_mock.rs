@@ -37,21 +37,29 @@ fn mock(handler: Handler) -> (Client, Arc<Mutex<Vec<Seen>>>) {
     let log = seen.clone();
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (parts, body) = read(req).await;
             let path = parts.uri.path().to_string();
             let (code, reply) = handler(&parts.method, &path, &body);
             log.lock().unwrap().push(Seen { method: parts.method.clone(), path, body });
-            let resp = Response::builder()
-                .status(code)
-                .header("content-type", "application/json")
-                .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                .unwrap();
-            send.send_response(resp);
+            send.send_response(respond(code, &reply));
         }
     });
     (Client::new(svc, "default"), seen)
+}
+
+/// A request's head and its JSON body (`Null` when it has none).
+async fn read(req: Request<Body>) -> (http::request::Parts, Value) {
+    let (parts, body) = req.into_parts();
+    let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
+    (parts, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn respond(code: u16, reply: &Value) -> Response<Body> {
+    Response::builder()
+        .status(code)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(reply).unwrap()))
+        .unwrap()
 }
 
 fn status(code: u16, reason: &str) -> Value {
@@ -406,9 +414,7 @@ async fn rbac_children_are_applied_in_dependency_order() {
     let (w, r) = (written.clone(), refused.clone());
     tokio::spawn(async move {
         while let Some((req, send)) = handle.next_request().await {
-            let (parts, body) = req.into_parts();
-            let bytes = http_body_util::BodyExt::collect(body).await.map(|b| b.to_bytes()).unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (parts, body) = read(req).await;
             let path = parts.uri.path().to_string();
             let kind = body["kind"].as_str().unwrap_or_default().to_string();
             let needs = match kind.as_str() {
@@ -430,12 +436,7 @@ async fn rbac_children_are_applied_in_dependency_order() {
                 if parts.method == Method::PATCH && code == 200 && !kind.is_empty() {
                     w.lock().unwrap().push(kind);
                 }
-                let resp = Response::builder()
-                    .status(code)
-                    .header("content-type", "application/json")
-                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
-                    .unwrap();
-                send.send_response(resp);
+                send.send_response(respond(code, &reply));
             });
         }
     });
