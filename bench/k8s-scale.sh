@@ -2,6 +2,7 @@
 # Operator at scale on the e2e's real control plane (issue 16): N IotRelays whose relay pods stay Pending (a
 # nodeSelector no node has), the operator binary run beside the API server (no leader election). Measures
 #   - seconds from `kubectl apply` of N IotRelays until all N Deployments exist and every IotRelay has a status,
+#     and until every IotRelay reports its pod Unschedulable (the control plane created all pods: settled),
 #   - the operator's peak RSS (VmHWM) over the run,
 #   - API writes per minute once nothing changes (apiserver_request_total, write verbs, the kinds the operator
 #     writes; nothing else writes them here), over a 60 s window,
@@ -28,7 +29,8 @@ trap finish EXIT
 "$repo/e2e/k8s/cluster.sh" start > "$K8S_STATE.start.log" 2>&1 || { tail -5 "$K8S_STATE.start.log"; exit 1; }
 kc() { ip netns exec "$K8S_NETNS" "$IOTRELAY_CACHE/bin/kubectl" --kubeconfig "$K8S_STATE/admin.kubeconfig" "$@"; }
 kc apply --server-side -f "$repo/crds/" > /dev/null
-kc wait --for=condition=Established crd/iotrelays.iotrelay.dev --timeout=60s > /dev/null
+# `kubectl wait` fails at once while the new CRD has no status.conditions yet: ask again.
+for _ in $(seq 30); do kc wait --for=condition=Established crd/iotrelays.iotrelay.dev --timeout=60s > /dev/null 2>&1 && break; sleep 1; done
 kc create namespace $ns > /dev/null
 kc -n $ns create secret generic aws-vpn --from-literal=tunnel1=bench-psk-1 --from-literal=tunnel2=bench-psk-2 > /dev/null
 
@@ -67,10 +69,20 @@ until all_children; do
 done
 t1=$(date +%s.%N)
 children_s=$(echo "$t1 - $t0" | bc)
-# Let the last passes settle (the pods' Unschedulable status), then an idle minute.
-sleep 20
+# Let the last passes settle: the kube-controller-manager creates the pods at its own pace after the children
+# exist, and each relay's status follows its pod to Unschedulable. Then an idle minute.
+settled() {
+  [ "$(kc -n $ns get iotrelay -o json | jq '[.items[] | select(any(.status.conditions[]?;
+      .type == "Ready" and .reason == "Unschedulable"))] | length')" -ge "$n" ]
+}
+until settled; do
+  [ "$(echo "$(date +%s.%N) - $t0 > 900" | bc)" = 1 ] && { echo "k8s-scale: not every relay reports Unschedulable after 900 s" >&2; exit 1; }
+  sleep 2
+done
+settled_s=$(echo "$(date +%s.%N) - $t0" | bc)
+sleep 5
 w0=$(writes) p0=$(passes)
 sleep 60
 w1=$(writes) p1=$(passes)
-printf 'k8s-scale: N=%s children_s=%.1f rss_peak_mib=%s idle_writes_per_min=%s idle_passes=%s\n' \
-  "$n" "$children_s" "$(hwm)" "$((w1 - w0))" "$((p1 - p0))"
+printf 'k8s-scale: N=%s children_s=%.1f settled_s=%.1f rss_peak_mib=%s idle_writes_per_min=%s idle_passes=%s\n' \
+  "$n" "$children_s" "$settled_s" "$(hwm)" "$((w1 - w0))" "$((p1 - p0))"
