@@ -117,7 +117,7 @@ say "The IoT server (203.0.113.10) sends one UDP admin packet to the relay: 203.
 if lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$MSG" 6; then
   echo "the device (100.64.1.10:7000) received, through the tunnel:"
   lab_device_seen "$MSG" | sed 's/^/  from /'
-  lab_device_seen "$MSG" | grep -q "^$LAB_INSIDE:" || die "the device did not see the packet from $LAB_INSIDE"
+  lab_device_seen "$MSG" | grepq "^$LAB_INSIDE:" || die "the device did not see the packet from $LAB_INSIDE"
   echo "and the IoT server got the device's reply back unchanged: 'echo:$MSG'"
 else
   die "no reply came back (relay log: $LAB_DIR/relay.log)"

@@ -31,7 +31,7 @@ if [ "$what" = demo ]; then
 fi
 
 # Rust components used by `make lint`.
-rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+grep -q '^clippy' <<< "$(rustup component list --installed 2>/dev/null)" || rustup component add clippy rustfmt
 mkdir -p "$IOTRELAY_CACHE/bin"
 # Go-built tools (helm, kubectl, etcd, kube-apiserver, ...) into $IOTRELAY_CACHE/bin.
 if [ -x e2e/tools/build.sh ]; then e2e/tools/build.sh; fi

@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   # Debian's package starts a system-wide containerd where systemd runs; the e2e runs its own (own socket and
   # root), so one we just installed is not left running. (One that was there before is someone's: untouched.)
-  if printf '%s\n' "${missing[@]}" | grep -qx containerd; then systemctl disable --now containerd 2>/dev/null || true; fi
+  if [[ " ${missing[*]} " == *" containerd "* ]]; then systemctl disable --now containerd 2>/dev/null || true; fi
 fi
 e2e/tools/build.sh node
 echo "node-deps: ok ($((SECONDS - t0)) s)"

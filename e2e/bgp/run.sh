@@ -80,7 +80,7 @@ EOF
 }
 bird_stop() { [ -S "$(bird_dir "$1")/bird.ctl" ] && birdc_n "$1" down > /dev/null 2>&1; true; }
 bird_stop_all() { bird_stop 1; bird_stop 2; }
-bird_established() { birdc_n "$1" show protocols relay 2>/dev/null | grep -q Established; }
+bird_established() { birdc_n "$1" show protocols relay 2>/dev/null | grepq Established; }
 # bird_path N: the AS path of bird N's route to the relay's inside address (empty if none).
 bird_path() { birdc_n "$1" show route "$LAB_INSIDE/32" all 2>/dev/null | awk '/BGP.as_path:/ {$1=""; print substr($0, 2)}'; }
 bird_path_is() { [ "$(bird_path "$1")" = "$2" ]; }

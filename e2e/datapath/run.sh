@@ -63,7 +63,7 @@ round_trip() {
   local tag=rt-$RANDOM in0
   in0=$(fwd packetsIn)
   ask "$tag" || { lab_fail_why "no echo"; return 1; }
-  lab_device_seen "$tag" | grep -q "^$LAB_INSIDE:" || { lab_fail_why "device did not see the packet from $LAB_INSIDE"; return 1; }
+  lab_device_seen "$tag" | grepq "^$LAB_INSIDE:" || { lab_fail_why "device did not see the packet from $LAB_INSIDE"; return 1; }
   lab_wait 12 fwd_gt packetsIn "$in0" || { lab_fail_why "forwards[0].packetsIn not counted"; return 1; }
   [ "$(fwd packetsOut)" -gt 0 ] || lab_fail_why "forwards[0].packetsOut is 0"
 }

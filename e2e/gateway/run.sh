@@ -56,8 +56,8 @@ in_relay() { ip netns exec "$LAB_NS_RELAY" "$@"; }
 in_vpc() { ip netns exec "$LAB_NS_VPC" "$@"; }
 dev_present() { ip -n "$LAB_NS_RELAY" link show "$DEV" > /dev/null 2>&1; }
 dev_absent() { ! dev_present; }
-route_present() { ip -n "$LAB_NS_RELAY" route show "$LAB_VPC" | grep -q "dev $DEV"; }
-route_absent() { ! ip -n "$LAB_NS_RELAY" route show "$LAB_VPC" | grep -q .; }
+route_present() { ip -n "$LAB_NS_RELAY" route show "$LAB_VPC" | grepq "dev $DEV"; }
+route_absent() { ! ip -n "$LAB_NS_RELAY" route show "$LAB_VPC" | grepq .; }
 metric() { in_relay curl -fsS --max-time 3 "http://$RELAY_ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 metric_ge() { local v; v=$(metric "$1"); [ "${v:-0}" -ge "$2" ]; }
 aws_alive() {
@@ -76,7 +76,7 @@ device_and_route() {
   alive || return 1
   dev_present || { lab_fail_why "no $DEV in the relay namespace"; return 1; }
   route_present || { lab_fail_why "no route $LAB_VPC dev $DEV: $(ip -n "$LAB_NS_RELAY" route)"; return 1; }
-  ip -n "$LAB_NS_RELAY" -4 addr show "$DEV" | grep -q "inet $LAB_INSIDE/32" \
+  ip -n "$LAB_NS_RELAY" -4 addr show "$DEV" | grepq "inet $LAB_INSIDE/32" \
     || lab_fail_why "$DEV does not carry $LAB_INSIDE/32"
 }
 
@@ -130,7 +130,7 @@ df_too_big() {
     && { lab_fail_why "a 1446-octet DF ping got an answer"; return 1; }
   grep -qE "mtu ?= ?$SUITE_MTU" "$LAB_DIR/ping4.out" \
     || { lab_fail_why "no fragmentation-needed with mtu $SUITE_MTU: $(tr '\n' ' ' < "$LAB_DIR/ping4.out")"; return 1; }
-  in_relay ip route get "$LAB_DEVICE" | grep -q "mtu $SUITE_MTU" \
+  in_relay ip route get "$LAB_DEVICE" | grepq "mtu $SUITE_MTU" \
     || { lab_fail_why "the host did not learn the path MTU: $(in_relay ip route get "$LAB_DEVICE")"; return 1; }
   lab_wait 10 metric_ge 'iotrelay_gateway_drops_total{reason="tooBig"}' $((${before:-0} + 1)) \
     || lab_fail_why "gateway_drops_total{reason=tooBig} did not grow"
@@ -176,7 +176,7 @@ pair_udp_forward() {
   alive && aws_alive || return 1
   local p=pair-fwd-$RANDOM
   lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$p" || { lab_fail_why "no echo through the forward"; return 1; }
-  lab_device_seen "$p" | grep -q "^$LAB_INSIDE:" || lab_fail_why "the device saw '$(lab_device_seen "$p")', want it from $LAB_INSIDE"
+  lab_device_seen "$p" | grepq "^$LAB_INSIDE:" || lab_fail_why "the device saw '$(lab_device_seen "$p")', want it from $LAB_INSIDE"
 }
 
 # The AWS side narrows the relay's selectors to its routes (100.127.0.0/16 <-> 0.0.0.0/0): what the relay host
@@ -184,7 +184,7 @@ pair_udp_forward() {
 pair_selectors() {
   alive && aws_alive || return 1
   local m='iotrelay_gateway_drops_total{reason="outsideSelectors"}' before spoofed0 out0
-  grep "CHILD_SA installed" "$LAB_DIR/relay.log" | tail -1 | grep -q "local_ts=$LAB_INSIDE_PREFIX remote_ts=0.0.0.0/0" \
+  grep "CHILD_SA installed" "$LAB_DIR/relay.log" | tail -1 | grepq "local_ts=$LAB_INSIDE_PREFIX remote_ts=0.0.0.0/0" \
     || { lab_fail_why "the relay's CHILD_SA: $(grep -o 'local_ts=.*' "$LAB_DIR/relay.log" | tail -1)"; return 1; }
   before=$(metric "$m")
   out0=$(metric 'iotrelay_gateway_packets_total{direction="toTunnel"}')
@@ -208,7 +208,7 @@ tcp_copy() {
   rm -f "$got"
   ip netns exec "$to" socat -u "TCP-LISTEN:5002,bind=$addr,reuseaddr" "OPEN:$got,creat,trunc" &
   listener=$!
-  lab_wait 5 eval "ip netns exec $to ss -Hltn 'sport = :5002' | grep -q ." || { kill "$listener"; lab_fail_why "$4: no listener"; return 1; }
+  lab_wait 5 eval "ip netns exec $to ss -Hltn 'sport = :5002' | grepq ." || { kill "$listener"; lab_fail_why "$4: no listener"; return 1; }
   ip netns exec "$from" timeout 120 socat -u "OPEN:$sent" "TCP:$addr:5002" \
     || { kill "$listener" 2>/dev/null; lab_fail_why "$4: socat client failed"; return 1; }
   wait "$listener"

@@ -352,7 +352,7 @@ peer_delete() { # ike|child
   lab_wait 10 fresh || { lab_fail_why "no fresh IKE SA within 10 s of the peer's DELETE: ${LAB_WHY:-}"; return 1; }
   local said="peer deleted the IKE SA"
   [ "$kind" = child ] && said="peer deleted the CHILD_SA"
-  grep 'DeletedByPeer' "$LAB_DIR/relay.log" | grep -q "$said" \
+  grep 'DeletedByPeer' "$LAB_DIR/relay.log" | grepq "$said" \
     || { lab_fail_why "the relay's log does not say DeletedByPeer: $said"; return 1; }
   echo "# re-established $((SECONDS - t0)) s after the peer's $kind DELETE" >&2
   round_trip "peer-delete-$kind"

@@ -281,7 +281,7 @@ start() {
   # A failed start leaves nothing running; the logs stay in $K8S_STATE.
   trap 'log "start failed; logs in $K8S_STATE/logs"; K8S_KEEP_STATE=1 stop' ERR
   mkdir -p "$K8S_STATE"/{logs,pids,bin,etcd,kubelet,images}
-  if ! ip netns list | grep -qw "^$K8S_NETNS"; then
+  if ! grep -qw "^$K8S_NETNS" <<< "$(ip netns list)"; then
     ip netns add "$K8S_NETNS"
     touch "$K8S_STATE/created-netns"
   fi
@@ -411,7 +411,7 @@ stop() {
   local p pid
   # containerd's shims (started with our socket on their command line) outlive it.
   for p in /proc/[0-9]*; do
-    if { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q "containerd-shim.* -address $sock"; then
+    if grep -q "containerd-shim.* -address $sock" <<< "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)"; then
       kill -KILL "${p#/proc/}" 2>/dev/null || true
     fi
   done

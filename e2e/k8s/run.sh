@@ -149,7 +149,7 @@ t_lab_up() {
   { lab_up && lab_aws_start 1 "$psk1" && lab_aws_start 2 "$psk2"; } > "$LAB_DIR.up.log" 2>&1 \
     || { why="lab setup failed: $(tail -2 "$LAB_DIR.up.log" | tr '\n' ' ')"; return 1; }
   for i in 1 2; do
-    lab_swanctl "$i" --list-conns 2>/dev/null | grep -q '^aws:' || { why="strongSwan aws$i did not load its config"; return 1; }
+    lab_swanctl "$i" --list-conns 2>/dev/null | grepq '^aws:' || { why="strongSwan aws$i did not load its config"; return 1; }
   done
   # The device also answers on 7001 (the forward added live below).
   lab_bg "$LAB_NS_VPC" "$LAB_DIR/echo7001.log" python3 "$repo/e2e/lab/udp.py" echo 0.0.0.0 7001 --log "$LAB_DIR/device.log"
@@ -178,7 +178,7 @@ t_image() {
   out=$(python3 "$here/image.py" --out "$K8S_STATE/images/iotrelay.tar" --name "$image_ref" \
     --dockerfile "$repo/Dockerfile" --bin-dir "$relbin" 2>&1) || { why="image.py: $out"; return 1; }
   out=$("$here/cluster.sh" load "$K8S_STATE/images/iotrelay.tar" 2>&1) || { why="import: $out"; return 1; }
-  "$K8S_STATE/bin/ctr" images ls -q 2>/dev/null | grep -qxF "$image_ref" \
+  "$K8S_STATE/bin/ctr" images ls -q 2>/dev/null | grepq -xF "$image_ref" \
     || { why="$image_ref is not in the node's image store"; return 1; }
   have[image]=1
 }

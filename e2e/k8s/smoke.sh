@@ -49,8 +49,8 @@ helm install smoke2 "$here/smoke-chart" -n k8s-smoke2 --create-namespace >/dev/n
 hostport_pending() {
   local i
   for i in $(seq 1 20); do
-    kubectl -n k8s-smoke2 get events --field-selector reason=FailedScheduling -o jsonpath='{.items[*].message}' \
-      | grep -q "free ports" && return 0
+    grep -q "free ports" <<< "$(kubectl -n k8s-smoke2 get events --field-selector reason=FailedScheduling \
+      -o jsonpath='{.items[*].message}')" && return 0
     sleep 1
   done
   return 1
@@ -72,7 +72,7 @@ nothing_left() {
   ! ls -d /sys/fs/cgroup/*/"$(basename "$K8S_STATE")" /sys/fs/cgroup/"$(basename "$K8S_STATE")" >/dev/null 2>&1 || left+="cgroups; "
   local p
   for p in /proc/[0-9]*; do
-    { tr '\0' ' ' < "$p/cmdline"; } 2>/dev/null | grep -q "$K8S_STATE" && left+="process ${p#/proc/}; "
+    grep -q "$K8S_STATE" <<< "$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null)" && left+="process ${p#/proc/}; "
   done
   [ -z "$left" ] || { echo "left behind: $left" >&2; return 1; }
 }

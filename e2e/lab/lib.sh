@@ -26,6 +26,15 @@
 # Use: `source e2e/lab/lib.sh; trap lab_down EXIT; lab_up; lab_aws_start 1 PSK; ...`.
 
 LAB_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# grepq ARGS...: `grep -q` at the end of a pipeline, reading its whole input. Our scripts run with pipefail, and a
+# plain `grep -q` exits at the first match: a writer still printing (ctr, kubectl, ip) then dies of SIGPIPE and
+# the pipeline fails although the line was there (seen as a flaky "image is not in the node's image store").
+grepq() {
+  local rc=0
+  grep -q "$@" || rc=$?
+  cat > /dev/null
+  return "$rc"
+}
 # lab_names ID: (re)name the lab (a script may build a second lab, e.g. behind a NAT, after tearing down the first).
 lab_names() {
   LAB_ID=$1
@@ -132,7 +141,7 @@ lab_up() {
   lab_wait 5 lab_device_listening
 }
 
-lab_device_listening() { ip netns exec "$LAB_NS_VPC" ss -Hlun "sport = :$LAB_DEVICE_PORT" | grep -q .; }
+lab_device_listening() { ip netns exec "$LAB_NS_VPC" ss -Hlun "sport = :$LAB_DEVICE_PORT" | grepq .; }
 
 # lab_bg NS LOG CMD...: run CMD in the background inside NS; its pid is recorded for lab_down and printed in $LAB_PID.
 lab_bg() {

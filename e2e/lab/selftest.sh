@@ -113,7 +113,7 @@ check_pair() { local e; e=$(one_sa_pair "$1" 2>&1) || lab_fail_why "$e"; }
 round_trip() {
   local tag=$1-$RANDOM
   lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$tag" 6 || { lab_fail_why "no echo for $tag"; return 1; }
-  lab_device_seen "$tag" | grep -q "^$LAB_INSIDE:" || lab_fail_why "device did not see $tag from $LAB_INSIDE"
+  lab_device_seen "$tag" | grepq "^$LAB_INSIDE:" || lab_fail_why "device did not see $tag from $LAB_INSIDE"
 }
 
 child_spi_in() { lab_sas_json "$1" | jq -r '[.[].children[] | select(.installed)][0].spi_in'; }

@@ -30,9 +30,9 @@ gw_caps() {
   [ "$n" -ge 2 ] || { why="only $n thread(s): the check would not see the runtime's threads"; return 1; }
   echo "# k8s-gw relay, $n threads: $out" >&2
 }
-gw_node_dev() { ip -n "$K8S_NETNS" -4 addr show "$gw_dev" 2> /dev/null | grep -q "inet $LAB_INSIDE/32"; }
-gw_node_route() { ip -n "$K8S_NETNS" route show "$LAB_VPC" | grep -q "dev $gw_dev"; }
-gw_node_clean() { ! ip -n "$K8S_NETNS" link show "$gw_dev" > /dev/null 2>&1 && ! ip -n "$K8S_NETNS" route show "$LAB_VPC" | grep -q .; }
+gw_node_dev() { ip -n "$K8S_NETNS" -4 addr show "$gw_dev" 2> /dev/null | grepq "inet $LAB_INSIDE/32"; }
+gw_node_route() { ip -n "$K8S_NETNS" route show "$LAB_VPC" | grepq "dev $gw_dev"; }
+gw_node_clean() { ! ip -n "$K8S_NETNS" link show "$gw_dev" > /dev/null 2>&1 && ! ip -n "$K8S_NETNS" route show "$LAB_VPC" | grepq .; }
 
 # Without gateway mode: no NET_ADMIN in the pod spec or in any set of the process; NET_BIND_SERVICE effective.
 t_gw_plain() {

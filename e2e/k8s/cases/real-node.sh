@@ -80,9 +80,9 @@ t_logs() {
   [ "$bad" = 0 ] || { why="$bad relay log lines are not JSON: $(echo "$out" | grep -v '^{' | head -1)"; return 1; }
   local p
   for p in $(kubectl -n $opns get pods -o name); do out+=$(kubectl -n $opns logs "$p" --all-containers 2>&1); done
-  if echo "$out" | grep -qF -e "$psk1" -e "$psk2"; then why="a pre-shared key is in the logs"; return 1; fi
+  if echo "$out" | grepq -F -e "$psk1" -e "$psk2"; then why="a pre-shared key is in the logs"; return 1; fi
   # (control: the kubelet's log API works at all, and the check would see the key: it is in the Secret)
-  kubectl -n $ns get secret aws-vpn -o jsonpath='{.data.tunnel1}' | base64 -d | grep -qF "$psk1" \
+  kubectl -n $ns get secret aws-vpn -o jsonpath='{.data.tunnel1}' | base64 -d | grepq -F "$psk1" \
     || { why="control failed: the Secret does not hold the key searched for"; return 1; }
 }
 tc relay-logs-json-without-secrets t_logs
@@ -101,13 +101,13 @@ t_operator_service() {
   svc=$(kubectl -n default get service kubernetes -o jsonpath='{.spec.clusterIP}')
   pid=$(container_pid $opns "$pod")
   [ -n "$pid" ] || { why="no process for the operator container"; return 1; }
-  tr '\0' '\n' < "/proc/$pid/environ" | grep -qx "KUBERNETES_SERVICE_HOST=$svc" \
+  tr '\0' '\n' < "/proc/$pid/environ" | grepq -x "KUBERNETES_SERVICE_HOST=$svc" \
     || { why="operator env KUBERNETES_SERVICE_HOST is not the Service IP $svc"; return 1; }
   # /proc/<pid>/net/tcp is the pod's namespace: remote address hex little-endian, state 01 = ESTABLISHED.
   conn=$(printf '%02X%02X%02X%02X:01BB' $(echo "$svc" | awk -F. '{print $4, $3, $2, $1}'))
-  awk -v r="$conn" '$3 == r && $4 == "01"' "/proc/$pid/net/tcp" | grep -q . \
+  awk -v r="$conn" '$3 == r && $4 == "01"' "/proc/$pid/net/tcp" | grepq . \
     || { why="no established connection from the operator to $svc:443"; return 1; }
-  ip netns exec "$K8S_NETNS" iptables -t nat -S KUBE-SERVICES 2>/dev/null | grep -q -- "-d $svc/32 .*dport 443" \
+  ip netns exec "$K8S_NETNS" iptables -t nat -S KUBE-SERVICES 2>/dev/null | grepq -- "-d $svc/32 .*dport 443" \
     || { why="kube-proxy has no rule for $svc:443"; return 1; }
 }
 tc operator-reaches-api-through-kubernetes-service t_operator_service
@@ -157,7 +157,7 @@ t_hostport() {
     [ -z "$(kubectl -n $ns get pod "$pod8" -o jsonpath='{.spec.nodeName}')" ] \
       || { why="plant-8's pod was scheduled onto the node despite the host port conflict"; ok=0; }
   fi
-  if [ $ok = 1 ] && ! echo "$m" | grep -qiE 'port|schedul'; then why="not Ready, but the reason is not clear: '$m'"; ok=0; fi
+  if [ $ok = 1 ] && ! echo "$m" | grepq -iE 'port|schedul'; then why="not Ready, but the reason is not clear: '$m'"; ok=0; fi
   # and plant-7 is untouched
   [ $ok = 0 ] || cond_is plant-7 Ready True || { why="plant-7 lost Ready"; ok=0; }
   [ $ok = 1 ] || diag plant-8
@@ -186,7 +186,7 @@ t_policy() {
     IFS=: read -r name reason value <<< "$n"
     wait_until 30 cond_is "$name" Stalled True || { why="$name not Stalled after 30 s"; diag "$name"; ok=0; break; }
     [ "$(cond "$name" Stalled reason)" = "$reason" ] || { why="$name: Stalled reason '$(cond "$name" Stalled reason)', want $reason"; ok=0; break; }
-    cond "$name" Stalled message | grep -qF "$value" || { why="$name: the message does not name $value: $(cond "$name" Stalled message)"; ok=0; break; }
+    cond "$name" Stalled message | grepq -F "$value" || { why="$name: the message does not name $value: $(cond "$name" Stalled message)"; ok=0; break; }
     [ -z "$(owned_deploy "$name")" ] || { why="$name is refused but has a Deployment"; ok=0; break; }
   done
   priv_template() { local d; d=$(owned_deploy k8s-priv) && [ -n "$d" ] && kubectl -n $ns get deploy "$d" -o jsonpath='{.spec.template.spec.containers[0].securityContext.privileged}'; }
@@ -226,7 +226,7 @@ t_helm_upgrade() {
     || { why="the upgraded operator Deployment is not Available"; return 1; }
   local u
   for u in $op_before; do
-    wait_until 60 eval "! kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}' | grep -q $u" \
+    wait_until 60 eval "! kubectl -n $opns get pods -o jsonpath='{.items[*].metadata.uid}' | grepq $u" \
       || { why="the old operator pod $u is still there"; return 1; }
   done
   # Only the new operator is left: it must reconcile (a new IotRelay whose Secret is missing becomes Stalled).
@@ -266,7 +266,7 @@ t_leader() {
   local pods a b pg
   mapfile -t pods < <(op_ready_pods)
   # (After the rollout above the new replica may still be waiting for the old one's Lease to be released.)
-  holder_is_a_pod() { local h; h=$(lease_holder); [ -n "$h" ] && printf '%s\n' "${pods[@]}" | grep -qx "$h"; }
+  holder_is_a_pod() { local h; h=$(lease_holder); [ -n "$h" ] && printf '%s\n' "${pods[@]}" | grepq -x "$h"; }
   wait_until 30 holder_is_a_pod
   a=$(lease_holder)
   case "$a" in "${pods[0]}") b=${pods[1]} ;; "${pods[1]}") b=${pods[0]} ;;
@@ -404,7 +404,7 @@ t_delete_aws() {
     # The DELETE the relay sent when its IotRelay was deleted (log lines after the delete only), for each AWS
     # endpoint that held an IKE SA then (tunnel1 may still be reconnecting after its outage).
     [ "${aws_had_sa[$k]:-0}" -ge 1 ] || continue
-    tail -n +"$((aws_log_mark[$k] + 1))" "$(lab_aws_dir $k)/charon.log" | grep -q 'received DELETE for IKE_SA' \
+    tail -n +"$((aws_log_mark[$k] + 1))" "$(lab_aws_dir $k)/charon.log" | grepq 'received DELETE for IKE_SA' \
       || { why="aws$k received no DELETE after the IotRelay was deleted (the SA timed out instead?)"; return 1; }
   done
 }
@@ -447,7 +447,7 @@ t_missing_secret() {
   relay k8s-late $ns 'spec.tunnels.0.preSharedKeySecretRef.name=k8s-late-secret' \
     'spec.tunnels.1.preSharedKeySecretRef.name=k8s-late-secret' | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
   wait_until 60 cond_is k8s-late Stalled True || { why="Stalled not True after 60 s"; diag k8s-late; return 1; }
-  cond k8s-late Stalled message | grep -q k8s-late-secret || { why="Stalled message does not name the Secret: '$(cond k8s-late Stalled message)'"; return 1; }
+  cond k8s-late Stalled message | grepq k8s-late-secret || { why="Stalled message does not name the Secret: '$(cond k8s-late Stalled message)'"; return 1; }
   missing_stalled=1
 }
 missing_stalled=0

@@ -15,7 +15,7 @@ t_reject() { # field-substring edits...
     return 1
   fi
   cel_seen+="$out"$'\n'
-  echo "$out" | grep -qi "invalid" && echo "$out" | grep -qi -- "$want" \
+  echo "$out" | grepq -i "invalid" && echo "$out" | grepq -i -- "$want" \
     || { why="rejected, but the error does not name '$want': $(echo "$out" | head -c 300)"; return 1; }
 }
 t_valid() {
