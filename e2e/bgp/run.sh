@@ -28,15 +28,7 @@ lab_need_root
 command -v bird > /dev/null || { echo "bird2 missing: run scripts/deps.sh" >&2; exit 2; }
 trap 'lab_exit $? relay_stop bird_stop_all lab_down' EXIT
 lab_traps
-ONLY=("$@")
-
-want() {
-  [ ${#ONLY[@]} -eq 0 ] && return 0
-  local p
-  for p in "${ONLY[@]}"; do [[ $1 == "$p"* || $p == "$1"* ]] && return 0; done
-  return 1
-}
-run() { if want "$1"; then lab_case "$@"; else lab_skip "$1"; fi; }
+lab_select "$@"
 
 aws_inside() { echo "169.254.1$1.1"; }
 relay_inside() { echo "169.254.1$1.2"; }
@@ -247,13 +239,13 @@ export RELAY_TUNNELS=2 RELAY_STARTUP=Start
 FAILBACK_SECS=${IOTRELAY_BGP_FAILBACK:-20}
 FAILBACK_DELAY=${FAILBACK_SECS}s
 start_bgp_relay
-run bgp-sessions-established sessions_established
-run bgp-inside-address-in-bird inside_address_in_bird
-run bgp-reachable-only-after-learned reachable_only_after_learned
-run bgp-withdrawal-stops-forward withdrawal_stops_forward
-run bgp-failover-announcements failover_announcements
-run bgp-failback-after-delay failback_after_delay
-run bgp-session-loss-fails-over bgp_loss_fails_over
-run bgp-malformed-notification malformed_answered_with_notification
+lab_run bgp-sessions-established sessions_established
+lab_run bgp-inside-address-in-bird inside_address_in_bird
+lab_run bgp-reachable-only-after-learned reachable_only_after_learned
+lab_run bgp-withdrawal-stops-forward withdrawal_stops_forward
+lab_run bgp-failover-announcements failover_announcements
+lab_run bgp-failback-after-delay failback_after_delay
+lab_run bgp-session-loss-fails-over bgp_loss_fails_over
+lab_run bgp-malformed-notification malformed_answered_with_notification
 relay_stop
 lab_summary

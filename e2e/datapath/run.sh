@@ -20,15 +20,7 @@ source "$HERE/../lab/relay.sh"
 lab_need_root
 trap 'lab_exit $? relay_stop lab_down' EXIT
 lab_traps
-ONLY=("$@")
-
-want() { # run a case only if selected
-  [ ${#ONLY[@]} -eq 0 ] && return 0
-  local p
-  for p in "${ONLY[@]}"; do [[ $1 == "$p"* || $p == "$1"* ]] && return 0; done
-  return 1
-}
-run() { if want "$1"; then lab_case "$@"; else lab_skip "$1"; fi; }
+lab_select "$@"
 
 IOT_OTHER=203.0.113.11
 alive() { relay_alive || { lab_fail_why "relay not running${RELAY_START_WHY:+ ($RELAY_START_WHY)}"; return 1; }; }
@@ -311,40 +303,40 @@ ip -n "$LAB_NS_IOT" addr add "$IOT_OTHER/24" dev iot0
 export RELAY_TUNNELS=2 RELAY_STARTUP=Start
 
 # 1. No AWS endpoint yet: packets are dropped as noTunnel.
-if want no-tunnel; then start_relay; fi
-run no-tunnel no_tunnel
+if lab_wanted no-tunnel; then start_relay; fi
+lab_run no-tunnel no_tunnel
 
 # 2. Wrong PSK on tunnel1 (one tunnel only).
-if want wrong-psk; then
+if lab_wanted wrong-psk; then
   lab_aws_start 1 "$RELAY_PSK1"
   RELAY_TUNNELS=1 RELAY_PSK_SENT1=wrong_psk_9876 start_relay
 fi
-run wrong-psk wrong_psk
+lab_run wrong-psk wrong_psk
 
 # 3. The normal relay with both tunnels.
 lab_aws_start 1 "$RELAY_PSK1"; lab_aws_start 2 "$RELAY_PSK2"
 start_relay
-run round-trip round_trip
-run source-not-allowed source_not_allowed
-run hostile-esp hostile_esp
-run forward-flood forward_flood
-run relay-restart restart
-run failover-dpd failover
-run failover-degraded-clears failback
+lab_run round-trip round_trip
+lab_run source-not-allowed source_not_allowed
+lab_run hostile-esp hostile_esp
+lab_run forward-flood forward_flood
+lab_run relay-restart restart
+lab_run failover-dpd failover
+lab_run failover-degraded-clears failback
 
 # 4. Rekeys under traffic (short lifetimes allowed, rekeys triggered from both sides).
-if want rekeys-10; then IOTRELAY_UNSAFE_SHORT_LIFETIMES=1 start_relay; fi
-run rekeys-10-no-loss rekeys_no_loss
+if lab_wanted rekeys-10; then IOTRELAY_UNSAFE_SHORT_LIFETIMES=1 start_relay; fi
+lab_run rekeys-10-no-loss rekeys_no_loss
 # Only the relay's lifetime is short: the AWS side keeps its 1 h CHILD_SA lifetime, so every rekey in this case
 # is one the relay started by itself.
-if want rekeys-by; then
+if lab_wanted rekeys-by; then
   lab_aws_stop 2
   RELAY_TUNNELS=1 RELAY_ESP_LIFETIME=20s IOTRELAY_UNSAFE_SHORT_LIFETIMES=1 start_relay
 fi
-run rekeys-by-lifetime-no-loss rekeys_by_lifetime
-if want rekeys-by; then lab_aws_start 2 "$RELAY_PSK2"; fi
+lab_run rekeys-by-lifetime-no-loss rekeys_by_lifetime
+if lab_wanted rekeys-by; then lab_aws_start 2 "$RELAY_PSK2"; fi
 
 # 5. Behind a NAT (last: it rebuilds the lab).
-run nat nat
+lab_run nat nat
 relay_stop
 lab_summary

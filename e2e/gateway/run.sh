@@ -39,15 +39,7 @@ lab_need_root
 aws_stop() { iotrelay_aws_stop 1; }
 trap 'lab_exit $? relay_stop aws_stop lab_down' EXIT
 lab_traps
-ONLY=("$@")
-
-want() {
-  [ ${#ONLY[@]} -eq 0 ] && return 0
-  local p
-  for p in "${ONLY[@]}"; do [[ $1 == "$p"* || $p == "$1"* ]] && return 0; done
-  return 1
-}
-run() { if want "$1"; then lab_case "$@"; else lab_skip "$1"; fi; }
+lab_select "$@"
 
 DEV=iotrelay0
 # aes128-sha1 (the lab relay's ESP proposal) in UDP-encapsulated ESP leaves 1422 octets of a 1500 outside MTU.
@@ -280,22 +272,22 @@ lab_expect $(($(grep -c '^ *run [a-z]' "$0") + 1))
 lab_case lab-up lab_up || exit 1
 lab_aws_start 1 "$RELAY_PSK1"
 export RELAY_TUNNELS=1 RELAY_STARTUP=Start
-if want gateway-d || want gateway-p || want gateway-t || want gateway-m || want gateway-l; then start_gateway_relay; fi
-run gateway-device-and-route device_and_route
-run gateway-ping-device ping_device
-run gateway-ping-from-vpc ping_from_vpc
-run gateway-tcp-4mib-mss tcp_transfer
-run gateway-mtu-1446-passes mtu_1446_passes
-run gateway-df-1446-icmp-frag-needed df_too_big
-run gateway-teardown-term teardown_term
-run gateway-leftover-and-kill leftover_and_kill
+if lab_wanted gateway-d || lab_wanted gateway-p || lab_wanted gateway-t || lab_wanted gateway-m || lab_wanted gateway-l; then start_gateway_relay; fi
+lab_run gateway-device-and-route device_and_route
+lab_run gateway-ping-device ping_device
+lab_run gateway-ping-from-vpc ping_from_vpc
+lab_run gateway-tcp-4mib-mss tcp_transfer
+lab_run gateway-mtu-1446-passes mtu_1446_passes
+lab_run gateway-df-1446-icmp-frag-needed df_too_big
+lab_run gateway-teardown-term teardown_term
+lab_run gateway-leftover-and-kill leftover_and_kill
 relay_stop
-if want gateway-iotrelay; then start_pair; fi
-run gateway-iotrelay-aws-established pair_established
-run gateway-iotrelay-aws-udp-forward pair_udp_forward
-run gateway-iotrelay-aws-selectors-per-route pair_selectors
-run gateway-iotrelay-aws-tcp-4mib-both-ways pair_tcp
-run gateway-iotrelay-aws-rekeys-no-loss pair_rekeys_no_loss
+if lab_wanted gateway-iotrelay; then start_pair; fi
+lab_run gateway-iotrelay-aws-established pair_established
+lab_run gateway-iotrelay-aws-udp-forward pair_udp_forward
+lab_run gateway-iotrelay-aws-selectors-per-route pair_selectors
+lab_run gateway-iotrelay-aws-tcp-4mib-both-ways pair_tcp
+lab_run gateway-iotrelay-aws-rekeys-no-loss pair_rekeys_no_loss
 relay_stop
 aws_stop
 lab_summary

@@ -365,6 +365,17 @@ lab_case() {
   fi
 }
 lab_skip() { echo "SKIP $1 (not selected)"; LAB_SKIPPED=$((LAB_SKIPPED + 1)); }
+# Selecting cases: `lab_select "$@"` with the script's arguments (name prefixes; none = every case), then
+# `lab_run NAME CMD...` runs a selected case and counts the others as skipped; `lab_wanted NAME` asks the selection.
+LAB_ONLY=()
+lab_select() { LAB_ONLY=("$@"); }
+lab_wanted() {
+  [ ${#LAB_ONLY[@]} -eq 0 ] && return 0
+  local p
+  for p in "${LAB_ONLY[@]}"; do [[ $1 == "$p"* || $p == "$1"* ]] && return 0; done
+  return 1
+}
+lab_run() { if lab_wanted "$1"; then lab_case "$@"; else lab_skip "$1"; fi; }
 # lab_report PASSED FAILED SKIPPED EXPECTED RC: the summary of a suite (also used by e2e/k8s/run.sh). Prints
 #   cases: expected E, ran R, skipped S
 #   P passed, F failed
