@@ -362,7 +362,7 @@ impl Datapath {
         if self.relay.next_expiry().is_some_and(|at| now >= at) {
             self.relay.expire(now);
         }
-        self.bgp_timeout(now, rng, sink);
+        self.bgp_timeout(now, sink);
     }
 
     /// The earliest time `handle_timeout` is due.

@@ -262,7 +262,7 @@ impl Datapath {
     }
 
     /// Session timers, then every packet the sessions queued, sealed on their own tunnels.
-    pub(super) fn bgp_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource, sink: &mut dyn Sink) {
+    pub(super) fn bgp_timeout(&mut self, now: Duration, sink: &mut dyn Sink) {
         let Some(b) = self.bgp.as_mut() else { return };
         for t in b.tunnels.iter_mut().flatten() {
             if t.session.poll_timeout().is_some_and(|d| d <= now) {
@@ -270,11 +270,11 @@ impl Datapath {
             }
         }
         self.bgp_sync();
-        self.bgp_send(rng, sink);
+        self.bgp_send(sink);
     }
 
     /// Seals what the sessions queued on their tunnels' current outbound SAs.
-    fn bgp_send(&mut self, rng: &mut dyn RandomSource, sink: &mut dyn Sink) {
+    fn bgp_send(&mut self, sink: &mut dyn Sink) {
         let Some(b) = self.bgp.as_mut() else { return };
         for (ti, slot) in b.tunnels.iter_mut().enumerate() {
             let Some(bt) = slot.as_mut() else { continue };
@@ -282,9 +282,9 @@ impl Datapath {
             while let Some(pkt) = bt.session.poll_packet() {
                 let Some((sa, mtu)) = t.outbound.as_mut() else { continue };
                 let remote = t.esp_remote;
-                let (counters, scratch) = (&mut t.counters, &mut self.scratch2);
+                let (counters, iv_rng, scratch) = (&mut t.counters, &mut t.iv_rng, &mut self.scratch2);
                 let mut seal = |p: &[u8]| {
-                    if let Ok(len) = sa.seal(p, rng, scratch)
+                    if let Ok(len) = sa.seal(p, iv_rng, scratch)
                         && sink.send(Out::Outside { local_port: NATT_PORT, remote }, &scratch[..len])
                     {
                         counters.packets_out += 1;

@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use iotrelay_crypto::RandomSource;
 use iotrelay_esp::ipv4::{Fragmenter, check_header};
 
 use super::{Datapath, NATT_PORT, Out, Sink};
@@ -51,8 +50,8 @@ impl Datapath {
 
     /// A packet the host wrote to the TUN device (`packet` is the buffer it was read into; it may be modified:
     /// MSS clamping). Sent on the active tunnel when it lies inside the negotiated selectors; every refusal is
-    /// counted.
-    pub fn handle_tun(&mut self, now: Duration, rng: &mut dyn RandomSource, packet: &mut [u8], sink: &mut dyn Sink) {
+    /// counted. AES-CBC IVs come from the tunnel's own generator: a packet never reads the OS random source.
+    pub fn handle_tun(&mut self, now: Duration, packet: &mut [u8], sink: &mut dyn Sink) {
         self.now = self.now.max(now);
         let Some(gw) = self.gateway.as_ref() else { return };
         let (Some((src, dst)), Ok((_, total))) = (addresses(packet), check_header(packet)) else {
@@ -79,10 +78,10 @@ impl Datapath {
             self.gw.mss_clamped += 1;
         }
         let remote = t.esp_remote;
-        let counters = &mut t.counters;
+        let (counters, iv_rng) = (&mut t.counters, &mut t.iv_rng);
         let scratch2 = &mut self.scratch2;
         let mut failed = false;
-        let mut seal_one = |pkt: &[u8], sa: &mut iotrelay_esp::OutboundSa| match sa.seal(pkt, rng, scratch2) {
+        let mut seal_one = |pkt: &[u8], sa: &mut iotrelay_esp::OutboundSa| match sa.seal(pkt, iv_rng, scratch2) {
             Ok(len) => {
                 if sink.send(Out::Outside { local_port: NATT_PORT, remote }, &scratch2[..len]) {
                     counters.packets_out += 1;

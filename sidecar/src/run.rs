@@ -245,7 +245,7 @@ pub async fn run(
             // super-packet's segments one by one), encrypted into the pass's batched sends.
             let at = now();
             let mut rx_io = TunIo::default();
-            refused = tun_rx.read_batch(t, &mut rx_io, &mut |p| dp.handle_tun(at, &mut rng, p, &mut sink));
+            refused = tun_rx.read_batch(t, &mut rx_io, &mut |p| dp.handle_tun(at, p, &mut sink));
             tun_io.reads += rx_io.reads;
             tun_io.packets_read += rx_io.packets_read;
             sink = SocketSink::new(&sockets, &mut outbox).with_tun(tun_side!());

@@ -407,7 +407,7 @@ fn gateway_mode_routes_are_the_learned_prefixes() {
     let tun = |l: &mut Lab| {
         let mut c = Capture::default();
         let (now, mut pkt) = (l.now, ping(DEVICE));
-        l.relay.handle_tun(now, &mut l.rng, &mut pkt, &mut c);
+        l.relay.handle_tun(now, &mut pkt, &mut c);
         l.relay.gateway_counters()
     };
     // Nothing learned: the host's packet to the VPC is not sent (even though remoteSubnets covers it).

@@ -6,14 +6,14 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_crypto::SeededRandom;
+use iotrelay_crypto::proposal::EspProposal;
 use iotrelay_esp::ipv4::{self, FLAG_DF};
 use iotrelay_ikev2::{Ipv4Cidr, StartupAction};
 use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 
 mod common;
-use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, admin_forward, config};
+use common::{AWS, Capture, CountingRandom, DEVICE, RELAY, RELAY_INSIDE, admin_forward, config};
 
 /// The AWS side's own address inside its VPC (its TUN address).
 const AWS_INSIDE: Ipv4Addr = Ipv4Addr::new(100, 64, 255, 1);
@@ -22,7 +22,8 @@ const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 4
 struct Pair {
     relay: Datapath,
     aws: Datapath,
-    rng: SeededRandom,
+    /// Every random octet both sides take (counted: the per-packet paths must take none).
+    rng: CountingRandom,
     now: Duration,
     /// What each side wrote to its TUN device.
     relay_tun: Vec<Vec<u8>>,
@@ -33,14 +34,22 @@ struct Pair {
 impl Pair {
     /// `aws_local_ts`: what the AWS side's selectors allow on its side (the relay's TSr is narrowed to it).
     fn new(aws_local_ts: Vec<Ipv4Cidr>) -> Pair {
-        let mut rng = SeededRandom::new(12);
+        Pair::with_esp(aws_local_ts, "aes128gcm16")
+    }
+
+    /// As [`Pair::new`], with ESP proposal `esp` on both ends.
+    fn with_esp(aws_local_ts: Vec<Ipv4Cidr>, esp: &str) -> Pair {
+        let mut rng = CountingRandom::new(12);
         let now = Duration::ZERO;
         let forward = admin_forward();
+        let esp = vec![EspProposal::parse(esp).expect("proposal")];
+        let mut relay_cfg = config(StartupAction::Start, RELAY);
+        relay_cfg.esp_proposals = esp.clone();
         let mut relay = Datapath::new(
             RELAY_INSIDE,
             1024,
             RELAY,
-            vec![TunnelPlan { name: "tunnel1".into(), peer: AWS, config: config(StartupAction::Start, RELAY) }],
+            vec![TunnelPlan { name: "tunnel1".into(), peer: AWS, config: relay_cfg }],
             vec![forward],
             now,
             &mut rng,
@@ -48,6 +57,7 @@ impl Pair {
         relay.set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: vec!["100.64.0.0/16".parse().unwrap()] }));
         let mut aws_cfg = config(StartupAction::Add, AWS);
         aws_cfg.local_ts = aws_local_ts;
+        aws_cfg.esp_proposals = esp;
         let mut aws = Datapath::new(
             AWS_INSIDE,
             1024,
@@ -104,7 +114,7 @@ impl Pair {
     /// The host on the relay side writes `packet` to the relay's TUN device.
     fn relay_host_sends(&mut self, mut packet: Vec<u8>) {
         let mut c = Capture::default();
-        self.relay.handle_tun(self.now, &mut self.rng, &mut packet, &mut c);
+        self.relay.handle_tun(self.now, &mut packet, &mut c);
         self.deliver(c, true);
         self.pump();
     }
@@ -112,7 +122,7 @@ impl Pair {
     /// A host in the AWS side's VPC sends `packet` (routed into the AWS side's TUN device).
     fn vpc_sends(&mut self, mut packet: Vec<u8>) {
         let mut c = Capture::default();
-        self.aws.handle_tun(self.now, &mut self.rng, &mut packet, &mut c);
+        self.aws.handle_tun(self.now, &mut packet, &mut c);
         self.deliver(c, false);
         self.pump();
     }
@@ -175,6 +185,28 @@ fn packets_cross_both_ways_unchanged_next_to_a_forward() {
 }
 
 #[test]
+fn tun_packets_read_no_os_randomness_after_setup() {
+    // AES-CBC: every packet needs a fresh IV. It comes from the tunnel's own generator (seeded once when the
+    // tunnel is created), never from the relay's random source, which is the OS generator in the sidecar.
+    let mut p = Pair::with_esp(any(), "aes128-sha1");
+    let setup_reads = p.rng.reads;
+    assert!(setup_reads > 0, "the counter counts (the IKE exchange took randomness)");
+    let mut ivs = std::collections::HashSet::new();
+    for i in 0..20u8 {
+        let mut ping = packet(RELAY_INSIDE, DEVICE, 1, 84 + usize::from(i), true);
+        let mut c = Capture::default();
+        p.relay.handle_tun(p.now, &mut ping, &mut c);
+        let Some((Out::Outside { .. }, esp)) = c.0.first() else { panic!("packet {i} not sealed") };
+        // ESP header (8 octets), then the 16-octet CBC IV.
+        assert!(ivs.insert(esp[8..24].to_vec()), "IV of packet {i} repeated");
+        p.deliver(c, true);
+        p.vpc_sends(packet(DEVICE, RELAY_INSIDE, 1, 84, true));
+    }
+    assert_eq!((p.aws_tun.len(), p.relay_tun.len()), (20, 20), "every packet crossed both ways");
+    assert_eq!(p.rng.reads, setup_reads, "random source reads on the TUN path after setup");
+}
+
+#[test]
 fn selectors_and_spoofed_sources_are_dropped_and_counted() {
     // The AWS side allows only 100.64.1.0/24 on its side: the relay's TSr is narrowed to it.
     let mut p = Pair::new(vec!["100.64.1.0/24".parse().unwrap()]);
@@ -193,7 +225,7 @@ fn selectors_and_spoofed_sources_are_dropped_and_counted() {
     // Not IPv4 (an IPv6 packet the host wrote to the device).
     let mut v6 = vec![0x60u8; 60];
     let mut c = Capture::default();
-    p.relay.handle_tun(p.now, &mut p.rng, &mut v6, &mut c);
+    p.relay.handle_tun(p.now, &mut v6, &mut c);
     assert!(c.0.is_empty());
     assert_eq!(p.relay.gateway_counters().drops_of(GatewayDrop::NotIpv4), 1);
 }

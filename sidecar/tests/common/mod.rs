@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use iotrelay_api::validate::ValidatedForward;
-use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
+use iotrelay_crypto::{RandomSource, SeededRandom};
 use iotrelay_ikev2::{Config, Identity, StartupAction};
 use iotrelay_sidecar::datapath::{Datapath, Out, Sink};
 use zeroize::Zeroizing;
@@ -16,6 +16,25 @@ pub const RELAY: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 1);
 pub const AWS: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 pub const RELAY_INSIDE: Ipv4Addr = Ipv4Addr::new(100, 127, 0, 1);
 pub const DEVICE: Ipv4Addr = Ipv4Addr::new(100, 64, 1, 10);
+
+/// A deterministic random source that counts the times it is read (to show a path reads no randomness).
+pub struct CountingRandom {
+    inner: SeededRandom,
+    pub reads: u64,
+}
+
+impl CountingRandom {
+    pub fn new(seed: u64) -> Self {
+        Self { inner: SeededRandom::new(seed), reads: 0 }
+    }
+}
+
+impl RandomSource for CountingRandom {
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        self.reads += 1;
+        self.inner.fill_bytes(dest);
+    }
+}
 
 /// Everything a `Datapath` sends, in order.
 #[derive(Default)]
