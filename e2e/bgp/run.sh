@@ -228,7 +228,7 @@ malformed_answered_with_notification() {
   [ "$(relay_jq '.tunnels[1].bgp.lastError')" != "" ] || lab_fail_why "tunnel2 bgp lastError empty"
 }
 
-lab_expect $(($(grep -c '^ *run [a-z]' "$0") + 1))
+lab_expect $(($(grep -c '^ *lab_run [a-z]' "$0") + 1))
 lab_case lab-up lab_up || exit 1
 lab_aws_start 1 "$RELAY_PSK1"
 lab_aws_start 2 "$RELAY_PSK2"

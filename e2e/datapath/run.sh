@@ -297,7 +297,7 @@ nat() {
 }
 
 # Every `run` line below is one case (selected or skipped); lab-up is one more.
-lab_expect $(($(grep -c '^ *run [a-z]' "$0") + 1))
+lab_expect $(($(grep -c '^ *lab_run [a-z]' "$0") + 1))
 lab_case lab-up lab_up || exit 1
 ip -n "$LAB_NS_IOT" addr add "$IOT_OTHER/24" dev iot0
 export RELAY_TUNNELS=2 RELAY_STARTUP=Start

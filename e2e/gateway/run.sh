@@ -268,7 +268,7 @@ pair_rekeys_no_loss() {
   lab_wait 10 iotrelay_aws_matches_relay 1 tunnel1
 }
 
-lab_expect $(($(grep -c '^ *run [a-z]' "$0") + 1))
+lab_expect $(($(grep -c '^ *lab_run [a-z]' "$0") + 1))
 lab_case lab-up lab_up || exit 1
 lab_aws_start 1 "$RELAY_PSK1"
 export RELAY_TUNNELS=1 RELAY_STARTUP=Start
