@@ -1,10 +1,37 @@
-//! Inner IPv4/UDP packets for the relay: build (with header and UDP checksums) and parse (checked).
+//! Inner IPv4/UDP packets for the relay: build (with header and UDP checksums) and parse (checked); and the
+//! IPv4 and TCP header constants (protocol numbers, fragment bits, TCP flags) every crate that reads inner packets
+//! uses.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
 pub const IPV4_HEADER_LEN: usize = 20;
 pub const UDP_HEADER_LEN: usize = 8;
+/// A TCP header without options.
+pub const TCP_HEADER_LEN: usize = 20;
+/// The largest IPv4 packet (the total length field's limit).
+pub const IPV4_MAX_LEN: usize = 65535;
+
+/// IPv4 protocol numbers (header octet 9).
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+
+/// IPv4 header flags: Don't Fragment.
+pub const FLAG_DF: u16 = 0x4000;
+/// IPv4 header flags: More Fragments.
+pub const FLAG_MF: u16 = 0x2000;
+/// The fragment offset bits of the flags/offset field (octets 6-7).
+pub const OFFSET_MASK: u16 = 0x1fff;
+/// MF or a fragment offset: the packet is a fragment.
+pub const FRAGMENT_MASK: u16 = FLAG_MF | OFFSET_MASK;
+
+/// TCP header flags (octet 13).
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_PSH: u8 = 0x08;
+pub const TCP_ACK: u8 = 0x10;
+pub const TCP_CWR: u8 = 0x80;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Ipv4Error {
@@ -56,7 +83,7 @@ pub fn checksum(data: &[u8]) -> u16 {
 fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
     let mut acc = sum16(&src.octets(), 0);
     acc = sum16(&dst.octets(), acc);
-    acc += 17 + udp.len() as u32;
+    acc += u32::from(PROTO_UDP) + udp.len() as u32;
     let c = fold(sum16(udp, acc));
     if c == 0 { 0xffff } else { c }
 }
@@ -72,7 +99,7 @@ pub fn build_udp(
     out: &mut [u8],
 ) -> Result<usize, Ipv4Error> {
     let total = IPV4_HEADER_LEN + UDP_HEADER_LEN + payload.len();
-    if out.len() < total || total > 65535 {
+    if out.len() < total || total > IPV4_MAX_LEN {
         return Err(Ipv4Error::BufferTooSmall);
     }
     let p = &mut out[..total];
@@ -82,7 +109,7 @@ pub fn build_udp(
     p[4..6].copy_from_slice(&id.to_be_bytes());
     p[6..8].copy_from_slice(&[0, 0]);
     p[8] = 64;
-    p[9] = 17;
+    p[9] = PROTO_UDP;
     p[10..12].copy_from_slice(&[0, 0]);
     p[12..16].copy_from_slice(&src.octets());
     p[16..20].copy_from_slice(&dst.octets());
@@ -121,10 +148,10 @@ pub struct Udp4<'a> {
 pub fn parse_udp(p: &[u8]) -> Result<Udp4<'_>, Ipv4Error> {
     let (ihl, total) = check_header(p)?;
     let frag = u16::from_be_bytes([p[6], p[7]]);
-    if frag & 0x3fff != 0 {
+    if frag & FRAGMENT_MASK != 0 {
         return Err(Ipv4Error::Fragment);
     }
-    if p[9] != 17 {
+    if p[9] != PROTO_UDP {
         return Err(Ipv4Error::NotUdp);
     }
     let src = Ipv4Addr::new(p[12], p[13], p[14], p[15]);
@@ -139,7 +166,7 @@ pub fn parse_udp(p: &[u8]) -> Result<Udp4<'_>, Ipv4Error> {
     }
     let udp = &udp[..ulen];
     if u16::from_be_bytes([udp[6], udp[7]]) != 0
-        && fold(sum16(udp, sum16(&dst.octets(), sum16(&src.octets(), 17 + ulen as u32)))) != 0
+        && fold(sum16(udp, sum16(&dst.octets(), sum16(&src.octets(), u32::from(PROTO_UDP) + ulen as u32)))) != 0
     {
         return Err(Ipv4Error::BadUdpChecksum);
     }
@@ -151,12 +178,6 @@ pub fn parse_udp(p: &[u8]) -> Result<Udp4<'_>, Ipv4Error> {
         payload: &udp[UDP_HEADER_LEN..],
     })
 }
-
-/// IPv4 header flags: Don't Fragment.
-pub const FLAG_DF: u16 = 0x4000;
-/// IPv4 header flags: More Fragments.
-pub const FLAG_MF: u16 = 0x2000;
-const OFFSET_MASK: u16 = 0x1fff;
 
 /// Checks the IPv4 header of `p` (version, IHL, total length, header checksum); returns (IHL octets, total length).
 pub fn check_header(p: &[u8]) -> Result<(usize, usize), Ipv4Error> {
@@ -346,13 +367,13 @@ const MAX_HEADER: usize = 60;
 impl Default for Reassembler {
     /// 16 datagrams of up to 65515 payload octets (1 MiB), 30 s (Linux's `ipfrag_time`).
     fn default() -> Self {
-        Reassembler::new(16, 65535 - IPV4_HEADER_LEN, Duration::from_secs(30))
+        Reassembler::new(16, IPV4_MAX_LEN - IPV4_HEADER_LEN, Duration::from_secs(30))
     }
 }
 
 impl Reassembler {
     pub fn new(slots: usize, max_len: usize, timeout: Duration) -> Self {
-        let max_len = max_len.min(65535 - IPV4_HEADER_LEN);
+        let max_len = max_len.min(IPV4_MAX_LEN - IPV4_HEADER_LEN);
         let units = max_len.div_ceil(8);
         let slots = (0..slots.max(1))
             .map(|_| Slot {

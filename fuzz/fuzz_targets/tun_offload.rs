@@ -1,4 +1,5 @@
-//! The TUN device's offloads (`sidecar/src/tun_gso.rs` and `tun_gro.rs`, included as they are: std only).
+//! The TUN device's offloads (`sidecar/src/tun_gso.rs` and `tun_gro.rs`, included as they are: std and
+//! `iotrelay_esp::ipv4`'s header constants only).
 //!
 //! Oracles: any frame the device could hand us is segmented or refused, never a panic; every segment emitted is a
 //! whole IPv4 packet (total length = its length, header checksum and transport checksum verify) no larger than the
@@ -16,6 +17,7 @@ mod tun_gso;
 #[path = "../../sidecar/src/tun_gro.rs"]
 mod tun_gro;
 
+use iotrelay_esp::ipv4::PROTO_TCP;
 use libfuzzer_sys::fuzz_target;
 use tun_gro::TunOutbox;
 use tun_gso::{VNET_HDR_LEN, VnetHdr, fold, pseudo, segment, sum};
@@ -35,7 +37,7 @@ fn tcp(b: &[u8], seq: &mut u32) -> Vec<u8> {
     p[4..6].copy_from_slice(&[b[4], b[5]]);
     p[6] = if b[6] & 1 == 0 { 0x40 } else { 0 };
     p[8] = 64;
-    p[9] = 6;
+    p[9] = PROTO_TCP;
     p[12..16].copy_from_slice(&[100, 127, 0, 1]);
     p[16..20].copy_from_slice(&[100, 64, 1, 10 + (b[0] & 1)]);
     p[20..24].copy_from_slice(&[0x9c, 0x40, 0, 22]);
@@ -71,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
             emitted += 1;
             if gso {
                 let ihl = usize::from(s[0] & 0xf) * 4;
-                let hlen = if s[9] == 6 { ihl + usize::from(s[ihl + 12] >> 4) * 4 } else { ihl + 8 };
+                let hlen = if s[9] == PROTO_TCP { ihl + usize::from(s[ihl + 12] >> 4) * 4 } else { ihl + 8 };
                 assert_eq!(usize::from(u16::from_be_bytes([s[2], s[3]])), s.len());
                 assert!(checksums_ok(s), "a segment's checksums");
                 assert!(s.len() <= hlen + usize::from(hdr.gso_size));
@@ -82,7 +84,7 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(n, emitted);
             if gso {
                 let ihl = usize::from(orig[0] & 0xf) * 4;
-                let hlen = if orig[9] == 6 { ihl + usize::from(orig[ihl + 12] >> 4) * 4 } else { ihl + 8 };
+                let hlen = if orig[9] == PROTO_TCP { ihl + usize::from(orig[ihl + 12] >> 4) * 4 } else { ihl + 8 };
                 assert_eq!(payload, orig[hlen..], "the segments' payloads are the super-packet's");
             }
         }

@@ -5,7 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_esp::{EspError, ipv4};
+use iotrelay_esp::EspError;
+use iotrelay_esp::ipv4::{self, FRAGMENT_MASK, PROTO_UDP};
 use iotrelay_relay::{DropReason, InnerDrop};
 
 use super::{Datapath, ForwardId, NATT_PORT, Out, Sink, promote};
@@ -13,9 +14,9 @@ use super::{Datapath, ForwardId, NATT_PORT, Out, Sink, promote};
 /// Whether `p` is an IPv4 UDP fragment addressed to `inside` (a fragmented reply to the relay).
 fn udp_fragment_to(inside: Ipv4Addr, p: &[u8]) -> bool {
     ipv4::check_header(p).is_ok()
-        && p[9] == 17
+        && p[9] == PROTO_UDP
         && p[16..20] == inside.octets()
-        && u16::from_be_bytes([p[6], p[7]]) & 0x3fff != 0
+        && u16::from_be_bytes([p[6], p[7]]) & FRAGMENT_MASK != 0
 }
 
 impl Datapath {

@@ -6,15 +6,14 @@
 use std::net::Ipv4Addr;
 
 use iotrelay_api::Ipv4Cidr;
-use iotrelay_esp::ipv4::{self, FLAG_DF, FLAG_MF, IPV4_HEADER_LEN};
+use iotrelay_esp::ipv4::{
+    self, FLAG_DF, FRAGMENT_MASK, IPV4_HEADER_LEN, OFFSET_MASK, PROTO_ICMP, PROTO_TCP, TCP_HEADER_LEN, TCP_SYN,
+};
 
-const PROTO_ICMP: u8 = 1;
-const PROTO_TCP: u8 = 6;
 const ICMP_DEST_UNREACHABLE: u8 = 3;
 const ICMP_FRAG_NEEDED: u8 = 4;
-const TCP_SYN: u8 = 0x02;
 /// IPv4 (20) + TCP (20) headers: MSS = MTU - 40.
-const TCP_IP_HEADERS: u16 = 40;
+const TCP_IP_HEADERS: u16 = (IPV4_HEADER_LEN + TCP_HEADER_LEN) as u16;
 /// The TTL of the ICMP errors we generate.
 const ICMP_TTL: u8 = 64;
 
@@ -156,7 +155,7 @@ fn update_checksum(sum: u16, old: u16, new: u16) -> u16 {
 /// fixing the TCP checksum. Returns whether it changed anything. Fragments and other packets are left alone.
 pub fn clamp_mss(p: &mut [u8], mtu: u16) -> bool {
     let Ok((ihl, total)) = ipv4::check_header(p) else { return false };
-    if p[9] != PROTO_TCP || flags_offset(p) & (FLAG_MF | 0x1fff) != 0 {
+    if p[9] != PROTO_TCP || flags_offset(p) & FRAGMENT_MASK != 0 {
         return false;
     }
     let tcp = &mut p[ihl..total];
@@ -204,7 +203,7 @@ pub fn clamp_mss(p: &mut [u8], mtu: u16) -> bool {
 /// short `out`.
 pub fn frag_needed(p: &[u8], mtu: u16, out: &mut [u8]) -> Option<usize> {
     let (ihl, total) = ipv4::check_header(p).ok()?;
-    if flags_offset(p) & 0x1fff != 0 {
+    if flags_offset(p) & OFFSET_MASK != 0 {
         return None;
     }
     if p[9] == PROTO_ICMP && p.get(ihl).is_some_and(|t| ![0u8, 8, 13, 15, 17].contains(t)) {

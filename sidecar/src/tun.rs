@@ -25,12 +25,13 @@ use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo};
 use rtnetlink::{Handle, LinkUnspec, RouteMessageBuilder};
 
 pub use crate::gateway::TunIo;
-use crate::tun_gso::{IP_MAX, VNET_HDR_LEN, VnetHdr, segment};
+use crate::tun_gso::{VNET_HDR_LEN, VnetHdr, segment};
+use iotrelay_esp::ipv4::IPV4_MAX_LEN;
 
 /// Most reads from the device in one pass of the owner loop (each one packet, or a super-packet with offloads).
 pub const TUN_BATCH: usize = 64;
 /// Read buffer: a `virtio_net_hdr` and the largest (super-)packet the device can hand us.
-pub const TUN_BUF: usize = VNET_HDR_LEN + IP_MAX + 1;
+pub const TUN_BUF: usize = VNET_HDR_LEN + IPV4_MAX_LEN + 1;
 /// `IOTRELAY_TUN_OFFLOAD=off` (or `0`, `false`) opens the device without offloads.
 pub const TUN_OFFLOAD_ENV: &str = "IOTRELAY_TUN_OFFLOAD";
 
@@ -90,7 +91,7 @@ pub struct TunReader {
 
 impl Default for TunReader {
     fn default() -> Self {
-        TunReader { frame: vec![0u8; TUN_BUF].into_boxed_slice(), scratch: vec![0u8; IP_MAX].into_boxed_slice() }
+        TunReader { frame: vec![0u8; TUN_BUF].into_boxed_slice(), scratch: vec![0u8; IPV4_MAX_LEN].into_boxed_slice() }
     }
 }
 

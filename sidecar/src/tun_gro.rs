@@ -11,7 +11,9 @@
 //! size equals the run's first segment (a shorter one ends the run); at most [`MAX_SEGMENTS`] and 64 KiB. Anything
 //! else is written as it came. The read side is `crate::tun_gso`'s.
 
-use crate::tun_gso::{F_NEEDS_CSUM, GSO_TCPV4, IP_MAX, VNET_HDR_LEN, VnetHdr, fold, pseudo, set_ip_checksum, sum};
+use iotrelay_esp::ipv4::{FLAG_DF, IPV4_MAX_LEN, PROTO_TCP, TCP_ACK, TCP_PSH};
+
+use crate::tun_gso::{F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, fold, pseudo, set_ip_checksum, sum};
 
 /// Most segments in one coalesced write.
 pub const MAX_SEGMENTS: u16 = 64;
@@ -19,10 +21,6 @@ pub const MAX_SEGMENTS: u16 = 64;
 pub const OUTBOX_BYTES: usize = 512 * 1024;
 /// Most writes queued at once.
 pub const MAX_WRITES: usize = 1024;
-
-const PROTO_TCP: u8 = 6;
-const TCP_ACK: u8 = 0x10;
-const TCP_PSH: u8 = 0x08;
 
 /// A run of coalesced TCP segments: the first one's headers, then every segment's payload.
 #[derive(Debug, Clone, Copy)]
@@ -113,7 +111,7 @@ impl TunOutbox {
             || c.hlen != r.hlen
             || payload > r.seg
             || c.seq != r.next_seq
-            || w.end - w.start - VNET_HDR_LEN + payload > IP_MAX
+            || w.end - w.start - VNET_HDR_LEN + payload > IPV4_MAX_LEN
             || self.used + payload > self.buf.len()
             || !same_flow(head, p, r.ihl, r.hlen)
         {
@@ -208,7 +206,7 @@ fn candidate(p: &[u8]) -> Option<Candidate> {
     if first >> 4 != 4 || ihl < 20 || p.len() < ihl + 20 || p[9] != PROTO_TCP {
         return None;
     }
-    if usize::from(u16::from_be_bytes([p[2], p[3]])) != p.len() || u16::from_be_bytes([p[6], p[7]]) != 0x4000 {
+    if usize::from(u16::from_be_bytes([p[2], p[3]])) != p.len() || u16::from_be_bytes([p[6], p[7]]) != FLAG_DF {
         return None;
     }
     let t = &p[ihl..];
@@ -240,6 +238,7 @@ mod tests {
     use super::*;
     use crate::tun_gso::tests::{checksums_ok, tcp};
     use crate::tun_gso::{VnetHdr, segment};
+    use iotrelay_esp::ipv4::TCP_SYN;
 
     fn seg(seq: u32, flags: u8, n: usize) -> Vec<u8> {
         tcp(seq, flags, &(0..n).map(|i| (seq as usize + i) as u8).collect::<Vec<_>>())
@@ -261,16 +260,18 @@ mod tests {
     fn a_burst_of_one_flow_is_one_write_that_splits_back() {
         let mut o = TunOutbox::new(true);
         let sent: Vec<Vec<u8>> = (0..5)
-            .map(|i| seg(100 + 1000 * i, if i == 4 { 0x18 } else { 0x10 }, if i == 4 { 300 } else { 1000 }))
+            .map(|i| {
+                seg(100 + 1000 * i, if i == 4 { TCP_ACK | TCP_PSH } else { TCP_ACK }, if i == 4 { 300 } else { 1000 })
+            })
             .collect();
         for s in &sent {
             assert!(o.push(s));
         }
         // Closed by the PSH: the next in-order segment starts a new write.
-        assert!(o.push(&seg(4400, 0x10, 1000)));
+        assert!(o.push(&seg(4400, TCP_ACK, 1000)));
         // Out of order, a SYN: on their own.
-        assert!(o.push(&seg(9000, 0x10, 1000)));
-        assert!(o.push(&seg(10000, 0x02, 0)));
+        assert!(o.push(&seg(9000, TCP_ACK, 1000)));
+        assert!(o.push(&seg(10000, TCP_SYN, 0)));
         let (f, out) = flush_all(&mut o);
         assert_eq!(f, Flushed { writes: 4, packets: 8, failed: 0 });
         let (h, at) = VnetHdr::parse(&out[0]).unwrap();
@@ -289,7 +290,7 @@ mod tests {
         for w in &out[1..] {
             assert_eq!(VnetHdr::parse(w).unwrap().0, VnetHdr::default(), "written as it came");
         }
-        assert_eq!(out[3][10..], seg(10000, 0x02, 0)[..]);
+        assert_eq!(out[3][10..], seg(10000, TCP_SYN, 0)[..]);
     }
 
     fn fix_checksum(p: &mut [u8]) {
@@ -301,20 +302,20 @@ mod tests {
 
     #[test]
     fn only_true_continuations_join() {
-        let base = seg(0, 0x10, 1000);
-        let mut bad_sum = seg(1000, 0x10, 1000);
+        let base = seg(0, TCP_ACK, 1000);
+        let mut bad_sum = seg(1000, TCP_ACK, 1000);
         bad_sum[60] ^= 1;
-        let mut other_port = seg(1000, 0x10, 1000);
+        let mut other_port = seg(1000, TCP_ACK, 1000);
         other_port[21] ^= 1;
         fix_checksum(&mut other_port);
-        let mut other_ack = seg(1000, 0x10, 1000);
+        let mut other_ack = seg(1000, TCP_ACK, 1000);
         other_ack[28] ^= 1;
         fix_checksum(&mut other_ack);
         for (what, next) in [
             ("bad checksum", bad_sum),
             ("other port", other_port),
             ("other ack", other_ack),
-            ("larger", seg(1000, 0x10, 1001)),
+            ("larger", seg(1000, TCP_ACK, 1001)),
             ("FIN", seg(1000, 0x11, 1000)),
         ] {
             let mut o = TunOutbox::new(true);
@@ -324,7 +325,7 @@ mod tests {
         }
         // Without offloads every packet is its own write, with no header.
         let mut o = TunOutbox::new(false);
-        assert!(o.push(&base) && o.push(&seg(1000, 0x10, 1000)));
+        assert!(o.push(&base) && o.push(&seg(1000, TCP_ACK, 1000)));
         let (f, out) = flush_all(&mut o);
         assert_eq!(f.writes, 2);
         assert_eq!(out[0], base);
@@ -334,7 +335,7 @@ mod tests {
     #[test]
     fn full_outbox_refuses_and_failed_writes_count() {
         let mut o = TunOutbox::new(false);
-        let p = seg(0, 0x02, 0);
+        let p = seg(0, TCP_SYN, 0);
         let mut n = 0;
         while o.push(&p) {
             n += 1;

@@ -9,6 +9,8 @@
 //! Everything is length-checked: a frame that does not parse is refused ([`OffloadError`]), never a panic. The
 //! write side (coalescing) is `crate::tun_gro`'s; the device is `crate::tun`'s.
 
+use iotrelay_esp::ipv4::{FRAGMENT_MASK, IPV4_MAX_LEN, PROTO_TCP, PROTO_UDP, TCP_CWR, TCP_FIN, TCP_PSH};
+
 /// Octets of `struct virtio_net_hdr` (the device keeps the kernel's default `TUNSETVNETHDRSZ`).
 pub const VNET_HDR_LEN: usize = 10;
 /// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the transport checksum is to be finished from `csum_start`.
@@ -19,16 +21,6 @@ pub const GSO_TCPV4: u8 = 1;
 pub const GSO_UDP_L4: u8 = 5;
 /// `VIRTIO_NET_HDR_GSO_ECN`, or-ed into the type.
 pub const GSO_ECN: u8 = 0x80;
-
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
-/// IPv4 MF flag and fragment offset bits.
-const IP_FRAGMENT: u16 = 0x3fff;
-/// The largest IPv4 packet.
-pub const IP_MAX: usize = 65535;
 
 /// `struct virtio_net_hdr` (legacy layout, the host's byte order, as TUN uses on a little-endian host and by
 /// default everywhere).
@@ -120,7 +112,7 @@ fn ipv4_ihl(p: &[u8]) -> Result<usize, OffloadError> {
     if ihl < 20 || p.len() < ihl {
         return Err(OffloadError::Truncated);
     }
-    if u16::from_be_bytes([p[6], p[7]]) & IP_FRAGMENT != 0 {
+    if u16::from_be_bytes([p[6], p[7]]) & FRAGMENT_MASK != 0 {
         return Err(OffloadError::Unsupported);
     }
     Ok(ihl)
@@ -177,7 +169,7 @@ pub fn segment(
     }
     let hlen = ihl + l4_len;
     let mss = usize::from(hdr.gso_size);
-    if mss == 0 || hlen + mss > IP_MAX || hlen + mss.min(p.len() - hlen) > scratch.len() {
+    if mss == 0 || hlen + mss > IPV4_MAX_LEN || hlen + mss.min(p.len() - hlen) > scratch.len() {
         return Err(OffloadError::BadSegmentSize);
     }
     let (head, payload) = p.split_at(hlen);
@@ -245,6 +237,7 @@ fn build(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use iotrelay_esp::ipv4::TCP_ACK;
 
     /// An IPv4/TCP packet 100.127.0.1:40000 -> 100.64.1.10:22 with `payload`, sequence `seq`, flags `flags`, a
     /// 12-octet timestamp option, DF, ID 0x1000, checksums set.
@@ -293,7 +286,7 @@ pub(crate) mod tests {
     fn tso_frame_is_split_like_the_host_would() {
         let data = payload(3500);
         // The host's super-packet: one header, the whole payload, the checksum left partial (ignored by us).
-        let mut sp = tcp(1_000_000, 0x10 | TCP_PSH | TCP_FIN | TCP_CWR, &data);
+        let mut sp = tcp(1_000_000, TCP_ACK | TCP_PSH | TCP_FIN | TCP_CWR, &data);
         sp[36..38].copy_from_slice(&[0xde, 0xad]);
         let hdr = VnetHdr {
             flags: F_NEEDS_CSUM,
@@ -348,7 +341,7 @@ pub(crate) mod tests {
     /// No GSO, checksum left partial: finished in place (the host's pseudo-header sum is in the field).
     #[test]
     fn partial_checksum_is_finished() {
-        let good = tcp(5, 0x18, &payload(300));
+        let good = tcp(5, TCP_ACK | TCP_PSH, &payload(300));
         let mut p = good.clone();
         let seed = fold(pseudo(&p, PROTO_TCP, p.len() - 20));
         p[36..38].copy_from_slice(&seed.to_be_bytes());
@@ -365,7 +358,7 @@ pub(crate) mod tests {
         let mut scratch = [0u8; 2048];
         let mut emit = |_: &mut [u8]| panic!("nothing may be emitted");
         let tso = VnetHdr { gso_type: GSO_TCPV4, gso_size: 1000, ..VnetHdr::default() };
-        let mut sp = tcp(1, 0x10, &payload(3000));
+        let mut sp = tcp(1, TCP_ACK, &payload(3000));
         let zero = VnetHdr { gso_size: 0, ..tso };
         assert_eq!(segment(&zero, &mut sp, &mut scratch, &mut emit), Err(OffloadError::BadSegmentSize));
         let big = VnetHdr { gso_size: 4000, ..tso };

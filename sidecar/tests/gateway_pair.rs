@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use iotrelay_crypto::proposal::EspProposal;
-use iotrelay_esp::ipv4::{self, FLAG_DF};
+use iotrelay_esp::ipv4::{self, FLAG_DF, PROTO_ICMP, PROTO_TCP, PROTO_UDP, TCP_SYN};
 use iotrelay_ikev2::{Ipv4Cidr, StartupAction};
 use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
@@ -146,7 +146,7 @@ fn packet(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, total: usize, df: bool) -> Ve
     for (i, b) in p[20..].iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
-    if proto == 1 {
+    if proto == PROTO_ICMP {
         p[20] = 8; // echo request
     }
     p
@@ -159,10 +159,10 @@ fn any() -> Vec<Ipv4Cidr> {
 #[test]
 fn packets_cross_both_ways_unchanged_next_to_a_forward() {
     let mut p = Pair::new(any());
-    let ping = packet(RELAY_INSIDE, DEVICE, 1, 84, true);
+    let ping = packet(RELAY_INSIDE, DEVICE, PROTO_ICMP, 84, true);
     p.relay_host_sends(ping.clone());
     assert_eq!(p.aws_tun, vec![ping], "the AWS side's TUN gets the relay host's ping as it was sent");
-    let pong = packet(DEVICE, RELAY_INSIDE, 1, 84, true);
+    let pong = packet(DEVICE, RELAY_INSIDE, PROTO_ICMP, 84, true);
     p.vpc_sends(pong.clone());
     assert_eq!(p.relay_tun, vec![pong], "and the relay host gets the answer");
     assert_eq!((p.relay.gateway_counters().to_tunnel, p.relay.gateway_counters().to_device), (1, 1));
@@ -193,14 +193,14 @@ fn tun_packets_read_no_os_randomness_after_setup() {
     assert!(setup_reads > 0, "the counter counts (the IKE exchange took randomness)");
     let mut ivs = std::collections::HashSet::new();
     for i in 0..20u8 {
-        let mut ping = packet(RELAY_INSIDE, DEVICE, 1, 84 + usize::from(i), true);
+        let mut ping = packet(RELAY_INSIDE, DEVICE, PROTO_ICMP, 84 + usize::from(i), true);
         let mut c = Capture::default();
         p.relay.handle_tun(p.now, &mut ping, &mut c);
         let Some((Out::Outside { .. }, esp)) = c.0.first() else { panic!("packet {i} not sealed") };
         // ESP header (8 octets), then the 16-octet CBC IV.
         assert!(ivs.insert(esp[8..24].to_vec()), "IV of packet {i} repeated");
         p.deliver(c, true);
-        p.vpc_sends(packet(DEVICE, RELAY_INSIDE, 1, 84, true));
+        p.vpc_sends(packet(DEVICE, RELAY_INSIDE, PROTO_ICMP, 84, true));
     }
     assert_eq!((p.aws_tun.len(), p.relay_tun.len()), (20, 20), "every packet crossed both ways");
     assert_eq!(p.rng.reads, setup_reads, "random source reads on the TUN path after setup");
@@ -211,15 +211,15 @@ fn selectors_and_spoofed_sources_are_dropped_and_counted() {
     // The AWS side allows only 100.64.1.0/24 on its side: the relay's TSr is narrowed to it.
     let mut p = Pair::new(vec!["100.64.1.0/24".parse().unwrap()]);
     // Inside remoteSubnets but outside the negotiated selectors; and outside remoteSubnets altogether.
-    p.relay_host_sends(packet(RELAY_INSIDE, Ipv4Addr::new(100, 64, 2, 5), 1, 84, false));
-    p.relay_host_sends(packet(RELAY_INSIDE, Ipv4Addr::new(198, 51, 100, 99), 1, 84, false));
+    p.relay_host_sends(packet(RELAY_INSIDE, Ipv4Addr::new(100, 64, 2, 5), PROTO_ICMP, 84, false));
+    p.relay_host_sends(packet(RELAY_INSIDE, Ipv4Addr::new(198, 51, 100, 99), PROTO_ICMP, 84, false));
     assert!(p.aws_tun.is_empty(), "nothing outside the selectors is sent");
     assert_eq!(p.relay.gateway_counters().drops_of(GatewayDrop::OutsideSelectors), 2);
     assert_eq!(p.relay.gateway_counters().to_tunnel, 0);
-    p.vpc_sends(packet(Ipv4Addr::new(100, 64, 1, 10), Ipv4Addr::new(100, 127, 0, 1), 1, 84, false));
+    p.vpc_sends(packet(Ipv4Addr::new(100, 64, 1, 10), Ipv4Addr::new(100, 127, 0, 1), PROTO_ICMP, 84, false));
     assert_eq!(p.relay_tun.len(), 1, "a legitimate source still passes");
     // The AWS side's own rule: its packets to the relay must come from inside its selectors (100.64.1.0/24).
-    p.vpc_sends(packet(Ipv4Addr::new(100, 64, 7, 7), RELAY_INSIDE, 1, 84, false));
+    p.vpc_sends(packet(Ipv4Addr::new(100, 64, 7, 7), RELAY_INSIDE, PROTO_ICMP, 84, false));
     assert_eq!(p.aws.gateway_counters().drops_of(GatewayDrop::OutsideSelectors), 1);
     assert_eq!(p.relay_tun.len(), 1);
     // Not IPv4 (an IPv6 packet the host wrote to the device).
@@ -234,7 +234,7 @@ fn selectors_and_spoofed_sources_are_dropped_and_counted() {
 fn spoofed_source_from_the_tunnel_is_dropped() {
     let mut p = Pair::new(any());
     // The AWS side sends what its VPC hands it; 10.9.9.9 is no source the relay routes to the tunnel.
-    let mut spoof = packet(Ipv4Addr::new(100, 64, 1, 10), RELAY_INSIDE, 1, 84, false);
+    let mut spoof = packet(Ipv4Addr::new(100, 64, 1, 10), RELAY_INSIDE, PROTO_ICMP, 84, false);
     spoof[12..16].copy_from_slice(&[100, 63, 0, 1]);
     spoof[10..12].copy_from_slice(&[0, 0]);
     let c = ipv4::checksum(&spoof[..20]);
@@ -251,24 +251,24 @@ fn pmtu_frag_needed_with_df_fragments_without_and_mss_clamped() {
     let mtu = p.relay.gateway_mtu().unwrap();
     let m = usize::from(mtu);
     // Exactly the MTU with DF: one packet, unchanged.
-    let full = packet(RELAY_INSIDE, DEVICE, 17, m, true);
+    let full = packet(RELAY_INSIDE, DEVICE, PROTO_UDP, m, true);
     p.relay_host_sends(full.clone());
     assert_eq!(p.aws_tun, vec![full]);
     // One more octet with DF: not sent; ICMP "fragmentation needed" with the MTU comes back to the host.
     p.aws_tun.clear();
-    let big = packet(RELAY_INSIDE, DEVICE, 17, m + 1, true);
+    let big = packet(RELAY_INSIDE, DEVICE, PROTO_UDP, m + 1, true);
     p.relay_host_sends(big.clone());
     assert!(p.aws_tun.is_empty(), "a too-big DF packet was sent");
     assert_eq!(p.relay_tun.len(), 1);
     let icmp = &p.relay_tun[0];
     assert_eq!(ipv4::check_header(icmp).unwrap().1, icmp.len());
-    assert_eq!((icmp[9], icmp[20], icmp[21]), (1, 3, 4), "ICMP type 3 code 4");
+    assert_eq!((icmp[9], icmp[20], icmp[21]), (PROTO_ICMP, 3, 4), "ICMP type 3 code 4");
     assert_eq!(u16::from_be_bytes([icmp[26], icmp[27]]), mtu, "next-hop MTU");
     assert_eq!(&icmp[16..20], &RELAY_INSIDE.octets(), "to the sender");
     assert_eq!(&icmp[28..48], &big[..20], "quotes the packet's header");
     assert_eq!(p.relay.gateway_counters().drops_of(GatewayDrop::TooBig), 1);
     // Without DF: fragmented before encryption; the other side's host gets fragments that reassemble.
-    let big = packet(RELAY_INSIDE, DEVICE, 17, 3000, false);
+    let big = packet(RELAY_INSIDE, DEVICE, PROTO_UDP, 3000, false);
     p.relay_host_sends(big.clone());
     assert!(p.aws_tun.len() >= 3, "{} fragments", p.aws_tun.len());
     assert!(p.aws_tun.iter().all(|f| f.len() <= m));
@@ -283,10 +283,10 @@ fn pmtu_frag_needed_with_df_fragments_without_and_mss_clamped() {
     assert_eq!(p.relay.gateway_counters().fragmented, 1);
     // A TCP SYN offering MSS 1460 arrives with MSS = MTU - 40.
     p.aws_tun.clear();
-    let mut syn = packet(RELAY_INSIDE, DEVICE, 6, 44, true);
+    let mut syn = packet(RELAY_INSIDE, DEVICE, PROTO_TCP, 44, true);
     syn[20..40].fill(0);
     syn[32] = 6 << 4; // data offset 24
-    syn[33] = 0x02; // SYN
+    syn[33] = TCP_SYN;
     syn[40..44].copy_from_slice(&[2, 4, 0x05, 0xb4]); // MSS 1460
     p.relay_host_sends(syn);
     assert_eq!(p.aws_tun.len(), 1);
@@ -298,8 +298,8 @@ fn pmtu_frag_needed_with_df_fragments_without_and_mss_clamped() {
 fn without_gateway_mode_nothing_reaches_a_device() {
     let mut p = Pair::new(any());
     p.relay.set_gateway(None);
-    p.vpc_sends(packet(DEVICE, RELAY_INSIDE, 1, 84, false));
+    p.vpc_sends(packet(DEVICE, RELAY_INSIDE, PROTO_ICMP, 84, false));
     assert!(p.relay_tun.is_empty());
-    p.relay_host_sends(packet(RELAY_INSIDE, DEVICE, 1, 84, false));
+    p.relay_host_sends(packet(RELAY_INSIDE, DEVICE, PROTO_ICMP, 84, false));
     assert!(p.aws_tun.is_empty());
 }

@@ -10,6 +10,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
+use iotrelay_esp::ipv4::{PROTO_TCP, TCP_ACK};
 use iotrelay_sidecar::tun_gro::TunOutbox;
 use iotrelay_sidecar::tun_gso::{F_NEEDS_CSUM, GSO_TCPV4, VNET_HDR_LEN, VnetHdr, fold, pseudo, segment};
 
@@ -67,16 +68,16 @@ fn tso_frame(payload: usize, mss: u16) -> Vec<u8> {
     p[2..4].copy_from_slice(&((40 + payload) as u16).to_be_bytes());
     p[6] = 0x40;
     p[8] = 64;
-    p[9] = 6;
+    p[9] = PROTO_TCP;
     p[12..16].copy_from_slice(&[100, 127, 0, 1]);
     p[16..20].copy_from_slice(&[100, 64, 1, 10]);
     p[20..24].copy_from_slice(&[0x9c, 0x40, 0, 22]);
     p[32] = 5 << 4;
-    p[33] = 0x10;
+    p[33] = TCP_ACK;
     for (i, b) in p[40..].iter_mut().enumerate() {
         *b = i as u8;
     }
-    let seed = fold(pseudo(&p, 6, 20 + payload));
+    let seed = fold(pseudo(&p, PROTO_TCP, 20 + payload));
     p[36..38].copy_from_slice(&seed.to_be_bytes());
     f.extend_from_slice(&p);
     f
