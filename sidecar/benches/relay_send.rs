@@ -15,48 +15,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
-use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{Datapath, ForwardId, TunnelPlan};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId};
 use iotrelay_sidecar::sockets::{Outbox, SocketSink, Sockets};
 use tokio::net::UdpSocket;
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-use common::{AWS, DEVICE, RELAY, RELAY_INSIDE, config, exchange};
+use common::{AWS, RELAY, exchange, relay_and_device};
 
 const FLUSH_EVERY: usize = 256;
-
-fn plan(name: &str, peer: Ipv4Addr, startup: StartupAction, me: Ipv4Addr) -> Vec<TunnelPlan> {
-    vec![TunnelPlan { name: name.into(), peer, config: config(startup, me) }]
-}
-
-fn forward(target: SocketAddrV4) -> Vec<ValidatedForward> {
-    vec![ValidatedForward {
-        name: "bench".into(),
-        listen_port: 7000,
-        allowed_sources: vec!["203.0.113.0/24".parse().expect("cidr")],
-        target,
-        idle_timeout: Duration::from_secs(600),
-    }]
-}
 
 /// IKE_SA_INIT + IKE_AUTH between the relay and an in-memory "AWS" side, so the relay has a CHILD_SA.
 fn established_relay(rng: &mut SeededRandom) -> Datapath {
     let now = Duration::ZERO;
-    let target = SocketAddrV4::new(DEVICE, 7000);
-    let mut relay = Datapath::new(
-        RELAY_INSIDE,
-        1024,
-        RELAY,
-        plan("t", AWS, StartupAction::Start, RELAY),
-        forward(target),
-        now,
-        rng,
-    );
-    let back = SocketAddrV4::new(RELAY_INSIDE, 1);
-    let mut aws = Datapath::new(DEVICE, 1024, AWS, plan("r", RELAY, StartupAction::Add, AWS), forward(back), now, rng);
+    let (mut relay, mut aws) = relay_and_device("aes128gcm16", "203.0.113.0/24", 1, now, rng);
     exchange(&mut relay, &mut aws, now, rng);
     assert!(relay.snapshot().0[0].active, "no CHILD_SA between the in-memory peers");
     relay

@@ -8,14 +8,11 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
-use iotrelay_crypto::proposal::EspProposal;
-use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, Sink, TunnelPlan};
+use iotrelay_sidecar::datapath::{ForwardId, Out, Sink};
 
 mod common;
-use common::{AWS, DEVICE, RELAY, RELAY_INSIDE, config, exchange};
+use common::{AWS, exchange, relay_and_device};
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -47,16 +44,6 @@ impl Sink for Keep {
     }
 }
 
-fn forward(port: u16, allowed: &str, target: SocketAddrV4) -> ValidatedForward {
-    ValidatedForward {
-        name: "f".into(),
-        listen_port: port,
-        allowed_sources: vec![allowed.parse().unwrap()],
-        target,
-        idle_timeout: Duration::from_secs(600),
-    }
-}
-
 fn main() {
     for esp in ["aes128gcm16", "aes128-sha1"] {
         steady_state_esp_does_not_allocate(esp);
@@ -67,29 +54,7 @@ fn main() {
 fn steady_state_esp_does_not_allocate(esp: &str) {
     let mut rng = SeededRandom::new(11);
     let now = Duration::from_secs(1);
-    let with_esp = |startup, me| {
-        let mut c = config(startup, me);
-        c.esp_proposals = vec![EspProposal::parse(esp).expect("proposal")];
-        c
-    };
-    let mut relay = Datapath::new(
-        RELAY_INSIDE,
-        1024,
-        RELAY,
-        vec![TunnelPlan { name: "t".into(), peer: AWS, config: with_esp(StartupAction::Start, RELAY) }],
-        vec![forward(7000, "203.0.113.0/24", SocketAddrV4::new(DEVICE, 7000))],
-        now,
-        &mut rng,
-    );
-    let mut aws = Datapath::new(
-        DEVICE,
-        1024,
-        AWS,
-        vec![TunnelPlan { name: "t".into(), peer: RELAY, config: with_esp(StartupAction::Add, AWS) }],
-        vec![forward(9000, "0.0.0.0/0", SocketAddrV4::new(RELAY_INSIDE, CLIENT.port()))],
-        now,
-        &mut rng,
-    );
+    let (mut relay, mut aws) = relay_and_device(esp, "203.0.113.0/24", CLIENT.port(), now, &mut rng);
     exchange(&mut relay, &mut aws, now, &mut rng);
     // 1380 octets: the inner packet (1408) fits both suites' tunnel MTU, so nothing is fragmented.
     let payload = vec![0x5au8; 1380];

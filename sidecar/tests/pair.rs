@@ -5,23 +5,11 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_api::validate::ValidatedForward;
 use iotrelay_crypto::SeededRandom;
-use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out, TunnelPlan};
+use iotrelay_sidecar::datapath::{Datapath, ForwardId, Out};
 
 mod common;
-use common::{AWS, Capture, DEVICE, RELAY, RELAY_INSIDE, config};
-
-fn forward(port: u16, allowed: &str, target: SocketAddrV4) -> ValidatedForward {
-    ValidatedForward {
-        name: "admin".into(),
-        listen_port: port,
-        allowed_sources: vec![allowed.parse().unwrap()],
-        target,
-        idle_timeout: Duration::from_secs(60),
-    }
-}
+use common::{AWS, Capture, RELAY, relay_and_device};
 
 struct Pair {
     relay: Datapath,
@@ -36,26 +24,8 @@ impl Pair {
     fn new() -> Pair {
         let mut rng = SeededRandom::new(7);
         let now = Duration::ZERO;
-        let relay = Datapath::new(
-            RELAY_INSIDE,
-            1024,
-            RELAY,
-            vec![TunnelPlan { name: "tunnel1".into(), peer: AWS, config: config(StartupAction::Start, RELAY) }],
-            vec![forward(7000, "203.0.113.10/32", SocketAddrV4::new(DEVICE, 7000))],
-            now,
-            &mut rng,
-        );
-        // The "AWS" side plays the device too: its inside address is the device, and its forward's target is the
-        // relay's inside session, so its clients' datagrams come back to the relay as replies.
-        let aws = Datapath::new(
-            DEVICE,
-            1024,
-            AWS,
-            vec![TunnelPlan { name: "relay".into(), peer: RELAY, config: config(StartupAction::Add, AWS) }],
-            vec![forward(9000, "0.0.0.0/0", SocketAddrV4::new(RELAY_INSIDE, 5555))],
-            now,
-            &mut rng,
-        );
+        // The "AWS" side plays the device; its client's datagrams come back as replies to CLIENT's session.
+        let (relay, aws) = relay_and_device("aes128gcm16", "203.0.113.10/32", CLIENT.port(), now, &mut rng);
         Pair { relay, aws, rng, now, relay_clients: Vec::new() }
     }
 
