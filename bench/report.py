@@ -64,6 +64,32 @@ def ratio(x):
     return "%.2fx" % x
 
 
+def round_ratios(mine, ref):
+    """Per round (the keys of both), mine / ref, for the rounds where ref delivered something."""
+    return [mine[k] / ref[k] for k in mine if ref.get(k)]
+
+
+def header(p, first, per_size, sizes):
+    """A table's header: the first column, then two columns per payload size (`per_size` formats both with it)."""
+    p("| %s | " % first + " | ".join(per_size % (s, s) for s in sizes) + " |")
+    p("|---|" + "---|---|" * len(sizes))
+
+
+def pps_table(p, up, sizes, series, limited=frozenset()):
+    """One row per configuration: per size the median packets/s (min..max) of `series(cfg, size)` and the payload
+    Mbit/s of that median; `>= ` before both where the sender set the rate (`limited`)."""
+    header(p, "configuration", "%d B pps | %d B Mbit/s", sizes)
+    for cfg in up:
+        cells = []
+        for s in sizes:
+            xs = series(cfg, s)
+            m = med(xs)
+            mark = ">= " if (cfg, s) in limited else ""
+            cells.append(mark + spread(xs, kpps))
+            cells.append(mark + "%.0f" % (m * s * 8 / 1e6) if m else "-")
+        p("| %s | %s |" % (label(cfg), " | ".join(cells)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -127,17 +153,7 @@ def main():
     p("UDP payload datagrams per second that reached the device with at most 1 % lost (the highest paced rate "
       "that met it), median over the rounds (min..max), and payload Mbit/s of the median.")
     p("")
-    p("| configuration | " + " | ".join("%d B pps | %d B Mbit/s" % (s, s) for s in sizes) + " |")
-    p("|---|" + "---|---|" * len(sizes))
-    for cfg in up:
-        cells = []
-        for s in sizes:
-            xs = list(best.get((cfg, s), {}).values())
-            m = med(xs)
-            mark = ">= " if (cfg, s) in limited else ""
-            cells.append(mark + spread(xs, kpps))
-            cells.append(mark + "%.0f" % (m * s * 8 / 1e6) if m else "-")
-        p("| %s | %s |" % (label(cfg), " | ".join(cells)))
+    pps_table(p, up, sizes, lambda cfg, s: list(best.get((cfg, s), {}).values()), limited)
     p("")
     if limited:
         p("`>=`: the load generator, not the path, was the limit in at least one round (nothing was lost flat out): "
@@ -147,29 +163,19 @@ def main():
         p("Most delivered by any probe (at whatever loss), median over the rounds: what the path carries when "
           "pushed, as the issue's first measurement reported it.")
         p("")
-        p("| configuration | " + " | ".join("%d B pps | %d B Mbit/s" % (s, s) for s in sizes) + " |")
-        p("|---|" + "---|---|" * len(sizes))
-        for cfg in up:
-            cells = []
-            for s in sizes:
-                xs = peak.get((cfg, s), [])
-                cells.append(spread(xs, kpps))
-                cells.append("%.0f" % (med(xs) * s * 8 / 1e6) if xs else "-")
-            p("| %s | %s |" % (label(cfg), " | ".join(cells)))
+        pps_table(p, up, sizes, lambda cfg, s: peak.get((cfg, s), []))
         p("")
     p("## Ratios (per round, median and spread)")
     p("")
     p("Each round's iotrelay figure divided by the same round's ceiling or original (same suite), then the median "
       "(min..max) over the rounds; `-` where the reference delivered nothing in every round.")
     ratios = {}
-    for title, metric in (("at <= 1 % loss", best), ("most delivered", {k: dict(enumerate(v)) for k, v in
-                                                                        peak.items()})):
+    peak_by_round = {k: dict(enumerate(v)) for k, v in peak.items()}
+    for title, metric in (("at <= 1 % loss", best), ("most delivered", peak_by_round)):
         p("")
         p("%s:" % title)
         p("")
-        p("| iotrelay configuration | " + " | ".join("%d B / ceiling | %d B / original" % (s, s) for s in sizes)
-          + " |")
-        p("|---|" + "---|---|" * len(sizes))
+        header(p, "iotrelay configuration", "%d B / ceiling | %d B / original", sizes)
         for cfg in up:
             kind, _, suite = cfg.partition("-")
             if kind not in ("relay", "both", "base"):
@@ -178,7 +184,7 @@ def main():
             for s in sizes:
                 for base in ("ceiling", "orig-" + suite):
                     mine, ref = metric.get((cfg, s), {}), metric.get((base, s), {})
-                    rs = [mine[k] / ref[k] for k in mine if ref.get(k)]
+                    rs = round_ratios(mine, ref)
                     ratios[(title, cfg, s, base.split("-")[0])] = med(rs)
                     cells.append(spread(rs, ratio))
             p("| %s | %s |" % (label(cfg), " | ".join(cells)))
@@ -188,14 +194,13 @@ def main():
         p("This build against the base build (BENCH_BASE_SIDECAR), each round's (d) figure divided by the same "
           "round's base figure, median (min..max):")
         p("")
-        p("| suite | " + " | ".join("%d B at <= 1 %% loss | %d B most delivered" % (s, s) for s in sizes) + " |")
-        p("|---|" + "---|---|" * len(sizes))
+        header(p, "suite", "%d B at <= 1 %% loss | %d B most delivered", sizes)
         for b in bases:
             cells = []
             for s in sizes:
-                for metric in (best, {k: dict(enumerate(v)) for k, v in peak.items()}):
+                for metric in (best, peak_by_round):
                     mine, ref = metric.get(("both-" + b[5:], s), {}), metric.get((b, s), {})
-                    cells.append(spread([mine[k] / ref[k] for k in mine if ref.get(k)], ratio))
+                    cells.append(spread(round_ratios(mine, ref), ratio))
             p("| %s | %s |" % (SUITES.get(b[5:], b[5:]), " | ".join(cells)))
     p("")
     p("## Targets (issue 13)")

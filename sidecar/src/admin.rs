@@ -139,23 +139,30 @@ pub async fn start(opts: &AdminOptions, shared: Arc<Shared>) -> anyhow::Result<(
     Ok(())
 }
 
+impl Shared {
+    /// `f` of what the owner task published last; `None` if a writer panicked while holding it.
+    fn read<T>(&self, f: impl FnOnce(&Published) -> T) -> Option<T> {
+        self.published.lock().ok().map(|p| f(&p))
+    }
+}
+
+/// A handler's answer: `body` as `content_type`, or 500 when the published state could not be read.
+fn document(content_type: &'static str, body: Option<String>) -> Response {
+    match body {
+        Some(body) => ([(header::CONTENT_TYPE, content_type)], body).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 async fn readyz(State(s): State<Arc<Shared>>) -> Response {
-    let r = match s.published.lock() {
-        Ok(p) => readiness(&p.status),
-        Err(_) => Err("internal error".into()),
-    };
-    match r {
+    match s.read(|p| readiness(&p.status)).unwrap_or_else(|| Err("internal error".into())) {
         Ok(()) => (StatusCode::OK, "ready\n").into_response(),
         Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")).into_response(),
     }
 }
 
 async fn status(State(s): State<Arc<Shared>>) -> Response {
-    let body = match s.published.lock() {
-        Ok(p) => serde_json::to_string_pretty(&p.status).unwrap_or_default(),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    };
-    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+    document("application/json", s.read(|p| serde_json::to_string_pretty(&p.status).unwrap_or_default()))
 }
 
 #[derive(Deserialize)]
@@ -193,31 +200,34 @@ pub fn refuse_rekey(headers: &HeaderMap, token: Option<&str>) -> Option<(StatusC
 }
 
 async fn rekey(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Query<RekeyQuery>) -> Response {
+    match start_rekey(&s, &headers, q).await {
+        Ok(()) => (StatusCode::ACCEPTED, "rekey started\n").into_response(),
+        Err((code, why)) => (code, why).into_response(),
+    }
+}
+
+/// `POST /rekey`: checked, then handed to the owner task; a refusal is a status code and a one-line reason.
+async fn start_rekey(s: &Shared, headers: &HeaderMap, q: RekeyQuery) -> Result<(), (StatusCode, String)> {
+    let shutting_down = || (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_string());
     let token = match s.rekey_token_file.as_deref().map(read_token) {
         None => None,
         Some(Ok(t)) => Some(t),
         Some(Err(e)) => {
             tracing::warn!(error = %e, "rekey refused: token file unreadable");
-            return (StatusCode::SERVICE_UNAVAILABLE, "rekey token unavailable\n").into_response();
+            return Err((StatusCode::SERVICE_UNAVAILABLE, "rekey token unavailable\n".into()));
         }
     };
-    if let Some((code, why)) = refuse_rekey(&headers, token.as_deref().map(String::as_str)) {
-        return (code, why).into_response();
+    if let Some((code, why)) = refuse_rekey(headers, token.as_deref().map(String::as_str)) {
+        return Err((code, why.into()));
     }
     let ike = match q.sa.as_deref() {
         None | Some("child") => false,
         Some("ike") => true,
-        Some(_) => return (StatusCode::BAD_REQUEST, "sa must be child or ike\n").into_response(),
+        Some(_) => return Err((StatusCode::BAD_REQUEST, "sa must be child or ike\n".into())),
     };
     let (tx, rx) = oneshot::channel();
-    if s.commands.send(Command::Rekey { tunnel: q.tunnel, ike, reply: tx }).await.is_err() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    }
-    match rx.await {
-        Ok(Ok(())) => (StatusCode::ACCEPTED, "rekey started\n").into_response(),
-        Ok(Err(e)) => (StatusCode::NOT_FOUND, format!("{e}\n")).into_response(),
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response(),
-    }
+    s.commands.send(Command::Rekey { tunnel: q.tunnel, ike, reply: tx }).await.map_err(|_| shutting_down())?;
+    rx.await.map_err(|_| shutting_down())?.map_err(|e| (StatusCode::NOT_FOUND, format!("{e}\n")))
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -266,6 +276,20 @@ struct DirLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     op: &'static str,
+}
+
+/// Registers one counter `name` with the value `v`.
+fn counter(reg: &mut Registry, name: &str, help: &str, v: u64) {
+    let c = Counter::<u64>::default();
+    c.inc_by(v);
+    reg.register(name, help, c);
+}
+
+/// Registers one gauge `name` with the value `v`.
+fn gauge(reg: &mut Registry, name: &str, help: &str, v: i64) {
+    let g = Gauge::<i64>::default();
+    g.set(v);
+    reg.register(name, help, g);
 }
 
 /// The BGP session metrics (dynamic routing only; no series for tunnels without a session).
@@ -427,22 +451,18 @@ pub fn render_metrics(p: &Published) -> String {
         "Datagrams the kernel dropped on the relay's socket because its receive queue was full (SO_RXQ_OVFL)",
         socket_drops,
     );
-    let not_peer = Counter::<u64>::default();
-    not_peer.inc_by(p.not_peer);
-    reg.register("ingress_not_peer_drops", "Datagrams on UDP 500/4500 from no tunnel's peer, dropped", not_peer);
-    let notices = Counter::<u64>::default();
-    notices.inc_by(p.notices_dropped);
-    reg.register(
+    counter(&mut reg, "ingress_not_peer_drops", "Datagrams on UDP 500/4500 from no tunnel's peer, dropped", p.not_peer);
+    counter(
+        &mut reg,
         "events_dropped",
         "Notices for Kubernetes Events dropped because the writer's queue was full",
-        notices,
+        p.notices_dropped,
     );
-    let reassembly = Counter::<u64>::default();
-    reassembly.inc_by(p.reassembly_dropped);
-    reg.register(
+    counter(
+        &mut reg,
         "reassembly_dropped",
         "Fragmented replies from the tunnel dropped incomplete (timed out, evicted, inconsistent)",
-        reassembly,
+        p.reassembly_dropped,
     );
 
     if let Some(g) = &p.gateway {
@@ -455,32 +475,32 @@ pub fn render_metrics(p: &Published) -> String {
         gpackets.get_or_create(&DirLabels { direction: "toTunnel" }).inc_by(g.to_tunnel);
         gpackets.get_or_create(&DirLabels { direction: "toDevice" }).inc_by(g.to_device);
         reg.register("gateway_packets", "Gateway-mode packets: device to tunnel, tunnel to device", gpackets);
-        let frag = Counter::<u64>::default();
-        frag.inc_by(g.fragmented);
-        reg.register("gateway_fragmented", "Gateway packets fragmented before encryption (no DF)", frag);
-        let mss = Counter::<u64>::default();
-        mss.inc_by(g.mss_clamped);
-        reg.register("gateway_mss_clamped", "TCP SYNs whose MSS option the gateway lowered", mss);
-        let routes = Gauge::<i64>::default();
-        routes.set(i64::try_from(g.bgp_routes).unwrap_or(i64::MAX));
-        reg.register("gateway_bgp_routes", "Prefixes learned over BGP routed through the device now", routes);
-        let refused = Gauge::<i64>::default();
-        refused.set(i64::try_from(g.bgp_routes_refused).unwrap_or(i64::MAX));
-        reg.register(
+        counter(&mut reg, "gateway_fragmented", "Gateway packets fragmented before encryption (no DF)", g.fragmented);
+        counter(&mut reg, "gateway_mss_clamped", "TCP SYNs whose MSS option the gateway lowered", g.mss_clamped);
+        gauge(
+            &mut reg,
+            "gateway_bgp_routes",
+            "Prefixes learned over BGP routed through the device now",
+            i64::try_from(g.bgp_routes).unwrap_or(i64::MAX),
+        );
+        gauge(
+            &mut reg,
             "gateway_bgp_routes_refused",
             "Learned prefixes not routed: beyond the bound or covering a tunnel peer",
-            refused,
+            i64::try_from(g.bgp_routes_refused).unwrap_or(i64::MAX),
         );
-        let route_errors = Counter::<u64>::default();
-        route_errors.inc_by(g.route_errors);
-        reg.register("gateway_route_errors", "Route changes through the device the kernel refused", route_errors);
+        counter(
+            &mut reg,
+            "gateway_route_errors",
+            "Route changes through the device the kernel refused",
+            g.route_errors,
+        );
         let d = &g.device;
-        let offload = Gauge::<i64>::default();
-        offload.set(i64::from(d.offload) + i64::from(d.offload && d.uso));
-        reg.register(
+        gauge(
+            &mut reg,
             "gateway_tun_offload",
             "The TUN device's offloads: 0 none (a packet per system call), 1 TCP (TSO and coalesced writes), 2 TCP and UDP",
-            offload,
+            i64::from(d.offload) + i64::from(d.offload && d.uso),
         );
         let syscalls = Family::<OpLabels, Counter>::default();
         syscalls.get_or_create(&OpLabels { op: "read" }).inc_by(d.reads);
@@ -504,9 +524,5 @@ pub fn render_metrics(p: &Published) -> String {
 }
 
 async fn metrics(State(s): State<Arc<Shared>>) -> Response {
-    let body = match s.published.lock() {
-        Ok(p) => render_metrics(&p),
-        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    };
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+    document("application/openmetrics-text; version=1.0.0; charset=utf-8", s.read(render_metrics))
 }

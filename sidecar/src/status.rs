@@ -83,6 +83,11 @@ impl WallClock {
         let t = self.origin.checked_add(sd).unwrap_or(self.origin);
         Time(Timestamp::from_second(t.as_second()).unwrap_or(t))
     }
+
+    /// An SA's established, rekey and expiry times, as its status shows them.
+    fn sa_times(&self, established: Duration, rekey: Duration, expires: Duration) -> [Option<Time>; 3] {
+        [established, rekey, expires].map(|d| Some(self.at(d)))
+    }
 }
 
 /// Which condition types this writer owns: standalone owns all four; in-cluster the operator owns
@@ -95,25 +100,31 @@ pub enum Owner {
 
 fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
     let e = &t.engine;
-    let ike_sa = e.ike.as_ref().map(|s| IkeSaStatus {
-        local_spi: format!("{:016x}", s.local_spi),
-        remote_spi: format!("{:016x}", s.remote_spi),
-        proposal: s.proposal.clone(),
-        established_at: Some(clock.at(s.established_at)),
-        rekey_at: Some(clock.at(s.rekey_at)),
-        expires_at: Some(clock.at(s.expires_at)),
+    let ike_sa = e.ike.as_ref().map(|s| {
+        let [established_at, rekey_at, expires_at] = clock.sa_times(s.established_at, s.rekey_at, s.expires_at);
+        IkeSaStatus {
+            local_spi: format!("{:016x}", s.local_spi),
+            remote_spi: format!("{:016x}", s.remote_spi),
+            proposal: s.proposal.clone(),
+            established_at,
+            rekey_at,
+            expires_at,
+        }
     });
-    let child_sa = e.child.as_ref().map(|c| ChildSaStatus {
-        inbound_spi: format!("{:08x}", c.inbound_spi),
-        outbound_spi: format!("{:08x}", c.outbound_spi),
-        proposal: c.proposal.clone(),
-        established_at: Some(clock.at(c.established_at)),
-        rekey_at: Some(clock.at(c.rekey_at)),
-        expires_at: Some(clock.at(c.expires_at)),
-        bytes_in: t.child.bytes_in,
-        bytes_out: t.child.bytes_out,
-        packets_in: t.child.packets_in,
-        packets_out: t.child.packets_out,
+    let child_sa = e.child.as_ref().map(|c| {
+        let [established_at, rekey_at, expires_at] = clock.sa_times(c.established_at, c.rekey_at, c.expires_at);
+        ChildSaStatus {
+            inbound_spi: format!("{:08x}", c.inbound_spi),
+            outbound_spi: format!("{:08x}", c.outbound_spi),
+            proposal: c.proposal.clone(),
+            established_at,
+            rekey_at,
+            expires_at,
+            bytes_in: t.child.bytes_in,
+            bytes_out: t.child.bytes_out,
+            packets_in: t.child.packets_in,
+            packets_out: t.child.packets_out,
+        }
     });
     ApiTunnel {
         name: t.name.clone(),
@@ -345,6 +356,16 @@ mod tests {
         Time("2026-11-28T20:00:05Z".parse().unwrap())
     }
 
+    /// Tunnel `tunnel1` with the engine's status `engine`, no traffic counted.
+    fn tunnel1(engine: TunnelStatus, active: bool) -> TunnelSnapshot {
+        TunnelSnapshot { name: "tunnel1".into(), engine, active, child: Default::default(), bgp: None }
+    }
+
+    /// The status of `tunnels` with [`forward`], nothing dropped, at [`now`], with no previous conditions.
+    fn status_of(owner: Owner, tunnels: &[TunnelSnapshot], gateway: Option<&GatewayCounters>) -> IotRelayStatus {
+        build_status(owner, None, &place(), tunnels, &[forward()], Default::default(), gateway, &clock(), now(), &[])
+    }
+
     fn forward() -> ForwardSnapshot {
         ForwardSnapshot {
             name: "admin".into(),
@@ -410,43 +431,15 @@ mod tests {
         let mut t = engine(TunnelState::Connecting);
         t.last_error = Some("peer sent AUTHENTICATION_FAILED".into());
         t.last_down_reason = Some(DownReason::AuthenticationFailed { by_peer: true });
-        let tunnels = vec![TunnelSnapshot {
-            name: "tunnel1".into(),
-            engine: t,
-            active: false,
-            child: Default::default(),
-            bgp: None,
-        }];
-        let s = build_status(
-            Owner::Standalone,
-            None,
-            &place(),
-            &tunnels,
-            &[forward()],
-            Default::default(),
-            None,
-            &clock(),
-            now(),
-            &[],
-        );
+        let tunnels = vec![tunnel1(t, false)];
+        let s = status_of(Owner::Standalone, &tunnels, None);
         let st = s.condition("Stalled").unwrap();
         assert_eq!((st.status.as_str(), st.reason.as_str()), ("True", "AuthenticationFailed"));
         assert_eq!(s.condition("Ready").unwrap().status, "False");
         assert_eq!(s.condition("Reconciling").unwrap().status, "False");
         assert!(readiness(&s).unwrap_err().contains("AuthenticationFailed"));
         // In-cluster the relay writes only Ready and Degraded.
-        let s = build_status(
-            Owner::InCluster,
-            None,
-            &place(),
-            &tunnels,
-            &[forward()],
-            Default::default(),
-            None,
-            &clock(),
-            now(),
-            &[],
-        );
+        let s = status_of(Owner::InCluster, &tunnels, None);
         let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(types, ["Ready", "Degraded"]);
     }
@@ -460,25 +453,8 @@ mod tests {
                 // Unknown until an IKE SA is established.
                 None => e.ike = None,
             }
-            let t = vec![TunnelSnapshot {
-                name: "tunnel1".into(),
-                engine: e,
-                active: true,
-                child: Default::default(),
-                bgp: None,
-            }];
-            build_status(
-                Owner::InCluster,
-                None,
-                &place(),
-                &t,
-                &[forward()],
-                Default::default(),
-                None,
-                &clock(),
-                now(),
-                &[],
-            )
+            let t = vec![tunnel1(e, true)];
+            status_of(Owner::InCluster, &t, None)
         };
         let s = one(Some(true));
         assert_eq!((s.nat_detected, s.node_name.as_deref()), (Some(true), Some("node-a")));
@@ -492,13 +468,7 @@ mod tests {
         no_public.public_identity = None;
         let mut e = established();
         e.ike.iter_mut().for_each(|s| s.nat_detected = true);
-        let t = vec![TunnelSnapshot {
-            name: "tunnel1".into(),
-            engine: e,
-            active: true,
-            child: Default::default(),
-            bgp: None,
-        }];
+        let t = vec![tunnel1(e, true)];
         let s = build_status(
             Owner::InCluster,
             None,
@@ -516,13 +486,7 @@ mod tests {
 
     #[test]
     fn transition_time_kept_while_status_unchanged() {
-        let tunnels = vec![TunnelSnapshot {
-            name: "tunnel1".into(),
-            engine: established(),
-            active: true,
-            child: Default::default(),
-            bgp: None,
-        }];
+        let tunnels = vec![tunnel1(established(), true)];
         let b = |f: &[ForwardSnapshot], now: Time, prev: &[Condition]| {
             build_status(Owner::Standalone, None, &place(), &tunnels, f, Default::default(), None, &clock(), now, prev)
         };
@@ -557,27 +521,8 @@ mod tests {
                 c.drop(why);
             }
         }
-        let t = vec![TunnelSnapshot {
-            name: "tunnel1".into(),
-            engine: established(),
-            active: true,
-            child: Default::default(),
-            bgp: None,
-        }];
-        let b = |g| {
-            build_status(
-                Owner::InCluster,
-                None,
-                &place(),
-                &t,
-                &[forward()],
-                Default::default(),
-                g,
-                &clock(),
-                now(),
-                &[],
-            )
-        };
+        let t = vec![tunnel1(established(), true)];
+        let b = |g| status_of(Owner::InCluster, &t, g);
         let got = serde_json::to_value(b(Some(&c)).gateway).unwrap();
         let want = serde_json::json!({
             "packetsToTunnel": 11, "packetsToDevice": 12, "fragmented": 13, "mssClamped": 14,
