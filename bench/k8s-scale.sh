@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Operator at scale on the e2e's real control plane (issue 16): N IotRelays whose relay pods stay Pending (a
 # nodeSelector no node has), the operator binary run beside the API server (no leader election). Measures
-#   - seconds from `kubectl apply` of N IotRelays until all N Deployments exist and every IotRelay has a status,
-#     and until every IotRelay reports its pod Unschedulable (the control plane created all pods: settled),
+#   - seconds the `kubectl apply` of N IotRelays itself takes ($APPLY_PARALLEL kubectl processes, default 8), from
+#     its start until all N Deployments exist and every IotRelay has a status (and that part after the apply
+#     returned), and until every IotRelay reports its pod Unschedulable (the control plane created all pods: settled),
+#   - CPU seconds of etcd, the API server, the kube-controller-manager, the scheduler and the operator, and the API
+#     requests by verb and resource (everyone's), from the apply until all children exist and until settled,
 #   - the operator's peak RSS (VmHWM) over the run,
 #   - API writes per minute once nothing changes (apiserver_request_total, write verbs, the kinds the operator
 #     writes; nothing else writes them here), over a 60 s window,
@@ -10,7 +13,9 @@
 # Targets from issue 16 (N=1000): all children < 60 s, RSS <= 64 MiB, < 100 writes/min when idle.
 #
 #   flock /tmp/iotrelay-lab.lock bench/k8s-scale.sh [N]     (root; default N=1000; needs a release build)
-# Prints one line `k8s-scale: N=... children_s=... rss_peak_mib=... idle_writes_per_min=... idle_passes=...`.
+# Prints the CPU and request breakdown, then one line
+# `k8s-scale: N=... apply_s=... children_s=... children_after_apply_s=... settled_s=... rss_peak_mib=...
+# idle_writes_per_min=... idle_passes=...`.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
@@ -45,20 +50,52 @@ writes() {
     && /resource="(iotrelays|deployments|serviceaccounts|roles|rolebindings)"/ { n += $NF } END { printf "%d\n", n }'
 }
 for _ in $(seq 30); do metrics > /dev/null 2>&1 && break; sleep 1; done
+# CPU seconds used so far by each control-plane process and the operator (utime + stime).
+cpu() {
+  local p pid
+  for p in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    pid=$(cat "$K8S_STATE/pids/$p")
+    printf '%s=%s ' "$p" "$(awk '{print $14 + $15}' "/proc/$pid/stat")"
+  done
+  printf 'operator=%s\n' "$(awk '{print $14 + $15}' "/proc/$oppid/stat")"
+}
+# API requests so far by verb and resource (everyone's).
+requests() {
+  kc get --raw /metrics | awk '/^apiserver_request_total[{]/ {
+      match($0, /resource="[^"]*"/); r = substr($0, RSTART + 10, RLENGTH - 11)
+      match($0, /verb="[^"]*"/); v = substr($0, RSTART + 6, RLENGTH - 7)
+      n[v " " r] += $NF } END { for (k in n) print k, n[k] }' | sort
+}
 
-python3 - "$n" "$ns" "$repo/e2e/k8s/relay.py" > "$K8S_STATE.relays.json" <<'PY'
+# The IotRelays in $par files, applied by $par kubectl processes at once: one kubectl applies a file's objects one
+# request after the other, which for 1000 objects took longer than the operator needed to create every child.
+par=${APPLY_PARALLEL:-8}
+rm -f "$K8S_STATE".relays.*.json
+python3 - "$n" "$ns" "$repo/e2e/k8s/relay.py" "$par" "$K8S_STATE.relays" <<'PY'
 import json, subprocess, sys
-n, ns, tool = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+n, ns, tool, par, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5]
 base = json.loads(subprocess.check_output([tool, "x", ns, 'spec.nodeSelector={"iotrelay.dev/bench":"no-such-node"}']))
-items = []
+items = [[] for _ in range(par)]
 for i in range(n):
     r = json.loads(json.dumps(base))
     r["metadata"]["name"] = f"scale-{i}"
-    items.append(r)
-json.dump({"apiVersion": "v1", "kind": "List", "items": items}, sys.stdout)
+    items[i % par].append(r)
+for k, chunk in enumerate(items):
+    if chunk:
+        with open(f"{out}.{k}.json", "w") as f:
+            json.dump({"apiVersion": "v1", "kind": "List", "items": chunk}, f)
 PY
+requests > "$K8S_STATE.requests.0"
+c0=$(cpu)
 t0=$(date +%s.%N)
-kc apply --server-side -f "$K8S_STATE.relays.json" > /dev/null
+appliers=()
+for f in "$K8S_STATE".relays.*.json; do
+  kc apply --server-side -f "$f" > /dev/null &
+  appliers+=($!)
+done
+for p in "${appliers[@]}"; do wait "$p"; done
+t_applied=$(date +%s.%N)
+apply_s=$(echo "$t_applied - $t0" | bc)
 all_children() {
   [ "$(kc -n $ns get deploy -o name | wc -l)" -ge "$n" ] \
     && [ "$(kc -n $ns get iotrelay -o json | jq '[.items[] | select(.status.observedGeneration != null)] | length')" -ge "$n" ]
@@ -69,6 +106,9 @@ until all_children; do
 done
 t1=$(date +%s.%N)
 children_s=$(echo "$t1 - $t0" | bc)
+after_apply_s=$(echo "$t1 - $t_applied" | bc)
+c1=$(cpu)
+requests > "$K8S_STATE.requests.1"
 # Let the last passes settle: the kube-controller-manager creates the pods at its own pace after the children
 # exist, and each relay's status follows its pod to Unschedulable. Then an idle minute.
 settled() {
@@ -80,9 +120,21 @@ until settled; do
   sleep 2
 done
 settled_s=$(echo "$(date +%s.%N) - $t0" | bc)
+c2=$(cpu)
+requests > "$K8S_STATE.requests.2"
 sleep 5
 w0=$(writes) p0=$(passes)
 sleep 60
 w1=$(writes) p1=$(passes)
-printf 'k8s-scale: N=%s children_s=%.1f settled_s=%.1f rss_peak_mib=%s idle_writes_per_min=%s idle_passes=%s\n' \
-  "$n" "$children_s" "$settled_s" "$(hwm)" "$((w1 - w0))" "$((p1 - p0))"
+echo "k8s-scale: cpu ticks (1/100 s) at apply: $c0"
+echo "k8s-scale: cpu ticks at children:     $c1"
+echo "k8s-scale: cpu ticks at settled:      $c2"
+echo "k8s-scale: API requests from apply to children (verb resource count):"
+join -a2 -e0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.0") \
+  <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.1") | awk '$3 - $2 > 0 {print "  " $1, $3 - $2}'
+echo "k8s-scale: API requests from children to settled:"
+join -a2 -e0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.1") \
+  <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.2") | awk '$3 - $2 > 0 {print "  " $1, $3 - $2}'
+echo "k8s-scale: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf 'k8s-scale: N=%s apply_s=%.1f children_s=%.1f children_after_apply_s=%.1f settled_s=%.1f rss_peak_mib=%s idle_writes_per_min=%s idle_passes=%s\n' \
+  "$n" "$apply_s" "$children_s" "$after_apply_s" "$settled_s" "$(hwm)" "$((w1 - w0))" "$((p1 - p0))"
