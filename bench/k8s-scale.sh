@@ -124,8 +124,10 @@ c2=$(cpu)
 requests > "$K8S_STATE.requests.2"
 sleep 5
 w0=$(writes) p0=$(passes)
+requests > "$K8S_STATE.requests.3"
 sleep 60
 w1=$(writes) p1=$(passes)
+requests > "$K8S_STATE.requests.4"
 echo "k8s-scale: cpu ticks (1/100 s) at apply: $c0"
 echo "k8s-scale: cpu ticks at children:     $c1"
 echo "k8s-scale: cpu ticks at settled:      $c2"
@@ -135,6 +137,9 @@ join -a2 -e0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.0") \
 echo "k8s-scale: API requests from children to settled:"
 join -a2 -e0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.1") \
   <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.2") | awk '$3 - $2 > 0 {print "  " $1, $3 - $2}'
+echo "k8s-scale: API requests in the idle minute:"
+join -a2 -e0 -o 0,1.2,2.2 <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.3") \
+  <(awk '{print $1"/"$2, $3}' "$K8S_STATE.requests.4") | awk '$3 - $2 > 0 {print "  " $1, $3 - $2}'
 echo "k8s-scale: load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf 'k8s-scale: N=%s apply_s=%.1f children_s=%.1f children_after_apply_s=%.1f settled_s=%.1f rss_peak_mib=%s idle_writes_per_min=%s idle_passes=%s\n' \
   "$n" "$apply_s" "$children_s" "$after_apply_s" "$settled_s" "$(hwm)" "$((w1 - w0))" "$((p1 - p0))"
