@@ -65,6 +65,7 @@ declare -A prereq_why=(
   [operator]="operator not Ready after helm install"
   [crd]="IotRelay CRD not established"
   [relay]="IotRelay plant-7 never became Ready"
+  [monitoring]="the chart's monitoring objects were not applied"
 )
 
 cleanup() {
@@ -225,7 +226,7 @@ t_operator_ready() {
 tc operator-running-with-chart-serviceaccount t_operator_ready
 
 # The cases, in run order (each file's `tc` lines run as they are read).
-for case_file in validation user-path real-node gateway operations; do
+for case_file in validation user-path monitoring real-node gateway operations; do
   # shellcheck source=/dev/null
   source "$here/cases/$case_file.sh"
 done

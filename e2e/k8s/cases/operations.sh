@@ -62,6 +62,24 @@ t_pod_security() {
 }
 tc pod-security-refusal-stalled t_pod_security
 
+# A ResourceQuota smaller than the relay's default memory request (the chart's relay.resources: 64Mi) refuses the
+# relay pod: the IotRelay is Stalled with the quota's message, not "waiting for the relay pod to be created".
+t_quota() {
+  requires operator crd || return 1
+  local qns=k8s-quota st
+  kubectl create namespace $qns > /dev/null 2>&1
+  kubectl -n $qns create quota relay-quota --hard=requests.memory=32Mi,limits.memory=1Gi > /dev/null \
+    || { why="creating the ResourceQuota failed"; return 1; }
+  kubectl -n $qns create secret generic aws-vpn --from-literal=tunnel1=$psk1 --from-literal=tunnel2=$psk2 > /dev/null 2>&1
+  relay k8s-quota $qns | kubectl apply -f - > /dev/null || { why="apply failed"; return 1; }
+  quota() { kubectl -n $qns get iotrelay k8s-quota -o jsonpath="{.status.conditions[?(@.type==\"Stalled\")].$1}"; }
+  wait_until 90 is True quota status || { why="not Stalled after 90 s: Ready $(kubectl -n $qns get iotrelay k8s-quota -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}')"; return 1; }
+  st="$(quota reason): $(quota message)"
+  [[ "$st" == FailedCreate:*"exceeded quota: relay-quota"*requests.memory* ]] || { why="Stalled $st"; return 1; }
+  kubectl delete namespace $qns --wait=false > /dev/null 2>&1
+}
+tc resource-quota-refusal-stalled t_quota
+
 # ---------------------------------------------------------------------------------------------------------------
 # Issue 16: the kubectl plugin, installed as the docs say (the binary copied into a directory on PATH, where kubectl
 # finds it): `kubectl iotrelay status`, `diagnose` on a healthy and on two broken relays, `rekey` through the API.
