@@ -49,7 +49,7 @@ t_podmonitor_reaches_relay() {
   jq -e --arg ns "$ns" '.spec.namespaceSelector.any == true or (.spec.namespaceSelector.matchNames | index($ns))' \
     <<< "$pm" > /dev/null || { why="the PodMonitor's namespaceSelector leaves out $ns"; return 1; }
   sel=$(jq -r '.spec.selector.matchLabels | to_entries | map("\(.key)=\(.value)") | join(",")' <<< "$pm")
-  kubectl -n $ns get pods -l "$sel" -o name | grep -qx "pod/$pod" || { why="selector $sel does not select $pod"; return 1; }
+  kubectl -n $ns get pods -l "$sel" -o name | grepq -x "pod/$pod" || { why="selector $sel does not select $pod"; return 1; }
   port=$(jq -r '.spec.podMetricsEndpoints[0].port' <<< "$pm")
   path=$(jq -r '.spec.podMetricsEndpoints[0].path' <<< "$pm")
   number=$(kubectl -n $ns get pod "$pod" -o json | jq -r --arg p "$port" \
@@ -72,7 +72,7 @@ t_servicemonitor_reaches_relay() {
   jq -e --arg ns "$ns" '.spec.namespaceSelector.matchNames | index($ns)' <<< "$sm" > /dev/null \
     || { why="the ServiceMonitor's namespaceSelector leaves out $ns"; return 1; }
   sel=$(jq -r '.spec.selector.matchLabels | to_entries | map("\(.key)=\(.value)") | join(",")' <<< "$sm")
-  kubectl -n $ns get service -l "$sel" -o name | grep -qx service/iotrelay-relay-metrics \
+  kubectl -n $ns get service -l "$sel" -o name | grepq -x service/iotrelay-relay-metrics \
     || { why="ServiceMonitor selector $sel does not select the relay-metrics Service"; return 1; }
   port=$(jq -r '.spec.endpoints[0].port' <<< "$sm")
   jq -e --arg p "$port" '.spec.ports | map(.name) | index($p)' <<< "$svc" > /dev/null \
@@ -83,10 +83,10 @@ t_servicemonitor_reaches_relay() {
   mon_eps() { kubectl -n $ns get endpointslices -l kubernetes.io/service-name=iotrelay-relay-metrics -o json \
     | jq -r --arg p "$port" '.items[] | .ports[]? as $q | select($q.name == $p) | .endpoints[] | select(.targetRef.kind == "Pod")
       | "\(.targetRef.name) \(.addresses[0]):\($q.port)"'; }
-  mon_has_ep() { mon_eps | grep -q "^$pod "; }
+  mon_has_ep() { mon_eps | grepq "^$pod "; }
   wait_until 30 mon_has_ep || { why="the Service's endpoints are '$(mon_eps | tr '\n' ' ')', not $pod"; return 1; }
   ip netns exec "$K8S_NETNS" curl -sf --max-time 5 "http://$(mon_eps | awk -v p="$pod" '$1 == p {print $2; exit}')/metrics" \
-    | grep -q '^iotrelay_tunnel_up{' || { why="no iotrelay_tunnel_up from the Service's endpoint ($ip)"; return 1; }
+    | grepq '^iotrelay_tunnel_up{' || { why="no iotrelay_tunnel_up from the Service's endpoint ($ip)"; return 1; }
 }
 tc servicemonitor-selects-relay-metrics-service t_servicemonitor_reaches_relay
 
