@@ -19,7 +19,7 @@ mon_get() { kubectl -n "${3:-$opns}" get "$1" "$2" -o json; }
 
 t_monitoring_applied() {
   requires relay chart || return 1
-  local out t show=()
+  local out t kv show=()
   if ! kubectl get crd podmonitors.monitoring.coreos.com > /dev/null 2>&1; then
     out=$(kubectl apply -f "$here/monitoring-crds.yaml" 2>&1) || { why="stand-in CRDs: $out"; return 1; }
     kubectl wait --for=condition=Established crd/podmonitors.monitoring.coreos.com \
@@ -27,8 +27,10 @@ t_monitoring_applied() {
       || { why="stand-in monitoring CRDs not Established"; return 1; }
   fi
   for t in "${mon_templates[@]}"; do show+=(--show-only "templates/$t.yaml"); done
-  out=$(helm template iotrelay "$chart" -n $opns "${mon_values[@]}" "${show[@]}" > "$K8S_STATE/monitoring.yaml" 2>&1) \
-    || { why="helm template: $out"; return 1; }
+  # Offline rendering assumes an old Kubernetes unless told: the chart's kubeVersion needs the server's.
+  kv=$(kubectl version -o json 2>/dev/null | jq -r '.serverVersion.gitVersion // empty')
+  out=$(helm template iotrelay "$chart" -n $opns --kube-version "${kv:-unknown}" "${mon_values[@]}" "${show[@]}" \
+    2>&1 > "$K8S_STATE/monitoring.yaml") || { why="helm template: $(echo "$out" | head -2 | tr '\n' ' ')"; return 1; }
   out=$(kubectl apply --server-side -f "$K8S_STATE/monitoring.yaml" 2>&1) || { why="kubectl apply: $(echo "$out" | tail -2 | tr '\n' ' ')"; return 1; }
   for t in podmonitor/iotrelay-relays servicemonitor/iotrelay-relays servicemonitor/iotrelay \
            prometheusrule/iotrelay configmap/iotrelay-dashboard; do
