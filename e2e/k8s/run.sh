@@ -133,11 +133,14 @@ container_pid() {
   "$here/cluster.sh" pid "$(kubectl -n "$1" get pod "$2" -o jsonpath='{.status.containerStatuses[0].containerID}')"
 }
 events_for() { kubectl -n $ns get events --field-selector "involvedObject.kind=IotRelay,involvedObject.name=$1" -o json; }
-diag() { # NAME: dump a relay's status and pod into the artifacts for a failed case
+diag() { # NAME: dump a relay's status and pod, the operator's pods and the node's taints into the artifacts
   mkdir -p "$artifacts"
-  { kubectl -n $ns get iotrelay "$1" -o yaml; kubectl -n $ns get pods -o wide; events_for "$1" | jq -r '.items[] | "\(.reason): \(.message)"'; } \
-    > "$artifacts/$1.txt" 2>&1
+  { kubectl -n $ns get iotrelay "$1" -o yaml; kubectl -n $ns get pods -o wide; events_for "$1" | jq -r '.items[] | "\(.reason): \(.message)"'
+    kubectl -n $opns get pods -o wide; echo "node taints:$(node_taints)"; } > "$artifacts/$1.txt" 2>&1
 }
+# node_taints: " key:effect ..." of the node's taints (empty when none). A full disk shows here first: the kubelet
+# taints its node disk-pressure and nothing new is scheduled, which would otherwise look like an operator fault.
+node_taints() { kubectl get node "$node" -o jsonpath='{range .spec.taints[*]} {.key}:{.effect}{end}' 2>/dev/null; }
 
 # ---------------------------------------------------------------------------------------------------------------
 # Infrastructure

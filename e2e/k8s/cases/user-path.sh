@@ -6,10 +6,11 @@
 
 t_relay_ready() {
   requires operator crd || return 1
+  local t
   kubectl -n $ns create secret generic aws-vpn --from-literal=tunnel1=$psk1 --from-literal=tunnel2=$psk2 > /dev/null
   relay plant-7 $ns | kubectl apply -f - > /dev/null || { why="kubectl apply failed"; return 1; }
   kubectl -n $ns wait --for=condition=Ready iotrelay/plant-7 --timeout=120s > /dev/null 2>&1 \
-    || { why="not Ready after 120 s: $(cond plant-7 Ready message)"; diag plant-7; return 1; }
+    || { t=$(node_taints); why="not Ready after 120 s: $(cond plant-7 Ready message)${t:+ (node taints:$t)}"; diag plant-7; return 1; }
   have[relay]=1
 }
 tc iotrelay-ready t_relay_ready
