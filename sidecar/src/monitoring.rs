@@ -19,6 +19,9 @@ struct SaLabels {
     sa: &'static str,
 }
 
+/// The `reason` label of a tunnel that has not failed yet.
+const NO_DOWN_REASON: &str = "None";
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DownLabels {
     tunnel: String,
@@ -26,7 +29,7 @@ struct DownLabels {
 }
 
 /// Adds build info, SA timestamps and down reasons to `reg` (prefix `iotrelay`). Label values are bounded:
-/// tunnel names from the spec, `sa` is `ike` or `child`, `reason` one of the engine's fixed reasons.
+/// tunnel names from the spec, `sa` is `ike` or `child`, `reason` one of the engine's fixed reasons or `None`.
 pub fn register(reg: &mut Registry, status: &IotRelayStatus, tunnels: &[TunnelSnapshot]) {
     reg.register(
         "build",
@@ -65,18 +68,18 @@ pub fn register(reg: &mut Registry, status: &IotRelayStatus, tunnels: &[TunnelSn
         expiry,
     );
 
+    // One series per tunnel, also while it is up (0), so the family always exists: a dashboard or alert that
+    // queries it never meets "no data" on a healthy relay.
     let down = Family::<DownLabels, Gauge>::default();
     for t in tunnels {
-        if t.engine.state == TunnelState::Established {
-            continue;
-        }
-        if let Some(r) = &t.engine.last_down_reason {
-            down.get_or_create(&DownLabels { tunnel: t.name.clone(), reason: r.reason() }).set(1);
-        }
+        let reason = t.engine.last_down_reason.as_ref().map_or(NO_DOWN_REASON, |r| r.reason());
+        let is_down = t.engine.state != TunnelState::Established;
+        down.get_or_create(&DownLabels { tunnel: t.name.clone(), reason }).set(i64::from(is_down));
     }
     reg.register(
         "tunnel_down_reason",
-        "1 while the tunnel is not established, labelled with the reason of its last failure",
+        "1 while the tunnel is not established, 0 while it is, labelled with the reason of its last failure \
+         (None before any)",
         down,
     );
 }

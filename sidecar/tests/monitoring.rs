@@ -88,6 +88,11 @@ fn every_metric_the_alerts_and_the_dashboard_query_is_exported() {
     let healthy = relay_metrics(None);
     let refused = relay_metrics(Some(b"another_psk_456"));
     assert!(healthy.contains("iotrelay_tunnel_up{tunnel=\"tunnel1\"} 1"), "relay not established:\n{healthy}");
+    // The down-reason family exists on a healthy relay too (0, reason None), so a query never finds no data.
+    assert!(
+        healthy.contains("iotrelay_tunnel_down_reason{tunnel=\"tunnel1\",reason=\"None\"} 0"),
+        "no down-reason series on a healthy relay:\n{healthy}"
+    );
     assert!(
         refused.contains("iotrelay_tunnel_down_reason{tunnel=\"tunnel1\",reason=\"AuthenticationFailed\"} 1"),
         "no AuthenticationFailed series (the alert's selector):\n{refused}"
