@@ -15,8 +15,11 @@
 # it has been up for failbackDelay, then aws1 has the plain path and aws2 the prepended one; a BGP-only loss (bird
 # on aws1 shuts its session, the tunnel stays up) moves the plain path to aws2 at once, Degraded BgpSessionDown,
 # and the session that comes back waits again; a broken peer's bad header answered with NOTIFICATION Message Header
-# Error / Connection Not Synchronized, then a reconnect. The AWS side's data plane keeps the lab's static route
-# into the tunnel (what we test is BGP, not bird's kernel routes).
+# Error / Connection Not Synchronized, then a reconnect. Then gateway mode with BGP (a relay with `gateway: {}`,
+# no gateway.routes): no route to the VPC before bird announces it; once announced, 100.64.0.0/16 dev iotrelay0 src
+# 100.127.0.1 in the relay namespace and the device answers a ping through the TUN; a withdrawal removes the
+# route. The AWS side's data plane keeps the lab's static route into the tunnel (what we test is BGP, not bird's
+# kernel routes).
 # Usage: e2e/bgp/run.sh [CASE-PREFIX...]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -81,12 +84,15 @@ relay_bgp_is() { [ "$(relay_bgp "$1" "$2")" = "$3" ]; }
 noroute() { metric 'iotrelay_forward_drops_total{forward="admin",reason="noRoute"}'; }
 ask() { lab_ask "$LAB_NS_IOT" "$LAB_RELAY_IOT_ADDR" "$LAB_DEVICE_PORT" "$1" 3; }
 
+# start_bgp_relay [SPEC-LINE...]: the relay with spec.bgp (and each SPEC-LINE added to its spec, e.g. gateway).
 start_bgp_relay() {
+  local line
   relay_yaml "$LAB_DIR/relay.yaml"
   # Dynamic routing: an inside /30 per tunnel and spec.bgp (AWS's defaults otherwise).
   sed -i -e "/peerAddress: $(lab_aws_addr 1)/a\\    insideCidr: 169.254.11.0/30" \
     -e "/peerAddress: $(lab_aws_addr 2)/a\\    insideCidr: 169.254.12.0/30" \
     -e "/^  remoteSubnets:/a\\  bgp: {localAsn: 65000, failbackDelay: $FAILBACK_DELAY}" "$LAB_DIR/relay.yaml"
+  for line in "$@"; do sed -i "/^  remoteSubnets:/a\\  $line" "$LAB_DIR/relay.yaml"; done
   relay_start "$LAB_DIR/relay.yaml" || return 1
   lab_wait 30 relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1 not Established within 30 s"; return 1; }
   lab_wait 30 relay_tunnel_established tunnel2 || { lab_fail_why "tunnel2 not Established within 30 s"; return 1; }
@@ -228,6 +234,69 @@ malformed_answered_with_notification() {
   [ "$(relay_jq '.tunnels[1].bgp.lastError')" != "" ] || lab_fail_why "tunnel2 bgp lastError empty"
 }
 
+# --- gateway mode with BGP: the prefixes bird announces are the TUN device's routes --------------------------------
+
+DEV=iotrelay0
+vpc_route() { ip -n "$LAB_NS_RELAY" route show "$LAB_VPC"; }
+vpc_routed() { vpc_route | grepq "dev $DEV .*src $LAB_INSIDE"; }
+vpc_unrouted() { [ -z "$(vpc_route)" ]; }
+gw_status() { relay_jq ".gateway.$1 // 0"; }
+gw_status_is() { [ "$(gw_status "$1")" = "$2" ]; }
+ping_device() { ip netns exec "$LAB_NS_RELAY" ping -c 3 -i 0.3 -W 2 "$LAB_DEVICE" > "$LAB_DIR/$1.out" 2>&1; }
+# bird_restart N: bird N afresh (its config: the VPC not announced), once its old process has left port 179.
+bird_restart() {
+  bird_stop "$1"
+  lab_wait 15 sh -c "! ip netns exec $LAB_ID-aws$1 ss -Hltn 'sport = :179' | grep -q ." \
+    || { lab_fail_why "port 179 in aws$1 still taken"; return 1; }
+  rm -f "$(bird_dir "$1")/bird.ctl"
+  bird_start "$1"
+}
+
+# A relay with `gateway: {}` and spec.bgp (no gateway.routes): both sessions up, nothing announced yet, so no route
+# to the VPC exists, through the device or otherwise, and the device cannot be reached.
+gateway_no_route_before_announce() {
+  relay_stop
+  bird_restart 1 && bird_restart 2 || return 1
+  start_bgp_relay "gateway: {}" || return 1
+  lab_wait 10 sh -c "ip -n $LAB_NS_RELAY link show $DEV > /dev/null 2>&1" || { lab_fail_why "no $DEV"; return 1; }
+  # The condition under which a learned route would appear: both sessions Established.
+  sessions_established || return 1
+  relay_bgp_is 1 prefixesReceived 0 && relay_bgp_is 2 prefixesReceived 0 \
+    || { lab_fail_why "the relay learned routes before any announcement"; return 1; }
+  vpc_unrouted || { lab_fail_why "a route to $LAB_VPC before the announcement: $(vpc_route)"; return 1; }
+  [ "$(gw_status bgpRoutes)" = 0 ] || { lab_fail_why "status.gateway.bgpRoutes $(gw_status bgpRoutes)"; return 1; }
+  if ping_device gw-ping-before; then lab_fail_why "the device answered a ping before the announcement"; fi
+}
+
+# bird announces the VPC on both tunnels: the relay adds 100.64.0.0/16 dev iotrelay0 src 100.127.0.1, and a ping
+# from the relay host goes through the device and the tunnel and is answered.
+gateway_route_when_announced() {
+  alive || return 1
+  local out0 in0
+  out0=$(metric 'iotrelay_gateway_packets_total{direction="toTunnel"}')
+  in0=$(metric 'iotrelay_gateway_packets_total{direction="toDevice"}')
+  birdc_n 1 enable vpc > /dev/null && birdc_n 2 enable vpc > /dev/null
+  lab_wait 15 vpc_routed || { lab_fail_why "no route $LAB_VPC dev $DEV: '$(vpc_route)'; $(grep -i 'route' "$LAB_DIR/relay.log" | tail -2)"; return 1; }
+  lab_wait 5 gw_status_is bgpRoutes 1 \
+    || { lab_fail_why "status.gateway.bgpRoutes $(gw_status bgpRoutes), want 1"; return 1; }
+  ping_device gw-ping-after || { lab_fail_why "no answer through $DEV: $(tail -2 "$LAB_DIR/gw-ping-after.out" | tr '\n' ' ')"; return 1; }
+  lab_wait 5 metric_ge 'iotrelay_gateway_packets_total{direction="toTunnel"}' $((${out0:-0} + 3)) \
+    || { lab_fail_why "the pings did not go through the device into the tunnel"; return 1; }
+  lab_wait 5 metric_ge 'iotrelay_gateway_packets_total{direction="toDevice"}' $((${in0:-0} + 3)) \
+    || lab_fail_why "the answers did not come out of the device"
+}
+
+# bird withdraws the VPC on both tunnels: the route goes, and the device is unreachable again.
+gateway_route_withdrawn() {
+  alive || return 1
+  birdc_n 1 disable vpc > /dev/null && birdc_n 2 disable vpc > /dev/null
+  lab_wait 15 vpc_unrouted || { lab_fail_why "route still there after the withdrawal: $(vpc_route)"; return 1; }
+  lab_wait 5 gw_status_is bgpRoutes 0 \
+    || { lab_fail_why "status.gateway.bgpRoutes $(gw_status bgpRoutes), want 0"; return 1; }
+  ip -n "$LAB_NS_RELAY" link show "$DEV" > /dev/null 2>&1 || { lab_fail_why "$DEV went away"; return 1; }
+  if ping_device gw-ping-withdrawn; then lab_fail_why "the device answered after the withdrawal"; fi
+}
+
 lab_expect $(($(grep -c '^ *lab_run [a-z]' "$0") + 1))
 lab_case lab-up lab_up || exit 1
 lab_aws_start 1 "$RELAY_PSK1"
@@ -247,5 +316,8 @@ lab_run bgp-failover-announcements failover_announcements
 lab_run bgp-failback-after-delay failback_after_delay
 lab_run bgp-session-loss-fails-over bgp_loss_fails_over
 lab_run bgp-malformed-notification malformed_answered_with_notification
+lab_run bgp-gateway-no-route-before-announce gateway_no_route_before_announce
+lab_run bgp-gateway-route-when-announced gateway_route_when_announced
+lab_run bgp-gateway-route-withdrawn gateway_route_withdrawn
 relay_stop
 lab_summary
