@@ -3,7 +3,8 @@
 //! One [`Tunnel`] per configured AWS tunnel (peer address). It owns at most one IKE SA and exactly one
 //! CHILD_SA at a time (plus, briefly after a rekey, the previous inbound SA), and speaks quinn-proto style:
 //! input through `handle_*`, output through `poll_*`, commands as plain methods. Time is a [`Duration`] since an
-//! arbitrary origin chosen by the caller; randomness comes through [`RandomSource`].
+//! arbitrary origin chosen by the caller; randomness is the tunnel's own, seeded by the caller through
+//! [`crate::Tunnel::new`] and [`crate::Tunnel::reseed`].
 
 use iotrelay_crypto::kdf::KeyMaterial;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};

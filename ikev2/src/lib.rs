@@ -1,7 +1,9 @@
 //! iotrelay-ikev2: a sans-IO IKEv2 (RFC 7296) engine for AWS Site-to-Site VPN tunnels.
 //!
-//! No sockets, no clock reads, no global RNG: datagrams, the current time and randomness come in as arguments,
-//! transmissions, timers and events come out through `poll_*` methods.
+//! No sockets, no clock reads, no global RNG: datagrams and the current time come in as arguments; randomness comes
+//! in once, as the 32-octet seed of [`Tunnel::new`] (and, when the caller wants, more through [`Tunnel::reseed`]),
+//! and the tunnel draws everything from its own generator (`tunnel/random.rs`). Transmissions, timers and events
+//! come out through `poll_*` methods.
 //!
 //! - `api.rs`: the contract with the sidecar ([`Config`], [`Event`], [`TunnelStatus`], [`DropReason`]).
 //! - `wire/`: the RFC 7296 / RFC 7383 codec (headers, payloads, fragments).

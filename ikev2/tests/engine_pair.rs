@@ -169,6 +169,7 @@ fn dpd_declares_a_dead_peer_within_the_timeout_and_reconnects() {
         SocketAddr::new(IpAddr::V4(B), 500),
         SocketAddr::new(IpAddr::V4(A), 500),
         p.now,
+        &[11; 32],
     );
     p.b.dp = Datapath::default();
     p.run(Duration::from_secs(120));
@@ -195,9 +196,9 @@ fn child_rekey_from_either_side_keeps_one_outbound_sa() {
         for round in 0..3 {
             let now = p.now;
             if initiator_side {
-                p.a.t.rekey_child(now, &mut p.rng);
+                p.a.t.rekey_child(now);
             } else {
-                p.b.t.rekey_child(now, &mut p.rng);
+                p.b.t.rekey_child(now);
             }
             p.run(Duration::from_secs(20));
             p.assert_matching_child();
@@ -217,8 +218,8 @@ fn simultaneous_child_rekey_yields_exactly_one_new_sa() {
     // collision on each side, resolved at once (no retry), one SA pair left, nothing torn down.
     let mut p = established_pair("aes128gcm16-prfsha256-ecp256", "aes128gcm16-ecp256");
     let now = p.now;
-    p.a.t.rekey_child(now, &mut p.rng);
-    p.b.t.rekey_child(now, &mut p.rng);
+    p.a.t.rekey_child(now);
+    p.b.t.rekey_child(now);
     p.run(Duration::ZERO);
     p.assert_matching_child();
     // The side whose rekey survives saw the peer's SA replaced by its own: two switches, the other side one.
@@ -237,8 +238,8 @@ fn simultaneous_ike_rekey_keeps_one_ike_sa_and_the_child() {
     let mut p = established_pair("aes256-sha256-modp2048", "aes256-sha256");
     let before = p.a.t.status();
     let now = p.now;
-    p.a.t.rekey_ike(now, &mut p.rng);
-    p.b.t.rekey_ike(now, &mut p.rng);
+    p.a.t.rekey_ike(now);
+    p.b.t.rekey_ike(now);
     p.run(Duration::from_secs(60));
     let after = p.a.t.status();
     assert_ne!(before.ike_local_spi(), after.ike_local_spi());
@@ -258,9 +259,9 @@ fn ike_rekey_from_either_side_keeps_the_child() {
         let before = p.a.t.status();
         let now = p.now;
         if initiator_side {
-            p.a.t.rekey_ike(now, &mut p.rng);
+            p.a.t.rekey_ike(now);
         } else {
-            p.b.t.rekey_ike(now, &mut p.rng);
+            p.b.t.rekey_ike(now);
         }
         p.run(Duration::from_secs(20));
         let after = p.a.t.status();
@@ -269,7 +270,7 @@ fn ike_rekey_from_either_side_keeps_the_child() {
         p.assert_matching_child();
         // The rekeyed SA works: a CHILD rekey over it succeeds, and DPD keeps it up.
         let now = p.now;
-        p.a.t.rekey_child(now, &mut p.rng);
+        p.a.t.rekey_child(now);
         p.run(Duration::from_secs(60));
         p.assert_matching_child();
         assert_eq!(p.a.dp.rekeys, 1);
@@ -300,9 +301,9 @@ fn nat_is_detected_only_on_the_side_behind_it_and_survives_an_ike_rekey() {
         assert_eq!(p.a.t.status().ike.map(|s| s.nat_detected), None, "unknown before IKE_SA_INIT");
         let now = p.now;
         if a_starts {
-            p.a.t.connect(now, &mut p.rng);
+            p.a.t.connect(now);
         } else {
-            p.b.t.connect(now, &mut p.rng);
+            p.b.t.connect(now);
         }
         p.run(Duration::from_secs(5));
         p.assert_matching_child();
@@ -311,7 +312,7 @@ fn nat_is_detected_only_on_the_side_behind_it_and_survives_an_ike_rekey() {
             (Some(true), Some(false))
         );
         let now = p.now;
-        p.a.t.rekey_ike(now, &mut p.rng);
+        p.a.t.rekey_ike(now);
         p.run(Duration::from_secs(20));
         assert_eq!(p.a.t.status().ike.map(|s| s.nat_detected), Some(true), "kept by the rekeyed IKE SA");
     }
@@ -360,7 +361,7 @@ fn cookies_are_demanded_and_honoured() {
 fn close_deletes_on_both_sides() {
     let mut p = established_pair("aes128-sha1-modp1024", "aes128-sha1-modp1024");
     let now = p.now;
-    p.a.t.close(now, &mut p.rng);
+    p.a.t.close(now);
     p.run(Duration::from_secs(5));
     assert!(p.a.dp.outbound.is_none() && p.b.dp.outbound.is_none());
     assert_eq!(p.b.dp.down.first(), Some(&DownReason::DeletedByPeer));
@@ -378,6 +379,7 @@ fn restarted_initiator_replaces_the_old_sa_on_the_responder() {
         SocketAddr::new(IpAddr::V4(A), 500),
         SocketAddr::new(IpAddr::V4(B), 500),
         p.now,
+        &[12; 32],
     );
     p.a.dp = Datapath::default();
     p.connect();
@@ -402,10 +404,10 @@ fn garbage_datagrams_never_panic_and_are_counted() {
             let n = 28 + i % 500;
             buf[24..28].copy_from_slice(&(n as u32).to_be_bytes());
             let now = p.now;
-            p.b.t.handle_datagram(now, &mut p.rng, 4500, SocketAddr::new(IpAddr::V4(A), 4500), &buf[..n]);
+            p.b.t.handle_datagram(now, 4500, SocketAddr::new(IpAddr::V4(A), 4500), &buf[..n]);
         } else {
             let now = p.now;
-            p.b.t.handle_datagram(now, &mut p.rng, 500, SocketAddr::new(IpAddr::V4(A), 500), &buf[..i % 600]);
+            p.b.t.handle_datagram(now, 500, SocketAddr::new(IpAddr::V4(A), 500), &buf[..i % 600]);
         }
     }
     assert!(p.b.t.status().counters.invalid_messages > 0);
@@ -436,9 +438,9 @@ fn large_messages_go_out_as_fragments_and_are_reassembled() {
     for side_a in [true, false] {
         let now = p.now;
         if side_a {
-            p.a.t.rekey_child(now, &mut p.rng);
+            p.a.t.rekey_child(now);
         } else {
-            p.b.t.rekey_ike(now, &mut p.rng);
+            p.b.t.rekey_ike(now);
         }
         p.run(Duration::from_secs(30));
         p.assert_matching_child();
@@ -466,7 +468,7 @@ fn lost_fragments_are_retransmitted_with_the_whole_message() {
     // retransmission from its reply cache, once.
     p.drop_fragment = Some((false, 1));
     let now = p.now;
-    p.a.t.rekey_child(now, &mut p.rng);
+    p.a.t.rekey_child(now);
     p.run(Duration::from_secs(30));
     assert!(p.drop_fragment.is_none());
     p.assert_matching_child();
@@ -483,8 +485,8 @@ fn child_and_ike_rekey_at_once_both_complete() {
         let before = p.a.t.status();
         let now = p.now;
         let (c, i) = if child_side_is_a { (&mut p.a, &mut p.b) } else { (&mut p.b, &mut p.a) };
-        c.t.rekey_child(now, &mut p.rng);
-        i.t.rekey_ike(now, &mut p.rng);
+        c.t.rekey_child(now);
+        i.t.rekey_ike(now);
         p.run(Duration::from_secs(60));
         let after = p.a.t.status();
         assert_ne!(before.ike_local_spi(), after.ike_local_spi(), "the IKE rekey did not complete");

@@ -4,7 +4,6 @@
 //! IKE_SA_INIT requests answered on the wire with INVALID_SYNTAX / UNSUPPORTED_CRITICAL_PAYLOAD (counted in
 //! `invalid_messages`) without touching an established IKE SA.
 
-use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 use iotrelay_ikev2::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -34,7 +33,6 @@ fn addr(ip: Ipv4Addr, port: u16) -> SocketAddr {
 /// Two tunnels on a lossless link; every datagram `a` sends is recorded with its virtual send time.
 struct Net {
     now: Duration,
-    rng: SeededRandom,
     a: Tunnel,
     b: Tunnel,
     a_sent: Vec<(Duration, Vec<u8>)>,
@@ -47,9 +45,8 @@ impl Net {
         let now = Duration::from_secs(1000);
         Net {
             now,
-            rng: SeededRandom::new(7),
-            a: Tunnel::new(a, addr(A, 500), addr(B, 500), now),
-            b: Tunnel::new(b, addr(B, 500), addr(A, 500), now),
+            a: Tunnel::new(a, addr(A, 500), addr(B, 500), now, &[1; 32]),
+            b: Tunnel::new(b, addr(B, 500), addr(A, 500), now, &[2; 32]),
             a_sent: Vec::new(),
             a_down: Vec::new(),
             b_established: 0,
@@ -76,11 +73,11 @@ impl Net {
             let mut moved = false;
             while let Some(t) = self.a.poll_transmit() {
                 self.a_sent.push((self.now, t.data.clone()));
-                self.b.handle_datagram(self.now, &mut self.rng, t.remote.port(), addr(A, t.local_port), &t.data);
+                self.b.handle_datagram(self.now, t.remote.port(), addr(A, t.local_port), &t.data);
                 moved = true;
             }
             while let Some(t) = self.b.poll_transmit() {
-                self.a.handle_datagram(self.now, &mut self.rng, t.remote.port(), addr(B, t.local_port), &t.data);
+                self.a.handle_datagram(self.now, t.remote.port(), addr(B, t.local_port), &t.data);
                 moved = true;
             }
             self.events();
@@ -90,8 +87,8 @@ impl Net {
             match [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min() {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
-                    self.a.handle_timeout(self.now, &mut self.rng);
-                    self.b.handle_timeout(self.now, &mut self.rng);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
                 }
                 _ => {
                     self.now = end;
@@ -126,7 +123,7 @@ fn permanent_failures_back_off_30s_doubling_to_5min() {
         cfg("our-psk-is-wrong", "aes128-sha1-modp2048", A, StartupAction::Start),
         cfg("the-real-psk-123", "aes128-sha1-modp2048", B, StartupAction::Add),
     );
-    n.a.connect(n.now, &mut n.rng);
+    n.a.connect(n.now);
     n.run(Duration::from_secs(30 + 60 + 120 + 240 + 300 + 300 + 1));
     let at = n.a_attempts();
     let gaps: Vec<u64> = at.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
@@ -144,7 +141,7 @@ fn no_common_proposal_backs_off_like_any_permanent_failure() {
         cfg("psk-psk-psk-psk", "aes128-sha1-modp2048", A, StartupAction::Start),
         cfg("psk-psk-psk-psk", "aes256-sha512-ecp384", B, StartupAction::Add),
     );
-    n.a.connect(n.now, &mut n.rng);
+    n.a.connect(n.now);
     n.run(Duration::from_secs(30 + 60 + 1));
     let at = n.a_attempts();
     assert_eq!(at.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect::<Vec<_>>(), [30, 60], "attempts at {at:?}");
@@ -186,15 +183,15 @@ fn notifies(msg: &[u8]) -> Vec<(u16, Vec<u8>)> {
 
 /// A genuine IKE_SA_INIT request from a fresh initiator, as bytes.
 fn init_request() -> Vec<u8> {
-    let mut rng = SeededRandom::new(11);
     let now = Duration::from_secs(5);
     let mut t = Tunnel::new(
         cfg("psk-psk-psk-psk", "aes128-sha1-modp2048", A, StartupAction::Start),
         addr(A, 500),
         addr(B, 500),
         now,
+        &[3; 32],
     );
-    t.connect(now, &mut rng);
+    t.connect(now);
     t.poll_transmit().expect("an IKE_SA_INIT request").data
 }
 
@@ -221,8 +218,8 @@ fn with_overlong_payload(mut m: Vec<u8>) -> Vec<u8> {
 }
 
 /// Hands `msg` to `t` from the peer's address and returns what it answered.
-fn answer(t: &mut Tunnel, rng: &mut SeededRandom, now: Duration, msg: &[u8]) -> Vec<Vec<u8>> {
-    t.handle_datagram(now, rng, 500, addr(A, 500), msg);
+fn answer(t: &mut Tunnel, now: Duration, msg: &[u8]) -> Vec<Vec<u8>> {
+    t.handle_datagram(now, 500, addr(A, 500), msg);
     std::iter::from_fn(|| t.poll_transmit()).map(|t| t.data).collect()
 }
 
@@ -235,17 +232,17 @@ fn malformed_ike_sa_init_requests_are_answered_with_the_error() {
         ("overlong payload", with_overlong_payload, INVALID_SYNTAX, &[]),
     ];
     for (what, break_it, want, want_data) in cases {
-        let mut rng = SeededRandom::new(3);
         let now = Duration::from_secs(5);
         let mut b = Tunnel::new(
             cfg("psk-psk-psk-psk", "aes128-sha1-modp2048", B, StartupAction::Add),
             addr(B, 500),
             addr(A, 500),
             now,
+            &[4; 32],
         );
         let good = init_request();
         let bad = break_it(good.clone());
-        let out = answer(&mut b, &mut rng, now, &bad);
+        let out = answer(&mut b, now, &bad);
         assert_eq!(out.len(), 1, "{what}: one answer");
         let (exchange, flags, _) = parse(&out[0]);
         assert_eq!((exchange, flags & FLAG_RESPONSE), (IKE_SA_INIT, FLAG_RESPONSE), "{what}: an IKE_SA_INIT response");
@@ -256,7 +253,7 @@ fn malformed_ike_sa_init_requests_are_answered_with_the_error() {
         assert_eq!(b.status().counters.invalid_messages, 1, "{what}: counted");
         assert_eq!(b.status().state, TunnelState::Connecting, "{what}: no IKE SA");
         // The unmodified request still gets a real answer (the test's surgery is what broke it).
-        let out = answer(&mut b, &mut rng, now, &good);
+        let out = answer(&mut b, now, &good);
         assert!(notifies(&out[0]).iter().all(|n| n.0 != want), "{what}: the intact request got the same error");
     }
 }
@@ -267,13 +264,13 @@ fn malformed_requests_leave_an_established_ike_sa_alone() {
         cfg("psk-psk-psk-psk", "aes128-sha1-modp2048", A, StartupAction::Start),
         cfg("psk-psk-psk-psk", "aes128-sha1-modp2048", B, StartupAction::Add),
     );
-    n.a.connect(n.now, &mut n.rng);
+    n.a.connect(n.now);
     n.run(Duration::from_secs(5));
     let before = n.b.status();
     assert_eq!(before.state, TunnelState::Established);
     for bad in [with_critical_unknown_payload(init_request()), with_overlong_payload(init_request())] {
         let now = n.now;
-        let out = answer(&mut n.b, &mut n.rng, now, &bad);
+        let out = answer(&mut n.b, now, &bad);
         assert_eq!(out.len(), 1);
     }
     let after = n.b.status();
@@ -288,15 +285,15 @@ fn malformed_requests_leave_an_established_ike_sa_alone() {
 
 #[test]
 fn invalid_ke_naming_a_group_we_do_not_offer_is_no_proposal_chosen() {
-    let mut rng = SeededRandom::new(5);
     let now = Duration::from_secs(5);
     let mut a = Tunnel::new(
         cfg("psk-psk-psk-psk", "aes128-sha1-modp2048", A, StartupAction::Start),
         addr(A, 500),
         addr(B, 500),
         now,
+        &[5; 32],
     );
-    a.connect(now, &mut rng);
+    a.connect(now);
     let req = a.poll_transmit().expect("IKE_SA_INIT").data;
     // The peer's answer: INVALID_KE_PAYLOAD asking for ECP-256 (group 19), which we do not offer.
     let mut resp = Vec::new();
@@ -304,7 +301,7 @@ fn invalid_ke_naming_a_group_we_do_not_offer_is_no_proposal_chosen() {
     resp.extend_from_slice(&[0; 8]); // SPIr
     resp.extend_from_slice(&[NOTIFY, 0x20, IKE_SA_INIT, FLAG_RESPONSE, 0, 0, 0, 0, 0, 0, 0, 38]);
     resp.extend_from_slice(&[0, 0, 0, 10, 0, 0, 0, 17, 0, 19]);
-    a.handle_datagram(now, &mut rng, 500, addr(B, 500), &resp);
+    a.handle_datagram(now, 500, addr(B, 500), &resp);
     let mut down = Vec::new();
     while let Some(e) = a.poll_event() {
         if let Event::IkeSaDown { reason } = e {
@@ -330,17 +327,17 @@ fn key_material_is_zeroized_on_drop_and_never_printed() {
     let c = cfg(psk, "aes128-sha1-modp2048", A, StartupAction::Start);
     zeroized_on_drop(&c.psk);
     let now = Duration::from_secs(1000);
-    let mut rng = SeededRandom::new(9);
-    let mut a = Tunnel::new(c, addr(A, 500), addr(B, 500), now);
-    let mut b = Tunnel::new(cfg(psk, "aes128-sha1-modp2048", B, StartupAction::Add), addr(B, 500), addr(A, 500), now);
-    a.connect(now, &mut rng);
+    let mut a = Tunnel::new(c, addr(A, 500), addr(B, 500), now, &[6; 32]);
+    let mut b =
+        Tunnel::new(cfg(psk, "aes128-sha1-modp2048", B, StartupAction::Add), addr(B, 500), addr(A, 500), now, &[7; 32]);
+    a.connect(now);
     let mut child = None;
     for _ in 0..10 {
         while let Some(t) = a.poll_transmit() {
-            b.handle_datagram(now, &mut rng, t.remote.port(), addr(A, t.local_port), &t.data);
+            b.handle_datagram(now, t.remote.port(), addr(A, t.local_port), &t.data);
         }
         while let Some(t) = b.poll_transmit() {
-            a.handle_datagram(now, &mut rng, t.remote.port(), addr(B, t.local_port), &t.data);
+            a.handle_datagram(now, t.remote.port(), addr(B, t.local_port), &t.data);
         }
     }
     while let Some(e) = a.poll_event() {

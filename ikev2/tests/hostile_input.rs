@@ -91,7 +91,7 @@ fn init_request(
 /// answered directly (taken off its queue, so nothing reaches the real peer).
 fn spoof(p: &mut Pair, to_b: bool, port: u16, data: &[u8]) -> Vec<Message> {
     let (dst, src) = if to_b { (&mut p.b, A) } else { (&mut p.a, B) };
-    dst.t.handle_datagram(p.now, &mut p.rng, 500, SocketAddr::new(IpAddr::V4(src), port), data);
+    dst.t.handle_datagram(p.now, 500, SocketAddr::new(IpAddr::V4(src), port), data);
     let mut out = Vec::new();
     while let Some(t) = dst.t.poll_transmit() {
         out.push(Message::parse(&t.data).expect("our own reply parses"));
@@ -111,7 +111,7 @@ fn still_works(p: &mut Pair, before: [Option<u64>; 6]) {
     p.assert_matching_child();
     assert!(p.a.dp.down.is_empty() && p.b.dp.down.is_empty(), "down: {:?} {:?}", p.a.dp.down, p.b.dp.down);
     let now = p.now;
-    p.a.t.rekey_child(now, &mut p.rng);
+    p.a.t.rekey_child(now);
     p.run(Duration::from_secs(20));
     p.assert_matching_child();
     assert_eq!(p.a.dp.rekeys, 1, "the CHILD_SA rekey after the attack did not complete");
@@ -165,8 +165,8 @@ fn a_burst_of_acceptable_inits_engages_cookies_and_creates_bounded_state() {
         }
         p.now += Duration::from_millis(50);
         let now = p.now;
-        p.b.t.handle_timeout(now, &mut p.rng);
-        p.a.t.handle_timeout(now, &mut p.rng);
+        p.b.t.handle_timeout(now);
+        p.a.t.handle_timeout(now);
         p.collect();
         p.check_invariant();
         assert!(p.b.t.half_open() <= threshold, "{} half-open SAs", p.b.t.half_open());
@@ -194,6 +194,7 @@ fn a_restarted_peer_gets_through_a_flood_by_returning_the_cookie() {
         SocketAddr::new(IpAddr::V4(A), 500),
         SocketAddr::new(IpAddr::V4(B), 500),
         p.now,
+        &[21; 32],
     );
     p.a.dp = Datapath::default();
     p.connect();
@@ -248,7 +249,7 @@ fn a_spoofed_init_during_our_own_handshake_does_not_replace_it() {
             p.collect();
             let (to_b, port, data) = p.link.remove(0);
             let (dst, src) = if to_b { (&mut p.b, A) } else { (&mut p.a, B) };
-            dst.t.handle_datagram(p.now, &mut p.rng, port, SocketAddr::new(IpAddr::V4(src), port), &data);
+            dst.t.handle_datagram(p.now, port, SocketAddr::new(IpAddr::V4(src), port), &data);
         }
         p.collect(); // what a sends next is in flight, not taken by `spoof`
         let mut rng = SeededRandom::new(9);
@@ -315,7 +316,7 @@ fn every_drop_is_counted_with_its_reason() {
     };
     let elsewhere = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 66)), 500);
     let now = p.now;
-    p.b.t.handle_datagram(now, &mut p.rng, 500, elsewhere, &informational(spi_i, spi_r, flags::INITIATOR, 2));
+    p.b.t.handle_datagram(now, 500, elsewhere, &informational(spi_i, spi_r, flags::INITIATOR, 2));
     assert!(p.b.t.poll_transmit().is_none());
     let attacks = [
         vec![0x55; 20],                                                     // malformed
@@ -345,21 +346,15 @@ fn an_ike_auth_with_the_wrong_psk_drops_only_its_half_open_sa() {
         SocketAddr::new(IpAddr::V4(A), 500),
         SocketAddr::new(IpAddr::V4(B), 500),
         p.now,
+        &[22; 32],
     );
-    let mut rng = SeededRandom::new(11);
-    rogue.connect(p.now, &mut rng);
+    rogue.connect(p.now);
     for _ in 0..4 {
         while let Some(t) = rogue.poll_transmit() {
             let src = SocketAddr::new(IpAddr::V4(A), t.local_port);
-            p.b.t.handle_datagram(p.now, &mut p.rng, t.remote.port(), src, &t.data);
+            p.b.t.handle_datagram(p.now, t.remote.port(), src, &t.data);
             while let Some(r) = p.b.t.poll_transmit() {
-                rogue.handle_datagram(
-                    p.now,
-                    &mut rng,
-                    r.remote.port(),
-                    SocketAddr::new(IpAddr::V4(B), r.remote.port()),
-                    &r.data,
-                );
+                rogue.handle_datagram(p.now, r.remote.port(), SocketAddr::new(IpAddr::V4(B), r.remote.port()), &r.data);
             }
             p.check_invariant();
         }
@@ -387,9 +382,9 @@ fn a_nonce_shorter_than_the_prf_needs_is_refused() {
 /// A responder that answers every IKE_SA_INIT with `answer(request)`; returns how many INITs a sent in 60 s.
 fn hostile_responder(a: Config, answer: impl Fn(&Message, usize) -> Vec<Payload>) -> (usize, Tunnel) {
     let mut now = Duration::from_secs(1000);
-    let mut rng = SeededRandom::new(13);
-    let mut t = Tunnel::new(a, SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500), now);
-    t.connect(now, &mut rng);
+    let mut t =
+        Tunnel::new(a, SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500), now, &[23; 32]);
+    t.connect(now);
     let mut sent = 0;
     while now < Duration::from_secs(1060) {
         while let Some(tx) = t.poll_transmit() {
@@ -397,7 +392,7 @@ fn hostile_responder(a: Config, answer: impl Fn(&Message, usize) -> Vec<Payload>
             sent += 1;
             let header = Header { flags: flags::RESPONSE, ..req.header };
             let reply = Message { header, payloads: answer(&req, sent) }.emit();
-            t.handle_datagram(now, &mut rng, 500, SocketAddr::new(IpAddr::V4(B), 500), &reply);
+            t.handle_datagram(now, 500, SocketAddr::new(IpAddr::V4(B), 500), &reply);
             t.check_invariants().unwrap();
             if sent > 100 {
                 return (sent, t);
@@ -405,7 +400,7 @@ fn hostile_responder(a: Config, answer: impl Fn(&Message, usize) -> Vec<Payload>
         }
         let Some(next) = t.poll_timeout() else { break };
         now = now.max(next);
-        t.handle_timeout(now, &mut rng);
+        t.handle_timeout(now);
         t.check_invariants().unwrap();
     }
     (sent, t)

@@ -56,9 +56,9 @@ fn round(n: usize, rng: &mut SeededRandom) -> Duration {
                 let Out::Outside { local_port, .. } = out else { continue };
                 let from = SocketAddr::new(me.into(), local_port);
                 if local_port == 4500 {
-                    responder.handle_udp4500(now, rng, from, &mut data, &mut Capture::default());
+                    responder.handle_udp4500(now, from, &mut data, &mut Capture::default());
                 } else {
-                    responder.handle_udp500(now, rng, from, &data);
+                    responder.handle_udp500(now, from, &data);
                 }
             }
             responder.drain(&mut to_initiator);
@@ -70,9 +70,9 @@ fn round(n: usize, rng: &mut SeededRandom) -> Duration {
                 let Out::Outside { local_port, .. } = out else { continue };
                 let from = SocketAddr::new(AWS.into(), local_port);
                 if local_port == 4500 {
-                    initiator.handle_udp4500(now, rng, from, &mut data, &mut Capture::default());
+                    initiator.handle_udp4500(now, from, &mut data, &mut Capture::default());
                 } else {
-                    initiator.handle_udp500(now, rng, from, &data);
+                    initiator.handle_udp500(now, from, &data);
                 }
             }
         }

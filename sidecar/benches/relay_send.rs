@@ -30,7 +30,7 @@ const FLUSH_EVERY: usize = 256;
 fn established_relay(rng: &mut SeededRandom) -> Datapath {
     let now = Duration::ZERO;
     let (mut relay, mut aws) = relay_and_device("aes128gcm16", "203.0.113.0/24", 1, now, rng);
-    exchange(&mut relay, &mut aws, now, rng);
+    exchange(&mut relay, &mut aws, now);
     assert!(relay.snapshot().0[0].active, "no CHILD_SA between the in-memory peers");
     relay
 }

@@ -18,6 +18,7 @@ use iotrelay_esp::{Demux, InboundSa, OutboundSa, ipv4};
 use iotrelay_ikev2::{ChildSa, Config, DownReason, Event, HalfOpenCount, Ipv4Cidr, StartupAction, Tunnel, TunnelState};
 pub use iotrelay_relay::ForwardId;
 use iotrelay_relay::{DropReason, ForwardConfig, Relay};
+use zeroize::Zeroizing;
 
 use crate::demux::{Known, NATT_KEEPALIVE, frame_ike};
 use crate::gateway::{GatewayConfig, GatewayCounters};
@@ -133,6 +134,13 @@ fn forward_config(f: &ValidatedForward) -> ForwardConfig {
     }
 }
 
+/// 32 octets from `rng` (the OS in the relay) to seed or reseed a tunnel's engine; cleared when dropped.
+fn fresh_seed(rng: &mut dyn RandomSource) -> Zeroizing<[u8; 32]> {
+    let mut seed = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(&mut seed[..]);
+    seed
+}
+
 /// Makes the staged outbound SA the current one (one assignment).
 fn promote(t: &mut TunnelSlot) {
     if let Some((sa, mtu, _, _)) = t.next_outbound.take() {
@@ -194,10 +202,11 @@ impl Datapath {
                     SocketAddr::new(local.into(), IKE_PORT),
                     SocketAddr::new(p.peer.into(), IKE_PORT),
                     now,
+                    &fresh_seed(rng),
                 );
                 engine.share_half_open(half_open.clone());
                 if start {
-                    engine.connect(now, rng);
+                    engine.connect(now);
                 }
                 TunnelSlot {
                     name: p.name,
@@ -308,23 +317,16 @@ impl Datapath {
     }
 
     /// A datagram on UDP 500: IKE without a marker.
-    pub fn handle_udp500(&mut self, now: Duration, rng: &mut dyn RandomSource, from: SocketAddr, data: &[u8]) {
+    pub fn handle_udp500(&mut self, now: Duration, from: SocketAddr, data: &[u8]) {
         self.now = self.now.max(now);
         if let Some(i) = self.tunnel_for(from) {
             self.tunnels[i].counters.ike_messages_in += 1;
-            self.tunnels[i].engine.handle_datagram(now, rng, IKE_PORT, from, data);
+            self.tunnels[i].engine.handle_datagram(now, IKE_PORT, from, data);
         }
     }
 
     /// A datagram on UDP 4500: keepalive, IKE (marker stripped here) or ESP.
-    pub fn handle_udp4500(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        from: SocketAddr,
-        data: &mut [u8],
-        sink: &mut dyn Sink,
-    ) {
+    pub fn handle_udp4500(&mut self, now: Duration, from: SocketAddr, data: &mut [u8], sink: &mut dyn Sink) {
         self.now = self.now.max(now);
         match iotrelay_esp::classify(data) {
             Demux::Keepalive => {} // keeps NAT state; never liveness
@@ -333,7 +335,7 @@ impl Datapath {
                 if let Some(i) = self.tunnel_for(from) {
                     let t = &mut self.tunnels[i];
                     t.counters.ike_messages_in += 1;
-                    t.engine.handle_datagram(now, rng, NATT_PORT, from, msg);
+                    t.engine.handle_datagram(now, NATT_PORT, from, msg);
                     // RFC 7296 §2.23: follow the peer's port only when the engine does, i.e. on an authenticated
                     // message; a spoofed or replayed datagram from another port leaves ESP where it was.
                     if t.engine.peer_address() == from {
@@ -345,12 +347,15 @@ impl Datapath {
         }
     }
 
-    /// Timers: engine timeouts, NAT-T keepalives, session expiry.
+    /// Timers: engine timeouts, NAT-T keepalives, session expiry. `rng` (the OS in the relay) reseeds an engine
+    /// before its timers run (connects, rekeys, DPD: where new SPIs, nonces and DH secrets are drawn), so an
+    /// engine's generator takes in fresh entropy at least every DPD interval while it is up.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource, sink: &mut dyn Sink) {
         self.now = self.now.max(now);
         for t in &mut self.tunnels {
             if t.engine.poll_timeout().is_some_and(|at| now >= at) {
-                t.engine.handle_timeout(now, rng);
+                t.engine.reseed(&fresh_seed(rng));
+                t.engine.handle_timeout(now);
             }
             if now >= t.next_keepalive {
                 t.next_keepalive = now + KEEPALIVE_INTERVAL;
@@ -508,20 +513,20 @@ impl Datapath {
         self.tunnels.iter().position(|t| t.name == name)
     }
 
-    pub fn rekey(&mut self, index: usize, ike: bool, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn rekey(&mut self, index: usize, ike: bool, now: Duration) {
         if let Some(t) = self.tunnels.get_mut(index) {
             if ike {
-                t.engine.rekey_ike(now, rng);
+                t.engine.rekey_ike(now);
             } else {
-                t.engine.rekey_child(now, rng);
+                t.engine.rekey_child(now);
             }
         }
     }
 
     /// Sends DELETE on every tunnel (call `drain` afterwards).
-    pub fn close_all(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn close_all(&mut self, now: Duration) {
         for t in &mut self.tunnels {
-            t.engine.close(now, rng);
+            t.engine.close(now);
         }
     }
 

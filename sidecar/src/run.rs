@@ -195,7 +195,7 @@ pub async fn run(
             Some(cmd) = commands.recv() => match cmd {
                 Command::Rekey { tunnel, ike, reply } => {
                     let r = match dp.tunnel_index(&tunnel) {
-                        Some(i) => { dp.rekey(i, ike, now(), &mut rng); Ok(()) }
+                        Some(i) => { dp.rekey(i, ike, now()); Ok(()) }
                         None => Err(format!("no tunnel named {tunnel:?}")),
                     };
                     let _ = reply.send(r);
@@ -230,7 +230,7 @@ pub async fn run(
                 let t = now();
                 ingress.pop_batch(&mut batch, QUOTAS);
                 for d in &mut batch {
-                    handle_input(&mut dp, t, &mut rng, d, &mut sink);
+                    handle_input(&mut dp, t, d, &mut sink);
                 }
                 ingress.recycle(&mut batch);
             }
@@ -291,7 +291,7 @@ pub async fn run(
     }
 
     // Shutdown: DELETE for every IKE SA, wait briefly for the answers.
-    dp.close_all(now(), &mut rng);
+    dp.close_all(now());
     {
         let mut sink = SocketSink::new(&sockets, &mut outbox);
         dp.drain(&mut sink);
@@ -306,7 +306,7 @@ pub async fn run(
                 let t = now();
                 ingress.pop_batch(&mut batch, QUOTAS);
                 for d in &mut batch {
-                    handle_input(&mut dp, t, &mut rng, d, &mut sink);
+                    handle_input(&mut dp, t, d, &mut sink);
                 }
                 ingress.recycle(&mut batch);
             }
@@ -353,10 +353,10 @@ fn publish_known(dp: &Datapath, known: &RwLock<Known>, known_gen: &mut u64) {
 }
 
 /// One datagram from the ingress, to the datapath.
-fn handle_input(dp: &mut Datapath, now: Duration, rng: &mut OsRandom, d: &mut Datagram, sink: &mut SocketSink<'_>) {
+fn handle_input(dp: &mut Datapath, now: Duration, d: &mut Datagram, sink: &mut SocketSink<'_>) {
     match d.source {
-        Source::Ike => dp.handle_udp500(now, rng, d.from, &d.data),
-        Source::NatT => dp.handle_udp4500(now, rng, d.from, &mut d.data, sink),
+        Source::Ike => dp.handle_udp500(now, d.from, &d.data),
+        Source::NatT => dp.handle_udp4500(now, d.from, &mut d.data, sink),
         Source::Forward(id) => {
             if let SocketAddr::V4(client) = d.from {
                 dp.handle_forward(now, id, client, &d.data, sink);

@@ -136,9 +136,9 @@ impl Lab {
             let from = SocketAddr::new(RELAY.into(), local_port);
             let mut sink = Capture::default();
             if local_port == 4500 {
-                self.aws[k].handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+                self.aws[k].handle_udp4500(self.now, from, &mut data, &mut sink);
             } else {
-                self.aws[k].handle_udp500(self.now, &mut self.rng, from, &data);
+                self.aws[k].handle_udp500(self.now, from, &data);
             }
         }
     }
@@ -153,9 +153,9 @@ impl Lab {
             let from = SocketAddr::new(src.into(), local_port);
             let mut sink = Capture::default();
             if local_port == 4500 {
-                self.relay.handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+                self.relay.handle_udp4500(self.now, from, &mut data, &mut sink);
             } else {
-                self.relay.handle_udp500(self.now, &mut self.rng, from, &data);
+                self.relay.handle_udp500(self.now, from, &data);
             }
         }
     }

@@ -97,9 +97,9 @@ impl Pair {
                     let from = SocketAddr::new(src.into(), local_port);
                     let mut sink = Capture::default();
                     if local_port == 4500 {
-                        dst.handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+                        dst.handle_udp4500(self.now, from, &mut data, &mut sink);
                     } else {
-                        dst.handle_udp500(self.now, &mut self.rng, from, &data);
+                        dst.handle_udp500(self.now, from, &data);
                     }
                     // What the receiving side emitted: to its TUN or its forward clients.
                     self.deliver(sink, !from_relay);

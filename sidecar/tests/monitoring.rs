@@ -44,7 +44,7 @@ fn relay_metrics(aws_psk: Option<&[u8]>) -> String {
     }
     let mut aws = datapath(AWS, DEVICE, RELAY, aws_cfg, &mut rng);
     let now = Duration::from_secs(1);
-    exchange(&mut relay, &mut aws, now, &mut rng);
+    exchange(&mut relay, &mut aws, now);
     // A client the forward does not allow: a forward drop with a reason.
     let client = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 99), 5555);
     relay.handle_forward(now, ForwardId(0), client, b"not allowed", &mut Capture::default());

@@ -55,7 +55,7 @@ fn steady_state_esp_does_not_allocate(esp: &str) {
     let mut rng = SeededRandom::new(11);
     let now = Duration::from_secs(1);
     let (mut relay, mut aws) = relay_and_device(esp, "203.0.113.0/24", CLIENT.port(), now, &mut rng);
-    exchange(&mut relay, &mut aws, now, &mut rng);
+    exchange(&mut relay, &mut aws, now);
     // 1380 octets: the inner packet (1408) fits both suites' tunnel MTU, so nothing is fragmented.
     let payload = vec![0x5au8; 1380];
     let peer = SocketAddr::new(AWS.into(), 4500);
@@ -75,7 +75,7 @@ fn steady_state_esp_does_not_allocate(esp: &str) {
             k.buf
         })
         .collect();
-    relay.handle_udp4500(now, &mut rng, peer, &mut replies[0], &mut sink);
+    relay.handle_udp4500(now, peer, &mut replies[0], &mut sink);
     assert!(
         matches!(sink.out, Some(Out::Forward { client: CLIENT, .. })),
         "{esp}: the reply reached the client: {:?} {:?}",
@@ -89,7 +89,7 @@ fn steady_state_esp_does_not_allocate(esp: &str) {
     let sent = sink.sent;
     for r in replies.iter_mut() {
         relay.handle_forward(now, ForwardId(0), CLIENT, &payload, &mut sink);
-        relay.handle_udp4500(now, &mut rng, peer, r, &mut sink);
+        relay.handle_udp4500(now, peer, r, &mut sink);
     }
     let after = dhat::HeapStats::get();
     assert_eq!(sink.sent - sent, 2 * PACKETS, "{esp}: every packet went out");

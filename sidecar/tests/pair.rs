@@ -55,9 +55,9 @@ impl Pair {
                     let from = SocketAddr::new(src_ip.into(), local_port);
                     let mut sink = Capture::default();
                     if local_port == 4500 {
-                        dst.handle_udp4500(self.now, &mut self.rng, from, &mut data, &mut sink);
+                        dst.handle_udp4500(self.now, from, &mut data, &mut sink);
                     } else {
-                        dst.handle_udp500(self.now, &mut self.rng, from, &data);
+                        dst.handle_udp500(self.now, from, &data);
                     }
                     assert!(sink.0.iter().all(|(o, _)| matches!(o, Out::Forward { .. })));
                     if !from_relay {
@@ -147,7 +147,7 @@ fn round_trip_rekey_and_close() {
 
     // CHILD_SA rekey: new SPIs, traffic continues in both directions, old inbound deleted after the grace time.
     let old = p.relay.snapshot().0[0].engine.child_inbound_spi();
-    p.relay.rekey(0, false, p.now, &mut SeededRandom::new(9));
+    p.relay.rekey(0, false, p.now);
     p.pump();
     let new = p.relay.snapshot().0[0].engine.child_inbound_spi();
     assert!(new.is_some() && new != old, "CHILD_SA not rekeyed");
@@ -166,7 +166,7 @@ fn round_trip_rekey_and_close() {
     assert_eq!(dp, Default::default(), "datapath drops on the relay: {dp:?}");
 
     // Close: DELETE is answered, both sides end without SAs.
-    p.relay.close_all(p.now, &mut SeededRandom::new(10));
+    p.relay.close_all(p.now);
     p.pump();
     assert!(!p.relay.closing(), "DELETE not acknowledged");
     assert!(p.aws.snapshot().0[0].engine.child_inbound_spi().is_none(), "aws side kept the CHILD_SA");
@@ -179,21 +179,20 @@ fn hostile_datagrams_on_4500_are_counted() {
     assert!(established(&p.relay));
     let from = SocketAddr::new(AWS.into(), 4500);
     let mut sink = Capture::default();
-    let rng = &mut SeededRandom::new(3);
     // Keepalive: ignored, not counted.
-    p.relay.handle_udp4500(p.now, rng, from, &mut [0xff], &mut sink);
+    p.relay.handle_udp4500(p.now, from, &mut [0xff], &mut sink);
     // Garbage: too short.
-    p.relay.handle_udp4500(p.now, rng, from, &mut [1, 2, 3], &mut sink);
+    p.relay.handle_udp4500(p.now, from, &mut [1, 2, 3], &mut sink);
     // Unknown SPI.
-    p.relay.handle_udp4500(p.now, rng, from, &mut [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0], &mut sink);
+    p.relay.handle_udp4500(p.now, from, &mut [0xde, 0xad, 0xbe, 0xef, 0, 0, 0, 1, 0, 0, 0, 0], &mut sink);
     // Known SPI, bad ICV.
     let spi = p.relay.snapshot().0[0].engine.child_inbound_spi().unwrap();
     let mut forged = spi.to_be_bytes().to_vec();
     forged.extend_from_slice(&[0, 0, 0, 1]);
     forged.extend_from_slice(&[0x55; 64]);
-    p.relay.handle_udp4500(p.now, rng, from, &mut forged, &mut sink);
+    p.relay.handle_udp4500(p.now, from, &mut forged, &mut sink);
     // IKE garbage behind the marker: the engine drops it.
-    p.relay.handle_udp4500(p.now, rng, from, &mut [0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9], &mut sink);
+    p.relay.handle_udp4500(p.now, from, &mut [0, 0, 0, 0, 9, 9, 9, 9, 9, 9, 9, 9], &mut sink);
     assert!(sink.0.is_empty());
     let (t, _, dp) = p.relay.snapshot();
     assert_eq!((dp.malformed, dp.unknown_spi, dp.integrity, dp.replay), (1, 1, 1, 0));
@@ -244,7 +243,6 @@ fn only_authenticated_ike_moves_the_peer_port() {
     let spoofed = SocketAddr::new(AWS.into(), 31337);
     let st = p.relay.snapshot().0[0].engine.clone();
     let (spi_i, spi_r) = (st.ike_local_spi().unwrap(), st.ike_remote_spi().unwrap());
-    let rng = &mut SeededRandom::new(5);
 
     // 1. IKE with the SA's real SPIs (INFORMATIONAL request, next message id) but a garbage SK payload.
     let mut forged = vec![0u8; 4];
@@ -257,12 +255,12 @@ fn only_authenticated_ike_moves_the_peer_port() {
     forged.extend_from_slice(&[0, 0, 0, 52]);
     forged.extend_from_slice(&[0x77; 48]);
     let mut sink = Capture::default();
-    p.relay.handle_udp4500(p.now, rng, spoofed, &mut forged, &mut sink);
+    p.relay.handle_udp4500(p.now, spoofed, &mut forged, &mut sink);
     assert_eq!(esp_destination(&mut p), home, "unauthenticated IKE moved the ESP destination");
 
     // 2. A genuine IKE request from the peer (a CHILD_SA rekey) is answered, then replayed from another port: the
     // engine answers the replay from its cache without authenticating it, and nothing moves.
-    p.aws.rekey(0, false, p.now, &mut SeededRandom::new(6));
+    p.aws.rekey(0, false, p.now);
     let mut c = Capture::default();
     p.aws.drain(&mut c);
     let request = c.0.first().map(|(_, d)| d.clone()).expect("no rekey request");
@@ -270,7 +268,7 @@ fn only_authenticated_ike_moves_the_peer_port() {
     p.pump();
     let mut replay = request.clone();
     let mut sink = Capture::default();
-    p.relay.handle_udp4500(p.now, rng, spoofed, &mut replay, &mut sink);
+    p.relay.handle_udp4500(p.now, spoofed, &mut replay, &mut sink);
     p.relay.drain(&mut sink);
     assert_eq!(esp_destination(&mut p), home, "a replayed IKE request moved the ESP destination");
 
@@ -281,20 +279,20 @@ fn only_authenticated_ike_moves_the_peer_port() {
     for (o, mut d) in c.0 {
         if let Out::Outside { local_port: 4500, .. } = o {
             let mut sink = Capture::default();
-            p.relay.handle_udp4500(p.now, rng, spoofed, &mut d, &mut sink);
+            p.relay.handle_udp4500(p.now, spoofed, &mut d, &mut sink);
         }
     }
     assert_eq!(esp_destination(&mut p), home, "ESP from another port moved the ESP destination");
     assert!(established(&p.relay), "hostile input took the tunnel down");
 
     // 4. A NAT rebinding: the peer's next authenticated request comes from a new port; ESP follows it.
-    p.aws.rekey(0, false, p.now, &mut SeededRandom::new(8));
+    p.aws.rekey(0, false, p.now);
     let mut c = Capture::default();
     p.aws.drain(&mut c);
     let mut answers = Capture::default();
     for (o, mut d) in c.0 {
         if let Out::Outside { local_port: 4500, .. } = o {
-            p.relay.handle_udp4500(p.now, rng, spoofed, &mut d, &mut answers);
+            p.relay.handle_udp4500(p.now, spoofed, &mut d, &mut answers);
         }
     }
     assert_eq!(esp_destination(&mut p), spoofed, "an authenticated IKE message did not move the ESP destination");
@@ -365,16 +363,15 @@ fn ike_messages_from_the_peer_are_counted() {
     let ike_in = |p: &Pair| p.relay.snapshot().0[0].child.ike_messages_in;
     let answered = ike_in(&p);
     assert!(answered >= 2, "IKE_SA_INIT and IKE_AUTH answers: {answered}");
-    let rng = &mut SeededRandom::new(3);
     let mut sink = Capture::default();
-    p.relay.handle_udp4500(p.now, rng, SocketAddr::new(AWS.into(), 4500), &mut [0xff], &mut sink);
+    p.relay.handle_udp4500(p.now, SocketAddr::new(AWS.into(), 4500), &mut [0xff], &mut sink);
     let stranger = SocketAddr::new(Ipv4Addr::new(192, 0, 2, 99).into(), 500);
-    p.relay.handle_udp500(p.now, rng, stranger, &[0; 28]);
+    p.relay.handle_udp500(p.now, stranger, &[0; 28]);
     p.client_to_relay(CLIENT, b"esp");
     assert_eq!(ike_in(&p), answered, "only IKE from the peer counts");
-    p.relay.handle_udp500(p.now, rng, SocketAddr::new(AWS.into(), 500), &[0; 28]);
+    p.relay.handle_udp500(p.now, SocketAddr::new(AWS.into(), 500), &[0; 28]);
     assert_eq!(ike_in(&p), answered + 1, "IKE from the peer's address counts, authenticated or not");
-    p.relay.rekey(0, false, p.now, &mut SeededRandom::new(9));
+    p.relay.rekey(0, false, p.now);
     p.pump();
     assert_eq!(ike_in(&p), answered + 2, "the CREATE_CHILD_SA answer");
     assert_eq!(p.relay.snapshot().0[0].engine.counters.child_rekeys, 1);

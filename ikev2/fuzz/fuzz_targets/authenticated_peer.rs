@@ -9,7 +9,6 @@
 //! change; what unauthenticated input may not change is checked by `spoofed_peer`.)
 #![no_main]
 
-use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 use iotrelay_ikev2::{Config, Identity, StartupAction, Tunnel, TunnelState};
 use libfuzzer_sys::fuzz_target;
@@ -42,21 +41,20 @@ fn settle(t: &mut Tunnel) {
 
 fuzz_target!(|data: &[u8]| {
     let mut now = Duration::from_secs(1000);
-    let mut rng = SeededRandom::new(7);
     let (sa, sb) = (SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500));
-    let mut a = Tunnel::new(config(A, StartupAction::Start), sa, sb, now);
-    let mut b = Tunnel::new(config(B, StartupAction::Add), sb, sa, now);
-    a.connect(now, &mut rng);
+    let mut a = Tunnel::new(config(A, StartupAction::Start), sa, sb, now, &[7; 32]);
+    let mut b = Tunnel::new(config(B, StartupAction::Add), sb, sa, now, &[8; 32]);
+    a.connect(now);
     // Establish for real (both directions, until quiet).
     for _ in 0..20 {
         let mut any = false;
         while let Some(tx) = a.poll_transmit() {
             any = true;
-            b.handle_datagram(now, &mut rng, tx.remote.port(), SocketAddr::new(IpAddr::V4(A), tx.local_port), &tx.data);
+            b.handle_datagram(now, tx.remote.port(), SocketAddr::new(IpAddr::V4(A), tx.local_port), &tx.data);
         }
         while let Some(tx) = b.poll_transmit() {
             any = true;
-            a.handle_datagram(now, &mut rng, tx.remote.port(), SocketAddr::new(IpAddr::V4(B), tx.local_port), &tx.data);
+            a.handle_datagram(now, tx.remote.port(), SocketAddr::new(IpAddr::V4(B), tx.local_port), &tx.data);
         }
         if !any {
             break;
@@ -74,22 +72,22 @@ fuzz_target!(|data: &[u8]| {
         rest = &rest[4 + len..];
         if ctl & 8 != 0 {
             if ctl & 16 == 0 {
-                a.rekey_child(now, &mut rng)
+                a.rekey_child(now)
             } else {
-                a.rekey_ike(now, &mut rng)
+                a.rekey_ike(now)
             }
             while a.poll_transmit().is_some() {}
         }
         let exchange = EXCHANGES[usize::from(ctl >> 1) & 3];
         let first = FIRST[usize::from(first) & 15];
-        if let Some(msg) = a.seal_as_peer(exchange, ctl & 1 == 1, first, plain, &mut rng) {
-            a.handle_datagram(now, &mut rng, 4500, SocketAddr::new(IpAddr::V4(B), 4500), &msg);
+        if let Some(msg) = a.seal_as_peer(exchange, ctl & 1 == 1, first, plain) {
+            a.handle_datagram(now, 4500, SocketAddr::new(IpAddr::V4(B), 4500), &msg);
         }
         while a.poll_transmit().is_some() {}
         settle(&mut a);
         now += Duration::from_secs(u64::from(ctl >> 5));
         if a.poll_timeout().is_some_and(|t| t <= now) {
-            a.handle_timeout(now, &mut rng);
+            a.handle_timeout(now);
             while a.poll_transmit().is_some() {}
             settle(&mut a);
         }

@@ -24,9 +24,12 @@ pub fn config(own: Ipv4Addr, startup: StartupAction) -> Config {
     c
 }
 
-/// A tunnel from `own` to `peer` on port 500.
-pub fn tunnel(config: Config, own: Ipv4Addr, peer: Ipv4Addr, now: Duration) -> Tunnel {
-    Tunnel::new(config, SocketAddr::new(IpAddr::V4(own), 500), SocketAddr::new(IpAddr::V4(peer), 500), now)
+/// A tunnel from `own` to `peer` on port 500, its generator seeded from `seed` and its own address (so the two ends
+/// of one execution draw differently, and the fuzzer's seed octet changes both).
+pub fn tunnel(config: Config, own: Ipv4Addr, peer: Ipv4Addr, now: Duration, seed: u8) -> Tunnel {
+    let mut s = [seed; 32];
+    s[..4].copy_from_slice(&own.octets());
+    Tunnel::new(config, SocketAddr::new(IpAddr::V4(own), 500), SocketAddr::new(IpAddr::V4(peer), 500), now, &s)
 }
 
 /// Drains the events (printed with `FUZZ_DEBUG` set) and panics if an engine invariant is broken.

@@ -48,13 +48,7 @@ pub(super) fn first_exchange_is_redundant(first_i: &[u8], first_r: &[u8], second
 
 impl Tunnel {
     /// A message on a retiring IKE SA: the answer to our DELETE on it, or the peer's DELETE (or a late request).
-    pub(super) fn handle_retiring(
-        &mut self,
-        i: usize,
-        rng: &mut dyn RandomSource,
-        req: Request,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn handle_retiring(&mut self, i: usize, req: Request, payloads: Vec<Payload>) {
         if req.h.is_response() {
             // The answer to our DELETE of this IKE SA: it is gone on both sides.
             self.retiring.remove(i);
@@ -67,7 +61,7 @@ impl Tunnel {
         } else {
             vec![]
         };
-        self.respond_on(Which::Retiring(i), rng, req, answer);
+        self.respond_on(Which::Retiring(i), req, answer);
         if deletes_ike(&payloads) {
             self.retiring.remove(i);
         }
@@ -76,12 +70,12 @@ impl Tunnel {
     /// A message on the IKE SA the peer's colliding rekey created, before our own rekey completed. A DELETE means
     /// the peer resolved the collision first and closes its SA; anything else waits (the peer retransmits, and by
     /// then the SA is either current or gone).
-    pub(super) fn handle_collision_sa(&mut self, rng: &mut dyn RandomSource, req: Request, payloads: Vec<Payload>) {
+    pub(super) fn handle_collision_sa(&mut self, req: Request, payloads: Vec<Payload>) {
         if req.h.is_response() || !deletes_ike(&payloads) {
             return;
         }
         let Some(c) = self.ike_collision.as_mut() else { return };
         c.deleted_by_peer = true;
-        self.respond_on(Which::Collision, rng, req, vec![]);
+        self.respond_on(Which::Collision, req, vec![]);
     }
 }

@@ -7,7 +7,6 @@
 //!   arrives, naming the SA a just replaced).
 
 use super::*;
-use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 
 const A: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
@@ -31,7 +30,6 @@ struct Lab {
     b: Tunnel,
     /// In flight: (to_b, receiver's port, bytes).
     link: Vec<(bool, u16, Vec<u8>)>,
-    rng: SeededRandom,
     now: Duration,
 }
 
@@ -43,18 +41,25 @@ fn config(ip: Ipv4Addr, startup: StartupAction) -> Config {
     c
 }
 
+/// The generator seed of one end (`side` 0 or 1) of lab number `n`: each lab draws other nonces, so across labs
+/// either end's rekey wins the collision.
+fn seed_of(n: u64, side: u8) -> [u8; 32] {
+    let mut s = [side; 32];
+    s[..8].copy_from_slice(&n.to_be_bytes());
+    s
+}
+
 impl Lab {
     fn established(seed: u64) -> Lab {
         let now = Duration::from_secs(1000);
         let (sa, sb) = (SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500));
         let mut lab = Lab {
-            a: Tunnel::new(config(A, StartupAction::Start), sa, sb, now),
-            b: Tunnel::new(config(B, StartupAction::Add), sb, sa, now),
+            a: Tunnel::new(config(A, StartupAction::Start), sa, sb, now, &seed_of(seed, 0)),
+            b: Tunnel::new(config(B, StartupAction::Add), sb, sa, now, &seed_of(seed, 1)),
             link: Vec::new(),
-            rng: SeededRandom::new(seed),
             now,
         };
-        lab.a.connect(now, &mut lab.rng);
+        lab.a.connect(now);
         lab.settle();
         assert_eq!(lab.a.status().state, TunnelState::Established);
         assert_eq!(lab.b.status().state, TunnelState::Established);
@@ -83,7 +88,7 @@ impl Lab {
         let i = if newest { toward.next_back() } else { toward.next() };
         let (_, port, data) = self.link.remove(i.expect("a datagram in flight"));
         let (dst, src) = if to_b { (&mut self.b, A) } else { (&mut self.a, B) };
-        dst.handle_datagram(self.now, &mut self.rng, port, SocketAddr::new(IpAddr::V4(src), port), &data);
+        dst.handle_datagram(self.now, port, SocketAddr::new(IpAddr::V4(src), port), &data);
         self.collect();
     }
 
@@ -100,8 +105,8 @@ impl Lab {
             match [self.a.poll_timeout(), self.b.poll_timeout()].into_iter().flatten().min() {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
-                    self.a.handle_timeout(self.now, &mut self.rng);
-                    self.b.handle_timeout(self.now, &mut self.rng);
+                    self.a.handle_timeout(self.now);
+                    self.b.handle_timeout(self.now);
                 }
                 _ => return,
             }
@@ -143,10 +148,10 @@ fn survivor(t: &Tunnel, kind: Kind) -> u64 {
     }
 }
 
-fn start(t: &mut Tunnel, kind: Kind, now: Duration, rng: &mut SeededRandom) {
+fn start(t: &mut Tunnel, kind: Kind, now: Duration) {
     match kind {
-        Kind::Child => t.rekey_child(now, rng),
-        Kind::Ike => t.rekey_ike(now, rng),
+        Kind::Child => t.rekey_child(now),
+        Kind::Ike => t.rekey_ike(now),
     }
 }
 
@@ -154,8 +159,8 @@ fn start(t: &mut Tunnel, kind: Kind, now: Duration, rng: &mut SeededRandom) {
 fn collide(seed: u64, kind: Kind, order: Order) -> bool {
     let mut lab = Lab::established(seed);
     let (now, before_a, before_b) = (lab.now, lab.a.status(), lab.b.status());
-    start(&mut lab.a, kind, now, &mut lab.rng);
-    start(&mut lab.b, kind, now, &mut lab.rng);
+    start(&mut lab.a, kind, now);
+    start(&mut lab.b, kind, now);
     let (ni_a, sa_a) = in_flight(&lab.a);
     let (ni_b, _) = in_flight(&lab.b);
     // a's request reaches b first: b notes the collision and answers it.
@@ -216,13 +221,13 @@ fn collide(seed: u64, kind: Kind, order: Order) -> bool {
     }
     // Retiring IKE SAs are gone once their DELETE was answered (or, at the latest, after the linger time).
     lab.now += RETIRED_IKE_LINGER;
-    lab.a.handle_timeout(lab.now, &mut lab.rng);
-    lab.b.handle_timeout(lab.now, &mut lab.rng);
+    lab.a.handle_timeout(lab.now);
+    lab.b.handle_timeout(lab.now);
     lab.settle();
     assert!(lab.a.retiring.is_empty() && lab.b.retiring.is_empty(), "a redundant IKE SA lingers");
     // The tunnel still works: a plain rekey afterwards succeeds.
     let now = lab.now;
-    lab.a.rekey_child(now, &mut lab.rng);
+    lab.a.rekey_child(now);
     lab.settle();
     assert_eq!(lab.a.status().child_inbound_spi(), lab.b.status().child_outbound_spi());
     let collisions = usize::from(order != Order::Late || kind == Kind::Child);

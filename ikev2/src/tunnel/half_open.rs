@@ -140,7 +140,6 @@ impl Tunnel {
     fn admission(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         msg: &Message,
         ni: &[u8],
         remote: SocketAddr,
@@ -154,10 +153,10 @@ impl Tunnel {
         }
         let h = msg.header;
         let returned = find_notify(&msg.payloads, NotifyType::COOKIE).map(|n| n.data.as_slice());
-        if returned.is_some_and(|c| self.cookies.verify(now, rng, c, ni, h.spi_i, remote)) {
+        if returned.is_some_and(|c| self.cookies.verify(now, &mut self.rng, c, ni, h.spi_i, remote)) {
             return (Admission::Admit, None);
         }
-        (Admission::DemandCookie, Some(self.cookies.issue(now, rng, ni, h.spi_i, remote)))
+        (Admission::DemandCookie, Some(self.cookies.issue(now, &mut self.rng, ni, h.spi_i, remote)))
     }
 
     /// Whether an IKE_SA_INIT request is a new one, to be looked at: not one with a responder SPI or a message ID
@@ -188,7 +187,6 @@ impl Tunnel {
     pub(super) fn handle_init_request(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         msg: Message,
         data: &[u8],
         local_port: u16,
@@ -208,7 +206,7 @@ impl Tunnel {
         };
         // Cookies first (RFC 7296 §2.6): under load nothing else is looked at until the initiator proves it
         // receives at its address.
-        match self.admission(now, rng, &msg, &ni, remote) {
+        match self.admission(now, &msg, &ni, remote) {
             (Admission::Admit, _) => {}
             (Admission::DemandCookie, cookie) => {
                 self.counters.cookies_sent += 1;
@@ -241,18 +239,18 @@ impl Tunnel {
             self.counters.half_open_refused += 1;
             return;
         }
-        let dh = suite.dh.generate(rng);
+        let dh = suite.dh.generate(&mut self.rng);
         let Ok(shared) = dh.shared_secret(&ke_data) else {
             reply(self, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
-        let spi_r = rand_u64(rng);
-        let nr = nonce(rng);
+        let spi_r = rand_u64(&mut self.rng);
+        let nr = nonce(&mut self.rng);
         let mut payloads = vec![suite_proposal_ike(&suite, number, None)];
         payloads.push(Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() });
         payloads.push(Payload::Nonce(nr.clone()));
         let local = SocketAddr::new(self.local.ip(), local_port);
-        payloads.extend(nat_detection(self.cfg.force_encap, h.spi_i, spi_r, local, remote, rng));
+        payloads.extend(nat_detection(self.cfg.force_encap, h.spi_i, spi_r, local, remote, &mut self.rng));
         // RFC 7383 §2.3: announce fragmentation only to a peer that announced it.
         let peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         if peer_fragmentation {
@@ -273,14 +271,7 @@ impl Tunnel {
     /// entry changes unless the peer's AUTH verifies; then the entry is promoted and replaces whatever IKE SA
     /// and CHILD_SA the tunnel had (the authenticated peer started over).
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn respond_auth(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        i: usize,
-        req: Request,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn respond_auth(&mut self, now: Duration, i: usize, req: Request, payloads: Vec<Payload>) {
         let which = Which::HalfOpen(i);
         if req.h.exchange != ExchangeType::IKE_AUTH {
             self.dropped(DropReason::UnexpectedExchange);
@@ -289,7 +280,7 @@ impl Tunnel {
         match self.half_open_auth(i, &payloads) {
             None => return,
             Some(Err((ty, reason, message))) => {
-                self.respond_on(which, rng, req, vec![notify(ty, vec![])]);
+                self.respond_on(which, req, vec![notify(ty, vec![])]);
                 self.half_open.remove(i);
                 self.note_refused(reason, message);
                 return;
@@ -315,7 +306,7 @@ impl Tunnel {
         };
         if let Some(err) = child_error {
             resp.push(notify(err, vec![]));
-            self.respond_on(which, rng, req, resp);
+            self.respond_on(which, req, resp);
             let sa = self.half_open.remove(i);
             self.adopt(sa, req.local_port, req.remote);
             let what = if err == NotifyType::NO_PROPOSAL_CHOSEN {
@@ -327,18 +318,18 @@ impl Tunnel {
             return;
         }
         let Some((number, outbound_spi, suite)) = chosen else { return };
-        let inbound_spi = rand_u32(rng);
+        let inbound_spi = rand_u32(&mut self.rng);
         resp.push(suite_proposal_esp(&suite, number, inbound_spi));
         resp.push(Payload::TsI(tsi_n.clone()));
         resp.push(Payload::TsR(tsr_n.clone()));
-        self.respond_on(which, rng, req, resp);
+        self.respond_on(which, req, resp);
         let sa = self.half_open.remove(i);
         self.adopt(sa, req.local_port, req.remote);
         if let Some(sa) = self.ike.as_mut() {
             sa.peer_initial_contact = initial_contact;
         }
         let (local_ts, remote_ts) = (ts_to_prefixes(&tsr_n), ts_to_prefixes(&tsi_n));
-        self.establish_with_child(now, rng, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
+        self.establish_with_child(now, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
     }
 
     /// Whether the peer's IKE_AUTH request on half-open SA `i` authenticates it (IDi and AUTH present, AUTH

@@ -30,12 +30,12 @@ impl Lab {
         let now = Duration::from_secs(1000);
         let (sa, sb) = (SocketAddr::new(IpAddr::V4(A), 500), SocketAddr::new(IpAddr::V4(B), 500));
         let mut lab = Lab {
-            a: Tunnel::new(config(A, StartupAction::Start), sa, sb, now),
-            b: Tunnel::new(config(B, StartupAction::Add), sb, sa, now),
+            a: Tunnel::new(config(A, StartupAction::Start), sa, sb, now, &[1; 32]),
+            b: Tunnel::new(config(B, StartupAction::Add), sb, sa, now, &[2; 32]),
             rng: SeededRandom::new(21),
             now,
         };
-        lab.a.connect(now, &mut lab.rng);
+        lab.a.connect(now);
         lab
     }
 
@@ -43,13 +43,7 @@ impl Lab {
     fn step(&mut self, to_b: bool) -> bool {
         let (from, to, src) = if to_b { (&mut self.a, &mut self.b, A) } else { (&mut self.b, &mut self.a, B) };
         let Some(t) = from.poll_transmit() else { return false };
-        to.handle_datagram(
-            self.now,
-            &mut self.rng,
-            t.remote.port(),
-            SocketAddr::new(IpAddr::V4(src), t.local_port),
-            &t.data,
-        );
+        to.handle_datagram(self.now, t.remote.port(), SocketAddr::new(IpAddr::V4(src), t.local_port), &t.data);
         self.check();
         true
     }
@@ -79,7 +73,7 @@ impl Lab {
     }
 
     fn deliver_to_a(&mut self, data: &[u8]) {
-        self.a.handle_datagram(self.now, &mut self.rng, 4500, SocketAddr::new(IpAddr::V4(B), 4500), data);
+        self.a.handle_datagram(self.now, 4500, SocketAddr::new(IpAddr::V4(B), 4500), data);
         self.check();
     }
 }
@@ -105,7 +99,7 @@ fn child_rekey_answers_that_differ_from_our_offer_are_refused() {
         let mut lab = Lab::established();
         let before = lab.a.status();
         let now = lab.now;
-        lab.a.rekey_child(now, &mut lab.rng);
+        lab.a.rekey_child(now);
         while lab.a.poll_transmit().is_some() {} // b never sees the request
         assert_eq!(a_offered_group(&lab), DhGroup::Modp2048);
         let mut payloads = vec![suite_proposal_esp(&suite, 1, 0x1234_5678), Payload::Nonce(vec![7; 32])];
@@ -149,7 +143,7 @@ fn ike_rekey_answers_that_differ_from_our_offer_are_refused() {
         let mut lab = Lab::established();
         let before = lab.a.status();
         let now = lab.now;
-        lab.a.rekey_ike(now, &mut lab.rng);
+        lab.a.rekey_ike(now);
         while lab.a.poll_transmit().is_some() {}
         let suite = IkeSuite { encr: Encr::AesCbc128, integ: Some(Integ::HmacSha256_128), prf, dh: group };
         let payloads = vec![
@@ -192,7 +186,7 @@ fn run_until(lab: &mut Lab, limit: Duration, done: impl Fn(&Lab) -> bool) -> boo
         let now = lab.now;
         for t in [&mut lab.a, &mut lab.b] {
             if t.poll_timeout().is_some_and(|at| at <= now) {
-                t.handle_timeout(now, &mut lab.rng);
+                t.handle_timeout(now);
             }
         }
         lab.check();
@@ -222,9 +216,9 @@ fn refused_rekey_leaves_nothing_on_the_peer(ike: bool) {
     let mut lab = Lab::established();
     let now = lab.now;
     if ike {
-        lab.a.rekey_ike(now, &mut lab.rng);
+        lab.a.rekey_ike(now);
     } else {
-        lab.a.rekey_child(now, &mut lab.rng);
+        lab.a.rekey_child(now);
     }
     assert!(lab.step(true), "a's rekey request");
     // b answered and moved to what it created: an IKE SA (the CHILD_SA under it) or a CHILD_SA.
@@ -295,19 +289,7 @@ fn the_outbound_count_sees_a_second_install() {
     // What a bug installing the SA of another exchange (a collision's, a second IKE SA's) would emit.
     let suite = lab.a.child.as_ref().expect("child").suite;
     let (now, ts) = (lab.now, lab.a.cfg.local_ts.clone());
-    let extra = lab.a.make_child(
-        now,
-        &mut lab.rng,
-        0x4242_4242,
-        0x5151_5151,
-        suite,
-        None,
-        &[1; 32],
-        &[2; 32],
-        true,
-        ts.clone(),
-        ts,
-    );
+    let extra = lab.a.make_child(now, 0x4242_4242, 0x5151_5151, suite, None, &[1; 32], &[2; 32], true, ts.clone(), ts);
     lab.a.emit(Event::ChildSaInstalled(extra.expect("child")));
     assert_eq!(lab.a.outbound_child_sas(), 2);
     assert!(lab.a.check_invariants().is_err_and(|e| e.contains("2 outbound")));
@@ -320,7 +302,7 @@ fn a_peer_child_delete_leaves_one_sa_pair_on_both_ends() {
     let mut lab = Lab::established();
     let spi = lab.b.child.as_ref().expect("b's CHILD_SA").inbound_spi;
     let now = lab.now;
-    lab.b.send_request(now, &mut lab.rng, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
+    lab.b.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
     lab.settle();
     assert!(lab.a.status().last_error.is_some_and(|e| e.contains("peer deleted the CHILD_SA")));
     let mut b_lost_ike = false;

@@ -17,7 +17,7 @@ pub(super) fn sa_is_original_initiator(sa: &IkeSa) -> bool {
 
 impl Tunnel {
     /// Starts (or restarts) the IKE SA as initiator.
-    pub fn connect(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn connect(&mut self, now: Duration) {
         self.closed = false;
         self.reconnect_at = None;
         if self.ike.is_some() {
@@ -26,14 +26,14 @@ impl Tunnel {
         self.local_port = IKE_PORT;
         self.remote.set_port(IKE_PORT);
         let group = self.cfg.ike_proposals.first().and_then(|p| p.dh.first().copied()).unwrap_or(DhGroup::Modp2048);
-        let spi_i = rand_u64(rng);
-        let dh = group.generate(rng);
-        let ni = nonce(rng);
-        self.ike = Some(IkeSa::initiator(spi_i, dh, ni, rand_u32(rng), now));
-        self.send_init(now, rng);
+        let spi_i = rand_u64(&mut self.rng);
+        let dh = group.generate(&mut self.rng);
+        let ni = nonce(&mut self.rng);
+        self.ike = Some(IkeSa::initiator(spi_i, dh, ni, rand_u32(&mut self.rng), now));
+        self.send_init(now);
     }
 
-    pub(super) fn send_init(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub(super) fn send_init(&mut self, now: Duration) {
         let local = SocketAddr::new(self.local.ip(), self.local_port);
         let remote = self.remote;
         let force = self.cfg.force_encap;
@@ -47,7 +47,7 @@ impl Tunnel {
         payloads.push(ike_sa_payload(&proposals, None));
         payloads.push(Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() });
         payloads.push(Payload::Nonce(sa.ni.clone()));
-        payloads.extend(nat_detection(force, sa.spi_i, 0, local, remote, rng));
+        payloads.extend(nat_detection(force, sa.spi_i, 0, local, remote, &mut self.rng));
         payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
         let header = Header {
             spi_i: sa.spi_i,
@@ -67,20 +67,14 @@ impl Tunnel {
     }
 
     /// The answer to our IKE_SA_INIT (unauthenticated): looked at only while ours, with that SPI, is in flight.
-    pub(super) fn handle_init_response(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        msg: Message,
-        data: &[u8],
-    ) {
+    pub(super) fn handle_init_response(&mut self, now: Duration, msg: Message, data: &[u8]) {
         let h = msg.header;
         let Some(sa) = self.ike.as_mut() else { return };
         if !sa.initiator || sa.state != IkeState::InitSent || sa.spi_i != h.spi_i || h.message_id != 0 {
             self.dropped(DropReason::UnexpectedExchange);
             return;
         }
-        if self.init_retry_or_error(now, rng, &msg.payloads) {
+        if self.init_retry_or_error(now, &msg.payloads) {
             return;
         }
         let Some(sa) = self.ike.as_mut() else { return };
@@ -129,13 +123,13 @@ impl Tunnel {
             self.local_port = NATT_PORT;
             self.remote.set_port(NATT_PORT);
         }
-        self.send_auth(now, rng);
+        self.send_auth(now);
     }
 
     /// The answer to our IKE_SA_INIT asks us to retry (COOKIE, INVALID_KE_PAYLOAD naming a group we offer: resent
     /// at most [`MAX_INIT_RETRIES`] times) or refuses (an error notify: the attempt fails). True when it was one of
     /// those and is handled.
-    fn init_retry_or_error(&mut self, now: Duration, rng: &mut dyn RandomSource, payloads: &[Payload]) -> bool {
+    fn init_retry_or_error(&mut self, now: Duration, payloads: &[Payload]) -> bool {
         let Some(sa) = self.ike.as_mut() else { return true };
         let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
             .into_iter()
@@ -152,7 +146,7 @@ impl Tunnel {
             }
             sa.init_retries += 1;
             sa.cookie = Some(c.data.clone());
-            self.send_init(now, rng);
+            self.send_init(now);
             return true;
         }
         if let Some(n) = find_notify(payloads, NotifyType::INVALID_KE_PAYLOAD) {
@@ -163,8 +157,8 @@ impl Tunnel {
                 Some(g) => {
                     let sa = self.ike.as_mut().expect("checked above");
                     sa.init_retries += 1;
-                    sa.dh = Some(g.generate(rng));
-                    self.send_init(now, rng);
+                    sa.dh = Some(g.generate(&mut self.rng));
+                    self.send_init(now);
                 }
                 None => self.fail(
                     now,
@@ -220,7 +214,7 @@ impl Tunnel {
         Some((auth_ok, id_ok))
     }
 
-    pub(super) fn send_auth(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub(super) fn send_auth(&mut self, now: Duration) {
         let idi = identity_payload(&self.cfg.local_id);
         let Some(sa) = self.ike.as_ref() else { return };
         let Some(auth) = self.auth_octets(sa, true, &idi) else { return };
@@ -236,10 +230,10 @@ impl Tunnel {
         payloads.push(esp_sa_payload(&self.cfg.esp_proposals, spi, false));
         payloads.push(Payload::TsI(ts_payload(&self.local_ts())));
         payloads.push(Payload::TsR(ts_payload(&self.cfg.remote_ts)));
-        self.send_request(now, rng, ExchangeType::IKE_AUTH, payloads, Req::Auth);
+        self.send_request(now, ExchangeType::IKE_AUTH, payloads, Req::Auth);
     }
 
-    pub(super) fn auth_response(&mut self, now: Duration, rng: &mut dyn RandomSource, payloads: Vec<Payload>) {
+    pub(super) fn auth_response(&mut self, now: Duration, payloads: Vec<Payload>) {
         if let Some(n) = first_error_notify(&payloads) {
             let ty = n.ty;
             self.fail(now, reason_for(ty, true), format!("peer sent {ty}"));
@@ -279,6 +273,6 @@ impl Tunnel {
         let inbound_spi = sa.first_child_spi;
         let suite = EspSuite { dh: None, ..suite };
         let (local_ts, remote_ts) = (ts_to_prefixes(&tsi), ts_to_prefixes(&tsr));
-        self.establish_with_child(now, rng, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
+        self.establish_with_child(now, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
     }
 }

@@ -4,21 +4,13 @@
 use super::*;
 
 impl Tunnel {
-    pub(super) fn handle_request(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        req: Request,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn handle_request(&mut self, now: Duration, req: Request, payloads: Vec<Payload>) {
         let Some(state) = self.ike.as_ref().map(|s| s.state) else { return };
         // Requests only on an established SA: before the peer's AUTH verified, nothing it asks for (a DELETE
         // included) is acted on. (The responder's IKE_AUTH is handled on the half-open table.)
         match (req.h.exchange, state) {
-            (ExchangeType::CREATE_CHILD_SA, IkeState::Established) => {
-                self.respond_create_child(now, rng, req, payloads)
-            }
-            (ExchangeType::INFORMATIONAL, IkeState::Established) => self.respond_informational(now, rng, req, payloads),
+            (ExchangeType::CREATE_CHILD_SA, IkeState::Established) => self.respond_create_child(now, req, payloads),
+            (ExchangeType::INFORMATIONAL, IkeState::Established) => self.respond_informational(now, req, payloads),
             _ => {
                 self.dropped(DropReason::UnexpectedExchange);
             }
@@ -26,22 +18,16 @@ impl Tunnel {
     }
 
     /// Sends DELETE for `sa`, an IKE SA that is not the current one, as a tracked (retransmitted) request on it.
-    pub(super) fn send_delete_ike(&mut self, now: Duration, rng: &mut dyn RandomSource, sa: &mut IkeSa) {
+    pub(super) fn send_delete_ike(&mut self, now: Duration, sa: &mut IkeSa) {
         let id = sa.my_next_id;
-        let bytes = encrypt(sa, ExchangeType::INFORMATIONAL, false, id, &[delete_ike()], rng);
+        let bytes = encrypt(sa, ExchangeType::INFORMATIONAL, false, id, &[delete_ike()], &mut self.rng);
         sa.my_next_id += 1;
         sa.pending =
             Some(Pending::new(id, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::DeleteIke));
         self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
 
-    pub(super) fn respond_informational(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        req: Request,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn respond_informational(&mut self, now: Duration, req: Request, payloads: Vec<Payload>) {
         let mut resp = Vec::new();
         let mut delete_ike = false;
         let mut lost_child = false;
@@ -76,21 +62,21 @@ impl Tunnel {
                 }
             }
         }
-        self.send_response(rng, req, if delete_ike { vec![] } else { resp });
+        self.send_response(req, if delete_ike { vec![] } else { resp });
         if delete_ike && self.ike_collision.as_ref().is_some_and(|c| !c.deleted_by_peer) {
             // Our IKE rekey collided with the peer's, and the peer, having resolved it in favour of its new IKE SA,
             // deletes the old one. That SA takes over; the answer to our rekey (if it still comes) finds the old SA
             // retired, and our redundant SA never exists on our side.
             if let Some(c) = self.ike_collision.take() {
                 self.counters.rekey_collisions += 1;
-                self.install_ike(now, rng, c.sa);
+                self.install_ike(now, c.sa);
             }
         } else if delete_ike {
             self.fail(now, DownReason::DeletedByPeer, "peer deleted the IKE SA".into());
         } else if lost_child {
             // Without its CHILD_SA the tunnel carries nothing: start over with a fresh IKE SA, and delete this one
             // (the peer would otherwise keep it beside the new one: two IKE SAs for one tunnel).
-            self.close_and_restart(now, rng, DownReason::DeletedByPeer, "peer deleted the CHILD_SA".into(), Vec::new());
+            self.close_and_restart(now, DownReason::DeletedByPeer, "peer deleted the CHILD_SA".into(), Vec::new());
         }
     }
 }

@@ -8,7 +8,9 @@
 //! - the exchanges: `ike_init.rs` (initiator's IKE_SA_INIT and IKE_AUTH), `half_open.rs` and `cookie.rs`
 //!   (responder's), `rekey.rs` (CREATE_CHILD_SA), `collision.rs` (simultaneous rekeys), `informational.rs`
 //!   (DELETE, DPD);
-//! - `timer.rs`: every deadline; `drop_reason.rs`: why a message is dropped or answered with an error.
+//! - `timer.rs`: every deadline; `drop_reason.rs`: why a message is dropped or answered with an error;
+//! - `random.rs`: the tunnel's own generator (seeded by [`Tunnel::new`], refreshed by [`Tunnel::reseed`]), from
+//!   which every SPI, nonce, DH secret, cookie secret, IV and jitter is drawn; no method takes a random source.
 //!
 //! The path of one peer request: [`Tunnel::handle_datagram`] (here) finds the SA, `protect.rs` decrypts it, the
 //! exchange's file acts on it, `window.rs` answers it.
@@ -53,6 +55,7 @@ use half_open::HalfOpenTable;
 use message::*;
 use negotiate::*;
 use protect::*;
+use random::EngineRandom;
 use sa::*;
 use timer::*;
 use window::*;
@@ -102,11 +105,16 @@ pub struct Tunnel {
     dh_budget: DhBudget,
     /// Outbound CHILD_SA SPIs the datapath holds, kept from the events as the datapath applies them.
     installed_outbound: Vec<u32>,
+    /// Every random octet the engine uses (`random.rs`): seeded by [`Tunnel::new`], refreshed by
+    /// [`Tunnel::reseed`].
+    rng: EngineRandom,
 }
 
 impl Tunnel {
-    /// `local`/`remote`: the outside addresses (IKE starts on port 500 and moves to 4500).
-    pub fn new(config: Config, local: SocketAddr, remote: SocketAddr, now: Duration) -> Tunnel {
+    /// `local`/`remote`: the outside addresses (IKE starts on port 500 and moves to 4500). `seed`: 32 octets
+    /// from a cryptographically secure source (the OS in the sidecar; a constant in tests), the only randomness
+    /// the engine ever gets besides [`Tunnel::reseed`]; the caller should clear its copy.
+    pub fn new(config: Config, local: SocketAddr, remote: SocketAddr, now: Duration, seed: &[u8; 32]) -> Tunnel {
         Tunnel {
             cfg: config,
             local,
@@ -133,18 +141,18 @@ impl Tunnel {
             cookies: CookieJar::new(),
             dh_budget: DhBudget::new(now),
             installed_outbound: Vec::new(),
+            rng: EngineRandom::from_seed(seed),
         }
     }
 
+    /// Mixes 32 fresh octets (from the OS in the sidecar) into the tunnel's generator, so that its state, had it
+    /// leaked, no longer predicts the SPIs, nonces and Diffie-Hellman secrets that follow (`random.rs`).
+    pub fn reseed(&mut self, fresh: &[u8; 32]) {
+        self.rng.reseed(fresh);
+    }
+
     /// An IKE datagram from the peer (on port 4500 without the non-ESP marker).
-    pub fn handle_datagram(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        local_port: u16,
-        remote: SocketAddr,
-        data: &[u8],
-    ) {
+    pub fn handle_datagram(&mut self, now: Duration, local_port: u16, remote: SocketAddr, data: &[u8]) {
         if remote.ip() != self.remote.ip() {
             self.dropped(DropReason::NotFromPeer);
             return;
@@ -156,9 +164,9 @@ impl Tunnel {
         let h = msg.header;
         if h.exchange == ExchangeType::IKE_SA_INIT {
             if h.is_response() {
-                self.handle_init_response(now, rng, msg, data);
+                self.handle_init_response(now, msg, data);
             } else {
-                self.handle_init_request(now, rng, msg, data, local_port, remote);
+                self.handle_init_request(now, msg, data, local_port, remote);
             }
             return;
         }
@@ -183,7 +191,7 @@ impl Tunnel {
         let req = Request { h, local_port, remote };
         if let Which::HalfOpen(i) = which {
             // Keys from an unauthenticated IKE_SA_INIT prove nothing yet: only the AUTH inside may.
-            self.respond_auth(now, rng, i, req, payloads);
+            self.respond_auth(now, i, req, payloads);
             return;
         }
         self.last_recv = now;
@@ -193,10 +201,10 @@ impl Tunnel {
             self.local_port = local_port;
         }
         match which {
-            Which::Current if h.is_response() => self.handle_response(now, rng, h, payloads),
-            Which::Current => self.handle_request(now, rng, req, payloads),
-            Which::Retiring(i) => self.handle_retiring(i, rng, req, payloads),
-            Which::Collision => self.handle_collision_sa(rng, req, payloads),
+            Which::Current if h.is_response() => self.handle_response(now, h, payloads),
+            Which::Current => self.handle_request(now, req, payloads),
+            Which::Retiring(i) => self.handle_retiring(i, req, payloads),
+            Which::Collision => self.handle_collision_sa(req, payloads),
             Which::HalfOpen(_) => {}
         }
     }
@@ -217,12 +225,18 @@ impl Tunnel {
     }
 
     fn sa_mut(&mut self, which: Which) -> Option<&mut IkeSa> {
-        match which {
+        self.sa_and_rng(which).map(|(sa, _)| sa)
+    }
+
+    /// The IKE SA `which` and the tunnel's generator, borrowed together (to encrypt on that SA).
+    fn sa_and_rng(&mut self, which: Which) -> Option<(&mut IkeSa, &mut EngineRandom)> {
+        let sa = match which {
             Which::Current => self.ike.as_mut(),
             Which::Retiring(i) => self.retiring.get_mut(i).map(|r| &mut r.sa),
             Which::Collision => self.ike_collision.as_mut().map(|c| &mut c.sa),
             Which::HalfOpen(i) => self.half_open.get_mut(i),
-        }
+        };
+        sa.map(|sa| (sa, &mut self.rng))
     }
 
     fn send_unprotected_error(
@@ -266,25 +280,25 @@ impl Tunnel {
     }
 
     /// Rekey the CHILD_SA now (or as soon as the request window is free).
-    pub fn rekey_child(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn rekey_child(&mut self, now: Duration) {
         if let Some(c) = self.child.as_mut() {
             c.rekey_at = now;
         }
-        self.handle_timeout(now, rng);
+        self.handle_timeout(now);
     }
 
     /// Rekey the IKE SA now (or as soon as the request window is free).
-    pub fn rekey_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn rekey_ike(&mut self, now: Duration) {
         if let Some(s) = self.ike.as_mut()
             && s.state == IkeState::Established
         {
             s.rekey_at = now;
         }
-        self.handle_timeout(now, rng);
+        self.handle_timeout(now);
     }
 
     /// Sends DELETE for the IKE SA (which takes the CHILD_SA with it) and stops. Poll transmits after calling.
-    pub fn close(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn close(&mut self, now: Duration) {
         self.closed = true;
         self.reconnect_at = None;
         self.half_open.clear();
@@ -293,7 +307,7 @@ impl Tunnel {
             if let Some(s) = self.ike.as_mut() {
                 s.pending = None;
             }
-            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![delete_ike()], Req::DeleteIke);
+            self.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_ike()], Req::DeleteIke);
         } else {
             self.ike = None;
         }
@@ -354,20 +368,19 @@ impl Tunnel {
     /// Fuzzing only (`--cfg fuzzing`, set by cargo-fuzz): seals `plain`, inner payloads beginning with payload type
     /// `first`, as the peer would send it on the current IKE SA: a request with the message ID we expect next, or
     /// the response to our request in flight. Lets a fuzz target reach every handler with authenticated but
-    /// arbitrary content. None while the IKE SA has no keys.
+    /// arbitrary content. None while the IKE SA has no keys. The peer's IV is all zeros (it only has to decrypt).
     #[cfg(fuzzing)]
-    pub fn seal_as_peer(
-        &self,
-        exchange: u8,
-        response: bool,
-        first: u8,
-        plain: &[u8],
-        rng: &mut dyn RandomSource,
-    ) -> Option<Vec<u8>> {
+    pub fn seal_as_peer(&self, exchange: u8, response: bool, first: u8, plain: &[u8]) -> Option<Vec<u8>> {
         let sa = self.ike.as_ref().filter(|s| s.keys.is_some())?;
         let id = if response { sa.pending.as_ref().map_or(0, |p| p.id) } else { sa.peer_next_id };
         let (ex, first) = (ExchangeType(exchange), PayloadType(first));
-        Some(seal(sa, Sender::Peer, ex, response, id, first, plain, None, rng))
+        struct ZeroIv;
+        impl RandomSource for ZeroIv {
+            fn fill_bytes(&mut self, dest: &mut [u8]) {
+                dest.fill(0);
+            }
+        }
+        Some(seal(sa, Sender::Peer, ex, response, id, first, plain, None, &mut ZeroIv))
     }
 
     /// Number of outbound CHILD_SAs the datapath holds after applying every event so far (installed and not yet
@@ -415,6 +428,7 @@ mod informational;
 mod message;
 mod negotiate;
 mod protect;
+mod random;
 mod rekey;
 mod sa;
 mod timer;

@@ -52,13 +52,7 @@ impl Tunnel {
         self.ike.as_ref().and_then(|s| s.suite).map_or(Prf::HmacSha1, |s| s.prf)
     }
 
-    pub(super) fn respond_create_child(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        req: Request,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn respond_create_child(&mut self, now: Duration, req: Request, payloads: Vec<Payload>) {
         let proposals = payload_sa(&payloads).unwrap_or_default();
         let is_ike = proposals.first().is_some_and(|p| p.protocol == ProtocolId::IKE);
         let checked = self.peer_rekey_collides(is_ike).and_then(|collision| {
@@ -68,14 +62,14 @@ impl Tunnel {
         let answered = match checked {
             Ok((collision, ni)) if is_ike => {
                 let ke = payload_ke(&payloads);
-                self.respond_ike_rekey(now, rng, req, proposals, ni, ke, collision);
+                self.respond_ike_rekey(now, req, proposals, ni, ke, collision);
                 return;
             }
-            Ok((collision, ni)) => self.respond_child_rekey(now, rng, req, &payloads, &proposals, ni, collision),
+            Ok((collision, ni)) => self.respond_child_rekey(now, req, &payloads, &proposals, ni, collision),
             Err(refusal) => Err(refusal),
         };
         if let Err((ty, data)) = answered {
-            self.send_response(rng, req, vec![notify(ty, data)]);
+            self.send_response(req, vec![notify(ty, data)]);
         }
     }
 
@@ -123,7 +117,6 @@ impl Tunnel {
     fn respond_child_rekey(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         req: Request,
         payloads: &[Payload],
         proposals: &[wire::Proposal],
@@ -133,12 +126,12 @@ impl Tunnel {
         let late = self.child_rekey_target(payloads, collision)?;
         let (number, outbound_spi, suite) =
             select_esp(&self.cfg.esp_proposals, proposals, true).ok_or(refuse(NotifyType::NO_PROPOSAL_CHOSEN))?;
-        let (dh_pub, g_ir) = respond_pfs(suite.dh, payload_ke(payloads), rng)?;
+        let (dh_pub, g_ir) = respond_pfs(suite.dh, payload_ke(payloads), &mut self.rng)?;
         let Some(child) = self.child.as_ref() else { return Ok(()) };
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
-        let inbound_spi = rand_u32(rng);
-        let nr = nonce(rng);
+        let inbound_spi = rand_u32(&mut self.rng);
+        let nr = nonce(&mut self.rng);
         if collision {
             self.child_collision = Some(ChildCollision {
                 peer_ni: ni.clone(),
@@ -153,7 +146,7 @@ impl Tunnel {
         resp.extend(dh_pub);
         resp.push(Payload::TsI(ts_payload(&remote_ts)));
         resp.push(Payload::TsR(ts_payload(&local_ts)));
-        self.send_response(rng, req, resp);
+        self.send_response(req, resp);
         let grace = self.cfg.old_inbound_grace;
         if let Some(rec) = &late {
             self.counters.rekey_collisions += 1;
@@ -171,7 +164,6 @@ impl Tunnel {
         }
         if let Some(new) = self.make_child(
             now,
-            rng,
             inbound_spi,
             outbound_spi,
             suite,
@@ -198,7 +190,6 @@ impl Tunnel {
     pub(super) fn respond_ike_rekey(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         req: Request,
         proposals: Vec<wire::Proposal>,
         ni: Vec<u8>,
@@ -206,11 +197,11 @@ impl Tunnel {
         collision: bool,
     ) {
         let Some((group, ke_data)) = ke else {
-            self.send_response(rng, req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
+            self.send_response(req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
         let Some((number, suite)) = select_ike(&self.cfg.ike_proposals, &proposals, Some(group)) else {
-            self.send_response(rng, req, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])]);
+            self.send_response(req, vec![notify(NotifyType::NO_PROPOSAL_CHOSEN, vec![])]);
             return;
         };
         let peer_spi = proposals
@@ -219,26 +210,22 @@ impl Tunnel {
             .and_then(|p| <[u8; 8]>::try_from(&p.spi[..]).ok())
             .map(u64::from_be_bytes);
         let Some(peer_spi) = peer_spi.filter(|s| *s != 0 && nonce_fits(&ni, suite.prf)) else {
-            self.send_response(rng, req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
+            self.send_response(req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
         if suite.dh.id() != group {
-            self.send_response(
-                rng,
-                req,
-                vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())],
-            );
+            self.send_response(req, vec![notify(NotifyType::INVALID_KE_PAYLOAD, suite.dh.id().to_be_bytes().to_vec())]);
             return;
         }
-        let dh = suite.dh.generate(rng);
+        let dh = suite.dh.generate(&mut self.rng);
         let Ok(g_ir) = dh.shared_secret(&ke_data) else {
-            self.send_response(rng, req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
+            self.send_response(req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
         let Some(old) = self.ike.as_ref() else { return };
         let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return };
-        let our_spi = rand_u64(rng);
-        let nr = nonce(rng);
+        let our_spi = rand_u64(&mut self.rng);
+        let nr = nonce(&mut self.rng);
         let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, &ni, &nr);
         let Some(keys) = keys_from(&suite, &skeyseed, &ni, &nr, peer_spi, our_spi, false) else { return };
         let resp = vec![
@@ -246,20 +233,19 @@ impl Tunnel {
             Payload::Nonce(nr.clone()),
             Payload::Ke { group: suite.dh.id(), data: dh.public_value().to_vec() },
         ];
-        self.send_response(rng, req, resp);
-        let new = self.rekeyed_sa(now, rng, false, peer_spi, our_spi, suite, keys);
+        self.send_response(req, resp);
+        let new = self.rekeyed_sa(now, false, peer_spi, our_spi, suite, keys);
         if collision {
             // Ours is in flight on the old IKE SA: which new SA survives is known when it completes.
             self.ike_collision = Some(IkeCollision { sa: new, peer_ni: ni, our_nr: nr, deleted_by_peer: false });
         } else {
-            self.install_ike(now, rng, new);
+            self.install_ike(now, new);
         }
     }
 
     pub(super) fn child_rekey_response(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         payloads: Vec<Payload>,
         dh: Option<DhSecret>,
         ni: Vec<u8>,
@@ -267,7 +253,7 @@ impl Tunnel {
     ) {
         let collision = self.child_collision.take();
         let Some((outbound_spi, suite, nr, g_ir)) = self.child_from_response(&payloads, dh.as_ref()) else {
-            self.child_rekey_not_used(now, rng, &payloads, collision);
+            self.child_rekey_not_used(now, &payloads, collision);
             return;
         };
         let Some(child) = self.child.as_ref() else { return };
@@ -279,14 +265,14 @@ impl Tunnel {
             // peer, whose rekey survived, deletes the replaced SA.
             self.counters.rekey_collisions += 1;
             let del = delete_esp(&[new_in_spi]);
-            self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
+            self.send_request(now, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
             return;
         }
         // Ours survives. Without a collision `child` is the SA we rekeyed; with one, it is the peer's redundant SA.
         let (old_in, old_out) = (child.inbound_spi, child.outbound_spi);
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         let g_ir = g_ir.as_deref().map(|v| &v[..]);
-        let new = self.make_child(now, rng, new_in_spi, outbound_spi, suite, g_ir, &ni, &nr, true, local_ts, remote_ts);
+        let new = self.make_child(now, new_in_spi, outbound_spi, suite, g_ir, &ni, &nr, true, local_ts, remote_ts);
         let Some(new) = new else { return };
         let peer_deleted = collision.as_ref().is_some_and(|c| c.deleted_by_peer);
         self.retire_rekeyed_child(now, old_in, old_out, collision, &ni, &nr);
@@ -298,13 +284,7 @@ impl Tunnel {
 
     /// The answer to our CHILD_SA rekey is not used: the peer refused it (keep the current CHILD_SA and retry, or
     /// after a collision keep the peer's), or it created an SA we will not use.
-    fn child_rekey_not_used(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        payloads: &[Payload],
-        collision: Option<ChildCollision>,
-    ) {
+    fn child_rekey_not_used(&mut self, now: Duration, payloads: &[Payload], collision: Option<ChildCollision>) {
         let refusal = first_error_notify(payloads).map(|n| n.ty);
         match collision {
             // A refusal (TEMPORARY_FAILURE after a collision, or another error notify) created nothing.
@@ -312,7 +292,7 @@ impl Tunnel {
             // CHILD_SA and try again shortly.
             Some(c) if refusal.is_some() && !c.deleted_by_peer => self.counters.rekey_collisions += 1,
             None if refusal.is_some() => {
-                let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, rng));
+                let delay = refusal.map_or(Duration::from_secs(30), |ty| retry_delay(ty, &mut self.rng));
                 if let Some(c) = self.child.as_mut() {
                     c.rekey_at = now + delay;
                 }
@@ -328,7 +308,7 @@ impl Tunnel {
                     _ => "peer deleted the CHILD_SA of a rekey collision".into(),
                 };
                 let reason = if refusal.is_some() { DownReason::DeletedByPeer } else { DownReason::InvalidSyntax };
-                self.close_and_restart(now, rng, reason, message, Vec::new());
+                self.close_and_restart(now, reason, message, Vec::new());
             }
         }
     }
@@ -413,25 +393,24 @@ impl Tunnel {
     pub(super) fn ike_rekey_response(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         payloads: Vec<Payload>,
         dh: DhSecret,
         ni: Vec<u8>,
         new_spi: u64,
     ) {
         let collision = self.ike_collision.take();
-        let (mut ours, nr) = match self.rekeyed_ike_from_response(now, rng, &payloads, dh, &ni, new_spi) {
+        let (mut ours, nr) = match self.rekeyed_ike_from_response(now, &payloads, dh, &ni, new_spi) {
             IkeRekeyAnswer::Accepted(sa, nr) => (sa, nr),
             IkeRekeyAnswer::Refused => {
                 match collision {
                     // The peer refused ours; its own rekey (already answered) stands unless it deleted it.
                     Some(c) if !c.deleted_by_peer => {
                         self.counters.rekey_collisions += 1;
-                        self.install_ike(now, rng, c.sa)
+                        self.install_ike(now, c.sa)
                     }
                     _ => {
-                        let delay =
-                            first_error_notify(&payloads).map_or(Duration::from_secs(30), |n| retry_delay(n.ty, rng));
+                        let delay = first_error_notify(&payloads)
+                            .map_or(Duration::from_secs(30), |n| retry_delay(n.ty, &mut self.rng));
                         if let Some(s) = self.ike.as_mut() {
                             s.rekey_at = now + delay;
                         }
@@ -446,24 +425,24 @@ impl Tunnel {
                 let mut abandoned: Vec<IkeSa> = created.into_iter().collect();
                 abandoned.extend(collision.filter(|c| !c.deleted_by_peer).map(|c| c.sa));
                 let message = self.last_error.take().unwrap_or_default();
-                self.close_and_restart(now, rng, DownReason::InvalidSyntax, message, abandoned);
+                self.close_and_restart(now, DownReason::InvalidSyntax, message, abandoned);
                 return;
             }
         };
         let Some(c) = collision else {
-            self.install_ike(now, rng, ours);
+            self.install_ike(now, ours);
             return;
         };
         self.counters.rekey_collisions += 1;
         if !c.deleted_by_peer && first_exchange_is_redundant(&ni, &nr, &c.peer_ni, &c.our_nr) {
             // Ours holds the lowest nonce: the peer's IKE SA survives (the CHILD_SA moves to it, and the peer
             // deletes the old one); we close ours (§2.8.2).
-            self.install_ike(now, rng, c.sa);
-            self.send_delete_ike(now, rng, &mut ours);
+            self.install_ike(now, c.sa);
+            self.send_delete_ike(now, &mut ours);
             self.retiring.push(Retiring { sa: ours, forget_at: now + RETIRED_IKE_LINGER });
         } else {
             // Ours survives: we delete the old IKE SA; the peer closes its redundant one and we answer.
-            self.install_ike(now, rng, ours);
+            self.install_ike(now, ours);
             if !c.deleted_by_peer {
                 self.retiring.push(Retiring { sa: c.sa, forget_at: now + RETIRED_IKE_LINGER });
             }
@@ -475,7 +454,6 @@ impl Tunnel {
     pub(super) fn rekeyed_ike_from_response(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         payloads: &[Payload],
         dh: DhSecret,
         ni: &[u8],
@@ -514,7 +492,7 @@ impl Tunnel {
             self.last_error = Some("IKE SA rekey: malformed response".into());
             return IkeRekeyAnswer::Unacceptable(None);
         };
-        let created = keys.map(|k| self.rekeyed_sa(now, rng, true, new_spi, peer_spi, suite, k));
+        let created = keys.map(|k| self.rekeyed_sa(now, true, new_spi, peer_spi, suite, k));
         // The suite must be one we offered, with the group of our KE, and the nonce must suit its PRF too.
         if !suite.offered_in(&self.cfg.ike_proposals)
             || suite.dh != dh.group()
@@ -533,14 +511,14 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn start_child_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub(super) fn start_child_rekey(&mut self, now: Duration) {
         let Some(child) = self.child.as_ref() else { return };
         let old_in = child.inbound_spi;
         let (local_ts, remote_ts) = (child.local_ts.clone(), child.remote_ts.clone());
         let group = child.suite.dh.or_else(|| self.cfg.esp_proposals.iter().find_map(|p| p.dh.first().copied()));
-        let new_in_spi = rand_u32(rng);
-        let ni = nonce(rng);
-        let dh = group.map(|g| g.generate(rng));
+        let new_in_spi = rand_u32(&mut self.rng);
+        let ni = nonce(&mut self.rng);
+        let dh = group.map(|g| g.generate(&mut self.rng));
         let mut payloads = vec![Payload::Notify(Notify {
             protocol: ProtocolId::ESP,
             spi: old_in.to_be_bytes().to_vec(),
@@ -554,20 +532,20 @@ impl Tunnel {
         }
         payloads.push(Payload::TsI(ts_payload(&local_ts)));
         payloads.push(Payload::TsR(ts_payload(&remote_ts)));
-        self.send_request(now, rng, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyChild { dh, ni, new_in_spi });
+        self.send_request(now, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyChild { dh, ni, new_in_spi });
     }
 
-    pub(super) fn start_ike_rekey(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub(super) fn start_ike_rekey(&mut self, now: Duration) {
         let Some(sa) = self.ike.as_ref() else { return };
         let group = sa.suite.map(|s| s.dh).unwrap_or(DhGroup::Modp2048);
-        let new_spi = rand_u64(rng);
-        let ni = nonce(rng);
-        let dh = group.generate(rng);
+        let new_spi = rand_u64(&mut self.rng);
+        let ni = nonce(&mut self.rng);
+        let dh = group.generate(&mut self.rng);
         let payloads = vec![
             ike_sa_payload(&self.cfg.ike_proposals, Some(new_spi)),
             Payload::Nonce(ni.clone()),
             Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() },
         ];
-        self.send_request(now, rng, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyIke { dh, ni, new_spi });
+        self.send_request(now, ExchangeType::CREATE_CHILD_SA, payloads, Req::RekeyIke { dh, ni, new_spi });
     }
 }

@@ -208,21 +208,14 @@ impl Tunnel {
     /// once when it was up and `reason` is not permanent). Deleting an IKE SA deletes every CHILD_SA under it
     /// (RFC 7296 §1.4.1), so the peer keeps nothing of what we abandon, whichever SA it moved its CHILD_SAs to.
     /// The DELETEs stay tracked (retransmitted) as retiring SAs.
-    pub(super) fn close_and_restart(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        reason: DownReason,
-        message: String,
-        also: Vec<IkeSa>,
-    ) {
+    pub(super) fn close_and_restart(&mut self, now: Duration, reason: DownReason, message: String, also: Vec<IkeSa>) {
         let current = self.ike.take();
         let was_up = current.as_ref().is_some_and(|s| s.state == IkeState::Established);
         let mut closing = also;
         closing.extend(current.filter(|s| s.state == IkeState::Established));
         for sa in closing.iter_mut().filter(|s| s.keys.is_some()) {
             sa.pending = None;
-            self.send_delete_ike(now, rng, sa);
+            self.send_delete_ike(now, sa);
         }
         self.down(now, reason, message, was_up);
         for sa in closing.into_iter().filter(|s| s.pending.is_some()) {
@@ -276,13 +269,13 @@ impl Tunnel {
 
     /// IKE_AUTH completed on the current IKE SA (we were its initiator or responder): the SA is established and
     /// its first CHILD_SA installed (keys from SK_d and the IKE_SA_INIT nonces, no PFS; RFC 7296 §2.17).
-    pub(super) fn establish_with_child(&mut self, now: Duration, rng: &mut dyn RandomSource, first: FirstChild) {
+    pub(super) fn establish_with_child(&mut self, now: Duration, first: FirstChild) {
         let Some(sa) = self.ike.as_ref() else { return };
         let (ni, nr, initiator) = (sa.ni.clone(), sa.nr.clone(), sa.initiator);
-        self.establish_ike(now, rng);
+        self.establish_ike(now);
         let FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts } = first;
         let child =
-            self.make_child(now, rng, inbound_spi, outbound_spi, suite, None, &ni, &nr, initiator, local_ts, remote_ts);
+            self.make_child(now, inbound_spi, outbound_spi, suite, None, &ni, &nr, initiator, local_ts, remote_ts);
         if let Some(c) = child {
             self.emit(Event::ChildSaInstalled(c));
         }
@@ -293,7 +286,6 @@ impl Tunnel {
     pub(super) fn make_child(
         &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         inbound_spi: u32,
         outbound_spi: u32,
         suite: EspSuite,
@@ -313,7 +305,7 @@ impl Tunnel {
         } else {
             (k.responder_to_initiator, k.initiator_to_responder)
         };
-        let rekey_at = self.rekey_time(now, self.cfg.child_lifetime, self.cfg.child_rekey_margin, rng);
+        let rekey_at = self.rekey_time(now, self.cfg.child_lifetime, self.cfg.child_rekey_margin);
         self.child = Some(Child {
             inbound_spi,
             outbound_spi,
@@ -338,8 +330,8 @@ impl Tunnel {
         })
     }
 
-    pub(super) fn establish_ike(&mut self, now: Duration, rng: &mut dyn RandomSource) {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+    pub(super) fn establish_ike(&mut self, now: Duration) {
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
         let Some(sa) = self.ike.as_mut() else { return };
         sa.state = IkeState::Established;
         sa.established_at = now;
@@ -359,28 +351,27 @@ impl Tunnel {
     /// A new IKE SA from a rekey exchange (keys derived), not yet installed.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rekeyed_sa(
-        &self,
+        &mut self,
         now: Duration,
-        rng: &mut dyn RandomSource,
         initiator: bool,
         spi_i: u64,
         spi_r: u64,
         suite: IkeSuite,
         keys: IkeKeys,
     ) -> IkeSa {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin, rng);
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
         IkeSa::rekeyed(initiator, NewIkeSa { spi_i, spi_r, suite, keys }, self.ike.as_ref(), rekey_at, now)
     }
 
     /// Makes `new` the current IKE SA (the CHILD_SA moves to it); the old one retires. The initiator of the
     /// surviving rekey deletes the old IKE SA; otherwise the peer does and we answer.
-    pub(super) fn install_ike(&mut self, now: Duration, rng: &mut dyn RandomSource, new: IkeSa) {
+    pub(super) fn install_ike(&mut self, now: Duration, new: IkeSa) {
         let (local_spi, remote_spi, initiator) = (new.local_spi(), new.remote_spi(), new.initiator);
         let proposal = new.suite.map(|s| s.name()).unwrap_or_default();
         if let Some(mut old) = self.ike.replace(new) {
             old.pending = None;
             if initiator {
-                self.send_delete_ike(now, rng, &mut old);
+                self.send_delete_ike(now, &mut old);
             }
             self.retiring.push(Retiring { sa: old, forget_at: now + RETIRED_IKE_LINGER });
         }

@@ -39,20 +39,14 @@ pub(super) enum Timer {
 }
 
 impl Tunnel {
-    pub(super) fn rekey_time(
-        &self,
-        now: Duration,
-        lifetime: Duration,
-        margin: Duration,
-        rng: &mut dyn RandomSource,
-    ) -> Duration {
+    pub(super) fn rekey_time(&mut self, now: Duration, lifetime: Duration, margin: Duration) -> Duration {
         let base = lifetime.saturating_sub(margin);
         let fuzz_ms = self.cfg.rekey_fuzz.as_millis() as u64;
         let jitter = if fuzz_ms == 0 {
             0
         } else {
             let mut b = [0u8; 8];
-            rng.fill_bytes(&mut b);
+            self.rng.fill_bytes(&mut b);
             u64::from_be_bytes(b) % fuzz_ms
         };
         now + base.saturating_sub(Duration::from_millis(jitter)).max(Duration::from_secs(1))
@@ -60,10 +54,10 @@ impl Tunnel {
 
     /// Call when `now >= poll_timeout()`: serves every due entry of `Tunnel::deadlines` in its order, and stops
     /// after an entry that replaced the IKE SA or put a request in the window.
-    pub fn handle_timeout(&mut self, now: Duration, rng: &mut dyn RandomSource) {
+    pub fn handle_timeout(&mut self, now: Duration) {
         let due: Vec<Timer> = self.deadlines().into_iter().filter(|(at, _)| now >= *at).map(|(_, t)| t).collect();
         for timer in due {
-            if !self.fire(now, rng, timer) {
+            if !self.fire(now, timer) {
                 return;
             }
         }
@@ -118,10 +112,10 @@ impl Tunnel {
 
     /// Serves one due timer. False when `handle_timeout` must stop: the IKE SA was replaced or given up, or a
     /// request now occupies the window (the entries after it in the table no longer hold).
-    fn fire(&mut self, now: Duration, rng: &mut dyn RandomSource, timer: Timer) -> bool {
+    fn fire(&mut self, now: Duration, timer: Timer) -> bool {
         match timer {
             Timer::Reconnect => {
-                self.connect(now, rng);
+                self.connect(now);
                 false
             }
             Timer::ForgetRetiring(spi) => {
@@ -134,7 +128,7 @@ impl Tunnel {
                 true
             }
             Timer::DeleteOldInbound(spi) => {
-                self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
+                self.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
                 // The old inbound SA is removed now: packets on it after this point are late by design.
                 if let Some(i) = self.old_inbound.iter().position(|o| o.inbound_spi == spi) {
                     let o = self.old_inbound.remove(i);
@@ -143,15 +137,15 @@ impl Tunnel {
                 false
             }
             Timer::IkeRekey => {
-                self.start_ike_rekey(now, rng);
+                self.start_ike_rekey(now);
                 false
             }
             Timer::ChildRekey => {
-                self.start_child_rekey(now, rng);
+                self.start_child_rekey(now);
                 false
             }
             Timer::Dpd => {
-                self.send_request(now, rng, ExchangeType::INFORMATIONAL, vec![], Req::Dpd);
+                self.send_request(now, ExchangeType::INFORMATIONAL, vec![], Req::Dpd);
                 false
             }
         }

@@ -41,18 +41,11 @@ impl Pending {
 
 impl Tunnel {
     /// Queues a request on the current IKE SA (window size 1: the caller checks nothing is pending).
-    pub(super) fn send_request(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        exchange: ExchangeType,
-        payloads: Vec<Payload>,
-        req: Req,
-    ) {
+    pub(super) fn send_request(&mut self, now: Duration, exchange: ExchangeType, payloads: Vec<Payload>, req: Req) {
         let initial = self.cfg.retransmit.initial;
         let Some(sa) = self.ike.as_mut() else { return };
         let id = sa.my_next_id;
-        let datagrams = encrypt_all(sa, exchange, false, id, &payloads, self.cfg.fragment_size, rng);
+        let datagrams = encrypt_all(sa, exchange, false, id, &payloads, self.cfg.fragment_size, &mut self.rng);
         sa.my_next_id += 1;
         for d in &datagrams {
             self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: d.clone() });
@@ -61,21 +54,15 @@ impl Tunnel {
     }
 
     /// Answers `req` on the current IKE SA (see [`Tunnel::respond_on`]).
-    pub(super) fn send_response(&mut self, rng: &mut dyn RandomSource, req: Request, payloads: Vec<Payload>) {
-        self.respond_on(Which::Current, rng, req, payloads);
+    pub(super) fn send_response(&mut self, req: Request, payloads: Vec<Payload>) {
+        self.respond_on(Which::Current, req, payloads);
     }
 
     /// Answers `req` on the IKE SA `which`, by the path it came on, and caches the answer for retransmissions of
     /// the request.
-    pub(super) fn respond_on(
-        &mut self,
-        which: Which,
-        rng: &mut dyn RandomSource,
-        req: Request,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn respond_on(&mut self, which: Which, req: Request, payloads: Vec<Payload>) {
         let fragment_size = self.cfg.fragment_size;
-        let Some(sa) = self.sa_mut(which) else { return };
+        let Some((sa, rng)) = self.sa_and_rng(which) else { return };
         let datagrams = encrypt_all(sa, req.h.exchange, true, req.h.message_id, &payloads, fragment_size, rng);
         sa.peer_next_id = req.h.message_id.wrapping_add(1);
         sa.last_response = Some((req.h.message_id, datagrams.clone()));
@@ -84,27 +71,21 @@ impl Tunnel {
         }
     }
 
-    pub(super) fn handle_response(
-        &mut self,
-        now: Duration,
-        rng: &mut dyn RandomSource,
-        h: Header,
-        payloads: Vec<Payload>,
-    ) {
+    pub(super) fn handle_response(&mut self, now: Duration, h: Header, payloads: Vec<Payload>) {
         let _ = h;
         let Some(sa) = self.ike.as_mut() else { return };
         let Some(pending) = sa.pending.take() else { return };
         match pending.req {
             Req::Init => {}
-            Req::Auth => self.auth_response(now, rng, payloads),
+            Req::Auth => self.auth_response(now, payloads),
             Req::Dpd => {}
             Req::DeleteIke => {
                 self.ike = None;
             }
             // The old inbound SA was removed when its DELETE was sent (handle_timeout); nothing is left to do.
             Req::DeleteChild => {}
-            Req::RekeyChild { dh, ni, new_in_spi } => self.child_rekey_response(now, rng, payloads, dh, ni, new_in_spi),
-            Req::RekeyIke { dh, ni, new_spi } => self.ike_rekey_response(now, rng, payloads, dh, ni, new_spi),
+            Req::RekeyChild { dh, ni, new_in_spi } => self.child_rekey_response(now, payloads, dh, ni, new_in_spi),
+            Req::RekeyIke { dh, ni, new_spi } => self.ike_rekey_response(now, payloads, dh, ni, new_spi),
         }
     }
 

@@ -4,7 +4,6 @@
 //! timer.
 #![allow(dead_code)]
 
-use iotrelay_crypto::SeededRandom;
 use iotrelay_crypto::proposal::{EspProposal, IkeProposal};
 use iotrelay_ikev2::*;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -32,7 +31,6 @@ pub struct Side {
 
 pub struct Pair {
     pub now: Duration,
-    pub rng: SeededRandom,
     pub a: Side,
     pub b: Side,
     /// Datagrams in flight: (to_b, local_port of the receiver, data).
@@ -95,11 +93,17 @@ impl Pair {
     /// `a` believes its address is `a_local`; `b` sees it as `A` (a NAT in between when they differ).
     pub fn with_a_local(a: Config, b: Config, a_local: Ipv4Addr) -> Pair {
         let now = Duration::from_secs(1000);
-        let ta = Tunnel::new(a, SocketAddr::new(IpAddr::V4(a_local), 500), SocketAddr::new(IpAddr::V4(B), 500), now);
-        let tb = Tunnel::new(b, SocketAddr::new(IpAddr::V4(B), 500), SocketAddr::new(IpAddr::V4(A), 500), now);
+        let ta = Tunnel::new(
+            a,
+            SocketAddr::new(IpAddr::V4(a_local), 500),
+            SocketAddr::new(IpAddr::V4(B), 500),
+            now,
+            &[1; 32],
+        );
+        let tb =
+            Tunnel::new(b, SocketAddr::new(IpAddr::V4(B), 500), SocketAddr::new(IpAddr::V4(A), 500), now, &[2; 32]);
         Pair {
             now,
-            rng: SeededRandom::new(99),
             a: Side { t: ta, dp: Datapath::default(), addr: A },
             b: Side { t: tb, dp: Datapath::default(), addr: B },
             link: Vec::new(),
@@ -151,13 +155,7 @@ impl Pair {
                     let copies = if self.duplicate { 2 } else { 1 };
                     for _ in 0..copies {
                         let (dst, src) = if to_b { (&mut self.b, A) } else { (&mut self.a, B) };
-                        dst.t.handle_datagram(
-                            self.now,
-                            &mut self.rng,
-                            port,
-                            SocketAddr::new(IpAddr::V4(src), port),
-                            &data,
-                        );
+                        dst.t.handle_datagram(self.now, port, SocketAddr::new(IpAddr::V4(src), port), &data);
                         let _ = dst.addr;
                     }
                     self.collect();
@@ -169,8 +167,8 @@ impl Pair {
             match next {
                 Some(t) if t <= end => {
                     self.now = self.now.max(t);
-                    self.a.t.handle_timeout(self.now, &mut self.rng);
-                    self.b.t.handle_timeout(self.now, &mut self.rng);
+                    self.a.t.handle_timeout(self.now);
+                    self.b.t.handle_timeout(self.now);
                     self.collect();
                     self.check_invariant();
                 }
@@ -194,7 +192,7 @@ impl Pair {
 
     pub fn connect(&mut self) {
         let now = self.now;
-        self.a.t.connect(now, &mut self.rng);
+        self.a.t.connect(now);
     }
 
     /// Both sides have one CHILD_SA and their keys match crosswise.

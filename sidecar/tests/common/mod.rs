@@ -113,7 +113,7 @@ pub fn config(startup: StartupAction, me: Ipv4Addr) -> Config {
 
 /// Moves the datagrams `relay` (at [`RELAY`]) and `aws` (at [`AWS`]) send each other on 500/4500 until both are
 /// quiet (at most 50 rounds), all at time `now`; what they send elsewhere (clients, TUN) is dropped.
-pub fn exchange(relay: &mut Datapath, aws: &mut Datapath, now: Duration, rng: &mut SeededRandom) {
+pub fn exchange(relay: &mut Datapath, aws: &mut Datapath, now: Duration) {
     for _ in 0..50 {
         let (mut a, mut b) = (Capture::default(), Capture::default());
         relay.drain(&mut a);
@@ -126,9 +126,9 @@ pub fn exchange(relay: &mut Datapath, aws: &mut Datapath, now: Duration, rng: &m
                 let Out::Outside { local_port, .. } = out else { continue };
                 let from = SocketAddr::new(src.into(), local_port);
                 if local_port == 4500 {
-                    dst.handle_udp4500(now, rng, from, &mut data, &mut Capture::default());
+                    dst.handle_udp4500(now, from, &mut data, &mut Capture::default());
                 } else {
-                    dst.handle_udp500(now, rng, from, &data);
+                    dst.handle_udp500(now, from, &data);
                 }
             }
         }
