@@ -499,3 +499,26 @@ fn child_and_ike_rekey_at_once_both_complete() {
         }
     }
 }
+
+/// The initiator of a CHILD_SA rekey keeps the old inbound SA until the peer answers its DELETE: a peer that
+/// switches its outbound to the new SA only when that DELETE arrives (strongSwan as the rekey's responder) may send
+/// on the old SA until then, and those packets must still be accepted.
+#[test]
+fn old_inbound_sa_lives_until_the_delete_is_answered() {
+    let mut p = established_pair("aes128-sha1-modp2048", "aes128-sha1-modp2048");
+    let now = p.now;
+    p.a.t.rekey_child(now);
+    p.run(Duration::from_secs(1));
+    assert_eq!(p.a.dp.rekeys, 1, "the rekey completed");
+    assert_eq!(p.a.dp.inbound.len(), 2, "old and new inbound SA right after the rekey");
+    // Every datagram is lost from now on: a's DELETE of the old SA goes out (and is resent) but is never answered.
+    p.cut = true;
+    p.run(Duration::from_secs(15));
+    assert_eq!(p.a.dp.inbound.len(), 2, "the old inbound SA went before the peer answered the DELETE");
+    // The link comes back: the resent DELETE is answered and the old inbound SA goes.
+    p.cut = false;
+    p.run(Duration::from_secs(30));
+    assert_eq!(p.a.dp.inbound.len(), 1, "old inbound SA left on a after the answer");
+    assert_eq!(p.b.dp.inbound.len(), 1, "old inbound SA left on b");
+    p.assert_matching_child();
+}

@@ -302,7 +302,12 @@ fn a_peer_child_delete_leaves_one_sa_pair_on_both_ends() {
     let mut lab = Lab::established();
     let spi = lab.b.child.as_ref().expect("b's CHILD_SA").inbound_spi;
     let now = lab.now;
-    lab.b.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
+    lab.b.send_request(
+        now,
+        ExchangeType::INFORMATIONAL,
+        vec![delete_esp(&[spi])],
+        Req::DeleteChild { inbound_spi: spi },
+    );
     lab.settle();
     assert!(lab.a.status().last_error.is_some_and(|e| e.contains("peer deleted the CHILD_SA")));
     let mut b_lost_ike = false;

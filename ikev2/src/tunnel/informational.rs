@@ -4,6 +4,14 @@
 use super::*;
 
 impl Tunnel {
+    /// The old inbound SA with this SPI is gone (the peer answered our DELETE of it).
+    pub(super) fn forget_old_inbound(&mut self, inbound_spi: u32) {
+        if let Some(i) = self.old_inbound.iter().position(|o| o.inbound_spi == inbound_spi) {
+            let o = self.old_inbound.remove(i);
+            self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+        }
+    }
+
     pub(super) fn handle_request(&mut self, now: Duration, req: Request, payloads: Vec<Payload>) {
         let Some(state) = self.ike.as_ref().map(|s| s.state) else { return };
         // Requests only on an established SA: before the peer's AUTH verified, nothing it asks for (a DELETE

@@ -153,7 +153,7 @@ impl Tunnel {
             if !first_exchange_is_redundant(&rec.ni, &rec.nr, &ni, &nr) {
                 // The peer's new SA holds the lowest nonce: the peer closes it. It never carries our traffic; it
                 // is remembered only to answer that DELETE (or to delete it ourselves if the peer does not).
-                self.old_inbound.push(OldInbound { inbound_spi, outbound_spi, delete_at: now + grace * 2 });
+                self.old_inbound.push(OldInbound::new(inbound_spi, outbound_spi, now + grace * 2));
                 return Ok(());
             }
             // Ours (the current SA) is redundant: we close it now, the peer's replaces it below, and the peer,
@@ -180,7 +180,7 @@ impl Tunnel {
             if late.is_none() {
                 self.counters.child_rekeys += 1;
             }
-            self.old_inbound.push(OldInbound { inbound_spi: old_in, outbound_spi: old_out, delete_at });
+            self.old_inbound.push(OldInbound::new(old_in, old_out, delete_at));
             self.emit(Event::ChildSaRekeyed { old_inbound_spi: old_in, old_outbound_spi: old_out, new });
         }
         Ok(())
@@ -265,7 +265,12 @@ impl Tunnel {
             // peer, whose rekey survived, deletes the replaced SA.
             self.counters.rekey_collisions += 1;
             let del = delete_esp(&[new_in_spi]);
-            self.send_request(now, ExchangeType::INFORMATIONAL, vec![del], Req::DeleteChild);
+            self.send_request(
+                now,
+                ExchangeType::INFORMATIONAL,
+                vec![del],
+                Req::DeleteChild { inbound_spi: new_in_spi },
+            );
             return;
         }
         // Ours survives. Without a collision `child` is the SA we rekeyed; with one, it is the peer's redundant SA.
@@ -329,11 +334,7 @@ impl Tunnel {
         match collision {
             None => {
                 self.counters.child_rekeys += 1;
-                self.old_inbound.push(OldInbound {
-                    inbound_spi: old_in,
-                    outbound_spi: old_out,
-                    delete_at: now + grace,
-                });
+                self.old_inbound.push(OldInbound::new(old_in, old_out, now + grace));
                 self.recent_rekey =
                     Some(RecentRekey { ni: ni.to_vec(), nr: nr.to_vec(), replaced_inbound_spi: old_in });
             }
@@ -345,11 +346,7 @@ impl Tunnel {
                 }
                 if !c.deleted_by_peer {
                     // The peer closes its redundant SA; we keep its inbound half until then.
-                    self.old_inbound.push(OldInbound {
-                        inbound_spi: old_in,
-                        outbound_spi: old_out,
-                        delete_at: now + grace * 2,
-                    });
+                    self.old_inbound.push(OldInbound::new(old_in, old_out, now + grace * 2));
                 }
             }
         }

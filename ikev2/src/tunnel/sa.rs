@@ -186,6 +186,14 @@ pub(super) struct OldInbound {
     pub(super) inbound_spi: u32,
     pub(super) outbound_spi: u32,
     pub(super) delete_at: Duration,
+    /// Our DELETE for it is in flight: it still accepts inbound packets until the peer answers.
+    pub(super) delete_sent: bool,
+}
+
+impl OldInbound {
+    pub(super) fn new(inbound_spi: u32, outbound_spi: u32, delete_at: Duration) -> Self {
+        OldInbound { inbound_spi, outbound_spi, delete_at, delete_sent: false }
+    }
 }
 
 /// An IKE SA that no longer carries anything: replaced by a rekey, or the redundant result of a rekey collision.

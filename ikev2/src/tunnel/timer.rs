@@ -98,7 +98,7 @@ impl Tunnel {
             && sa.pending.is_none()
             && !self.closed
         {
-            for o in &self.old_inbound {
+            for o in self.old_inbound.iter().filter(|o| !o.delete_sent) {
                 t.push((o.delete_at, Timer::DeleteOldInbound(o.inbound_spi)));
             }
             t.push((sa.rekey_at, Timer::IkeRekey));
@@ -128,11 +128,12 @@ impl Tunnel {
                 true
             }
             Timer::DeleteOldInbound(spi) => {
-                self.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], Req::DeleteChild);
-                // The old inbound SA is removed now: packets on it after this point are late by design.
-                if let Some(i) = self.old_inbound.iter().position(|o| o.inbound_spi == spi) {
-                    let o = self.old_inbound.remove(i);
-                    self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
+                let req = Req::DeleteChild { inbound_spi: spi };
+                self.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_esp(&[spi])], req);
+                // The old inbound SA keeps accepting until the peer answers (window.rs): what the peer sent on it
+                // before our DELETE reached it is still delivered.
+                if let Some(o) = self.old_inbound.iter_mut().find(|o| o.inbound_spi == spi) {
+                    o.delete_sent = true;
                 }
                 false
             }

@@ -17,9 +17,20 @@ pub(super) enum Req {
     Auth,
     Dpd,
     DeleteIke,
-    DeleteChild,
-    RekeyChild { dh: Option<DhSecret>, ni: Vec<u8>, new_in_spi: u32 },
-    RekeyIke { dh: DhSecret, ni: Vec<u8>, new_spi: u64 },
+    /// A DELETE of the CHILD_SA whose inbound half has this SPI (kept until the answer).
+    DeleteChild {
+        inbound_spi: u32,
+    },
+    RekeyChild {
+        dh: Option<DhSecret>,
+        ni: Vec<u8>,
+        new_in_spi: u32,
+    },
+    RekeyIke {
+        dh: DhSecret,
+        ni: Vec<u8>,
+        new_spi: u64,
+    },
 }
 
 pub(super) struct Pending {
@@ -82,8 +93,10 @@ impl Tunnel {
             Req::DeleteIke => {
                 self.ike = None;
             }
-            // The old inbound SA was removed when its DELETE was sent (handle_timeout); nothing is left to do.
-            Req::DeleteChild => {}
+            // The peer has processed our DELETE: it sends nothing more on the old SA, whose inbound half goes now.
+            // (Until then the peer may still send on it: strongSwan, as the responder of our rekey, switches its
+            // outbound to the new SA only when our DELETE arrives.)
+            Req::DeleteChild { inbound_spi } => self.forget_old_inbound(inbound_spi),
             Req::RekeyChild { dh, ni, new_in_spi } => self.child_rekey_response(now, payloads, dh, ni, new_in_spi),
             Req::RekeyIke { dh, ni, new_spi } => self.ike_rekey_response(now, payloads, dh, ni, new_spi),
         }
