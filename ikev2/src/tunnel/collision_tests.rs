@@ -117,7 +117,7 @@ impl Lab {
 /// Our rekey request in flight: its Ni, and the SA it creates named by what we choose (CHILD: our inbound SPI;
 /// IKE: our SPI, the initiator SPI of the new IKE SA).
 fn in_flight(t: &Tunnel) -> (Vec<u8>, u64) {
-    match t.ike.as_ref().and_then(|s| s.pending.as_ref()).map(|p| &p.req) {
+    match t.ike.sa().and_then(|s| s.pending.as_ref()).map(|p| &p.req) {
         Some(Req::RekeyChild { ni, new_in_spi, .. }) => (ni.clone(), u64::from(*new_in_spi)),
         Some(Req::RekeyIke { ni, new_spi, .. }) => (ni.clone(), *new_spi),
         _ => panic!("no rekey in flight"),
@@ -144,7 +144,7 @@ fn answered(t: &Tunnel, kind: Kind) -> (Vec<u8>, Vec<u8>, u64) {
 fn survivor(t: &Tunnel, kind: Kind) -> u64 {
     match kind {
         Kind::Child => u64::from(t.child.as_ref().expect("a CHILD_SA").inbound_spi),
-        Kind::Ike => t.ike.as_ref().expect("an IKE SA").spi_i,
+        Kind::Ike => t.ike.sa().expect("an IKE SA").spi_i,
     }
 }
 
@@ -217,7 +217,7 @@ fn collide(seed: u64, kind: Kind, order: Order) -> bool {
     for t in [&lab.a, &lab.b] {
         assert!(t.old_inbound.is_empty(), "a replaced or redundant CHILD_SA was never deleted");
         assert!(t.child_collision.is_none() && t.ike_collision.is_none());
-        assert!(t.ike.as_ref().is_some_and(|s| s.pending.is_none()));
+        assert!(t.ike.sa().is_some_and(|s| s.pending.is_none()));
     }
     // Retiring IKE SAs are gone once their DELETE was answered (or, at the latest, after the linger time).
     lab.now += RETIRED_IKE_LINGER;

@@ -42,9 +42,9 @@ impl HalfOpenCount {
     }
 }
 
-/// One tunnel's half-open responder IKE SAs (state `RespInitDone`), oldest first.
+/// One tunnel's half-open responder IKE SAs (state `RespInitDone`), oldest first, each with its expiry.
 pub(super) struct HalfOpenTable {
-    entries: Vec<IkeSa>,
+    entries: Vec<(IkeSa, Duration)>,
     count: HalfOpenCount,
 }
 
@@ -70,39 +70,40 @@ impl HalfOpenTable {
         count.add(self.entries.len());
         self.count = count;
     }
-    fn insert(&mut self, sa: IkeSa) {
-        self.entries.push(sa);
+    /// Adds `sa`, created `now` (it expires [`HALF_OPEN_TIMEOUT`] later).
+    fn insert(&mut self, sa: IkeSa, now: Duration) {
+        self.entries.push((sa, now + HALF_OPEN_TIMEOUT));
         self.count.add(1);
     }
     pub(super) fn remove(&mut self, i: usize) -> IkeSa {
         self.count.sub(1);
-        self.entries.remove(i)
+        self.entries.remove(i).0
     }
     pub(super) fn clear(&mut self) {
         self.count.sub(self.entries.len());
         self.entries.clear();
     }
     pub(super) fn get(&self, i: usize) -> Option<&IkeSa> {
-        self.entries.get(i)
+        self.entries.get(i).map(|(sa, _)| sa)
     }
     pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut IkeSa> {
-        self.entries.get_mut(i)
+        self.entries.get_mut(i).map(|(sa, _)| sa)
     }
     /// The entry an IKE_SA_INIT with this initiator SPI created.
     fn by_initiator(&self, spi_i: u64) -> Option<&IkeSa> {
-        self.entries.iter().find(|s| s.spi_i == spi_i)
+        self.entries.iter().map(|(sa, _)| sa).find(|s| s.spi_i == spi_i)
     }
     /// The entry for an encrypted message with these SPIs.
     pub(super) fn position(&self, spi_i: u64, spi_r: u64) -> Option<usize> {
-        self.entries.iter().position(|s| s.spi_i == spi_i && s.spi_r == spi_r)
+        self.entries.iter().position(|(s, _)| s.spi_i == spi_i && s.spi_r == spi_r)
     }
     pub(super) fn expire(&mut self, now: Duration) {
         let before = self.entries.len();
-        self.entries.retain(|s| now < s.created_at + HALF_OPEN_TIMEOUT);
+        self.entries.retain(|(_, expires_at)| now < *expires_at);
         self.count.sub(before - self.entries.len());
     }
     pub(super) fn next_expiry(&self) -> Option<Duration> {
-        self.entries.iter().map(|s| s.created_at + HALF_OPEN_TIMEOUT).min()
+        self.entries.iter().map(|(_, expires_at)| *expires_at).min()
     }
 }
 
@@ -169,12 +170,14 @@ impl Tunnel {
             return false;
         }
         let ours = |s: &IkeSa| !s.initiator && s.spi_i == h.spi_i;
-        if self.ike.as_ref().is_some_and(ours) || self.retiring.iter().any(|r| ours(&r.sa)) {
+        if self.ike.sa().is_some_and(ours) || self.retiring.iter().any(|r| ours(&r.sa)) {
             return false;
         }
         if let Some(sa) = self.half_open.by_initiator(h.spi_i) {
-            if sa.init_request == data {
-                let bytes = sa.init_response.clone();
+            if let Some(hs) = sa.handshake()
+                && hs.init_request == data
+            {
+                let bytes = hs.init_response.clone();
                 self.transmits.push_back(Transmit { local_port, remote, data: bytes });
             }
             return false;
@@ -263,7 +266,7 @@ impl Tunnel {
             .is_some_and(|n| n.data != nat_hash(h.spi_i, 0, local));
         let new = NewIkeSa { spi_i: h.spi_i, spi_r, suite, keys };
         let init = (data.to_vec(), response.clone());
-        self.half_open.insert(IkeSa::half_open(new, (ni, nr), init, peer_fragmentation, nat_detected, now));
+        self.half_open.insert(IkeSa::half_open(new, (ni, nr), init, peer_fragmentation, nat_detected), now);
         self.transmits.push_back(Transmit { local_port, remote, data: response });
     }
 
@@ -289,7 +292,6 @@ impl Tunnel {
             Some(Ok(())) => {}
         }
         let Some(sa) = self.half_open.get(i) else { return };
-        let initial_contact = find_notify(&payloads, NotifyType::INITIAL_CONTACT).is_some();
         let proposals = payload_sa(&payloads).unwrap_or_default();
         let (tsi, tsr) =
             (payload_ts(&payloads, true).unwrap_or_default(), payload_ts(&payloads, false).unwrap_or_default());
@@ -297,7 +299,8 @@ impl Tunnel {
         let tsi_n = narrow(&tsi, &self.cfg.remote_ts);
         let tsr_n = narrow(&tsr, &self.cfg.local_ts);
         let idr = identity_payload(&self.cfg.local_id);
-        let Some(our_auth) = self.auth_octets(sa, true, &idr) else { return };
+        let Some(hs) = sa.handshake() else { return };
+        let our_auth = self.auth_octets(sa, hs, true, &idr);
         let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: our_auth }];
         let child_error = match (&chosen, tsi_n.is_empty() || tsr_n.is_empty()) {
             (None, _) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
@@ -325,9 +328,6 @@ impl Tunnel {
         self.respond_on(which, req, resp);
         let sa = self.half_open.remove(i);
         self.adopt(sa, req.local_port, req.remote);
-        if let Some(sa) = self.ike.as_mut() {
-            sa.peer_initial_contact = initial_contact;
-        }
         let (local_ts, remote_ts) = (ts_to_prefixes(&tsr_n), ts_to_prefixes(&tsi_n));
         self.establish_with_child(now, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
     }
@@ -349,7 +349,7 @@ impl Tunnel {
             return Some(Err((NotifyType::INVALID_SYNTAX, DownReason::InvalidSyntax, message)));
         };
         let sa = self.half_open.get(i)?;
-        let (auth_ok, id_ok) = self.verify_peer_auth(sa, &idi, method, &auth)?;
+        let (auth_ok, id_ok) = self.verify_peer_auth((sa, sa.handshake()?), &idi, method, &auth);
         if auth_ok && id_ok {
             return Some(Ok(()));
         }
@@ -367,7 +367,7 @@ impl Tunnel {
     fn adopt(&mut self, sa: IkeSa, local_port: u16, remote: SocketAddr) {
         self.drop_child();
         self.forget_rekeys();
-        self.ike = Some(sa);
+        self.ike = CurrentIke::Sa(Box::new(sa));
         self.reconnect_at = None;
         self.local_port = local_port;
         self.remote = remote;
@@ -377,7 +377,7 @@ impl Tunnel {
     /// no IKE SA at all, that is what status reports (e.g. `NoProposalChosen` for a misconfigured peer); an
     /// established or authenticating SA, the reconnect timer and the counters of failures are never touched.
     fn note_refused(&mut self, reason: DownReason, message: &str) {
-        if self.ike.is_some() {
+        if !self.ike.is_none() {
             self.dropped(DropReason::RefusedHandshake);
             return;
         }
@@ -391,17 +391,26 @@ impl Tunnel {
 mod tests {
     use super::*;
 
+    /// A half-open SA with keys from a fixed secret (the table looks only at its SPIs and age).
+    fn entry(spi_i: u64) -> IkeSa {
+        let (encr, integ, prf, dh) = (Encr::AesCbc128, Some(Integ::HmacSha1_96), Prf::HmacSha1, DhGroup::Modp2048);
+        let suite = IkeSuite { encr, integ, prf, dh };
+        let keys = keys_from(&suite, &[1; 20], &[2; 32], &[3; 32], spi_i, 9, false).expect("keys");
+        let new = NewIkeSa { spi_i, spi_r: 9, suite, keys };
+        IkeSa::half_open(new, (vec![2; 32], vec![3; 32]), (vec![], vec![]), false, false)
+    }
+
     #[test]
     fn the_shared_count_follows_every_table_and_survives_drops() {
         let shared = HalfOpenCount::new();
         let now = Duration::from_secs(5);
         let mut a = HalfOpenTable::new();
-        a.insert(IkeSa::blank(false, 1, IkeState::RespInitDone, now));
+        a.insert(entry(1), now);
         a.share(shared.clone());
         let mut b = HalfOpenTable::new();
         b.share(shared.clone());
-        b.insert(IkeSa::blank(false, 2, IkeState::RespInitDone, now));
-        b.insert(IkeSa::blank(false, 3, IkeState::RespInitDone, now + Duration::from_secs(10)));
+        b.insert(entry(2), now);
+        b.insert(entry(3), now + Duration::from_secs(10));
         assert_eq!(shared.get(), 3);
         b.remove(0);
         assert_eq!(shared.get(), 2);

@@ -20,7 +20,7 @@ impl Tunnel {
     pub fn connect(&mut self, now: Duration) {
         self.closed = false;
         self.reconnect_at = None;
-        if self.ike.is_some() {
+        if !self.ike.is_none() {
             return;
         }
         self.local_port = IKE_PORT;
@@ -29,28 +29,25 @@ impl Tunnel {
         let spi_i = rand_u64(&mut self.rng);
         let dh = group.generate(&mut self.rng);
         let ni = nonce(&mut self.rng);
-        self.ike = Some(IkeSa::initiator(spi_i, dh, ni, rand_u32(&mut self.rng), now));
-        self.send_init(now);
+        let first_child_spi = rand_u32(&mut self.rng);
+        self.send_init(now, InitOffer { spi_i, dh, ni, cookie: None, first_child_spi }, 0);
     }
 
-    pub(super) fn send_init(&mut self, now: Duration) {
+    /// Sends our IKE_SA_INIT request for `offer` (`retries`: how many times it was resent on COOKIE or
+    /// INVALID_KE_PAYLOAD so far); it becomes the exchange in flight.
+    pub(super) fn send_init(&mut self, now: Duration, offer: InitOffer, retries: u8) {
         let local = SocketAddr::new(self.local.ip(), self.local_port);
-        let remote = self.remote;
-        let force = self.cfg.force_encap;
-        let proposals = self.cfg.ike_proposals.clone();
-        let Some(sa) = self.ike.as_mut() else { return };
-        let Some(dh) = sa.dh.as_ref() else { return };
         let mut payloads = Vec::new();
-        if let Some(c) = &sa.cookie {
+        if let Some(c) = &offer.cookie {
             payloads.push(notify(NotifyType::COOKIE, c.clone()));
         }
-        payloads.push(ike_sa_payload(&proposals, None));
-        payloads.push(Payload::Ke { group: dh.group().id(), data: dh.public_value().to_vec() });
-        payloads.push(Payload::Nonce(sa.ni.clone()));
-        payloads.extend(nat_detection(force, sa.spi_i, 0, local, remote, &mut self.rng));
+        payloads.push(ike_sa_payload(&self.cfg.ike_proposals, None));
+        payloads.push(Payload::Ke { group: offer.dh.group().id(), data: offer.dh.public_value().to_vec() });
+        payloads.push(Payload::Nonce(offer.ni.clone()));
+        payloads.extend(nat_detection(self.cfg.force_encap, offer.spi_i, 0, local, self.remote, &mut self.rng));
         payloads.push(notify(NotifyType::IKEV2_FRAGMENTATION_SUPPORTED, vec![]));
         let header = Header {
-            spi_i: sa.spi_i,
+            spi_i: offer.spi_i,
             spi_r: 0,
             next_payload: PayloadType::NONE,
             version: 0x20,
@@ -60,24 +57,23 @@ impl Tunnel {
             length: 0,
         };
         let bytes = Message { header, payloads }.emit();
-        sa.init_request = bytes.clone();
-        sa.my_next_id = 1;
-        sa.pending = Some(Pending::new(0, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::Init));
+        let sent = Pending::new(0, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::Init);
+        self.ike = CurrentIke::Initiating(Box::new(InitExchange { offer, retries, sent }));
         self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
 
     /// The answer to our IKE_SA_INIT (unauthenticated): looked at only while ours, with that SPI, is in flight.
     pub(super) fn handle_init_response(&mut self, now: Duration, msg: Message, data: &[u8]) {
         let h = msg.header;
-        let Some(sa) = self.ike.as_mut() else { return };
-        if !sa.initiator || sa.state != IkeState::InitSent || sa.spi_i != h.spi_i || h.message_id != 0 {
+        let ours = matches!(&self.ike, CurrentIke::Initiating(ex) if ex.offer.spi_i == h.spi_i);
+        if !ours || h.message_id != 0 {
             self.dropped(DropReason::UnexpectedExchange);
             return;
         }
         if self.init_retry_or_error(now, &msg.payloads) {
             return;
         }
-        let Some(sa) = self.ike.as_mut() else { return };
+        let CurrentIke::Initiating(ex) = &self.ike else { return };
         let init = InitPayloads::find(&msg.payloads);
         let Some((suite, InitPayloads { group, ke: ke_data, nonce: nr, .. })) =
             init.and_then(|i| Some((chosen_ike(&i.proposals)?, i)))
@@ -85,7 +81,7 @@ impl Tunnel {
             self.fail(now, DownReason::InvalidSyntax, "malformed IKE_SA_INIT response".into());
             return;
         };
-        let Some(dh) = sa.dh.as_ref() else { return };
+        let dh = &ex.offer.dh;
         if !suite.offered_in(&self.cfg.ike_proposals)
             || suite.dh.id() != group
             || dh.group() != suite.dh
@@ -98,27 +94,26 @@ impl Tunnel {
             );
             return;
         }
-        let shared = match dh.shared_secret(&ke_data) {
-            Ok(s) => s,
-            Err(_) => {
-                self.fail(now, DownReason::InvalidSyntax, "peer's KE value is invalid".into());
-                return;
-            }
+        let Ok(shared) = dh.shared_secret(&ke_data) else {
+            self.fail(now, DownReason::InvalidSyntax, "peer's KE value is invalid".into());
+            return;
         };
-        sa.spi_r = h.spi_r;
-        sa.nr = nr;
-        sa.suite = Some(suite);
-        sa.peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
-        sa.init_response = data.to_vec();
-        sa.keys = derive_ike(&suite, &sa.ni, &sa.nr, &shared, sa.spi_i, sa.spi_r, true);
-        sa.dh = None;
-        sa.pending = None;
-        sa.state = IkeState::AuthSent;
-        self.last_recv = now;
+        let (spi_i, spi_r) = (h.spi_i, h.spi_r);
+        let Some(keys) = derive_ike(&suite, &ex.offer.ni, &nr, &shared, spi_i, spi_r, true) else {
+            self.fail(now, DownReason::InvalidSyntax, "no keys for the peer's choice".into());
+            return;
+        };
+        let CurrentIke::Initiating(ex) = std::mem::take(&mut self.ike) else { return };
+        let peer_fragmentation = find_notify(&msg.payloads, NotifyType::IKEV2_FRAGMENTATION_SUPPORTED).is_some();
         // Forced encapsulation (or a detected NAT): continue on 4500.
         let nat = find_notify(&msg.payloads, NotifyType::NAT_DETECTION_DESTINATION_IP)
-            .is_some_and(|n| n.data != nat_hash(h.spi_i, h.spi_r, SocketAddr::new(self.local.ip(), self.local_port)));
-        sa.nat_detected = nat;
+            .is_some_and(|n| n.data != nat_hash(spi_i, spi_r, SocketAddr::new(self.local.ip(), self.local_port)));
+        let new = NewIkeSa { spi_i, spi_r, suite, keys };
+        // One datagram: IKE_SA_INIT is never fragmented.
+        let init = (ex.sent.datagrams.concat(), data.to_vec());
+        let sa = IkeSa::authenticating(new, ex.offer, nr, init, peer_fragmentation, nat);
+        self.ike = CurrentIke::Sa(Box::new(sa));
+        self.last_recv = now;
         if self.cfg.force_encap || nat {
             self.local_port = NATT_PORT;
             self.remote.set_port(NATT_PORT);
@@ -130,35 +125,34 @@ impl Tunnel {
     /// at most [`MAX_INIT_RETRIES`] times) or refuses (an error notify: the attempt fails). True when it was one of
     /// those and is handled.
     fn init_retry_or_error(&mut self, now: Duration, payloads: &[Payload]) -> bool {
-        let Some(sa) = self.ike.as_mut() else { return true };
+        let CurrentIke::Initiating(ex) = &self.ike else { return true };
         let retry = [NotifyType::COOKIE, NotifyType::INVALID_KE_PAYLOAD]
             .into_iter()
             .find(|t| find_notify(payloads, *t).is_some());
         if let Some(ty) = retry
-            && sa.init_retries >= MAX_INIT_RETRIES
+            && ex.retries >= MAX_INIT_RETRIES
         {
             self.fail(now, DownReason::PeerError { notify: ty.0 }, format!("peer keeps answering {ty}"));
             return true;
         }
         if let Some(c) = find_notify(payloads, NotifyType::COOKIE) {
-            if sa.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
+            if ex.offer.cookie.as_deref() == Some(&c.data[..]) || c.data.is_empty() || c.data.len() > 64 {
                 return true;
             }
-            sa.init_retries += 1;
-            sa.cookie = Some(c.data.clone());
-            self.send_init(now);
+            let CurrentIke::Initiating(ex) = std::mem::take(&mut self.ike) else { return true };
+            let offer = InitOffer { cookie: Some(c.data.clone()), ..ex.offer };
+            self.send_init(now, offer, ex.retries + 1);
             return true;
         }
         if let Some(n) = find_notify(payloads, NotifyType::INVALID_KE_PAYLOAD) {
             let wanted =
                 if n.data.len() == 2 { DhGroup::from_id(u16::from_be_bytes([n.data[0], n.data[1]])) } else { None };
             let offered = |g: &DhGroup| self.cfg.ike_proposals.iter().any(|p| p.dh.contains(g));
-            match wanted.filter(|g| offered(g) && Some(*g) != sa.dh.as_ref().map(|d| d.group())) {
+            match wanted.filter(|g| offered(g) && *g != ex.offer.dh.group()) {
                 Some(g) => {
-                    let sa = self.ike.as_mut().expect("checked above");
-                    sa.init_retries += 1;
-                    sa.dh = Some(g.generate(&mut self.rng));
-                    self.send_init(now);
+                    let CurrentIke::Initiating(ex) = std::mem::take(&mut self.ike) else { return true };
+                    let offer = InitOffer { dh: g.generate(&mut self.rng), ..ex.offer };
+                    self.send_init(now, offer, ex.retries + 1);
                 }
                 None => self.fail(
                     now,
@@ -179,46 +173,47 @@ impl Tunnel {
         false
     }
 
-    pub(super) fn auth_octets(&self, sa: &IkeSa, ours: bool, id: &Identification) -> Option<Vec<u8>> {
-        let keys = sa.keys.as_ref()?;
-        let suite = sa.suite?;
+    /// The AUTH value (PSK) of our side (`ours`) or of the peer, with identification `id`, on `sa` whose
+    /// IKE_SA_INIT left `hs`.
+    pub(super) fn auth_octets(&self, sa: &IkeSa, hs: &Handshake, ours: bool, id: &Identification) -> Vec<u8> {
+        let (keys, suite) = (&sa.keys, sa.suite);
         // The initiator signs its IKE_SA_INIT request, Nr and prf(SK_pi, IDi'); the responder its response, Ni
         // and prf(SK_pr, IDr') (RFC 7296 §2.15).
         let signer_is_initiator = ours == sa_is_original_initiator(sa);
         let (msg, nonce, skp) = if signer_is_initiator {
-            (&sa.init_request, &sa.nr, &keys.sk_pi)
+            (&hs.init_request, &hs.nr, &keys.sk_pi)
         } else {
-            (&sa.init_response, &sa.ni, &keys.sk_pr)
+            (&hs.init_response, &hs.ni, &keys.sk_pr)
         };
         let maced = suite.prf.compute(skp, &[&id_body(id)]);
         let mut octets = msg.clone();
         octets.extend_from_slice(nonce);
         octets.extend_from_slice(&maced);
-        Some(kdf::psk_auth(suite.prf, &self.cfg.psk, &octets).to_vec())
+        kdf::psk_auth(suite.prf, &self.cfg.psk, &octets).to_vec()
     }
 
-    /// Checks the peer's AUTH (PSK, constant-time compare) and, if configured, its identity. `None` when there
-    /// is no IKE SA with keys. Returns (AUTH matches, identity acceptable).
+    /// Checks the peer's AUTH (PSK, constant-time compare) on `sa` (whose IKE_SA_INIT left `hs`) and, if
+    /// configured, its identity. Returns (AUTH matches, identity acceptable).
     pub(super) fn verify_peer_auth(
         &self,
-        sa: &IkeSa,
+        (sa, hs): (&IkeSa, &Handshake),
         id: &Identification,
         method: AuthMethod,
         auth: &[u8],
-    ) -> Option<(bool, bool)> {
+    ) -> (bool, bool) {
         use subtle::ConstantTimeEq;
-        let expected = self.auth_octets(sa, false, id)?;
+        let expected = self.auth_octets(sa, hs, false, id);
         let id_ok = self.cfg.remote_id.as_ref().is_none_or(|r| id_matches(r, id));
         let auth_ok =
             method == AuthMethod::SHARED_KEY_MIC && expected.len() == auth.len() && bool::from(expected.ct_eq(auth));
-        Some((auth_ok, id_ok))
+        (auth_ok, id_ok)
     }
 
     pub(super) fn send_auth(&mut self, now: Duration) {
         let idi = identity_payload(&self.cfg.local_id);
-        let Some(sa) = self.ike.as_ref() else { return };
-        let Some(auth) = self.auth_octets(sa, true, &idi) else { return };
-        let spi = sa.first_child_spi;
+        let Some(sa) = self.ike.sa() else { return };
+        let IkeState::AuthSent { handshake, first_child_spi: spi } = &sa.state else { return };
+        let (auth, spi) = (self.auth_octets(sa, handshake, true, &idi), *spi);
         let mut payloads = vec![Payload::IdI(idi)];
         if self.cfg.initial_contact && !self.ever_established {
             payloads.push(notify(NotifyType::INITIAL_CONTACT, vec![]));
@@ -247,8 +242,9 @@ impl Tunnel {
             self.fail(now, DownReason::InvalidSyntax, "IKE_AUTH response without IDr or AUTH".into());
             return;
         };
-        let Some(sa) = self.ike.as_ref() else { return };
-        let Some((ok, id_ok)) = self.verify_peer_auth(sa, &idr, method, &auth) else { return };
+        let Some(sa) = self.ike.sa() else { return };
+        let IkeState::AuthSent { handshake, first_child_spi } = &sa.state else { return };
+        let (ok, id_ok) = self.verify_peer_auth((sa, handshake), &idr, method, &auth);
         if !(ok && id_ok) {
             self.fail(
                 now,
@@ -270,7 +266,7 @@ impl Tunnel {
         };
         let tsi = payload_ts(&payloads, true).unwrap_or_default();
         let tsr = payload_ts(&payloads, false).unwrap_or_default();
-        let inbound_spi = sa.first_child_spi;
+        let inbound_spi = *first_child_spi;
         let suite = EspSuite { dh: None, ..suite };
         let (local_ts, remote_ts) = (ts_to_prefixes(&tsi), ts_to_prefixes(&tsr));
         self.establish_with_child(now, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });

@@ -13,12 +13,12 @@ impl Tunnel {
     }
 
     pub(super) fn handle_request(&mut self, now: Duration, req: Request, payloads: Vec<Payload>) {
-        let Some(state) = self.ike.as_ref().map(|s| s.state) else { return };
+        let Some(established) = self.ike.sa().map(|s| s.is_established()) else { return };
         // Requests only on an established SA: before the peer's AUTH verified, nothing it asks for (a DELETE
         // included) is acted on. (The responder's IKE_AUTH is handled on the half-open table.)
-        match (req.h.exchange, state) {
-            (ExchangeType::CREATE_CHILD_SA, IkeState::Established) => self.respond_create_child(now, req, payloads),
-            (ExchangeType::INFORMATIONAL, IkeState::Established) => self.respond_informational(now, req, payloads),
+        match (req.h.exchange, established) {
+            (ExchangeType::CREATE_CHILD_SA, true) => self.respond_create_child(now, req, payloads),
+            (ExchangeType::INFORMATIONAL, true) => self.respond_informational(now, req, payloads),
             _ => {
                 self.dropped(DropReason::UnexpectedExchange);
             }

@@ -2,8 +2,10 @@
 //!
 //! Layout (one file per concern, in the manner of quinn-proto's `connection/`):
 //! - `mod.rs` (here): the [`Tunnel`], its public methods, and the demultiplexing of a datagram to an IKE SA by SPIs;
-//! - `sa.rs`: the state of an IKE SA and of the CHILD_SA; `window.rs`: requests in flight (window size 1) with
-//!   retransmission, and the cached last response; `protect.rs`: SK/SKF encryption and decryption;
+//! - `sa.rs`: the state of an IKE SA (an enum whose variants carry what exists only in that state) and of the
+//!   CHILD_SA; `lifecycle.rs`: the current IKE SA established, replaced by a rekey, or ended; `window.rs`:
+//!   requests in flight (window size 1) with retransmission, and the cached last response; `protect.rs`: SK/SKF
+//!   encryption and decryption;
 //! - `negotiate.rs`: proposals and traffic selectors; `message.rs`: payload helpers;
 //! - the exchanges: `ike_init.rs` (initiator's IKE_SA_INIT and IKE_AUTH), `half_open.rs` and `cookie.rs`
 //!   (responder's), `rekey.rs` (CREATE_CHILD_SA), `collision.rs` (simultaneous rekeys), `informational.rs`
@@ -80,7 +82,7 @@ pub struct Tunnel {
     remote: SocketAddr,
     /// Local port for IKE: 500, then 4500 once floated (always with forced encapsulation).
     local_port: u16,
-    ike: Option<IkeSa>,
+    ike: CurrentIke,
     /// After an IKE rekey: the replaced IKE SA (and after a collision, the redundant one) until its DELETE is
     /// answered or [`RETIRED_IKE_LINGER`] passes.
     retiring: Vec<Retiring>,
@@ -120,7 +122,7 @@ impl Tunnel {
             local,
             remote: SocketAddr::new(remote.ip(), if remote.port() == 0 { IKE_PORT } else { remote.port() }),
             local_port: IKE_PORT,
-            ike: None,
+            ike: CurrentIke::None,
             retiring: Vec::new(),
             child_collision: None,
             ike_collision: None,
@@ -196,7 +198,7 @@ impl Tunnel {
         }
         self.last_recv = now;
         // NAT may change the peer's port; follow it on messages authenticated by an established SA.
-        if matches!(which, Which::Current) && self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established) {
+        if matches!(which, Which::Current) && self.ike.established().is_some() {
             self.remote = remote;
             self.local_port = local_port;
         }
@@ -213,7 +215,7 @@ impl Tunnel {
     /// IKE_AUTH, decrypted with that SA's own keys and promoted only if the peer's AUTH verifies).
     fn demux(&self, h: &Header) -> Option<Which> {
         let matches = |s: &IkeSa| s.spi_i == h.spi_i && s.spi_r == h.spi_r;
-        if self.ike.as_ref().is_some_and(matches) {
+        if self.ike.sa().is_some_and(matches) {
             Some(Which::Current)
         } else if let Some(i) = self.retiring.iter().position(|r| matches(&r.sa)) {
             Some(Which::Retiring(i))
@@ -231,7 +233,7 @@ impl Tunnel {
     /// The IKE SA `which` and the tunnel's generator, borrowed together (to encrypt on that SA).
     fn sa_and_rng(&mut self, which: Which) -> Option<(&mut IkeSa, &mut EngineRandom)> {
         let sa = match which {
-            Which::Current => self.ike.as_mut(),
+            Which::Current => self.ike.sa_mut(),
             Which::Retiring(i) => self.retiring.get_mut(i).map(|r| &mut r.sa),
             Which::Collision => self.ike_collision.as_mut().map(|c| &mut c.sa),
             Which::HalfOpen(i) => self.half_open.get_mut(i),
@@ -289,10 +291,8 @@ impl Tunnel {
 
     /// Rekey the IKE SA now (or as soon as the request window is free).
     pub fn rekey_ike(&mut self, now: Duration) {
-        if let Some(s) = self.ike.as_mut()
-            && s.state == IkeState::Established
-        {
-            s.rekey_at = now;
+        if let Some(l) = self.ike.sa_mut().and_then(|s| s.lifetime_mut()) {
+            l.rekey_at = now;
         }
         self.handle_timeout(now);
     }
@@ -302,14 +302,14 @@ impl Tunnel {
         self.closed = true;
         self.reconnect_at = None;
         self.half_open.clear();
-        let established = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
+        let established = self.ike.established().is_some();
         if established {
-            if let Some(s) = self.ike.as_mut() {
+            if let Some(s) = self.ike.sa_mut() {
                 s.pending = None;
             }
             self.send_request(now, ExchangeType::INFORMATIONAL, vec![delete_ike()], Req::DeleteIke);
         } else {
-            self.ike = None;
+            self.ike = CurrentIke::None;
         }
         self.forget_rekeys();
         self.drop_child();
@@ -329,10 +329,10 @@ impl Tunnel {
     }
 
     pub fn status(&self) -> TunnelStatus {
-        let est = self.ike.as_ref().filter(|s| s.state == IkeState::Established);
+        let est = self.ike.sa().and_then(|s| Some((s, *s.lifetime()?)));
         let state = if est.is_some() && self.child.is_some() {
             TunnelState::Established
-        } else if self.ike.is_some()
+        } else if !self.ike.is_none()
             || (self.reconnect_at.is_some() && !self.closed)
             || (self.cfg.startup == StartupAction::Add && !self.closed)
         {
@@ -342,13 +342,13 @@ impl Tunnel {
         };
         TunnelStatus {
             state,
-            ike: est.map(|s| IkeSaInfo {
+            ike: est.map(|(s, l)| IkeSaInfo {
                 local_spi: s.local_spi(),
                 remote_spi: s.remote_spi(),
-                proposal: s.suite.map(|x| x.name()).unwrap_or_default(),
-                established_at: s.established_at,
-                rekey_at: s.rekey_at,
-                expires_at: s.established_at + self.cfg.ike_lifetime,
+                proposal: s.suite.name(),
+                established_at: l.established_at,
+                rekey_at: l.rekey_at,
+                expires_at: l.established_at + self.cfg.ike_lifetime,
                 nat_detected: s.nat_detected,
             }),
             child: self.child.as_ref().map(|c| ChildSaInfo {
@@ -371,7 +371,7 @@ impl Tunnel {
     /// arbitrary content. None while the IKE SA has no keys. The peer's IV is all zeros (it only has to decrypt).
     #[cfg(fuzzing)]
     pub fn seal_as_peer(&self, exchange: u8, response: bool, first: u8, plain: &[u8]) -> Option<Vec<u8>> {
-        let sa = self.ike.as_ref().filter(|s| s.keys.is_some())?;
+        let sa = self.ike.sa()?;
         let id = if response { sa.pending.as_ref().map_or(0, |p| p.id) } else { sa.peer_next_id };
         let (ex, first) = (ExchangeType(exchange), PayloadType(first));
         struct ZeroIv;
@@ -405,7 +405,7 @@ impl Tunnel {
         if should_run && self.ike.is_none() && (self.reconnect_at.is_none() || self.poll_timeout().is_none()) {
             return Err("the tunnel is down and no reconnect is scheduled".into());
         }
-        if self.ike.as_ref().is_some_and(|s| s.state == IkeState::RespInitDone) {
+        if self.ike.sa().is_some_and(|s| matches!(s.state, IkeState::RespInitDone { .. })) {
             return Err("the current IKE SA is a half-open responder SA".into());
         }
         if self.half_open.len() > self.cfg.half_open_limit {
@@ -425,6 +425,7 @@ mod half_open;
 mod hostile_tests;
 mod ike_init;
 mod informational;
+mod lifecycle;
 mod message;
 mod negotiate;
 mod protect;

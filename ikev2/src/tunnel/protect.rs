@@ -73,8 +73,7 @@ pub(super) fn open_body(
     aad_len: usize,
     data: &[u8],
 ) -> Result<Zeroizing<Vec<u8>>, DropReason> {
-    let keys = sa.keys.as_ref().ok_or(DropReason::Unauthenticated)?;
-    let c = &keys.inn;
+    let c = &sa.keys.inn;
     let (iv_len, icv_len) = (c.iv_len(), c.icv_len());
     if body.len() < iv_len + icv_len + 1 || aad_len > data.len() {
         return Err(DropReason::Unauthenticated);
@@ -107,12 +106,11 @@ pub(super) fn encrypt_all(
     let (first, plain) = emit_payloads(payloads);
     let plain = Zeroizing::new(plain);
     let whole = seal(sa, Sender::Us, exchange, response, message_id, first, &plain, None, rng);
-    let Some(keys) = sa.keys.as_ref() else { return vec![whole] };
     if !sa.peer_fragmentation || whole.len() <= fragment_size {
         return vec![whole];
     }
     // Room for plaintext in one fragment: the datagram minus header, SKF header, IV, ICV and worst-case padding.
-    let c = &keys.out;
+    let c = &sa.keys.out;
     let overhead = HEADER_LEN + wire::encrypted_header_len(true) + c.iv_len() + c.icv_len() + c.block_size().max(1);
     let room = fragment_size.saturating_sub(overhead).max(MIN_FRAGMENT_PLAINTEXT);
     let chunks: Vec<&[u8]> = plain.chunks(room).collect();
@@ -162,10 +160,9 @@ pub(super) fn seal(
     fragment: Option<(u16, u16)>,
     rng: &mut dyn RandomSource,
 ) -> Vec<u8> {
-    let Some(keys) = sa.keys.as_ref() else { return Vec::new() };
     let (c, initiator) = match sender {
-        Sender::Us => (&keys.out, sa.initiator),
-        Sender::Peer => (&keys.inn, !sa.initiator),
+        Sender::Us => (&sa.keys.out, sa.initiator),
+        Sender::Peer => (&sa.keys.inn, !sa.initiator),
     };
     let block = c.block_size().max(1);
     let pad = (block - (plain.len() + 1) % block) % block;

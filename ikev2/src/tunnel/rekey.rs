@@ -49,7 +49,7 @@ pub(super) enum IkeRekeyAnswer {
 impl Tunnel {
     /// The PRF of the current IKE SA (SHA-1, the smallest, before one is negotiated).
     pub(super) fn ike_prf(&self) -> Prf {
-        self.ike.as_ref().and_then(|s| s.suite).map_or(Prf::HmacSha1, |s| s.prf)
+        self.ike.sa().map_or(Prf::HmacSha1, |s| s.suite.prf)
     }
 
     pub(super) fn respond_create_child(&mut self, now: Duration, req: Request, payloads: Vec<Payload>) {
@@ -77,7 +77,7 @@ impl Tunnel {
     /// rekey from both sides is answered as usual and resolved by the nonces when ours completes. A CHILD_SA rekey
     /// and an IKE SA rekey at once, or a second collision before the first is resolved, wait (§2.25).
     fn peer_rekey_collides(&self, is_ike: bool) -> Result<bool, Refusal> {
-        let in_flight = self.ike.as_ref().and_then(|s| s.pending.as_ref()).and_then(|p| match p.req {
+        let in_flight = self.ike.sa().and_then(|s| s.pending.as_ref()).and_then(|p| match p.req {
             Req::RekeyChild { .. } => Some(false),
             Req::RekeyIke { .. } => Some(true),
             _ => None,
@@ -222,8 +222,8 @@ impl Tunnel {
             self.send_response(req, vec![notify(NotifyType::INVALID_SYNTAX, vec![])]);
             return;
         };
-        let Some(old) = self.ike.as_ref() else { return };
-        let (Some(old_suite), Some(old_keys)) = (old.suite, old.keys.as_ref()) else { return };
+        let Some(old) = self.ike.sa() else { return };
+        let (old_suite, old_keys) = (old.suite, &old.keys);
         let our_spi = rand_u64(&mut self.rng);
         let nr = nonce(&mut self.rng);
         let skeyseed = kdf::skeyseed_rekey(old_suite.prf, &old_keys.sk_d, &g_ir, &ni, &nr);
@@ -408,8 +408,8 @@ impl Tunnel {
                     _ => {
                         let delay = first_error_notify(&payloads)
                             .map_or(Duration::from_secs(30), |n| retry_delay(n.ty, &mut self.rng));
-                        if let Some(s) = self.ike.as_mut() {
-                            s.rekey_at = now + delay;
+                        if let Some(l) = self.ike.sa_mut().and_then(|s| s.lifetime_mut()) {
+                            l.rekey_at = now + delay;
                         }
                     }
                 }
@@ -436,12 +436,12 @@ impl Tunnel {
             // deletes the old one); we close ours (§2.8.2).
             self.install_ike(now, c.sa);
             self.send_delete_ike(now, &mut ours);
-            self.retiring.push(Retiring { sa: ours, forget_at: now + RETIRED_IKE_LINGER });
+            self.retiring.push(Retiring::new(ours, now));
         } else {
             // Ours survives: we delete the old IKE SA; the peer closes its redundant one and we answer.
             self.install_ike(now, ours);
             if !c.deleted_by_peer {
-                self.retiring.push(Retiring { sa: c.sa, forget_at: now + RETIRED_IKE_LINGER });
+                self.retiring.push(Retiring::new(c.sa, now));
             }
         }
     }
@@ -471,10 +471,8 @@ impl Tunnel {
         let nr = payloads.iter().find_map(|p| if let Payload::Nonce(n) = p { Some(n.clone()) } else { None });
         // The keys of the SA the peer created, whenever they can be derived (even for a choice we refuse: a
         // DELETE protected with them closes it).
-        let old = self.ike.as_ref();
-        let (old_prf, old_sk_d) = match old.and_then(|o| Some((o.suite?, o.keys.as_ref()?))) {
-            Some((s, k)) => (s.prf, k.sk_d.clone()),
-            None => return IkeRekeyAnswer::Refused,
+        let Some((old_prf, old_sk_d)) = self.ike.sa().map(|o| (o.suite.prf, o.keys.sk_d.clone())) else {
+            return IkeRekeyAnswer::Refused;
         };
         let keys = match (suite, peer_spi, nr.as_ref(), ke.as_ref()) {
             (Some(suite), Some(peer_spi), Some(nr), Some((_, data))) if (1..=MAX_NONCE).contains(&nr.len()) => {
@@ -533,8 +531,8 @@ impl Tunnel {
     }
 
     pub(super) fn start_ike_rekey(&mut self, now: Duration) {
-        let Some(sa) = self.ike.as_ref() else { return };
-        let group = sa.suite.map(|s| s.dh).unwrap_or(DhGroup::Modp2048);
+        let Some(sa) = self.ike.sa() else { return };
+        let group = sa.suite.dh;
         let new_spi = rand_u64(&mut self.rng);
         let ni = nonce(&mut self.rng);
         let dh = group.generate(&mut self.rng);

@@ -1,5 +1,8 @@
-//! The state of one IKE SA (keys, nonces, message IDs, the request in flight, fragments being reassembled) and of
-//! the CHILD_SA, and the steps that establish them.
+//! The state of the tunnel's IKE SA and CHILD_SA, and their constructors. Each state carries only what exists in
+//! it: [`CurrentIke`] is nothing, our IKE_SA_INIT in flight ([`InitExchange`]: the DH secret, nonce, cookie and
+//! retries, no keys), or an [`IkeSa`], which always has its suite and keys; an [`IkeState`] holds IKE_SA_INIT's
+//! octets and nonces ([`Handshake`]) only until IKE_AUTH is done, and times ([`Lifetime`]) once established.
+//! How the tunnel's current IKE SA changes is `lifecycle.rs`.
 
 use super::*;
 
@@ -13,34 +16,128 @@ pub(super) struct IkeKeys {
     pub(super) inn: SaCipher,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum IkeState {
-    /// Initiator: IKE_SA_INIT sent.
-    InitSent,
-    /// Initiator: IKE_AUTH sent.
-    AuthSent,
-    /// Responder: IKE_SA_INIT answered, waiting for IKE_AUTH.
-    RespInitDone,
-    Established,
+/// The tunnel's current IKE SA, or what stands for it while our IKE_SA_INIT is unanswered (no keys exist yet).
+#[derive(Default)]
+pub(super) enum CurrentIke {
+    #[default]
+    None,
+    /// Initiator: our IKE_SA_INIT is in flight.
+    Initiating(Box<InitExchange>),
+    /// Keys derived: IKE_AUTH in flight, or established.
+    Sa(Box<IkeSa>),
 }
 
+impl CurrentIke {
+    pub(super) fn is_none(&self) -> bool {
+        matches!(self, CurrentIke::None)
+    }
+    /// The IKE SA, once it has keys.
+    pub(super) fn sa(&self) -> Option<&IkeSa> {
+        match self {
+            CurrentIke::Sa(sa) => Some(&**sa),
+            _ => None,
+        }
+    }
+    pub(super) fn sa_mut(&mut self) -> Option<&mut IkeSa> {
+        match self {
+            CurrentIke::Sa(sa) => Some(&mut **sa),
+            _ => None,
+        }
+    }
+    /// The IKE SA if it is established.
+    pub(super) fn established(&self) -> Option<&IkeSa> {
+        self.sa().filter(|s| s.is_established())
+    }
+    /// Takes the IKE SA (if any) out; whatever was there, nothing is left.
+    pub(super) fn take_sa(&mut self) -> Option<IkeSa> {
+        match std::mem::take(self) {
+            CurrentIke::Sa(sa) => Some(*sa),
+            _ => None,
+        }
+    }
+    /// The request in flight: our IKE_SA_INIT, or a request on the IKE SA.
+    pub(super) fn pending(&self) -> Option<&Pending> {
+        match self {
+            CurrentIke::None => None,
+            CurrentIke::Initiating(ex) => Some(&ex.sent),
+            CurrentIke::Sa(sa) => sa.pending.as_ref(),
+        }
+    }
+    /// The request in flight, and whether the IKE SA it is on is established.
+    pub(super) fn pending_mut(&mut self) -> Option<(bool, &mut Pending)> {
+        match self {
+            CurrentIke::None => None,
+            CurrentIke::Initiating(ex) => Some((false, &mut ex.sent)),
+            CurrentIke::Sa(sa) => {
+                let established = sa.is_established();
+                sa.pending.as_mut().map(|p| (established, p))
+            }
+        }
+    }
+}
+
+/// What our IKE_SA_INIT request offers (RFC 7296 §1.2): kept until the responder's answer, which gives the keys.
+pub(super) struct InitOffer {
+    pub(super) spi_i: u64,
+    /// Our key exchange: replaced when the responder asks for another group (INVALID_KE_PAYLOAD).
+    pub(super) dh: DhSecret,
+    pub(super) ni: Vec<u8>,
+    /// The responder's COOKIE we return (RFC 7296 §2.6).
+    pub(super) cookie: Option<Vec<u8>>,
+    /// SPI chosen for the first CHILD_SA (offered in IKE_AUTH).
+    pub(super) first_child_spi: u32,
+}
+
+/// Initiator: our IKE_SA_INIT in flight.
+pub(super) struct InitExchange {
+    pub(super) offer: InitOffer,
+    /// IKE_SA_INIT resent on COOKIE / INVALID_KE_PAYLOAD answers so far.
+    pub(super) retries: u8,
+    /// The request as sent (one datagram: IKE_SA_INIT is never fragmented), with its retransmission state.
+    pub(super) sent: Pending,
+}
+
+/// Where an IKE SA with keys stands, with what exists only in that state.
+pub(super) enum IkeState {
+    /// Initiator: IKE_AUTH sent.
+    AuthSent {
+        handshake: Handshake,
+        /// SPI chosen for the first CHILD_SA (offered in our IKE_AUTH).
+        first_child_spi: u32,
+    },
+    /// Responder: IKE_SA_INIT answered (a half-open SA, `half_open.rs`), waiting for IKE_AUTH.
+    RespInitDone {
+        handshake: Handshake,
+    },
+    Established(Lifetime),
+}
+
+/// What IKE_AUTH needs from IKE_SA_INIT: each side's AUTH signs its IKE_SA_INIT message and the other's nonce
+/// (RFC 7296 §2.15), and the first CHILD_SA's keys use both nonces (§2.17). Dropped once IKE_AUTH is done.
+pub(super) struct Handshake {
+    pub(super) ni: Vec<u8>,
+    pub(super) nr: Vec<u8>,
+    /// The IKE_SA_INIT request and response octets.
+    pub(super) init_request: Vec<u8>,
+    pub(super) init_response: Vec<u8>,
+}
+
+/// The times of an established IKE SA.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Lifetime {
+    pub(super) established_at: Duration,
+    pub(super) rekey_at: Duration,
+}
+
+/// An IKE SA with keys: from the answer to IKE_SA_INIT (either side) or from a rekey exchange.
 pub(super) struct IkeSa {
     /// We initiated this IKE SA (IKE_SA_INIT or the CREATE_CHILD_SA that rekeyed it).
     pub(super) initiator: bool,
     pub(super) spi_i: u64,
     pub(super) spi_r: u64,
     pub(super) state: IkeState,
-    pub(super) suite: Option<IkeSuite>,
-    pub(super) keys: Option<IkeKeys>,
-    pub(super) dh: Option<DhSecret>,
-    pub(super) ni: Vec<u8>,
-    pub(super) nr: Vec<u8>,
-    /// The IKE_SA_INIT request and response octets (signed by AUTH).
-    pub(super) init_request: Vec<u8>,
-    pub(super) init_response: Vec<u8>,
-    pub(super) cookie: Option<Vec<u8>>,
-    /// Initiator: SPI chosen for the first CHILD_SA.
-    pub(super) first_child_spi: u32,
+    pub(super) suite: IkeSuite,
+    pub(super) keys: IkeKeys,
     pub(super) my_next_id: u32,
     pub(super) peer_next_id: u32,
     pub(super) pending: Option<Pending>,
@@ -51,13 +148,6 @@ pub(super) struct IkeSa {
     /// Fragments of the peer's requests and of its responses being reassembled (message IDs are per direction).
     pub(super) frag_requests: Reassembler,
     pub(super) frag_responses: Reassembler,
-    pub(super) created_at: Duration,
-    pub(super) established_at: Duration,
-    pub(super) rekey_at: Duration,
-    /// The peer sent INITIAL_CONTACT.
-    pub(super) peer_initial_contact: bool,
-    /// Initiator: IKE_SA_INIT resent on COOKIE / INVALID_KE_PAYLOAD answers so far.
-    pub(super) init_retries: u8,
     /// A NAT rewrites our address: the peer's NAT_DETECTION_DESTINATION_IP does not hash our address and port
     /// (RFC 7296 §2.23). Learned in IKE_SA_INIT; a rekeyed SA keeps it.
     pub(super) nat_detected: bool,
@@ -81,22 +171,15 @@ pub(super) struct NewIkeSa {
 }
 
 impl IkeSa {
-    /// An SA with no keys, no nonces and nothing in flight.
-    pub(super) fn blank(initiator: bool, spi_i: u64, state: IkeState, now: Duration) -> IkeSa {
+    /// An SA with these keys, in `state`, with nothing in flight.
+    fn keyed(initiator: bool, new: NewIkeSa, state: IkeState) -> IkeSa {
         IkeSa {
             initiator,
-            spi_i,
-            spi_r: 0,
+            spi_i: new.spi_i,
+            spi_r: new.spi_r,
             state,
-            suite: None,
-            keys: None,
-            dh: None,
-            ni: Vec::new(),
-            nr: Vec::new(),
-            init_request: Vec::new(),
-            init_response: Vec::new(),
-            cookie: None,
-            first_child_spi: 0,
+            suite: new.suite,
+            keys: new.keys,
             my_next_id: 0,
             peer_next_id: 0,
             pending: None,
@@ -104,18 +187,24 @@ impl IkeSa {
             peer_fragmentation: false,
             frag_requests: Reassembler::new(),
             frag_responses: Reassembler::new(),
-            created_at: now,
-            established_at: now,
-            rekey_at: now,
-            peer_initial_contact: false,
-            init_retries: 0,
             nat_detected: false,
         }
     }
 
-    /// Initiator: our IKE_SA_INIT is about to go out with this key exchange, nonce, and SPI for the first CHILD_SA.
-    pub(super) fn initiator(spi_i: u64, dh: DhSecret, ni: Vec<u8>, first_child_spi: u32, now: Duration) -> IkeSa {
-        IkeSa { dh: Some(dh), ni, first_child_spi, ..IkeSa::blank(true, spi_i, IkeState::InitSent, now) }
+    /// Initiator: the responder answered our IKE_SA_INIT `offer` (keys derived, `init`: our request and its
+    /// response, `nr` its nonce); our IKE_AUTH (message 1) goes out next.
+    pub(super) fn authenticating(
+        new: NewIkeSa,
+        offer: InitOffer,
+        nr: Vec<u8>,
+        init: (Vec<u8>, Vec<u8>),
+        peer_fragmentation: bool,
+        nat_detected: bool,
+    ) -> IkeSa {
+        let (init_request, init_response) = init;
+        let handshake = Handshake { ni: offer.ni, nr, init_request, init_response };
+        let state = IkeState::AuthSent { handshake, first_child_spi: offer.first_child_spi };
+        IkeSa { my_next_id: 1, peer_fragmentation, nat_detected, ..IkeSa::keyed(true, new, state) }
     }
 
     /// Responder: the peer's IKE_SA_INIT answered (keys derived), its IKE_AUTH (message 1) awaited. `init`: the
@@ -126,42 +215,58 @@ impl IkeSa {
         init: (Vec<u8>, Vec<u8>),
         peer_fragmentation: bool,
         nat_detected: bool,
-        now: Duration,
     ) -> IkeSa {
         let ((ni, nr), (init_request, init_response)) = (nonces, init);
-        IkeSa {
-            spi_r: new.spi_r,
-            suite: Some(new.suite),
-            keys: Some(new.keys),
-            ni,
-            nr,
-            init_request,
-            init_response,
-            peer_next_id: 1,
-            peer_fragmentation,
-            nat_detected,
-            ..IkeSa::blank(false, new.spi_i, IkeState::RespInitDone, now)
-        }
+        let state = IkeState::RespInitDone { handshake: Handshake { ni, nr, init_request, init_response } };
+        IkeSa { peer_next_id: 1, peer_fragmentation, nat_detected, ..IkeSa::keyed(false, new, state) }
     }
 
     /// From a rekey exchange (keys derived; we initiated that exchange or not), established but not installed.
     /// What IKE_SA_INIT negotiated (fragmentation, NAT) carries over from `parent`, as strongSwan does.
-    pub(super) fn rekeyed(
-        initiator: bool,
-        new: NewIkeSa,
-        parent: Option<&IkeSa>,
-        rekey_at: Duration,
-        now: Duration,
-    ) -> IkeSa {
+    pub(super) fn rekeyed(initiator: bool, new: NewIkeSa, parent: Option<&IkeSa>, lifetime: Lifetime) -> IkeSa {
         IkeSa {
-            spi_r: new.spi_r,
-            suite: Some(new.suite),
-            keys: Some(new.keys),
             peer_fragmentation: parent.is_some_and(|s| s.peer_fragmentation),
             nat_detected: parent.is_some_and(|s| s.nat_detected),
-            rekey_at,
-            ..IkeSa::blank(initiator, new.spi_i, IkeState::Established, now)
+            ..IkeSa::keyed(initiator, new, IkeState::Established(lifetime))
         }
+    }
+
+    /// IKE_AUTH is done: the SA is established with `lifetime`. Returns what IKE_SA_INIT left for IKE_AUTH (the
+    /// nonces for the first CHILD_SA's keys); None, and no change, when the SA was already established.
+    pub(super) fn establish(&mut self, lifetime: Lifetime) -> Option<Handshake> {
+        match std::mem::replace(&mut self.state, IkeState::Established(lifetime)) {
+            IkeState::AuthSent { handshake, .. } | IkeState::RespInitDone { handshake } => Some(handshake),
+            IkeState::Established(before) => {
+                self.state = IkeState::Established(before);
+                None
+            }
+        }
+    }
+
+    /// IKE_SA_INIT's octets and nonces, until IKE_AUTH is done.
+    pub(super) fn handshake(&self) -> Option<&Handshake> {
+        match &self.state {
+            IkeState::AuthSent { handshake, .. } | IkeState::RespInitDone { handshake } => Some(handshake),
+            IkeState::Established(_) => None,
+        }
+    }
+
+    /// The SA's times, once established.
+    pub(super) fn lifetime(&self) -> Option<&Lifetime> {
+        match &self.state {
+            IkeState::Established(l) => Some(l),
+            _ => None,
+        }
+    }
+    pub(super) fn lifetime_mut(&mut self) -> Option<&mut Lifetime> {
+        match &mut self.state {
+            IkeState::Established(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    pub(super) fn is_established(&self) -> bool {
+        self.lifetime().is_some()
     }
 
     pub(super) fn local_spi(&self) -> u64 {
@@ -203,187 +308,9 @@ pub(super) struct Retiring {
     pub(super) forget_at: Duration,
 }
 
-impl Tunnel {
-    /// Ends the current IKE SA (and CHILD_SA) with `reason`, and plans a reconnect when we are the initiator.
-    pub(super) fn fail(&mut self, now: Duration, reason: DownReason, message: String) {
-        let was_up = self.ike.as_ref().is_some_and(|s| s.state == IkeState::Established);
-        self.ike = None;
-        self.down(now, reason, message, was_up);
-    }
-
-    /// Closes the current IKE SA and `also` (IKE SAs the peer holds for us that we will not use) with a DELETE
-    /// protected by each one's own keys, then ends the tunnel's SAs as [`Tunnel::fail`] does (reconnecting at
-    /// once when it was up and `reason` is not permanent). Deleting an IKE SA deletes every CHILD_SA under it
-    /// (RFC 7296 §1.4.1), so the peer keeps nothing of what we abandon, whichever SA it moved its CHILD_SAs to.
-    /// The DELETEs stay tracked (retransmitted) as retiring SAs.
-    pub(super) fn close_and_restart(&mut self, now: Duration, reason: DownReason, message: String, also: Vec<IkeSa>) {
-        let current = self.ike.take();
-        let was_up = current.as_ref().is_some_and(|s| s.state == IkeState::Established);
-        let mut closing = also;
-        closing.extend(current.filter(|s| s.state == IkeState::Established));
-        for sa in closing.iter_mut().filter(|s| s.keys.is_some()) {
-            sa.pending = None;
-            self.send_delete_ike(now, sa);
-        }
-        self.down(now, reason, message, was_up);
-        for sa in closing.into_iter().filter(|s| s.pending.is_some()) {
-            self.retiring.push(Retiring { sa, forget_at: now + RETIRED_IKE_LINGER });
-        }
-    }
-
-    /// The rest of [`Tunnel::fail`], once the IKE SA is gone: `was_up` says whether it was established.
-    pub(super) fn down(&mut self, now: Duration, reason: DownReason, message: String, was_up: bool) {
-        self.forget_rekeys();
-        self.drop_child();
-        self.local_port = IKE_PORT;
-        self.remote.set_port(IKE_PORT);
-        if reason == DownReason::DeadPeer && was_up {
-            self.counters.dpd_misses += 1;
-        }
-        self.last_error = Some(message);
-        self.last_down = Some(reason.clone());
-        self.events.push_back(Event::IkeSaDown { reason: reason.clone() });
-        if self.cfg.startup == StartupAction::Start && !self.closed {
-            self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-            let (min, max) = if reason.is_permanent() {
-                (PERMANENT_RETRY_MIN, PERMANENT_RETRY_MAX)
-            } else if was_up {
-                (Duration::ZERO, Duration::ZERO)
-            } else {
-                (TRANSIENT_RETRY_MIN, TRANSIENT_RETRY_MAX)
-            };
-            let shift = self.consecutive_failures.saturating_sub(1).min(8);
-            let delay = (min * (1u32 << shift)).min(max);
-            self.reconnect_at = Some(now + delay);
-        }
-    }
-
-    /// Forgets retiring IKE SAs and unresolved rekey collisions (the IKE SA they belong to is gone).
-    pub(super) fn forget_rekeys(&mut self) {
-        self.retiring.clear();
-        self.child_collision = None;
-        self.ike_collision = None;
-        self.recent_rekey = None;
-    }
-
-    pub(super) fn drop_child(&mut self) {
-        if let Some(c) = self.child.take() {
-            self.emit(Event::ChildSaDeleted { inbound_spi: c.inbound_spi, outbound_spi: c.outbound_spi });
-        }
-        for o in std::mem::take(&mut self.old_inbound) {
-            self.emit(Event::ChildSaDeleted { inbound_spi: o.inbound_spi, outbound_spi: o.outbound_spi });
-        }
-    }
-
-    /// IKE_AUTH completed on the current IKE SA (we were its initiator or responder): the SA is established and
-    /// its first CHILD_SA installed (keys from SK_d and the IKE_SA_INIT nonces, no PFS; RFC 7296 §2.17).
-    pub(super) fn establish_with_child(&mut self, now: Duration, first: FirstChild) {
-        let Some(sa) = self.ike.as_ref() else { return };
-        let (ni, nr, initiator) = (sa.ni.clone(), sa.nr.clone(), sa.initiator);
-        self.establish_ike(now);
-        let FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts } = first;
-        let child =
-            self.make_child(now, inbound_spi, outbound_spi, suite, None, &ni, &nr, initiator, local_ts, remote_ts);
-        if let Some(c) = child {
-            self.emit(Event::ChildSaInstalled(c));
-        }
-    }
-
-    /// Builds the ChildSa for the datapath from negotiated parameters.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn make_child(
-        &mut self,
-        now: Duration,
-        inbound_spi: u32,
-        outbound_spi: u32,
-        suite: EspSuite,
-        g_ir: Option<&[u8]>,
-        ni: &[u8],
-        nr: &[u8],
-        we_initiated: bool,
-        local_ts: Vec<Ipv4Cidr>,
-        remote_ts: Vec<Ipv4Cidr>,
-    ) -> Option<ChildSa> {
-        let sa = self.ike.as_ref()?;
-        let ike_suite = sa.suite?;
-        let keys = sa.keys.as_ref()?;
-        let k = kdf::child_sa_keys(ike_suite.prf, &keys.sk_d, g_ir, ni, nr, suite.encr, suite.integ);
-        let (outbound_keys, inbound_keys) = if we_initiated {
-            (k.initiator_to_responder, k.responder_to_initiator)
-        } else {
-            (k.responder_to_initiator, k.initiator_to_responder)
-        };
-        let rekey_at = self.rekey_time(now, self.cfg.child_lifetime, self.cfg.child_rekey_margin);
-        self.child = Some(Child {
-            inbound_spi,
-            outbound_spi,
-            suite,
-            established_at: now,
-            rekey_at,
-            local_ts: local_ts.clone(),
-            remote_ts: remote_ts.clone(),
-        });
-        Some(ChildSa {
-            inbound_spi,
-            outbound_spi,
-            encr: suite.encr,
-            integ: suite.integ,
-            inbound_keys,
-            outbound_keys,
-            proposal: suite.name(),
-            local_ts,
-            remote_ts,
-            established_at: now,
-            rekey_at,
-        })
-    }
-
-    pub(super) fn establish_ike(&mut self, now: Duration) {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
-        let Some(sa) = self.ike.as_mut() else { return };
-        sa.state = IkeState::Established;
-        sa.established_at = now;
-        sa.rekey_at = rekey_at;
-        sa.init_request = Vec::new();
-        sa.init_response = Vec::new();
-        let proposal = sa.suite.map(|s| s.name()).unwrap_or_default();
-        let (local_spi, remote_spi) = (sa.local_spi(), sa.remote_spi());
-        self.ever_established = true;
-        self.consecutive_failures = 0;
-        self.last_error = None;
-        self.last_down = None;
-        self.last_recv = now;
-        self.events.push_back(Event::IkeSaEstablished { local_spi, remote_spi, proposal });
-    }
-
-    /// A new IKE SA from a rekey exchange (keys derived), not yet installed.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn rekeyed_sa(
-        &mut self,
-        now: Duration,
-        initiator: bool,
-        spi_i: u64,
-        spi_r: u64,
-        suite: IkeSuite,
-        keys: IkeKeys,
-    ) -> IkeSa {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
-        IkeSa::rekeyed(initiator, NewIkeSa { spi_i, spi_r, suite, keys }, self.ike.as_ref(), rekey_at, now)
-    }
-
-    /// Makes `new` the current IKE SA (the CHILD_SA moves to it); the old one retires. The initiator of the
-    /// surviving rekey deletes the old IKE SA; otherwise the peer does and we answer.
-    pub(super) fn install_ike(&mut self, now: Duration, new: IkeSa) {
-        let (local_spi, remote_spi, initiator) = (new.local_spi(), new.remote_spi(), new.initiator);
-        let proposal = new.suite.map(|s| s.name()).unwrap_or_default();
-        if let Some(mut old) = self.ike.replace(new) {
-            old.pending = None;
-            if initiator {
-                self.send_delete_ike(now, &mut old);
-            }
-            self.retiring.push(Retiring { sa: old, forget_at: now + RETIRED_IKE_LINGER });
-        }
-        self.counters.ike_rekeys += 1;
-        self.events.push_back(Event::IkeSaRekeyed { local_spi, remote_spi, proposal });
+impl Retiring {
+    /// `sa` retires `now`: forgotten [`RETIRED_IKE_LINGER`] later unless a request on it is still in flight.
+    pub(super) fn new(sa: IkeSa, now: Duration) -> Retiring {
+        Retiring { sa, forget_at: now + RETIRED_IKE_LINGER }
     }
 }

@@ -81,7 +81,7 @@ impl Tunnel {
         for r in self.retiring.iter().filter(|r| r.sa.pending.is_none()) {
             t.push((r.forget_at, Timer::ForgetRetiring(r.sa.local_spi())));
         }
-        if let Some(p) = self.ike.as_ref().and_then(|s| s.pending.as_ref()) {
+        if let Some(p) = self.ike.pending() {
             t.push((p.next_at, Timer::Retransmit(None)));
         }
         for r in &self.retiring {
@@ -93,15 +93,15 @@ impl Tunnel {
             t.push((at, Timer::HalfOpenExpiry));
         }
         // Work that needs a free request window on an established SA.
-        if let Some(sa) = &self.ike
-            && sa.state == IkeState::Established
+        if let Some(sa) = self.ike.sa()
+            && let Some(lifetime) = sa.lifetime()
             && sa.pending.is_none()
             && !self.closed
         {
             for o in self.old_inbound.iter().filter(|o| !o.delete_sent) {
                 t.push((o.delete_at, Timer::DeleteOldInbound(o.inbound_spi)));
             }
-            t.push((sa.rekey_at, Timer::IkeRekey));
+            t.push((lifetime.rekey_at, Timer::IkeRekey));
             if let Some(c) = &self.child {
                 t.push((c.rekey_at, Timer::ChildRekey));
             }

@@ -54,7 +54,7 @@ impl Tunnel {
     /// Queues a request on the current IKE SA (window size 1: the caller checks nothing is pending).
     pub(super) fn send_request(&mut self, now: Duration, exchange: ExchangeType, payloads: Vec<Payload>, req: Req) {
         let initial = self.cfg.retransmit.initial;
-        let Some(sa) = self.ike.as_mut() else { return };
+        let Some(sa) = self.ike.sa_mut() else { return };
         let id = sa.my_next_id;
         let datagrams = encrypt_all(sa, exchange, false, id, &payloads, self.cfg.fragment_size, &mut self.rng);
         sa.my_next_id += 1;
@@ -84,14 +84,14 @@ impl Tunnel {
 
     pub(super) fn handle_response(&mut self, now: Duration, h: Header, payloads: Vec<Payload>) {
         let _ = h;
-        let Some(sa) = self.ike.as_mut() else { return };
+        let Some(sa) = self.ike.sa_mut() else { return };
         let Some(pending) = sa.pending.take() else { return };
         match pending.req {
             Req::Init => {}
             Req::Auth => self.auth_response(now, payloads),
             Req::Dpd => {}
             Req::DeleteIke => {
-                self.ike = None;
+                self.ike = CurrentIke::None;
             }
             // The peer has processed our DELETE: it sends nothing more on the old SA, whose inbound half goes now.
             // (Until then the peer may still send on it: strongSwan, as the responder of our rekey, switches its
@@ -116,9 +116,14 @@ impl Tunnel {
                 None => return true,
             },
         };
-        let Some(sa) = self.sa_mut(which) else { return true };
-        let established = sa.state == IkeState::Established;
-        let Some(p) = sa.pending.as_mut() else { return true };
+        let in_flight = match which {
+            Which::Current => self.ike.pending_mut(),
+            _ => self.sa_mut(which).and_then(|sa| {
+                let established = sa.is_established();
+                sa.pending.as_mut().map(|p| (established, p))
+            }),
+        };
+        let Some((established, p)) = in_flight else { return true };
         if now < p.next_at {
             return true;
         }
@@ -129,7 +134,7 @@ impl Tunnel {
                 return true;
             }
             if matches!(p.req, Req::DeleteIke) {
-                self.ike = None;
+                self.ike = CurrentIke::None;
             } else {
                 let msg =
                     if established { "peer did not answer (dead peer detection)" } else { "no response from peer" };
