@@ -7,6 +7,7 @@
 //! the conversion of time, and the connection's lifecycle (connect to the peer's port 179, or listen on it; close;
 //! abort). The BGP session on top is [`crate::Session`]'s.
 
+use iotrelay_types::ipv4::PROTO_TCP;
 use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet};
 use smoltcp::phy::{Device, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp::{Socket as TcpSocket, SocketBuffer, State as TcpState};
@@ -235,7 +236,7 @@ impl TcpLink {
     pub fn handle_packet(&mut self, packet: &[u8]) -> bool {
         let ours = packet.len() >= 20
             && packet[0] >> 4 == 4
-            && packet[9] == 6
+            && packet[9] == PROTO_TCP
             && packet[16..20] == self.local.octets()
             && packet[12..16] == self.peer.octets();
         if !ours {

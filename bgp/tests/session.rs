@@ -7,6 +7,7 @@
 use iotrelay_bgp::tcp::{LinkState, RX_QUEUE, TcpLink};
 use iotrelay_bgp::wire::{Message, codes::err};
 use iotrelay_bgp::{Announce, Config, ConnectMode, Event, Ipv4Prefix, Session, State};
+use iotrelay_types::ipv4::{PROTO_TCP, PROTO_UDP};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -131,7 +132,7 @@ fn establishes_over_tcp_and_exchanges_routes() {
     assert!(to_aws);
     assert_eq!(&syn[12..16], &US.octets());
     assert_eq!(&syn[16..20], &AWS.octets());
-    assert_eq!(syn[9], 6);
+    assert_eq!(syn[9], PROTO_TCP);
     let ihl = usize::from(syn[0] & 0x0f) * 4;
     assert_eq!(u16::from_be_bytes([syn[ihl + 2], syn[ihl + 3]]), 179);
     assert_eq!(syn[ihl + 13] & 0x02, 0x02, "SYN flag");
@@ -272,18 +273,18 @@ fn inbound_filter_and_queue_bound() {
     // Not from the peer: refused before the stack.
     let mut pkt = vec![0u8; 40];
     pkt[0] = 0x45;
-    pkt[9] = 6;
+    pkt[9] = PROTO_TCP;
     pkt[12..16].copy_from_slice(&[169, 254, 10, 40]);
     pkt[16..20].copy_from_slice(&US.octets());
     assert!(!us.handle_packet(T0, &pkt));
     // UDP from the peer: refused too.
     pkt[12..16].copy_from_slice(&AWS.octets());
-    pkt[9] = 17;
+    pkt[9] = PROTO_UDP;
     assert!(!us.handle_packet(T0, &pkt));
     assert!(!us.handle_packet(T0, &[0x45]));
     assert_eq!(us.link_counters().not_for_us, 3);
     // TCP from the peer is taken (the stack then drops it: bad checksum); the queue never holds more than its bound.
-    pkt[9] = 6;
+    pkt[9] = PROTO_TCP;
     for _ in 0..RX_QUEUE * 3 {
         assert!(us.handle_packet(T0, &pkt));
     }

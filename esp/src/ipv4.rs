@@ -12,10 +12,8 @@ pub const TCP_HEADER_LEN: usize = 20;
 /// The largest IPv4 packet (the total length field's limit).
 pub const IPV4_MAX_LEN: usize = 65535;
 
-/// IPv4 protocol numbers (header octet 9).
-pub const PROTO_ICMP: u8 = 1;
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+/// IPv4 protocol numbers (header octet 9), defined in `iotrelay-types` for the crates that do not use this one.
+pub use iotrelay_types::ipv4::{PROTO_ICMP, PROTO_TCP, PROTO_UDP};
 
 /// IPv4 header flags: Don't Fragment.
 pub const FLAG_DF: u16 = 0x4000;

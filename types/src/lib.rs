@@ -1,6 +1,7 @@
 //! iotrelay-types: the vocabulary every other crate shares, one type per concept: an IPv4 network
 //! ([`Ipv4Cidr`]), a tunnel's state ([`TunnelState`]), who starts the IKE SA ([`StartupAction`]), the local IKE
-//! identity ([`Identity`]) and a forward's drop counters ([`ForwardDrops`]).
+//! identity ([`Identity`]), a forward's drop counters ([`ForwardDrops`]) and the IPv4 protocol numbers
+//! ([`ipv4`]).
 //!
 //! The engine (`ikev2`), the relay (`relay`), the API (`api`) and the sidecar use these types themselves, so a
 //! value travels from the spec to the engine and from the engine to the status without being copied field by
@@ -10,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 mod cidr;
+pub mod ipv4;
 
 pub use cidr::{CidrError, Ipv4Cidr};
 
