@@ -58,7 +58,10 @@ pub struct BgpSpec {
     #[schemars(schema_with = "crate::schema::duration")]
     pub hold_time: String,
 
-    /// IPv4 prefixes announced to AWS on every tunnel, at most 100 (AWS's limit). Default: `insideAddress/32`.
+    /// IPv4 prefixes announced to AWS on every tunnel, at most 100 (AWS's limit). Default: `insideAddress/32` and
+    /// `gateway.localSubnets`; when set, it must cover each of `gateway.localSubnets`. In gateway mode these are
+    /// the only sources the host may send from through the device and the only destinations the tunnel may
+    /// deliver to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::announce_list")]
     pub announce: Option<Vec<String>>,
@@ -100,7 +103,7 @@ pub struct ValidatedBgp {
     pub local_asn: u32,
     pub aws_asn: u32,
     pub hold_time: Duration,
-    /// `announce`, or `insideAddress/32` when unset.
+    /// `announce`, or `insideAddress/32` and `gateway.localSubnets` when unset.
     pub announce: Vec<Ipv4Cidr>,
     pub standby_prepend: u8,
     pub failback_delay: Duration,
@@ -146,8 +149,14 @@ fn asn(e: &mut Errors, path: &str, v: i64) -> Option<u32> {
     }
 }
 
-/// Checks `spec.bgp`; `inside_address` is the default announcement.
-pub(crate) fn validate_bgp(e: &mut Errors, b: &BgpSpec, inside_address: Option<Ipv4Addr>) -> Option<ValidatedBgp> {
+/// Checks `spec.bgp`; `inside_address`/32 and `local_subnets` (`spec.gateway.localSubnets`) are the default
+/// announcement, and an explicit `announce` must cover each of `local_subnets`.
+pub(crate) fn validate_bgp(
+    e: &mut Errors,
+    b: &BgpSpec,
+    inside_address: Option<Ipv4Addr>,
+    local_subnets: &[Ipv4Cidr],
+) -> Option<ValidatedBgp> {
     let local_asn = asn(e, "spec.bgp.localAsn", b.local_asn);
     let aws_asn = asn(e, "spec.bgp.awsAsn", b.aws_asn);
     if local_asn.is_some() && local_asn == aws_asn {
@@ -172,9 +181,25 @@ pub(crate) fn validate_bgp(e: &mut Errors, b: &BgpSpec, inside_address: Option<I
         Some(list) => {
             let v: Vec<Ipv4Cidr> =
                 list.iter().enumerate().filter_map(|(i, s)| e.cidr(&format!("spec.bgp.announce[{i}]"), s)).collect();
+            for (i, l) in local_subnets.iter().enumerate() {
+                if v.len() == list.len() && !v.iter().any(|a| a.contains_cidr(l)) {
+                    e.push(
+                        format!("spec.gateway.localSubnets[{i}]"),
+                        format!("must be inside bgp.announce (AWS routes answers only to announced prefixes), got {l}"),
+                    );
+                }
+            }
             (v.len() == list.len()).then_some(v)
         }
-        None => inside_address.map(|a| vec![Ipv4Cidr::new(a, 32).unwrap_or(Ipv4Cidr::ANY)]),
+        None => inside_address.map(|a| {
+            let mut v = vec![Ipv4Cidr::new(a, 32).unwrap_or(Ipv4Cidr::ANY)];
+            for l in local_subnets {
+                if !v.contains(l) {
+                    v.push(*l);
+                }
+            }
+            v
+        }),
     };
     let standby_prepend = match u8::try_from(b.standby_prepend) {
         Ok(p) if p <= 10 => Some(p),

@@ -61,6 +61,16 @@ use crate::status::IotRelayStatus;
         "fieldPath": ".gateway.routes"
     },
     {
+        "rule": "!has(self.gateway) || !has(self.gateway.localSubnets) || self.gateway.localSubnets.all(l, !isCIDR(l) || self.remoteSubnets.all(s, !isCIDR(s) || !(cidr(s).containsCIDR(l) || cidr(l).containsCIDR(s))))",
+        "message": "gateway.localSubnets[] must not overlap remoteSubnets",
+        "fieldPath": ".gateway.localSubnets"
+    },
+    {
+        "rule": "!has(self.bgp) || !has(self.bgp.announce) || !has(self.gateway) || !has(self.gateway.localSubnets) || self.gateway.localSubnets.all(l, !isCIDR(l) || self.bgp.announce.exists(a, isCIDR(a) && cidr(a).containsCIDR(l)))",
+        "message": "gateway.localSubnets[] must be inside bgp.announce (AWS routes answers only to announced prefixes)",
+        "fieldPath": ".gateway.localSubnets"
+    },
+    {
         "rule": "!has(self.bgp) || self.tunnels.all(t, has(t.insideCidr))",
         "message": "tunnels[].insideCidr is required with bgp",
         "fieldPath": ".tunnels"
@@ -222,11 +232,21 @@ pub struct GatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "crate::schema::cidr_list")]
     pub routes: Option<Vec<String>>,
+    /// IPv4 CIDRs of the site networks behind this host that reach the far side through the device (the host, with
+    /// IP forwarding on, routes them into it), at most 32; none may overlap `remoteSubnets`. When set, gateway mode
+    /// carries only traffic from and to `insideAddress` and these: what the host sends into the device from
+    /// another source, and what the tunnel delivers to another destination, is dropped and counted
+    /// (`outsideSelectors`). With `bgp` they are announced to AWS, so that AWS routes their answers into the
+    /// tunnel: the default `bgp.announce` is `insideAddress/32` plus these (an explicit `bgp.announce` must cover
+    /// each of them), and the announced prefixes are what gateway mode carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::schema::cidr_list")]
+    pub local_subnets: Option<Vec<String>>,
 }
 
 impl Default for GatewaySpec {
     fn default() -> Self {
-        GatewaySpec { interface: default_gateway_interface(), mtu: None, routes: None }
+        GatewaySpec { interface: default_gateway_interface(), mtu: None, routes: None, local_subnets: None }
     }
 }
 

@@ -322,8 +322,10 @@ pub struct GatewayDrops {
     /// From the device: no tunnel has a CHILD_SA.
     #[serde(default)]
     pub no_tunnel: u64,
-    /// From the device: source outside the negotiated local traffic selectors, or destination outside the peer's
-    /// selectors or `remoteSubnets`; never sent.
+    /// From the device: source outside the negotiated local traffic selectors or this side's networks (with
+    /// `bgp` the announced prefixes, else `insideAddress` and `gateway.localSubnets` when set), or destination
+    /// outside the peer's selectors or `remoteSubnets`; never sent. From the tunnel: destination outside this
+    /// side's networks; not written to the device.
     #[serde(default)]
     pub outside_selectors: u64,
     /// From the device: larger than the MTU with DF set; each is answered with ICMP "fragmentation needed".

@@ -80,6 +80,8 @@ pub struct ValidatedGateway {
     pub mtu: Option<u16>,
     /// `routes`; when unset, `remoteSubnets`, or none with `spec.bgp` (the learned prefixes are routed then).
     pub routes: Vec<Ipv4Cidr>,
+    /// `localSubnets`: site networks behind the host (empty when unset).
+    pub local_subnets: Vec<Ipv4Cidr>,
 }
 
 /// The most a gateway MTU may be: AWS's largest inner packet for an outside MTU of 1500.
@@ -115,6 +117,23 @@ pub struct ValidatedSpec {
 }
 
 impl ValidatedSpec {
+    /// What gateway mode carries on this side (the only sources the host may send from through the device, the
+    /// only destinations the tunnel may deliver to): with `spec.bgp` the announced prefixes (by default
+    /// `insideAddress/32` and `gateway.localSubnets`: AWS routes answers to nothing else); without it
+    /// `insideAddress/32` and `gateway.localSubnets` when those are set. `None`: no restriction (static routing
+    /// without `localSubnets`: the VPN connection's static routes decide).
+    pub fn gateway_local(&self) -> Option<Vec<Ipv4Cidr>> {
+        let gw = self.gateway.as_ref()?;
+        if let Some(b) = &self.bgp {
+            return Some(b.announce.clone());
+        }
+        if gw.local_subnets.is_empty() {
+            return None;
+        }
+        let inside = Ipv4Cidr::new(self.inside_address, 32).unwrap_or(Ipv4Cidr::ANY);
+        Some(std::iter::once(inside).chain(gw.local_subnets.iter().copied()).collect())
+    }
+
     /// Every (Secret, key) holding a tunnel's pre-shared key, sorted and deduplicated: the Secrets the relay reads
     /// through the API (and the only ones its Role may `get`).
     pub fn secret_refs(&self) -> BTreeSet<SecretKeyRef> {
@@ -299,7 +318,23 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
             });
         }
     }
-    let bgp = spec.bgp.as_ref().and_then(|b| validate_bgp(&mut e, b, inside));
+    // Gateway mode's site networks: announced by default with BGP, so parsed first.
+    let local_subnets = match spec.gateway.as_ref().and_then(|g| g.local_subnets.as_ref()) {
+        Some(list) => {
+            let l = e.cidrs("spec.gateway.localSubnets", list);
+            for (i, c) in l.iter().enumerate() {
+                if let Some(s) = remote.iter().find(|s| s.contains_cidr(c) || c.contains_cidr(s)) {
+                    e.push(
+                        format!("spec.gateway.localSubnets[{i}]"),
+                        format!("must not overlap remoteSubnets ({c} overlaps {s})"),
+                    );
+                }
+            }
+            l
+        }
+        None => Vec::new(),
+    };
+    let bgp = spec.bgp.as_ref().and_then(|b| validate_bgp(&mut e, b, inside, &local_subnets));
 
     // IKE.
     let ike_proposals = proposals(&mut e, "spec.ike.proposals", &spec.ike.proposals, IkeProposal::parse);
@@ -456,7 +491,7 @@ pub fn validate(spec: &IotRelaySpec) -> Result<ValidatedSpec, Vec<FieldError>> {
                 routes
             }
         };
-        ValidatedGateway { interface: g.interface.clone(), mtu, routes }
+        ValidatedGateway { interface: g.interface.clone(), mtu, routes, local_subnets: local_subnets.clone() }
     });
     let max_sessions_per_source = e.count(
         "spec.maxSessionsPerSource",

@@ -125,3 +125,69 @@ fn gateway_with_bgp_configures_no_static_routes_unless_listed() {
     spec.gateway = Some(Default::default());
     assert_eq!(validate(&spec).unwrap().gateway.unwrap().routes.len(), spec.remote_subnets.len());
 }
+
+fn texts(v: &[iotrelay_api::Ipv4Cidr]) -> Vec<String> {
+    v.iter().map(|c| c.to_string()).collect()
+}
+
+#[test]
+fn gateway_local_subnets_are_announced_by_default_and_bound_what_gateway_mode_carries() {
+    let mut v = dynamic();
+    v["gateway"] = json!({"localSubnets": ["192.0.2.0/24", "198.51.100.0/25"]});
+    let spec: IotRelaySpec = serde_json::from_value(v.clone()).unwrap();
+    let ok = validate(&spec).expect("valid");
+    let want = ["100.127.0.1/32", "192.0.2.0/24", "198.51.100.0/25"];
+    assert_eq!(texts(&ok.bgp.as_ref().unwrap().announce), want, "default announce: insideAddress/32 + localSubnets");
+    assert_eq!(texts(&ok.gateway.as_ref().unwrap().local_subnets), want[1..]);
+    assert_eq!(ok.gateway_local().map(|l| texts(&l)), Some(want.map(String::from).to_vec()));
+
+    // An explicit announce that covers them is kept as written, and is what gateway mode carries.
+    v["bgp"]["announce"] = json!(["100.127.0.0/16", "192.0.2.0/24", "198.51.100.0/24"]);
+    let spec: IotRelaySpec = serde_json::from_value(v.clone()).unwrap();
+    let ok = validate(&spec).expect("valid");
+    assert_eq!(texts(&ok.bgp.as_ref().unwrap().announce), ["100.127.0.0/16", "192.0.2.0/24", "198.51.100.0/24"]);
+    assert_eq!(ok.gateway_local().unwrap().len(), 3);
+
+    // With BGP but without localSubnets gateway mode carries insideAddress/32 only (all AWS answers to).
+    let mut v = dynamic();
+    v["gateway"] = json!({});
+    let ok = validate(&serde_json::from_value(v).unwrap()).unwrap();
+    assert_eq!(ok.gateway_local().map(|l| texts(&l)), Some(vec!["100.127.0.1/32".to_string()]));
+
+    // Static routing: no restriction unless localSubnets is set; then insideAddress/32 + localSubnets.
+    let mut spec = load_yaml(EXAMPLE).unwrap().0.spec;
+    assert_eq!(validate(&spec).unwrap().gateway_local(), None, "no gateway mode");
+    spec.gateway = Some(Default::default());
+    assert_eq!(validate(&spec).unwrap().gateway_local(), None);
+    spec.gateway.as_mut().unwrap().local_subnets = Some(vec!["192.0.2.0/24".into()]);
+    let ok = validate(&spec).unwrap();
+    assert_eq!(ok.gateway_local().map(|l| texts(&l)), Some(vec!["100.127.0.1/32".into(), "192.0.2.0/24".into()]));
+    assert!(ok.bgp.is_none());
+}
+
+#[test]
+fn gateway_local_subnets_rules() {
+    type Edit = fn(&mut serde_json::Value);
+    let cases: &[(&str, Edit)] = &[
+        ("spec.gateway.localSubnets[0]: must not overlap remoteSubnets (100.64.1.0/24 overlaps 100.64.0.0/16)", |v| {
+            v["gateway"] = json!({"localSubnets": ["100.64.1.0/24"]})
+        }),
+        ("spec.gateway.localSubnets[1]: must not overlap remoteSubnets (100.0.0.0/8 overlaps 100.64.0.0/16)", |v| {
+            v["gateway"] = json!({"localSubnets": ["192.0.2.0/24", "100.0.0.0/8"]})
+        }),
+        ("spec.gateway.localSubnets[0]: host bits must be zero", |v| {
+            v["gateway"] = json!({"localSubnets": ["192.0.2.1/24"]})
+        }),
+        ("spec.gateway.localSubnets: must have at least 1 item", |v| v["gateway"] = json!({"localSubnets": []})),
+        ("spec.gateway.localSubnets[1]: must be inside bgp.announce", |v| {
+            v["gateway"] = json!({"localSubnets": ["192.0.2.0/25", "198.51.100.0/24"]});
+            v["bgp"]["announce"] = json!(["100.127.0.1/32", "192.0.2.0/24"]);
+        }),
+    ];
+    for (want, edit) in cases {
+        let mut v = dynamic();
+        edit(&mut v);
+        let errs = errors(v);
+        assert!(errs.iter().any(|e| e.starts_with(want)), "want {want:?}, got {errs:?}");
+    }
+}

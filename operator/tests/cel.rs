@@ -76,6 +76,13 @@ fn rejects_each_rule() {
             v["spec"]["gateway"] = json!({"routes": ["100.64.1.0/24", "100.0.0.0/8"]})
         }),
         ("gateway.routes[] must be inside remoteSubnets", |v| v["spec"]["gateway"] = json!({"routes": ["10.0.0.0/8"]})),
+        ("gateway.localSubnets[] must not overlap remoteSubnets", |v| {
+            v["spec"]["gateway"] = json!({"localSubnets": ["100.64.5.0/24"]})
+        }),
+        ("gateway.localSubnets[] must be inside bgp.announce", |v| {
+            dynamic(v)["bgp"]["announce"] = json!(["100.127.0.1/32"]);
+            v["spec"]["gateway"] = json!({"localSubnets": ["203.0.113.0/24"]})
+        }),
         ("23456 (AS_TRANS) is not a real AS number", |v| dynamic(v)["bgp"]["localAsn"] = json!(23456)),
         ("23456 (AS_TRANS) is not a real AS number", |v| dynamic(v)["bgp"]["awsAsn"] = json!(23456)),
         ("localAsn must differ from awsAsn", |v| dynamic(v)["bgp"]["localAsn"] = json!(64512)),
@@ -145,6 +152,8 @@ fn every_rule_has_a_case() {
         "forwards[].target.address must be inside remoteSubnets",
         "must be between 1s and 24h",
         "gateway.routes[] must be inside remoteSubnets",
+        "gateway.localSubnets[] must not overlap remoteSubnets",
+        "gateway.localSubnets[] must be inside bgp.announce (AWS routes answers only to announced prefixes)",
         "23456 (AS_TRANS) is not a real AS number",
         "localAsn must differ from awsAsn (AWS peers over external BGP)",
         "holdTime must be 0s or between 3s and 65535s",

@@ -2,7 +2,8 @@
 //! become the gateway's remote subnets (what the TUN device may send into the tunnel and receive from it) and the
 //! routes the relay keeps in the kernel through the device (`crate::tun` adds and removes them; this part only
 //! says which). Bounded ([`MAX_GATEWAY_BGP_ROUTES`]); a learned prefix that would route a tunnel's own ESP into
-//! the device (it covers a tunnel peer's address, e.g. `0.0.0.0/0`) is refused. Both are counted.
+//! the device (it covers a tunnel peer's address, e.g. `0.0.0.0/0`) is refused. Both are counted. The near side:
+//! what gateway mode may carry on this side ([`Datapath::gateway_local`]).
 
 use std::net::Ipv4Addr;
 
@@ -91,6 +92,13 @@ impl Datapath {
             (None, Some(gw)) => gw.remote_subnets.iter().any(|c| c.contains(ip)),
             (None, None) => false,
         }
+    }
+
+    /// Whether gateway mode may carry traffic from or to `ip` on this side (`GatewayConfig::local`: with BGP the
+    /// prefixes announced to AWS, which routes answers to nothing else; `None`: anything).
+    pub(super) fn gateway_local(&self, ip: Ipv4Addr) -> bool {
+        let Some(gw) = self.gateway.as_ref() else { return false };
+        gw.local.as_ref().is_none_or(|l| l.iter().any(|c| c.contains(ip)))
     }
 }
 

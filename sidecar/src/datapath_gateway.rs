@@ -58,7 +58,7 @@ impl Datapath {
             self.gw.drop(GatewayDrop::NotIpv4);
             return;
         };
-        let in_remote = self.gateway_remote(dst);
+        let in_remote = self.gateway_remote(dst) && self.gateway_local(src);
         let configured = gw.mtu;
         let Some(ti) = self.active_outbound(now) else {
             self.gw.drop(GatewayDrop::NoTunnel);
@@ -121,18 +121,24 @@ impl Datapath {
     }
 
     /// An inner packet from tunnel `ti` that no forward claims: to the TUN device if its source lies in the
-    /// peer's selectors and `remoteSubnets` (else it is spoofed: dropped and counted).
+    /// peer's selectors and `remoteSubnets` (else it is spoofed: dropped and counted) and its destination on this
+    /// side (`GatewayConfig::local`; else dropped and counted as outside the selectors).
     pub(super) fn gateway_inbound(&mut self, ti: usize, inner: &[u8], sink: &mut dyn Sink) {
         if self.gateway.is_none() {
             return;
         }
-        let (Some((src, _)), Ok((_, total))) = (addresses(inner), check_header(inner)) else {
+        let (Some((src, dst)), Ok((_, total))) = (addresses(inner), check_header(inner)) else {
             self.gw.drop(GatewayDrop::Malformed);
             return;
         };
         let remote_ts = &self.tunnels[ti].selectors.1;
         if !in_selectors(remote_ts, src) || !self.gateway_remote(src) {
             self.gw.drop(GatewayDrop::SpoofedSource);
+            return;
+        }
+        // Only to this side's networks (with BGP: what we announce), never on to whatever else the host reaches.
+        if !self.gateway_local(dst) {
+            self.gw.drop(GatewayDrop::OutsideSelectors);
             return;
         }
         // A SYN-ACK from the far side gets the same clamp as our SYNs (a copy: the ESP buffer is not ours).

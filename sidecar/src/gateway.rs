@@ -24,7 +24,8 @@ pub enum GatewayDrop {
     NotIpv4,
     /// From the device: no tunnel has a CHILD_SA.
     NoTunnel,
-    /// From the device: source or destination outside the negotiated traffic selectors or `remoteSubnets`.
+    /// From the device: source or destination outside the negotiated traffic selectors, `remoteSubnets` or this
+    /// side's networks (`GatewayConfig::local`); from the tunnel: destination outside this side's networks.
     OutsideSelectors,
     /// From the device: larger than the MTU with DF set (answered with ICMP "fragmentation needed").
     TooBig,
@@ -115,6 +116,9 @@ pub struct GatewayConfig {
     pub mtu: Option<u16>,
     /// `remoteSubnets`: what the tunnel carries to and from the other side.
     pub remote_subnets: Vec<Ipv4Cidr>,
+    /// What it carries on this side (`ValidatedSpec::gateway_local`: with BGP the announced prefixes, else
+    /// `insideAddress/32` and `gateway.localSubnets`): the host's sources, the tunnel's destinations. `None`: any.
+    pub local: Option<Vec<Ipv4Cidr>>,
 }
 
 /// Whether `ip` lies in one of the traffic selectors.

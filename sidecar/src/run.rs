@@ -146,6 +146,7 @@ pub async fn run(
             dp.set_gateway(Some(crate::gateway::GatewayConfig {
                 mtu: g.mtu,
                 remote_subnets: spec.remote_subnets.clone(),
+                local: spec.gateway_local(),
             }));
             Some(GatewayDevice::open(g, spec.inside_address).await?)
         }

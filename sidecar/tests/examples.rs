@@ -46,9 +46,14 @@ fn refs(rel: &str) -> (String, BTreeSet<(String, String)>) {
 #[test]
 fn iotrelay_examples_load_and_validate() {
     let mut seen = 0;
-    for rel in
-        ["one-tunnel.yaml", "two-tunnels.yaml", "nat-node.yaml", "several-forwards.yaml", "gateway-aws-side.yaml"]
-    {
+    for rel in [
+        "one-tunnel.yaml",
+        "two-tunnels.yaml",
+        "nat-node.yaml",
+        "several-forwards.yaml",
+        "gateway-aws-side.yaml",
+        "gateway-bgp-site.yaml",
+    ] {
         let text = read(&format!("examples/{rel}"));
         let (relay, secrets) = load_yaml(&text).unwrap_or_else(|e| panic!("{rel}: {e}"));
         let v = validate_spec(&relay.spec, false).unwrap_or_else(|e| panic!("{rel}: {e}"));
@@ -67,10 +72,15 @@ fn iotrelay_examples_load_and_validate() {
                 assert!(v.gateway.is_some() && v.forwards.is_empty());
                 assert_eq!(v.ike.startup_action, iotrelay_api::StartupAction::Add);
             }
+            "gateway-bgp-site.yaml" => {
+                let announced: Vec<String> = v.bgp.as_ref().unwrap().announce.iter().map(|c| c.to_string()).collect();
+                assert_eq!(announced, ["100.127.0.1/32", "192.0.2.0/24"]);
+                assert_eq!(v.gateway_local().map(|l| l.len()), Some(2));
+            }
             _ => unreachable!(),
         }
     }
-    assert_eq!(seen, 5);
+    assert_eq!(seen, 6);
 }
 
 #[test]

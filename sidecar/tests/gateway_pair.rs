@@ -54,7 +54,11 @@ impl Pair {
             now,
             &mut rng,
         );
-        relay.set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: vec!["100.64.0.0/16".parse().unwrap()] }));
+        relay.set_gateway(Some(GatewayConfig {
+            mtu: None,
+            remote_subnets: vec!["100.64.0.0/16".parse().unwrap()],
+            local: None,
+        }));
         let mut aws_cfg = config(StartupAction::Add, AWS);
         aws_cfg.local_ts = aws_local_ts;
         aws_cfg.esp_proposals = esp;
@@ -67,7 +71,11 @@ impl Pair {
             now,
             &mut rng,
         );
-        aws.set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: vec!["100.127.0.0/16".parse().unwrap()] }));
+        aws.set_gateway(Some(GatewayConfig {
+            mtu: None,
+            remote_subnets: vec!["100.127.0.0/16".parse().unwrap()],
+            local: None,
+        }));
         let mut p = Pair { relay, aws, rng, now, relay_tun: vec![], aws_tun: vec![], relay_clients: vec![] };
         p.pump();
         assert!(p.relay.gateway_mtu().is_some(), "CHILD_SA installed");
