@@ -8,8 +8,8 @@
 //! Deployment or pod. The event of a child the operator itself just wrote (the version its write returned, see
 //! [`Memory::wrote`]) wakes nobody either: the pass that wrote it already knows.
 //!
-//! Secrets are not cached: watching them would need `list`/`watch` on every Secret of the cluster, which the
-//! operator deliberately does not hold (it only `get`s the Secrets an IotRelay names).
+//! Secrets are not watched: that would need `list`/`watch` on every Secret of the cluster, which the operator
+//! deliberately does not hold (it only `get`s the Secrets an IotRelay names; [`crate::secrets`] shares the reads).
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -180,6 +180,11 @@ pub trait Cached {
     fn trim(&mut self);
     /// Changes when something reconcile reads from this object changes (including our own writes to it).
     fn wake_key(&self) -> u64;
+    /// The [`Cached::wake_key`] that means the same to reconcile as no object at all, if any: a first sighting
+    /// with it wakes nobody.
+    fn absent_key() -> Option<u64> {
+        None
+    }
     /// The wake key is the object's version alone, so a change of it that leaves the version our own write
     /// returned is that write (for the other kinds only a first sighting can be told apart that way).
     const KEYED_BY_VERSION: bool;
@@ -252,6 +257,10 @@ impl Cached for Pod {
     }
     fn wake_key(&self) -> u64 {
         hash_of(format!("{:?}", pod_outcome(std::slice::from_ref(self))))
+    }
+    /// A new pod the scheduler has not placed yet reports what no pod does: it wakes nobody.
+    fn absent_key() -> Option<u64> {
+        Some(hash_of(format!("{:?}", pod_outcome(&[]))))
     }
     const KEYED_BY_VERSION: bool = false;
 }
@@ -331,7 +340,7 @@ impl Wakes {
                 let before = self.keys.insert(id(o), key);
                 let initial = matches!(event, watcher::Event::InitApply(_)) && !self.listed;
                 let maybe_ours = before.is_none() || K::KEYED_BY_VERSION;
-                (before != Some(key) && !initial).then_some((o, maybe_ours))
+                (before.or_else(K::absent_key) != Some(key) && !initial).then_some((o, maybe_ours))
             }
             watcher::Event::Delete(o) => {
                 self.keys.remove(&id(o));
@@ -428,6 +437,17 @@ mod tests {
         assert!(w.on(&watcher::Event::Apply(running.clone())).is_some(), "the pod runs");
         assert!(w.on(&watcher::Event::InitApply(running.clone())).is_none(), "a relist of an unchanged object");
         assert!(w.on(&watcher::Event::Delete(running)).is_some(), "a deletion always wakes");
+    }
+
+    #[test]
+    fn a_new_pod_wakes_only_once_the_scheduler_decided() {
+        let mut w = Wakes { listed: true, ..Default::default() };
+        assert!(w.on(&watcher::Event::Apply(pod(json!({"phase": "Pending"})))).is_none(), "reports what no pod does");
+        let unschedulable = pod(json!({"phase": "Pending", "conditions": [{"type": "PodScheduled",
+            "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available"}]}));
+        assert!(w.on(&watcher::Event::Apply(unschedulable.clone())).is_some(), "the scheduler's verdict");
+        assert!(w.on(&watcher::Event::Delete(unschedulable.clone())).is_some());
+        assert!(w.on(&watcher::Event::Apply(unschedulable)).is_some(), "first seen already unschedulable");
     }
 
     #[test]

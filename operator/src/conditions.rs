@@ -124,6 +124,42 @@ pub fn sole_owned_condition_fields(managed: &[ManagedFieldsEntry], manager: &str
     mine.difference(&others).cloned().collect()
 }
 
+/// True when the live status `old` already says what `new` (the operator's status apply, by `manager`) would:
+/// the same `observedGeneration`, each condition of `new` with the same status, reason, message and
+/// observedGeneration, and no other condition owned by `manager` in `managed` (the apply would remove it). Then
+/// the apply would change nothing and is not sent.
+pub fn status_is_current(
+    old: &IotRelayStatus,
+    managed: &[ManagedFieldsEntry],
+    manager: &str,
+    new: &IotRelayStatus,
+) -> bool {
+    let same = |c: &Condition| {
+        old.condition(&c.type_).is_some_and(|o| {
+            (&o.status, &o.reason, &o.message, o.observed_generation)
+                == (&c.status, &c.reason, &c.message, c.observed_generation)
+        })
+    };
+    let written: BTreeSet<&str> = new.conditions.iter().map(|c| c.type_.as_str()).collect();
+    old.observed_generation == new.observed_generation
+        && new.conditions.iter().all(same)
+        && owned_condition_types(managed, manager).iter().all(|t| written.contains(t.as_str()))
+}
+
+/// The condition types `manager` owns an entry of in `/status` (from `metadata.managedFields`).
+fn owned_condition_types(managed: &[ManagedFieldsEntry], manager: &str) -> BTreeSet<String> {
+    managed
+        .iter()
+        .filter(|e| e.manager.as_deref() == Some(manager) && e.subresource.as_deref() == Some("status"))
+        .filter_map(|e| e.fields_v1.as_ref()?.0.get("f:status")?.get("f:conditions")?.as_object())
+        .flat_map(|c| c.keys())
+        .filter_map(|k| {
+            let key: serde_json::Value = serde_json::from_str(k.strip_prefix("k:")?).ok()?;
+            key.get("type")?.as_str().map(String::from)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +227,53 @@ mod tests {
         let c = operator_conditions(&Outcome::PodAvailable, Some(3), &with_ready("True", "TunnelEstablished"), &now);
         assert!(c.iter().all(|c| c.type_ != condition::STALLED));
         assert!(c.iter().any(|c| c.type_ == condition::RECONCILING && c.status == "False"));
+    }
+
+    fn status(conditions: serde_json::Value) -> IotRelayStatus {
+        serde_json::from_value(json!({"observedGeneration": 3, "conditions": conditions})).unwrap()
+    }
+
+    fn operator_owns(types: &[&str]) -> Vec<ManagedFieldsEntry> {
+        let mut c = serde_json::Map::new();
+        for t in types {
+            c.insert(format!("k:{}", json!({ "type": t })), json!({".": {}, "f:status": {}}));
+        }
+        vec![ManagedFieldsEntry {
+            manager: Some("iotrelay-operator".into()),
+            operation: Some("Apply".into()),
+            subresource: Some("status".into()),
+            fields_v1: Some(FieldsV1(json!({"f:status": {"f:conditions": c}}))),
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn a_status_already_live_is_current_and_nothing_else_is() {
+        let reconciling = |message: &str| {
+            json!({"type": "Reconciling", "status": "True", "reason": "Unschedulable", "message": message,
+                "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:00Z"})
+        };
+        let ready = json!({"type": "Ready", "status": "False", "reason": "Unschedulable", "message": "no node",
+            "observedGeneration": 3, "lastTransitionTime": "2026-01-01T00:00:00Z"});
+        let new = status(json!([reconciling("no node"), ready.clone()]));
+        let m = operator_owns(&["Reconciling", "Ready"]);
+        let current =
+            |old: &IotRelayStatus, m: &[ManagedFieldsEntry]| status_is_current(old, m, "iotrelay-operator", &new);
+        assert!(current(&new, &m), "the same status");
+        // A Degraded the relay owns is not the operator's business.
+        let with_relays = status(json!([reconciling("no node"), ready.clone(), {"type": "Degraded", "status": "False",
+            "reason": "AllUp", "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z"}]));
+        assert!(current(&with_relays, &m));
+        assert!(!current(&status(json!([reconciling("other"), ready.clone()])), &m), "a message differs");
+        assert!(!current(&status(json!([reconciling("no node")])), &m), "Ready is missing");
+        let mut old_gen = new.clone();
+        old_gen.observed_generation = Some(2);
+        assert!(!current(&old_gen, &m), "observedGeneration differs");
+        // The operator still owns a Stalled it no longer writes: the apply would remove it.
+        let stalled = json!({"type": "Stalled", "status": "True", "reason": "SecretNotFound", "message": "x",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"});
+        let old = status(json!([reconciling("no node"), ready, stalled]));
+        assert!(!current(&old, &operator_owns(&["Reconciling", "Ready", "Stalled"])));
+        assert!(current(&old, &m), "a Stalled owned by the relay stays");
     }
 }

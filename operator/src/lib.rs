@@ -1,6 +1,7 @@
 //! iotrelay-operator: reconciles `IotRelay` resources into a relay Deployment (running `iotrelay-sidecar kube`),
 //! its ServiceAccount, Role and RoleBinding, and reports `Reconciling` / `Stalled` / `observedGeneration`.
-//! Reads come from watch caches (`cache`), writes only when something changed (`memory`).
+//! Reads come from watch caches (`cache`) and, for Secrets, from recent reads (`secrets`); writes only when
+//! something changed (`memory`).
 //!
 //! Library with thin binaries (`iotrelay-operator`, `crdgen`, the `kubectl-iotrelay` plugin). `admit`, `render`,
 //! `conditions` and `plugin` are pure.
@@ -18,3 +19,4 @@ pub mod plugin;
 pub mod reconcile;
 pub mod render;
 pub mod run;
+pub mod secrets;

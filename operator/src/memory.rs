@@ -19,8 +19,8 @@ struct Entry {
     failures: u32,
     /// Child (`Kind/name`) -> (hash of the rendered object, version of the live object after our write).
     children: HashMap<String, (u64, String)>,
-    /// Hash of the last status patch written.
-    status: Option<u64>,
+    /// Hash of the last status patch written, and the resourceVersion of the IotRelay the pass that wrote it read.
+    status: Option<(u64, Option<String>)>,
     /// [`crate::cache::relay_change`] of the IotRelay as our last status write left it.
     status_left: Option<u64>,
 }
@@ -101,14 +101,17 @@ impl Memory {
         });
     }
 
-    /// True when the last status patch written was `hash`.
-    pub fn status_unchanged(&self, r: &ObjectRef<IotRelay>, hash: u64) -> bool {
-        self.with(r, |e| e.status == Some(hash)).unwrap_or(false)
+    /// True when the last status patch written was `hash`, by a pass that read the IotRelay at `version`, the
+    /// version the cache still holds: the API server has that write and the cache has not caught up with it yet
+    /// (its watch event is on the way). Any later change has another version. Looks only.
+    pub fn status_pending(&self, r: &ObjectRef<IotRelay>, hash: u64, version: Option<&str>) -> bool {
+        let Ok(map) = self.entries.lock() else { return false };
+        map.get(r).and_then(|e| e.status.as_ref()).is_some_and(|(h, v)| *h == hash && v.as_deref() == version)
     }
 
-    /// Records a status write.
-    pub fn status_written(&self, r: &ObjectRef<IotRelay>, hash: u64) {
-        self.with(r, |e| e.status = Some(hash));
+    /// Records a status write `hash` by a pass that read the IotRelay at `version`.
+    pub fn status_written(&self, r: &ObjectRef<IotRelay>, hash: u64, version: Option<String>) {
+        self.with(r, |e| e.status = Some((hash, version)));
     }
 
     /// Records what the IotRelay looked like after our status write (its [`crate::cache::relay_change`] key).

@@ -14,19 +14,23 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde_json::json;
+use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
 use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, condition, validate};
 
 use crate::admit::admit;
 use crate::cache::{Caches, relay_change, trim_relay};
-use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields};
+use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields, status_is_current};
 use crate::memory::{Memory, child_key, hash_json, live_version};
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::render::{Children, RenderConfig, RenderError, render};
+use crate::secrets::{SecretKeys, key_names};
 
 /// How often a relay stalled on a Secret is looked at again (a missing Secret may appear; Secrets are not watched).
 pub const STALLED_RECHECK: Duration = Duration::from_secs(30);
+// The recheck must find a Secret read that has expired, or it would look at the read before the user's fix.
+const _: () = assert!(STALLED_RECHECK.as_millis() > crate::secrets::FRESH.as_millis());
 /// Resync period of every other relay (changes of the IotRelay, its children and its pod wake it earlier).
 pub const RESYNC: Duration = Duration::from_secs(300);
 
@@ -64,6 +68,8 @@ pub struct Context {
     pub caches: Caches,
     /// Per-IotRelay failures and what was last written.
     pub memory: Memory,
+    /// Recent reads of the Secrets IotRelays name (key names only).
+    pub secrets: SecretKeys,
 }
 
 impl Context {
@@ -75,7 +81,7 @@ impl Context {
         caches: Caches,
     ) -> Self {
         let memory = caches.memory.clone();
-        Context { client, config, metrics, reporter, caches, memory }
+        Context { client, config, metrics, reporter, caches, memory, secrets: SecretKeys::default() }
     }
 
     /// 1 s, 2 s, 4 s ... capped at 5 min.
@@ -163,34 +169,31 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let refs = spec.secret_refs().into_iter().map(|r| (r, "preSharedKeySecretRef"));
-    // Each Secret is read once per pass, however many references name it.
-    let mut read: Vec<(String, Option<Secret>)> = Vec::new();
+    let now = Instant::now();
     for (r, field) in refs.chain(spec.rekey_token.clone().map(|r| (r, "rekeyTokenSecretRef"))) {
-        let secret = match read.iter().find(|(n, _)| n == &r.name) {
-            Some((_, s)) => s.clone(),
+        // Read once per [`crate::secrets::FRESH`] for every pass and IotRelay naming it.
+        let keys = match ctx.secrets.fresh(ns, &r.name, now) {
+            Some(keys) => keys,
             None => {
-                let s = secrets.get_opt(&r.name).await?;
-                read.push((r.name.clone(), s.clone()));
-                s
+                let keys = secrets.get_opt(&r.name).await?.as_ref().map(key_names);
+                ctx.secrets.record(ns, &r.name, now, keys.clone());
+                keys
             }
         };
-        match secret {
+        match keys {
             None => {
                 return Ok(Err(Outcome::Stalled {
                     reason: "SecretNotFound".into(),
                     message: format!("Secret {:?} (referenced by {field}) not found in namespace {ns:?}", r.name),
                 }));
             }
-            Some(s) => {
-                let has_key = s.data.as_ref().is_some_and(|d| d.contains_key(&r.key))
-                    || s.string_data.as_ref().is_some_and(|d| d.contains_key(&r.key));
-                if !has_key {
-                    return Ok(Err(Outcome::Stalled {
-                        reason: "SecretKeyNotFound".into(),
-                        message: format!("Secret {:?} has no key {:?} (referenced by {field})", r.name, r.key),
-                    }));
-                }
+            Some(keys) if !keys.contains(&r.key) => {
+                return Ok(Err(Outcome::Stalled {
+                    reason: "SecretKeyNotFound".into(),
+                    message: format!("Secret {:?} has no key {:?} (referenced by {field})", r.name, r.key),
+                }));
             }
+            Some(_) => {}
         }
     }
     match render(relay, &spec, &ctx.config) {
@@ -296,17 +299,15 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
         return Outcome::PodAvailable;
     }
     let Some(pod) = pods.first() else {
-        return Outcome::PodNotReady {
-            reason: "PodPending".into(),
-            message: "waiting for the relay pod to be created".into(),
-        };
+        return waiting_for_pod();
     };
     let status = pod.status.clone().unwrap_or_default();
-    for c in status.conditions.unwrap_or_default() {
+    let conditions = status.conditions.unwrap_or_default();
+    for c in &conditions {
         if c.type_ == "PodScheduled" && c.status == "False" {
             return Outcome::PodNotReady {
-                reason: c.reason.unwrap_or_else(|| "Unschedulable".into()),
-                message: format!("relay pod cannot be scheduled: {}", c.message.unwrap_or_default()),
+                reason: c.reason.clone().unwrap_or_else(|| "Unschedulable".into()),
+                message: format!("relay pod cannot be scheduled: {}", c.message.clone().unwrap_or_default()),
             };
         }
     }
@@ -318,9 +319,22 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
             };
         }
     }
+    // Created, but the scheduler has not decided yet (a moment, usually): nothing new to report, so the same as no
+    // pod at all (a status write for it would be followed at once by the scheduler's verdict).
+    if !conditions.iter().any(|c| c.type_ == "PodScheduled") {
+        return waiting_for_pod();
+    }
     Outcome::PodNotReady {
         reason: "PodNotReady".into(),
         message: format!("relay pod is {}", status.phase.unwrap_or_else(|| "Pending".into())),
+    }
+}
+
+/// No relay pod yet, or one the scheduler has not placed yet.
+fn waiting_for_pod() -> Outcome {
+    Outcome::PodNotReady {
+        reason: "PodPending".into(),
+        message: "waiting for the relay pod to be created and scheduled".into(),
     }
 }
 
@@ -350,6 +364,25 @@ async fn update_status(
         conditions.push(ready.clone());
     }
 
+    let status = IotRelayStatus { observed_generation: generation, conditions, ..Default::default() };
+    let patch = json!({
+        "apiVersion": format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
+        "kind": "IotRelay",
+        "status": status,
+    });
+    // Not written when the live status already says it (however it got there: an earlier pass, an operator
+    // before a restart), nor when this same status was written by a pass that read the IotRelay at the version
+    // the cache still holds (the cache has not caught up with that write yet; the pod's next state often wakes
+    // the relay before the write's own watch event arrives).
+    let managed = relay.metadata.managed_fields.as_deref().unwrap_or_default();
+    if status_is_current(&old, managed, OPERATOR_FIELD_MANAGER, &status) {
+        return Ok(());
+    }
+    let hash = hash_json(&patch_without_times(&patch));
+    let version = relay.metadata.resource_version.clone();
+    if ctx.memory.status_pending(me, hash, version.as_deref()) {
+        return Ok(());
+    }
     // Events only on a transition into Stalled (or a different stall reason), so requeues don't spam.
     if let Outcome::Stalled { reason, message } = outcome {
         let was = old.condition(condition::STALLED);
@@ -369,34 +402,28 @@ async fn update_status(
         }
     }
 
-    let status = IotRelayStatus { observed_generation: generation, conditions, ..Default::default() };
-    let patch = json!({
-        "apiVersion": format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
-        "kind": "IotRelay",
-        "status": status,
-    });
-    // Written again only when it differs from the last write, or the live status lost what we wrote.
-    let hash = hash_json(&patch);
-    let live_has_it = old.observed_generation == generation
-        && status.conditions.iter().all(|c| {
-            old.condition(&c.type_).is_some_and(|o| {
-                (&o.status, &o.reason, &o.message, o.observed_generation)
-                    == (&c.status, &c.reason, &c.message, c.observed_generation)
-            })
-        });
-    if live_has_it && ctx.memory.status_unchanged(me, hash) {
-        return Ok(());
-    }
     let api: Api<IotRelay> = Api::namespaced(ctx.client.clone(), ns);
     let mut written = api
         .patch_status(&relay.name_any(), &PatchParams::apply(OPERATOR_FIELD_MANAGER).force(), &Patch::Apply(patch))
         .await?;
-    ctx.memory.status_written(me, hash);
+    ctx.memory.status_written(me, hash, version);
     trim_relay(&mut written);
     if let Some(key) = relay_change(&written) {
         ctx.memory.status_left(me, key);
     }
     Ok(())
+}
+
+/// The status patch without the conditions' `lastTransitionTime`: two passes that reached the same conditions
+/// from the same (stale) status differ only there.
+fn patch_without_times(patch: &serde_json::Value) -> serde_json::Value {
+    let mut p = patch.clone();
+    if let Some(cs) = p["status"]["conditions"].as_array_mut() {
+        for c in cs.iter_mut().filter_map(|c| c.as_object_mut()) {
+            c.remove("lastTransitionTime");
+        }
+    }
+    p
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -434,5 +461,14 @@ mod tests {
                 "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s"}}}]}}));
         assert!(matches!(pod_outcome(&[p]), Outcome::PodNotReady { reason, .. } if reason == "CrashLoopBackOff"));
         assert!(matches!(pod_outcome(&[]), Outcome::PodNotReady { reason, .. } if reason == "PodPending"));
+    }
+
+    #[test]
+    fn a_pod_not_scheduled_yet_reports_what_no_pod_does() {
+        let created = pod(json!({"metadata": {"name": "r"}, "status": {"phase": "Pending"}}));
+        assert_eq!(pod_outcome(&[created]), pod_outcome(&[]), "nothing new until the scheduler decides");
+        let scheduled = pod(json!({"metadata": {"name": "r"}, "status": {"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}]}}));
+        assert!(matches!(pod_outcome(&[scheduled]), Outcome::PodNotReady { reason, .. } if reason == "PodNotReady"));
     }
 }

@@ -108,7 +108,7 @@ pub const LEASE_NAME: &str = "iotrelay-operator-leader";
 /// dozen keep it busy without that.
 pub const CONCURRENCY: u16 = 32;
 
-/// How often the memory of deleted IotRelays is dropped.
+/// How often the memory of deleted IotRelays and expired Secret reads are dropped.
 pub const MEMORY_SWEEP: Duration = Duration::from_secs(60);
 
 /// The wake-up queue as a stream.
@@ -225,13 +225,14 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let reporter = Reporter { controller: "iotrelay-operator".into(), instance: Some(settings.identity.clone()) };
     let ctx =
         Arc::new(Context::new(client.clone(), settings.render.clone(), metrics.clone(), reporter, caches.clone()));
-    // Forget deleted IotRelays (their backoff and what was written for them).
+    // Forget deleted IotRelays (their backoff and what was written for them) and expired Secret reads.
     {
         let (ctx, store) = (ctx.clone(), relay_store.clone());
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(MEMORY_SWEEP).await;
                 ctx.memory.retain(|r| store.get(r).is_some());
+                ctx.secrets.sweep(tokio::time::Instant::now());
             }
         });
     }
