@@ -14,10 +14,13 @@
 # aws2 now has our prefix without prepends; failback: aws1 back, tunnel1 stays prepended (status failbackAt) until
 # it has been up for failbackDelay, then aws1 has the plain path and aws2 the prepended one; a BGP-only loss (bird
 # on aws1 shuts its session, the tunnel stays up) moves the plain path to aws2 at once, Degraded BgpSessionDown,
-# and the session that comes back waits again; a broken peer's bad header answered with NOTIFICATION Message Header
-# Error / Connection Not Synchronized, then a reconnect. Then gateway mode with BGP (a relay with `gateway: {}`,
-# no gateway.routes): no route to the VPC before bird announces it; once announced, 100.64.0.0/16 dev iotrelay0 src
-# 100.127.0.1 in the relay namespace and the device answers a ping through the TUN; a withdrawal removes the
+# the flap in the metrics (iotrelay_bgp_session_established 0, iotrelay_bgp_sessions_established_total +1), and
+# the session that comes back waits again; a broken peer's bad header answered with NOTIFICATION Message Header
+# Error / Connection Not Synchronized, then a reconnect. Then gateway mode with BGP (a relay with `gateway:
+# {localSubnets: [203.0.113.0/24]}`, no gateway.routes): no route to the VPC before bird announces it; once
+# announced, 100.64.0.0/16 dev iotrelay0 src 100.127.0.1 in the relay namespace and the device answers a ping
+# through the TUN; the site network 203.0.113.0/24 in bird's table next to 100.127.0.1/32 (plain on tunnel1,
+# prepended on tunnel2) and the IoT server in it pings the device through the relay host; a withdrawal removes the
 # route. The AWS side's data plane keeps the lab's static route into the tunnel (what we test is BGP, not bird's
 # kernel routes).
 # Usage: e2e/bgp/run.sh [CASE-PREFIX...]
@@ -40,6 +43,7 @@ birdc_n() { local i=$1; shift; birdc -s "$(bird_dir "$i")/bird.ctl" "$@"; }
 alive() { relay_alive || { lab_fail_why "relay not running: $(tail -2 "$LAB_DIR/relay.log" 2>/dev/null | tr '\n' ' ')"; return 1; }; }
 metric() { relay_curl "http://$RELAY_ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 metric_ge() { local v; v=$(metric "$1"); [ "${v:-0}" -ge "$2" ]; }
+metric_is() { [ "$(metric "$1")" = "$2" ]; }
 
 # bird_start N: bird2 in awsN, on the AWS inside address carried by ipsec0, configured like AWS.
 bird_start() {
@@ -200,8 +204,11 @@ failback_after_delay() {
 
 bgp_loss_fails_over() {
   alive || return 1
-  local before
+  local before flaps up='iotrelay_bgp_session_established{tunnel="tunnel1"}'
+  local total='iotrelay_bgp_sessions_established_total{tunnel="tunnel1"}'
   before=$(relay_bgp 1 sessionsEstablished)
+  flaps=$(metric "$total")
+  metric_is "$up" 1 || { lab_fail_why "$up is '$(metric "$up")' before the loss"; return 1; }
   # bird on aws1 shuts the session down (NOTIFICATION Cease); tunnel1's IKE and CHILD_SA stay up.
   birdc_n 1 disable relay > /dev/null
   lab_wait 10 bird_path_is 2 "65000" || { lab_fail_why "aws2 path '$(bird_path 2)' after tunnel1's session ended"; return 1; }
@@ -209,9 +216,13 @@ bgp_loss_fails_over() {
   [ "$(relay_jq '.tunnels[1].active')" = true ] || { lab_fail_why "tunnel2 not active"; return 1; }
   [ "$(relay_condition Degraded)" = "True BgpSessionDown" ] \
     || { lab_fail_why "Degraded: $(relay_condition Degraded)"; return 1; }
+  # The flap in the metrics: the session gauge at 0 while it is down, the counter one up once it is back.
+  lab_wait 5 metric_is "$up" 0 || { lab_fail_why "$up is '$(metric "$up")' while the session is down"; return 1; }
   birdc_n 1 enable relay > /dev/null
   lab_wait 60 relay_bgp_is 1 sessionsEstablished $((before + 1)) \
     || { lab_fail_why "tunnel1's session did not come back: $(relay_jq -c '.tunnels[0].bgp')"; return 1; }
+  lab_wait 5 metric_is "$total" $((flaps + 1)) \
+    || { lab_fail_why "$total is '$(metric "$total")', was $flaps before the flap"; return 1; }
   failback_waits
 }
 
@@ -237,6 +248,8 @@ malformed_answered_with_notification() {
 # --- gateway mode with BGP: the prefixes bird announces are the TUN device's routes --------------------------------
 
 DEV=iotrelay0
+# The IoT server's network stands in for a site network behind the relay host (gateway.localSubnets).
+SITE=203.0.113.0/24
 vpc_route() { ip -n "$LAB_NS_RELAY" route show "$LAB_VPC"; }
 vpc_routed() { vpc_route | grepq "dev $DEV .*src $LAB_INSIDE"; }
 vpc_unrouted() { [ -z "$(vpc_route)" ]; }
@@ -257,7 +270,7 @@ bird_restart() {
 gateway_no_route_before_announce() {
   relay_stop
   bird_restart 1 && bird_restart 2 || return 1
-  start_bgp_relay "gateway: {}" || return 1
+  start_bgp_relay "gateway: {localSubnets: [\"$SITE\"]}" || return 1
   lab_wait 10 sh -c "ip -n $LAB_NS_RELAY link show $DEV > /dev/null 2>&1" || { lab_fail_why "no $DEV"; return 1; }
   # The condition under which a learned route would appear: both sessions Established.
   sessions_established || return 1
@@ -284,6 +297,27 @@ gateway_route_when_announced() {
     || { lab_fail_why "the pings did not go through the device into the tunnel"; return 1; }
   lab_wait 5 metric_ge 'iotrelay_gateway_packets_total{direction="toDevice"}' $((${in0:-0} + 3)) \
     || lab_fail_why "the answers did not come out of the device"
+}
+
+# bird_site_path N: the AS path of bird N's route to the site network (empty if none).
+bird_site_path() { birdc_n "$1" show route "$SITE" all 2>/dev/null | awk '/BGP.as_path:/ {$1=""; print substr($0, 2)}'; }
+bird_site_path_is() { [ "$(bird_site_path "$1")" = "$2" ]; }
+
+# gateway.localSubnets is announced with insideAddress/32 (plain on tunnel1, prepended on tunnel2), so AWS routes
+# the site's answers into the tunnel: the IoT server (in the site network, its default route the relay host) pings
+# the device through the device and the tunnel. The AWS side's data plane is static, as elsewhere in this lab: the
+# VPC routes the site to aws1, aws1 into its tunnel.
+gateway_local_subnet_announced() {
+  alive || return 1
+  lab_wait 10 bird_site_path_is 1 "65000" || { lab_fail_why "aws1: path to $SITE is '$(bird_site_path 1)'"; return 1; }
+  lab_wait 10 bird_site_path_is 2 "65000 65000 65000" \
+    || { lab_fail_why "aws2: path to $SITE is '$(bird_site_path 2)', want 3 x 65000"; return 1; }
+  bird_path_is 1 "65000" || { lab_fail_why "aws1 lost $LAB_INSIDE/32: '$(bird_path 1)'"; return 1; }
+  ip netns exec "$LAB_NS_RELAY" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$LAB_NS_VPC" route replace "$SITE" via 100.64.1.2
+  ip -n "$LAB_ID-aws1" route replace "$SITE" dev ipsec0
+  ip netns exec "$LAB_NS_IOT" ping -c 3 -i 0.3 -W 2 "$LAB_DEVICE" > "$LAB_DIR/gw-ping-site.out" 2>&1 \
+    || lab_fail_why "IoT server -> device through $DEV: $(tail -2 "$LAB_DIR/gw-ping-site.out" | tr '\n' ' ')"
 }
 
 # bird withdraws the VPC on both tunnels: the route goes, and the device is unreachable again.
@@ -318,6 +352,7 @@ lab_run bgp-session-loss-fails-over bgp_loss_fails_over
 lab_run bgp-malformed-notification malformed_answered_with_notification
 lab_run bgp-gateway-no-route-before-announce gateway_no_route_before_announce
 lab_run bgp-gateway-route-when-announced gateway_route_when_announced
+lab_run bgp-gateway-local-subnet-announced gateway_local_subnet_announced
 lab_run bgp-gateway-route-withdrawn gateway_route_withdrawn
 relay_stop
 lab_summary

@@ -4,7 +4,8 @@
 //! Forwards are gated on learned prefixes (`noRoute`), announcements carry prepends on the standby tunnel and move
 //! when the active tunnel dies (its IKE or its BGP session), come back only after the tunnel was stable for
 //! `failbackDelay` (never while it flaps), and the status says `Degraded` when a tunnel is up without its BGP
-//! session and `Ready=False` when no tunnel has one.
+//! session and `Ready=False` when no tunnel has one; a session flap raises its Events (notices) and shows in the
+//! `iotrelay_bgp_*` metrics.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
@@ -13,7 +14,8 @@ use iotrelay_bgp::Ipv4Prefix;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4;
 use iotrelay_ikev2::StartupAction;
-use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, ForwardId, Out, TunnelPlan};
+use iotrelay_sidecar::admin::{Published, render_metrics};
+use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, ForwardId, Notice, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -380,6 +382,50 @@ fn losing_the_standby_moves_nothing() {
     assert!(lab.status().tunnels[1].bgp.as_ref().unwrap().failback_at.is_none());
 }
 
+/// The relay's `/metrics` text for its current state.
+fn metrics(lab: &Lab) -> String {
+    render_metrics(&Published { status: lab.status(), tunnels: lab.relay.snapshot().0, ..Default::default() })
+}
+
+/// The BGP notices (Kubernetes Events) for `tunnel` the relay raised since the last call: `Established` or the
+/// down reason.
+fn bgp_notices(lab: &mut Lab, tunnel: &str) -> Vec<&'static str> {
+    let notices = lab.relay.take_notices();
+    notices
+        .iter()
+        .filter_map(|n| match n {
+            Notice::BgpEstablished { tunnel: t } if t == tunnel => Some("Established"),
+            Notice::BgpDown { tunnel: t, reason } if t == tunnel => Some(*reason),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_session_flap_is_an_event_and_counted_in_the_metrics() {
+    let mut lab = Lab::new(true);
+    lab.run_for(Duration::from_secs(2));
+    assert_eq!(bgp_notices(&mut lab, "tunnel1"), vec!["Established"]);
+    let m = metrics(&lab);
+    assert!(m.contains("iotrelay_bgp_session_established{tunnel=\"tunnel1\"} 1\n"), "{m}");
+    assert!(m.contains("iotrelay_bgp_sessions_established_total{tunnel=\"tunnel1\"} 1\n"), "{m}");
+
+    // AWS1's BGP speaker restarts: the relay's session on tunnel1 goes down (an Event with the reason, the gauge
+    // at 0) and comes back (an Event, the flap counter at 2); tunnel2's session saw nothing.
+    lab.aws[0].set_bgp(aws_plan(0), &mut lab.rng).unwrap();
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(0) != "Established");
+    assert_eq!(bgp_notices(&mut lab, "tunnel1"), vec!["ConnectionClosed"]);
+    let m = metrics(&lab);
+    assert!(m.contains("iotrelay_bgp_session_established{tunnel=\"tunnel1\"} 0\n"), "{m}");
+    lab.run_until(Duration::from_secs(15), |l| l.bgp_state(0) == "Established");
+    assert_eq!(bgp_notices(&mut lab, "tunnel1"), vec!["Established"]);
+    let m = metrics(&lab);
+    assert!(m.contains("iotrelay_bgp_session_established{tunnel=\"tunnel1\"} 1\n"), "{m}");
+    assert!(m.contains("iotrelay_bgp_sessions_established_total{tunnel=\"tunnel1\"} 2\n"), "{m}");
+    assert!(m.contains("iotrelay_bgp_sessions_established_total{tunnel=\"tunnel2\"} 1\n"), "{m}");
+    assert!(bgp_notices(&mut lab, "tunnel2").is_empty());
+}
+
 /// An ICMP echo request of 84 octets from the relay's host to `dst`.
 fn ping(dst: Ipv4Addr) -> Vec<u8> {
     let mut p = vec![0u8; 84];
@@ -399,7 +445,7 @@ fn ping(dst: Ipv4Addr) -> Vec<u8> {
 fn gateway_mode_routes_are_the_learned_prefixes() {
     let mut lab = Lab::new(true);
     let remote = vec!["100.64.0.0/16".parse().unwrap()];
-    lab.relay.set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: remote }));
+    lab.relay.set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: remote, local: None }));
     lab.run_for(Duration::from_secs(2));
     let routes = |l: &Lab| l.relay.gateway_bgp_routes().map(|(v, r)| (v, r.to_vec())).unwrap();
     let (v0, r) = routes(&lab);
@@ -440,4 +486,75 @@ fn gateway_mode_routes_are_the_learned_prefixes() {
     assert!(routes(&lab).1.is_empty());
     let g = tun(&mut lab);
     assert_eq!((g.to_tunnel, g.drops_of(GatewayDrop::OutsideSelectors), g.bgp_routes), (1, 2, 0));
+}
+
+/// [`ping`] from `src`.
+fn ping_from(src: Ipv4Addr, dst: Ipv4Addr) -> Vec<u8> {
+    let mut p = ping(dst);
+    p[12..16].copy_from_slice(&src.octets());
+    p[10..12].fill(0);
+    let c = ipv4::checksum(&p[..20]);
+    p[10..12].copy_from_slice(&c.to_be_bytes());
+    p
+}
+
+/// Gateway mode with BGP and a site network behind the relay's host (`gateway.localSubnets`, announced): the host
+/// may send into the tunnel from `insideAddress` and the site network only, and the tunnel delivers to the device
+/// only what is addressed to them, even when the far side sends elsewhere.
+#[test]
+fn gateway_mode_carries_only_the_announced_networks() {
+    let site = Ipv4Addr::new(198, 51, 100, 7);
+    let elsewhere = Ipv4Addr::new(203, 0, 113, 5);
+    let mut lab = Lab::new(true);
+    let local = vec![p("100.127.0.1/32"), p("198.51.100.0/24")];
+    let cidrs = local.iter().map(|c| c.to_string().parse().unwrap()).collect();
+    lab.relay.set_gateway(Some(GatewayConfig {
+        mtu: None,
+        remote_subnets: vec!["100.64.0.0/16".parse().unwrap()],
+        local: Some(cidrs),
+    }));
+    // A far side that routes whatever the relay announces back into the tunnel (AWS's behaviour). The relay
+    // announces a third prefix it does not carry (a peer that sends there anyway).
+    lab.aws[0].set_gateway(Some(GatewayConfig { mtu: None, remote_subnets: vec![], local: None }));
+    lab.relay.set_bgp_announce([local.as_slice(), &[p("203.0.113.0/24")]].concat());
+    lab.run_for(Duration::from_secs(2));
+    for a in &mut lab.aws {
+        a.set_bgp_announce(vec![p("100.64.0.0/16")]);
+    }
+    lab.pump();
+    let learned: Vec<Ipv4Prefix> = lab.aws[0].bgp_routes(0).iter().map(|r| r.prefix).collect();
+    assert!(learned.contains(&p("198.51.100.0/24")), "AWS learned the site network: {learned:?}");
+
+    // From the host: insideAddress and the site network are sent, another source is not.
+    let from_host = |l: &mut Lab, src: Ipv4Addr| {
+        let mut c = Capture::default();
+        let (now, mut pkt) = (l.now, ping_from(src, DEVICE));
+        l.relay.handle_tun(now, &mut pkt, &mut c);
+        l.deliver_from_relay(c);
+        let g = l.relay.gateway_counters();
+        (g.to_tunnel, g.drops_of(GatewayDrop::OutsideSelectors))
+    };
+    assert_eq!(from_host(&mut lab, RELAY_INSIDE), (1, 0));
+    assert_eq!(from_host(&mut lab, site), (2, 0));
+    assert_eq!(from_host(&mut lab, elsewhere), (2, 1));
+
+    // From the tunnel: to the site network it reaches the device, elsewhere it is dropped and counted.
+    let from_vpc = |l: &mut Lab, dst: Ipv4Addr| {
+        let mut c = Capture::default();
+        let (now, mut pkt) = (l.now, ping_from(DEVICE, dst));
+        l.aws[0].handle_tun(now, &mut pkt, &mut c);
+        assert_eq!(l.aws[0].gateway_counters().drops_of(GatewayDrop::OutsideSelectors), 0, "the far side sends");
+        let mut to_device = Capture::default();
+        for (out, mut data) in c.0 {
+            if let Out::Outside { local_port: 4500, .. } = out {
+                let from = SocketAddr::new(AWS1.into(), 4500);
+                l.relay.handle_udp4500(l.now, from, &mut data, &mut to_device);
+            }
+        }
+        let tun = to_device.0.iter().filter(|(o, _)| matches!(o, Out::Tun)).count();
+        let g = l.relay.gateway_counters();
+        (tun, g.to_device, g.drops_of(GatewayDrop::OutsideSelectors))
+    };
+    assert_eq!(from_vpc(&mut lab, site), (1, 1, 1));
+    assert_eq!(from_vpc(&mut lab, elsewhere), (0, 1, 2));
 }
