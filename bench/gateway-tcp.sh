@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# TCP throughput through gateway mode with iotrelay on both ends (issue 12), in one lab of e2e/lab/lib.sh:
+# TCP throughput through gateway mode with iotrelay on both ends, in one lab of e2e/lab/lib.sh:
 #
 #   relay host (iperf3 client) -> TUN iotrelay0 -> relay ==ESP-in-UDP==> aws1: iotrelay, TUN awsgw0 -> device
 #

@@ -203,7 +203,7 @@ def main():
                     cells.append(spread(round_ratios(mine, ref), ratio))
             p("| %s | %s |" % (SUITES.get(b[5:], b[5:]), " | ".join(cells)))
     p("")
-    p("## Targets (issue 13)")
+    p("## Targets")
     p("")
     p("| target | at <= 1 % loss | most delivered |")
     p("|---|---|---|")

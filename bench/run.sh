@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench, the network part (issue 13): the whole path IoT server -> relay -> AWS side -> device in network
+# make bench, the network part: the whole path IoT server -> relay -> AWS side -> device in network
 # namespaces (bench/lab.sh: one lab per configuration, e2e/lab/lib.sh's topology), for each configuration and
 # payload size, alternating configurations round by round in one run:
 #   - saturation: the load generator (bench/udpload, batched sendmmsg) flat out for BENCH_SECS; where every lost

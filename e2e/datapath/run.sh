@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Issue 3 datapath: `iotrelay-sidecar standalone` in the relay namespace of e2e/lab/lib.sh, two AWS-like strongSwan
+# The datapath: `iotrelay-sidecar standalone` in the relay namespace of e2e/lab/lib.sh, two AWS-like strongSwan
 # tunnel endpoints, a device that echoes UDP:
 #
 #   IoT 203.0.113.10 --UDP :7000--> relay (iotrelay) ==ESP-in-UDP 4500==> aws1 198.51.100.2 --\
 #   (203.0.113.11: not allowed)     198.51.100.1      ==================> aws2 198.51.100.3 ----> device 100.64.1.10
 #                                   inside 100.127.0.1                                          (echo, :7000)
 #
-# Cases (issue 3): round trip; source outside allowedSources dropped+counted; no tunnel -> noTunnel; wrong PSK ->
+# Cases: round trip; source outside allowedSources dropped+counted; no tunnel -> noTunnel; wrong PSK ->
 # Stalled/AuthenticationFailed with bounded retries; tunnel1's peer dies -> tunnel2 within the DPD timeout,
 # Degraded True then False; relay crash+restart -> one IKE SA + one CHILD_SA per tunnel on the AWS side; traffic
 # across >= 5 CHILD rekeys from each side with zero loss; malformed/replayed/unknown-SPI ESP and garbage on 4500
-# counted without a crash; a forward-port flood from a disallowed source (issue 9); the same relay behind a real NAT. Usage: e2e/datapath/run.sh [CASE-PREFIX...]
+# counted without a crash; a forward-port flood from a disallowed source; the same relay behind a real NAT. Usage: e2e/datapath/run.sh [CASE-PREFIX...]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=e2e/lab/lib.sh
@@ -246,7 +246,7 @@ hostile_esp() {
   ask "after-garbage-$RANDOM" || lab_fail_why "no echo after the garbage"
 }
 
-# Issue 9 item 6: an 8 s flood of 1400-octet datagrams to the forward port from a source outside allowedSources.
+# An 8 s flood of 1400-octet datagrams to the forward port from a source outside allowedSources.
 # The readers drop it before it is queued: 10 of 10 admin round trips (one try each) succeed meanwhile, the relay's
 # peak RSS stays under FLOOD_RSS_MAX_KB (before the ingress lanes: 42 MiB peak, admin 5-8 of 10), and the flood is
 # counted as sourceNotAllowed.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 12, gateway mode, in the lab of e2e/lab/lib.sh with strongSwan as the AWS side (kernel-libipsec routes
+# Gateway mode, in the lab of e2e/lab/lib.sh with strongSwan as the AWS side (kernel-libipsec routes
 # the relay's inside prefix 100.127.0.0/16 into the tunnel, the VPC routes it to aws1):
 #
 #   relay namespace: iotrelay-sidecar standalone, spec.gateway {mtu: 1446} -> TUN iotrelay0 (100.127.0.1/32),
@@ -12,7 +12,7 @@
 # SIGTERM removes the device and its route; a leftover
 # device of the same name is replaced on start, and SIGKILL leaves nothing behind.
 #
-# Then iotrelay on both ends (issue 12): aws1's strongSwan is replaced by iotrelay in gateway mode as the AWS side
+# Then iotrelay on both ends: aws1's strongSwan is replaced by iotrelay in gateway mode as the AWS side
 # (e2e/lab/iotrelay_aws.sh: responder, `startupAction: Add`, TUN awsgw0 routing the relay's 100.127.0.0/16 back),
 # the relay in gateway mode with short lifetimes (ESP 20 s, IKE 30 s; the AWS side's are 40 s and 100 s, so as
 # with AWS the relay's timers come first):

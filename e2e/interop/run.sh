@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 2 interop: our IKEv2 engine (inside `iotrelay-sidecar standalone`) against strongSwan configured like an
+# Interop: our IKEv2 engine (inside `iotrelay-sidecar standalone`) against strongSwan configured like an
 # AWS tunnel (e2e/lab/lib.sh), in network namespaces:
 #
 #   lab-*-relay (iotrelay, 198.51.100.1)  ==IKE/ESP-in-UDP==>  lab-*-aws1 (charon + kernel-libipsec, 198.51.100.2)
@@ -134,7 +134,7 @@ spi() {
   else lab_sas_json 1 | jq -r '.[0].ike_spi_local'; fi
 }
 
-# Issue 9: IKE_SA_INIT requests spoofed from the AWS endpoint's address (a raw socket in aws1's namespace, a random
+# IKE_SA_INIT requests spoofed from the AWS endpoint's address (a raw socket in aws1's namespace, a random
 # source port and SPI each): one offering only 3DES (before: the relay dropped its SAs within 3 s), then a burst of
 # 200 acceptable ones. The relay answers statelessly or with cookies; both ends keep the same SAs, which are waited
 # on for 40 s (they would change within seconds if the INITs reached them), and traffic still flows.
@@ -163,7 +163,7 @@ spoofed_inits() {
   round_trip spoofed-inits
 }
 
-# Issue 9: a sustained flood, as a spoofer with some bandwidth would send it: 300 acceptable IKE_SA_INITs per
+# A sustained flood, as a spoofer with some bandwidth would send it: 300 acceptable IKE_SA_INITs per
 # second for 10 s from the AWS endpoint's address (random source ports and SPIs), while the IoT server keeps a
 # stream of UDP round trips through the tunnel going (20/s for 12 s, covering the flood). The stream must lose
 # (almost) nothing (at most 1 %: a lost datagram on a loaded lab machine is not the relay's doing), both ends keep

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# End to end on a real Kubernetes control plane (issue 5): Helm install, kubectl apply, status from live SAs.
+# End to end on a real Kubernetes control plane: Helm install, kubectl apply, status from live SAs.
 #
 #   k8s-iot 203.0.113.10 ── k8s-relay (the node, $K8S_NETNS): control plane, kubelet, containerd, kube-proxy,
 #                           the relay pod (hostNetwork), the operator pod (pod network, CNI bridge)
@@ -10,7 +10,7 @@
 #   (details in e2e/lab/lib.sh and cluster.sh). The pods run the project's image, built from the release binaries
 #   in the Dockerfile's layout (image.py) under the chart's default name, so `helm install` is the user's.
 #
-# Every assertion of issue 5 is a separate case printing `PASS name` or `FAIL name: why`; the last line is
+# Every assertion is a separate case printing `PASS name` or `FAIL name: why`; the last line is
 # `N passed, N failed`; the exit status is non-zero on any failure. A case whose prerequisite is missing (no chart,
 # no operator binary, relay never Ready, ...) fails at once saying `not yet: ...` instead of waiting out timeouts.
 # Needs: root, scripts/deps.sh and scripts/node-deps.sh done, `make build` (iotrelay-operator, iotrelay-sidecar

@@ -78,7 +78,7 @@ relay_start() {
     while [ -e "$LAB_DIR/relay.log.$n" ]; do n=$((n + 1)); done
     mv "$LAB_DIR/relay.log" "$LAB_DIR/relay.log.$n"
   fi
-  # POST /rekey needs a bearer token from a file (issue 9): one per lab, readable by root only.
+  # POST /rekey needs a bearer token from a file: one per lab, readable by root only.
   [ -s "$LAB_DIR/rekey.token" ] || (umask 077 && head -c 24 /dev/urandom | base64 > "$LAB_DIR/rekey.token")
   lab_bg "$LAB_NS_RELAY" "$LAB_DIR/relay.log" env RUST_LOG="${RUST_LOG:-info}" \
     IOTRELAY_UNSAFE_SHORT_LIFETIMES="${IOTRELAY_UNSAFE_SHORT_LIFETIMES:-0}" \

@@ -1,4 +1,4 @@
-//! Hostile IKE input against a pair of tunnels on a virtual clock (issue 9): datagrams spoofed from the peer's
+//! Hostile IKE input against a pair of tunnels on a virtual clock: datagrams spoofed from the peer's
 //! address must create or drop only half-open state. After each attack both ends still hold the same IKE and
 //! CHILD_SA SPIs, the tunnel still works 40 s of virtual time later (DPD, a CHILD_SA rekey), and every engine
 //! invariant held after every step (`pair`).

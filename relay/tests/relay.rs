@@ -248,7 +248,7 @@ fn end_to_end_through_esp_with_fragmentation() {
     assert_eq!((s.packets_in, s.packets_out, s.sessions), (1, 1, 1));
 }
 
-/// Issue 9 item 10: one allowed source opening sessions from thousands of ports fills only its own quota; the
+/// One allowed source opening sessions from thousands of ports fills only its own quota; the
 /// other clients still get sessions, and every refusal is counted (`sourceSessionLimit`, then `queueFull` once the
 /// whole table is taken).
 #[test]

@@ -1,4 +1,4 @@
-//! IKE responder throughput (issue 13): how many IKE SAs (IKE_SA_INIT + IKE_AUTH with the first CHILD_SA,
+//! IKE responder throughput: how many IKE SAs (IKE_SA_INIT + IKE_AUTH with the first CHILD_SA,
 //! aes128-sha256-ecp256, ESP aes128gcm16) one `Datapath` in the responder role completes per second of its own
 //! CPU time, on one core. The responder holds BENCH_N tunnels, one per peer address (as an AWS endpoint holds one
 //! per VPN connection); fresh initiator `Datapath`s connect to it one after the other, in memory (no sockets),

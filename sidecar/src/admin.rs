@@ -141,7 +141,7 @@ pub async fn start(opts: &AdminOptions, shared: Arc<Shared>) -> anyhow::Result<(
 
 impl Shared {
     /// `f` of what the owner task published last; `None` if a writer panicked while holding it.
-    fn read<T>(&self, f: impl FnOnce(&Published) -> T) -> Option<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&Published) -> T) -> Option<T> {
         self.published.lock().ok().map(|p| f(&p))
     }
 }

@@ -1,4 +1,4 @@
-//! In-cluster mode (issue 4 item 3): read the own IotRelay and its Secrets, run the relay, apply forward and PSK
+//! In-cluster mode: read the own IotRelay and its Secrets, run the relay, apply forward and PSK
 //! changes live, write `Ready`/`Degraded`/tunnels/forwards/datapath to `/status` with server-side apply (field
 //! manager `iotrelay-sidecar`), and emit Events for SA established / lost / rekey failed / authentication failed.
 //! Rekey requests made through the API (the `iotrelay.dev/rekey` annotation) are `kube_rekey`'s.

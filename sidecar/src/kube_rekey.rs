@@ -72,10 +72,7 @@ pub async fn handle_requests(
 ) {
     loop {
         let value = annotation.borrow_and_update().clone();
-        let tunnels = match shared.published.lock() {
-            Ok(p) => p.status.tunnels.clone(),
-            Err(_) => return,
-        };
+        let Some(tunnels) = shared.read(|p| p.status.tunnels.clone()) else { return };
         let handled = record.borrow().clone();
         let (id, result, message) = match decide(value.as_deref(), handled.as_ref(), &tunnels) {
             Decision::Nothing => {

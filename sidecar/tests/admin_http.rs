@@ -1,4 +1,4 @@
-//! The admin HTTP surface (issue 9, item 8): `POST /rekey` only with the configured bearer token, never from a
+//! The admin HTTP surface: `POST /rekey` only with the configured bearer token, never from a
 //! browser form, and the metrics server exposes nothing but `/metrics`, `/healthz`, `/readyz`.
 
 use std::sync::{Arc, Mutex};

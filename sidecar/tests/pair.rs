@@ -230,7 +230,7 @@ fn esp_destination(p: &mut Pair) -> SocketAddr {
     dst.expect("no ESP sent")
 }
 
-/// Issue 9 item 5 (RFC 7296 §2.23): datagrams on 4500 from the peer's IP but another port, unauthenticated IKE
+/// RFC 7296 §2.23: datagrams on 4500 from the peer's IP but another port, unauthenticated IKE
 /// behind the non-ESP marker, a replayed IKE request, or a genuine ESP packet re-sent from another port, never move
 /// where ESP goes; an authenticated IKE message from a new port (a NAT rebinding) does.
 #[test]

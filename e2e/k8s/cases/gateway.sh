@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Sourced by e2e/k8s/run.sh (not run alone): gateway mode on the real node (issue 12). Cases register with `tc`;
+# Sourced by e2e/k8s/run.sh (not run alone): gateway mode on the real node. Cases register with `tc`;
 # run.sh counts every `^tc ` line of itself and of cases/*.sh as the expected total.
 # ---------------------------------------------------------------------------------------------------------------
 # One IotRelay, k8s-gw, first without and then with `gateway: {}` (it needs the host ports plant-7 held, so this

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by e2e/k8s/run.sh (not run alone), after user-path.sh (plant-7 is Ready and has carried traffic): the
-# chart's monitoring objects (issue 16). Cases register with `tc`; run.sh counts every `^tc ` line of itself and of
+# chart's monitoring objects. Cases register with `tc`; run.sh counts every `^tc ` line of itself and of
 # cases/*.sh as the expected total.
 # ---------------------------------------------------------------------------------------------------------------
 # The chart renders a PodMonitor, a relay-metrics Service + ServiceMonitor, the operator's ServiceMonitor, a

@@ -2,7 +2,7 @@
 # Sourced by e2e/k8s/run.sh (not run alone): operations at scale and the end of the run (uninstall, secrets scan). Cases register with `tc`; run.sh counts every `^tc ` line
 # of itself and of cases/*.sh as the expected total.
 # ---------------------------------------------------------------------------------------------------------------
-# Issue 16: no reconcile storm; a relay pod the API server refuses makes the IotRelay Stalled.
+# No reconcile storm; a relay pod the API server refuses makes the IotRelay Stalled.
 
 # api_writes: write requests (POST, PUT, PATCH, APPLY, DELETE) the API server has counted for the kinds the operator
 # writes (iotrelays with their status, deployments, serviceaccounts, roles, rolebindings), from its /metrics.
@@ -18,7 +18,7 @@ idle_pending() { # all idle relays report their unschedulable pod (the operator 
 }
 # $idle_n IotRelays whose pods stay Pending (a nodeSelector no node has), then a 60 s window in which nothing
 # changes but what a relay's periodic status write changes (traffic counters, written here for them 3 times).
-# Before issue 16 the operator rechecked every Pending relay every 10 s with four applies and a status write
+# Before this case existed the operator rechecked every Pending relay every 10 s with four applies and a status write
 # (5 x 6 x N writes a minute) and ran a pass for every counter write; now it writes nothing and runs no pass.
 t_idle_writes() {
   requires operator crd || return 1
@@ -81,7 +81,7 @@ t_quota() {
 tc resource-quota-refusal-stalled t_quota
 
 # ---------------------------------------------------------------------------------------------------------------
-# Issue 16: the kubectl plugin, installed as the docs say (the binary copied into a directory on PATH, where kubectl
+# The kubectl plugin, installed as the docs say (the binary copied into a directory on PATH, where kubectl
 # finds it): `kubectl iotrelay status`, `diagnose` on a healthy and on two broken relays, `rekey` through the API.
 plugin_dir=$K8S_STATE/plugin-bin
 prereq_why[ops]="IotRelay k8s-ops never became Ready (or the plugin was not built)"

@@ -114,7 +114,7 @@ t_rbac() {
 tc relay-token-least-privilege t_rbac
 
 # Secrets by `get` only: the relay on its own PSK Secret (resourceNames), the operator cluster-wide; neither may
-# list or watch (before issue 9 both could, the relay even on its named Secret). Asked of the API server's
+# list or watch (both once could, the relay even on its named Secret). Asked of the API server's
 # authorizer for the two ServiceAccounts.
 t_secret_verbs() {
   requires relay || return 1

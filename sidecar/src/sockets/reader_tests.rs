@@ -1,4 +1,4 @@
-//! The socket readers against real loopback sockets (issue 9 item 6): a flood from a source outside the
+//! The socket readers against real loopback sockets: a flood from a source outside the
 //! allow-list never reaches the ingress queues while an allowed client's datagrams all do, and a flood from an
 //! allowed source fills its lane only up to the byte budget, every excess datagram counted.
 
