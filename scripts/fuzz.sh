@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every fuzz target for a bounded time from its committed seed corpus; fails on a crash or a broken oracle.
-#   ikev2/fuzz: the IKEv2 codec and engine (FUZZ_SECONDS each, default 16)
-#   fuzz/:      the datapath: ESP decapsulation + replay window, inner IPv4 reassembly, the relay's sessions, the
+#   crates/ikev2/fuzz: the IKEv2 codec and engine (FUZZ_SECONDS each, default 16)
+#   crates/fuzz: the datapath: ESP decapsulation + replay window, inner IPv4 reassembly, the relay's sessions, the
 #               sidecar's 500/4500 demux, the BGP speaker, the TUN offloads (FUZZ_DATAPATH_SECONDS each, default 8)
 #
 # Stable Rust: cargo-fuzz's default AddressSanitizer build needs `-Zsanitizer`, i.e. nightly. With `-s none` it
@@ -13,7 +13,7 @@
 # one to "" to skip that crate), FUZZ_TARGET_DIR (default <crate>/fuzz/target, git-ignored; both crates may share
 # one). New corpus entries go to a temporary directory, never into git; a crashing input is kept in
 # <crate>/artifacts/<target>/ (git-ignored); reproduce with
-#   (cd ikev2/fuzz && cargo fuzz run -s none <target> artifacts/<target>/crash-...)   # or (cd fuzz && ...)
+#   (cd crates/ikev2/fuzz && cargo fuzz run -s none <target> artifacts/<target>/crash-...)   # or (cd crates/fuzz && ...)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${FUZZ_SECONDS:-16}
@@ -49,9 +49,9 @@ fuzz_crate() {
 }
 
 # shellcheck disable=SC2086 # word splitting of the target lists is intended
-fuzz_crate ikev2/fuzz "$secs" $targets
+fuzz_crate crates/ikev2/fuzz "$secs" $targets
 # shellcheck disable=SC2086
-fuzz_crate fuzz "$dsecs" $dtargets
+fuzz_crate crates/fuzz "$dsecs" $dtargets
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: crashes in: ${failed[*]}" >&2
   exit 1

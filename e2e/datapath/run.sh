@@ -76,7 +76,7 @@ wrong_psk() {
   log="$(lab_aws_dir 1)/charon.log"
   lab_wait 30 cond_is Stalled "True AuthenticationFailed" \
     || { lab_fail_why "Stalled is '$(relay_condition Stalled)', want 'True AuthenticationFailed'"; return 1; }
-  # The backoff (30 s doubling to 5 min; pinned on a virtual clock in ikev2/tests/failure_table.rs): the refused
+  # The backoff (30 s doubling to 5 min; pinned on a virtual clock in crates/ikev2/tests/failure_table.rs): the refused
   # attempt is followed by exactly one retry about 30 s later. Zero retries or a hot loop fail here.
   c=$(grep -c 'parsed IKE_SA_INIT request' "$log")
   attempts_gt() { [ "$(grep -c 'parsed IKE_SA_INIT request' "$log")" -gt "$1" ]; }

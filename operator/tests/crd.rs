@@ -1,4 +1,4 @@
-//! The committed CRD YAML must match the Rust types (run `crdgen --write` after changing api/).
+//! The committed CRD YAML must match the Rust types (run `crdgen --write` after changing crates/api/).
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ fn committed_crd_matches_types() {
         let have = std::fs::read_to_string(root.join(p)).unwrap_or_default();
         assert!(
             have == want,
-            "{p} drifted from api/src: run `cargo run -p iotrelay-operator --bin crdgen -- --write` and commit"
+            "{p} drifted from crates/api/src: run `cargo run -p iotrelay-operator --bin crdgen -- --write` and commit"
         );
     }
 }

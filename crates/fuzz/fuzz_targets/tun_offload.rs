@@ -10,11 +10,11 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../sidecar/src/tun_gso.rs"]
+#[path = "../../../sidecar/src/tun_gso.rs"]
 mod tun_gso;
 
 #[allow(dead_code)]
-#[path = "../../sidecar/src/tun_gro.rs"]
+#[path = "../../../sidecar/src/tun_gro.rs"]
 mod tun_gro;
 
 use iotrelay_esp::ipv4::PROTO_TCP;

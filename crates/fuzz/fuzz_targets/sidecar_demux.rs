@@ -8,7 +8,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../sidecar/src/demux.rs"]
+#[path = "../../../sidecar/src/demux.rs"]
 mod demux;
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};

@@ -4,7 +4,7 @@
 //! Used by the operator (CRD generation, reconcile) and by the sidecar (in-cluster and standalone mode). No I/O.
 //!
 //! The types the engine and the relay share with the spec and the status (`Ipv4Cidr`, `TunnelState`,
-//! `StartupAction`, `Identity`, `ForwardDrops`) are defined once in `iotrelay-types` (`types/`) and re-exported
+//! `StartupAction`, `Identity`, `ForwardDrops`) are defined once in `iotrelay-types` (`crates/types/`) and re-exported
 //! here; `status::condition::new` is the one builder of a status condition.
 
 #![forbid(unsafe_code)]

@@ -1,7 +1,7 @@
 //! iotrelay-relay: the sans-IO UDP NAT relay (forwards, allow-lists, sessions, idle expiry, drop accounting).
 //!
 //! No sockets and no clock: the caller (the sidecar) passes `now` (any monotonic [`Duration`], e.g. since start)
-//! and the bytes it received, and gets back what to send. See `relay/README.md` for the wiring.
+//! and the bytes it received, and gets back what to send. See `crates/relay/README.md` for the wiring.
 //!
 //! - [`Relay::on_client_datagram`]: a datagram from a client on a forward's listen port → allow-list check,
 //!   session lookup/creation, and the inner IPv4/UDP packet (insideAddress:insidePort → target) written into a

@@ -8,7 +8,7 @@
 //!   fragments with bounded memory and time.
 //! - Errors ([`EspError`]) map one-to-one to the `datapath.drops` counters of the status API.
 //!
-//! See `esp/README.md` for how the sidecar wires this to its UDP 4500 socket.
+//! See `crates/esp/README.md` for how the sidecar wires this to its UDP 4500 socket.
 //!
 //! ```
 //! use iotrelay_crypto::{Encr, SaCipher, SeededRandom};

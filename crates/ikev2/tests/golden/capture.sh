@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Captures real strongSwan IKEv2 messages as golden test vectors for ikev2/tests/wire_golden.rs.
+# Captures real strongSwan IKEv2 messages as golden test vectors for crates/ikev2/tests/wire_golden.rs.
 #
 #   wr-i (initiator charon) 198.51.100.1 --veth-- 198.51.100.2 (responder charon) wr-r
 #                                               tcpdump udp 500/4500 in wr-r

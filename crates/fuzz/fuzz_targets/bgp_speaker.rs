@@ -1,4 +1,4 @@
-//! The BGP speaker (`bgp/`) fed fuzzed TCP stream chunks, framed messages, time, reconnects and announcement
+//! The BGP speaker (`crates/bgp/`) fed fuzzed TCP stream chunks, framed messages, time, reconnects and announcement
 //! changes, with or without a valid AWS handshake first.
 //!
 //! Oracles, after every step: nothing panics; every message the speaker sends parses and fits in 4096 octets; a

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Independent ESP-in-UDP known-answer vectors for esp/tests/vectors.rs (python3 `cryptography` package).
+"""Independent ESP-in-UDP known-answer vectors for crates/esp/tests/vectors.rs (python3 `cryptography` package).
 
 Written from RFC 4303 (ESP packet layout, padding 1,2,3,...), RFC 4106 (GCM: nonce = salt | explicit IV, AAD =
 SPI | seq, explicit IV = the 64-bit sequence counter as our sender chooses it), RFC 3602 (CBC, explicit IV) and
 RFC 2404/4868 (HMAC truncated, over SPI | seq | IV | ciphertext). It shares no code with the Rust implementation.
-Run: python3 esp/tests/esp_vectors.py > /tmp/v.rs and compare with the constants in vectors.rs.
+Run: python3 crates/esp/tests/esp_vectors.py > /tmp/v.rs and compare with the constants in vectors.rs.
 """
 import hashlib, hmac, struct
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes

@@ -1,6 +1,6 @@
 //! ESP known-answer vectors: fixed keys (encr key 00 01 02 ..., integ key 80 81 82 ...), SPI c2da9d90, the inner
 //! packet from `esp.rs`, CBC IV 10 11 .. 1f. The expected packets were computed independently by
-//! `esp/tests/esp_vectors.py` (python3 `cryptography` 48, written from the RFCs, no shared code).
+//! `crates/esp/tests/esp_vectors.py` (python3 `cryptography` 48, written from the RFCs, no shared code).
 
 use iotrelay_crypto::{Encr, Integ, RandomSource, SaCipher};
 use iotrelay_esp::{EspError, InboundSa, OutboundSa};

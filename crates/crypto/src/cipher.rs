@@ -1,6 +1,6 @@
 //! [`SaCipher`]: AES-CBC + HMAC or AES-GCM-16, keys expanded once, no heap allocation per packet.
 //!
-//! Libraries, chosen by measurement (`scripts/bench.sh`, 1400-octet packets, same run; see `crypto/benches/`):
+//! Libraries, chosen by measurement (`scripts/bench.sh`, 1400-octet packets, same run; see `crates/crypto/benches/`):
 //! - AES-GCM: `aws-lc-rs` (AWS-LC, the BoringSSL-derived library AWS maintains; a FIPS-validated build exists).
 //!   On the shared 2-core EPYC (2026-11-30, under load): seal 1530-1790 ns per packet against RustCrypto
 //!   `aes-gcm`'s 4030-4310 and ring's 820-1250; open 950-2000 against 3710-4500 and 860-1100. ring is faster
