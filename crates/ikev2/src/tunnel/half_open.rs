@@ -1,5 +1,7 @@
 //! The responder's half-open IKE SAs: IKE_SA_INIT answered, IKE_AUTH not yet verified.
 //!
+//! Each is a [`HalfOpen`]: an IKE SA whose only state is the handshake IKE_AUTH signs, so nothing else can sit in
+//! the table, and a half-open SA cannot be put where the tunnel keeps its own SAs without [`HalfOpen::promote`].
 //! They live in their own bounded table, never in the tunnel's current IKE SA: anyone can send an IKE_SA_INIT
 //! with the AWS endpoint's source address, so what such a request creates must stay apart from what is
 //! established or being established. An entry leaves the table in one of three ways: it expires
@@ -42,9 +44,9 @@ impl HalfOpenCount {
     }
 }
 
-/// One tunnel's half-open responder IKE SAs (state `RespInitDone`), oldest first, each with its expiry.
+/// One tunnel's half-open responder IKE SAs, oldest first, each with its expiry.
 pub(super) struct HalfOpenTable {
-    entries: Vec<(IkeSa, Duration)>,
+    entries: Vec<(HalfOpen, Duration)>,
     count: HalfOpenCount,
 }
 
@@ -71,11 +73,11 @@ impl HalfOpenTable {
         self.count = count;
     }
     /// Adds `sa`, created `now` (it expires [`HALF_OPEN_TIMEOUT`] later).
-    fn insert(&mut self, sa: IkeSa, now: Duration) {
+    fn insert(&mut self, sa: HalfOpen, now: Duration) {
         self.entries.push((sa, now + HALF_OPEN_TIMEOUT));
         self.count.add(1);
     }
-    pub(super) fn remove(&mut self, i: usize) -> IkeSa {
+    pub(super) fn remove(&mut self, i: usize) -> HalfOpen {
         self.count.sub(1);
         self.entries.remove(i).0
     }
@@ -83,14 +85,14 @@ impl HalfOpenTable {
         self.count.sub(self.entries.len());
         self.entries.clear();
     }
-    pub(super) fn get(&self, i: usize) -> Option<&IkeSa> {
+    pub(super) fn get(&self, i: usize) -> Option<&HalfOpen> {
         self.entries.get(i).map(|(sa, _)| sa)
     }
-    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut IkeSa> {
+    pub(super) fn get_mut(&mut self, i: usize) -> Option<&mut HalfOpen> {
         self.entries.get_mut(i).map(|(sa, _)| sa)
     }
     /// The entry an IKE_SA_INIT with this initiator SPI created.
-    fn by_initiator(&self, spi_i: u64) -> Option<&IkeSa> {
+    fn by_initiator(&self, spi_i: u64) -> Option<&HalfOpen> {
         self.entries.iter().map(|(sa, _)| sa).find(|s| s.spi_i == spi_i)
     }
     /// The entry for an encrypted message with these SPIs.
@@ -174,10 +176,8 @@ impl Tunnel {
             return false;
         }
         if let Some(sa) = self.half_open.by_initiator(h.spi_i) {
-            if let Some(hs) = sa.handshake()
-                && hs.init_request == data
-            {
-                let bytes = hs.init_response.clone();
+            if sa.state.init_request == data {
+                let bytes = sa.state.init_response.clone();
                 self.transmits.push_back(Transmit { local_port, remote, data: bytes });
             }
             return false;
@@ -266,16 +266,51 @@ impl Tunnel {
             .is_some_and(|n| n.data != nat_hash(h.spi_i, 0, local));
         let new = NewIkeSa { spi_i: h.spi_i, spi_r, suite, keys };
         let init = (data.to_vec(), response.clone());
-        self.half_open.insert(IkeSa::half_open(new, (ni, nr), init, peer_fragmentation, nat_detected), now);
+        self.half_open.insert(HalfOpen::new(new, (ni, nr), init, peer_fragmentation, nat_detected), now);
         self.transmits.push_back(Transmit { local_port, remote, data: response });
     }
 
-    /// A request on half-open SA `i` that decrypted with its keys: the peer's IKE_AUTH. Nothing outside the
-    /// entry changes unless the peer's AUTH verifies; then the entry is promoted and replaces whatever IKE SA
-    /// and CHILD_SA the tunnel had (the authenticated peer started over).
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn respond_auth(&mut self, now: Duration, i: usize, req: Request, payloads: Vec<Payload>) {
-        let which = Which::HalfOpen(i);
+    /// An encrypted request whose SPIs are those of half-open SA `i`: checked against its window and decrypted
+    /// with its keys, then [`Tunnel::respond_auth`]. Keys from an unauthenticated IKE_SA_INIT prove nothing yet:
+    /// only the AUTH inside may; until then nothing but the entry changes.
+    pub(super) fn half_open_request(
+        &mut self,
+        now: Duration,
+        i: usize,
+        msg: Message,
+        data: &[u8],
+        local_port: u16,
+        remote: SocketAddr,
+    ) {
+        let Some(sa) = self.half_open.get_mut(i) else { return };
+        let window = sa.window(&msg);
+        if !self.act_on_window(window, local_port, remote) {
+            return;
+        }
+        let Some(sa) = self.half_open.get_mut(i) else { return };
+        let payloads = match decrypt(sa, &msg, data) {
+            Ok(Decrypted::Message(p)) => p,
+            Ok(Decrypted::Fragment) => return,
+            Err(reason) => {
+                self.dropped(reason);
+                return;
+            }
+        };
+        self.respond_auth(now, i, Request { h: msg.header, local_port, remote }, payloads);
+    }
+
+    /// Answers `req` on half-open SA `i` (see [`Tunnel::respond_on`]).
+    fn respond_half_open(&mut self, i: usize, req: Request, payloads: Vec<Payload>) {
+        let fragment_size = self.cfg.fragment_size;
+        let Some(sa) = self.half_open.get_mut(i) else { return };
+        let datagrams = sa.answer(req, &payloads, fragment_size, &mut self.rng);
+        self.send_answer(req, datagrams);
+    }
+
+    /// The peer's IKE_AUTH on half-open SA `i` (decrypted with its keys). Nothing outside the entry changes
+    /// unless the peer's AUTH verifies; then the entry is promoted and replaces whatever IKE SA and CHILD_SA the
+    /// tunnel had (the authenticated peer started over).
+    fn respond_auth(&mut self, now: Duration, i: usize, req: Request, payloads: Vec<Payload>) {
         if req.h.exchange != ExchangeType::IKE_AUTH {
             self.dropped(DropReason::UnexpectedExchange);
             return;
@@ -283,7 +318,7 @@ impl Tunnel {
         match self.half_open_auth(i, &payloads) {
             None => return,
             Some(Err((ty, reason, message))) => {
-                self.respond_on(which, req, vec![notify(ty, vec![])]);
+                self.respond_half_open(i, req, vec![notify(ty, vec![])]);
                 self.half_open.remove(i);
                 self.note_refused(reason, message);
                 return;
@@ -299,8 +334,7 @@ impl Tunnel {
         let tsi_n = narrow(&tsi, &self.cfg.remote_ts);
         let tsr_n = narrow(&tsr, &self.cfg.local_ts);
         let idr = identity_payload(&self.cfg.local_id);
-        let Some(hs) = sa.handshake() else { return };
-        let our_auth = self.auth_octets(sa, hs, true, &idr);
+        let our_auth = self.auth_octets(sa, &sa.state, true, &idr);
         let mut resp = vec![Payload::IdR(idr), Payload::Auth { method: AuthMethod::SHARED_KEY_MIC, data: our_auth }];
         let child_error = match (&chosen, tsi_n.is_empty() || tsr_n.is_empty()) {
             (None, _) => Some(NotifyType::NO_PROPOSAL_CHOSEN),
@@ -309,9 +343,11 @@ impl Tunnel {
         };
         if let Some(err) = child_error {
             resp.push(notify(err, vec![]));
-            self.respond_on(which, req, resp);
-            let sa = self.half_open.remove(i);
-            self.adopt(sa, req.local_port, req.remote);
+            self.respond_half_open(i, req, resp);
+            // The peer is authenticated: it started over, and whatever the tunnel had goes. The SA itself ends
+            // with the failure (a responder's IKE SA is established only with its first CHILD_SA).
+            self.half_open.remove(i);
+            self.start_over(req.local_port, req.remote);
             let what = if err == NotifyType::NO_PROPOSAL_CHOSEN {
                 "ESP proposals match none of ours"
             } else {
@@ -325,11 +361,12 @@ impl Tunnel {
         resp.push(suite_proposal_esp(&suite, number, inbound_spi));
         resp.push(Payload::TsI(tsi_n.clone()));
         resp.push(Payload::TsR(tsr_n.clone()));
-        self.respond_on(which, req, resp);
-        let sa = self.half_open.remove(i);
-        self.adopt(sa, req.local_port, req.remote);
+        self.respond_half_open(i, req, resp);
+        let (sa, handshake) = self.half_open.remove(i).promote(self.ike_lifetime(now));
+        self.start_over(req.local_port, req.remote);
+        self.ike = CurrentIke::Sa(Box::new(sa));
         let (local_ts, remote_ts) = (ts_to_prefixes(&tsr_n), ts_to_prefixes(&tsi_n));
-        self.establish_with_child(now, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
+        self.established(now, handshake, FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts });
     }
 
     /// Whether the peer's IKE_AUTH request on half-open SA `i` authenticates it (IDi and AUTH present, AUTH
@@ -349,7 +386,7 @@ impl Tunnel {
             return Some(Err((NotifyType::INVALID_SYNTAX, DownReason::InvalidSyntax, message)));
         };
         let sa = self.half_open.get(i)?;
-        let (auth_ok, id_ok) = self.verify_peer_auth((sa, sa.handshake()?), &idi, method, &auth);
+        let (auth_ok, id_ok) = self.verify_peer_auth((sa, &sa.state), &idi, method, &auth);
         if auth_ok && id_ok {
             return Some(Ok(()));
         }
@@ -361,13 +398,14 @@ impl Tunnel {
         Some(Err((NotifyType::AUTHENTICATION_FAILED, DownReason::AuthenticationFailed { by_peer: false }, message)))
     }
 
-    /// Makes an authenticated responder SA the current one. One IKE SA per tunnel: whatever the tunnel had (our own
-    /// handshake, or an established SA the peer has forgotten) and its CHILD_SA are gone. The peer's address is
-    /// followed, as after any authenticated message.
-    fn adopt(&mut self, sa: IkeSa, local_port: u16, remote: SocketAddr) {
+    /// The peer authenticated on a half-open SA: it started over. One IKE SA per tunnel: whatever the tunnel had
+    /// (our own handshake, or an established SA the peer has forgotten) and its CHILD_SA are gone, and the
+    /// caller puts the promoted SA in its place (or fails). The peer's address is followed, as after any
+    /// authenticated message.
+    fn start_over(&mut self, local_port: u16, remote: SocketAddr) {
         self.drop_child();
         self.forget_rekeys();
-        self.ike = CurrentIke::Sa(Box::new(sa));
+        self.ike = CurrentIke::None;
         self.reconnect_at = None;
         self.local_port = local_port;
         self.remote = remote;
@@ -392,12 +430,12 @@ mod tests {
     use super::*;
 
     /// A half-open SA with keys from a fixed secret (the table looks only at its SPIs and age).
-    fn entry(spi_i: u64) -> IkeSa {
+    fn entry(spi_i: u64) -> HalfOpen {
         let (encr, integ, prf, dh) = (Encr::AesCbc128, Some(Integ::HmacSha1_96), Prf::HmacSha1, DhGroup::Modp2048);
         let suite = IkeSuite { encr, integ, prf, dh };
         let keys = keys_from(&suite, &[1; 20], &[2; 32], &[3; 32], spi_i, 9, false).expect("keys");
         let new = NewIkeSa { spi_i, spi_r: 9, suite, keys };
-        IkeSa::half_open(new, (vec![2; 32], vec![3; 32]), (vec![], vec![]), false, false)
+        HalfOpen::new(new, (vec![2; 32], vec![3; 32]), (vec![], vec![]), false, false)
     }
 
     #[test]

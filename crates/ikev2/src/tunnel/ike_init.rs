@@ -11,7 +11,7 @@ pub(super) const MAX_INIT_RETRIES: u8 = 4;
 
 /// Whether we were the initiator of the IKE_SA_INIT that created this SA's keys. After an IKE rekey the roles
 /// of the new SA follow the rekey exchange, but AUTH is only computed on SAs created by IKE_SA_INIT.
-pub(super) fn sa_is_original_initiator(sa: &IkeSa) -> bool {
+pub(super) fn sa_is_original_initiator<S>(sa: &IkeSa<S>) -> bool {
     sa.initiator
 }
 
@@ -57,7 +57,7 @@ impl Tunnel {
             length: 0,
         };
         let bytes = Message { header, payloads }.emit();
-        let sent = Pending::new(0, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, Req::Init);
+        let sent = Pending::new(0, vec![bytes.clone()], now, now + self.cfg.retransmit.initial, ());
         self.ike = CurrentIke::Initiating(Box::new(InitExchange { offer, retries, sent }));
         self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data: bytes });
     }
@@ -175,7 +175,7 @@ impl Tunnel {
 
     /// The AUTH value (PSK) of our side (`ours`) or of the peer, with identification `id`, on `sa` whose
     /// IKE_SA_INIT left `hs`.
-    pub(super) fn auth_octets(&self, sa: &IkeSa, hs: &Handshake, ours: bool, id: &Identification) -> Vec<u8> {
+    pub(super) fn auth_octets<S>(&self, sa: &IkeSa<S>, hs: &Handshake, ours: bool, id: &Identification) -> Vec<u8> {
         let (keys, suite) = (&sa.keys, sa.suite);
         // The initiator signs its IKE_SA_INIT request, Nr and prf(SK_pi, IDi'); the responder its response, Ni
         // and prf(SK_pr, IDr') (RFC 7296 §2.15).
@@ -194,9 +194,9 @@ impl Tunnel {
 
     /// Checks the peer's AUTH (PSK, constant-time compare) on `sa` (whose IKE_SA_INIT left `hs`) and, if
     /// configured, its identity. Returns (AUTH matches, identity acceptable).
-    pub(super) fn verify_peer_auth(
+    pub(super) fn verify_peer_auth<S>(
         &self,
-        (sa, hs): (&IkeSa, &Handshake),
+        (sa, hs): (&IkeSa<S>, &Handshake),
         id: &Identification,
         method: AuthMethod,
         auth: &[u8],

@@ -75,10 +75,34 @@ impl Tunnel {
         }
     }
 
-    /// IKE_AUTH completed on the current IKE SA (we were its initiator or responder): the SA is established and
-    /// its first CHILD_SA installed (keys from SK_d and the IKE_SA_INIT nonces, no PFS; RFC 7296 §2.17).
+    /// Our IKE_AUTH is answered (we are the initiator of the current IKE SA): the SA is established and its first
+    /// CHILD_SA installed (see [`Tunnel::established`]).
     pub(super) fn establish_with_child(&mut self, now: Duration, first: FirstChild) {
-        let Some((initiator, Handshake { ni, nr, .. })) = self.establish_ike(now) else { return };
+        let lifetime = self.ike_lifetime(now);
+        let Some(handshake) = self.ike.sa_mut().and_then(|sa| sa.establish(lifetime)) else { return };
+        self.established(now, handshake, first);
+    }
+
+    /// The times of an IKE SA established `now`.
+    pub(super) fn ike_lifetime(&mut self, now: Duration) -> Lifetime {
+        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
+        Lifetime { established_at: now, rekey_at }
+    }
+
+    /// IKE_AUTH completed on the current IKE SA, now established (we were its initiator or responder): reported,
+    /// and its first CHILD_SA installed (keys from SK_d and the IKE_SA_INIT nonces in `handshake`, no PFS; RFC
+    /// 7296 §2.17).
+    pub(super) fn established(&mut self, now: Duration, handshake: Handshake, first: FirstChild) {
+        let Some(sa) = self.ike.established() else { return };
+        let (initiator, proposal) = (sa.initiator, sa.suite.name());
+        let (local_spi, remote_spi) = (sa.local_spi(), sa.remote_spi());
+        self.ever_established = true;
+        self.consecutive_failures = 0;
+        self.last_error = None;
+        self.last_down = None;
+        self.last_recv = now;
+        self.events.push_back(Event::IkeSaEstablished { local_spi, remote_spi, proposal });
+        let Handshake { ni, nr, .. } = handshake;
         let FirstChild { inbound_spi, outbound_spi, suite, local_ts, remote_ts } = first;
         let child =
             self.make_child(now, inbound_spi, outbound_spi, suite, None, &ni, &nr, initiator, local_ts, remote_ts);
@@ -135,23 +159,6 @@ impl Tunnel {
         })
     }
 
-    /// The current IKE SA's IKE_AUTH is done: it is established. Returns whether we initiated it and what its
-    /// IKE_SA_INIT left (the nonces for the first CHILD_SA); None when there is no SA in IKE_AUTH.
-    fn establish_ike(&mut self, now: Duration) -> Option<(bool, Handshake)> {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
-        let sa = self.ike.sa_mut()?;
-        let handshake = sa.establish(Lifetime { established_at: now, rekey_at })?;
-        let (initiator, proposal) = (sa.initiator, sa.suite.name());
-        let (local_spi, remote_spi) = (sa.local_spi(), sa.remote_spi());
-        self.ever_established = true;
-        self.consecutive_failures = 0;
-        self.last_error = None;
-        self.last_down = None;
-        self.last_recv = now;
-        self.events.push_back(Event::IkeSaEstablished { local_spi, remote_spi, proposal });
-        Some((initiator, handshake))
-    }
-
     /// A new IKE SA from a rekey exchange (keys derived), not yet installed.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn rekeyed_sa(
@@ -163,8 +170,7 @@ impl Tunnel {
         suite: IkeSuite,
         keys: IkeKeys,
     ) -> IkeSa {
-        let rekey_at = self.rekey_time(now, self.cfg.ike_lifetime, self.cfg.ike_rekey_margin);
-        let lifetime = Lifetime { established_at: now, rekey_at };
+        let lifetime = self.ike_lifetime(now);
         IkeSa::rekeyed(initiator, NewIkeSa { spi_i, spi_r, suite, keys }, self.ike.sa(), lifetime)
     }
 

@@ -71,8 +71,6 @@ enum Which {
     Current,
     Retiring(usize),
     Collision,
-    /// An entry of the half-open responder table.
-    HalfOpen(usize),
 }
 
 /// One AWS tunnel: the IKE SA (initiator or responder) and its CHILD_SA.
@@ -172,9 +170,12 @@ impl Tunnel {
             }
             return;
         }
-        // Encrypted exchanges: find the SA by SPIs.
+        // Encrypted exchanges: find the SA by SPIs. A half-open SA takes only requests (the peer's IKE_AUTH).
         let Some(which) = self.demux(&h) else {
-            self.dropped(DropReason::UnknownSpi);
+            match self.half_open.position(h.spi_i, h.spi_r).filter(|_| !h.is_response()) {
+                Some(i) => self.half_open_request(now, i, msg, data, local_port, remote),
+                None => self.dropped(DropReason::UnknownSpi),
+            }
             return;
         };
         if !self.in_window(which, &msg, local_port, remote) {
@@ -191,11 +192,6 @@ impl Tunnel {
             }
         };
         let req = Request { h, local_port, remote };
-        if let Which::HalfOpen(i) = which {
-            // Keys from an unauthenticated IKE_SA_INIT prove nothing yet: only the AUTH inside may.
-            self.respond_auth(now, i, req, payloads);
-            return;
-        }
         self.last_recv = now;
         // NAT may change the peer's port; follow it on messages authenticated by an established SA.
         if matches!(which, Which::Current) && self.ike.established().is_some() {
@@ -203,16 +199,15 @@ impl Tunnel {
             self.local_port = local_port;
         }
         match which {
-            Which::Current if h.is_response() => self.handle_response(now, h, payloads),
+            Which::Current if h.is_response() => self.handle_response(now, payloads),
             Which::Current => self.handle_request(now, req, payloads),
             Which::Retiring(i) => self.handle_retiring(i, req, payloads),
             Which::Collision => self.handle_collision_sa(req, payloads),
-            Which::HalfOpen(_) => {}
         }
     }
 
-    /// The IKE SA an encrypted message is for, by its SPIs. A half-open SA takes only requests (the peer's
-    /// IKE_AUTH, decrypted with that SA's own keys and promoted only if the peer's AUTH verifies).
+    /// The IKE SA an encrypted message is for, by its SPIs, among those the tunnel holds besides the half-open
+    /// ones (`half_open.rs`).
     fn demux(&self, h: &Header) -> Option<Which> {
         let matches = |s: &IkeSa| s.spi_i == h.spi_i && s.spi_r == h.spi_r;
         if self.ike.sa().is_some_and(matches) {
@@ -222,7 +217,7 @@ impl Tunnel {
         } else if self.ike_collision.as_ref().is_some_and(|c| matches(&c.sa)) {
             Some(Which::Collision)
         } else {
-            self.half_open.position(h.spi_i, h.spi_r).filter(|_| !h.is_response()).map(Which::HalfOpen)
+            None
         }
     }
 
@@ -236,7 +231,6 @@ impl Tunnel {
             Which::Current => self.ike.sa_mut(),
             Which::Retiring(i) => self.retiring.get_mut(i).map(|r| &mut r.sa),
             Which::Collision => self.ike_collision.as_mut().map(|c| &mut c.sa),
-            Which::HalfOpen(i) => self.half_open.get_mut(i),
         };
         sa.map(|sa| (sa, &mut self.rng))
     }
@@ -393,7 +387,8 @@ impl Tunnel {
     /// Checks the engine's invariants; for tests and fuzzing (cheap: no crypto). Err names the first broken one.
     /// - at most one outbound CHILD_SA ([`Tunnel::outbound_child_sas`]), and it is the current CHILD_SA;
     /// - a tunnel that should be up but has no IKE SA has a reconnect scheduled (and so a timer);
-    /// - the current IKE SA is never a half-open responder SA, and the half-open table stays within its bound.
+    /// - the half-open table stays within its bound. (That the current IKE SA is never a half-open responder SA
+    ///   is the types': a half-open SA (`HalfOpen`) has no `IkeState`, so it cannot be the current `IkeSa`.)
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.installed_outbound.len() > 1 {
             return Err(format!("{} outbound CHILD_SAs installed", self.installed_outbound.len()));
@@ -404,9 +399,6 @@ impl Tunnel {
         let should_run = self.cfg.startup == StartupAction::Start && !self.closed;
         if should_run && self.ike.is_none() && (self.reconnect_at.is_none() || self.poll_timeout().is_none()) {
             return Err("the tunnel is down and no reconnect is scheduled".into());
-        }
-        if self.ike.sa().is_some_and(|s| matches!(s.state, IkeState::RespInitDone { .. })) {
-            return Err("the current IKE SA is a half-open responder SA".into());
         }
         if self.half_open.len() > self.cfg.half_open_limit {
             return Err(format!("{} half-open IKE SAs (limit {})", self.half_open.len(), self.cfg.half_open_limit));

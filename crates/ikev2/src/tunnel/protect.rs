@@ -44,7 +44,7 @@ pub(super) enum Decrypted {
 }
 
 /// Authenticates and decrypts an SK payload, or an SKF fragment (reassembled per direction, RFC 7383 §2.6).
-pub(super) fn decrypt(sa: &mut IkeSa, msg: &Message, data: &[u8]) -> Result<Decrypted, DropReason> {
+pub(super) fn decrypt<S>(sa: &mut IkeSa<S>, msg: &Message, data: &[u8]) -> Result<Decrypted, DropReason> {
     match msg.payloads.last() {
         Some(Payload::Sk { next_inner, body, aad_len }) => {
             let plain = open_body(sa, body, *aad_len, data)?;
@@ -67,8 +67,8 @@ pub(super) fn decrypt(sa: &mut IkeSa, msg: &Message, data: &[u8]) -> Result<Decr
 }
 
 /// Checks the ICV over `data[..aad_len]` and the body, decrypts, and strips the padding.
-pub(super) fn open_body(
-    sa: &IkeSa,
+pub(super) fn open_body<S>(
+    sa: &IkeSa<S>,
     body: &[u8],
     aad_len: usize,
     data: &[u8],
@@ -94,8 +94,8 @@ pub(super) fn open_body(
 /// Builds an encrypted message on `sa` as the datagrams to send: one, or RFC 7383 fragments when the peer
 /// supports them and the message is larger than `fragment_size` octets.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn encrypt_all(
-    sa: &IkeSa,
+pub(super) fn encrypt_all<S>(
+    sa: &IkeSa<S>,
     exchange: ExchangeType,
     response: bool,
     message_id: u32,
@@ -126,8 +126,8 @@ pub(super) fn encrypt_all(
 }
 
 /// Builds an encrypted message on `sa` (small messages that are never fragmented).
-pub(super) fn encrypt(
-    sa: &IkeSa,
+pub(super) fn encrypt<S>(
+    sa: &IkeSa<S>,
     exchange: ExchangeType,
     response: bool,
     message_id: u32,
@@ -149,8 +149,8 @@ pub(super) enum Sender {
 /// Seals `plain` (inner payloads starting with `first`) into one SK message, or with `fragment` (number, total)
 /// into one SKF fragment (RFC 7383 §2.5: the fragment fields are part of the authenticated header).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn seal(
-    sa: &IkeSa,
+pub(super) fn seal<S>(
+    sa: &IkeSa<S>,
     sender: Sender,
     exchange: ExchangeType,
     response: bool,

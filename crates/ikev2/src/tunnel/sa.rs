@@ -1,7 +1,10 @@
 //! The state of the tunnel's IKE SA and CHILD_SA, and their constructors. Each state carries only what exists in
 //! it: [`CurrentIke`] is nothing, our IKE_SA_INIT in flight ([`InitExchange`]: the DH secret, nonce, cookie and
 //! retries, no keys), or an [`IkeSa`], which always has its suite and keys; an [`IkeState`] holds IKE_SA_INIT's
-//! octets and nonces ([`Handshake`]) only until IKE_AUTH is done, and times ([`Lifetime`]) once established.
+//! octets and nonces ([`Handshake`]) only until our IKE_AUTH is answered, and times ([`Lifetime`]) once
+//! established. A responder's SA between IKE_SA_INIT and the peer's verified IKE_AUTH is a [`HalfOpen`]
+//! (`IkeSa<Handshake>`): its state is the handshake and nothing else, it lives only in the half-open table
+//! (`half_open.rs`), and only [`HalfOpen::promote`] turns it into an established [`IkeSa`].
 //! How the tunnel's current IKE SA changes is `lifecycle.rs`.
 
 use super::*;
@@ -55,23 +58,12 @@ impl CurrentIke {
             _ => None,
         }
     }
-    /// The request in flight: our IKE_SA_INIT, or a request on the IKE SA.
-    pub(super) fn pending(&self) -> Option<&Pending> {
+    /// When the request in flight (our IKE_SA_INIT, or a request on the IKE SA) is due to be sent again.
+    pub(super) fn retransmit_at(&self) -> Option<Duration> {
         match self {
             CurrentIke::None => None,
-            CurrentIke::Initiating(ex) => Some(&ex.sent),
-            CurrentIke::Sa(sa) => sa.pending.as_ref(),
-        }
-    }
-    /// The request in flight, and whether the IKE SA it is on is established.
-    pub(super) fn pending_mut(&mut self) -> Option<(bool, &mut Pending)> {
-        match self {
-            CurrentIke::None => None,
-            CurrentIke::Initiating(ex) => Some((false, &mut ex.sent)),
-            CurrentIke::Sa(sa) => {
-                let established = sa.is_established();
-                sa.pending.as_mut().map(|p| (established, p))
-            }
+            CurrentIke::Initiating(ex) => Some(ex.sent.next_at),
+            CurrentIke::Sa(sa) => sa.pending.as_ref().map(|p| p.next_at),
         }
     }
 }
@@ -94,20 +86,17 @@ pub(super) struct InitExchange {
     /// IKE_SA_INIT resent on COOKIE / INVALID_KE_PAYLOAD answers so far.
     pub(super) retries: u8,
     /// The request as sent (one datagram: IKE_SA_INIT is never fragmented), with its retransmission state.
-    pub(super) sent: Pending,
+    pub(super) sent: Pending<()>,
 }
 
-/// Where an IKE SA with keys stands, with what exists only in that state.
+/// Where an IKE SA the tunnel may hold as its current one stands, with what exists only in that state. (A
+/// responder's SA waiting for the peer's IKE_AUTH is not one: it is a [`HalfOpen`].)
 pub(super) enum IkeState {
     /// Initiator: IKE_AUTH sent.
     AuthSent {
         handshake: Handshake,
         /// SPI chosen for the first CHILD_SA (offered in our IKE_AUTH).
         first_child_spi: u32,
-    },
-    /// Responder: IKE_SA_INIT answered (a half-open SA, `half_open.rs`), waiting for IKE_AUTH.
-    RespInitDone {
-        handshake: Handshake,
     },
     Established(Lifetime),
 }
@@ -129,13 +118,15 @@ pub(super) struct Lifetime {
     pub(super) rekey_at: Duration,
 }
 
-/// An IKE SA with keys: from the answer to IKE_SA_INIT (either side) or from a rekey exchange.
-pub(super) struct IkeSa {
+/// An IKE SA with keys: from the answer to IKE_SA_INIT (either side) or from a rekey exchange. `S` is its state:
+/// an [`IkeState`] for the SAs the tunnel holds as current, retiring or colliding, a [`Handshake`] for a
+/// [`HalfOpen`] one. What protects and orders messages (SPIs, keys, message IDs, fragments) is the same for both.
+pub(super) struct IkeSa<S = IkeState> {
     /// We initiated this IKE SA (IKE_SA_INIT or the CREATE_CHILD_SA that rekeyed it).
     pub(super) initiator: bool,
     pub(super) spi_i: u64,
     pub(super) spi_r: u64,
-    pub(super) state: IkeState,
+    pub(super) state: S,
     pub(super) suite: IkeSuite,
     pub(super) keys: IkeKeys,
     pub(super) my_next_id: u32,
@@ -170,9 +161,13 @@ pub(super) struct NewIkeSa {
     pub(super) keys: IkeKeys,
 }
 
-impl IkeSa {
+/// A responder's half-open IKE SA: the peer's IKE_SA_INIT answered (keys derived), its IKE_AUTH (message 1)
+/// awaited. It has no other state than what IKE_AUTH needs from IKE_SA_INIT.
+pub(super) type HalfOpen = IkeSa<Handshake>;
+
+impl<S> IkeSa<S> {
     /// An SA with these keys, in `state`, with nothing in flight.
-    fn keyed(initiator: bool, new: NewIkeSa, state: IkeState) -> IkeSa {
+    fn keyed(initiator: bool, new: NewIkeSa, state: S) -> IkeSa<S> {
         IkeSa {
             initiator,
             spi_i: new.spi_i,
@@ -191,6 +186,15 @@ impl IkeSa {
         }
     }
 
+    pub(super) fn local_spi(&self) -> u64 {
+        if self.initiator { self.spi_i } else { self.spi_r }
+    }
+    pub(super) fn remote_spi(&self) -> u64 {
+        if self.initiator { self.spi_r } else { self.spi_i }
+    }
+}
+
+impl IkeSa {
     /// Initiator: the responder answered our IKE_SA_INIT `offer` (keys derived, `init`: our request and its
     /// response, `nr` its nonce); our IKE_AUTH (message 1) goes out next.
     pub(super) fn authenticating(
@@ -207,20 +211,6 @@ impl IkeSa {
         IkeSa { my_next_id: 1, peer_fragmentation, nat_detected, ..IkeSa::keyed(true, new, state) }
     }
 
-    /// Responder: the peer's IKE_SA_INIT answered (keys derived), its IKE_AUTH (message 1) awaited. `init`: the
-    /// request and our response (AUTH signs them); `nonces`: (Ni, Nr).
-    pub(super) fn half_open(
-        new: NewIkeSa,
-        nonces: (Vec<u8>, Vec<u8>),
-        init: (Vec<u8>, Vec<u8>),
-        peer_fragmentation: bool,
-        nat_detected: bool,
-    ) -> IkeSa {
-        let ((ni, nr), (init_request, init_response)) = (nonces, init);
-        let state = IkeState::RespInitDone { handshake: Handshake { ni, nr, init_request, init_response } };
-        IkeSa { peer_next_id: 1, peer_fragmentation, nat_detected, ..IkeSa::keyed(false, new, state) }
-    }
-
     /// From a rekey exchange (keys derived; we initiated that exchange or not), established but not installed.
     /// What IKE_SA_INIT negotiated (fragmentation, NAT) carries over from `parent`, as strongSwan does.
     pub(super) fn rekeyed(initiator: bool, new: NewIkeSa, parent: Option<&IkeSa>, lifetime: Lifetime) -> IkeSa {
@@ -231,23 +221,15 @@ impl IkeSa {
         }
     }
 
-    /// IKE_AUTH is done: the SA is established with `lifetime`. Returns what IKE_SA_INIT left for IKE_AUTH (the
-    /// nonces for the first CHILD_SA's keys); None, and no change, when the SA was already established.
+    /// Our IKE_AUTH is answered: the SA is established with `lifetime`. Returns what IKE_SA_INIT left for IKE_AUTH
+    /// (the nonces for the first CHILD_SA's keys); None, and no change, when the SA was already established.
     pub(super) fn establish(&mut self, lifetime: Lifetime) -> Option<Handshake> {
         match std::mem::replace(&mut self.state, IkeState::Established(lifetime)) {
-            IkeState::AuthSent { handshake, .. } | IkeState::RespInitDone { handshake } => Some(handshake),
+            IkeState::AuthSent { handshake, .. } => Some(handshake),
             IkeState::Established(before) => {
                 self.state = IkeState::Established(before);
                 None
             }
-        }
-    }
-
-    /// IKE_SA_INIT's octets and nonces, until IKE_AUTH is done.
-    pub(super) fn handshake(&self) -> Option<&Handshake> {
-        match &self.state {
-            IkeState::AuthSent { handshake, .. } | IkeState::RespInitDone { handshake } => Some(handshake),
-            IkeState::Established(_) => None,
         }
     }
 
@@ -268,12 +250,59 @@ impl IkeSa {
     pub(super) fn is_established(&self) -> bool {
         self.lifetime().is_some()
     }
+}
 
-    pub(super) fn local_spi(&self) -> u64 {
-        if self.initiator { self.spi_i } else { self.spi_r }
+impl HalfOpen {
+    /// Responder: the peer's IKE_SA_INIT answered with these keys. `init`: the request and our response (AUTH
+    /// signs them); `nonces`: (Ni, Nr).
+    pub(super) fn new(
+        new: NewIkeSa,
+        nonces: (Vec<u8>, Vec<u8>),
+        init: (Vec<u8>, Vec<u8>),
+        peer_fragmentation: bool,
+        nat_detected: bool,
+    ) -> HalfOpen {
+        let ((ni, nr), (init_request, init_response)) = (nonces, init);
+        let handshake = Handshake { ni, nr, init_request, init_response };
+        IkeSa { peer_next_id: 1, peer_fragmentation, nat_detected, ..IkeSa::keyed(false, new, handshake) }
     }
-    pub(super) fn remote_spi(&self) -> u64 {
-        if self.initiator { self.spi_r } else { self.spi_i }
+
+    /// The peer's AUTH verified and IKE_AUTH answered: the SA is established with `lifetime`, and the handshake
+    /// (the nonces for the first CHILD_SA's keys) is handed back.
+    pub(super) fn promote(self, lifetime: Lifetime) -> (IkeSa, Handshake) {
+        let IkeSa {
+            initiator,
+            spi_i,
+            spi_r,
+            state: handshake,
+            suite,
+            keys,
+            my_next_id,
+            peer_next_id,
+            pending,
+            last_response,
+            peer_fragmentation,
+            frag_requests,
+            frag_responses,
+            nat_detected,
+        } = self;
+        let sa = IkeSa {
+            initiator,
+            spi_i,
+            spi_r,
+            state: IkeState::Established(lifetime),
+            suite,
+            keys,
+            my_next_id,
+            peer_next_id,
+            pending,
+            last_response,
+            peer_fragmentation,
+            frag_requests,
+            frag_responses,
+            nat_detected,
+        };
+        (sa, handshake)
     }
 }
 

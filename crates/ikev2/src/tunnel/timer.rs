@@ -81,8 +81,8 @@ impl Tunnel {
         for r in self.retiring.iter().filter(|r| r.sa.pending.is_none()) {
             t.push((r.forget_at, Timer::ForgetRetiring(r.sa.local_spi())));
         }
-        if let Some(p) = self.ike.pending() {
-            t.push((p.next_at, Timer::Retransmit(None)));
+        if let Some(at) = self.ike.retransmit_at() {
+            t.push((at, Timer::Retransmit(None)));
         }
         for r in &self.retiring {
             if let Some(p) = &r.sa.pending {

@@ -12,8 +12,9 @@ pub(super) struct Request {
     pub(super) remote: SocketAddr,
 }
 
+/// What a request on an IKE SA with keys was, so its answer can be acted on. (Our IKE_SA_INIT is not one: it is
+/// in flight only before the SA has keys, on [`InitExchange`], whose offer says what its answer continues.)
 pub(super) enum Req {
-    Init,
     Auth,
     Dpd,
     DeleteIke,
@@ -33,20 +34,56 @@ pub(super) enum Req {
     },
 }
 
-pub(super) struct Pending {
+/// A request in flight, with its retransmission state. `R` says what the answer continues: a [`Req`] on an IKE
+/// SA, nothing for our IKE_SA_INIT (its [`InitExchange`] holds the offer).
+pub(super) struct Pending<R = Req> {
     pub(super) id: u32,
     /// The request as sent: one datagram, or its RFC 7383 fragments.
     pub(super) datagrams: Vec<Vec<u8>>,
     pub(super) first_sent: Duration,
     pub(super) tries: u32,
     pub(super) next_at: Duration,
-    pub(super) req: Req,
+    pub(super) req: R,
 }
 
-impl Pending {
+impl<R> Pending<R> {
     /// A request just sent for the first time; the first retransmission is due at `next_at`.
-    pub(super) fn new(id: u32, datagrams: Vec<Vec<u8>>, now: Duration, next_at: Duration, req: Req) -> Pending {
+    pub(super) fn new(id: u32, datagrams: Vec<Vec<u8>>, now: Duration, next_at: Duration, req: R) -> Pending<R> {
         Pending { id, datagrams, first_sent: now, tries: 1, next_at, req }
+    }
+
+    /// The retransmission timer fired at `now`: wait, resend (timeout `initial * multiplier^n`, capped), or give
+    /// up after `max_tries` sends or, when `dpd_timeout` is given (an established SA), after that long.
+    fn on_timer(&mut self, now: Duration, rt: &RetransmitConfig, dpd_timeout: Option<Duration>) -> Retry {
+        if now < self.next_at {
+            return Retry::Wait;
+        }
+        let out_of_time = dpd_timeout.is_some_and(|t| now.saturating_sub(self.first_sent) >= t);
+        if self.tries >= rt.max_tries || out_of_time {
+            return Retry::GiveUp;
+        }
+        let exp = rt.multiplier.powi(self.tries as i32);
+        let wait = Duration::from_secs_f64((rt.initial.as_secs_f64() * exp).min(rt.max_timeout.as_secs_f64()));
+        self.tries += 1;
+        self.next_at = now + wait;
+        Retry::Resend(self.datagrams.clone())
+    }
+}
+
+/// What the retransmission timer of a request in flight says.
+enum Retry {
+    Wait,
+    Resend(Vec<Vec<u8>>),
+    GiveUp,
+}
+
+impl IkeSa {
+    /// The retransmission timer of the request in flight on this SA (None: nothing is), and whether the SA is
+    /// established.
+    fn on_timer(&mut self, now: Duration, rt: &RetransmitConfig, dpd_timeout: Duration) -> Option<(Retry, bool)> {
+        let established = self.is_established();
+        let retry = self.pending.as_mut()?.on_timer(now, rt, established.then_some(dpd_timeout));
+        Some((retry, established))
     }
 }
 
@@ -74,20 +111,22 @@ impl Tunnel {
     pub(super) fn respond_on(&mut self, which: Which, req: Request, payloads: Vec<Payload>) {
         let fragment_size = self.cfg.fragment_size;
         let Some((sa, rng)) = self.sa_and_rng(which) else { return };
-        let datagrams = encrypt_all(sa, req.h.exchange, true, req.h.message_id, &payloads, fragment_size, rng);
-        sa.peer_next_id = req.h.message_id.wrapping_add(1);
-        sa.last_response = Some((req.h.message_id, datagrams.clone()));
+        let datagrams = sa.answer(req, &payloads, fragment_size, rng);
+        self.send_answer(req, datagrams);
+    }
+
+    /// Sends the datagrams of our answer to `req` by the path it came on.
+    pub(super) fn send_answer(&mut self, req: Request, datagrams: Vec<Vec<u8>>) {
         for data in datagrams {
             self.transmits.push_back(Transmit { local_port: req.local_port, remote: req.remote, data });
         }
     }
 
-    pub(super) fn handle_response(&mut self, now: Duration, h: Header, payloads: Vec<Payload>) {
-        let _ = h;
+    /// The answer to the request in flight on the current IKE SA (authenticated, in its window).
+    pub(super) fn handle_response(&mut self, now: Duration, payloads: Vec<Payload>) {
         let Some(sa) = self.ike.sa_mut() else { return };
         let Some(pending) = sa.pending.take() else { return };
         match pending.req {
-            Req::Init => {}
             Req::Auth => self.auth_response(now, payloads),
             Req::Dpd => {}
             Req::DeleteIke => {
@@ -116,73 +155,113 @@ impl Tunnel {
                 None => return true,
             },
         };
-        let in_flight = match which {
-            Which::Current => self.ike.pending_mut(),
-            _ => self.sa_mut(which).and_then(|sa| {
-                let established = sa.is_established();
-                sa.pending.as_mut().map(|p| (established, p))
-            }),
+        let timer = match which {
+            Which::Current => match &mut self.ike {
+                CurrentIke::None => None,
+                CurrentIke::Initiating(ex) => Some((ex.sent.on_timer(now, &rt, None), false)),
+                CurrentIke::Sa(sa) => sa.on_timer(now, &rt, dpd_timeout),
+            },
+            _ => self.sa_mut(which).and_then(|sa| sa.on_timer(now, &rt, dpd_timeout)),
         };
-        let Some((established, p)) = in_flight else { return true };
-        if now < p.next_at {
-            return true;
-        }
-        let out_of_time = established && now.saturating_sub(p.first_sent) >= dpd_timeout;
-        if p.tries >= rt.max_tries || out_of_time {
-            if let Which::Retiring(i) = which {
-                self.retiring.remove(i);
-                return true;
+        let Some((retry, established)) = timer else { return true };
+        match retry {
+            Retry::Wait => true,
+            Retry::Resend(datagrams) => {
+                self.counters.retransmits += 1;
+                for data in datagrams {
+                    self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
+                }
+                true
             }
-            if matches!(p.req, Req::DeleteIke) {
-                self.ike = CurrentIke::None;
-            } else {
-                let msg =
-                    if established { "peer did not answer (dead peer detection)" } else { "no response from peer" };
-                self.fail(now, DownReason::DeadPeer, msg.into());
+            Retry::GiveUp => {
+                if let Which::Retiring(i) = which {
+                    self.retiring.remove(i);
+                    return true;
+                }
+                let deleting =
+                    self.ike.sa().and_then(|s| s.pending.as_ref()).is_some_and(|p| matches!(p.req, Req::DeleteIke));
+                if deleting {
+                    self.ike = CurrentIke::None;
+                } else {
+                    let msg =
+                        if established { "peer did not answer (dead peer detection)" } else { "no response from peer" };
+                    self.fail(now, DownReason::DeadPeer, msg.into());
+                }
+                false
             }
-            return false;
         }
-        let exp = rt.multiplier.powi(p.tries as i32);
-        let wait = Duration::from_secs_f64((rt.initial.as_secs_f64() * exp).min(rt.max_timeout.as_secs_f64()));
-        p.tries += 1;
-        p.next_at = now + wait;
-        let datagrams = p.datagrams.clone();
-        self.counters.retransmits += 1;
-        for data in datagrams {
-            self.transmits.push_back(Transmit { local_port: self.local_port, remote: self.remote, data });
-        }
-        true
     }
 
-    /// Whether a message on `which` is the next in its direction (RFC 7296 §2.3): a request with the message ID
-    /// we expect, or the response to our request in flight. A retransmitted request is answered from the cache
-    /// here, before anything is decrypted. False when the message was answered or dropped.
+    /// Whether a message on `which` is the next in its direction (see [`IkeSa::window`]); a retransmitted
+    /// request is answered from the cache here, before anything is decrypted. False when the message was answered
+    /// or dropped.
     pub(super) fn in_window(&mut self, which: Which, msg: &Message, local_port: u16, remote: SocketAddr) -> bool {
-        let h = msg.header;
         let Some(sa) = self.sa_mut(which) else { return false };
-        if h.is_response() {
-            if sa.pending.as_ref().map(|p| p.id) != Some(h.message_id) {
-                self.dropped(DropReason::UnexpectedMessageId);
-                return false;
+        let window = sa.window(msg);
+        self.act_on_window(window, local_port, remote)
+    }
+
+    /// Acts on where a message stands in its SA's window: true to go on with it.
+    pub(super) fn act_on_window(&mut self, window: Window, local_port: u16, remote: SocketAddr) -> bool {
+        match window {
+            Window::Next => true,
+            Window::Again(datagrams) => {
+                for data in datagrams {
+                    self.transmits.push_back(Transmit { local_port, remote, data });
+                }
+                false
             }
-            return true;
+            Window::Unexpected => {
+                self.dropped(DropReason::UnexpectedMessageId);
+                false
+            }
         }
-        if let Some((id, datagrams)) = &sa.last_response
+    }
+}
+
+/// Where a message stands in its IKE SA's window (RFC 7296 §2.3).
+pub(super) enum Window {
+    /// A request with the message ID we expect, or the response to our request in flight.
+    Next,
+    /// A retransmission of the request we last answered: our answer to send again (nothing for a later fragment
+    /// of a fragmented request, which is answered again only on its first, RFC 7383 §2.6.1).
+    Again(Vec<Vec<u8>>),
+    Unexpected,
+}
+
+impl<S> IkeSa<S> {
+    /// Where `msg` stands in this SA's window.
+    pub(super) fn window(&self, msg: &Message) -> Window {
+        let h = msg.header;
+        if h.is_response() {
+            if self.pending.as_ref().map(|p| p.id) != Some(h.message_id) {
+                return Window::Unexpected;
+            }
+            return Window::Next;
+        }
+        if let Some((id, datagrams)) = &self.last_response
             && *id == h.message_id
         {
-            // A fragmented request is answered again only on its first fragment (RFC 7383 §2.6.1).
             let later_fragment = matches!(msg.payloads.last(), Some(Payload::Skf { number, .. }) if *number != 1);
-            if !later_fragment {
-                for d in datagrams.clone() {
-                    self.transmits.push_back(Transmit { local_port, remote, data: d });
-                }
-            }
-            return false;
+            return Window::Again(if later_fragment { Vec::new() } else { datagrams.clone() });
         }
-        if h.message_id != sa.peer_next_id {
-            self.dropped(DropReason::UnexpectedMessageId);
-            return false;
+        if h.message_id != self.peer_next_id {
+            return Window::Unexpected;
         }
-        true
+        Window::Next
+    }
+
+    /// Seals our answer to `req` (the datagrams to send) and caches it for retransmissions of the request.
+    pub(super) fn answer(
+        &mut self,
+        req: Request,
+        payloads: &[Payload],
+        fragment_size: usize,
+        rng: &mut dyn RandomSource,
+    ) -> Vec<Vec<u8>> {
+        let datagrams = encrypt_all(self, req.h.exchange, true, req.h.message_id, payloads, fragment_size, rng);
+        self.peer_next_id = req.h.message_id.wrapping_add(1);
+        self.last_response = Some((req.h.message_id, datagrams.clone()));
+        datagrams
     }
 }
