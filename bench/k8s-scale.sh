@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Operator at scale on the e2e's real control plane (issue 16): N IotRelays whose relay pods stay Pending (a
+# Operator at scale on the e2e's real control plane: N IotRelays whose relay pods stay Pending (a
 # nodeSelector no node has), the operator binary run beside the API server (no leader election). Measures
 #   - seconds the `kubectl apply` of N IotRelays itself takes ($APPLY_PARALLEL kubectl processes, default 8), from
 #     its start until all N Deployments exist and every IotRelay has a status (and that part after the apply
@@ -11,7 +11,7 @@
 #     writes, by anyone: the controller manager writes Deployment status), over a 60 s window that starts once
 #     those kinds saw no write for 15 s; and the operator's own writes in it (its server-side applies),
 #   - reconcile passes in that window (the operator's /metrics).
-# Targets from issue 16 (N=1000): all children < 60 s, RSS <= 64 MiB, < 100 writes/min when idle.
+# Targets (N=1000): all children < 60 s, RSS <= 64 MiB, < 100 writes/min when idle.
 #
 #   flock /tmp/iotrelay-lab.lock bench/k8s-scale.sh [N]     (root; default N=1000; needs a release build)
 # Prints the CPU and request breakdown, then one line

@@ -341,8 +341,8 @@ async fn refused_pod_is_stalled_with_the_api_servers_message() {
     assert!(seen.iter().any(|s| s.path.contains("events") && s.body["reason"] == "FailedCreate"), "no Event");
 }
 
-/// The reconcile storm of issue 16: a second pass over an unchanged IotRelay whose children are in the cache as
-/// the first pass left them writes nothing at all (no apply, no status patch, no event).
+/// No reconcile storm: a second pass over an unchanged IotRelay whose children are in the cache as the first pass
+/// left them writes nothing at all (no apply, no status patch, no event).
 #[tokio::test]
 async fn unchanged_relay_is_not_written_again() {
     let (client, seen) = mock(Arc::new(healthy));
