@@ -288,14 +288,8 @@ impl Tunnel {
             return;
         }
         let Some(sa) = self.half_open.get_mut(i) else { return };
-        let payloads = match decrypt(sa, &msg, data) {
-            Ok(Decrypted::Message(p)) => p,
-            Ok(Decrypted::Fragment) => return,
-            Err(reason) => {
-                self.dropped(reason);
-                return;
-            }
-        };
+        let decrypted = decrypt(sa, &msg, data);
+        let Some(payloads) = self.whole_message(decrypted) else { return };
         self.respond_auth(now, i, Request { h: msg.header, local_port, remote }, payloads);
     }
 

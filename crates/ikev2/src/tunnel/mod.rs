@@ -182,15 +182,8 @@ impl Tunnel {
             return;
         }
         let Some(sa) = self.sa_mut(which) else { return };
-        let payloads = match decrypt(sa, &msg, data) {
-            Ok(Decrypted::Message(p)) => p,
-            // One fragment of a larger message (authenticated): wait for the rest.
-            Ok(Decrypted::Fragment) => return,
-            Err(reason) => {
-                self.dropped(reason);
-                return;
-            }
-        };
+        let decrypted = decrypt(sa, &msg, data);
+        let Some(payloads) = self.whole_message(decrypted) else { return };
         let req = Request { h, local_port, remote };
         self.last_recv = now;
         // NAT may change the peer's port; follow it on messages authenticated by an established SA.
@@ -233,6 +226,19 @@ impl Tunnel {
             Which::Collision => self.ike_collision.as_mut().map(|c| &mut c.sa),
         };
         sa.map(|sa| (sa, &mut self.rng))
+    }
+
+    /// The payloads of a decrypted message; None while it is one fragment of a larger message (authenticated:
+    /// wait for the rest), or when it did not decrypt (counted as dropped).
+    fn whole_message(&mut self, decrypted: Result<Decrypted, DropReason>) -> Option<Vec<Payload>> {
+        match decrypted {
+            Ok(Decrypted::Message(p)) => Some(p),
+            Ok(Decrypted::Fragment) => None,
+            Err(reason) => {
+                self.dropped(reason);
+                None
+            }
+        }
     }
 
     fn send_unprotected_error(
