@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use iotrelay_api::ValidatedSpec;
-use iotrelay_bgp::{Announce, Config, ConnectMode, DownReason, Event, Ipv4Prefix, Route, Session, State};
+use iotrelay_bgp::{Announce, Config, ConnectMode, DownReason, Event, Ipv4Cidr, Route, Session, State};
 use iotrelay_crypto::RandomSource;
 use iotrelay_esp::ipv4;
 
@@ -37,7 +37,7 @@ pub struct BgpPlan {
     pub local_as: u32,
     pub peer_as: u32,
     pub hold_time: u16,
-    pub announce: Vec<Ipv4Prefix>,
+    pub announce: Vec<Ipv4Cidr>,
     pub standby_prepend: u8,
     /// How long a tunnel that was lost must be usable again before it is preferred again (`failbackDelay`).
     pub failback_delay: Duration,
@@ -55,7 +55,7 @@ impl BgpPlan {
             local_as: b.local_asn,
             peer_as: b.aws_asn,
             hold_time: u16::try_from(b.hold_time.as_secs()).unwrap_or(u16::MAX),
-            announce: b.announce.iter().filter_map(|c| Ipv4Prefix::new(c.addr(), c.prefix_len())).collect(),
+            announce: b.announce.clone(),
             standby_prepend: b.standby_prepend,
             failback_delay: b.failback_delay,
             tunnels: spec
@@ -97,13 +97,13 @@ impl BgpTunnel {
 /// All sessions of the relay.
 pub(super) struct BgpState {
     pub(super) tunnels: Vec<Option<BgpTunnel>>,
-    announce: Vec<Ipv4Prefix>,
+    announce: Vec<Ipv4Cidr>,
     standby_prepend: u8,
     failback_delay: Duration,
     /// The tunnel announced plain and carrying traffic; `None` while no tunnel is usable.
     preferred: Option<usize>,
     /// Gateway mode: the learned prefixes routed through the TUN device, and their version.
-    pub(super) gateway_routes: Vec<Ipv4Prefix>,
+    pub(super) gateway_routes: Vec<Ipv4Cidr>,
     pub(super) gateway_routes_version: u64,
 }
 
@@ -189,7 +189,7 @@ impl Datapath {
 
     /// Replaces what every session announces (live reconfiguration of `spec.bgp.announce`); each keeps its
     /// prepend.
-    pub fn set_bgp_announce(&mut self, prefixes: Vec<Ipv4Prefix>) {
+    pub fn set_bgp_announce(&mut self, prefixes: Vec<Ipv4Cidr>) {
         let now = self.now;
         let Some(b) = self.bgp.as_mut() else { return };
         b.announce = prefixes;

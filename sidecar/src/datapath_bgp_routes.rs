@@ -7,7 +7,7 @@
 
 use std::net::Ipv4Addr;
 
-use iotrelay_bgp::{Ipv4Prefix, State};
+use iotrelay_bgp::{Ipv4Cidr, State};
 
 use super::Datapath;
 
@@ -18,11 +18,11 @@ pub const MAX_GATEWAY_BGP_ROUTES: usize = 1000;
 /// (they would route the tunnels themselves into the device), at most `bound`. Returns them and how many were
 /// refused (covering an address to avoid, or beyond the bound).
 pub fn gateway_routes(
-    learned: impl IntoIterator<Item = Ipv4Prefix>,
+    learned: impl IntoIterator<Item = Ipv4Cidr>,
     avoid: &[Ipv4Addr],
     bound: usize,
-) -> (Vec<Ipv4Prefix>, u64) {
-    let mut all: Vec<Ipv4Prefix> = learned.into_iter().collect();
+) -> (Vec<Ipv4Cidr>, u64) {
+    let mut all: Vec<Ipv4Cidr> = learned.into_iter().collect();
     all.sort_unstable();
     all.dedup();
     let mut refused = 0u64;
@@ -73,7 +73,7 @@ impl Datapath {
 
     /// The prefixes to route through the TUN device and their version (it changes whenever they do); `None`
     /// without BGP or gateway mode.
-    pub fn gateway_bgp_routes(&self) -> Option<(u64, &[Ipv4Prefix])> {
+    pub fn gateway_bgp_routes(&self) -> Option<(u64, &[Ipv4Cidr])> {
         self.gateway.as_ref()?;
         let b = self.bgp.as_ref()?;
         Some((b.gateway_routes_version, &b.gateway_routes))
@@ -106,7 +106,7 @@ impl Datapath {
 mod tests {
     use super::*;
 
-    fn p(s: &str) -> Ipv4Prefix {
+    fn p(s: &str) -> Ipv4Cidr {
         s.parse().unwrap()
     }
 

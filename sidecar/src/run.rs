@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use iotrelay_api::validate::ValidatedForward;
-use iotrelay_api::{IotRelayStatus, Ipv4Cidr, ValidatedSpec};
+use iotrelay_api::{IotRelayStatus, ValidatedSpec};
 use iotrelay_crypto::RandomSource;
 use k8s_openapi::jiff::Timestamp;
 use tokio::net::UdpSocket;
@@ -281,8 +281,7 @@ pub async fn run(
         if let (Some(t), Some((v, routes))) = (tun.as_mut(), dp.gateway_bgp_routes())
             && (v != routes_version || routes_failed)
         {
-            let wanted: Vec<Ipv4Cidr> =
-                routes.iter().filter_map(|p| Ipv4Cidr::new(p.addr(), p.prefix_len()).ok()).collect();
+            let wanted = routes.to_vec();
             routes_version = v;
             let failed = t.sync_routes(&wanted).await;
             routes_failed = failed > 0;

@@ -10,7 +10,7 @@
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
-use iotrelay_bgp::Ipv4Prefix;
+use iotrelay_bgp::Ipv4Cidr;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4;
 use iotrelay_ikev2::StartupAction;
@@ -27,7 +27,7 @@ const AWS1: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 2);
 const AWS2: Ipv4Addr = Ipv4Addr::new(192, 0, 2, 3);
 const CLIENT: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(203, 0, 113, 10), 5555);
 
-fn p(s: &str) -> Ipv4Prefix {
+fn p(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()
 }
 
@@ -522,7 +522,7 @@ fn gateway_mode_carries_only_the_announced_networks() {
         a.set_bgp_announce(vec![p("100.64.0.0/16")]);
     }
     lab.pump();
-    let learned: Vec<Ipv4Prefix> = lab.aws[0].bgp_routes(0).iter().map(|r| r.prefix).collect();
+    let learned: Vec<Ipv4Cidr> = lab.aws[0].bgp_routes(0).iter().map(|r| r.prefix).collect();
     assert!(learned.contains(&p("198.51.100.0/24")), "AWS learned the site network: {learned:?}");
 
     // From the host: insideAddress and the site network are sent, another source is not.

@@ -2,7 +2,8 @@
 //! accepted from a customer gateway), RFC 4271's (hold time 0 or at least 3 s, a non-zero BGP identifier) and ours
 //! (external peering only, a bounded learned-route table, a bounded AS-path prepend).
 
-use crate::wire::{AS_TRANS, Ipv4Prefix};
+use crate::wire::AS_TRANS;
+use iotrelay_types::Ipv4Cidr;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -26,7 +27,7 @@ pub enum ConnectMode {
 /// MULTI_EXIT_DISC.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Announce {
-    pub prefixes: Vec<Ipv4Prefix>,
+    pub prefixes: Vec<Ipv4Cidr>,
     pub prepend: u8,
     pub med: Option<u32>,
 }
@@ -96,7 +97,7 @@ impl Config {
             connect_timeout: Duration::from_secs(30),
             open_hold_time: Duration::from_secs(240),
             max_learned_routes: 1000,
-            announce: Announce { prefixes: vec![Ipv4Prefix::host(inside)], prepend: 0, med: None },
+            announce: Announce { prefixes: vec![Ipv4Cidr::host(inside)], prepend: 0, med: None },
         }
     }
 

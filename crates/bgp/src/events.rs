@@ -1,7 +1,8 @@
 //! What the speaker tells its caller: the session state, outputs to carry out on the TCP connection, events for
 //! status and the relay, why a session went down, and counters.
 
-use crate::wire::{Ipv4Prefix, codes};
+use crate::wire::codes;
+use iotrelay_types::Ipv4Cidr;
 use std::fmt;
 use std::net::Ipv4Addr;
 
@@ -100,8 +101,8 @@ pub enum Event {
     /// The learned-route table changed: `learned` are now present (new or with new attributes), `withdrawn`
     /// are gone. Consecutive changes are merged while undrained; the table itself is `Speaker::routes`.
     RoutesChanged {
-        learned: Vec<Ipv4Prefix>,
-        withdrawn: Vec<Ipv4Prefix>,
+        learned: Vec<Ipv4Cidr>,
+        withdrawn: Vec<Ipv4Cidr>,
     },
 }
 

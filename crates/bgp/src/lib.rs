@@ -28,9 +28,9 @@ pub mod tcp;
 
 pub use config::{Announce, Config, ConfigError, ConnectMode, MAX_ANNOUNCED_PREFIXES, MAX_PREPEND};
 pub use events::{Counters, DownReason, Event, Output, State};
+pub use iotrelay_types::Ipv4Cidr;
 pub use reassembler::Reassembler;
 pub use rib::Insert;
 pub use rib::{Rib, Route};
 pub use session::{MAX_PENDING, Session};
 pub use speaker::Speaker;
-pub use wire::Ipv4Prefix;

@@ -2,14 +2,14 @@
 //! dropped and counted, while routes already held can still be replaced or withdrawn. AWS announces the VPC's (or
 //! transit gateway's) prefixes, a handful in practice; the bound keeps a misbehaving peer from growing it.
 
-use crate::wire::Ipv4Prefix;
+use iotrelay_types::Ipv4Cidr;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 /// A route learned from the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
-    pub prefix: Ipv4Prefix,
+    pub prefix: Ipv4Cidr,
     pub next_hop: Ipv4Addr,
     /// The AS_PATH flattened left to right (the peer's AS first).
     pub as_path: Vec<u32>,
@@ -30,7 +30,7 @@ pub enum Insert {
 /// Bounded table of learned routes, one per prefix.
 #[derive(Debug, Clone)]
 pub struct Rib {
-    routes: BTreeMap<Ipv4Prefix, Route>,
+    routes: BTreeMap<Ipv4Cidr, Route>,
     max: usize,
     dropped: u64,
 }
@@ -51,7 +51,7 @@ impl Rib {
         self.routes.insert(route.prefix, route);
         Insert::Added
     }
-    pub fn remove(&mut self, prefix: &Ipv4Prefix) -> bool {
+    pub fn remove(&mut self, prefix: &Ipv4Cidr) -> bool {
         self.routes.remove(prefix).is_some()
     }
     /// Empties the table (the session went down); returns how many routes it held.
@@ -60,7 +60,7 @@ impl Rib {
         self.routes.clear();
         n
     }
-    pub fn get(&self, prefix: &Ipv4Prefix) -> Option<&Route> {
+    pub fn get(&self, prefix: &Ipv4Cidr) -> Option<&Route> {
         self.routes.get(prefix)
     }
     pub fn iter(&self) -> impl Iterator<Item = &Route> {

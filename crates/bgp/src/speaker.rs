@@ -16,8 +16,9 @@ use crate::events::{Counters, DownReason, Event, Output, State};
 use crate::reassembler::Reassembler;
 use crate::rib::{Insert, Rib, Route};
 use crate::wire::codes::{AFI_IPV4, SAFI_UNICAST, cease, err, fsm, open};
-use crate::wire::{AsPathSegment, Capability, Ipv4Prefix, MAX_MESSAGE_LEN, Message, Open, PathAttributes};
+use crate::wire::{AsPathSegment, Capability, MAX_MESSAGE_LEN, Message, Open, PathAttributes};
 use crate::wire::{RouteRefresh, Update, WireError};
+use iotrelay_types::Ipv4Cidr;
 use std::collections::{BTreeSet, VecDeque};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -47,7 +48,7 @@ pub struct Speaker {
     peer: Option<Peer>,
     rib: Rib,
     /// Prefixes the peer currently has from us.
-    announced: BTreeSet<Ipv4Prefix>,
+    announced: BTreeSet<Ipv4Cidr>,
     /// Connect attempts that failed since the last stable session (the backoff exponent).
     failures: u32,
     rng: u64,
@@ -208,9 +209,9 @@ impl Speaker {
         if self.state != State::Established {
             return Ok(());
         }
-        let wanted: BTreeSet<Ipv4Prefix> = self.config.announce.prefixes.iter().copied().collect();
-        let gone: Vec<Ipv4Prefix> = self.announced.difference(&wanted).copied().collect();
-        let new: Vec<Ipv4Prefix> = if attrs_changed {
+        let wanted: BTreeSet<Ipv4Cidr> = self.config.announce.prefixes.iter().copied().collect();
+        let gone: Vec<Ipv4Cidr> = self.announced.difference(&wanted).copied().collect();
+        let new: Vec<Ipv4Cidr> = if attrs_changed {
             wanted.iter().copied().collect()
         } else {
             wanted.difference(&self.announced).copied().collect()
@@ -238,7 +239,7 @@ impl Speaker {
         &self.rib
     }
     /// Prefixes the peer currently has from us.
-    pub fn announced(&self) -> impl Iterator<Item = &Ipv4Prefix> {
+    pub fn announced(&self) -> impl Iterator<Item = &Ipv4Cidr> {
         self.announced.iter()
     }
     pub fn established_at(&self) -> Option<Duration> {
@@ -284,7 +285,7 @@ impl Speaker {
                     let hold_time = self.hold.as_secs() as u16;
                     self.events.push_back(Event::Established { peer_as: p.asn, peer_id: p.id, hold_time });
                 }
-                let all: Vec<Ipv4Prefix> =
+                let all: Vec<Ipv4Cidr> =
                     self.config.announce.prefixes.iter().copied().collect::<BTreeSet<_>>().into_iter().collect();
                 self.announced = all.iter().copied().collect();
                 self.send_updates(now, Vec::new(), all);
@@ -299,7 +300,7 @@ impl Speaker {
                 self.restart_hold(now);
                 // RFC 2918 §4: only for a family we negotiated; other subtypes need enhanced route refresh.
                 if rr.afi == AFI_IPV4 && rr.safi == SAFI_UNICAST && rr.subtype == 0 {
-                    let all: Vec<Ipv4Prefix> = self.announced.iter().copied().collect();
+                    let all: Vec<Ipv4Cidr> = self.announced.iter().copied().collect();
                     self.send_updates(now, Vec::new(), all);
                 }
             }
@@ -344,7 +345,7 @@ impl Speaker {
     fn on_update(&mut self, u: Update) {
         self.counters.updates_received += 1;
         self.counters.attributes_discarded += u.attributes.discarded.len() as u64;
-        let mut withdrawn: Vec<Ipv4Prefix> = u.withdrawn.iter().copied().filter(|p| self.rib.remove(p)).collect();
+        let mut withdrawn: Vec<Ipv4Cidr> = u.withdrawn.iter().copied().filter(|p| self.rib.remove(p)).collect();
         let a = &u.attributes;
         let mut reject = u.treat_as_withdraw;
         if reject.is_none() && !u.nlri.is_empty() && a.first_as() != Some(self.config.peer_as) {
@@ -385,7 +386,7 @@ impl Speaker {
         self.routes_changed(learned, withdrawn);
     }
 
-    fn routes_changed(&mut self, learned: Vec<Ipv4Prefix>, withdrawn: Vec<Ipv4Prefix>) {
+    fn routes_changed(&mut self, learned: Vec<Ipv4Cidr>, withdrawn: Vec<Ipv4Cidr>) {
         if learned.is_empty() && withdrawn.is_empty() {
             return;
         }
@@ -408,7 +409,7 @@ impl Speaker {
     }
 
     /// UPDATEs withdrawing `gone` and announcing `new` with our attributes, each within 4096 octets.
-    fn send_updates(&mut self, now: Duration, gone: Vec<Ipv4Prefix>, new: Vec<Ipv4Prefix>) {
+    fn send_updates(&mut self, now: Duration, gone: Vec<Ipv4Cidr>, new: Vec<Ipv4Cidr>) {
         let per = |base: usize| ((MAX_MESSAGE_LEN - base) / 5).max(1);
         let empty = Update::default();
         for chunk in gone.chunks(per(empty.wire_len())) {
@@ -474,7 +475,7 @@ impl Speaker {
         self.established_at = None;
         self.announced.clear();
         self.reassembler.reset();
-        let withdrawn: Vec<Ipv4Prefix> = self.rib.iter().map(|r| r.prefix).collect();
+        let withdrawn: Vec<Ipv4Cidr> = self.rib.iter().map(|r| r.prefix).collect();
         self.rib.clear();
         self.routes_changed(Vec::new(), withdrawn);
         if reason != DownReason::Stopped {

@@ -6,7 +6,7 @@
 
 use iotrelay_bgp::tcp::{LinkState, RX_QUEUE, TcpLink};
 use iotrelay_bgp::wire::{Message, codes::err};
-use iotrelay_bgp::{Announce, Config, ConnectMode, Event, Ipv4Prefix, Session, State};
+use iotrelay_bgp::{Announce, Config, ConnectMode, Event, Ipv4Cidr, Session, State};
 use iotrelay_types::ipv4::{PROTO_TCP, PROTO_UDP};
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -16,7 +16,7 @@ const US: Ipv4Addr = Ipv4Addr::new(169, 254, 10, 42);
 const T0: Duration = Duration::from_secs(1000);
 const MTU: usize = 1400;
 
-fn p(s: &str) -> Ipv4Prefix {
+fn p(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()
 }
 
@@ -114,7 +114,7 @@ impl Tunnel {
     }
 }
 
-fn learned(s: &Session) -> Vec<Ipv4Prefix> {
+fn learned(s: &Session) -> Vec<Ipv4Cidr> {
     s.speaker().routes().iter().map(|r| r.prefix).collect()
 }
 

@@ -13,7 +13,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use iotrelay_bgp::wire::{Message, Open};
-use iotrelay_bgp::{Announce, Config, Event, Ipv4Prefix, Output, Speaker, State};
+use iotrelay_bgp::{Announce, Config, Event, Ipv4Cidr, Output, Speaker, State};
 use libfuzzer_sys::fuzz_target;
 
 const US: Ipv4Addr = Ipv4Addr::new(169, 254, 10, 2);
@@ -192,8 +192,8 @@ fuzz_target!(|data: &[u8]| {
             _ => {
                 let count = usize::from(input.u8()) % 120;
                 let prepend = input.u8() % 12;
-                let prefixes: Vec<Ipv4Prefix> =
-                    (0..count).map(|i| Ipv4Prefix::new(Ipv4Addr::new(10, 0, i as u8, 0), 24).unwrap()).collect();
+                let prefixes: Vec<Ipv4Cidr> =
+                    (0..count).map(|i| Ipv4Cidr::new(Ipv4Addr::new(10, 0, i as u8, 0), 24).unwrap()).collect();
                 let r = h.s.set_announce(h.now, Announce { prefixes, prepend, med: None });
                 assert_eq!(r.is_ok(), count <= 100 && prepend <= 10);
                 let before = h.s.counters().malformed_messages;

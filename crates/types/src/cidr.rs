@@ -1,5 +1,5 @@
-//! [`Ipv4Cidr`]: an IPv4 network in canonical form, for allow-lists, routes, BGP announcements and IKE traffic
-//! selectors alike.
+//! [`Ipv4Cidr`]: an IPv4 network in canonical form, for allow-lists, routes, BGP prefixes (announced and
+//! learned; their wire form is in `iotrelay-bgp`) and IKE traffic selectors alike.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -33,6 +33,12 @@ impl Ipv4Cidr {
             return Err(CidrError::HostBits(c));
         }
         Ok(c)
+    }
+    /// The network of `prefix_len` bits that contains `addr` (host bits cleared); None above 32. For input where
+    /// host bits carry no meaning, such as a BGP prefix on the wire (RFC 4271 §4.3); configuration uses
+    /// [`Ipv4Cidr::new`] or parsing, which refuse them.
+    pub fn truncating(addr: Ipv4Addr, prefix_len: u8) -> Option<Self> {
+        (prefix_len <= 32).then(|| Ipv4Cidr { addr: Ipv4Addr::from(u32::from(addr) & mask(prefix_len)), prefix_len })
     }
     /// The network of one address, `addr/32`.
     pub const fn host(addr: Ipv4Addr) -> Self {
@@ -103,6 +109,9 @@ mod tests {
         assert_eq!(c.range(), ("100.64.0.0".parse().unwrap(), "100.64.255.255".parse().unwrap()));
         assert_eq!(h.range(), (h.addr(), h.addr()));
         assert_eq!(Ipv4Cidr::host(h.addr()), h);
+        assert_eq!(Ipv4Cidr::truncating("10.1.2.3".parse().unwrap(), 16), "10.1.0.0/16".parse().ok());
+        assert_eq!(Ipv4Cidr::truncating("10.1.2.3".parse().unwrap(), 0), Some(Ipv4Cidr::ANY));
+        assert_eq!(Ipv4Cidr::truncating("10.1.2.3".parse().unwrap(), 33), None);
         assert_eq!(Ipv4Cidr::ANY.range(), (Ipv4Addr::UNSPECIFIED, Ipv4Addr::BROADCAST));
     }
 

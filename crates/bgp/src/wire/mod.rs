@@ -7,9 +7,8 @@
 //! by "treat-as-withdraw" or "attribute discard" are not errors: they are reported in [`Update::treat_as_withdraw`]
 //! and [`PathAttributes::discarded`], and the session stays up.
 
-use std::fmt;
+use iotrelay_types::Ipv4Cidr;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
 
 pub mod codes;
 mod message;
@@ -91,80 +90,27 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// An IPv4 prefix as carried in NLRI and withdrawn routes (RFC 4271 §4.3). Host bits are always zero: the
-/// constructor clears them (the RFC says the trailing bits on the wire are irrelevant).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Ipv4Prefix {
-    addr: Ipv4Addr,
-    len: u8,
+/// A prefix in NLRI and withdrawn routes (RFC 4271 §4.3) is an [`Ipv4Cidr`], the network type the whole project
+/// uses: these functions are its wire form, a length octet and the significant address octets.
+pub(crate) fn prefix_wire_len(p: &Ipv4Cidr) -> usize {
+    1 + usize::from(p.prefix_len()).div_ceil(8)
 }
 
-impl Ipv4Prefix {
-    /// `None` if `len > 32`. Host bits of `addr` are cleared.
-    pub fn new(addr: Ipv4Addr, len: u8) -> Option<Ipv4Prefix> {
-        if len > 32 {
-            return None;
-        }
-        Some(Ipv4Prefix { addr: Ipv4Addr::from(u32::from(addr) & Self::mask(len)), len })
-    }
-    /// A `/32` for one address.
-    pub fn host(addr: Ipv4Addr) -> Ipv4Prefix {
-        Ipv4Prefix { addr, len: 32 }
-    }
-    fn mask(len: u8) -> u32 {
-        if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len)) }
-    }
-    pub fn addr(&self) -> Ipv4Addr {
-        self.addr
-    }
-    pub fn prefix_len(&self) -> u8 {
-        self.len
-    }
-    /// True for `0.0.0.0/0`.
-    pub fn is_default(&self) -> bool {
-        self.len == 0
-    }
-    pub fn contains(&self, ip: Ipv4Addr) -> bool {
-        u32::from(ip) & Self::mask(self.len) == u32::from(self.addr)
-    }
-    /// Octets on the wire: the length octet and the significant address octets.
-    pub fn wire_len(&self) -> usize {
-        1 + usize::from(self.len).div_ceil(8)
-    }
-    pub(crate) fn emit(&self, out: &mut Vec<u8>) {
-        out.push(self.len);
-        out.extend_from_slice(&self.addr.octets()[..usize::from(self.len).div_ceil(8)]);
-    }
-    /// Parses one prefix; `err` is the error for a length above 32 or a truncated address.
-    pub(crate) fn parse(r: &mut Reader<'_>, err: impl Fn() -> WireError) -> Result<Ipv4Prefix, WireError> {
-        let len = r.u8(&err)?;
-        if len > 32 {
-            return Err(err());
-        }
-        let bytes = r.take(usize::from(len).div_ceil(8), &err)?;
-        let mut a = [0u8; 4];
-        a[..bytes.len()].copy_from_slice(bytes);
-        Ipv4Prefix::new(Ipv4Addr::from(a), len).ok_or_else(err)
-    }
+pub(crate) fn emit_prefix(p: &Ipv4Cidr, out: &mut Vec<u8>) {
+    out.push(p.prefix_len());
+    out.extend_from_slice(&p.addr().octets()[..usize::from(p.prefix_len()).div_ceil(8)]);
 }
 
-impl fmt::Display for Ipv4Prefix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
+/// Parses one prefix; `err` is the error for a length above 32 or a truncated address. Trailing bits after the
+/// prefix length are irrelevant (RFC 4271 §4.3): they are cleared, not refused, so a peer that sets them loses
+/// nothing and the route is stored under its canonical network.
+pub(crate) fn parse_prefix(r: &mut Reader<'_>, err: impl Fn() -> WireError) -> Result<Ipv4Cidr, WireError> {
+    let len = r.u8(&err)?;
+    if len > 32 {
+        return Err(err());
     }
-}
-
-/// Parses `a.b.c.d/len`; host bits must be zero (a configuration typo should not be silently widened).
-impl FromStr for Ipv4Prefix {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (a, l) = s.split_once('/').ok_or_else(|| format!("{s:?} is not a.b.c.d/len"))?;
-        let addr: Ipv4Addr = a.parse().map_err(|_| format!("{s:?}: bad IPv4 address"))?;
-        let len: u8 = l.parse().map_err(|_| format!("{s:?}: bad prefix length"))?;
-        let p = Ipv4Prefix::new(addr, len).ok_or_else(|| format!("{s:?}: prefix length above 32"))?;
-        if p.addr != addr {
-            return Err(format!("{s:?}: host bits set (did you mean {p}?)"));
-        }
-        Ok(p)
-    }
+    let bytes = r.take(usize::from(len).div_ceil(8), &err)?;
+    let mut a = [0u8; 4];
+    a[..bytes.len()].copy_from_slice(bytes);
+    Ipv4Cidr::truncating(Ipv4Addr::from(a), len).ok_or_else(err)
 }

@@ -13,7 +13,8 @@
 //! ATOMIC_AGGREGATE or AGGREGATOR (§7.6, §7.7), repeats of any other attribute (§3 g).
 
 use super::codes::{attr, err, update};
-use super::{Ipv4Prefix, Reader, WireError};
+use super::{Reader, WireError, emit_prefix, parse_prefix, prefix_wire_len};
+use iotrelay_types::Ipv4Cidr;
 use std::net::Ipv4Addr;
 
 /// Attribute flag bits (RFC 4271 §4.3).
@@ -132,9 +133,9 @@ fn emit_attr(out: &mut Vec<u8>, flags: u8, ty: u8, value: &[u8]) {
 /// UPDATE.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Update {
-    pub withdrawn: Vec<Ipv4Prefix>,
+    pub withdrawn: Vec<Ipv4Cidr>,
     pub attributes: PathAttributes,
-    pub nlri: Vec<Ipv4Prefix>,
+    pub nlri: Vec<Ipv4Cidr>,
     /// Set by the parser when RFC 7606 says "treat-as-withdraw": the prefixes in `nlri` are to be handled as
     /// withdrawn, and the reason says which attribute was malformed. Ignored when emitting.
     pub treat_as_withdraw: Option<&'static str>,
@@ -145,20 +146,20 @@ impl Update {
     pub fn wire_len(&self) -> usize {
         let mut a = Vec::new();
         self.attributes.emit(&mut a);
-        let p = |v: &[Ipv4Prefix]| v.iter().map(Ipv4Prefix::wire_len).sum::<usize>();
+        let p = |v: &[Ipv4Cidr]| v.iter().map(prefix_wire_len).sum::<usize>();
         super::HEADER_LEN + 4 + p(&self.withdrawn) + a.len() + p(&self.nlri)
     }
 
     pub(super) fn emit(&self, out: &mut Vec<u8>) {
         let mut w = Vec::new();
-        self.withdrawn.iter().for_each(|p| p.emit(&mut w));
+        self.withdrawn.iter().for_each(|p| emit_prefix(p, &mut w));
         let mut a = Vec::new();
         self.attributes.emit(&mut a);
         out.extend_from_slice(&(w.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
         out.extend_from_slice(&w);
         out.extend_from_slice(&(a.len().min(usize::from(u16::MAX)) as u16).to_be_bytes());
         out.extend_from_slice(&a);
-        self.nlri.iter().for_each(|p| p.emit(out));
+        self.nlri.iter().for_each(|p| emit_prefix(p, out));
     }
 
     pub(super) fn parse(body: &[u8]) -> Result<Update, WireError> {
@@ -184,13 +185,11 @@ impl Update {
     }
 }
 
-fn parse_prefixes(data: &[u8], what: &'static str) -> Result<Vec<Ipv4Prefix>, WireError> {
+fn parse_prefixes(data: &[u8], what: &'static str) -> Result<Vec<Ipv4Cidr>, WireError> {
     let mut r = Reader::new(data);
     let mut out = Vec::new();
     while !r.is_empty() {
-        out.push(Ipv4Prefix::parse(&mut r, || {
-            WireError::new(err::UPDATE_MESSAGE, update::INVALID_NETWORK_FIELD, what)
-        })?);
+        out.push(parse_prefix(&mut r, || WireError::new(err::UPDATE_MESSAGE, update::INVALID_NETWORK_FIELD, what))?);
     }
     Ok(out)
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use iotrelay_bgp::wire::{AsPathSegment, Message, Notification, Open, PathAttributes, Update};
-use iotrelay_bgp::{Config, Ipv4Prefix, Output, Speaker, State};
+use iotrelay_bgp::{Config, Ipv4Cidr, Output, Speaker, State};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ pub const AWS: Ipv4Addr = Ipv4Addr::new(169, 254, 10, 1);
 pub const US: Ipv4Addr = Ipv4Addr::new(169, 254, 10, 2);
 pub const T0: Duration = Duration::from_secs(100);
 
-pub fn p(s: &str) -> Ipv4Prefix {
+pub fn p(s: &str) -> Ipv4Cidr {
     s.parse().unwrap()
 }
 
@@ -55,7 +55,7 @@ pub fn good_attrs() -> Vec<u8> {
 }
 
 /// AWS announcing `prefixes` with AS_PATH [64512] and next hop 169.254.10.1.
-pub fn aws_update(prefixes: &[Ipv4Prefix]) -> Vec<u8> {
+pub fn aws_update(prefixes: &[Ipv4Cidr]) -> Vec<u8> {
     let attributes = PathAttributes {
         origin: Some(0),
         as_path: Some(vec![AsPathSegment::sequence(vec![64512])]),
