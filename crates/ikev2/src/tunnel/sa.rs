@@ -270,39 +270,24 @@ impl HalfOpen {
     /// The peer's AUTH verified and IKE_AUTH answered: the SA is established with `lifetime`, and the handshake
     /// (the nonces for the first CHILD_SA's keys) is handed back.
     pub(super) fn promote(self, lifetime: Lifetime) -> (IkeSa, Handshake) {
-        let IkeSa {
-            initiator,
-            spi_i,
-            spi_r,
-            state: handshake,
-            suite,
-            keys,
-            my_next_id,
-            peer_next_id,
-            pending,
-            last_response,
-            peer_fragmentation,
-            frag_requests,
-            frag_responses,
-            nat_detected,
-        } = self;
+        // Every field but the state moves across by name (a struct update cannot change the state's type).
         let sa = IkeSa {
-            initiator,
-            spi_i,
-            spi_r,
+            initiator: self.initiator,
+            spi_i: self.spi_i,
+            spi_r: self.spi_r,
             state: IkeState::Established(lifetime),
-            suite,
-            keys,
-            my_next_id,
-            peer_next_id,
-            pending,
-            last_response,
-            peer_fragmentation,
-            frag_requests,
-            frag_responses,
-            nat_detected,
+            suite: self.suite,
+            keys: self.keys,
+            my_next_id: self.my_next_id,
+            peer_next_id: self.peer_next_id,
+            pending: self.pending,
+            last_response: self.last_response,
+            peer_fragmentation: self.peer_fragmentation,
+            frag_requests: self.frag_requests,
+            frag_responses: self.frag_responses,
+            nat_detected: self.nat_detected,
         };
-        (sa, handshake)
+        (sa, self.state)
     }
 }
 
