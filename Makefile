@@ -64,9 +64,12 @@ crds:                     ## regenerate crds/ and charts/iotrelay/files/crds/ fr
 
 bench:                    ## the whole path against the ceiling and the original setup -> BENCHMARKS.md (root, netns lab, ~15 min;
                           ## BENCH_QUICK=1 ~3 min); then crypto suites, batched vs one-by-one sends through the relay, and
-                          ## IKE SAs per second of the responder
+                          ## IKE SAs per second of the responder; then the operator with 1000 IotRelays (~6 min)
 	cargo build --release -p iotrelay-sidecar -p iotrelay-udpload
 	flock /tmp/iotrelay-lab.lock bench/run.sh
 	scripts/bench.sh
 	bench/sidecar-send.sh
 	cargo bench -q -p iotrelay-sidecar --bench ike_responder
+	$(MAKE) --no-print-directory k8s-tools
+	cargo build --release -p iotrelay-operator
+	flock /tmp/iotrelay-lab.lock bench/k8s-scale.sh 1000   # the operator with 1000 IotRelays (docs/kubernetes.md)
