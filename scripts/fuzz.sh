@@ -10,10 +10,11 @@
 # for memory errors; panics, overflow checks and debug assertions (-O default) are what a crash means here.
 #
 # Env: FUZZ_SECONDS / FUZZ_DATAPATH_SECONDS per target, FUZZ_TARGETS / FUZZ_DATAPATH_TARGETS (default: all; set
-# one to "" to skip that crate), FUZZ_TARGET_DIR (default <crate>/fuzz/target, git-ignored; both crates may share
+# one to "" to skip that crate), FUZZ_TARGET_DIR (default <fuzz crate>/target, git-ignored; both crates may share
 # one). New corpus entries go to a temporary directory, never into git; a crashing input is kept in
 # <crate>/artifacts/<target>/ (git-ignored); reproduce with
-#   (cd crates/ikev2/fuzz && cargo fuzz run -s none <target> artifacts/<target>/crash-...)   # or (cd crates/fuzz && ...)
+#   (cd crates/ikev2/fuzz && cargo fuzz run -s none --fuzz-dir . <target> artifacts/<target>/crash-...)   # or crates/fuzz
+#   (--fuzz-dir: cargo-fuzz otherwise looks for the fuzz crate in a `fuzz/` folder of the nearest enclosing crate)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${FUZZ_SECONDS:-16}
@@ -32,11 +33,11 @@ fuzz_crate() {
   [ $# -gt 0 ] || return 0
   cd "$root/$dir"
   tdir=${FUZZ_TARGET_DIR:-$PWD/target}
-  cargo fuzz build -s none --target-dir "$tdir"  # all targets of the crate
+  cargo fuzz build -s none --fuzz-dir "$PWD" --target-dir "$tdir"  # all targets of the crate
   for t in "$@"; do
     mkdir -p "$work/$t" "artifacts/$t"
     echo "fuzz: $t for ${s}s"
-    if cargo fuzz run -s none --target-dir "$tdir" "$t" "$work/$t" "corpus/$t" -- \
+    if cargo fuzz run -s none --fuzz-dir "$PWD" --target-dir "$tdir" "$t" "$work/$t" "corpus/$t" -- \
         -max_total_time="$s" -timeout=20 -rss_limit_mb=2048 -artifact_prefix="artifacts/$t/" \
         -print_final_stats=1 > "$work/$t.log" 2>&1; then
       grep -E "^stat::number_of_executed_units|^Done" "$work/$t.log" | tr '\n' ' '; echo
