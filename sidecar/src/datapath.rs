@@ -577,5 +577,5 @@ mod bgp_routes;
 mod esp_path;
 #[path = "datapath_gateway.rs"]
 mod gateway_path;
-pub use bgp_path::{BgpPlan, BgpSnapshot, BgpTunnelPlan};
+pub use bgp_path::{BgpPlan, BgpRole, BgpSnapshot, BgpTunnelPlan};
 pub use bgp_routes::{MAX_GATEWAY_BGP_ROUTES, gateway_routes};

@@ -43,27 +43,51 @@ pub struct BgpPlan {
     pub failback_delay: Duration,
     /// Per tunnel, in spec order; `None`: no session on that tunnel.
     pub tunnels: Vec<Option<BgpTunnelPlan>>,
-    /// Wait for the peer to connect (a test peer standing in for AWS) instead of connecting.
+    /// Wait for the peer to connect (the AWS side: [`BgpRole::AwsSide`]) instead of connecting.
     pub passive: bool,
 }
 
+/// Which end of each tunnel's BGP session the relay plays. `spec.bgp` and `insideCidr` describe the VPN
+/// connection (the customer gateway's ASN `localAsn`, AWS's `awsAsn`, AWS on the first host of the /30), the same
+/// on both ends; the role says which end this relay is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BgpRole {
+    /// The customer gateway (what the relay is against AWS): the second host, AS `localAsn`, connects; the
+    /// preferred tunnel plain, the others prepended.
+    #[default]
+    CustomerGateway,
+    /// AWS's end (`iotrelay-sidecar standalone --bgp-aws-side`, standing in for AWS in a lab or benchmark): the
+    /// first host, AS `awsAsn`, waits for the customer gateway (AS `localAsn`) to connect, and announces the same
+    /// on every tunnel (`standbyPrepend` and `failbackDelay` do not apply), as AWS does.
+    AwsSide,
+}
+
 impl BgpPlan {
-    /// From `spec.bgp` and the tunnels' inside CIDRs (AWS's address is the first host, ours the second).
-    pub fn from_spec(spec: &ValidatedSpec) -> Option<BgpPlan> {
+    /// From `spec.bgp` and the tunnels' inside CIDRs (AWS's address is the first host, the customer gateway's the
+    /// second), for the end `role` says.
+    pub fn from_spec(spec: &ValidatedSpec, role: BgpRole) -> Option<BgpPlan> {
         let b = spec.bgp.as_ref()?;
+        let aws = role == BgpRole::AwsSide;
+        let (local_as, peer_as) = if aws { (b.aws_asn, b.local_asn) } else { (b.local_asn, b.aws_asn) };
         Some(BgpPlan {
-            local_as: b.local_asn,
-            peer_as: b.aws_asn,
+            local_as,
+            peer_as,
             hold_time: u16::try_from(b.hold_time.as_secs()).unwrap_or(u16::MAX),
             announce: b.announce.clone(),
-            standby_prepend: b.standby_prepend,
-            failback_delay: b.failback_delay,
+            // AWS announces the same on every tunnel and prefers none: no prepends, no failback damping.
+            standby_prepend: if aws { 0 } else { b.standby_prepend },
+            failback_delay: if aws { Duration::ZERO } else { b.failback_delay },
             tunnels: spec
                 .tunnels
                 .iter()
-                .map(|t| t.inside.map(|i| BgpTunnelPlan { local: i.local, peer: i.aws }))
+                .map(|t| {
+                    t.inside.map(|i| match role {
+                        BgpRole::CustomerGateway => BgpTunnelPlan { local: i.local, peer: i.aws },
+                        BgpRole::AwsSide => BgpTunnelPlan { local: i.aws, peer: i.local },
+                    })
+                })
                 .collect(),
-            passive: false,
+            passive: aws,
         })
     }
 }

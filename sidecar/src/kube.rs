@@ -192,7 +192,14 @@ pub async fn run_kube(
 
     // Set by the operator from the downward API (`spec.nodeName`).
     let node_name = std::env::var(NODE_NAME_ENV).ok().filter(|n| !n.is_empty());
-    let rs = RunSpec { spec, psks, generation: relay.metadata.generation, owner: Owner::InCluster, node_name };
+    let rs = RunSpec {
+        spec,
+        psks,
+        generation: relay.metadata.generation,
+        owner: Owner::InCluster,
+        node_name,
+        bgp_role: crate::datapath::BgpRole::CustomerGateway,
+    };
     run(rs, shared, cmd_rx, Some(hooks)).await
 }
 

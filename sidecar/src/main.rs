@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use clap::{Parser, Subcommand, ValueEnum};
 use iotrelay_sidecar::admin::{AdminOptions, Published, Shared};
 use iotrelay_sidecar::config::{UNSAFE_SHORT_LIFETIMES_ENV, has_short_lifetimes, tunnel_psks, validate_spec};
+use iotrelay_sidecar::datapath::BgpRole;
 use iotrelay_sidecar::run::{RunSpec, run};
 use iotrelay_sidecar::status::Owner;
 use tokio::sync::mpsc;
@@ -38,6 +39,11 @@ enum Mode {
         /// Address of the admin HTTP server (/healthz, /readyz, /status, /metrics, POST /rekey).
         #[arg(long, env = "IOTRELAY_ADMIN_ADDR", default_value = "127.0.0.1:9464")]
         admin_addr: SocketAddr,
+        /// Play AWS's end of every tunnel's BGP session (`spec.bgp`), for a lab or benchmark that stands in for
+        /// AWS: the first host of each `insideCidr`, AS `awsAsn`, waiting for the customer gateway (AS `localAsn`)
+        /// to connect. `spec.bgp` is written as for the customer gateway's end of the same connection.
+        #[arg(long, env = "IOTRELAY_BGP_AWS_SIDE")]
+        bgp_aws_side: bool,
         #[command(flatten)]
         http: HttpArgs,
     },
@@ -96,8 +102,11 @@ fn main() -> ExitCode {
     // Whether gateway mode is on decides the capabilities the relay keeps; they are set before the runtime starts
     // its threads, which then all hold the same sets (iotrelay_sidecar::privileges).
     let (mode, gateway) = match cli.mode {
-        Mode::Standalone { file, admin_addr, http } => match load_standalone(&file) {
-            Ok(loaded) => {
+        Mode::Standalone { file, admin_addr, bgp_aws_side, http } => match load_standalone(&file) {
+            Ok(mut loaded) => {
+                if bgp_aws_side {
+                    loaded.bgp_role = BgpRole::AwsSide;
+                }
                 let gateway = loaded.spec.gateway.is_some();
                 (Run::Standalone(Box::new(loaded), admin_addr, http), gateway)
             }
@@ -164,6 +173,7 @@ struct Loaded {
     spec: iotrelay_api::validate::ValidatedSpec,
     psks: Vec<zeroize::Zeroizing<Vec<u8>>>,
     generation: Option<i64>,
+    bgp_role: BgpRole,
 }
 
 fn load_standalone(file: &std::path::Path) -> anyhow::Result<Loaded> {
@@ -189,7 +199,7 @@ fn load_standalone(file: &std::path::Path) -> anyhow::Result<Loaded> {
         forwards = spec.forwards.len(),
         "configuration loaded"
     );
-    Ok(Loaded { spec, psks, generation: relay.metadata.generation })
+    Ok(Loaded { spec, psks, generation: relay.metadata.generation, bgp_role: BgpRole::CustomerGateway })
 }
 
 async fn standalone(loaded: Loaded, admin: AdminOptions) -> anyhow::Result<()> {
@@ -200,7 +210,10 @@ async fn standalone(loaded: Loaded, admin: AdminOptions) -> anyhow::Result<()> {
         rekey_token_file: admin.rekey_token_file.clone(),
     });
     iotrelay_sidecar::admin::start(&admin, shared.clone()).await?;
-    let Loaded { spec, psks, generation } = loaded;
-    let rs = RunSpec { spec, psks, generation, owner: Owner::Standalone, node_name: None };
+    let Loaded { spec, psks, generation, bgp_role } = loaded;
+    if bgp_role == BgpRole::AwsSide {
+        tracing::info!("BGP: playing AWS's end of the sessions (--bgp-aws-side)");
+    }
+    let rs = RunSpec { spec, psks, generation, owner: Owner::Standalone, node_name: None, bgp_role };
     run(rs, shared, cmd_rx, None).await
 }

@@ -77,6 +77,8 @@ pub struct RunSpec {
     pub owner: Owner,
     /// The Kubernetes node (downward API), for `status.nodeName`.
     pub node_name: Option<String>,
+    /// Which end of the BGP sessions the relay plays (`--bgp-aws-side` in standalone mode).
+    pub bgp_role: crate::datapath::BgpRole,
 }
 
 /// Hooks for the in-cluster mode: live reconfiguration in, status and notices out.
@@ -152,7 +154,7 @@ pub async fn run(
         }
         None => None,
     };
-    if let Some(plan) = crate::datapath::BgpPlan::from_spec(spec) {
+    if let Some(plan) = crate::datapath::BgpPlan::from_spec(spec, rs.bgp_role) {
         dp.set_bgp(plan, &mut rng).map_err(anyhow::Error::msg).context("setting up BGP")?;
     }
     let (mut routes_version, mut routes_failed) = (0u64, false);

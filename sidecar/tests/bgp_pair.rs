@@ -5,17 +5,21 @@
 //! when the active tunnel dies (its IKE or its BGP session), come back only after the tunnel was stable for
 //! `failbackDelay` (never while it flaps), and the status says `Degraded` when a tunnel is up without its BGP
 //! session and `Ready=False` when no tunnel has one; a session flap raises its Events (notices) and shows in the
-//! `iotrelay_bgp_*` metrics.
+//! `iotrelay_bgp_*` metrics. The AWS sides' plans come from the relay's own `spec.bgp` with the AWS-side role
+//! (`standalone --bgp-aws-side`), as in `make bgp`'s iotrelay-on-both-ends cases.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
+use iotrelay_api::standalone::load_yaml;
+use iotrelay_api::validate::ValidatedSpec;
 use iotrelay_bgp::Ipv4Cidr;
 use iotrelay_crypto::SeededRandom;
 use iotrelay_esp::ipv4;
 use iotrelay_ikev2::StartupAction;
 use iotrelay_sidecar::admin::{Published, render_metrics};
-use iotrelay_sidecar::datapath::{BgpPlan, BgpTunnelPlan, Datapath, ForwardId, Notice, Out, TunnelPlan};
+use iotrelay_sidecar::config::validate_spec;
+use iotrelay_sidecar::datapath::{BgpPlan, BgpRole, BgpTunnelPlan, Datapath, ForwardId, Notice, Out, TunnelPlan};
 use iotrelay_sidecar::gateway::{GatewayConfig, GatewayDrop};
 use iotrelay_sidecar::status::{Owner, Place, WallClock, build_status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -39,19 +43,50 @@ fn inside(k: u8, aws: bool) -> Ipv4Addr {
 /// The relay's `failbackDelay`.
 const FAILBACK: Duration = Duration::from_secs(60);
 
-/// AWS endpoint `k`'s BGP: passive, AS 64512, announcing nothing until a test says so.
+/// The VPN connection as both ends' `spec.bgp` describe it: the customer gateway AS 65000, AWS AS 64512 (the
+/// default), tunnel `k`'s inside /30 169.254.(10+k).0/30.
+fn connection_spec() -> ValidatedSpec {
+    let yaml = format!(
+        "apiVersion: iotrelay.dev/v1alpha1
+kind: IotRelay
+metadata: {{name: lab, namespace: default}}
+spec:
+  insideAddress: {RELAY_INSIDE}
+  remoteSubnets: [\"100.64.0.0/16\"]
+  tunnels:
+  - {{name: tunnel1, peerAddress: {AWS1}, insideCidr: 169.254.10.0/30, preSharedKeySecretRef: {{name: s, key: k}}}}
+  - {{name: tunnel2, peerAddress: {AWS2}, insideCidr: 169.254.11.0/30, preSharedKeySecretRef: {{name: s, key: k}}}}
+  bgp: {{localAsn: 65000}}
+"
+    );
+    let (relay, _) = load_yaml(&yaml).unwrap();
+    validate_spec(&relay.spec, false).unwrap()
+}
+
+/// AWS endpoint `k`'s BGP: the AWS side's plan (`--bgp-aws-side`) from the same `spec.bgp` as the relay's, on
+/// tunnel `k` only (passive, AS 64512, the first host), announcing nothing until a test says so.
 fn aws_plan(k: usize) -> BgpPlan {
-    let k = k as u8;
-    BgpPlan {
-        local_as: 64512,
-        peer_as: 65000,
-        hold_time: 30,
-        announce: vec![],
-        standby_prepend: 0,
-        failback_delay: Duration::ZERO,
-        tunnels: vec![Some(BgpTunnelPlan { local: inside(k, true), peer: inside(k, false) })],
-        passive: true,
+    let mut plan = BgpPlan::from_spec(&connection_spec(), BgpRole::AwsSide).unwrap();
+    plan.tunnels = vec![plan.tunnels[k]];
+    plan.announce = vec![];
+    plan
+}
+
+#[test]
+fn the_aws_side_plays_the_other_end_of_the_same_connection() {
+    let spec = connection_spec();
+    let cgw = BgpPlan::from_spec(&spec, BgpRole::CustomerGateway).unwrap();
+    let aws = BgpPlan::from_spec(&spec, BgpRole::AwsSide).unwrap();
+    assert_eq!((cgw.local_as, cgw.peer_as, cgw.passive), (65000, 64512, false));
+    assert_eq!((aws.local_as, aws.peer_as, aws.passive), (64512, 65000, true));
+    for k in 0..2 {
+        let (c, a) = (cgw.tunnels[k].unwrap(), aws.tunnels[k].unwrap());
+        assert_eq!((c.local, c.peer), (inside(k as u8, false), inside(k as u8, true)));
+        assert_eq!((a.local, a.peer), (c.peer, c.local));
     }
+    // AWS prefers no tunnel: no prepends and no failback damping, whatever the customer gateway's settings.
+    assert_eq!((cgw.standby_prepend, cgw.failback_delay), (2, Duration::from_secs(60)));
+    assert_eq!((aws.standby_prepend, aws.failback_delay), (0, Duration::ZERO));
 }
 
 struct Lab {
