@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 17, dynamic routing, in the lab of e2e/lab/lib.sh: strongSwan (kernel-libipsec) as the two AWS tunnel
+# Dynamic routing, in the lab of e2e/lab/lib.sh: strongSwan (kernel-libipsec) as the two AWS tunnel
 # endpoints and bird2 next to each, configured like AWS's side of a dynamic VPN connection (ASN 64512, hold time
 # 30 s, announcing the VPC 100.64.0.0/16, inside /30s 169.254.11.0/30 and 169.254.12.0/30 with AWS on .1):
 #
@@ -8,21 +8,28 @@
 #                    carries AWS's inside address 169.254.1N.1/30 (so .2, the relay, is bird's direct neighbour),
 #                    bird2 listens there on TCP 179.
 #
+#   VPC namespace:   one more bird, the VPC router, peering over internal BGP (AS 64512) with the birds on aws1 and
+#                    aws2: it picks the shortest AS path to the relay, as AWS's VPN gateway chooses a tunnel.
+#
 # Cases: sessions Established on both tunnels (bird and the relay's status); the relay's 100.127.0.1/32 in bird's
-# table, plain on tunnel1 and prepended on tunnel2; the device unreachable (noRoute counted) until bird announces
-# the VPC, reachable after; a withdrawal stops the forward again (noRoute); failover: tunnel1's peer killed, bird on
-# aws2 now has our prefix without prepends; failback: aws1 back, tunnel1 stays prepended (status failbackAt) until
-# it has been up for failbackDelay, then aws1 has the plain path and aws2 the prepended one; a BGP-only loss (bird
-# on aws1 shuts its session, the tunnel stays up) moves the plain path to aws2 at once, Degraded BgpSessionDown,
-# the flap in the metrics (iotrelay_bgp_session_established 0, iotrelay_bgp_sessions_established_total +1), and
-# the session that comes back waits again; a broken peer's bad header answered with NOTIFICATION Message Header
-# Error / Connection Not Synchronized, then a reconnect. Then gateway mode with BGP (a relay with `gateway:
-# {localSubnets: [203.0.113.0/24]}`, no gateway.routes): no route to the VPC before bird announces it; once
-# announced, 100.64.0.0/16 dev iotrelay0 src 100.127.0.1 in the relay namespace and the device answers a ping
-# through the TUN; the site network 203.0.113.0/24 in bird's table next to 100.127.0.1/32 (plain on tunnel1,
-# prepended on tunnel2) and the IoT server in it pings the device through the relay host; a withdrawal removes the
-# route. The AWS side's data plane keeps the lab's static route into the tunnel (what we test is BGP, not bird's
-# kernel routes).
+# table, plain on tunnel1 and prepended on tunnel2, and the VPC router's best path via aws1; the device unreachable
+# (noRoute counted) until bird announces the VPC, reachable after; a withdrawal stops the forward again (noRoute);
+# failover: tunnel1's peer killed, bird on aws2 now has our prefix without prepends and the VPC router's best path is
+# via aws2; failback: aws1 back, tunnel1 stays prepended (status failbackAt) until it has been up for failbackDelay,
+# then aws1 has the plain path and aws2 the prepended one, and the VPC router's best path is via aws1 again; a
+# BGP-only loss (bird on aws1 shuts its session, the tunnel stays up) moves the plain path to aws2 at once, Degraded
+# BgpSessionDown, the flap in the metrics (iotrelay_bgp_session_established 0, iotrelay_bgp_sessions_established_total
+# +1), and the session that comes back waits again; a broken peer's bad header answered with NOTIFICATION Message
+# Header Error / Connection Not Synchronized, then a reconnect. Then gateway mode with BGP (a relay with `gateway:
+# {localSubnets: [203.0.113.0/24]}`, no gateway.routes): no route to the VPC before bird announces it; once announced,
+# 100.64.0.0/16 dev iotrelay0 src 100.127.0.1 in the relay namespace and the device answers a ping through the TUN;
+# the site network 203.0.113.0/24 in bird's table next to 100.127.0.1/32 (plain on tunnel1, prepended on tunnel2) and
+# the IoT server in it pings the device through the relay host; a withdrawal removes the route. Then iotrelay on both
+# ends: each AWS endpoint's strongSwan and bird replaced by `iotrelay-sidecar standalone --bgp-aws-side` in gateway
+# mode (e2e/lab/iotrelay_aws.sh: AS 64512, hold 30 s, passive, announcing the VPC): sessions Established on both ends,
+# the relay learns the VPC and each AWS side 100.127.0.1/32 (in its device's routes), and the forward reaches the
+# device through it. The AWS side's data plane keeps the lab's static routes (what we test is BGP, not bird's kernel
+# routes).
 # Usage: e2e/bgp/run.sh [CASE-PREFIX...]
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,59 +37,21 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 source "$HERE/../lab/lib.sh"
 # shellcheck source=e2e/lab/relay.sh
 source "$HERE/../lab/relay.sh"
+# shellcheck source=e2e/lab/iotrelay_aws.sh
+source "$HERE/../lab/iotrelay_aws.sh"
+# shellcheck source=e2e/bgp/bird.sh
+source "$HERE/bird.sh"
 lab_need_root
 command -v bird > /dev/null || { echo "bird2 missing: run scripts/deps.sh" >&2; exit 2; }
-trap 'lab_exit $? relay_stop bird_stop_all lab_down' EXIT
+trap 'lab_exit $? relay_stop bird_stop_all vpc_bird_stop lab_down' EXIT
 lab_traps
 lab_select "$@"
 
-aws_inside() { echo "169.254.1$1.1"; }
-relay_inside() { echo "169.254.1$1.2"; }
-bird_dir() { echo "$(lab_aws_dir "$1")/bird"; }
-birdc_n() { local i=$1; shift; birdc -s "$(bird_dir "$i")/bird.ctl" "$@"; }
 alive() { relay_alive || { lab_fail_why "relay not running: $(tail -2 "$LAB_DIR/relay.log" 2>/dev/null | tr '\n' ' ')"; return 1; }; }
 metric() { relay_curl "http://$RELAY_ADMIN/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
 metric_ge() { local v; v=$(metric "$1"); [ "${v:-0}" -ge "$2" ]; }
 metric_is() { [ "$(metric "$1")" = "$2" ]; }
 
-# bird_start N: bird2 in awsN, on the AWS inside address carried by ipsec0, configured like AWS.
-bird_start() {
-  local i=$1 d
-  d=$(bird_dir "$i")
-  mkdir -p "$d"
-  ip -n "$LAB_ID-aws$i" addr replace "$(aws_inside "$i")/30" dev ipsec0
-  cat > "$d/bird.conf" <<EOF
-router id $(aws_inside "$i");
-log "$d/bird.log" all;
-protocol device { scan time 2; }
-# The VPC (the "VPC CIDR" AWS announces); disabled until a case enables it.
-protocol static vpc {
-  disabled;
-  ipv4;
-  route $LAB_VPC blackhole;
-}
-protocol bgp relay {
-  local $(aws_inside "$i") as 64512;
-  neighbor $(relay_inside "$i") as 65000;
-  hold time 30;
-  keepalive time 10;
-  connect retry time 5;
-  ipv4 {
-    import all;
-    export where proto = "vpc";
-    next hop self;
-  };
-}
-EOF
-  lab_bg "$LAB_ID-aws$i" "$d/bird.out" bird -f -c "$d/bird.conf" -s "$d/bird.ctl" -P "$d/bird.pid"
-  lab_wait 10 test -S "$d/bird.ctl" || { lab_fail_why "bird in aws$i did not start: $(cat "$d/bird.out")"; return 1; }
-}
-bird_stop() { [ -S "$(bird_dir "$1")/bird.ctl" ] && birdc_n "$1" down > /dev/null 2>&1; true; }
-bird_stop_all() { bird_stop 1; bird_stop 2; }
-bird_established() { birdc_n "$1" show protocols relay 2>/dev/null | grepq Established; }
-# bird_path N: the AS path of bird N's route to the relay's inside address (empty if none).
-bird_path() { birdc_n "$1" show route "$LAB_INSIDE/32" all 2>/dev/null | awk '/BGP.as_path:/ {$1=""; print substr($0, 2)}'; }
-bird_path_is() { [ "$(bird_path "$1")" = "$2" ]; }
 relay_bgp() { relay_jq --arg t "tunnel$1" ".tunnels[]? | select(.name == \$t) | .bgp.$2 // empty"; }
 relay_bgp_is() { [ "$(relay_bgp "$1" "$2")" = "$3" ]; }
 noroute() { metric 'iotrelay_forward_drops_total{forward="admin",reason="noRoute"}'; }
@@ -120,6 +89,19 @@ inside_address_in_bird() {
   lab_wait 10 bird_path_is 1 "65000" || { lab_fail_why "aws1: path to $LAB_INSIDE/32 is '$(bird_path 1)'"; return 1; }
   lab_wait 10 bird_path_is 2 "65000 65000 65000" \
     || lab_fail_why "aws2 (standby): path to $LAB_INSIDE/32 is '$(bird_path 2)', want 3 x 65000"
+}
+
+# The VPC router has both endpoints' routes to the relay (aws1's plain, aws2's prepended) and chooses aws1's.
+vpc_routes_are() { [ "$(vpc_routes | sort | tr '\n' ';')" = "$1" ]; }
+vpc_router_prefers_tunnel1() {
+  alive || return 1
+  local i
+  for i in 1 2; do
+    lab_wait 30 vpc_established "$i" \
+      || { lab_fail_why "VPC router - aws$i: $(birdc_vpc show protocols "aws$i" 2>&1 | tail -1)"; return 1; }
+  done
+  lab_wait 15 vpc_routes_are "aws1 * 65000;aws2 - 65000,65000,65000;" \
+    || lab_fail_why "$(vpc_why), want the best via aws1 (65000) and aws2's prepended"
 }
 
 reachable_only_after_learned() {
@@ -165,6 +147,8 @@ failover_announcements() {
     || { lab_fail_why "aws2 still has path '$(bird_path 2)'; relay: $(relay_jq -c '[.tunnels[] | {name, state, active, bgp: .bgp.state}]')"; return 1; }
   [ "$(relay_bgp 1 state)" != Established ] || { lab_fail_why "tunnel1's session still Established"; return 1; }
   relay_bgp_is 2 prepend 0 || { lab_fail_why "tunnel2 prepend $(relay_bgp 2 prepend)"; return 1; }
+  # One daemon choosing between the two paths: the VPC router's best path is now via aws2 (aws1's is gone).
+  lab_wait 40 vpc_routes_are "aws2 * 65000;" || { lab_fail_why "$(vpc_why), want only aws2's, plain"; return 1; }
   ask after-failover || lab_fail_why "no echo over tunnel2 after the failover"
 }
 
@@ -181,12 +165,16 @@ failback_waits() {
   fb=$(relay_bgp 1 failbackAt)
   [ -n "$fb" ] || { lab_fail_why "tunnel1 has no failbackAt: $(relay_jq -c '.tunnels[0].bgp')"; return 1; }
   [ "$(relay_jq '.tunnels[1].active')" = true ] || { lab_fail_why "tunnel2 not active while tunnel1 waits"; return 1; }
+  lab_wait 5 vpc_best_is aws2 || { lab_fail_why "$(vpc_why) while tunnel1 waits, want the best via aws2"; return 1; }
   lab_wait $((FAILBACK_SECS + 15)) bird_path_is 1 "65000" \
     || { lab_fail_why "aws1 path still '$(bird_path 1)' after failbackAt $fb"; return 1; }
   [ "$(date -u +%s)" -ge "$(to_secs "$fb")" ] || { lab_fail_why "failback before failbackAt $fb"; return 1; }
   lab_wait 10 bird_path_is 2 "65000 65000 65000" || { lab_fail_why "aws2 path '$(bird_path 2)' after failback"; return 1; }
   [ "$(relay_jq '.tunnels[0].active')" = true ] || { lab_fail_why "tunnel1 not active after failback"; return 1; }
-  [ -z "$(relay_bgp 1 failbackAt)" ] || lab_fail_why "failbackAt still set after failback"
+  [ -z "$(relay_bgp 1 failbackAt)" ] || { lab_fail_why "failbackAt still set after failback"; return 1; }
+  # The VPC router's best path is back on aws1 (its session to a restarted aws1 may take a connect retry).
+  lab_wait 30 vpc_routes_are "aws1 * 65000;aws2 - 65000,65000,65000;" \
+    || lab_fail_why "$(vpc_why) after failback, want the best via aws1 again"
 }
 
 failback_after_delay() {
@@ -212,6 +200,7 @@ bgp_loss_fails_over() {
   # bird on aws1 shuts the session down (NOTIFICATION Cease); tunnel1's IKE and CHILD_SA stay up.
   birdc_n 1 disable relay > /dev/null
   lab_wait 10 bird_path_is 2 "65000" || { lab_fail_why "aws2 path '$(bird_path 2)' after tunnel1's session ended"; return 1; }
+  lab_wait 10 vpc_routes_are "aws2 * 65000;" || { lab_fail_why "$(vpc_why) after tunnel1's session ended"; return 1; }
   relay_tunnel_established tunnel1 || { lab_fail_why "tunnel1's CHILD_SA went down too"; return 1; }
   [ "$(relay_jq '.tunnels[1].active')" = true ] || { lab_fail_why "tunnel2 not active"; return 1; }
   [ "$(relay_condition Degraded)" = "True BgpSessionDown" ] \
@@ -256,14 +245,6 @@ vpc_unrouted() { [ -z "$(vpc_route)" ]; }
 gw_status() { relay_jq ".gateway.$1 // 0"; }
 gw_status_is() { [ "$(gw_status "$1")" = "$2" ]; }
 ping_device() { ip netns exec "$LAB_NS_RELAY" ping -c 3 -i 0.3 -W 2 "$LAB_DEVICE" > "$LAB_DIR/$1.out" 2>&1; }
-# bird_restart N: bird N afresh (its config: the VPC not announced), once its old process has left port 179.
-bird_restart() {
-  bird_stop "$1"
-  lab_wait 15 sh -c "! ip netns exec $LAB_ID-aws$1 ss -Hltn 'sport = :179' | grep -q ." \
-    || { lab_fail_why "port 179 in aws$1 still taken"; return 1; }
-  rm -f "$(bird_dir "$1")/bird.ctl"
-  bird_start "$1"
-}
 
 # A relay with `gateway: {}` and spec.bgp (no gateway.routes): both sessions up, nothing announced yet, so no route
 # to the VPC exists, through the device or otherwise, and the device cannot be reached.
@@ -331,12 +312,83 @@ gateway_route_withdrawn() {
   if ping_device gw-ping-withdrawn; then lab_fail_why "the device answered after the withdrawal"; fi
 }
 
+# --- iotrelay on both ends: iotrelay standing in for AWS (`standalone --bgp-aws-side`) ------------------------------
+
+# Each AWS endpoint's strongSwan and bird make way for iotrelay (e2e/lab/iotrelay_aws.sh) in gateway mode with the
+# same spec.bgp as the relay's plus the VPC announced: AWS's end of the session (169.254.1N.1, AS 64512, hold 30 s,
+# passive), the prefixes the relay announces routed into its device.
+AWS_SIDE_BGP="{localAsn: 65000, announce: [\"$LAB_VPC\"]}"
+aws_bgp() { iotrelay_aws_jq "$1" ".tunnels[0].bgp.$2 // empty"; }
+aws_bgp_is() { [ "$(aws_bgp "$1" "$2")" = "$3" ]; }
+aws_routes_inside() { ip -n "$LAB_ID-aws$1" route show "$LAB_INSIDE" | grepq "dev $IOTRELAY_AWS_DEV"; }
+# aws_to_device_above N COUNT: AWS side N has written more than COUNT packets into its device.
+aws_to_device_above() {
+  local v
+  v=$(iotrelay_aws_metric "$1" 'iotrelay_gateway_packets_total{direction="toDevice"}')
+  [ "${v:-0}" -gt "$2" ]
+}
+aws_why() { echo "AWS side $1: $(iotrelay_aws_jq "$1" -c '.tunnels[0] | {state, bgp}' 2>&1)"; }
+
+# Both ends' sessions Established, the relay's status not degraded.
+iotrelay_aws_sessions_established() {
+  relay_stop
+  bird_stop_all
+  vpc_bird_stop
+  local i
+  for i in 1 2; do
+    AWS_IOTRELAY_BGP=$AWS_SIDE_BGP iotrelay_aws_start "$i" "$([ "$i" = 1 ] && echo "$RELAY_PSK1" || echo "$RELAY_PSK2")" \
+      || return 1
+  done
+  lab_fail_back
+  start_bgp_relay || return 1
+  for i in 1 2; do
+    lab_wait 40 aws_bgp_is "$i" state Established || { lab_fail_why "$(aws_why "$i")"; return 1; }
+    lab_wait 10 relay_bgp_is "$i" state Established \
+      || { lab_fail_why "relay tunnel$i bgp: $(relay_jq -c ".tunnels[$((i - 1))].bgp")"; return 1; }
+  done
+  [ "$(relay_condition Degraded)" = "False AllTunnelsEstablished" ] \
+    || lab_fail_why "Degraded: $(relay_condition Degraded)"
+}
+
+# The relay learns the VPC on both tunnels; each AWS side learns the relay's inside address and routes it into
+# its device.
+iotrelay_aws_routes_exchanged() {
+  alive || return 1
+  local i
+  for i in 1 2; do
+    lab_wait 15 relay_bgp_is "$i" prefixesReceived 1 \
+      || { lab_fail_why "relay tunnel$i: $(relay_jq -c ".tunnels[$((i - 1))].bgp")"; return 1; }
+    [ "$(relay_jq -c ".tunnels[$((i - 1))].bgp.received")" = "[\"$LAB_VPC\"]" ] \
+      || { lab_fail_why "relay tunnel$i learned $(relay_jq -c ".tunnels[$((i - 1))].bgp.received")"; return 1; }
+    lab_wait 15 aws_bgp_is "$i" prefixesReceived 1 || { lab_fail_why "$(aws_why "$i")"; return 1; }
+    [ "$(iotrelay_aws_jq "$i" -c '.tunnels[0].bgp.received')" = "[\"$LAB_INSIDE/32\"]" ] \
+      || { lab_fail_why "$(aws_why "$i")"; return 1; }
+    lab_wait 10 aws_routes_inside "$i" \
+      || { lab_fail_why "aws$i: no route to $LAB_INSIDE into $IOTRELAY_AWS_DEV: $(ip -n "$LAB_ID-aws$i" route)"; return 1; }
+  done
+  relay_bgp_is 1 prepend 0 && relay_bgp_is 2 prepend 2 \
+    || lab_fail_why "relay prepends tunnel1 $(relay_bgp 1 prepend), tunnel2 $(relay_bgp 2 prepend); want 0 and 2"
+}
+
+# The IoT server's datagram through the relay's forward, tunnel1 and the AWS side's device to the device, and the
+# echo back the same way (the VPC routes the relay's inside prefix to aws1).
+iotrelay_aws_forward_reaches_device() {
+  alive || return 1
+  local in0
+  in0=$(iotrelay_aws_metric 1 'iotrelay_gateway_packets_total{direction="toDevice"}')
+  ask via-iotrelay-aws || { lab_fail_why "no echo from the device through the iotrelay AWS side"; return 1; }
+  lab_device_seen via-iotrelay-aws | grepq "^$LAB_INSIDE:" \
+    || { lab_fail_why "the device saw: '$(lab_device_seen via-iotrelay-aws)', want it from $LAB_INSIDE"; return 1; }
+  lab_wait 5 aws_to_device_above 1 "${in0:-0}" || lab_fail_why "AWS side 1 did not decrypt the datagram into its device"
+}
+
 lab_expect $(($(grep -c '^ *lab_run [a-z]' "$0") + 1))
 lab_case lab-up lab_up || exit 1
 lab_aws_start 1 "$RELAY_PSK1"
 lab_aws_start 2 "$RELAY_PSK2"
 bird_start 1
 bird_start 2
+vpc_bird_start
 export RELAY_TUNNELS=2 RELAY_STARTUP=Start
 # spec.bgp.failbackDelay: short, so the failback cases take seconds (IOTRELAY_BGP_FAILBACK overrides it).
 FAILBACK_SECS=${IOTRELAY_BGP_FAILBACK:-20}
@@ -344,6 +396,7 @@ FAILBACK_DELAY=${FAILBACK_SECS}s
 start_bgp_relay
 lab_run bgp-sessions-established sessions_established
 lab_run bgp-inside-address-in-bird inside_address_in_bird
+lab_run bgp-vpc-router-prefers-tunnel1 vpc_router_prefers_tunnel1
 lab_run bgp-reachable-only-after-learned reachable_only_after_learned
 lab_run bgp-withdrawal-stops-forward withdrawal_stops_forward
 lab_run bgp-failover-announcements failover_announcements
@@ -354,5 +407,8 @@ lab_run bgp-gateway-no-route-before-announce gateway_no_route_before_announce
 lab_run bgp-gateway-route-when-announced gateway_route_when_announced
 lab_run bgp-gateway-local-subnet-announced gateway_local_subnet_announced
 lab_run bgp-gateway-route-withdrawn gateway_route_withdrawn
+lab_run bgp-iotrelay-aws-sessions-established iotrelay_aws_sessions_established
+lab_run bgp-iotrelay-aws-routes-exchanged iotrelay_aws_routes_exchanged
+lab_run bgp-iotrelay-aws-forward-reaches-device iotrelay_aws_forward_reaches_device
 relay_stop
 lab_summary

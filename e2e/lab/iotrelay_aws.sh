@@ -17,19 +17,31 @@
 # AWS_IOTRELAY_ESP_LIFETIME (1h) (below 15m also set IOTRELAY_UNSAFE_SHORT_LIFETIMES=1),
 # AWS_IOTRELAY_MTU (gateway.mtu; default from the negotiated suite), AWS_IOTRELAY_ROUTES (the relay's inside
 # subnets it routes back; default $LAB_INSIDE_PREFIX), RUST_LOG.
+# AWS_IOTRELAY_BGP (a spec.bgp flow mapping, e.g. `{localAsn: 65000, announce: ["100.64.0.0/16"]}`): dynamic
+# routing as AWS does it: the tunnel's insideCidr is 169.254.1N.0/30 (as in e2e/bgp), the relay runs with
+# `--bgp-aws-side` (AWS's end of the session: 169.254.1N.1, AS awsAsn, waiting for the relay to connect), and the
+# prefixes the relay announces are the device's routes (no static route back).
 # Its admin server is 127.0.0.1:9464 inside that namespace (iotrelay_aws_curl N PATH); logs in $LAB_DIR/awsN/.
 
 IOTRELAY_AWS_DEV=awsgw0
 
 iotrelay_aws_inside() { echo "100.64.255.$1"; }
+# iotrelay_aws_inside_cidr N: tunnel N's inside /30 with AWS_IOTRELAY_BGP (AWS on .1, the relay on .2).
+iotrelay_aws_inside_cidr() { echo "169.254.1$1.0/30"; }
 
 # iotrelay_aws_yaml N PSK FILE: the IotRelay + Secret of AWS endpoint N.
 iotrelay_aws_yaml() {
-  local i=$1 psk=$2 f=$3 ike esp routes mtu=""
+  local i=$1 psk=$2 f=$3 ike esp routes mtu="" inside="" bgp=""
   ike=$(echo "${AWS_IOTRELAY_IKE:-$LAB_AWS_IKE_PROPOSALS}" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')
   esp=$(echo "${AWS_IOTRELAY_ESP:-$LAB_AWS_ESP_PROPOSALS}" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')
   routes=$(echo "${AWS_IOTRELAY_ROUTES:-$LAB_INSIDE_PREFIX}" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')
   [ -n "${AWS_IOTRELAY_MTU:-}" ] && mtu=", mtu: $AWS_IOTRELAY_MTU"
+  if [ -n "${AWS_IOTRELAY_BGP:-}" ]; then
+    inside="
+    insideCidr: $(iotrelay_aws_inside_cidr "$i")"
+    bgp="
+  bgp: $AWS_IOTRELAY_BGP"
+  fi
   cat > "$f" <<EOT
 apiVersion: iotrelay.dev/v1alpha1
 kind: IotRelay
@@ -39,7 +51,7 @@ spec:
   remoteSubnets: [$routes]
   tunnels:
   - name: relay
-    peerAddress: $LAB_RELAY_PUBLIC
+    peerAddress: $LAB_RELAY_PUBLIC$inside
     preSharedKeySecretRef: {name: aws-side, key: psk}
   ike:
     proposals: [$ike]
@@ -51,7 +63,7 @@ spec:
     proposals: [$esp]
     lifetime: ${AWS_IOTRELAY_ESP_LIFETIME:-1h}
     replayWindow: 1024
-  gateway: {interface: $IOTRELAY_AWS_DEV$mtu}
+  gateway: {interface: $IOTRELAY_AWS_DEV$mtu}$bgp
 ---
 apiVersion: v1
 kind: Secret
@@ -82,7 +94,7 @@ iotrelay_aws_start() {
   lab_bg "$ns" "$d/iotrelay.log" env RUST_LOG="${RUST_LOG:-info}" \
     IOTRELAY_UNSAFE_SHORT_LIFETIMES="${IOTRELAY_UNSAFE_SHORT_LIFETIMES:-0}" \
     "$IOTRELAY_SIDECAR" standalone --file "$d/iotrelay.yaml" --admin-addr "$RELAY_ADMIN" \
-    --rekey-token-file "$d/rekey.token"
+    --rekey-token-file "$d/rekey.token" ${AWS_IOTRELAY_BGP:+--bgp-aws-side}
   echo "$LAB_PID" > "$d/iotrelay.pid"
   lab_wait 15 iotrelay_aws_up "$i" || {
     lab_fail_why "AWS side $i (iotrelay) did not come up: $(tail -3 "$d/iotrelay.log" 2> /dev/null | tr '\n' ' ')"

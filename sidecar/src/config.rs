@@ -128,7 +128,9 @@ pub fn ike_config(v: &ValidatedSpec, psk: Zeroizing<Vec<u8>>, local: Ipv4Addr) -
     c.dpd_interval = v.ike.dpd_interval;
     c.dpd_timeout = v.ike.dpd_timeout;
     c.startup = v.ike.startup_action;
-    if let (Some(g), StartupAction::Add) = (&v.gateway, v.ike.startup_action) {
+    // With BGP the routes are learned at run time (and the sessions run between the tunnels' inside addresses):
+    // both sides stay `0.0.0.0/0`, as AWS's dynamic-routing tunnels do, and the learned prefixes do the narrowing.
+    if let (Some(g), StartupAction::Add, None) = (&v.gateway, v.ike.startup_action, &v.bgp) {
         // Traffic selectors. An initiator offers `0.0.0.0/0 <-> 0.0.0.0/0`, what AWS accepts with its default tunnel
         // options (a VPN connection whose local/remote network CIDRs are set refuses anything else). A responder in
         // gateway mode (`startupAction: Add`: iotrelay standing in for AWS, whose `gateway.routes` are the peer's
@@ -256,6 +258,23 @@ stringData: {tunnel1: "psk_one_12345", tunnel2: "psk_two_12345"}
         let c =
             ike_config(&validate_spec(&relay.spec, false).unwrap(), Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
         assert_eq!((c.local_ts, c.remote_ts), (vec![any], vec![any]));
+        // A responder in gateway mode with BGP (iotrelay as AWS's side of a dynamic-routing connection): 0/0, the
+        // learned prefixes narrow; the sessions' own packets are between the inside addresses.
+        let bgp = "  bgp: {localAsn: 65000}\n  tunnels:\n";
+        let with_bgp = text
+            .replace("  tunnels:\n", bgp)
+            .replace(
+                "    preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}",
+                "    insideCidr: 169.254.10.0/30\n    preSharedKeySecretRef: {name: aws-vpn, key: tunnel1}",
+            )
+            .replace(
+                "    preSharedKeySecretRef: {name: aws-vpn, key: tunnel2}",
+                "    insideCidr: 169.254.11.0/30\n    preSharedKeySecretRef: {name: aws-vpn, key: tunnel2}",
+            );
+        let (relay, _) = load_yaml(&with_bgp).unwrap();
+        let c =
+            ike_config(&validate_spec(&relay.spec, false).unwrap(), Zeroizing::new(b"x".to_vec()), Ipv4Addr::LOCALHOST);
+        assert_eq!((c.local_ts, c.remote_ts), (vec![any], vec![any]), "gateway mode with BGP");
         // A responder without gateway mode: 0/0 (the interop's AWS-initiated tunnels).
         let (relay, _) = load_yaml(&sample("8h", "1h", "7000")).unwrap();
         let c =

@@ -57,6 +57,11 @@ spec:
   - {{name: tunnel1, peerAddress: {AWS1}, insideCidr: 169.254.10.0/30, preSharedKeySecretRef: {{name: s, key: k}}}}
   - {{name: tunnel2, peerAddress: {AWS2}, insideCidr: 169.254.11.0/30, preSharedKeySecretRef: {{name: s, key: k}}}}
   bgp: {{localAsn: 65000}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: s, namespace: default}}
+stringData: {{k: \"x\"}}
 "
     );
     let (relay, _) = load_yaml(&yaml).unwrap();
