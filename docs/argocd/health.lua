@@ -1,7 +1,7 @@
 -- Argo CD health check for iotrelay.dev/IotRelay
 -- (argocd-cm: resource.customizations.health.iotrelay.dev_IotRelay).
--- Reads the kstatus-style conditions: Stalled (operator: bad spec, missing Secret; relay: authentication failed,
--- no proposal chosen), Reconciling, Ready and Degraded (relay: a configured tunnel is down).
+-- Reads the kstatus-style conditions the operator writes, Stalled (bad spec, missing Secret, the relay's
+-- authentication failed or no proposal chosen), Reconciling and Ready, and the relay's Degraded (a tunnel is down).
 hs = { status = "Progressing", message = "Waiting for the operator to report status" }
 
 local function find(conditions, t)

@@ -3,7 +3,7 @@
 //! they are honoured only when the chart turned them on (`relay.allowImageOverride`, `relay.allowPrivileged`).
 //! Also refused here: a spec whose ports collide with the relay's metrics port, which only the chart knows.
 
-use iotrelay_api::{IotRelaySpec, ValidatedSpec};
+use iotrelay_api::{IotRelaySpec, StalledReason, ValidatedSpec};
 
 use crate::render::RenderConfig;
 
@@ -11,16 +11,9 @@ use crate::render::RenderConfig;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
 pub struct Refusal {
-    pub reason: &'static str,
+    pub reason: StalledReason,
     pub message: String,
 }
-
-/// `Stalled` reason: `spec.image` is set but the chart does not allow image overrides.
-pub const IMAGE_OVERRIDE_NOT_ALLOWED: &str = "ImageOverrideNotAllowed";
-/// `Stalled` reason: `spec.privileged` is true but the chart does not allow privileged relays.
-pub const PRIVILEGED_NOT_ALLOWED: &str = "PrivilegedNotAllowed";
-/// `Stalled` reason: a port of the spec is the relay metrics port the chart configured.
-pub const PORT_CONFLICT: &str = "PortConflict";
 
 /// Checks `spec` (already validated to `v`) against what the operator was configured to allow.
 pub fn admit(spec: &IotRelaySpec, v: &ValidatedSpec, cfg: &RenderConfig) -> Result<(), Refusal> {
@@ -28,7 +21,7 @@ pub fn admit(spec: &IotRelaySpec, v: &ValidatedSpec, cfg: &RenderConfig) -> Resu
         && !cfg.allow_image_override
     {
         return Err(Refusal {
-            reason: IMAGE_OVERRIDE_NOT_ALLOWED,
+            reason: StalledReason::ImageOverrideNotAllowed,
             message: format!(
                 "spec.image ({image:?}) is not allowed: the operator runs relays only with its configured image; \
                  an administrator can allow overrides with the Helm value relay.allowImageOverride=true"
@@ -37,7 +30,7 @@ pub fn admit(spec: &IotRelaySpec, v: &ValidatedSpec, cfg: &RenderConfig) -> Resu
     }
     if spec.privileged && !cfg.allow_privileged {
         return Err(Refusal {
-            reason: PRIVILEGED_NOT_ALLOWED,
+            reason: StalledReason::PrivilegedNotAllowed,
             message: "spec.privileged is not allowed: relays run as non-root with only NET_BIND_SERVICE; an \
                       administrator can allow privileged relays with the Helm value relay.allowPrivileged=true"
                 .into(),
@@ -52,7 +45,7 @@ pub fn admit(spec: &IotRelaySpec, v: &ValidatedSpec, cfg: &RenderConfig) -> Resu
     };
     if let Some(field) = clash {
         return Err(Refusal {
-            reason: PORT_CONFLICT,
+            reason: StalledReason::PortConflict,
             message: format!(
                 "{field} is {port}, the relay metrics port (Helm value relay.metricsAddress={m}): choose another port"
             ),
@@ -84,7 +77,7 @@ mod tests {
         let mut s = spec();
         s.image = Some("example.org/evil:1".into());
         let r = check(&s, &deny).unwrap_err();
-        assert_eq!(r.reason, IMAGE_OVERRIDE_NOT_ALLOWED);
+        assert_eq!(r.reason, StalledReason::ImageOverrideNotAllowed);
         assert!(r.message.contains("relay.allowImageOverride"), "{}", r.message);
         let allow = RenderConfig { allow_image_override: true, ..RenderConfig::default() };
         assert_eq!(check(&s, &allow), Ok(()));
@@ -92,14 +85,14 @@ mod tests {
         let mut s = spec();
         s.privileged = true;
         let r = check(&s, &deny).unwrap_err();
-        assert_eq!(r.reason, PRIVILEGED_NOT_ALLOWED);
+        assert_eq!(r.reason, StalledReason::PrivilegedNotAllowed);
         assert!(r.message.contains("relay.allowPrivileged"), "{}", r.message);
         // Allowing images does not allow privileged, and the other way round.
-        assert_eq!(check(&s, &allow).unwrap_err().reason, PRIVILEGED_NOT_ALLOWED);
+        assert_eq!(check(&s, &allow).unwrap_err().reason, StalledReason::PrivilegedNotAllowed);
         let allow = RenderConfig { allow_privileged: true, ..RenderConfig::default() };
         assert_eq!(check(&s, &allow), Ok(()));
         s.image = Some("example.org/evil:1".into());
-        assert_eq!(check(&s, &allow).unwrap_err().reason, IMAGE_OVERRIDE_NOT_ALLOWED);
+        assert_eq!(check(&s, &allow).unwrap_err().reason, StalledReason::ImageOverrideNotAllowed);
     }
 
     #[test]
@@ -109,7 +102,7 @@ mod tests {
         let mut s = spec();
         s.forwards[0].listen_port = i32::from(port);
         let r = check(&s, &cfg).unwrap_err();
-        assert_eq!(r.reason, PORT_CONFLICT);
+        assert_eq!(r.reason, StalledReason::PortConflict);
         assert!(r.message.contains("spec.forwards[0].listenPort") && r.message.contains("relay.metricsAddress"));
         let mut s = spec();
         s.admin_port = i32::from(port);

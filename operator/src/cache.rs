@@ -19,7 +19,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Pod, PodStatus, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -117,8 +117,8 @@ impl Caches {
 
 /// What of an IotRelay the operator reacts to (a `predicate_filter` key): its identity, generation (the spec),
 /// labels, annotations and status conditions without their timestamps. The relay's periodic status writes change
-/// only traffic counters and SA ages, so they do not start a reconcile; a condition the relay changes (Ready,
-/// Degraded) does, because the operator's `Reconciling`/`Stalled` follow it.
+/// only traffic counters and SA ages, so they do not start a reconcile; a condition the relay changes
+/// (`TunnelsReady`, `Degraded`) does, because the operator's `Ready`, `Reconciling` and `Stalled` follow it.
 pub fn relay_change(r: &IotRelay) -> Option<u64> {
     let mut h = DefaultHasher::new();
     (&r.metadata.uid, r.metadata.generation, &r.metadata.labels, &r.metadata.annotations).hash(&mut h);
@@ -133,19 +133,13 @@ pub fn relay_change(r: &IotRelay) -> Option<u64> {
 
 /// What the IotRelay cache keeps: the object without what the operator never reads. Out go the relay's status
 /// fields (tunnels, forwards, counters: only `observedGeneration` and the conditions are read), the
-/// `last-applied-configuration` annotation of `kubectl apply` (a second copy of the spec), and the managed fields of
-/// everything but the status conditions (the Ready handover reads who owns which condition field).
+/// `last-applied-configuration` annotation of `kubectl apply` (a second copy of the spec), and the managed fields
+/// (each condition has one writer, so nothing asks who owns what).
 pub fn trim_relay(r: &mut IotRelay) {
     if let Some(a) = r.metadata.annotations.as_mut() {
         a.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
-    if let Some(mf) = r.metadata.managed_fields.as_mut() {
-        mf.retain(|e| e.subresource.as_deref() == Some("status"));
-        for e in mf.iter_mut() {
-            let conditions = e.fields_v1.as_ref().and_then(|f| f.0.get("f:status")?.get("f:conditions").cloned());
-            e.fields_v1 = conditions.map(|c| FieldsV1(serde_json::json!({ "f:status": { "f:conditions": c } })));
-        }
-    }
+    r.metadata.managed_fields = None;
     if let Some(s) = r.status.take() {
         r.status = Some(IotRelayStatus {
             observed_generation: s.observed_generation,
@@ -483,7 +477,6 @@ mod tests {
 
     #[test]
     fn trimmed_relay_keeps_what_reconcile_reads() {
-        use crate::conditions::sole_owned_condition_fields;
         let mut r = relay(ready("2026-01-01T00:00:00Z", 7));
         r.metadata.annotations = Some(
             [
@@ -504,15 +497,9 @@ mod tests {
             ]))
             .unwrap(),
         );
-        let owned = |r: &IotRelay| {
-            sole_owned_condition_fields(r.metadata.managed_fields.as_deref().unwrap(), "iotrelay-operator", "Ready")
-        };
-        let before = owned(&r);
         let mut t = r.clone();
         trim_relay(&mut t);
-        assert_eq!(owned(&t), before, "the Ready handover reads the same owners");
-        assert_eq!(before.len(), 1, "only the reason is the operator's alone: {before:?}");
-        assert_eq!(t.metadata.managed_fields.as_ref().unwrap().len(), 2, "the spec manager's entry is dropped");
+        assert!(t.metadata.managed_fields.is_none(), "nothing reads who owns what");
         let s = t.status.as_ref().unwrap();
         assert!(s.forwards.is_empty() && s.conditions.len() == 1, "counters dropped, conditions kept");
         let a = t.metadata.annotations.as_ref().unwrap();
@@ -526,6 +513,16 @@ mod tests {
         let mut r = relay(ready("2026-01-01T00:00:00Z", 1));
         r.status.as_mut().unwrap().conditions[0].status = "False".into();
         assert_ne!(base, relay_change(&r), "a condition changed");
+        // The relay's TunnelsReady (what the operator's Ready follows) wakes it, also for a new generation only.
+        let tunnels = |status: &str, generation: i64| {
+            let mut r = relay(ready("2026-01-01T00:00:00Z", 1));
+            let mut c = r.status.as_ref().unwrap().conditions[0].clone();
+            (c.type_, c.status, c.observed_generation) = ("TunnelsReady".into(), status.into(), Some(generation));
+            r.status.as_mut().unwrap().conditions.push(c);
+            relay_change(&r)
+        };
+        assert_ne!(tunnels("True", 1), tunnels("False", 1), "TunnelsReady's status");
+        assert_ne!(tunnels("True", 1), tunnels("True", 2), "TunnelsReady's observedGeneration");
         let mut r = relay(ready("2026-01-01T00:00:00Z", 1));
         r.metadata.generation = Some(3);
         assert_ne!(base, relay_change(&r), "the spec changed");

@@ -17,11 +17,13 @@ use serde_json::json;
 use tokio::time::Instant;
 use tracing::{Instrument, info, warn};
 
-use iotrelay_api::{IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, condition, validate};
+use iotrelay_api::{
+    IotRelay, IotRelayStatus, OPERATOR_FIELD_MANAGER, ProgressReason, StalledReason, condition, validate,
+};
 
 use crate::admit::admit;
 use crate::cache::{Caches, relay_change, trim_relay};
-use crate::conditions::{Outcome, operator_conditions, sole_owned_condition_fields, status_is_current};
+use crate::conditions::{Outcome, legacy_relay, operator_conditions, status_is_current};
 use crate::memory::{Memory, child_key, hash_json, live_version};
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::render::{Children, RenderConfig, RenderError, render};
@@ -140,19 +142,12 @@ async fn reconcile_inner(relay: &IotRelay, ctx: &Context) -> Result<(Action, Out
             info!(reason = %reason, "stalled");
             // Secrets are not watched: a missing one is looked for again. Anything else waits for a change of the
             // IotRelay, its children or its pod (or the resync).
-            if SECRET_REASONS.contains(&reason.as_str()) {
-                Action::requeue(STALLED_RECHECK)
-            } else {
-                Action::requeue(RESYNC)
-            }
+            if reason.is_secret() { Action::requeue(STALLED_RECHECK) } else { Action::requeue(RESYNC) }
         }
         Outcome::PodNotReady { .. } | Outcome::PodAvailable => Action::requeue(RESYNC),
     };
     Ok((action, outcome))
 }
-
-/// `Stalled` reasons about Secrets (which are not watched, so they are rechecked every [`STALLED_RECHECK`]).
-pub const SECRET_REASONS: [&str; 2] = ["SecretNotFound", "SecretKeyNotFound"];
 
 /// Validate + admit + dereference + build. `Ok(Err(outcome))` is a permanent problem to report as Stalled;
 /// nothing is applied then, so a refused spec never creates or changes the relay's Deployment.
@@ -161,11 +156,11 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
         Ok(v) => v,
         Err(errs) => {
             let message = errs.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; ");
-            return Ok(Err(Outcome::Stalled { reason: "InvalidSpec".into(), message }));
+            return Ok(Err(Outcome::Stalled { reason: StalledReason::InvalidSpec, message }));
         }
     };
     if let Err(r) = admit(&relay.spec, &spec, &ctx.config) {
-        return Ok(Err(Outcome::Stalled { reason: r.reason.into(), message: r.message }));
+        return Ok(Err(Outcome::Stalled { reason: r.reason, message: r.message }));
     }
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let refs = spec.secret_refs().into_iter().map(|r| (r, "preSharedKeySecretRef"));
@@ -183,13 +178,13 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
         match keys {
             None => {
                 return Ok(Err(Outcome::Stalled {
-                    reason: "SecretNotFound".into(),
+                    reason: StalledReason::SecretNotFound,
                     message: format!("Secret {:?} (referenced by {field}) not found in namespace {ns:?}", r.name),
                 }));
             }
             Some(keys) if !keys.contains(&r.key) => {
                 return Ok(Err(Outcome::Stalled {
-                    reason: "SecretKeyNotFound".into(),
+                    reason: StalledReason::SecretKeyNotFound,
                     message: format!("Secret {:?} has no key {:?} (referenced by {field})", r.name, r.key),
                 }));
             }
@@ -198,7 +193,7 @@ async fn check(relay: &IotRelay, ctx: &Context, ns: &str) -> Result<Result<Child
     }
     match render(relay, &spec, &ctx.config) {
         Ok(children) => Ok(Ok(children)),
-        Err(RenderError::Refused(r)) => Ok(Err(Outcome::Stalled { reason: r.reason.into(), message: r.message })),
+        Err(RenderError::Refused(r)) => Ok(Err(Outcome::Stalled { reason: r.reason, message: r.message })),
         Err(e) => Err(e.into()),
     }
 }
@@ -271,7 +266,7 @@ fn observe_pod(ctx: &Context, ns: &str, c: &Children) -> Outcome {
 pub fn replica_failure(status: &DeploymentStatus) -> Option<Outcome> {
     let c = status.conditions.as_ref()?.iter().find(|c| c.type_ == "ReplicaFailure" && c.status == "True")?;
     Some(Outcome::Stalled {
-        reason: FAILED_CREATE.into(),
+        reason: StalledReason::FailedCreate,
         message: format!(
             "the relay pod cannot be created ({}): {}",
             c.reason.as_deref().unwrap_or("ReplicaFailure"),
@@ -280,12 +275,9 @@ pub fn replica_failure(status: &DeploymentStatus) -> Option<Outcome> {
     })
 }
 
-/// `Stalled` reason when the relay pod cannot be created (the Deployment's `ReplicaFailure` condition).
-pub const FAILED_CREATE: &str = "FailedCreate";
-
 /// Pure: the relay pod's state as the operator reports it. A pod whose container runs counts as available even
-/// when its readiness probe fails: the relay then reports Ready/Degraded itself (with the real reason, e.g. both
-/// tunnels down), and the operator must not overwrite that.
+/// when its readiness probe fails: the relay then reports TunnelsReady/Degraded itself (with the real reason, e.g.
+/// both tunnels down), and the operator's Ready passes that on.
 pub fn pod_outcome(pods: &[Pod]) -> Outcome {
     let running = |p: &Pod| {
         let st = p.status.as_ref();
@@ -325,7 +317,7 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
         return waiting_for_pod();
     }
     Outcome::PodNotReady {
-        reason: "PodNotReady".into(),
+        reason: ProgressReason::PodNotReady.as_str().into(),
         message: format!("relay pod is {}", status.phase.unwrap_or_else(|| "Pending".into())),
     }
 }
@@ -333,7 +325,7 @@ pub fn pod_outcome(pods: &[Pod]) -> Outcome {
 /// No relay pod yet, or one the scheduler has not placed yet.
 fn waiting_for_pod() -> Outcome {
     Outcome::PodNotReady {
-        reason: "PodPending".into(),
+        reason: ProgressReason::PodPending.as_str().into(),
         message: "waiting for the relay pod to be created and scheduled".into(),
     }
 }
@@ -348,21 +340,7 @@ async fn update_status(
     let old = relay.status.clone().unwrap_or_default();
     let generation = relay.metadata.generation;
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let mut conditions = operator_conditions(outcome, generation, &old, &now);
-    // Ready is handed over to the relay once its pod runs. If this operator wrote Ready after the relay did (it saw
-    // the pod before the kubelet reported it running), leaving Ready out now would strip the fields only it owns
-    // and leave an invalid condition: keep applying the live value until the relay has written Ready again.
-    if !conditions.iter().any(|c| c.type_ == condition::READY)
-        && let Some(ready) = old.condition(condition::READY)
-        && !sole_owned_condition_fields(
-            relay.metadata.managed_fields.as_deref().unwrap_or_default(),
-            OPERATOR_FIELD_MANAGER,
-            condition::READY,
-        )
-        .is_empty()
-    {
-        conditions.push(ready.clone());
-    }
+    let conditions = operator_conditions(outcome, generation, &old, &now);
 
     let status = IotRelayStatus { observed_generation: generation, conditions, ..Default::default() };
     let patch = json!({
@@ -373,9 +351,10 @@ async fn update_status(
     // Not written when the live status already says it (however it got there: an earlier pass, an operator
     // before a restart), nor when this same status was written by a pass that read the IotRelay at the version
     // the cache still holds (the cache has not caught up with that write yet; the pod's next state often wakes
-    // the relay before the write's own watch event arrives).
-    let managed = relay.metadata.managed_fields.as_deref().unwrap_or_default();
-    if status_is_current(&old, managed, OPERATOR_FIELD_MANAGER, &status) {
+    // the relay before the write's own watch event arrives). With a relay older than `TunnelsReady` the operator's
+    // Ready is the relay's own: it is applied anyway, so that the operator owns all of Ready's fields (the relay's
+    // replacement stops writing Ready; fields only the relay owned would then be removed from a live condition).
+    if !legacy_relay(&old) && status_is_current(&old, &status) {
         return Ok(());
     }
     let hash = hash_json(&patch_without_times(&patch));
@@ -386,12 +365,12 @@ async fn update_status(
     // Events only on a transition into Stalled (or a different stall reason), so requeues don't spam.
     if let Outcome::Stalled { reason, message } = outcome {
         let was = old.condition(condition::STALLED);
-        let changed = !was.is_some_and(|c| c.status == "True" && &c.reason == reason && &c.message == message);
+        let changed = !was.is_some_and(|c| c.status == "True" && c.reason == reason.as_str() && &c.message == message);
         if changed {
             let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
             let event = Event {
                 type_: EventType::Warning,
-                reason: reason.clone(),
+                reason: reason.as_str().into(),
                 note: Some(truncate(message, 1000)),
                 action: "Reconcile".into(),
                 secondary: None,

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use iotrelay_api::{IotRelay, SecretKeyRef, validate};
-use iotrelay_operator::admit::PRIVILEGED_NOT_ALLOWED;
 use iotrelay_operator::render::{CONFIG_HASH_ANNOTATION, Children, RELAY_UID, RenderConfig, RenderError, render};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
@@ -198,7 +197,9 @@ fn privileged_and_image_only_rendered_when_allowed() {
     r.spec.privileged = true;
     let v = validate(&r.spec).unwrap();
     match render(&r, &v, &RenderConfig::default()) {
-        Err(RenderError::Refused(refusal)) => assert_eq!(refusal.reason, PRIVILEGED_NOT_ALLOWED),
+        Err(RenderError::Refused(refusal)) => {
+            assert_eq!(refusal.reason, iotrelay_api::StalledReason::PrivilegedNotAllowed)
+        }
         other => panic!("rendered a privileged relay the chart does not allow: {other:?}"),
     }
     let c = render_with(&r, &RenderConfig { allow_privileged: true, ..RenderConfig::default() });

@@ -189,8 +189,11 @@ async fn missing_secret_is_stalled_with_event_and_no_children() {
     assert!(st["message"].as_str().unwrap().contains("aws-vpn"));
     assert_eq!(condition(&patches[0].body, "Reconciling")["status"], "False");
     assert_eq!(patches[0].body["status"]["observedGeneration"], 2);
-    // The operator never writes what the relay owns.
-    assert!(condition(&patches[0].body, "Ready").is_null() && patches[0].body["status"]["tunnels"].is_null());
+    // Not Ready for the same reason; the operator never writes what the relay owns.
+    let ready = condition(&patches[0].body, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("SecretNotFound")));
+    assert!(condition(&patches[0].body, "TunnelsReady").is_null() && condition(&patches[0].body, "Degraded").is_null());
+    assert!(patches[0].body["status"]["tunnels"].is_null());
     assert!(
         seen.iter()
             .any(|s| s.method == Method::POST && s.path.contains("events") && s.body["reason"] == "SecretNotFound"),
@@ -280,10 +283,12 @@ async fn healthy_relay_applies_children_with_ssa_and_owner() {
         assert_eq!(a.body["metadata"]["ownerReferences"][0]["uid"], "00000000-0000-0000-0000-000000000007");
     }
     let p = status_patches(&seen);
-    // The pod runs but the relay has not reported Ready yet: still reconciling (kstatus InProgress).
-    assert_eq!(condition(&p[0].body, "Reconciling")["status"], "True");
-    assert!(condition(&p[0].body, "Stalled").is_null(), "Stalled is only written while the operator is stalled");
-    assert!(condition(&p[0].body, "Ready").is_null(), "the relay owns Ready once its pod runs");
+    // The pod runs but the relay has not reported TunnelsReady yet: still reconciling (kstatus InProgress).
+    let c = |t: &str| (condition(&p[0].body, t)["status"].clone(), condition(&p[0].body, t)["reason"].clone());
+    assert_eq!(c("Reconciling"), (json!("True"), json!("WaitingForRelay")));
+    assert_eq!(c("Ready"), (json!("False"), json!("WaitingForRelay")));
+    assert_eq!(c("Stalled"), (json!("False"), json!("NotStalled")), "the operator writes all its conditions");
+    assert!(condition(&p[0].body, "TunnelsReady").is_null() && condition(&p[0].body, "Degraded").is_null());
 }
 
 #[tokio::test]
@@ -292,7 +297,7 @@ async fn ready_relay_is_not_reconciling() {
     let mut r = relay();
     r.status = Some(
         serde_json::from_value(
-            json!({"conditions": [{"type": "Ready", "status": "True", "reason": "TunnelEstablished",
+            json!({"conditions": [{"type": "TunnelsReady", "status": "True", "reason": "TunnelEstablished",
         "message": "tunnel1 established", "lastTransitionTime": "2026-11-28T19:40:05Z", "observedGeneration": 2}]}),
         )
         .unwrap(),
@@ -301,7 +306,49 @@ async fn ready_relay_is_not_reconciling() {
     let seen = seen.lock().unwrap().clone();
     let p = status_patches(&seen);
     assert_eq!(condition(&p[0].body, "Reconciling")["status"], "False");
-    assert!(condition(&p[0].body, "Ready").is_null(), "the operator must not touch the relay's Ready");
+    let ready = condition(&p[0].body, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str(), ready["message"].as_str()),
+        (Some("True"), Some("TunnelEstablished"), Some("tunnel1 established")),
+        "Ready is the relay's TunnelsReady"
+    );
+    assert!(condition(&p[0].body, "TunnelsReady").is_null(), "the operator never writes the relay's condition");
+}
+
+/// A relay older than `TunnelsReady` writes `Ready` itself (with force): the operator's `Ready` is the same, so
+/// neither overwrites the other, and it is applied on every pass, so that the operator owns all of `Ready`'s
+/// fields once the new relay, which no longer writes `Ready`, replaces it.
+#[tokio::test]
+async fn a_relay_older_than_tunnels_ready_is_taken_as_is() {
+    let mut r = relay();
+    r.status = Some(
+        serde_json::from_value(json!({"observedGeneration": 2, "conditions": [
+            {"type": "Ready", "status": "True", "reason": "TunnelEstablished", "message": "established: tunnel1",
+             "lastTransitionTime": "2026-11-28T19:40:05Z", "observedGeneration": 2},
+            {"type": "Degraded", "status": "True", "reason": "TunnelDown", "message": "tunnel down: tunnel2",
+             "lastTransitionTime": "2026-11-28T19:40:05Z", "observedGeneration": 2},
+            {"type": "Reconciling", "status": "False", "reason": "Ready", "message": "the relay is ready",
+             "lastTransitionTime": "2026-11-28T19:40:05Z", "observedGeneration": 2},
+            {"type": "Stalled", "status": "False", "reason": "NotStalled", "message": "",
+             "lastTransitionTime": "2026-11-28T19:40:05Z", "observedGeneration": 2}]}))
+        .unwrap(),
+    );
+    // The live status already says all of it, and it is still applied.
+    let (client, seen) = mock(Arc::new(healthy));
+    reconcile(Arc::new(r.clone()), ctx(client)).await.unwrap();
+    let p = status_patches(&seen.lock().unwrap()).iter().map(|s| s.body.clone()).collect::<Vec<_>>();
+    assert_eq!(p.len(), 1);
+    let ready = condition(&p[0], "Ready");
+    assert_eq!((ready["status"].as_str(), ready["message"].as_str()), (Some("True"), Some("established: tunnel1")));
+    // Once the relay reports TunnelsReady, the same status is not written again.
+    let written: iotrelay_api::IotRelayStatus = serde_json::from_value(p[0]["status"].clone()).unwrap();
+    let s = r.status.as_mut().unwrap();
+    s.conditions.truncate(2);
+    s.conditions[0].type_ = "TunnelsReady".into();
+    s.conditions.extend(written.conditions);
+    let (client, seen) = mock(Arc::new(healthy));
+    reconcile(Arc::new(r), ctx(client)).await.unwrap();
+    assert!(status_patches(&seen.lock().unwrap()).is_empty(), "{:#?}", seen.lock().unwrap());
 }
 
 #[tokio::test]
@@ -511,19 +558,9 @@ async fn the_recheck_of_a_missing_secret_reads_it_again() {
     assert_eq!(secret_reads(&seen), 2);
 }
 
-/// The IotRelay's status with the operator's managed-fields entry for the conditions in `patch`, as the API
-/// server leaves it after that status apply.
+/// The IotRelay with the status `patch` wrote, as the API server leaves it after that status apply.
 fn as_written(mut r: IotRelay, patch: &Value) -> IotRelay {
     r.status = Some(serde_json::from_value(patch["status"].clone()).unwrap());
-    let mut owned = serde_json::Map::new();
-    for c in patch["status"]["conditions"].as_array().unwrap() {
-        owned.insert(format!("k:{}", json!({"type": c["type"]})), json!({".": {}, "f:status": {}, "f:reason": {}}));
-    }
-    r.metadata.managed_fields = Some(
-        serde_json::from_value(json!([{"manager": "iotrelay-operator", "operation": "Apply",
-            "subresource": "status", "fieldsV1": {"f:status": {"f:conditions": owned}}}]))
-        .unwrap(),
-    );
     r
 }
 
@@ -546,7 +583,7 @@ async fn a_status_the_relay_already_has_is_not_written_again() {
     reconcile(Arc::new(r), ctx(client)).await.unwrap();
     let p = status_patches(&seen.lock().unwrap()).iter().map(|s| s.body.clone()).collect::<Vec<_>>();
     assert_eq!(p.len(), 1);
-    assert_eq!(condition(&p[0], "Reconciling")["reason"], "Connecting");
+    assert_eq!(condition(&p[0], "Reconciling")["reason"], "WaitingForRelay");
 }
 
 /// The relay's pod appears right after the pass that wrote its Deployment, and the pass it wakes often reads the

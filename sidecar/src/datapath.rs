@@ -70,8 +70,7 @@ pub enum Notice {
     },
     SaLost {
         tunnel: String,
-        reason: &'static str,
-        permanent: bool,
+        reason: DownReason,
     },
     ChildRekeyed {
         tunnel: String,
@@ -421,7 +420,6 @@ impl Datapath {
                     remote_spi = %format!("{remote_spi:016x}"), "IKE SA rekeyed");
             }
             Event::IkeSaDown { reason } => {
-                let permanent = reason.is_permanent();
                 let err = self.tunnels[ti].engine.status().last_error.unwrap_or_default();
                 if reason == DownReason::Closed {
                     tracing::info!(tunnel = %name, "IKE SA closed");
@@ -432,7 +430,7 @@ impl Datapath {
                 if t.child_rekey_at.take().is_some_and(|at| self.now >= at) && reason != DownReason::Closed {
                     self.notices.push(Notice::RekeyFailed { tunnel: name.clone() });
                 }
-                self.notices.push(Notice::SaLost { tunnel: name, reason: reason.reason(), permanent });
+                self.notices.push(Notice::SaLost { tunnel: name, reason });
             }
             Event::ChildSaInstalled(sa) => {
                 tracing::info!(tunnel = %name, inbound_spi = %format!("{:08x}", sa.inbound_spi),

@@ -1,6 +1,6 @@
 //! In-cluster mode: read the own IotRelay and its Secrets, run the relay, apply forward and PSK
-//! changes live, write `Ready`/`Degraded`/tunnels/forwards/datapath to `/status` with server-side apply (field
-//! manager `iotrelay-sidecar`), and emit Events for SA established / lost / rekey failed / authentication failed.
+//! changes live, write `TunnelsReady`/`Degraded`/tunnels/forwards/datapath to `/status` with server-side apply (field
+//! manager `iotrelay-sidecar`; `Ready`, `Reconciling` and `Stalled` are the operator's alone), and emit Events for SA established / lost / rekey failed / authentication failed.
 //! Rekey requests made through the API (the `iotrelay.dev/rekey` annotation) are `kube_rekey`'s.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use futures::StreamExt as _;
 use iotrelay_api::{
     IotRelay, IotRelayStatus, LastRekeyRequest, REKEY_ANNOTATION, SIDECAR_FIELD_MANAGER, ValidatedSpec,
 };
+use iotrelay_ikev2::DownReason;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Patch, PatchParams};
@@ -346,8 +347,9 @@ fn without_counters(s: &IotRelayStatus) -> IotRelayStatus {
     s
 }
 
-/// True when a condition this relay wrote reads differently in the live object (another writer, the operator
-/// while it believed no relay pod ran, applied it with force after the relay did): the relay writes it again.
+/// True when a condition this relay wrote reads differently in the live object (nobody else writes
+/// `TunnelsReady`/`Degraded`, but a status can be replaced wholesale, e.g. by a restore or `kubectl replace
+/// --subresource=status`): the relay writes it again.
 /// `lastTransitionTime` and `observedGeneration` are not compared.
 fn overwritten(written: &IotRelayStatus, live: &[Condition]) -> bool {
     written.conditions.iter().any(|w| {
@@ -413,7 +415,7 @@ async fn write_status(
                 continue;
             }
         }
-        // Only the fields this field manager owns; Reconciling/Stalled/observedGeneration belong to the operator.
+        // Only the fields this field manager owns; Ready/Reconciling/Stalled/observedGeneration are the operator's.
         let patch = serde_json::json!({
             "apiVersion": format!("{}/{}", iotrelay_api::GROUP, iotrelay_api::VERSION),
             "kind": "IotRelay",
@@ -457,14 +459,15 @@ fn event_of(n: &Notice) -> KEvent {
         Notice::ChildRekeyed { tunnel } => {
             (EventType::Normal, "ChildSaRekeyed", tunnel, format!("tunnel {tunnel}: CHILD_SA rekeyed"))
         }
-        Notice::SaLost { tunnel, reason, .. } if *reason == "AuthenticationFailed" => {
+        Notice::SaLost { tunnel, reason: DownReason::AuthenticationFailed { .. } } => {
             (EventType::Warning, "AuthenticationFailed", tunnel, format!("tunnel {tunnel}: authentication failed"))
         }
-        Notice::SaLost { tunnel, reason, .. } if *reason == "Closed" => {
+        Notice::SaLost { tunnel, reason: DownReason::Closed } => {
             (EventType::Normal, "SaClosed", tunnel, format!("tunnel {tunnel}: closed"))
         }
-        Notice::SaLost { tunnel, reason, .. } => {
-            (EventType::Warning, *reason, tunnel, format!("tunnel {tunnel}: IKE SA lost ({reason})"))
+        Notice::SaLost { tunnel, reason } => {
+            let reason = reason.reason();
+            (EventType::Warning, reason, tunnel, format!("tunnel {tunnel}: IKE SA lost ({reason})"))
         }
         Notice::RekeyFailed { tunnel } => {
             (EventType::Warning, "RekeyFailed", tunnel, format!("tunnel {tunnel}: CHILD_SA rekey failed"))
@@ -494,8 +497,14 @@ mod tests {
             notices.push(Notice::SaEstablished { tunnel: tunnel.clone() });
             notices.push(Notice::ChildRekeyed { tunnel: tunnel.clone() });
             notices.push(Notice::RekeyFailed { tunnel: tunnel.clone() });
-            for reason in ["AuthenticationFailed", "Closed", "DeadPeer", "DeletedByPeer", "NoProposalChosen"] {
-                notices.push(Notice::SaLost { tunnel: tunnel.clone(), reason, permanent: false });
+            for reason in [
+                DownReason::AuthenticationFailed { by_peer: true },
+                DownReason::Closed,
+                DownReason::DeadPeer,
+                DownReason::DeletedByPeer,
+                DownReason::NoProposalChosen { by_peer: false },
+            ] {
+                notices.push(Notice::SaLost { tunnel: tunnel.clone(), reason });
             }
             notices.push(Notice::BgpEstablished { tunnel: tunnel.clone() });
             for reason in ["HoldTimerExpired", "NotificationSent", "NotificationReceived", "ConnectionClosed"] {
@@ -511,7 +520,7 @@ mod tests {
                 }
             }
         }
-        let lost = event_of(&Notice::SaLost { tunnel: "tunnel2".into(), reason: "DeletedByPeer", permanent: false });
+        let lost = event_of(&Notice::SaLost { tunnel: "tunnel2".into(), reason: DownReason::DeletedByPeer });
         assert_eq!((lost.reason.as_str(), lost.action.as_str()), ("DeletedByPeer", "tunnel2"));
         assert_eq!(lost.note.as_deref(), Some("tunnel tunnel2: IKE SA lost (DeletedByPeer)"));
     }
@@ -596,19 +605,22 @@ stringData: {tunnel1: one, tunnel2: two}
 
     #[test]
     fn overwritten_conditions_are_noticed() {
-        let mine = status(&[("Ready", "True", "TunnelEstablished"), ("Degraded", "False", "AllTunnelsEstablished")]);
-        // Live as written, plus conditions of other writers: nothing to do.
+        let mine =
+            status(&[("TunnelsReady", "True", "TunnelEstablished"), ("Degraded", "False", "AllTunnelsEstablished")]);
+        // Live as written, plus the operator's conditions (whatever they say): nothing to do.
         let live = status(&[
-            ("Reconciling", "False", "Ready"),
-            ("Ready", "True", "TunnelEstablished"),
+            ("Reconciling", "True", "RelayNotUpdated"),
+            ("Ready", "False", "RelayNotUpdated"),
+            ("TunnelsReady", "True", "TunnelEstablished"),
             ("Degraded", "False", "AllTunnelsEstablished"),
         ]);
         assert!(!overwritten(&mine, &live.conditions));
-        // The operator applied Ready=False after the relay had written Ready=True.
-        let live = status(&[("Ready", "False", "ContainerCreating"), ("Degraded", "False", "AllTunnelsEstablished")]);
+        // A status replaced with one where TunnelsReady says something else.
+        let live =
+            status(&[("TunnelsReady", "False", "NoTunnelEstablished"), ("Degraded", "False", "AllTunnelsEstablished")]);
         assert!(overwritten(&mine, &live.conditions));
         // A condition of ours is missing.
-        assert!(overwritten(&mine, &status(&[("Ready", "True", "TunnelEstablished")]).conditions));
+        assert!(overwritten(&mine, &status(&[("TunnelsReady", "True", "TunnelEstablished")]).conditions));
         // Nothing written yet: nothing can have been overwritten.
         assert!(!overwritten(&IotRelayStatus::default(), &live.conditions));
     }

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use iotrelay_api::status::condition;
 use iotrelay_api::{
-    BgpSessionStatus, ChildSaStatus, DatapathDrops, DatapathStatus, ForwardDrops, ForwardStatus, GatewayDrops,
-    GatewayStatus, IkeSaStatus, IotRelayStatus, TunnelState, TunnelStatus as ApiTunnel,
+    BgpSessionStatus, ChildSaStatus, DatapathDrops, DatapathStatus, DegradedReason, ForwardDrops, ForwardStatus,
+    GatewayDrops, GatewayStatus, IkeSaStatus, IotRelayStatus, ProgressReason, StalledReason, TunnelState,
+    TunnelStatus as ApiTunnel, TunnelsReadyReason,
 };
-use iotrelay_ikev2::TunnelStatus;
+use iotrelay_ikev2::{DownReason, TunnelStatus};
 
 use crate::datapath::BgpSnapshot;
 use crate::gateway::{GatewayCounters, GatewayDrop};
@@ -90,12 +91,38 @@ impl WallClock {
     }
 }
 
-/// Which condition types this writer owns: standalone owns all four; in-cluster the operator owns
-/// Reconciling/Stalled.
+/// Which condition types this writer owns. Standalone: `Ready`, `Degraded`, `Reconciling`, `Stalled`. In-cluster
+/// only `TunnelsReady` (what standalone calls `Ready`) and `Degraded`: the operator owns `Ready` (its aggregate),
+/// `Reconciling` and `Stalled`, so every condition has one writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Owner {
     Standalone,
     InCluster,
+}
+
+impl Owner {
+    /// The type of the condition saying whether the relay carries traffic.
+    pub fn tunnels_condition(self) -> &'static str {
+        match self {
+            Owner::Standalone => condition::READY,
+            Owner::InCluster => condition::TUNNELS_READY,
+        }
+    }
+}
+
+/// The `TunnelsReady` reason for a tunnel failure only a configuration change can fix; `None` for the others.
+pub fn permanent_reason(r: &DownReason) -> Option<TunnelsReadyReason> {
+    match r {
+        DownReason::AuthenticationFailed { .. } => Some(TunnelsReadyReason::AuthenticationFailed),
+        DownReason::NoProposalChosen { .. } => Some(TunnelsReadyReason::NoProposalChosen),
+        DownReason::TsUnacceptable { .. } => Some(TunnelsReadyReason::TsUnacceptable),
+        DownReason::PeerError { .. }
+        | DownReason::InvalidSyntax
+        | DownReason::DeadPeer
+        | DownReason::DeletedByPeer
+        | DownReason::ReplacedByPeer
+        | DownReason::Closed => None,
+    }
 }
 
 fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
@@ -168,6 +195,10 @@ pub fn build_status(
     let cond = |type_, ok, reason: &str, message: String| {
         condition::new(type_, ok, reason, message, generation, previous, &now)
     };
+    let tunnels_c =
+        |ok, reason: TunnelsReadyReason, message: String| cond(owner.tunnels_condition(), ok, reason.as_str(), message);
+    let degraded_c =
+        |ok, reason: DegradedReason, message: String| cond(condition::DEGRADED, ok, reason.as_str(), message);
     let api_tunnels: Vec<ApiTunnel> = tunnels.iter().map(|t| tunnel_status(t, clock)).collect();
     // Known once a tunnel is established; a NAT on any of them means the outside address is not public.
     let nat_detected =
@@ -195,7 +226,7 @@ pub fn build_status(
     let stalled = tunnels
         .iter()
         .filter(|t| t.engine.state != TunnelState::Established)
-        .find_map(|t| t.engine.last_down_reason.as_ref().filter(|r| r.is_permanent()).map(|r| (t, r)));
+        .find_map(|t| t.engine.last_down_reason.as_ref().and_then(permanent_reason).map(|r| (t, r)));
     let stalled_msg =
         |t: &TunnelSnapshot| format!("tunnel {}: {}", t.name, t.engine.last_error.clone().unwrap_or_default());
 
@@ -205,24 +236,23 @@ pub fn build_status(
         .filter(|t| t.engine.state == TunnelState::Established && t.bgp.as_ref().is_some_and(|b| b.established))
         .map(|t| t.name.as_str())
         .collect();
+    use TunnelsReadyReason as T;
     let ready = if up.is_empty() {
         match stalled {
-            Some((t, r)) => cond(condition::READY, false, r.reason(), stalled_msg(t)),
-            None => {
-                cond(condition::READY, false, "NoTunnelEstablished", "no tunnel has an established CHILD_SA".into())
-            }
+            Some((t, r)) => tunnels_c(false, r, stalled_msg(t)),
+            None => tunnels_c(false, T::NoTunnelEstablished, "no tunnel has an established CHILD_SA".into()),
         }
     } else if !not_listening.is_empty() {
         let msg = format!("forwards not listening: {}", not_listening.join(", "));
-        cond(condition::READY, false, "ForwardNotListening", msg)
+        tunnels_c(false, T::ForwardNotListening, msg)
     } else if bgp_on && bgp_up.is_empty() {
         // Dynamic routing: AWS routes nothing into a tunnel until its BGP session is Established.
         let msg = "no established tunnel has an Established BGP session: AWS routes nothing to the relay".into();
-        cond(condition::READY, false, "NoBgpSessionEstablished", msg)
+        tunnels_c(false, T::NoBgpSessionEstablished, msg)
     } else if bgp_on {
-        cond(condition::READY, true, "TunnelEstablished", format!("established with BGP: {}", bgp_up.join(", ")))
+        tunnels_c(true, T::TunnelEstablished, format!("established with BGP: {}", bgp_up.join(", ")))
     } else {
-        cond(condition::READY, true, "TunnelEstablished", format!("established: {}", up.join(", ")))
+        tunnels_c(true, T::TunnelEstablished, format!("established: {}", up.join(", ")))
     };
     // Dynamic routing: an established tunnel whose BGP session is not Established carries no return traffic.
     let bgp_down: Vec<&str> = tunnels
@@ -230,26 +260,28 @@ pub fn build_status(
         .filter(|t| t.engine.state == TunnelState::Established && t.bgp.as_ref().is_some_and(|b| !b.established))
         .map(|t| t.name.as_str())
         .collect();
+    use DegradedReason as D;
     let degraded = if !up.is_empty() && !down.is_empty() {
-        cond(condition::DEGRADED, true, "TunnelDown", format!("tunnel down: {}", down.join(", ")))
+        degraded_c(true, D::TunnelDown, format!("tunnel down: {}", down.join(", ")))
     } else if !bgp_down.is_empty() {
         let msg = format!("tunnel up but its BGP session is not Established: {}", bgp_down.join(", "));
-        cond(condition::DEGRADED, true, "BgpSessionDown", msg)
+        degraded_c(true, D::BgpSessionDown, msg)
     } else if up.is_empty() {
-        cond(condition::DEGRADED, false, "NoTunnelEstablished", "no tunnel carries traffic".into())
+        degraded_c(false, D::NoTunnelEstablished, "no tunnel carries traffic".into())
     } else {
-        cond(condition::DEGRADED, false, "AllTunnelsEstablished", "all configured tunnels are established".into())
+        degraded_c(false, D::AllTunnelsEstablished, "all configured tunnels are established".into())
     };
     let mut conditions = vec![ready, degraded];
     if owner == Owner::Standalone {
         let reconciling = if up.is_empty() && stalled.is_none() {
-            cond(condition::RECONCILING, true, "Connecting", "waiting for a tunnel to be established".into())
+            let msg = "waiting for a tunnel to be established".into();
+            cond(condition::RECONCILING, true, ProgressReason::Connecting.as_str(), msg)
         } else {
-            cond(condition::RECONCILING, false, "Reconciled", String::new())
+            cond(condition::RECONCILING, false, ProgressReason::Reconciled.as_str(), String::new())
         };
-        let stalled_c = match stalled {
-            Some((t, r)) => cond(condition::STALLED, true, r.reason(), stalled_msg(t)),
-            None => cond(condition::STALLED, false, "NotStalled", String::new()),
+        let stalled_c = match stalled.and_then(|(t, r)| Some((t, StalledReason::from_tunnels(r)?))) {
+            Some((t, r)) => cond(condition::STALLED, true, r.as_str(), stalled_msg(t)),
+            None => cond(condition::STALLED, false, StalledReason::NotStalled.as_str(), String::new()),
         };
         conditions.push(reconciling);
         conditions.push(stalled_c);
@@ -293,9 +325,11 @@ pub fn gateway_status(c: &GatewayCounters) -> GatewayStatus {
     }
 }
 
-/// `/readyz`: Ok once a tunnel has an installed CHILD_SA and every forward listens, else the reason.
+/// `/readyz`: Ok once a tunnel has an installed CHILD_SA and every forward listens, else the reason. Reads the
+/// relay's own condition (`TunnelsReady` in-cluster, `Ready` standalone: see [`Owner::tunnels_condition`]).
 pub fn readiness(status: &IotRelayStatus) -> Result<(), String> {
-    match status.condition(condition::READY) {
+    let own = status.condition(condition::TUNNELS_READY).or_else(|| status.condition(condition::READY));
+    match own {
         Some(c) if c.status == "True" => Ok(()),
         Some(c) => Err(format!("{}: {}", c.reason, c.message)),
         None => Err("starting".into()),
@@ -438,10 +472,34 @@ mod tests {
         assert_eq!(s.condition("Ready").unwrap().status, "False");
         assert_eq!(s.condition("Reconciling").unwrap().status, "False");
         assert!(readiness(&s).unwrap_err().contains("AuthenticationFailed"));
-        // In-cluster the relay writes only Ready and Degraded.
-        let s = status_of(Owner::InCluster, &tunnels, None);
-        let types: Vec<&str> = s.conditions.iter().map(|c| c.type_.as_str()).collect();
-        assert_eq!(types, ["Ready", "Degraded"]);
+        // In-cluster the relay writes only its own types: the same condition as TunnelsReady, and Degraded; the
+        // operator owns Ready, Reconciling and Stalled.
+        let in_cluster = status_of(Owner::InCluster, &tunnels, None);
+        let types: Vec<&str> = in_cluster.conditions.iter().map(|c| c.type_.as_str()).collect();
+        assert_eq!(types, ["TunnelsReady", "Degraded"]);
+        let (a, b) = (s.condition("Ready").unwrap(), in_cluster.condition("TunnelsReady").unwrap());
+        assert_eq!((&a.status, &a.reason, &a.message), (&b.status, &b.reason, &b.message));
+        assert!(readiness(&in_cluster).unwrap_err().contains("AuthenticationFailed"));
+    }
+
+    #[test]
+    fn the_permanent_down_reasons_are_the_engines() {
+        let all = [
+            DownReason::AuthenticationFailed { by_peer: false },
+            DownReason::NoProposalChosen { by_peer: true },
+            DownReason::TsUnacceptable { by_peer: false },
+            DownReason::PeerError { notify: 7 },
+            DownReason::InvalidSyntax,
+            DownReason::DeadPeer,
+            DownReason::DeletedByPeer,
+            DownReason::ReplacedByPeer,
+            DownReason::Closed,
+        ];
+        for r in &all {
+            let p = permanent_reason(r);
+            assert_eq!(p.is_some(), r.is_permanent(), "{r:?}");
+            assert!(p.is_none_or(|p| p.is_permanent() && p.as_str() == r.reason()), "{r:?}");
+        }
     }
 
     #[test]

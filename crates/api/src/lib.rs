@@ -11,6 +11,7 @@
 
 pub mod bgp;
 pub mod duration;
+pub mod reason;
 pub mod rekey;
 mod schema;
 pub mod spec;
@@ -21,6 +22,7 @@ pub mod validate;
 pub use bgp::{BgpSpec, TunnelInside, ValidatedBgp};
 pub use duration::{DurationError, format_duration, parse_duration};
 pub use iotrelay_types::{CidrError, Identity, Ipv4Cidr};
+pub use reason::{DegradedReason, ProgressReason, StalledReason, TunnelsReadyReason, UnknownReason};
 pub use rekey::{LastRekeyRequest, REKEY_ANNOTATION, RekeyRequest, RekeyResult};
 pub use spec::*;
 pub use status::*;
@@ -30,9 +32,10 @@ pub use validate::{FieldError, ValidatedSpec, validate};
 pub const GROUP: &str = "iotrelay.dev";
 /// API version of the resource.
 pub const VERSION: &str = "v1alpha1";
-/// Field manager the operator uses for server-side apply (children and `Reconciling`/`Stalled`).
+/// Field manager the operator uses for server-side apply (children, `observedGeneration` and the `Ready`,
+/// `Reconciling` and `Stalled` conditions).
 pub const OPERATOR_FIELD_MANAGER: &str = "iotrelay-operator";
-/// Field manager the sidecar uses for server-side apply of `Ready`, `Degraded`, tunnels, forwards, datapath.
+/// Field manager the sidecar uses for server-side apply of `TunnelsReady`, `Degraded`, tunnels, forwards, datapath.
 pub const SIDECAR_FIELD_MANAGER: &str = "iotrelay-sidecar";
 /// Default port of the sidecar's admin HTTP server (`/healthz`, `/readyz`, `/metrics`, `/status`).
 pub const DEFAULT_ADMIN_PORT: u16 = 9464;

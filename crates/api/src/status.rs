@@ -1,5 +1,7 @@
-//! Status types: written by the relay (Ready, Degraded, tunnels, forwards, datapath, gateway, summary columns) and by the
-//! operator (Reconciling, Stalled, observedGeneration). The same JSON is served at the standalone `/status`.
+//! Status types. In-cluster each condition has one writer: the relay writes TunnelsReady, Degraded, tunnels,
+//! forwards, datapath, gateway and the summary columns; the operator writes Ready (its aggregate), Reconciling,
+//! Stalled and observedGeneration. Standalone the relay writes Ready, Degraded, Reconciling and Stalled itself; the
+//! same JSON is served at the standalone `/status`.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::JsonSchema;
@@ -7,8 +9,12 @@ use serde::{Deserialize, Serialize};
 
 /// Condition types.
 pub mod condition {
-    /// The relay carries traffic: at least one tunnel is established and all forwards listen.
+    /// In-cluster: the operator's aggregate (the relay pod runs and its `TunnelsReady` is True for the current
+    /// generation). Standalone: the relay's own `TunnelsReady` under this name.
     pub const READY: &str = "Ready";
+    /// In-cluster, written by the relay: it carries traffic (a tunnel is established, with `spec.bgp` its BGP
+    /// session too, and all forwards listen).
+    pub const TUNNELS_READY: &str = "TunnelsReady";
     /// A configured tunnel is down while another carries traffic.
     pub const DEGRADED: &str = "Degraded";
     /// kstatus: work in progress (pod rolling out, tunnel connecting).
@@ -53,7 +59,9 @@ pub struct IotRelayStatus {
     /// The `metadata.generation` the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, Degraded (written by the relay), Reconciling, Stalled (written by the operator); kstatus-compatible.
+    /// TunnelsReady, Degraded (written by the relay), Ready, Reconciling, Stalled (written by the operator; Ready is
+    /// the relay's TunnelsReady once its pod runs); kstatus-compatible. Standalone: Ready, Degraded, Reconciling,
+    /// Stalled, all from the relay.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

@@ -80,6 +80,24 @@ t_kstatus() {
 }
 tc kstatus-current t_kstatus
 
+# Every condition has one writer (the server-side apply field managers of the live object): the operator owns
+# Ready, Reconciling and Stalled, the relay TunnelsReady and Degraded, and no condition is owned by both.
+t_condition_writers() {
+  requires relay || return 1
+  local owners want
+  owners=$(kubectl -n $ns get iotrelay plant-7 -o json --show-managed-fields | jq -r '
+    [.metadata.managedFields[] | select(.subresource == "status") | .manager as $m
+      | (.fieldsV1["f:status"]["f:conditions"] // {}) | keys[] | select(startswith("k:"))
+      | (ltrimstr("k:") | fromjson | .type) + "=" + $m] | sort | join(" ")') || { why="kubectl/jq failed"; return 1; }
+  want="Degraded=iotrelay-sidecar Ready=iotrelay-operator Reconciling=iotrelay-operator Stalled=iotrelay-operator"
+  want+=" TunnelsReady=iotrelay-sidecar"
+  [ "$owners" = "$want" ] || { why="condition owners: $owners (want: $want)"; return 1; }
+  # Ready is the relay's TunnelsReady passed on.
+  [ "$(cond plant-7 Ready reason)|$(cond plant-7 Ready message)" = "$(cond plant-7 TunnelsReady reason)|$(cond plant-7 TunnelsReady message)" ] \
+    || { why="Ready $(cond plant-7 Ready reason) vs TunnelsReady $(cond plant-7 TunnelsReady reason)"; return 1; }
+}
+tc condition-writers t_condition_writers
+
 t_udp() {
   requires relay || return 1
   ask 7000 "admin-$RANDOM" || { why="no echo from the device through the relay"; return 1; }
@@ -146,11 +164,13 @@ t_add_forward() {
   ask 7000 "admin-$RANDOM" || { why="the old forward stopped working"; return 1; }
   after="$(relay_spis plant-7)|$(aws_spis)"
   [ "$before" = "$after" ] || { why="SPIs changed (tunnels re-established): $before -> $after"; return 1; }
-  # The relay's Ready condition says which generation it applied: the new one.
+  # The relay's TunnelsReady says which generation it applied: the new one; the operator's Ready follows it.
   local gen
   gen=$(status plant-7 .metadata.generation)
-  wait_until 15 is "$gen" cond plant-7 Ready observedGeneration \
-    || { why="Ready.observedGeneration $(cond plant-7 Ready observedGeneration), generation $gen"; return 1; }
+  wait_until 15 is "$gen" cond plant-7 TunnelsReady observedGeneration \
+    || { why="TunnelsReady.observedGeneration $(cond plant-7 TunnelsReady observedGeneration), generation $gen"; return 1; }
+  wait_until 15 is "$gen True" eval 'echo "$(cond plant-7 Ready observedGeneration) $(cond plant-7 Ready status)"' \
+    || { why="Ready $(cond plant-7 Ready status) for generation $(cond plant-7 Ready observedGeneration), generation $gen"; return 1; }
 }
 tc add-forward-keeps-tunnels t_add_forward
 

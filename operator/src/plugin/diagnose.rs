@@ -2,13 +2,12 @@
 //! pod scheduled, pod running, relay reporting, AWS answering, tunnels established, forwards listening, drops,
 //! Ready) and says what to check next for the first step that fails. Pure: what the API returned in, a report out.
 
-use iotrelay_api::{IotRelay, TunnelState, condition};
+use iotrelay_api::{IotRelay, StalledReason, TunnelState, condition};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt as _;
 
-use crate::conditions::OPERATOR_STALLED_REASONS;
-use crate::reconcile::{FAILED_CREATE, replica_failure};
+use crate::reconcile::replica_failure;
 use crate::render::{RELAY_LABEL, child_name};
 
 /// What the API returned for one IotRelay.
@@ -173,24 +172,35 @@ fn accepted(c: &Ctx) -> Outcome {
              app.kubernetes.io/name=iotrelay-operator, then its logs (and the chart's watchNamespace)",
         );
     };
-    if let Some(st) = s.condition(condition::STALLED).filter(|st| st.status == "True")
-        && OPERATOR_STALLED_REASONS.contains(&st.reason.as_str())
-        && st.reason != FAILED_CREATE
-    {
-        let next = match st.reason.as_str() {
-            "InvalidSpec" => "fix the field the message names (kubectl explain iotrelay.spec)".to_string(),
-            "SecretNotFound" | "SecretKeyNotFound" => format!(
-                "create the Secret/key the message names in namespace {} (kubectl -n {} create secret generic ...); \
-                 the operator looks again every 30 s",
-                c.ns, c.ns
-            ),
-            "PrivilegedNotAllowed" | "ImageOverrideNotAllowed" => {
-                "remove spec.privileged / spec.image, or allow them in the chart (relay.allowPrivileged, \
-                 relay.allowImageOverride)"
-                    .into()
-            }
-            _ => "change the setting the message names".into(),
-        };
+    // The operator's own refusals end here; a refused pod (FailedCreate) is the Deployment step's, the relay's
+    // tunnel failures the later steps'.
+    let stalled = s.condition(condition::STALLED).filter(|st| st.status == "True");
+    let reason = stalled.and_then(|st| st.reason.parse::<StalledReason>().ok());
+    let next = match reason {
+        Some(StalledReason::InvalidSpec) => {
+            Some("fix the field the message names (kubectl explain iotrelay.spec)".into())
+        }
+        Some(StalledReason::SecretNotFound | StalledReason::SecretKeyNotFound) => Some(format!(
+            "create the Secret/key the message names in namespace {} (kubectl -n {} create secret generic ...); \
+             the operator looks again every 30 s",
+            c.ns, c.ns
+        )),
+        Some(StalledReason::PrivilegedNotAllowed | StalledReason::ImageOverrideNotAllowed) => Some(
+            "remove spec.privileged / spec.image, or allow them in the chart (relay.allowPrivileged, \
+             relay.allowImageOverride)"
+                .to_string(),
+        ),
+        Some(StalledReason::PortConflict) => Some("change the setting the message names".to_string()),
+        Some(
+            StalledReason::FailedCreate
+            | StalledReason::AuthenticationFailed
+            | StalledReason::NoProposalChosen
+            | StalledReason::TsUnacceptable
+            | StalledReason::NotStalled,
+        )
+        | None => None,
+    };
+    if let (Some(st), Some(next)) = (stalled, next) {
         return fail(format!("Stalled {}: {}", st.reason, st.message), next);
     }
     match (s.observed_generation, r.metadata.generation) {
