@@ -73,9 +73,10 @@ rekey() {
   round_trip "rekey-$side-$kind"
 }
 # collide KIND(child|ike): both ends rekey the same SA at once (RFC 7296 §2.8.1/§2.8.2). Their first requests are
-# dropped in the relay's namespace; then both processes are frozen, the drop lifted, and both thawed together once
-# their retransmission timers are overdue, so each request reaches the other side while that side's own is in
-# flight. Afterwards: exactly one IKE SA and one CHILD_SA pair, equal on both ends, a collision was seen (by the
+# dropped in the relay's namespace; then both processes are frozen and the drop lifted. Once both retransmission
+# timers are overdue, strongSwan is thawed first: its retransmitted request waits in the frozen relay's socket, so
+# the relay, thawed a second later, reads the peer's rekey while its own is in flight (its collision counter must
+# move), and its own retransmission reaches strongSwan while strongSwan's exchange is still open. Afterwards: exactly one IKE SA and one CHILD_SA pair, equal on both ends, a collision was seen (by the
 # relay's counter or strongSwan's log), and traffic flows.
 collide() {
   local kind=$1 attempt
@@ -90,7 +91,7 @@ collide() {
   return 1
 }
 collide_once() {
-  local kind=$1 before n0 n1 pids c0 c1 log
+  local kind=$1 before n0 n1 relay_pid aws_pids c0 c1 log
   COLLIDED=0
   alive || return 1
   # Start from a quiet tunnel: the SAs replaced by the previous step deleted, no exchange in flight.
@@ -109,13 +110,16 @@ NFT
   lab_swanctl 1 --rekey "--$kind" aws > /dev/null 2>&1 || true
   relay_rekey tunnel1 "$kind" || { lab_fail_why "POST /rekey?sa=$kind failed"; }
   sleep 0.5
-  pids="$(cat "$LAB_DIR/relay.pid") $(ip netns pids "$LAB_ID-aws1" | tr '\n' ' ')"
+  relay_pid=$(cat "$LAB_DIR/relay.pid")
+  aws_pids=$(ip netns pids "$LAB_ID-aws1" | tr '\n' ' ')
   # shellcheck disable=SC2086
-  kill -STOP $pids
+  kill -STOP "$relay_pid" $aws_pids
   ip netns exec "$LAB_NS_RELAY" nft delete table inet lab_hold
   sleep 2.5
   # shellcheck disable=SC2086
-  kill -CONT $pids
+  kill -CONT $aws_pids
+  sleep 1
+  kill -CONT "$relay_pid"
   changed() { local now; now=$(spi "$kind"); [ -n "$now" ] && [ "$now" != null ] && [ "$now" != "$before" ] \
     && relay_matches_aws 1; }
   lab_wait 20 changed || { lab_fail_why "after a $kind rekey collision: ${LAB_WHY:-SPI unchanged ($before)}"; return 1; }
