@@ -218,8 +218,7 @@ impl Errors {
         }
     }
     fn secret_ref(&mut self, path: &str, r: &SecretKeyRef) {
-        let name_ok = !r.name.is_empty() && r.name.len() <= 253 && r.name.split('.').all(is_dns_label);
-        if !name_ok {
+        if !is_dns_subdomain(&r.name) {
             self.push(format!("{path}.name"), "must be a Secret name (DNS subdomain)");
         }
         let key_ok = !r.key.is_empty()
@@ -231,13 +230,19 @@ impl Errors {
     }
 }
 
-fn is_dns_label(s: &str) -> bool {
+/// A Kubernetes DNS label (RFC 1123): lowercase letters, digits and '-', 1..=63 octets, no '-' at either end.
+pub fn is_dns_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
         && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
+}
+
+/// A Kubernetes DNS subdomain (RFC 1123): DNS labels joined by '.', at most 253 octets (e.g. a Secret's name).
+pub fn is_dns_subdomain(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 /// What the CRD allows as `gateway.interface` (a subset of what Linux accepts: no '/', ':', '.', whitespace).

@@ -8,6 +8,7 @@ use iotrelay_api::spec::{
     EspSpec, ForwardSpec, ForwardTarget, IkeSpec, IotRelaySpec, LogFormat, Protocol, SecretKeyRef, StartupAction,
     TunnelSpec,
 };
+use iotrelay_api::validate::{is_dns_label, is_dns_subdomain};
 use zeroize::Zeroizing;
 
 use super::aws::{self, AwsTunnel, Field, ImportError, Kind};
@@ -49,7 +50,7 @@ pub fn import(tunnels: &[AwsTunnel], o: &Options) -> Result<Zeroizing<String>, I
     check_name("--name", &o.name, 63)?;
     check_name("--namespace", &o.namespace, 63)?;
     let secret_name = o.secret_name.clone().unwrap_or_else(|| format!("{}-psk", o.name));
-    if !is_subdomain(&secret_name) {
+    if !is_dns_subdomain(&secret_name) {
         return Err(ImportError::new("--secret-name", format!("{secret_name:?} is not a Secret name (DNS subdomain)")));
     }
     if tunnels.len() > 2 {
@@ -245,21 +246,8 @@ fn forward(s: &str) -> Result<ForwardSpec, ImportError> {
     })
 }
 
-fn is_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-fn is_subdomain(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 253 && s.split('.').all(is_label)
-}
-
 fn check_name(flag: &str, s: &str, max: usize) -> Result<(), ImportError> {
-    if is_label(s) && s.len() <= max {
+    if is_dns_label(s) && s.len() <= max {
         Ok(())
     } else {
         Err(ImportError::new(flag, format!("{s:?} must be a DNS label (lowercase letters, digits, '-')")))
