@@ -90,6 +90,52 @@ def pps_table(p, up, sizes, series, limited=frozenset()):
         p("| %s | %s |" % (label(cfg), " | ".join(cells)))
 
 
+def cpu_table(p, recs, up, sizes):
+    """CPU per delivered datagram: per configuration, size and round the probe that delivered most at <= 1 % loss,
+    its CPU time (the whole machine's, and the relay's and the AWS side's processes) over what was received."""
+    clk = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    probes = {}  # (cfg, size) -> {round: record}
+    for r in recs:
+        if r.get("ok") == 1 and isinstance(r.get("cpu_busy"), float) and r.get("received"):
+            k, rnd = (r["cfg"], int(r["size"])), int(r["round"])
+            if r["received"] > probes.setdefault(k, {}).get(rnd, {}).get("received", 0):
+                probes[k][rnd] = r
+    if not probes:
+        return
+    us = lambda r, key: r[key] * 1e6 / clk / r["received"] if isinstance(r.get(key), float) else None
+    p("")
+    p("## CPU per delivered datagram")
+    p("")
+    p("The paced probe that delivered most at <= 1 % loss, per round (so almost no work was spent on datagrams "
+      "that were dropped): CPU time over the datagrams received, median (min..max) over the rounds. `machine` is "
+      "every core's busy time (/proc/stat: sender, receiver, relays, and the kernel's forwarding and softirq work, "
+      "plus whatever else runs on the machine); `relay` and `AWS side` are the processes in those namespaces "
+      "(iotrelay or charon, all threads). `cores busy` is the machine's busy time per second of sending. Where the "
+      "whole machine is the limit, delivered datagrams per second scale with the inverse of the machine's CPU per "
+      "datagram, so `ceiling / this` is the most of the ceiling a configuration can reach on any number of cores "
+      "that both use fully.")
+    p("")
+    p("| configuration | size | machine us/datagram | relay us/datagram | AWS side us/datagram | cores busy | "
+      "ceiling / this (CPU per datagram) |")
+    p("|---|---|---|---|---|---|---|")
+    fmt = lambda x: "%.1f" % x
+    for cfg in up:
+        for s in sizes:
+            rounds = probes.get((cfg, s), {})
+            if not rounds:
+                continue
+            cells = []
+            for key in ("cpu_busy", "cpu_relay", "cpu_aws1"):
+                xs = [v for v in (us(r, key) for r in rounds.values()) if v is not None and v > 0]
+                cells.append(spread(xs, fmt))
+            cells.append(spread([r["cpu_busy"] / clk / r["secs"] for r in rounds.values() if r.get("secs")], fmt))
+            ceil = probes.get(("ceiling", s), {})
+            rs = [us(ceil[k], "cpu_busy") / us(r, "cpu_busy") for k, r in rounds.items()
+                  if k in ceil and us(r, "cpu_busy") and us(ceil[k], "cpu_busy")]
+            cells.append(spread(rs, ratio) if cfg != "ceiling" else "1")
+            p("| %s | %d | %s |" % (label(cfg), s, " | ".join(cells)))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -252,6 +298,7 @@ def main():
                 xs = [r[k] for r in rs if isinstance(r.get(k), float)]
                 cells.append("%d" % med(xs) if xs else "-")
             p("| %s | %d | %s |" % (cfg, s, " | ".join(cells)))
+    cpu_table(p, recs, up, sizes)
     p("")
     p("## Latency, bring-up, memory")
     p("")
@@ -289,24 +336,35 @@ def main():
                   r.get("forwards", 0), r.get("sessions", 0), r.get("sent", 0),
                   "%.0f" % r["rate"] if isinstance(r.get("rate"), float) else "?",
                   idle.get("rss_kib", 0) / 1024, r.get("rss_kib", 0) / 1024, r.get("hwm_kib", 0) / 1024))
-    perfs = sorted(glob.glob(a.results + ".perf.*"))
+    perfs = sorted(f for f in glob.glob(a.results + ".perf.*") if not f.startswith(a.results + ".perf.aws."))
     if perfs:
         p("")
         p("## Where the relay's CPU goes at saturation")
         p("")
-        p("`perf record -F 999 -p <relay>` for 2 s while the sender runs flat out (configuration (d)); self time "
-          "per symbol, lines above 0.8 %. `[k]` frames are the kernel working on the relay's behalf (its syscalls).")
+        p("`perf record -F 999 -p <pid>` for 2 s while the sender runs flat out (configuration (d)), the relay and "
+          "the AWS side's iotrelay at the same time; first the share of each binary (`[kernel.kallsyms]` is the "
+          "kernel working on the process's behalf: its syscalls, the UDP, IP and TUN paths), then self time per "
+          "symbol, lines above 0.8 %.")
         for f in perfs:
-            cfg, size = f[len(a.results) + len(".perf."):].rsplit(".", 1)
-            p("")
-            p("%s, %s B:" % (label(cfg), size))
-            p("")
-            p("```")
-            with open(f) as fh:
-                for line in list(fh)[:20]:
-                    # perf pads every line to the terminal width with empty columns
-                    p(" ".join(line.split()).replace(" - -", ""))
-            p("```")
+            tail = f[len(a.results) + len(".perf."):]
+            cfg, size = tail.rsplit(".", 1)
+            for side, name in (("", "relay"), (".aws", "AWS side")):
+                prof = "%s.perf%s.%s" % (a.results, side, tail)
+                if not os.path.exists(prof):
+                    continue
+                p("")
+                p("%s, %s B, %s:" % (label(cfg), size, name))
+                p("")
+                p("```")
+                dso = "%s.dso%s.%s" % (a.results, side, tail)
+                if os.path.exists(dso):
+                    with open(dso) as fh:
+                        p("by binary: " + "; ".join(" ".join(l.split()) for l in fh if l.strip()))
+                with open(prof) as fh:
+                    for line in list(fh)[:20]:
+                        # perf pads every line to the terminal width with empty columns
+                        p(" ".join(line.split()).replace(" - -", ""))
+                p("```")
     p("")
     p(MARK)
     keep = ""

@@ -84,6 +84,11 @@ snap() {
     awk -v n="$n" '$1 == "ipsec0:" { d = $13 } END { printf "tun_drops_%s=%d ", n, d }' \
       "/proc/$(cat "$LAB_DIR/anchor.$n")/net/dev"
   done
+  # CPU: the whole machine's busy and total time (/proc/stat, clock ticks summed over all cores), and the CPU time
+  # of the processes in the relay's and the AWS side's namespace (iotrelay or charon; utime + stime, all threads).
+  # shellcheck disable=SC2016 # awk's own variables
+  awk '$1 == "cpu" { printf "cpu_busy=%d cpu_total=%d ", $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+  for n in relay aws1; do printf 'cpu_%s=%d ' "$n" "$(ns_cpu "$LAB_ID-$n")"; done
   # Per-CPU backlog drops (netdev_max_backlog), not per namespace: the veth pairs hand packets over through it.
   while read -r a b rest; do s=$((s + 16#$b)); done < /proc/net/softnet_stat
   printf 'backlog_drops=%s ' "$s"
@@ -105,6 +110,17 @@ snap() {
       "$(metric_sum 'iotrelay_gateway_packets_total{direction="toDevice"}' <<< "$m")" \
       "$(metric_sum 'iotrelay_gateway_drops_total' <<< "$m")"
   fi
+}
+
+# ns_cpu NS: clock ticks of CPU (user + system, every thread) used so far by the processes now in namespace NS.
+ns_cpu() {
+  local p t s=0
+  for p in $(ip netns pids "$1" 2> /dev/null); do
+    # Fields after the command name's ')': state is the 1st, utime the 12th, stime the 13th.
+    t=$(sed 's/.*) //' "/proc/$p/stat" 2> /dev/null | awk '{ print $12 + $13 }')
+    s=$((s + ${t:-0}))
+  done
+  echo "$s"
 }
 
 # delta BEFORE AFTER: after - before for every key of AFTER.
@@ -194,13 +210,15 @@ latency() {
   record "cfg=$cfg round=$ROUND what=latency rate=$LAT_RATE $out"
 }
 
-# profile CFG SIZE: the relay's CPU profile at saturation (perf, when installed): self time by symbol, the top
-# lines into $RESULTS.perf.CFG.SIZE for the report.
+# profile CFG SIZE: CPU profiles at saturation (perf, when installed) of the relay and, in (d), of the AWS side's
+# iotrelay, recorded at the same time: self time by symbol (the top lines into $RESULTS.perf.CFG.SIZE, and
+# .aws.CFG.SIZE for the AWS side) and by binary (`.dso` files: the kernel, our binary, libc) for the report.
 profile() {
-  local cfg=$1 size=$2 pid f rp sp
+  local cfg=$1 size=$2 pid apid f rp sp w
   command -v perf > /dev/null || return 0
   bench_lab "$cfg"
   pid=$(cat "$LAB_DIR/relay.pid" 2>/dev/null) || return 0
+  apid=$(cat "$(lab_aws_dir 1)/iotrelay.pid" 2>/dev/null)
   f=$RESULTS.perf.$cfg.$size
   RUN=$((RUN + 1))
   ip netns exec "$LAB_NS_VPC" "$UDPLOAD" recv --bind "$LAB_DEVICE:$BENCH_PORT" --run "$RUN" --wait-secs 8 \
@@ -211,11 +229,18 @@ profile() {
     --secs 3 --run "$RUN" --threads "$THREADS" > /dev/null 2>&1 &
   sp=$!
   sleep 0.5
+  [ -n "$apid" ] && perf record -q -F 999 -p "$apid" -o "$f.aws.data" -- sleep 2 > /dev/null 2>&1 &
   perf record -q -F 999 -p "$pid" -o "$f.data" -- sleep 2 > /dev/null 2>&1
   wait "$sp" "$rp"
-  perf report -i "$f.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.8 2> /dev/null \
-    | grep -v '^#' | grep -v '^ *$' | head -20 > "$f"
-  rm -f "$f.data"
+  wait
+  for w in "" .aws; do
+    [ -s "$f$w.data" ] || continue
+    perf report -i "$f$w.data" --stdio --no-children --sort comm,dso,symbol --percent-limit 0.8 2> /dev/null \
+      | grep -v '^#' | grep -v '^ *$' | head -20 > "${f/.perf./.perf$w.}"
+    perf report -i "$f$w.data" --stdio --no-children --sort dso --percent-limit 0.5 2> /dev/null \
+      | grep -v '^#' | grep -v '^ *$' | head -8 > "${f/.perf./.dso$w.}"
+    rm -f "$f$w.data"
+  done
 }
 
 # rss_load CFG: the relay of a load-SUITE lab (two tunnels, BENCH_FORWARDS forwards) under BENCH_SESSIONS sessions
