@@ -14,7 +14,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use iotrelay_relay::{ForwardId, Ipv4Cidr};
-use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::task::JoinHandle;
 
@@ -56,9 +55,14 @@ impl Sock {
 
     /// One non-blocking sendmsg: one datagram, or with `segment` several of that size back to back (the last may
     /// be shorter) that the kernel splits (UDP GSO).
+    ///
+    /// Straight to the kernel, not through tokio's readiness (`try_io`): a socket the runtime has not polled yet
+    /// counts as not writable there, so the first datagram after a bind (a relay's first IKE_SA_INIT) was refused
+    /// with WouldBlock without reaching the kernel, and the tunnel came up one retransmission (1 s) late. The
+    /// socket is non-blocking: a full send buffer is still WouldBlock, from the kernel.
     fn send(&self, to: SocketAddr, contents: &[u8], segment: Option<usize>) -> std::io::Result<()> {
         let t = quinn_udp::Transmit { destination: to, ecn: None, contents, segment_size: segment, src_ip: None };
-        self.socket.try_io(Interest::WRITABLE, || self.state.try_send((&*self.socket).into(), &t))
+        self.state.try_send((&*self.socket).into(), &t)
     }
 }
 

@@ -71,8 +71,8 @@ impl Outbox {
         let Some(sock) = sockets.get(key) else { return false };
         if !self.batched {
             // The path before batching, kept as the bench's baseline: one sendto per datagram.
-            return match sock.socket.try_send_to(data, to) {
-                Ok(_) => true,
+            return match sock.send(to, data, None) {
+                Ok(()) => true,
                 Err(e) => {
                     tracing::debug!(error = %e, %to, "send failed");
                     false

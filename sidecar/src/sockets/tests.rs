@@ -110,3 +110,16 @@ fn receive_queue_drops_are_the_kernels_count() {
     }
     assert!((190..=200).contains(&drops), "{drops} of 200 datagrams counted as dropped");
 }
+
+/// The first datagram on a socket just bound goes out (a relay's first IKE_SA_INIT is sent right after the bind,
+/// before the runtime has polled the socket once).
+#[tokio::test]
+async fn a_fresh_socket_sends_at_once() {
+    let rx = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    rx.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sock = Sock::new(Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap())).unwrap();
+    sock.send(rx.local_addr().unwrap(), b"first", None).expect("the first send on a fresh socket");
+    let mut buf = [0u8; 16];
+    let (n, _) = rx.recv_from(&mut buf).expect("the datagram arrives");
+    assert_eq!(&buf[..n], b"first");
+}
