@@ -106,9 +106,12 @@ iotrelay_aws_alive() {
   p="$(lab_aws_dir "$1")/iotrelay.pid"
   [ -f "$p" ] && kill -0 "$(cat "$p")" 2> /dev/null
 }
+# Up: its admin server answers (it starts first), its device exists, and UDP 500 and 4500 are bound (a relay
+# started before that would have its first IKE_SA_INIT refused and wait a retransmission).
 iotrelay_aws_up() {
   iotrelay_aws_alive "$1" && iotrelay_aws_curl "$1" /status > /dev/null 2>&1 \
-    && ip -n "$LAB_ID-aws$1" link show "$IOTRELAY_AWS_DEV" > /dev/null 2>&1
+    && ip -n "$LAB_ID-aws$1" link show "$IOTRELAY_AWS_DEV" > /dev/null 2>&1 \
+    && [ "$(ip netns exec "$LAB_ID-aws$1" ss -Hlun '( sport = :500 or sport = :4500 )' | wc -l)" -ge 2 ]
 }
 
 # iotrelay_aws_stop N [SIGNAL]: TERM (default: DELETEs, device and routes removed) or KILL.

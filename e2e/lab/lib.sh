@@ -135,11 +135,26 @@ lab_up() {
     ip -n "$ns" rule add to 198.51.100.0/24 lookup main pref 101
   done
   ip -n "$LAB_NS_VPC" route add "$LAB_INSIDE_PREFIX" via 100.64.1.2
+  # The kernel brings a new link's carrier up (and a bridge port into forwarding) asynchronously, batching such
+  # events up to a second apart: a datagram sent before that waits for an ARP retry (1 s). Wait for every link.
+  lab_wait 5 lab_links_ready || lab_log "lab links not all up: $(lab_links_down)"
   lab_bg "$LAB_NS_VPC" "$LAB_DIR/echo.log" python3 "$LAB_HERE/udp.py" echo 0.0.0.0 "$LAB_DEVICE_PORT" \
     --log "$LAB_DIR/device.log"
   # The echo server is up when it has bound its port.
   lab_wait 5 lab_device_listening
 }
+
+# lab_links_down: the lab's links (but loopbacks) whose operational state is not UP, and bridge ports that are
+# not forwarding, as `ns/link` words.
+lab_links_down() {
+  local ns nss=("$LAB_NS_IOT" "$LAB_NS_RELAY" "$LAB_NS_WAN" "$LAB_NS_VPC" "$LAB_ID-aws1" "$LAB_ID-aws2")
+  [ "$LAB_NAT" = 1 ] && nss+=("$LAB_NS_NAT")
+  for ns in "${nss[@]}"; do
+    ip -n "$ns" -o link show 2> /dev/null | awk -v ns="$ns" '!/LOOPBACK/ && !/state UP/ { sub(/@.*/, "", $2); printf "%s/%s ", ns, $2 }'
+    bridge -n "$ns" link show 2> /dev/null | awk -v ns="$ns" '!/state forwarding/ { sub(/@.*/, "", $2); printf "%s/%s ", ns, $2 }'
+  done
+}
+lab_links_ready() { [ -z "$(lab_links_down)" ]; }
 
 lab_device_listening() { ip netns exec "$LAB_NS_VPC" ss -Hlun "sport = :$LAB_DEVICE_PORT" | grepq .; }
 
