@@ -65,7 +65,7 @@ crds:                     ## regenerate crds/ and charts/iotrelay/files/crds/ fr
 bench:                    ## the whole path against the ceiling and the original setup -> BENCHMARKS.md (root, netns lab, ~15 min;
                           ## BENCH_QUICK=1 ~3 min); then crypto suites, batched vs one-by-one sends through the relay, and
                           ## IKE SAs per second of the responder; then the operator with 1000 IotRelays (~6 min)
-	cargo build --release -p iotrelay-sidecar -p iotrelay-udpload
+	cargo build --release -p iotrelay-sidecar -p iotrelay-udpload -p iotrelay-ikeload
 	flock /tmp/iotrelay-lab.lock bench/run.sh
 	scripts/bench.sh
 	bench/sidecar-send.sh

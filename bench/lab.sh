@@ -16,6 +16,7 @@
 #   base-SUITE   both-SUITE with another build of iotrelay on both ends ($BENCH_BASE_SIDECAR, e.g. main's before a
 #                datapath change), so a change is measured against what it replaces in the same alternating rounds
 # SUITE: gcm (AES-GCM-128, ecp256) or cbc (AES-CBC-128 + HMAC-SHA1-96, modp1024: AWS's default, the original's).
+#   ike-SUITE    both-SUITE whose AWS side has one more tunnel, to the peers of bench/ike.sh's IKE load generator
 #   load-SUITE   memory under load, not alternated: iotrelay with two tunnels (strongSwan on aws1 and aws2) and
 #                BENCH_FORWARDS forwards (ports 9100.., all to the device's echo), for bench/run.sh's rss_load
 
@@ -186,10 +187,11 @@ bench_up() {
       { lab_wait 30 relay_tunnel_established tunnel1 && lab_wait 30 relay_tunnel_established tunnel2; } \
         || { lab_log "load: the two tunnels are not both established"; return 1; }
       ;;
-    relay | both)
+    relay | both | ike)
       if [ "$kind" = relay ]; then
         lab_aws_start 1 "$BENCH_PSK" || return 1
       else
+        [ "$kind" = ike ] && local AWS_IOTRELAY_EXTRA_PEERS=$BENCH_IKE_PEERS AWS_IOTRELAY_EXTRA_PSK=$BENCH_IKE_PSK
         AWS_IOTRELAY_IKE=$(suite_ike "$suite") AWS_IOTRELAY_ESP=$(suite_esp "$suite") \
           iotrelay_aws_start 1 "$BENCH_PSK" || { lab_log "AWS side: $LAB_WHY"; return 1; }
       fi
@@ -209,7 +211,7 @@ bench_up() {
     echo "bringup_ms=$ms"
   fi
   # iotrelay's own account: its first log line (configuration loaded) to "CHILD_SA installed".
-  if [ "$kind" = relay ] || [ "$kind" = both ] || [ "$kind" = load ]; then
+  if [ "$kind" = relay ] || [ "$kind" = both ] || [ "$kind" = load ] || [ "$kind" = ike ]; then
     local a b
     a=$(head -1 "$LAB_DIR/relay.log" | cut -d' ' -f1)
     b=$(grep -m1 'CHILD_SA installed' "$LAB_DIR/relay.log" | cut -d' ' -f1)
@@ -222,5 +224,6 @@ bench_down() {
   bench_lab "$1"
   relay_stop
   iotrelay_aws_stop 1
+  ip netns del "$LAB_ID-ikegen" 2> /dev/null || true # bench/ike.sh's generator, when there is one
   lab_down
 }

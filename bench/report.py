@@ -136,6 +136,54 @@ def cpu_table(p, recs, up, sizes):
             p("| %s | %d | %s |" % (label(cfg), s, " | ".join(cells)))
 
 
+def ike_section(p, recs):
+    """IKE responder under traffic (bench/ike.sh): per phase the handshakes per second, per second of the
+    responder's CPU, and the established traffic's delivered rate and latency beside them."""
+    rs = [r for r in recs if r.get("what") == "ike"]
+    if not rs:
+        return
+    p("")
+    p("## IKE responder under traffic")
+    p("")
+    p("The AWS side of (d) (iotrelay as responder, `startupAction: Add`) with one more tunnel, whose peer is "
+      "bench/ikeload: initiators of our own engine over real UDP, each handshake IKE_SA_INIT + IKE_AUTH up to the "
+      "first CHILD_SA installed (aes128gcm16-prfsha256-ecp256, ESP aes128gcm16), then DELETE, flat out, one in "
+      "flight (an IotRelay holds at most two tunnels: the relay's and this one). The engine admits a burst of 8 "
+      "Diffie-Hellman computations per tunnel, then one per 500 ms (COOKIE demands, then silence), so the wall "
+      "rate is that budget, by design; the responder's cost per IKE SA is the CPU column: handshakes over its "
+      "CPU time (all threads) in the phase, and `net` of what it spends without them (the `idle` phase's CPU "
+      "per second; in `during` the `alone` phase's, forwarding the traffic). Traffic: 64 B datagrams paced "
+      "through tunnel1 to the device, and an echo ping at 1000/s.")
+    p("")
+    p("| phase | IKE SAs/s | SAs per responder CPU-s | failures | traffic delivered/s (of) | ping p50 / p99 | "
+      "handshake-lane drops / cookies / refused |")
+    p("|---|---|---|---|---|---|---|")
+    def cpu_rate(phase):
+        r = next((r for r in rs if r.get("phase") == phase), {})
+        return r.get("aws_cpu_secs", 0) / r["secs"] if r.get("secs") else 0
+    base = {"ike": cpu_rate("idle"), "during": cpu_rate("alone")}
+    num = lambda r, k: r.get(k) if isinstance(r.get(k), float) else None
+    for r in rs:
+        ph = r.get("phase")
+        if ph == "up":
+            if r.get("ok") != 1:
+                p("| lab | did not come up (%s) | | | | | |" % r.get("note", "?"))
+            continue
+        hs, cpu, secs = num(r, "ike_handshakes"), num(r, "aws_cpu_secs"), num(r, "secs")
+        rate = "%.0f" % r["ike_rate"] if num(r, "ike_rate") is not None else "-"
+        per_cpu = "%.0f" % (hs / cpu) if hs and cpu else "-"
+        if hs and cpu and secs and ph in base and cpu > base[ph] * secs:
+            per_cpu += " (net %.0f)" % (hs / (cpu - base[ph] * secs))
+        if r.get("ok") == 0:
+            rate = "**none** (%s)" % r.get("ike_last_failure", r.get("note", "?"))
+        fails = "%d" % r["ike_failures"] if num(r, "ike_failures") is not None else "-"
+        traffic = "%.1fk (%.1fk)" % (r["t_delivered"] / 1e3, r["t_rate"] / 1e3) if num(r, "t_delivered") else "-"
+        lat = ("%.0f / %.0f us" % (r["lat_p50_us"], r["lat_p99_us"])) if num(r, "lat_p99_us") is not None else "-"
+        ctr = "%d / %d / %d" % (r.get("aws_hs_lane_drops", 0), r.get("aws_cookies", 0),
+                                r.get("aws_half_open_refused", 0))
+        p("| %s | %s | %s | %s | %s | %s | %s |" % (ph, rate, per_cpu, fails, traffic, lat, ctr))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("results")
@@ -337,6 +385,10 @@ def main():
                   "%.0f" % r["rate"] if isinstance(r.get("rate"), float) else "?",
                   idle.get("rss_kib", 0) / 1024, r.get("rss_kib", 0) / 1024, r.get("hwm_kib", 0) / 1024))
     perfs = sorted(f for f in glob.glob(a.results + ".perf.*") if not f.startswith(a.results + ".perf.aws."))
+
+
+    ike_section(p, recs)
+    perfs = sorted(glob.glob(a.results + ".perf.*"))
     if perfs:
         p("")
         p("## Where the relay's CPU goes at saturation")

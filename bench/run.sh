@@ -9,11 +9,13 @@
 #   - latency through the whole path and back at a moderate rate (p50, p99), per round;
 #   - bring-up (process start -> first echo through the tunnel) when the labs are built; relay RSS;
 #   - with perf installed, the relay's profile at saturation in (d) (BENCH_PROFILE=0: skip);
-#   - the relay's memory with two tunnels, 10 forwards and 4000 sessions (BENCH_LOAD_CONFIGS="": skip).
+#   - the relay's memory with two tunnels, 10 forwards and 4000 sessions (BENCH_LOAD_CONFIGS="": skip);
+#   - IKE SAs per second of the AWS-side iotrelay (a responder) while tunnel1's traffic flows, and what each costs
+#     it in CPU (bench/ike.sh; BENCH_IKE_CONFIGS="": skip; BENCH_IKE_SECS, BENCH_IKE_RATE).
 # Then bench/report.py writes BENCHMARKS.md: medians, spread, ratios iotrelay/ceiling and iotrelay/original.
 # Benchmarks report, they never fail a build: a configuration that does not come up is reported as missing.
 #
-#   flock /tmp/iotrelay-lab.lock bench/run.sh           (root; release builds of iotrelay-sidecar and udpload)
+#   flock /tmp/iotrelay-lab.lock bench/run.sh           (root; release builds of iotrelay-sidecar, udpload, ikeload)
 #   BENCH_QUICK=1 ...   one round, 1 s probes, one search probe (a smoke run, ~3 min)
 #   BENCH_ROUNDS=3 BENCH_SECS=2 BENCH_PROBES=3 BENCH_SIZES="64 1400" BENCH_CONFIGS="ceiling orig-gcm ..."
 #   BENCH_OUT=BENCHMARKS.md (where the report goes), BENCH_RESULTS=FILE (keep the raw records)
@@ -30,14 +32,17 @@ source "$REPO/e2e/lab/relay.sh"
 source "$REPO/e2e/lab/iotrelay_aws.sh"
 # shellcheck source=bench/lab.sh
 source "$HERE/lab.sh"
+# shellcheck source=bench/ike.sh
+source "$HERE/ike.sh"
 lab_need_root
 
 UDPLOAD=${UDPLOAD:-${CARGO_TARGET_DIR:-$REPO/target}/release/iotrelay-udpload}
+IKELOAD=${IKELOAD:-${CARGO_TARGET_DIR:-$REPO/target}/release/iotrelay-ikeload}
 for b in "$UDPLOAD" "$IOTRELAY_SIDECAR"; do
   [ -x "$b" ] || { echo "bench: no $b (cargo build --release -p iotrelay-udpload -p iotrelay-sidecar)" >&2; exit 2; }
 done
 QUICK=${BENCH_QUICK:-0}
-if [ "$QUICK" = 1 ]; then d_rounds=1 d_secs=1 d_probes=2 d_lat=1; else d_rounds=3 d_secs=2 d_probes=3 d_lat=3; fi
+if [ "$QUICK" = 1 ]; then d_rounds=1 d_secs=1 d_probes=2 d_lat=1 d_ike=3; else d_rounds=3 d_secs=2 d_probes=3 d_lat=3 d_ike=5; fi
 ROUNDS=${BENCH_ROUNDS:-$d_rounds}
 SECS=${BENCH_SECS:-$d_secs}
 PROBES=${BENCH_PROBES:-$d_probes}
@@ -48,6 +53,9 @@ THREADS=${BENCH_THREADS:-2}
 SIZES=${BENCH_SIZES:-64 1400}
 CONFIGS=${BENCH_CONFIGS:-ceiling orig-gcm orig-cbc relay-gcm relay-cbc both-gcm both-cbc}
 LOAD_CONFIGS=${BENCH_LOAD_CONFIGS-load-gcm}
+IKE_CONFIGS=${BENCH_IKE_CONFIGS-ike-gcm}
+BENCH_IKE_SECS=${BENCH_IKE_SECS:-$d_ike}
+BENCH_IKE_RATE=${BENCH_IKE_RATE:-20000}
 OUT=${BENCH_OUT:-$REPO/BENCHMARKS.md}
 BENCH_ID=bn$$
 RESULTS=${BENCH_RESULTS:-/tmp/$BENCH_ID.results}
@@ -57,7 +65,7 @@ UP=()
 
 cleanup() {
   local c
-  for c in $CONFIGS $LOAD_CONFIGS; do bench_down "$c" > /dev/null 2>&1; done
+  for c in $CONFIGS $LOAD_CONFIGS $IKE_CONFIGS; do bench_down "$c" > /dev/null 2>&1; done
 }
 trap cleanup EXIT
 trap 'echo "# interrupted" >&2; exit 130' INT
@@ -313,6 +321,14 @@ for cfg in $LOAD_CONFIGS; do
     record "cfg=$cfg what=down"
   fi
   bench_down "$cfg" > /dev/null 2>&1
+done
+for cfg in $IKE_CONFIGS; do
+  if [ -x "$IKELOAD" ]; then
+    ike_bench "$cfg"
+  else
+    record "cfg=$cfg what=ike phase=up ok=0 note=no-generator-binary"
+    echo "# $cfg: no $IKELOAD (cargo build --release -p iotrelay-ikeload): no IKE responder figures" >&2
+  fi
 done
 if [ "${BENCH_PROFILE:-1}" = 1 ]; then
   for cfg in "${UP[@]}"; do

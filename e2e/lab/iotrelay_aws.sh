@@ -21,6 +21,9 @@
 # routing as AWS does it: the tunnel's insideCidr is 169.254.1N.0/30 (as in e2e/bgp), the relay runs with
 # `--bgp-aws-side` (AWS's end of the session: 169.254.1N.1, AS awsAsn, waiting for the relay to connect), and the
 # prefixes the relay announces are the device's routes (no static route back).
+# AWS_IOTRELAY_EXTRA_PEERS (space-separated addresses): one more tunnel per address after the relay's (`extra1`..,
+# PSK AWS_IOTRELAY_EXTRA_PSK, default the relay's), for other initiators (bench/ike.sh); an IotRelay takes at most
+# two tunnels, so one address.
 # Its admin server is 127.0.0.1:9464 inside that namespace (iotrelay_aws_curl N PATH); logs in $LAB_DIR/awsN/.
 
 IOTRELAY_AWS_DEV=awsgw0
@@ -31,7 +34,7 @@ iotrelay_aws_inside_cidr() { echo "169.254.1$1.0/30"; }
 
 # iotrelay_aws_yaml N PSK FILE: the IotRelay + Secret of AWS endpoint N.
 iotrelay_aws_yaml() {
-  local i=$1 psk=$2 f=$3 ike esp routes mtu="" inside="" bgp=""
+  local i=$1 psk=$2 f=$3 ike esp routes mtu="" inside="" bgp="" extra="" a n=0
   ike=$(echo "${AWS_IOTRELAY_IKE:-$LAB_AWS_IKE_PROPOSALS}" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')
   esp=$(echo "${AWS_IOTRELAY_ESP:-$LAB_AWS_ESP_PROPOSALS}" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')
   routes=$(echo "${AWS_IOTRELAY_ROUTES:-$LAB_INSIDE_PREFIX}" | sed 's/[^,][^,]*/"&"/g; s/,/, /g')
@@ -42,6 +45,11 @@ iotrelay_aws_yaml() {
     bgp="
   bgp: $AWS_IOTRELAY_BGP"
   fi
+  for a in ${AWS_IOTRELAY_EXTRA_PEERS:-}; do
+    n=$((n + 1))
+    extra+="
+  - {name: extra$n, peerAddress: $a, preSharedKeySecretRef: {name: aws-side, key: extra}}"
+  done
   cat > "$f" <<EOT
 apiVersion: iotrelay.dev/v1alpha1
 kind: IotRelay
@@ -52,7 +60,7 @@ spec:
   tunnels:
   - name: relay
     peerAddress: $LAB_RELAY_PUBLIC$inside
-    preSharedKeySecretRef: {name: aws-side, key: psk}
+    preSharedKeySecretRef: {name: aws-side, key: psk}$extra
   ike:
     proposals: [$ike]
     lifetime: ${AWS_IOTRELAY_IKE_LIFETIME:-8h}
@@ -68,7 +76,7 @@ spec:
 apiVersion: v1
 kind: Secret
 metadata: {name: aws-side, namespace: default}
-stringData: {psk: "$psk"}
+stringData: {psk: "$psk", extra: "${AWS_IOTRELAY_EXTRA_PSK:-$psk}"}
 EOT
 }
 
