@@ -170,7 +170,7 @@ def ike_section(p, recs):
                 p("| lab | did not come up (%s) | | | | | |" % r.get("note", "?"))
             continue
         hs, cpu, secs = num(r, "ike_handshakes"), num(r, "aws_cpu_secs"), num(r, "secs")
-        rate = "%.0f" % r["ike_rate"] if num(r, "ike_rate") is not None else "-"
+        rate = "%.1f" % r["ike_rate"] if num(r, "ike_rate") is not None else "-"
         per_cpu = "%.0f" % (hs / cpu) if hs and cpu else "-"
         if hs and cpu and secs and ph in base and cpu > base[ph] * secs:
             per_cpu += " (net %.0f)" % (hs / (cpu - base[ph] * secs))
