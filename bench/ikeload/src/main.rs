@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
     loop {
         let now = epoch.elapsed();
         for s in &mut slots {
-            s.on_time(now, limit, &mut st);
+            s.on_time(now, limit, running, &mut st);
             s.pump(now, running, &mut st);
         }
         if running && now >= end {

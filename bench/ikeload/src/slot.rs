@@ -28,6 +28,16 @@ pub struct Stats {
     pub send_errors: u64,
 }
 
+impl Stats {
+    /// A handshake given up; counted while the run is measuring.
+    fn failed(&mut self, running: bool, why: &str) {
+        if running {
+            self.failures += 1;
+            self.last_failure = Some(why.into());
+        }
+    }
+}
+
 enum Phase {
     Connecting,
     Closing,
@@ -111,22 +121,21 @@ impl Slot {
     }
 
     /// The engine's timers and this slot's own limits: a handshake not done within `limit`, or a DELETE not
-    /// answered within it, is given up and a new one started.
-    pub fn on_time(&mut self, now: Duration, limit: Duration, st: &mut Stats) {
+    /// answered within it, is given up and a new one started (while `running`).
+    pub fn on_time(&mut self, now: Duration, limit: Duration, running: bool, st: &mut Stats) {
         if self.tunnel.poll_timeout().is_some_and(|at| now >= at) {
             self.tunnel.handle_timeout(now);
         }
         if now >= self.since + limit {
             match self.phase {
                 Phase::Connecting => {
-                    st.failures += 1;
-                    st.last_failure = Some("timeout".into());
+                    st.failed(running, "timeout");
                     self.tunnel.close(now);
-                    self.restart(now, true);
+                    self.restart(now, running);
                 }
                 Phase::Closing => {
                     st.close_timeouts += 1;
-                    self.restart(now, true);
+                    self.restart(now, running);
                 }
                 Phase::Idle => {}
             }
@@ -161,8 +170,7 @@ impl Slot {
                         changed = true;
                     }
                     (Event::IkeSaDown { reason }, Phase::Connecting) => {
-                        st.failures += 1;
-                        st.last_failure = Some(reason.reason().into());
+                        st.failed(running, reason.reason());
                         self.tunnel.close(now);
                         self.restart(now, running);
                         changed = true;
