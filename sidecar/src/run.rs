@@ -160,7 +160,8 @@ pub async fn run(
     let (mut routes_version, mut routes_failed) = (0u64, false);
     // Gateway mode's device I/O: its buffers are taken once, here (nothing is allocated per packet).
     let mut tun_rx = TunReader::default();
-    let mut tun_tx = TunOutbox::new(tun.as_ref().is_some_and(GatewayDevice::vnet));
+    let mut tun_tx = TunOutbox::new(tun.as_ref().is_some_and(GatewayDevice::vnet))
+        .with_uso(tun.as_ref().is_some_and(|t| t.io_mode().uso));
     let mut tun_io = tun.as_ref().map_or_else(TunIo::default, GatewayDevice::io_mode);
     let mut tun_failed = 0u64;
     macro_rules! tun_side {
