@@ -385,11 +385,8 @@ def main():
                   r.get("forwards", 0), r.get("sessions", 0), r.get("sent", 0),
                   "%.0f" % r["rate"] if isinstance(r.get("rate"), float) else "?",
                   idle.get("rss_kib", 0) / 1024, r.get("rss_kib", 0) / 1024, r.get("hwm_kib", 0) / 1024))
-    perfs = sorted(f for f in glob.glob(a.results + ".perf.*") if not f.startswith(a.results + ".perf.aws."))
-
-
     ike_section(p, recs)
-    perfs = sorted(glob.glob(a.results + ".perf.*"))
+    perfs = sorted(f for f in glob.glob(a.results + ".perf.*") if not f.startswith(a.results + ".perf.aws."))
     if perfs:
         p("")
         p("## Where the relay's CPU goes at saturation")
