@@ -385,6 +385,10 @@ def main():
                   r.get("forwards", 0), r.get("sessions", 0), r.get("sent", 0),
                   "%.0f" % r["rate"] if isinstance(r.get("rate"), float) else "?",
                   idle.get("rss_kib", 0) / 1024, r.get("rss_kib", 0) / 1024, r.get("hwm_kib", 0) / 1024))
+            if isinstance(r.get("anon_kib"), float) and isinstance(r.get("file_kib"), float):
+                p("After the load, %.1f MiB of the RSS is the process's own memory (anonymous: heap, stacks) and %.1f "
+                  "MiB pages of its executable and libraries mapped from their files (shared, reclaimable)."
+                  % (r["anon_kib"] / 1024, r["file_kib"] / 1024))
     ike_section(p, recs)
     perfs = sorted(f for f in glob.glob(a.results + ".perf.*") if not f.startswith(a.results + ".perf.aws."))
     if perfs:

@@ -265,6 +265,7 @@ rss_load() {
   sleep 1.5 # the status is published once a second
   m=$(relay_curl "http://$RELAY_ADMIN/metrics" 2>/dev/null)
   record "cfg=$cfg what=rss when=load rss_kib=$(rss_kib "$pid" VmRSS) hwm_kib=$(rss_kib "$pid" VmHWM)" \
+    "anon_kib=$(rss_kib "$pid" RssAnon) file_kib=$(rss_kib "$pid" RssFile)" \
     "sessions=$(metric_sum 'iotrelay_forward_sessions{' <<< "$m")" \
     "tunnels_up=$(metric_sum 'iotrelay_tunnel_up{' <<< "$m") forwards=$BENCH_FORWARDS $out"
 }
