@@ -75,13 +75,13 @@ rekey() {
 # collide KIND(child|ike): both ends rekey the same SA at once (RFC 7296 §2.8.1/§2.8.2). Their first requests are
 # dropped in the relay's namespace; then both processes are frozen and the drop lifted. Once both retransmission
 # timers are overdue, strongSwan is thawed first: its retransmitted request waits in the frozen relay's socket, so
-# the relay, thawed a second later, reads the peer's rekey while its own is in flight (its collision counter must
-# move), and its own retransmission reaches strongSwan while strongSwan's exchange is still open. Afterwards: exactly one IKE SA and one CHILD_SA pair, equal on both ends, a collision was seen (by the
-# relay's counter or strongSwan's log), and traffic flows.
+# the relay, thawed a second later, reads the peer's rekey while its own is in flight, and its own retransmission
+# reaches strongSwan while strongSwan's exchange is still open. Afterwards: exactly one IKE SA and one CHILD_SA
+# pair, equal on both ends, the relay's collision counter moved, and traffic flows.
 collide() {
   local kind=$1 attempt
-  # Whether both requests really cross depends on scheduling (a DPD in flight delays ours; charon handles messages
-  # on several threads): up to three attempts to produce one. Every attempt must end consistent and carry traffic.
+  # Whether both requests really cross depends on scheduling (a DPD in flight on either side delays a rekey):
+  # up to three attempts to produce one. Every attempt must end consistent and carry traffic.
   for attempt in 1 2 3; do
     collide_once "$kind" || return 1
     [ "$COLLIDED" = 1 ] && return 0
@@ -124,11 +124,14 @@ NFT
     && relay_matches_aws 1; }
   lab_wait 20 changed || { lab_fail_why "after a $kind rekey collision: ${LAB_WHY:-SPI unchanged ($before)}"; return 1; }
   round_trip "collide-$kind" || return 1
+  # A collision counts when the relay's own metric (iotrelay_ike_rekey_collisions_total) says so. The relay counts
+  # it when its own exchange completes, which may be the last thing that happens, and republishes counters once a
+  # second: give the metric a few seconds to move.
+  counted() { [ "$(relay_collisions)" -gt "$n0" ]; }
+  lab_wait 3 counted && COLLIDED=1
   n1=$(relay_collisions)
   c1=$(grep -ci collision "$log")
   echo "# $kind collision seen by: relay $((n1 - n0)), strongSwan $((c1 - c0))" >&2
-  # A collision counts when the relay's own metric (iotrelay_ike_rekey_collisions_total) says so.
-  if [ "$n1" -gt "$n0" ]; then COLLIDED=1; fi
 }
 relay_collisions() {
   relay_curl "http://$RELAY_ADMIN/metrics" | awk '/^iotrelay_ike_rekey_collisions_total\{.*tunnel1/ { print $2; f=1 } END { if (!f) print 0 }'
