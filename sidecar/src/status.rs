@@ -111,18 +111,10 @@ impl Owner {
 }
 
 /// The `TunnelsReady` reason for a tunnel failure only a configuration change can fix; `None` for the others.
+/// Which failures are permanent is the engine's call ([`DownReason::is_permanent`]); the condition reason carries
+/// the same name.
 pub fn permanent_reason(r: &DownReason) -> Option<TunnelsReadyReason> {
-    match r {
-        DownReason::AuthenticationFailed { .. } => Some(TunnelsReadyReason::AuthenticationFailed),
-        DownReason::NoProposalChosen { .. } => Some(TunnelsReadyReason::NoProposalChosen),
-        DownReason::TsUnacceptable { .. } => Some(TunnelsReadyReason::TsUnacceptable),
-        DownReason::PeerError { .. }
-        | DownReason::InvalidSyntax
-        | DownReason::DeadPeer
-        | DownReason::DeletedByPeer
-        | DownReason::ReplacedByPeer
-        | DownReason::Closed => None,
-    }
+    r.is_permanent().then(|| r.reason().parse().ok()).flatten()
 }
 
 fn tunnel_status(t: &TunnelSnapshot, clock: &WallClock) -> ApiTunnel {
