@@ -145,6 +145,29 @@ fn inner_udp_matches_independent_bytes_and_checks() {
     }
 }
 
+/// The cheap look at a packet's destination agrees with the full parse on every valid packet, ignores both
+/// checksums (the taker verifies them), and sees nothing in a fragment, another protocol or a cut packet.
+#[test]
+fn peek_udp_dst_agrees_with_parse_udp_without_checksums() {
+    let pkt = ipv4::build_udp_vec([100, 64, 1, 10].into(), 7000, [100, 127, 0, 1].into(), 5555, b"reply");
+    let p = ipv4::parse_udp(&pkt).unwrap();
+    assert_eq!(ipv4::peek_udp_dst(&pkt), Some((p.dst, p.dport)));
+    let mut bad = pkt.clone();
+    bad[10] ^= 1; // IPv4 header checksum
+    bad[27] ^= 1; // UDP checksum
+    assert!(ipv4::parse_udp(&bad).is_err());
+    assert_eq!(ipv4::peek_udp_dst(&bad), Some(([100, 127, 0, 1].into(), 5555)));
+    let mut frag = pkt.clone();
+    frag[6] |= 0x20; // MF
+    assert_eq!(ipv4::peek_udp_dst(&frag), None);
+    let mut tcp = pkt.clone();
+    tcp[9] = 6;
+    assert_eq!(ipv4::peek_udp_dst(&tcp), None);
+    for k in 0..28 {
+        assert_eq!(ipv4::peek_udp_dst(&pkt[..k]), None, "cut at {k}");
+    }
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }

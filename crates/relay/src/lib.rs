@@ -363,9 +363,12 @@ impl Relay {
     }
 
     /// Whether `packet` is IPv4/UDP to the inside address on a port a session holds, i.e. meant for a forward
-    /// (hand it to [`Relay::on_inner_packet`]); anything else is for the host in gateway mode. Counts nothing.
+    /// (hand it to [`Relay::on_inner_packet`], which verifies it and counts a bad one); anything else is for the
+    /// host in gateway mode. Looks at the headers only (no checksum: the packet's taker verifies it once). Counts
+    /// nothing.
     pub fn claims(&self, packet: &[u8]) -> bool {
-        ipv4::parse_udp(packet).is_ok_and(|p| p.dst == self.inside && self.sessions.by_port(p.dport).is_some())
+        ipv4::peek_udp_dst(packet)
+            .is_some_and(|(dst, port)| dst == self.inside && self.sessions.by_port(port).is_some())
     }
 
     /// A decrypted inner packet from the tunnel. If it is a valid IPv4/UDP packet to insideAddress:port, from the

@@ -118,6 +118,27 @@ fn reply_routing_and_no_session() {
     assert_eq!(r.stats(id).unwrap().packets_out, 1);
 }
 
+/// `claims` (gateway mode: a forward's reply, or the host's?) looks at the headers only: a reply to a session's
+/// port with a broken checksum is still claimed, and the full parse behind it drops it as malformed, so the drop
+/// is counted by the relay instead of being handed to the host.
+#[test]
+fn claims_by_headers_and_the_parse_behind_it_drops_a_bad_checksum() {
+    let (mut r, id) = relay();
+    let mut out = [0u8; 1500];
+    r.on_client_datagram(secs(0), id, client(1, 5000), b"q", &mut out).unwrap();
+    let ok = reply(TARGET, 5000, b"ok");
+    assert!(r.claims(&ok));
+    assert!(!r.claims(&reply(TARGET, 5001, b"ok")), "no session on that port: the host's");
+    let other_dst = ipv4::build_udp_vec(*TARGET.ip(), 7000, Ipv4Addr::new(100, 127, 0, 2), 5000, b"r");
+    assert!(!r.claims(&other_dst), "another address: the host's");
+    let mut bad = ok.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    assert!(r.claims(&bad));
+    assert_eq!(r.on_inner_packet(secs(1), &bad).unwrap_err().reason, DropReason::Malformed);
+    assert_eq!(r.stats(id).unwrap().packets_out, 0);
+}
+
 #[test]
 fn idle_expiry_refreshed_by_traffic_both_ways() {
     let (mut r, id) = relay();
