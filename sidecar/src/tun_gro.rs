@@ -287,7 +287,7 @@ fn same_flow(head: &[u8], p: &[u8], proto: u8, ihl: usize, hlen: usize) -> bool 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tun_gso::tests::{checksums_ok, tcp};
+    use crate::tun_gso::tests::{checksums_ok, ipv4_header, tcp};
     use crate::tun_gso::{VnetHdr, segment};
     use iotrelay_esp::ipv4::TCP_SYN;
 
@@ -386,16 +386,7 @@ mod tests {
     /// checksums set.
     fn udp(id: u16, sport: u16, n: usize) -> Vec<u8> {
         let mut p = vec![0u8; 28 + n];
-        p[0] = 0x45;
-        let len = p.len() as u16;
-        p[2..4].copy_from_slice(&len.to_be_bytes());
-        p[4..6].copy_from_slice(&id.to_be_bytes());
-        p[6] = 0x40;
-        p[8] = 64;
-        p[9] = PROTO_UDP;
-        p[12..16].copy_from_slice(&[100, 127, 0, 1]);
-        p[16..20].copy_from_slice(&[100, 64, 1, 10]);
-        set_ip_checksum(&mut p, 20);
+        ipv4_header(&mut p, id, PROTO_UDP);
         p[20..22].copy_from_slice(&sport.to_be_bytes());
         p[22..24].copy_from_slice(&9000u16.to_be_bytes());
         p[24..26].copy_from_slice(&((8 + n) as u16).to_be_bytes());

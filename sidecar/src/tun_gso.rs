@@ -241,19 +241,25 @@ pub(crate) mod tests {
 
     /// An IPv4/TCP packet 100.127.0.1:40000 -> 100.64.1.10:22 with `payload`, sequence `seq`, flags `flags`, a
     /// 12-octet timestamp option, DF, ID 0x1000, checksums set.
-    pub(crate) fn tcp(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
-        let h = 20 + 32;
-        let mut p = vec![0u8; h + payload.len()];
+    /// A 20-octet IPv4 header (DF, TTL 64, 100.127.0.1 -> 100.64.1.10) for a packet of `p.len()` octets, with
+    /// its checksum: the test packets' common part.
+    pub(crate) fn ipv4_header(p: &mut [u8], id: u16, proto: u8) {
         p[0] = 0x45;
         let n = p.len() as u16;
         p[2..4].copy_from_slice(&n.to_be_bytes());
-        p[4..6].copy_from_slice(&0x1000u16.to_be_bytes());
+        p[4..6].copy_from_slice(&id.to_be_bytes());
         p[6] = 0x40;
         p[8] = 64;
-        p[9] = PROTO_TCP;
+        p[9] = proto;
         p[12..16].copy_from_slice(&[100, 127, 0, 1]);
         p[16..20].copy_from_slice(&[100, 64, 1, 10]);
-        set_ip_checksum(&mut p, 20);
+        set_ip_checksum(p, 20);
+    }
+
+    pub(crate) fn tcp(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let h = 20 + 32;
+        let mut p = vec![0u8; h + payload.len()];
+        ipv4_header(&mut p, 0x1000, PROTO_TCP);
         let t = &mut p[20..];
         t[0..2].copy_from_slice(&40000u16.to_be_bytes());
         t[2..4].copy_from_slice(&22u16.to_be_bytes());

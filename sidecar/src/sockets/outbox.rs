@@ -70,7 +70,7 @@ impl Outbox {
     fn push(&mut self, sockets: &Sockets, key: SockKey, to: SocketAddr, data: &[u8], tag: Option<ForwardId>) -> bool {
         let Some(sock) = sockets.get(key) else { return false };
         if !self.batched {
-            // The path before batching, kept as the bench's baseline: one sendto per datagram.
+            // The path before batching, kept as the bench's baseline: one send (sendmsg) per datagram.
             return match sock.send(to, data, None) {
                 Ok(()) => true,
                 Err(e) => {
