@@ -71,17 +71,22 @@ start_bgp_relay() {
   lab_wait 30 relay_tunnel_established tunnel2 || { lab_fail_why "tunnel2 not Established within 30 s"; return 1; }
 }
 
-sessions_established() {
-  alive || return 1
+# both_sessions_up AWS_UP AWS_WHY: on both tunnels the AWS side's session (`AWS_UP i`; `AWS_WHY i` says what it
+# is instead) and the relay's are Established, and the relay's status is not degraded.
+both_sessions_up() {
   local i
   for i in 1 2; do
-    lab_wait 40 bird_established "$i" \
-      || { lab_fail_why "bird on aws$i: $(birdc_n "$i" show protocols relay 2>&1 | tail -1)"; return 1; }
+    lab_wait 40 "$1" "$i" || { lab_fail_why "$("$2" "$i")"; return 1; }
     lab_wait 10 relay_bgp_is "$i" state Established \
-      || { lab_fail_why "relay tunnel$i bgp: $(relay_jq ".tunnels[$((i - 1))].bgp")"; return 1; }
+      || { lab_fail_why "relay tunnel$i bgp: $(relay_jq -c ".tunnels[$((i - 1))].bgp")"; return 1; }
   done
   [ "$(relay_condition Degraded)" = "False AllTunnelsEstablished" ] \
     || lab_fail_why "Degraded: $(relay_condition Degraded)"
+}
+bird_why() { echo "bird on aws$1: $(birdc_n "$1" show protocols relay 2>&1 | tail -1)"; }
+sessions_established() {
+  alive || return 1
+  both_sessions_up bird_established bird_why
 }
 
 inside_address_in_bird() {
@@ -328,6 +333,7 @@ aws_to_device_above() {
   [ "${v:-0}" -gt "$2" ]
 }
 aws_why() { echo "AWS side $1: $(iotrelay_aws_jq "$1" -c '.tunnels[0] | {state, bgp}' 2>&1)"; }
+aws_established() { aws_bgp_is "$1" state Established; }
 
 # Both ends' sessions Established, the relay's status not degraded.
 iotrelay_aws_sessions_established() {
@@ -341,13 +347,7 @@ iotrelay_aws_sessions_established() {
   done
   lab_fail_back
   start_bgp_relay || return 1
-  for i in 1 2; do
-    lab_wait 40 aws_bgp_is "$i" state Established || { lab_fail_why "$(aws_why "$i")"; return 1; }
-    lab_wait 10 relay_bgp_is "$i" state Established \
-      || { lab_fail_why "relay tunnel$i bgp: $(relay_jq -c ".tunnels[$((i - 1))].bgp")"; return 1; }
-  done
-  [ "$(relay_condition Degraded)" = "False AllTunnelsEstablished" ] \
-    || lab_fail_why "Degraded: $(relay_condition Degraded)"
+  both_sessions_up aws_established aws_why
 }
 
 # The relay learns the VPC on both tunnels; each AWS side learns the relay's inside address and routes it into
