@@ -63,7 +63,7 @@ pub fn decide(annotation: Option<&str>, handled: Option<&LastRekeyRequest>, tunn
 }
 
 /// Acts on every new value of `annotation` (the IotRelay's `iotrelay.dev/rekey`, `None` when absent) and publishes
-/// the record in `record`, which `kube::write_status` writes to `status.lastRekeyRequest`. `record` starts with the
+/// the record in `record`, which `kube_status::write_status` writes to `status.lastRekeyRequest`. `record` starts with the
 /// live status's record, so a restarted relay does not act on a request its predecessor handled.
 pub async fn handle_requests(
     mut annotation: watch::Receiver<Option<String>>,

@@ -20,6 +20,7 @@ pub mod import_aws;
 pub mod ingress;
 pub mod kube;
 pub mod kube_rekey;
+pub mod kube_status;
 pub mod monitoring;
 pub mod privileges;
 pub mod publish;
