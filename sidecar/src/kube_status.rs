@@ -120,6 +120,12 @@ pub(crate) async fn write_status(
                 written = Some(status);
                 last_write = tokio::time::Instant::now();
             }
+            // The IotRelay is gone (deleted: this pod follows it by garbage collection): nothing to write to, and
+            // retrying every 2 s until the pod stops would only load the API server.
+            Err(kube::Error::Api(s)) if s.code == 404 => {
+                tracing::info!("the IotRelay is gone: no more status writes");
+                return;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "writing status failed; retrying");
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -180,6 +186,8 @@ fn event_of(n: &Notice) -> KEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// Events that kube-runtime would fold into one series (same type, reason and action) have the same note, so
     /// no Event is hidden behind an earlier one's message (a peer DELETE on tunnel2 behind tunnel1's DeadPeer).
@@ -228,6 +236,50 @@ mod tests {
             })
             .collect();
         serde_json::from_value(serde_json::json!({ "conditions": c })).unwrap()
+    }
+
+    /// A mock API server answering every request with `code`; returns the IotRelay API and the request count.
+    fn api_answering(code: u16) -> (Api<IotRelay>, Arc<AtomicUsize>) {
+        let (svc, mut handle) = tower_test::mock::pair::<http::Request<kube::client::Body>, http::Response<_>>();
+        let count = Arc::new(AtomicUsize::new(0));
+        let n = count.clone();
+        tokio::spawn(async move {
+            while let Some((_req, send)) = handle.next_request().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                let body = serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": "mock", "reason": "Mock", "code": code});
+                let resp = http::Response::builder()
+                    .status(code)
+                    .header("content-type", "application/json")
+                    .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+                    .unwrap();
+                send.send_response(resp);
+            }
+        });
+        (Api::namespaced(kube::Client::new(svc, "iot"), "iot"), count)
+    }
+
+    /// The IotRelay deleted (404): one write, and the writer ends instead of retrying until the pod is gone. Any
+    /// other failure is retried every 2 s.
+    #[tokio::test(start_paused = true)]
+    async fn a_deleted_iotrelay_ends_the_status_writer_other_errors_are_retried() {
+        for (code, ends) in [(404, true), (500, false)] {
+            let (api, requests) = api_answering(code);
+            let (tx, rx) = watch::channel(IotRelayStatus::default());
+            let (_live_tx, live) = watch::channel(Vec::new());
+            let (_rekey_tx, rekey) = watch::channel(None);
+            let writer = tokio::spawn(write_status(api, "plant-7".into(), rx, live, rekey));
+            tx.send_replace(status(&[("TunnelsReady", "True", "TunnelEstablished")]));
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            let sent = requests.load(Ordering::SeqCst);
+            assert_eq!(writer.is_finished(), ends, "HTTP {code}");
+            if ends {
+                assert_eq!(sent, 1, "HTTP {code}: written once");
+            } else {
+                assert!(sent >= 10, "HTTP {code}: retried, {sent} writes in 30 s");
+            }
+            writer.abort();
+        }
     }
 
     #[test]
