@@ -229,7 +229,7 @@ t_operator_ready() {
 tc operator-running-with-chart-serviceaccount t_operator_ready
 
 # The cases, in run order (each file's `tc` lines run as they are read).
-for case_file in validation user-path monitoring real-node gateway operations; do
+for case_file in validation user-path monitoring real-node gateway bgp operations; do
   # shellcheck source=/dev/null
   source "$here/cases/$case_file.sh"
 done
