@@ -133,9 +133,7 @@ NFT
   c1=$(grep -ci collision "$log")
   echo "# $kind collision seen by: relay $((n1 - n0)), strongSwan $((c1 - c0))" >&2
 }
-relay_collisions() {
-  relay_curl "http://$RELAY_ADMIN/metrics" | awk '/^iotrelay_ike_rekey_collisions_total\{.*tunnel1/ { print $2; f=1 } END { if (!f) print 0 }'
-}
+relay_collisions() { relay_metric iotrelay_ike_rekey_collisions_total; }
 spi() {
   if [ "$1" = child ]; then lab_sas_json 1 | jq -r '[.[].children[] | select(.installed)][0].spi_in'
   else lab_sas_json 1 | jq -r '.[0].ike_spi_local'; fi

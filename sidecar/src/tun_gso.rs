@@ -239,8 +239,6 @@ pub(crate) mod tests {
     use super::*;
     use iotrelay_esp::ipv4::TCP_ACK;
 
-    /// An IPv4/TCP packet 100.127.0.1:40000 -> 100.64.1.10:22 with `payload`, sequence `seq`, flags `flags`, a
-    /// 12-octet timestamp option, DF, ID 0x1000, checksums set.
     /// A 20-octet IPv4 header (DF, TTL 64, 100.127.0.1 -> 100.64.1.10) for a packet of `p.len()` octets, with
     /// its checksum: the test packets' common part.
     pub(crate) fn ipv4_header(p: &mut [u8], id: u16, proto: u8) {
@@ -256,6 +254,8 @@ pub(crate) mod tests {
         set_ip_checksum(p, 20);
     }
 
+    /// An IPv4/TCP packet 100.127.0.1:40000 -> 100.64.1.10:22 with `payload`, sequence `seq`, flags `flags`, a
+    /// 12-octet timestamp option, DF, ID 0x1000, checksums set.
     pub(crate) fn tcp(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
         let h = 20 + 32;
         let mut p = vec![0u8; h + payload.len()];

@@ -181,15 +181,8 @@ pub fn parse_udp(p: &[u8]) -> Result<Udp4<'_>, Ipv4Error> {
 /// verified: a cheap look that decides where a packet goes. Whoever takes the packet parses it with
 /// [`parse_udp`] (or hands it to a stack that verifies), so each checksum is computed once on the path.
 pub fn peek_udp_dst(p: &[u8]) -> Option<(Ipv4Addr, u16)> {
-    if p.len() < IPV4_HEADER_LEN || p[0] >> 4 != 4 || p[9] != PROTO_UDP {
-        return None;
-    }
-    let ihl = usize::from(p[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
-    if ihl < IPV4_HEADER_LEN || total > p.len() || total < ihl + UDP_HEADER_LEN {
-        return None;
-    }
-    if u16::from_be_bytes([p[6], p[7]]) & FRAGMENT_MASK != 0 {
+    let (ihl, total) = header_lengths(p).ok()?;
+    if p[9] != PROTO_UDP || total < ihl + UDP_HEADER_LEN || u16::from_be_bytes([p[6], p[7]]) & FRAGMENT_MASK != 0 {
         return None;
     }
     let dst = Ipv4Addr::new(p[16], p[17], p[18], p[19]);
@@ -198,6 +191,15 @@ pub fn peek_udp_dst(p: &[u8]) -> Option<(Ipv4Addr, u16)> {
 
 /// Checks the IPv4 header of `p` (version, IHL, total length, header checksum); returns (IHL octets, total length).
 pub fn check_header(p: &[u8]) -> Result<(usize, usize), Ipv4Error> {
+    let (ihl, total) = header_lengths(p)?;
+    if checksum(&p[..ihl]) != 0 {
+        return Err(Ipv4Error::BadChecksum);
+    }
+    Ok((ihl, total))
+}
+
+/// The version, IHL and total length of `p` checked against its length, no checksum: (IHL octets, total length).
+fn header_lengths(p: &[u8]) -> Result<(usize, usize), Ipv4Error> {
     if p.len() < IPV4_HEADER_LEN {
         return Err(Ipv4Error::Truncated);
     }
@@ -208,9 +210,6 @@ pub fn check_header(p: &[u8]) -> Result<(usize, usize), Ipv4Error> {
     let total = usize::from(u16::from_be_bytes([p[2], p[3]]));
     if ihl < IPV4_HEADER_LEN || total < ihl || total > p.len() {
         return Err(Ipv4Error::BadLength);
-    }
-    if checksum(&p[..ihl]) != 0 {
-        return Err(Ipv4Error::BadChecksum);
     }
     Ok((ihl, total))
 }

@@ -17,6 +17,7 @@ bgp_relay() {
     'spec.tunnels.0.insideCidr=169.254.11.0/30' 'spec.tunnels.1.insideCidr=169.254.12.0/30' | kubectl apply -f - > /dev/null
 }
 bgp_state() { status k8s-bgp ".status.tunnels[$(($1 - 1))].bgp.$2"; }
+bgp_degraded() { echo "$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)"; }
 bgp_why() { echo "bgp status: $(kubectl -n $ns get iotrelay k8s-bgp -o json 2>/dev/null | jq -c '[.status.tunnels[]?.bgp]')"; }
 bgp_birds_stop() {
   bird_stop_all
@@ -37,8 +38,7 @@ t_bgp_sessions() {
     wait_until 90 is Established bgp_state "$i" state || { why="tunnel$i: $(bgp_why)"; diag k8s-bgp; return 1; }
     wait_until 10 bird_established "$i" || { why="bird on aws$i: $(birdc_n "$i" show protocols relay | tail -1)"; return 1; }
   done
-  wait_until 30 is "False AllTunnelsEstablished" eval 'echo "$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)"' \
-    || { why="Degraded is '$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)'"; return 1; }
+  wait_until 30 is "False AllTunnelsEstablished" bgp_degraded || { why="Degraded is '$(bgp_degraded)'"; return 1; }
   wait_until 30 cond_is k8s-bgp Ready True || { why="Ready: $(cond k8s-bgp Ready reason) $(cond k8s-bgp Ready message)"; return 1; }
   j=$(kubectl -n $ns get pod "$(relay_pod k8s-bgp)" -o json)
   if grep -q -e NET_ADMIN -e /dev/net/tun -e IOTRELAY_GATEWAY <<< "$j"; then
@@ -71,14 +71,14 @@ t_bgp_session_loss() {
   requires operator crd || return 1
   [ $bgp_ok = 1 ] || { why="not yet: k8s-bgp has no sessions"; return 1; }
   birdc_n 1 disable relay > /dev/null || { why="birdc disable relay failed"; return 1; }
-  degraded() { [ "$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)" = "True BgpSessionDown" ]; }
-  wait_until 60 degraded || { why="Degraded is '$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)' after the loss: $(bgp_why)"; return 1; }
+  wait_until 60 is "True BgpSessionDown" bgp_degraded \
+    || { why="Degraded is '$(bgp_degraded)' after the loss: $(bgp_why)"; return 1; }
   cond_is k8s-bgp Ready True || { why="Ready '$(cond k8s-bgp Ready status)' while tunnel2 carries traffic"; return 1; }
   [ "$(status k8s-bgp '.status.tunnels[0].state')" = Established ] || { why="tunnel1 not Established during a BGP-only loss"; return 1; }
   birdc_n 1 enable relay > /dev/null || { why="birdc enable relay failed"; return 1; }
   wait_until 90 is Established bgp_state 1 state || { why="tunnel1's session did not come back: $(bgp_why)"; return 1; }
-  wait_until 30 is "False AllTunnelsEstablished" eval 'echo "$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)"' \
-    || { why="Degraded is '$(cond k8s-bgp Degraded status) $(cond k8s-bgp Degraded reason)' after the session came back"; return 1; }
+  wait_until 30 is "False AllTunnelsEstablished" bgp_degraded \
+    || { why="Degraded is '$(bgp_degraded)' after the session came back"; return 1; }
 }
 tc bgp-session-loss-degraded-then-recovers t_bgp_session_loss
 # Gone before the next cases, which count the API server's writes: the relay's children, deleted by garbage
